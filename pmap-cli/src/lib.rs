@@ -1,0 +1,11 @@
+//! pmap: a process's memory map (procps-ng compatible snapshots) and a live,
+//! eBPF-fed view of how it changes (`pmap trace`).
+//!
+//! - `proc`: readers of the kernel's view (`/proc/PID/maps`, `smaps`, `PROCMAP_QUERY`).
+//! - `region`: the region type every reader produces and every printer takes.
+//! - `format`: printers; they only format what they are given.
+//! - `snapshot`: the procps-compatible command line and its driver.
+//! - `trace`: `pmap trace`: probes, events, the live region model, deltas.
+pub mod cli;
+pub mod region;
+pub mod trace;

@@ -1,0 +1,415 @@
+//! Loading and attaching the kernel programs, and reading what they send.
+//!
+//! Everything the kernel side needs from the machine is checked here first,
+//! so that a failure names what is missing and how to fix it.
+
+use std::{
+    fmt, fs,
+    os::fd::AsRawFd,
+    path::Path,
+    task::{Context, Poll},
+};
+
+use anyhow::{Context as _, Result};
+use aya::{
+    Ebpf, EbpfLoader,
+    maps::{HashMap, MapData, PerCpuArray, RingBuf},
+    programs::TracePoint,
+};
+use pmap_common::{EVENT_SIZE, Event, counter};
+use tokio::io::unix::AsyncFd;
+
+/// The object built from `pmap-ebpf` by build.rs.
+static OBJECT: &[u8] = aya::include_bytes_aligned!(concat!(env!("OUT_DIR"), "/pmap"));
+
+/// Memory-mapping syscalls that can add, remove, split, merge or re-protect
+/// regions, by tracepoint name. The programs read the syscall number from
+/// the record, so the names only choose where to attach.
+pub const SYSCALLS: &[&str] = &[
+    "mmap",
+    "munmap",
+    "mprotect",
+    "pkey_mprotect",
+    "brk",
+    "mremap",
+    "madvise",
+    "shmat",
+    "shmdt",
+    "mseal",
+    "mlock",
+    "mlock2",
+    "munlock",
+    "mlockall",
+    "munlockall",
+    "mbind",
+    "remap_file_pages",
+];
+
+/// Syscalls that older kernels lack; attaching goes on without them.
+const OPTIONAL: &[&str] = &["mseal"];
+
+const TRACEFS: &str = "/sys/kernel/tracing";
+const DEBUGFS_TRACING: &str = "/sys/kernel/debug/tracing";
+
+/// Settings for [`Probes::load`].
+#[derive(Clone, Debug)]
+pub struct ProbeOptions {
+    /// Ring buffer size in bytes (a power of two multiple of the page size).
+    pub ring_size: u32,
+    /// Capture user stacks with every syscall event.
+    pub stacks: bool,
+}
+
+impl Default for ProbeOptions {
+    fn default() -> Self {
+        Self {
+            ring_size: DEFAULT_RING_SIZE,
+            stacks: false,
+        }
+    }
+}
+
+/// 4 MiB: about 15,000 events in flight.
+pub const DEFAULT_RING_SIZE: u32 = 4 << 20;
+
+/// Checks a `--ring-size` value: the kernel wants a power of two that is a
+/// multiple of the page size.
+pub fn check_ring_size(bytes: u64) -> Result<u32, String> {
+    let page = page_size();
+    if bytes < page || !bytes.is_power_of_two() || bytes > (1 << 30) {
+        return Err(format!(
+            "must be a power of two between the page size ({page}) and 1 GiB, e.g. {DEFAULT_RING_SIZE}"
+        ));
+    }
+    Ok(bytes as u32)
+}
+
+pub fn page_size() -> u64 {
+    // SAFETY: sysconf has no preconditions.
+    let n = unsafe { libc::sysconf(libc::_SC_PAGESIZE) };
+    if n > 0 { n as u64 } else { 4096 }
+}
+
+/// What is missing for the eBPF backend; its `Display` says what to do.
+#[derive(Debug)]
+pub enum Unavailable {
+    /// Capabilities the process lacks (names), with none of root's.
+    Capabilities(Vec<&'static str>),
+    /// tracefs is not mounted and mounting it failed.
+    Tracefs(std::io::Error),
+    /// The kernel has no tracepoint for these syscalls.
+    Tracepoints(Vec<String>),
+    /// This binary was built without its kernel programs.
+    NotBuilt,
+}
+
+impl fmt::Display for Unavailable {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        match self {
+            Unavailable::Capabilities(missing) => write!(
+                f,
+                "the eBPF backend needs capabilities {} (missing: {}); run as root \
+                 (sudo pmap trace ...) or grant them with \
+                 `setcap cap_bpf,cap_perfmon,cap_dac_read_search,cap_sys_ptrace+ep $(which pmap)`",
+                "CAP_BPF and CAP_PERFMON (or CAP_SYS_ADMIN)",
+                missing.join(", ")
+            ),
+            Unavailable::Tracefs(err) => write!(
+                f,
+                "tracefs is not mounted at {TRACEFS} and mounting it failed ({err}); \
+                 mount it as root: `mount -t tracefs nodev {TRACEFS}`"
+            ),
+            Unavailable::Tracepoints(names) => write!(
+                f,
+                "this kernel has no syscall tracepoints for {} \
+                 (needs CONFIG_FTRACE_SYSCALLS=y)",
+                names.join(", ")
+            ),
+            Unavailable::NotBuilt => write!(
+                f,
+                "this pmap was built with PMAP_NO_EBPF=1, without its eBPF programs; \
+                 rebuild it with `cargo xtask install`"
+            ),
+        }
+    }
+}
+
+impl std::error::Error for Unavailable {}
+
+const CAP_SYS_ADMIN: u32 = 21;
+const CAP_PERFMON: u32 = 38;
+const CAP_BPF: u32 = 39;
+
+/// The effective capability set of this process, from /proc/self/status.
+fn effective_caps() -> u64 {
+    let status = fs::read_to_string("/proc/self/status").unwrap_or_default();
+    status
+        .lines()
+        .find_map(|l| l.strip_prefix("CapEff:"))
+        .and_then(|hex| u64::from_str_radix(hex.trim(), 16).ok())
+        .unwrap_or(0)
+}
+
+/// Checks what loading and attaching need, mounting tracefs if it can.
+/// Returns the tracefs root to use.
+pub fn check_environment() -> Result<&'static str, Unavailable> {
+    if cfg!(pmap_no_ebpf) || OBJECT.is_empty() {
+        return Err(Unavailable::NotBuilt);
+    }
+    let caps = effective_caps();
+    let has = |c: u32| caps & (1 << c) != 0;
+    if !(has(CAP_SYS_ADMIN) || (has(CAP_BPF) && has(CAP_PERFMON))) {
+        let mut missing = Vec::new();
+        if !has(CAP_BPF) {
+            missing.push("CAP_BPF");
+        }
+        if !has(CAP_PERFMON) {
+            missing.push("CAP_PERFMON");
+        }
+        return Err(Unavailable::Capabilities(missing));
+    }
+    let root = tracefs_root()?;
+    let missing: Vec<String> = SYSCALLS
+        .iter()
+        .filter(|s| !OPTIONAL.contains(s))
+        .filter(|s| !Path::new(&format!("{root}/events/syscalls/sys_enter_{s}")).exists())
+        .map(|s| s.to_string())
+        .collect();
+    if !missing.is_empty() {
+        return Err(Unavailable::Tracepoints(missing));
+    }
+    Ok(root)
+}
+
+/// Finds tracefs, mounting it at /sys/kernel/tracing when nothing has yet
+/// (a fresh machine does not mount it, and aya attaches through it).
+fn tracefs_root() -> Result<&'static str, Unavailable> {
+    // One mount attempt at a time within this process; another process may
+    // still mount concurrently, which the re-check after a failure covers.
+    static MOUNTING: std::sync::Mutex<()> = std::sync::Mutex::new(());
+    let _guard = MOUNTING.lock().unwrap_or_else(|e| e.into_inner());
+    let mounted = || {
+        [TRACEFS, DEBUGFS_TRACING]
+            .into_iter()
+            .find(|root| Path::new(root).join("events").is_dir())
+    };
+    if let Some(root) = mounted() {
+        return Ok(root);
+    }
+    let target = c"/sys/kernel/tracing";
+    // SAFETY: all pointers are valid NUL-terminated strings; data is null.
+    let rc = unsafe {
+        libc::mount(
+            c"nodev".as_ptr(),
+            target.as_ptr(),
+            c"tracefs".as_ptr(),
+            0,
+            std::ptr::null(),
+        )
+    };
+    if rc != 0 {
+        let err = std::io::Error::last_os_error();
+        return mounted().ok_or(Unavailable::Tracefs(err));
+    }
+    Ok(TRACEFS)
+}
+
+/// The loaded and attached kernel programs and their maps. Dropping it
+/// detaches every probe and frees the maps.
+pub struct Probes {
+    // Kept for its Drop: it owns the programs and their links.
+    _ebpf: Ebpf,
+    ring: AsyncFd<RingBuf<MapData>>,
+    targets: HashMap<MapData, u32, u32>,
+    counters: PerCpuArray<MapData, u64>,
+    /// Tracepoints that were attached, for the "tracing" line.
+    pub attached: Vec<String>,
+}
+
+impl Probes {
+    /// Loads and attaches everything. Must run inside a tokio runtime.
+    pub fn load(opts: &ProbeOptions) -> Result<Probes> {
+        check_environment()?;
+        let config: u64 = if opts.stacks {
+            pmap_common::config::STACKS
+        } else {
+            0
+        };
+        let mut ebpf = EbpfLoader::new()
+            .map_max_entries("EVENTS", opts.ring_size)
+            .override_global("CONFIG", &config, true)
+            .load(OBJECT)
+            .context("loading the eBPF programs into the kernel failed")?;
+
+        let root = tracefs_root()?;
+        let mut attached = Vec::new();
+        for (prog, category, names) in [
+            ("sys_enter", "syscalls", "sys_enter_"),
+            ("sys_exit", "syscalls", "sys_exit_"),
+        ] {
+            let p: &mut TracePoint = ebpf
+                .program_mut(prog)
+                .with_context(|| format!("the eBPF object has no program {prog}"))?
+                .try_into()?;
+            p.load()
+                .with_context(|| format!("the kernel refused the eBPF program {prog}"))?;
+            for s in SYSCALLS {
+                let tp = format!("{names}{s}");
+                if OPTIONAL.contains(s)
+                    && !Path::new(&format!("{root}/events/{category}/{tp}")).exists()
+                {
+                    continue;
+                }
+                p.attach(category, &tp)
+                    .with_context(|| format!("attaching to tracepoint {category}:{tp} failed"))?;
+                attached.push(format!("{category}:{tp}"));
+            }
+        }
+        for (prog, tp) in [
+            ("sched_exec", "sched_process_exec"),
+            ("sched_exit", "sched_process_exit"),
+            ("sched_fork", "sched_process_fork"),
+        ] {
+            let p: &mut TracePoint = ebpf
+                .program_mut(prog)
+                .with_context(|| format!("the eBPF object has no program {prog}"))?
+                .try_into()?;
+            p.load()
+                .with_context(|| format!("the kernel refused the eBPF program {prog}"))?;
+            p.attach("sched", tp)
+                .with_context(|| format!("attaching to tracepoint sched:{tp} failed"))?;
+            attached.push(format!("sched:{tp}"));
+        }
+
+        let ring = RingBuf::try_from(ebpf.take_map("EVENTS").context("no EVENTS map")?)?;
+        // SAFETY: the ring buffer's fd stays open for as long as the AsyncFd
+        // owns the RingBuf, and nothing else registers it with the reactor.
+        let ring = unsafe { AsyncFd::register_with_interest(ring, tokio::io::Interest::READABLE) }
+            .context("registering the ring buffer with the event loop failed")?;
+        let targets = HashMap::try_from(ebpf.take_map("TARGETS").context("no TARGETS map")?)?;
+        let counters =
+            PerCpuArray::try_from(ebpf.take_map("COUNTERS").context("no COUNTERS map")?)?;
+        Ok(Probes {
+            _ebpf: ebpf,
+            ring,
+            targets,
+            counters,
+            attached,
+        })
+    }
+
+    /// Starts reporting the process `tgid` (all its threads).
+    pub fn add_target(&mut self, tgid: u32) -> Result<()> {
+        self.targets
+            .insert(tgid, 1, 0)
+            .with_context(|| format!("adding process {tgid} to the kernel filter failed"))
+    }
+
+    /// Stops reporting the process `tgid`.
+    pub fn remove_target(&mut self, tgid: u32) {
+        // Absent already is fine.
+        let _ = self.targets.remove(&tgid);
+    }
+
+    /// Events lost so far because the ring buffer was full (all CPUs).
+    pub fn lost(&self) -> u64 {
+        self.counter(counter::LOST)
+    }
+
+    /// Syscall exits seen without their entry.
+    pub fn unpaired(&self) -> u64 {
+        self.counter(counter::UNPAIRED)
+    }
+
+    fn counter(&self, index: u32) -> u64 {
+        self.counters
+            .get(&index, 0)
+            .map(|v| v.iter().sum())
+            .unwrap_or(0)
+    }
+
+    /// Moves every event now in the ring buffer into `out`; returns how many
+    /// records were malformed (never expected; counted rather than trusted).
+    pub fn drain(&mut self, out: &mut Vec<Event>) -> usize {
+        let ring = self.ring.get_mut();
+        let mut bad = 0;
+        while let Some(item) = ring.next() {
+            match decode(&item) {
+                Some(ev) => out.push(ev),
+                None => bad += 1,
+            }
+        }
+        bad
+    }
+
+    /// Waits until the ring buffer has data.
+    pub async fn readable(&mut self) -> Result<()> {
+        let mut guard = self.ring.readable_mut().await?;
+        guard.clear_ready();
+        Ok(())
+    }
+
+    /// Polls for readability without awaiting (for select loops).
+    pub fn poll_readable(&mut self, cx: &mut Context<'_>) -> Poll<std::io::Result<()>> {
+        match self.ring.poll_read_ready_mut(cx) {
+            Poll::Ready(Ok(mut guard)) => {
+                guard.clear_ready();
+                Poll::Ready(Ok(()))
+            }
+            Poll::Ready(Err(e)) => Poll::Ready(Err(e)),
+            Poll::Pending => Poll::Pending,
+        }
+    }
+
+    /// The ring buffer's file descriptor (for diagnostics).
+    pub fn ring_fd(&self) -> i32 {
+        self.ring.get_ref().as_raw_fd()
+    }
+}
+
+/// Decodes one ring buffer record; `None` if its size is not an event's.
+pub fn decode(bytes: &[u8]) -> Option<Event> {
+    if bytes.len() != EVENT_SIZE {
+        return None;
+    }
+    // SAFETY: the length is exactly size_of::<Event>(), Event is repr(C)
+    // with integer fields only (any bit pattern is valid), and
+    // read_unaligned does not require the slice to be aligned.
+    Some(unsafe { std::ptr::read_unaligned(bytes.as_ptr().cast::<Event>()) })
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn decode_rejects_wrong_sizes() {
+        assert!(decode(&[]).is_none());
+        assert!(decode(&[0u8; EVENT_SIZE - 1]).is_none());
+        assert!(decode(&[0u8; EVENT_SIZE + 8]).is_none());
+        let ev = decode(&[0u8; EVENT_SIZE]).expect("a zeroed record decodes");
+        assert_eq!(ev.kind, 0);
+    }
+
+    #[test]
+    fn decode_reads_fields_in_order() {
+        let mut raw = [0u8; EVENT_SIZE];
+        raw[0..8].copy_from_slice(&7u64.to_ne_bytes()); // enter_ns
+        raw[16..24].copy_from_slice(&0x1234u64.to_ne_bytes()); // args[0]
+        let tgid_at = 8 * 2 + 8 * 6 + 8 + 8 * pmap_common::MAX_STACK_DEPTH;
+        raw[tgid_at..tgid_at + 4].copy_from_slice(&42u32.to_ne_bytes());
+        let ev = decode(&raw).expect("decodes");
+        assert_eq!(ev.enter_ns, 7);
+        assert_eq!(ev.args[0], 0x1234);
+        assert_eq!(ev.tgid, 42);
+    }
+
+    #[test]
+    fn ring_size_must_be_power_of_two_pages() {
+        assert!(check_ring_size(4096).is_ok());
+        assert!(check_ring_size(1 << 22).is_ok());
+        assert!(check_ring_size(1000).is_err());
+        assert!(check_ring_size(3 * 4096).is_err());
+        assert!(check_ring_size(0).is_err());
+    }
+}

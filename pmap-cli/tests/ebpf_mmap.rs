@@ -1,0 +1,87 @@
+//! The kernel programs, loaded and attached for real: an mmap made by this
+//! test's own thread must arrive through the ring buffer with its arguments,
+//! its result and the thread id. Needs root (CI and `cargo xtask test` run
+//! as root); works whether or not tracefs is mounted yet.
+
+use std::time::{Duration, Instant};
+
+use pmap_cli::trace::probes::{ProbeOptions, Probes};
+use pmap_common::Event;
+
+fn gettid() -> u32 {
+    // SAFETY: gettid has no preconditions.
+    unsafe { libc::syscall(libc::SYS_gettid) as u32 }
+}
+
+async fn wait_for(probes: &mut Probes, pred: impl Fn(&Event) -> bool) -> Vec<Event> {
+    let deadline = Instant::now() + Duration::from_secs(5);
+    let mut seen = Vec::new();
+    loop {
+        let _ = tokio::time::timeout(Duration::from_millis(100), probes.readable()).await;
+        probes.drain(&mut seen);
+        if seen.iter().any(&pred) {
+            return seen;
+        }
+        assert!(
+            Instant::now() < deadline,
+            "event never arrived; saw {seen:#?}"
+        );
+    }
+}
+
+#[tokio::test(flavor = "current_thread")]
+async fn mmap_event_arrives_with_its_fields() {
+    let mut probes = Probes::load(&ProbeOptions::default())
+        .unwrap_or_else(|e| panic!("loading the probes failed (this test needs root): {e:#}"));
+    let pid = std::process::id();
+    probes.add_target(pid).expect("filter on our pid");
+
+    // A length no one else would use, to pick our call out.
+    let len = 4096 * 1007;
+    let prot = libc::PROT_READ | libc::PROT_WRITE;
+    let flags = libc::MAP_PRIVATE | libc::MAP_ANONYMOUS | libc::MAP_NORESERVE;
+    // SAFETY: a fresh anonymous mapping, unmapped below, never dereferenced.
+    let addr = unsafe { libc::mmap(std::ptr::null_mut(), len, prot, flags, -1, 0) };
+    assert_ne!(addr, libc::MAP_FAILED);
+    let tid = gettid();
+
+    let is_ours = |e: &Event| e.kind == libc::SYS_mmap as u32 && e.args[1] == len as u64;
+    let events = wait_for(&mut probes, is_ours).await;
+    let ev = events.iter().find(|e| is_ours(e)).expect("found above");
+    assert_eq!(ev.tgid, pid);
+    assert_eq!(ev.tid, tid);
+    assert_eq!(ev.args[0], 0, "addr hint");
+    assert_eq!(ev.args[2], prot as u64);
+    assert_eq!(ev.args[3], flags as u64);
+    assert_eq!(ev.args[4] as i32, -1, "fd");
+    assert_eq!(ev.ret, addr as i64, "returned address");
+    assert!(ev.enter_ns > 0 && ev.exit_ns >= ev.enter_ns);
+    assert_eq!(probes.lost(), 0);
+
+    // SAFETY: unmapping exactly what was mapped above.
+    assert_eq!(unsafe { libc::munmap(addr, len) }, 0);
+    let is_unmap = |e: &Event| e.kind == libc::SYS_munmap as u32 && e.args[0] == addr as u64;
+    let events = wait_for(&mut probes, is_unmap).await;
+    let ev = events.iter().find(|e| is_unmap(e)).expect("found above");
+    assert_eq!(ev.args[1], len as u64);
+    assert_eq!(ev.ret, 0);
+    assert_eq!(ev.tid, tid);
+
+    // Nothing from other processes crosses the ring buffer.
+    assert!(events.iter().all(|e| e.tgid == pid));
+}
+
+#[tokio::test(flavor = "current_thread")]
+async fn other_processes_are_filtered_out_in_the_kernel() {
+    let mut probes = Probes::load(&ProbeOptions::default()).expect("load (needs root)");
+    // No target added: a child that maps memory must not be reported.
+    let status = std::process::Command::new("python3")
+        .args(["-c", "import mmap; m = mmap.mmap(-1, 1 << 20); m.close()"])
+        .status()
+        .expect("python3 runs");
+    assert!(status.success());
+    let mut seen = Vec::new();
+    let _ = tokio::time::timeout(Duration::from_millis(200), probes.readable()).await;
+    probes.drain(&mut seen);
+    assert!(seen.is_empty(), "unexpected events: {seen:#?}");
+}

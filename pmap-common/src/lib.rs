@@ -1,0 +1,99 @@
+//! Records that cross the ring buffer from `pmap-ebpf` to `pmap-cli`.
+//!
+//! Every field has a fixed width, the largest come first and padding is
+//! explicit, so both sides agree on the layout byte for byte; the `const`
+//! assertions below stop the build if that ever changes.
+#![no_std]
+
+/// What a record describes. Syscall records carry the syscall's number
+/// (x86_64 numbering, as `__syscall_nr` in the tracepoint); the scheduler
+/// records use numbers above any syscall.
+pub mod kind {
+    /// The target (a thread of it) replaced its program with execve.
+    pub const EXEC: u32 = 0x1_0000;
+    /// A thread of the target exited; `args[0]` is 1 when it was the last
+    /// one (the whole process is gone).
+    pub const EXIT: u32 = 0x1_0001;
+    /// A thread of the target created a task; `args[0]` is the new task's
+    /// id. Whether it is a thread (same process) is decided in userspace.
+    pub const FORK: u32 = 0x1_0002;
+}
+
+/// Bit in [`Event::flags`]: the enter half of the syscall was not seen (the
+/// probes were attached while the call was in progress), so `args` and
+/// `enter_ns` are zero.
+pub const FLAG_NO_ENTER: u32 = 1;
+/// Bit in [`Event::flags`]: `stack` holds a user stack (see `stack_len`).
+pub const FLAG_STACK: u32 = 2;
+
+/// Deepest user stack the kernel program captures per event.
+pub const MAX_STACK_DEPTH: usize = 16;
+
+/// One change-causing call (or scheduler event) of a traced process.
+#[repr(C)]
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct Event {
+    /// `bpf_ktime_get_ns()` at syscall entry (0 for scheduler events).
+    pub enter_ns: u64,
+    /// `bpf_ktime_get_ns()` at syscall exit, or when the event happened.
+    pub exit_ns: u64,
+    /// The syscall's six raw arguments, as the tracepoint has them.
+    pub args: [u64; 6],
+    /// The syscall's return value (negative errno on failure).
+    pub ret: i64,
+    /// User return addresses, innermost first; `stack_len` of them are valid.
+    pub stack: [u64; MAX_STACK_DEPTH],
+    /// Process id (thread group id) in the initial PID namespace.
+    pub tgid: u32,
+    /// Thread id in the initial PID namespace.
+    pub tid: u32,
+    /// A syscall number or one of [`kind`].
+    pub kind: u32,
+    /// `FLAG_*` bits.
+    pub flags: u32,
+    /// Number of valid entries in `stack`.
+    pub stack_len: u32,
+    pub _pad: u32,
+}
+
+/// Byte size of [`Event`]; the userspace decoder rejects anything else.
+pub const EVENT_SIZE: usize = 8 * 2 + 8 * 6 + 8 + 8 * MAX_STACK_DEPTH + 4 * 6;
+const _: () = assert!(core::mem::size_of::<Event>() == EVENT_SIZE);
+const _: () = assert!(core::mem::align_of::<Event>() == 8);
+
+/// Arguments of a syscall seen at entry, kept until its exit.
+#[repr(C)]
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct Pending {
+    pub enter_ns: u64,
+    pub args: [u64; 6],
+    pub stack: [u64; MAX_STACK_DEPTH],
+    pub nr: u32,
+    pub stack_len: u32,
+}
+const _: () = assert!(core::mem::size_of::<Pending>() == 8 + 8 * 6 + 8 * MAX_STACK_DEPTH + 8);
+
+/// Indices into the per-CPU `COUNTERS` array.
+pub mod counter {
+    /// Events that did not fit in the ring buffer.
+    pub const LOST: u32 = 0;
+    /// Syscall exits whose entry record was missing or evicted.
+    pub const UNPAIRED: u32 = 1;
+    /// Number of counters.
+    pub const COUNT: u32 = 2;
+}
+
+/// Bits of the kernel program's `CONFIG` global.
+pub mod config {
+    /// Capture the user stack of every syscall event.
+    pub const STACKS: u64 = 1;
+}
+
+#[cfg(feature = "user")]
+mod pod {
+    // SAFETY: both are `repr(C)` with only integer fields and no implicit
+    // padding (checked by the size assertions above), so every bit pattern
+    // is a valid value.
+    unsafe impl aya::Pod for super::Event {}
+    unsafe impl aya::Pod for super::Pending {}
+}

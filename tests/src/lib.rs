@@ -1,0 +1,2 @@
+//! Helpers shared by the end-to-end tests: finding the built `pmap`,
+//! starting and stopping workload processes.
