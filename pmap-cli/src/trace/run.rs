@@ -158,14 +158,24 @@ impl<W: Write> Tracer<'_, W> {
         if s.exited {
             return Ok(());
         }
-        match s.check() {
+        // The initial table is the seed itself; events racing with it are
+        // still in the ring buffer and are applied after it.
+        let checked = if reason == "initial" {
+            Ok((None, Vec::new()))
+        } else {
+            s.check()
+        };
+        match checked {
             Ok((observed, corrections)) => {
                 for c in &corrections {
+                    let first = c.removed.first().or(c.added.first());
                     eprintln!(
-                        "pmap trace: model correction for pid {}: {} region(s) were not as traced, {} re-read from the kernel",
+                        "pmap trace: model correction for pid {}: the model had {} region(s) the kernel did not, \
+                         and lacked {} it had{}; replaced by the kernel's view",
                         s.pid,
                         c.removed.len(),
-                        c.added.len()
+                        c.added.len(),
+                        first.map_or(String::new(), |r| format!(" (first at {:#x})", r.start)),
                     );
                 }
                 if let Some(d) = observed {
