@@ -130,6 +130,7 @@ impl<W: Write> Printer<W> {
                 }
                 Cause::Observed => v["cause"] = json!("observed"),
                 Cause::Resync => v["cause"] = json!("resync"),
+                Cause::Polled => v["cause"] = json!("observed"),
                 Cause::Exec => v["cause"] = json!("exec"),
             }
             return self.line(v);
@@ -138,6 +139,7 @@ impl<W: Write> Printer<W> {
             Cause::Syscall(call, ev) => describe_call(*call, ev),
             Cause::Observed => "observed (no syscall: stack growth)".into(),
             Cause::Resync => "resync (re-read from the kernel)".into(),
+            Cause::Polled => "observed by polling (no thread or syscall known)".into(),
             Cause::Exec => "execve: new program, map re-read".into(),
         };
         let tid = if d.tid != 0 {

@@ -14,10 +14,11 @@ use tokio::{
 };
 
 use super::{
+    args::Backend,
     args::TraceArgs,
     launch::Launched,
     output::{Printer, TableRenderer, monotonic_ns},
-    probes::{ProbeOptions, Probes},
+    probes::{ProbeOptions, Probes, check_environment},
     session::{Delta, Session},
 };
 use crate::region::Region;
@@ -49,7 +50,8 @@ pub fn parse_range(s: &str) -> Result<(u64, u64)> {
 }
 
 struct Tracer<'r, W: Write> {
-    probes: Probes,
+    /// None with the poll backend.
+    probes: Option<Probes>,
     sessions: Vec<Session>,
     printer: Printer<W>,
     render: &'r mut TableRenderer,
@@ -76,8 +78,11 @@ impl<W: Write> Tracer<'_, W> {
     /// Takes everything in the ring buffer and applies it, in time order
     /// (threads on different CPUs may reach the buffer out of order).
     fn pump(&mut self) -> Result<()> {
+        let Some(probes) = &mut self.probes else {
+            return Ok(());
+        };
         let mut buf = std::mem::take(&mut self.buf);
-        self.probes.drain(&mut buf);
+        probes.drain(&mut buf);
         buf.sort_by_key(|e| e.exit_ns);
         for ev in &buf {
             self.apply(ev)?;
@@ -118,7 +123,10 @@ impl<W: Write> Tracer<'_, W> {
     }
 
     fn check_lost(&mut self) -> Result<()> {
-        let lost = self.probes.lost();
+        let Some(probes) = &self.probes else {
+            return Ok(());
+        };
+        let lost = probes.lost();
         if lost == self.lost_seen {
             return Ok(());
         }
@@ -217,6 +225,31 @@ impl<W: Write> Tracer<'_, W> {
         Ok(())
     }
 
+    /// Poll backend: one look at every process, printing what changed.
+    fn poll(&mut self) -> Result<()> {
+        for i in 0..self.sessions.len() {
+            if self.sessions[i].exited {
+                continue;
+            }
+            match self.sessions[i].resync() {
+                Ok(change) if !change.is_empty() => {
+                    let d = Delta {
+                        pid: self.sessions[i].pid,
+                        tid: 0,
+                        ktime_ns: 0,
+                        cause: super::session::Cause::Polled,
+                        change,
+                    };
+                    self.print_delta(&d)?;
+                }
+                Ok(_) => {}
+                Err(_) => self.sessions[i].exited = true,
+            }
+        }
+        self.printer.flush()?;
+        Ok(())
+    }
+
     fn all_exited(&mut self) -> bool {
         for s in &mut self.sessions {
             if !s.exited && !s.still_same_process() {
@@ -225,6 +258,13 @@ impl<W: Write> Tracer<'_, W> {
         }
         self.sessions.iter().all(|s| s.exited)
     }
+}
+
+fn load(args: &TraceArgs) -> Result<Probes> {
+    Probes::load(&ProbeOptions {
+        ring_size: args.ring_size,
+        stacks: false,
+    })
 }
 
 /// Runs the tracer; returns the exit status.
@@ -249,10 +289,22 @@ async fn trace(args: TraceArgs, render: &mut TableRenderer) -> Result<u8> {
         bail!("give either PIDs or `-- COMMAND`, not both");
     }
     let start_ns = monotonic_ns();
-    let mut probes = Probes::load(&ProbeOptions {
-        ring_size: args.ring_size,
-        stacks: false,
-    })?;
+    let mut probes = match args.backend {
+        Backend::Poll => None,
+        Backend::Ebpf => Some(load(&args)?),
+        Backend::Auto => match check_environment() {
+            Ok(_) => Some(load(&args)?),
+            Err(why) => {
+                eprintln!(
+                    "pmap trace: eBPF cannot be used here: {why}\n\
+                     pmap trace: falling back to polling the kernel's view every {}s (--backend poll): \
+                     changes are observed, not traced (no thread, no syscall; changes between two looks are merged)",
+                    args.poll_interval
+                );
+                None
+            }
+        },
+    };
 
     // Launch mode: the child is stopped right after execve, before its
     // first instruction; it is added to the filter, seeded, then released.
@@ -270,7 +322,9 @@ async fn trace(args: TraceArgs, render: &mut TableRenderer) -> Result<u8> {
     // events and are confirmed against the kernel, so none are missed.
     let mut sessions = Vec::new();
     for &pid in &pids {
-        probes.add_target(pid)?;
+        if let Some(p) = &mut probes {
+            p.add_target(pid)?;
+        }
         sessions.push(Session::open(pid)?);
     }
     let stdout = io::stdout().lock();
@@ -290,19 +344,22 @@ async fn trace(args: TraceArgs, render: &mut TableRenderer) -> Result<u8> {
         }
         tracer.printer.flush()?;
     }
-    let syscalls = tracer
-        .probes
-        .attached
-        .iter()
-        .filter(|a| a.starts_with("syscalls:"))
-        .count();
-    let sched = tracer.probes.attached.len() - syscalls;
+    let how = match &tracer.probes {
+        Some(p) => {
+            let syscalls = p
+                .attached
+                .iter()
+                .filter(|a| a.starts_with("syscalls:"))
+                .count();
+            let sched = p.attached.len() - syscalls;
+            format!("ebpf: {syscalls} syscall tracepoints, {sched} sched tracepoints")
+        }
+        None => format!("poll: every {}s", args.poll_interval),
+    };
+    let list: Vec<String> = pids.iter().map(u32::to_string).collect();
     eprintln!(
-        "pmap trace: tracing pid {} (ebpf: {syscalls} syscall tracepoints, {sched} sched tracepoints); SIGUSR1 prints the table",
-        pids.iter()
-            .map(u32::to_string)
-            .collect::<Vec<_>>()
-            .join(", pid ")
+        "pmap trace: tracing pid {} ({how}); SIGUSR1 prints the table",
+        list.join(", pid ")
     );
     if let Some(l) = &mut launched {
         l.release()?;
@@ -327,16 +384,21 @@ async fn trace(args: TraceArgs, render: &mut TableRenderer) -> Result<u8> {
     let tty = launched.is_none() && unsafe { libc::isatty(0) } == 1;
     let mut stdin = tty.then(|| tokio::io::BufReader::new(tokio::io::stdin()).lines());
     let mut liveness = tokio::time::interval(Duration::from_millis(200));
+    let mut poll_tick = tracer
+        .probes
+        .is_none()
+        .then(|| tokio::time::interval(Duration::from_secs_f64(args.poll_interval.max(0.001))));
 
     loop {
         tokio::select! {
-            r = tracer.probes.readable() => {
+            r = async { match &mut tracer.probes { Some(p) => p.readable().await, None => std::future::pending().await } } => {
                 r?;
                 tracer.pump()?;
                 if tracer.sessions.iter().all(|s| s.exited) {
                     break;
                 }
             }
+            _ = async { match &mut poll_tick { Some(t) => { t.tick().await; } None => std::future::pending().await } } => tracer.poll()?,
             _ = usr1.recv() => tracer.tables("SIGUSR1")?,
             _ = int.recv() => break,
             _ = term.recv() => break,

@@ -21,6 +21,8 @@ pub enum Cause {
     Observed,
     /// Re-read from the kernel after lost events.
     Resync,
+    /// Seen by the poll backend between two looks.
+    Polled,
     /// The program was replaced by execve.
     Exec,
 }
