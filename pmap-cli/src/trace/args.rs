@@ -71,6 +71,15 @@ pub struct TraceArgs {
     /// With the poll backend: seconds between looks.
     #[arg(long, value_name = "SECS", default_value_t = 0.1)]
     pub poll_interval: f64,
+    /// Capture the user stack of every change and show who made it.
+    #[arg(long)]
+    pub stacks: bool,
+    /// With --stacks: frames shown under each delta.
+    #[arg(long, value_name = "N", default_value_t = 5)]
+    pub stack_depth: usize,
+    /// Add who created and last changed each region to tables.
+    #[arg(long)]
+    pub provenance: bool,
     /// Processes to trace (all their threads).
     #[arg(value_name = "PID", required_unless_present = "command")]
     pub pids: Vec<String>,

@@ -9,6 +9,7 @@
 //! - `launch`: `pmap trace -- COMMAND`.
 //! - `run`: the event loop.
 pub mod args;
+pub mod insight;
 pub mod launch;
 pub mod model;
 pub mod output;

@@ -180,7 +180,23 @@ impl<W: Write> Printer<W> {
         writeln!(self.out, "+{t:.6} pid {pid} exited")
     }
 
-    pub fn summary(&mut self, s: &Session, lost: u64) -> io::Result<()> {
+    /// Lines under a delta (insight notes), indented.
+    pub fn notes(&mut self, notes: &[String]) -> io::Result<()> {
+        if self.json {
+            return Ok(());
+        }
+        for n in notes {
+            writeln!(self.out, "    {n}")?;
+        }
+        Ok(())
+    }
+
+    /// The underlying writer, for sections printed by other modules.
+    pub fn raw(&mut self) -> &mut dyn Write {
+        &mut self.out
+    }
+
+    pub fn summary(&mut self, s: &Session, lost: u64, insight: Option<Value>) -> io::Result<()> {
         let t = self.now();
         let st = &s.stats;
         if self.json {
@@ -199,7 +215,7 @@ impl<W: Write> Printer<W> {
                 "bytes_mapped": st.bytes_mapped, "bytes_unmapped": st.bytes_unmapped,
                 "peak_mapped": st.peak_mapped, "regions": s.model().len(),
                 "peak_regions": st.peak_regions, "lost": lost, "corrections": st.corrections,
-                "threads_started": st.threads_started,
+                "threads_started": st.threads_started, "insight": insight,
             }));
         }
         writeln!(self.out, "--- summary pid {} +{t:.3}s ---", s.pid)?;

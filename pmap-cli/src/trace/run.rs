@@ -16,6 +16,7 @@ use tokio::{
 use super::{
     args::Backend,
     args::TraceArgs,
+    insight::{Insight, InsightOptions},
     launch::Launched,
     output::{Printer, TableRenderer, monotonic_ns},
     probes::{ProbeOptions, Probes, check_environment},
@@ -59,6 +60,8 @@ struct Tracer<'r, W: Write> {
     range: (u64, u64),
     lost_seen: u64,
     buf: Vec<Event>,
+    insight: Insight,
+    json: bool,
 }
 
 impl<W: Write> Tracer<'_, W> {
@@ -69,8 +72,10 @@ impl<W: Write> Tracer<'_, W> {
     }
 
     fn print_delta(&mut self, d: &Delta) -> Result<()> {
+        let notes = self.insight.observe(d);
         if self.in_range(d) {
             self.printer.delta(d)?;
+            self.printer.notes(&notes)?;
         }
         Ok(())
     }
@@ -219,7 +224,12 @@ impl<W: Write> Tracer<'_, W> {
                 self.table(i, "final")?;
             }
             let lost = self.lost_seen;
-            self.printer.summary(&self.sessions[i], lost)?;
+            let pid = self.sessions[i].pid;
+            self.printer
+                .summary(&self.sessions[i], lost, self.insight.summary_json(pid))?;
+            if !self.json {
+                self.insight.summary(pid, self.printer.raw())?;
+            }
         }
         self.printer.flush()?;
         Ok(())
@@ -263,7 +273,7 @@ impl<W: Write> Tracer<'_, W> {
 fn load(args: &TraceArgs) -> Result<Probes> {
     Probes::load(&ProbeOptions {
         ring_size: args.ring_size,
-        stacks: false,
+        stacks: args.stacks,
     })
 }
 
@@ -337,6 +347,12 @@ async fn trace(args: TraceArgs, render: &mut TableRenderer) -> Result<u8> {
         range,
         lost_seen: 0,
         buf: Vec::new(),
+        insight: Insight::new(InsightOptions {
+            stacks: args.stacks,
+            stack_depth: args.stack_depth,
+            provenance: args.provenance,
+        }),
+        json: args.json,
     };
     if !args.no_initial_table {
         for i in 0..tracer.sessions.len() {
