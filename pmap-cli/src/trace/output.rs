@@ -127,6 +127,14 @@ impl<W: Write> Printer<W> {
                     v["syscall"] = json!(call.name());
                     v["args"] = json!(&ev.args[..call.arity()]);
                     v["ret"] = json!(ev.ret);
+                    let depth = (ev.stack_len as usize).min(ev.stack.len());
+                    if depth > 0 {
+                        let frames: Vec<String> = ev.stack[..depth]
+                            .iter()
+                            .map(|a| format!("{a:#x}"))
+                            .collect();
+                        v["stack"] = json!(frames);
+                    }
                 }
                 Cause::Observed => v["cause"] = json!("observed"),
                 Cause::Resync => v["cause"] = json!("resync"),

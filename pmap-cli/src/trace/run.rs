@@ -72,7 +72,10 @@ impl<W: Write> Tracer<'_, W> {
     }
 
     fn print_delta(&mut self, d: &Delta) -> Result<()> {
-        let notes = self.insight.observe(d);
+        let notes = match self.sessions.iter().find(|s| s.pid == d.pid) {
+            Some(s) => self.insight.observe(d, s.model()),
+            None => Vec::new(),
+        };
         if self.in_range(d) {
             self.printer.delta(d)?;
             self.printer.notes(&notes)?;
@@ -202,6 +205,9 @@ impl<W: Write> Tracer<'_, W> {
         }
         self.printer
             .table(&self.sessions[i], reason, &mut *self.render)?;
+        let s = &self.sessions[i];
+        let extra = self.insight.after_table(s.pid, s.model());
+        self.printer.notes(&extra)?;
         Ok(())
     }
 
@@ -225,6 +231,23 @@ impl<W: Write> Tracer<'_, W> {
             }
             let lost = self.lost_seen;
             let pid = self.sessions[i].pid;
+            self.printer
+                .summary(&self.sessions[i], lost, self.insight.summary_json(pid))?;
+            if !self.json {
+                self.insight.summary(pid, self.printer.raw())?;
+            }
+        }
+        self.printer.flush()?;
+        self.insight.finish()?;
+        Ok(())
+    }
+
+    /// `--summary-interval`: the summary so far, tracing goes on.
+    fn interim_summary(&mut self) -> Result<()> {
+        self.pump()?;
+        for i in 0..self.sessions.len() {
+            let pid = self.sessions[i].pid;
+            let lost = self.lost_seen;
             self.printer
                 .summary(&self.sessions[i], lost, self.insight.summary_json(pid))?;
             if !self.json {
@@ -351,6 +374,7 @@ async fn trace(args: TraceArgs, render: &mut TableRenderer) -> Result<u8> {
             stacks: args.stacks,
             stack_depth: args.stack_depth,
             provenance: args.provenance,
+            report: args.report.clone(),
         }),
         json: args.json,
     };
@@ -400,6 +424,12 @@ async fn trace(args: TraceArgs, render: &mut TableRenderer) -> Result<u8> {
     let tty = launched.is_none() && unsafe { libc::isatty(0) } == 1;
     let mut stdin = tty.then(|| tokio::io::BufReader::new(tokio::io::stdin()).lines());
     let mut liveness = tokio::time::interval(Duration::from_millis(200));
+    let mut summary_tick = args
+        .summary_interval
+        .map(|s| tokio::time::interval(Duration::from_secs_f64(s.max(0.01))));
+    if let Some(iv) = &mut summary_tick {
+        iv.tick().await; // the first tick is immediate
+    }
     let mut poll_tick = tracer
         .probes
         .is_none()
@@ -416,6 +446,7 @@ async fn trace(args: TraceArgs, render: &mut TableRenderer) -> Result<u8> {
             }
             _ = async { match &mut poll_tick { Some(t) => { t.tick().await; } None => std::future::pending().await } } => tracer.poll()?,
             _ = usr1.recv() => tracer.tables("SIGUSR1")?,
+            _ = async { match &mut summary_tick { Some(iv) => { iv.tick().await; } None => std::future::pending().await } } => tracer.interim_summary()?,
             _ = int.recv() => break,
             _ = term.recv() => break,
             _ = hup.recv() => break,
