@@ -13,6 +13,7 @@ pub mod insight;
 pub mod launch;
 pub mod model;
 pub mod output;
+pub mod privileges;
 pub mod probes;
 pub mod query;
 pub mod run;

@@ -19,6 +19,7 @@ use super::{
     insight::{Insight, InsightOptions},
     launch::Launched,
     output::{Printer, TableRenderer, monotonic_ns},
+    privileges,
     probes::{ProbeOptions, Probes, check_environment},
     session::{Delta, Session},
 };
@@ -338,6 +339,19 @@ async fn trace(args: TraceArgs, render: &mut TableRenderer) -> Result<u8> {
             }
         },
     };
+
+    // Nothing below needs a capability: the maps and links are open fds.
+    // A user running a copy installed with file capabilities drops them
+    // now, so processes are opened with that user's own credentials (see
+    // privileges.rs). Root keeps its rights: it may read any map anyway.
+    // SAFETY: getuid has no preconditions.
+    if unsafe { libc::getuid() } != 0 {
+        privileges::drop_all().context("dropping capabilities after attaching failed")?;
+    }
+    let me = std::process::id();
+    if pids.contains(&me) {
+        bail!("refusing to trace itself (pid {me}): its own output would feed its own trace");
+    }
 
     // Launch mode: the child is stopped right after execve, before its
     // first instruction; it is added to the filter, seeded, then released.
