@@ -60,7 +60,10 @@ pub fn ensure(needs: Needs) -> Result<()> {
                 list = missing_apt.join(" ")
             );
         }
-        eprintln!("xtask: installing Debian packages: {}", missing_apt.join(" "));
+        eprintln!(
+            "xtask: installing Debian packages: {}",
+            missing_apt.join(" ")
+        );
         let apt = |args: &[&str]| {
             let mut c = cmd("apt-get");
             c.args(args).env("DEBIAN_FRONTEND", "noninteractive");
@@ -75,7 +78,11 @@ pub fn ensure(needs: Needs) -> Result<()> {
     ensure_toolchains(needs)?;
     ensure_bpf_linker()?;
     if needs.fuzz {
-        ensure_cargo_tool("cargo-fuzz", &["fuzz", "--version"], &["cargo-fuzz", "--locked"])?;
+        ensure_cargo_tool(
+            "cargo-fuzz",
+            &["fuzz", "--version"],
+            &["cargo-fuzz", "--locked"],
+        )?;
     }
     Ok(())
 }
@@ -109,7 +116,11 @@ fn ensure_toolchains(needs: Needs) -> Result<()> {
     // None: the toolchain plain `cargo` uses here.
     let mut wanted = vec![(Some("nightly"), "rust-src")];
     if needs.lints {
-        wanted.extend([(Some("nightly"), "clippy"), (None, "clippy"), (None, "rustfmt")]);
+        wanted.extend([
+            (Some("nightly"), "clippy"),
+            (None, "clippy"),
+            (None, "rustfmt"),
+        ]);
     }
     for (toolchain, component) in wanted {
         let on = |c: &mut std::process::Command| {
@@ -149,7 +160,9 @@ fn ensure_bpf_linker() -> Result<()> {
         say_present("bpf-linker");
         return Ok(());
     }
-    eprintln!("xtask: installing bpf-linker {BPF_LINKER_VERSION}, built against LLVM 22 (about a minute)");
+    eprintln!(
+        "xtask: installing bpf-linker {BPF_LINKER_VERSION}, built against LLVM 22 (about a minute)"
+    );
     let path = {
         let mut dirs = vec![std::path::PathBuf::from(format!("{LLVM_DIR}/bin"))];
         dirs.extend(std::env::split_paths(&util::path_with_cargo_bin()));

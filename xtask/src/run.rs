@@ -55,8 +55,15 @@ pub fn main(args: &[String]) -> Result<()> {
 
 /// `cargo build --release -p pmap-cli`, with the kernel programs.
 pub fn build_release() -> Result<()> {
-    run(cargo(["build", "--release", "--package", "pmap-cli", "--bin", "pmap"])
-        .env_remove("PMAP_NO_EBPF"))
+    run(cargo([
+        "build",
+        "--release",
+        "--package",
+        "pmap-cli",
+        "--bin",
+        "pmap",
+    ])
+    .env_remove("PMAP_NO_EBPF"))
 }
 
 fn demo(pmap: &std::path::Path) -> Result<()> {

@@ -9,14 +9,17 @@ use pmap_common::{EVENT_SIZE, Event};
 
 fuzz_target!(|data: &[u8]| {
     let Some(ev) = decode(data) else {
-        assert_ne!(data.len(), EVENT_SIZE, "a record of the right size was refused");
+        assert_ne!(
+            data.len(),
+            EVENT_SIZE,
+            "a record of the right size was refused"
+        );
         return;
     };
     assert_eq!(data.len(), EVENT_SIZE);
     // SAFETY: Event is repr(C), Copy, of integer fields with explicit padding,
     // so viewing it as EVENT_SIZE bytes reads only initialised memory.
-    let bytes = unsafe {
-        std::slice::from_raw_parts((&ev as *const Event).cast::<u8>(), EVENT_SIZE)
-    };
+    let bytes =
+        unsafe { std::slice::from_raw_parts((&ev as *const Event).cast::<u8>(), EVENT_SIZE) };
     assert_eq!(bytes, data, "decode changed the record");
 });
