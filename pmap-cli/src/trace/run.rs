@@ -23,7 +23,7 @@ use super::{
     probes::{ProbeOptions, Probes, check_environment},
     session::{Delta, Session},
 };
-use crate::region::Region;
+use crate::{format::Range, region::Region};
 
 /// An output error that means the reader went away (`| head`): stop
 /// quietly, as other Unix tools do.
@@ -34,23 +34,6 @@ fn is_broken_pipe(e: &anyhow::Error) -> bool {
     })
 }
 
-/// `-A low[,high]` in hex, as pmap takes it.
-pub fn parse_range(s: &str) -> Result<(u64, u64)> {
-    let hex = |v: &str, default: u64| -> Result<u64> {
-        let v = v.trim();
-        if v.is_empty() {
-            return Ok(default);
-        }
-        let v = v.strip_prefix("0x").unwrap_or(v);
-        u64::from_str_radix(v, 16).with_context(|| format!("'{v}' in -A is not a hex address"))
-    };
-    let (lo, hi) = match s.split_once(',') {
-        Some((lo, hi)) => (hex(lo, 0)?, hex(hi, u64::MAX)?),
-        None => (hex(s, 0)?, u64::MAX),
-    };
-    Ok((lo, hi))
-}
-
 struct Tracer<'r, W: Write> {
     /// None with the poll backend.
     probes: Option<Probes>,
@@ -58,7 +41,7 @@ struct Tracer<'r, W: Write> {
     printer: Printer<W>,
     render: &'r mut TableRenderer,
     show_failed: bool,
-    range: (u64, u64),
+    range: Range,
     lost_seen: u64,
     buf: Vec<Event>,
     insight: Insight,
@@ -67,8 +50,7 @@ struct Tracer<'r, W: Write> {
 
 impl<W: Write> Tracer<'_, W> {
     fn in_range(&self, d: &Delta) -> bool {
-        let (lo, hi) = self.range;
-        let hit = |r: &Region| r.start <= hi && r.end > lo;
+        let hit = |r: &Region| self.range.contains(r);
         d.change.removed.iter().any(hit) || d.change.added.iter().any(hit)
     }
 
@@ -302,22 +284,18 @@ fn load(args: &TraceArgs) -> Result<Probes> {
 }
 
 /// Runs the tracer; returns the exit status.
-pub fn run(args: TraceArgs, render: &mut TableRenderer) -> Result<u8> {
+pub fn run(args: TraceArgs, range: Range, render: &mut TableRenderer) -> Result<u8> {
     let rt = tokio::runtime::Builder::new_current_thread()
         .enable_all()
         .build()
         .context("starting the event loop failed")?;
-    match rt.block_on(trace(args, render)) {
+    match rt.block_on(trace(args, range, render)) {
         Err(e) if is_broken_pipe(&e) => Ok(0),
         other => other,
     }
 }
 
-async fn trace(args: TraceArgs, render: &mut TableRenderer) -> Result<u8> {
-    let range = match &args.range {
-        Some(r) => parse_range(r)?,
-        None => (0, u64::MAX),
-    };
+async fn trace(args: TraceArgs, range: Range, render: &mut TableRenderer) -> Result<u8> {
     let pids = args.parse_pids().map_err(anyhow::Error::msg)?;
     if !pids.is_empty() && !args.command.is_empty() {
         bail!("give either PIDs or `-- COMMAND`, not both");

@@ -10,7 +10,7 @@ use super::{
     query::{KernelView, is_gone},
     syscalls::{Affected, Call, affected},
 };
-use crate::region::{Perms, Region};
+use crate::region::Region;
 
 /// Why a delta happened.
 #[derive(Clone, Debug)]
@@ -96,25 +96,9 @@ fn read_stat(pid: u32) -> io::Result<StatInfo> {
 fn read_gate(pid: u32) -> Option<Region> {
     let maps = std::fs::read(format!("/proc/{pid}/maps")).ok()?;
     let last = maps.trim_ascii_end().rsplit(|&b| b == b'\n').next()?;
-    let line = std::str::from_utf8(last).ok()?;
-    if !line.ends_with("[vsyscall]") {
-        return None;
-    }
-    let mut parts = line.split_whitespace();
-    let (lo, hi) = parts.next()?.split_once('-')?;
-    let perms = parts.next()?.as_bytes();
-    Some(Region {
-        start: u64::from_str_radix(lo, 16).ok()?,
-        end: u64::from_str_radix(hi, 16).ok()?,
-        perms: Perms([
-            *perms.first()?,
-            *perms.get(1)?,
-            *perms.get(2)?,
-            *perms.get(3)?,
-        ]),
-        name: b"[vsyscall]".to_vec(),
-        ..Default::default()
-    })
+    crate::proc::maps::parse_line(last)
+        .ok()
+        .filter(|r| r.name == b"[vsyscall]")
 }
 
 /// Why a process could not be traced.
@@ -165,14 +149,6 @@ impl Session {
     pub fn open(pid: u32) -> Result<Session, OpenError> {
         let stat = read_stat(pid).map_err(|e| open_error(pid, e))?;
         let mut view = KernelView::open(pid).map_err(|e| open_error(pid, e))?;
-        if !view.supported() {
-            return Err(OpenError::Other(
-                pid,
-                io::Error::other(
-                    "this kernel has no PROCMAP_QUERY (Linux 6.11+); use --backend poll",
-                ),
-            ));
-        }
         let regions = view.all().map_err(|e| open_error(pid, e))?;
         let model = RegionModel::new(regions);
         let mut s = Session {
