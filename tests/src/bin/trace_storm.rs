@@ -71,7 +71,7 @@ fn run() -> Result<(), String> {
             let a = p as usize;
             // SAFETY: the page was just mapped read-write.
             unsafe { std::ptr::write_volatile(p.cast::<u8>(), 1) };
-            if len > PAGE && next(&mut rng) % 2 == 0 {
+            if len > PAGE && next(&mut rng).is_multiple_of(2) {
                 // SAFETY: the second page of the mapping just made.
                 unsafe { libc::mprotect((a + PAGE) as *mut _, PAGE, libc::PROT_READ) };
             }
