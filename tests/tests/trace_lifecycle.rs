@@ -85,27 +85,36 @@ fn signal_ends_cleanly(sig: i32, name: &str) {
         bad.join("\n")
     );
 
-    // Nothing the tracer loaded or attached survives it.
-    let after = [bpftool_ids("prog"), bpftool_ids("link"), bpftool_ids("map")];
-    let left = BpfObjects {
-        progs: held
-            .progs
-            .iter()
-            .copied()
-            .filter(|id| after[0].contains(id))
-            .collect(),
-        links: held
-            .links
-            .iter()
-            .copied()
-            .filter(|id| after[1].contains(id))
-            .collect(),
-        maps: held
-            .maps
-            .iter()
-            .copied()
-            .filter(|id| after[2].contains(id))
-            .collect(),
+    // Nothing the tracer loaded or attached survives it. The kernel frees
+    // maps and programs after an RCU grace period, asynchronously, so give
+    // it a few seconds before calling anything a leak.
+    let deadline = std::time::Instant::now() + Duration::from_secs(10);
+    let (left, after) = loop {
+        let after = [bpftool_ids("prog"), bpftool_ids("link"), bpftool_ids("map")];
+        let left = BpfObjects {
+            progs: held
+                .progs
+                .iter()
+                .copied()
+                .filter(|id| after[0].contains(id))
+                .collect(),
+            links: held
+                .links
+                .iter()
+                .copied()
+                .filter(|id| after[1].contains(id))
+                .collect(),
+            maps: held
+                .maps
+                .iter()
+                .copied()
+                .filter(|id| after[2].contains(id))
+                .collect(),
+        };
+        if left.is_empty() || std::time::Instant::now() > deadline {
+            break (left, after);
+        }
+        std::thread::sleep(Duration::from_millis(100));
     };
     assert!(
         left.is_empty(),

@@ -167,14 +167,35 @@ impl<W: Write> Tracer<'_, W> {
         match checked {
             Ok((observed, corrections)) => {
                 for c in &corrections {
-                    let first = c.removed.first().or(c.added.first());
+                    let show = |rs: &[Region]| {
+                        let mut v: Vec<String> = rs
+                            .iter()
+                            .take(3)
+                            .map(|r| {
+                                format!(
+                                    "{:x}-{:x} {} {}",
+                                    r.start,
+                                    r.end,
+                                    r.perms.as_str(),
+                                    String::from_utf8_lossy(&r.name)
+                                )
+                            })
+                            .collect();
+                        if rs.len() > 3 {
+                            v.push(format!("and {} more", rs.len() - 3));
+                        }
+                        if v.is_empty() {
+                            "nothing".into()
+                        } else {
+                            v.join(", ")
+                        }
+                    };
                     eprintln!(
-                        "pmap trace: model correction for pid {}: the model had {} region(s) the kernel did not, \
-                         and lacked {} it had{}; replaced by the kernel's view",
+                        "pmap trace: model correction for pid {}: the model had [{}] where the kernel has [{}]; \
+                         replaced by the kernel's view (a change no traced call explains)",
                         s.pid,
-                        c.removed.len(),
-                        c.added.len(),
-                        first.map_or(String::new(), |r| format!(" (first at {:#x})", r.start)),
+                        show(&c.removed),
+                        show(&c.added),
                     );
                 }
                 if let Some(d) = observed {
@@ -296,6 +317,12 @@ pub fn run(args: TraceArgs, range: Range, render: &mut TableRenderer) -> Result<
 }
 
 async fn trace(args: TraceArgs, range: Range, render: &mut TableRenderer) -> Result<u8> {
+    // Handlers first: a script may send SIGUSR1 as soon as it sees the
+    // "tracing" line, and the default action would kill the tracer.
+    let mut usr1 = signal(SignalKind::user_defined1())?;
+    let mut int = signal(SignalKind::interrupt())?;
+    let mut term = signal(SignalKind::terminate())?;
+    let mut hup = signal(SignalKind::hangup())?;
     let pids = args.parse_pids().map_err(anyhow::Error::msg)?;
     if !pids.is_empty() && !args.command.is_empty() {
         bail!("give either PIDs or `-- COMMAND`, not both");
@@ -397,10 +424,6 @@ async fn trace(args: TraceArgs, range: Range, render: &mut TableRenderer) -> Res
         l.release()?;
     }
 
-    let mut usr1 = signal(SignalKind::user_defined1())?;
-    let mut int = signal(SignalKind::interrupt())?;
-    let mut term = signal(SignalKind::terminate())?;
-    let mut hup = signal(SignalKind::hangup())?;
     let deadline = args
         .duration
         .map(|s| tokio::time::Instant::now() + Duration::from_secs_f64(s.max(0.0)));
