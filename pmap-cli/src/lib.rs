@@ -7,5 +7,7 @@
 //! - `snapshot`: the procps-compatible command line and its driver.
 //! - `trace`: `pmap trace`: probes, events, the live region model, deltas.
 pub mod cli;
+pub mod core_file;
+pub mod format;
 pub mod region;
 pub mod trace;

@@ -5,6 +5,9 @@ fn main() -> ExitCode {
     if args.get(1).is_some_and(|a| a == "trace") {
         return pmap_cli::trace::main(args);
     }
+    if let Some(code) = pmap_cli::core_file::cli::main_if_cores(&args) {
+        return code;
+    }
     eprintln!("snapshot mode is not built yet");
     ExitCode::FAILURE
 }

@@ -1,0 +1,2 @@
+//! Printers: they only format what the readers produced.
+pub mod json;
