@@ -9,5 +9,7 @@
 pub mod cli;
 pub mod core_file;
 pub mod format;
+pub mod proc;
 pub mod region;
 pub mod trace;
+pub mod views;

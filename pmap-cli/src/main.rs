@@ -5,7 +5,7 @@ fn main() -> ExitCode {
     if args.get(1).is_some_and(|a| a == "trace") {
         return pmap_cli::trace::main(args);
     }
-    if let Some(code) = pmap_cli::core_file::cli::main_if_cores(&args) {
+    if let Some(code) = pmap_cli::views::main_if_views(&args) {
         return code;
     }
     eprintln!("snapshot mode is not built yet");

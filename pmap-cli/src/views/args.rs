@@ -1,0 +1,248 @@
+//! The command line of the views beyond procps-ng (`--json`, `--summary`,
+//! `--sort`, `--names`, Solaris's `-S -r -a -F -L -s`, core files). It is only
+//! used when one of those is present ([`wants_views`]), so the procps-ng
+//! compatible parser keeps every invocation procps-ng accepts.
+
+use std::ffi::{OsStr, OsString};
+
+use crate::format::{Format, Range};
+
+/// What `--sort` orders by.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum SortKey {
+    Address,
+    Size,
+    Rss,
+    Pss,
+    PrivateDirty,
+    SharedDirty,
+    Dirty,
+    Swap,
+    Count,
+    Name,
+}
+
+impl SortKey {
+    pub const NAMES: &'static str =
+        "address, size, rss, pss, private_dirty, shared_dirty, dirty, swap, count, name";
+
+    pub fn parse(s: &str) -> Option<SortKey> {
+        Some(match s {
+            "address" | "addr" => SortKey::Address,
+            "size" | "kbytes" => SortKey::Size,
+            "rss" => SortKey::Rss,
+            "pss" => SortKey::Pss,
+            "private_dirty" | "private-dirty" => SortKey::PrivateDirty,
+            "shared_dirty" | "shared-dirty" => SortKey::SharedDirty,
+            "dirty" => SortKey::Dirty,
+            "swap" => SortKey::Swap,
+            "count" => SortKey::Count,
+            "name" | "mapping" => SortKey::Name,
+            _ => return None,
+        })
+    }
+
+    /// Whether this key needs `/proc/PID/smaps` (not just `maps`).
+    pub fn needs_smaps(self) -> bool {
+        !matches!(
+            self,
+            SortKey::Address | SortKey::Size | SortKey::Name | SortKey::Count
+        )
+    }
+}
+
+/// Parsed options of a views invocation.
+#[derive(Clone, Debug, Default)]
+pub struct ViewArgs {
+    pub format: Format,
+    pub quiet: bool,
+    pub show_path: bool,
+    pub kernel_name: bool,
+    pub range: Range,
+    pub json: bool,
+    pub summary: bool,
+    pub sort: Option<SortKey>,
+    pub names: bool,
+    /// `-S`: Swap and SwapPss columns.
+    pub swap: bool,
+    /// `-r`: reserved (PROT_NONE) address space.
+    pub reserved: bool,
+    /// `-a`: count shared mappings in the Anon and Swap columns.
+    pub all_shared: bool,
+    /// `-L`: NUMA node residency.
+    pub numa: bool,
+    /// `-s`: page sizes.
+    pub page_sizes: bool,
+    pub operands: Vec<OsString>,
+}
+
+impl ViewArgs {
+    /// Whether a Solaris-style table is asked for.
+    pub fn solaris_table(&self) -> bool {
+        self.swap || self.reserved || self.numa || self.page_sizes || self.all_shared
+    }
+}
+
+const LONG_VIEWS: [&str; 4] = ["--json", "--summary", "--sort", "--names"];
+
+/// Whether `args` (without the program name) use any option or operand only
+/// this module handles: then [`parse`] and the views driver take over.
+pub fn wants_views(args: &[OsString]) -> bool {
+    for a in args {
+        let b = a.as_encoded_bytes();
+        if b == b"--" {
+            break;
+        }
+        if let Some(long) = a.to_str().filter(|s| s.starts_with("--")) {
+            let name = long.split('=').next().unwrap_or(long);
+            if LONG_VIEWS.contains(&name) {
+                return true;
+            }
+        } else if b.len() > 1 && b[0] == b'-' {
+            // A cluster of short options; stop at one taking an argument.
+            for &c in &b[1..] {
+                match c {
+                    b'S' | b'r' | b'a' | b'F' | b'L' | b's' => return true,
+                    b'A' | b'C' | b'N' => break,
+                    _ => {}
+                }
+            }
+        } else if super::super::core_file::cli::is_core_arg(a) {
+            return true;
+        }
+    }
+    false
+}
+
+fn parse_range(s: &str) -> Result<Range, String> {
+    let num = |t: &str| {
+        u64::from_str_radix(t.trim_start_matches("0x"), 16)
+            .map_err(|_| format!("invalid address in range {s:?} (hex expected)"))
+    };
+    let (low, high) = match s.split_once(',') {
+        Some((l, h)) => (l, Some(h)),
+        None => (s, None),
+    };
+    let low = if low.is_empty() { 0 } else { num(low)? };
+    let high = match high {
+        Some(h) if !h.is_empty() => num(h)?,
+        _ => u64::MAX,
+    };
+    Ok(Range { low, high })
+}
+
+/// Parses the views command line (getopt style: clusters, `-A low,high` or
+/// `-Alow,high`, `--opt=value` or `--opt value`).
+pub fn parse(args: &[OsString]) -> Result<ViewArgs, String> {
+    let mut v = ViewArgs::default();
+    let mut x_count = 0;
+    let mut extended = false;
+    let mut device = false;
+    let mut it = args.iter();
+    let mut only_operands = false;
+    while let Some(a) = it.next() {
+        let b = a.as_encoded_bytes();
+        if only_operands || b.len() < 2 || b[0] != b'-' {
+            v.operands.push(a.clone());
+            continue;
+        }
+        if b == b"--" {
+            only_operands = true;
+            continue;
+        }
+        if b.starts_with(b"--") {
+            let s = a
+                .to_str()
+                .ok_or_else(|| format!("unknown option {}", a.to_string_lossy()))?;
+            let (name, inline) = match s.split_once('=') {
+                Some((n, val)) => (n, Some(val.to_string())),
+                None => (s, None),
+            };
+            let mut value = |what: &str| -> Result<String, String> {
+                match inline.clone() {
+                    Some(val) => Ok(val),
+                    None => it
+                        .next()
+                        .and_then(|o| o.to_str().map(str::to_string))
+                        .ok_or_else(|| format!("option {name} needs {what}")),
+                }
+            };
+            match name {
+                "--json" => v.json = true,
+                "--summary" => v.summary = true,
+                "--names" => v.names = true,
+                "--sort" => {
+                    let f = value("a field")?;
+                    v.sort = Some(SortKey::parse(&f).ok_or_else(|| {
+                        format!("unknown sort field {f:?} (one of: {})", SortKey::NAMES)
+                    })?);
+                }
+                "--extended" => extended = true,
+                "--device" => device = true,
+                "--quiet" => v.quiet = true,
+                "--show-path" => v.show_path = true,
+                "--use-kernel-name" => v.kernel_name = true,
+                "--range" => v.range = parse_range(&value("a range")?)?,
+                _ => {
+                    return Err(format!(
+                        "option {name} cannot be combined with --json, --summary, --sort, --names, -S, -r, -a, -F, -L, -s or core files"
+                    ));
+                }
+            }
+            continue;
+        }
+        let mut i = 1;
+        while i < b.len() {
+            match b[i] {
+                b'x' => extended = true,
+                b'X' => x_count += 1,
+                b'd' => device = true,
+                b'q' => v.quiet = true,
+                b'p' => v.show_path = true,
+                b'k' => v.kernel_name = true,
+                b'S' => v.swap = true,
+                b'r' => v.reserved = true,
+                b'a' => v.all_shared = true,
+                b'F' => {} // Solaris: force grabbing a process; Linux needs no grab.
+                b'L' => v.numa = true,
+                b's' => v.page_sizes = true,
+                b'A' => {
+                    let rest = &b[i + 1..];
+                    let r = if rest.is_empty() {
+                        it.next()
+                            .and_then(|o| o.to_str().map(str::to_string))
+                            .ok_or("option -A needs a range")?
+                    } else {
+                        String::from_utf8_lossy(rest).into_owned()
+                    };
+                    v.range = parse_range(&r)?;
+                    break;
+                }
+                c => {
+                    return Err(format!(
+                        "option -{} cannot be combined with --json, --summary, --sort, --names, -S, -r, -a, -F, -L, -s or core files",
+                        char::from(c)
+                    ));
+                }
+            }
+            i += 1;
+        }
+    }
+    let formats = usize::from(extended) + usize::from(device) + usize::from(x_count > 0);
+    if formats > 1 {
+        return Err("options -x, -X and -d cannot be combined".into());
+    }
+    v.format = match (extended, device, x_count) {
+        (true, _, _) => Format::Extended,
+        (_, true, _) => Format::Device,
+        (_, _, 1) => Format::MoreExtended,
+        (_, _, n) if n >= 2 => Format::All,
+        _ => Format::Default,
+    };
+    Ok(v)
+}
+
+/// Operands that name core files (see `core_file::cli::is_core_arg`).
+pub fn is_core(arg: &OsStr) -> bool {
+    crate::core_file::cli::is_core_arg(arg)
+}
