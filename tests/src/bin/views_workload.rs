@@ -1,7 +1,7 @@
 //! A process with one of each kind of region the extra views explain:
 //! private and shared file mappings (of a file whose name has a space),
 //! touched anonymous memory, a PROT_NONE reservation, a memfd, a SysV shared
-//! memory segment and two extra threads with their own stacks.
+//! memory segment, an executable anonymous region and two extra threads with their own stacks.
 //!
 //! Usage: `views_workload DIR`. Prints one line `ready key=value ...` with
 //! the addresses it mapped (hex) and the thread ids, then sleeps until killed.
@@ -58,6 +58,14 @@ fn main() {
         -1,
     );
 
+    // Where a JIT would put code (tests write /tmp/perf-PID.map for it).
+    let jit = map(
+        64 * 1024,
+        libc::PROT_READ | libc::PROT_EXEC,
+        libc::MAP_PRIVATE | libc::MAP_ANONYMOUS,
+        -1,
+    );
+
     let name = CString::new("views-memfd").unwrap_or_else(|_| fail("memfd name"));
     // SAFETY: name is a valid NUL-terminated string.
     let mfd = unsafe { libc::memfd_create(name.as_ptr(), 0) };
@@ -107,7 +115,7 @@ fn main() {
     let _ = writeln!(
         out,
         "ready file_private={file_private:#x} file_shared={file_shared:#x} anon={anon:#x} \
-         reserve={reserve:#x} memfd={memfd:#x} shm={shm:#x} shmid={shmid} tids={}",
+         reserve={reserve:#x} jit={jit:#x} memfd={memfd:#x} shm={shm:#x} shmid={shmid} tids={}",
         tids.join(",")
     );
     let _ = out.flush();
