@@ -11,5 +11,6 @@ pub mod core_file;
 pub mod format;
 pub mod proc;
 pub mod region;
+pub mod snapshot;
 pub mod trace;
 pub mod views;
