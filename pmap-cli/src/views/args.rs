@@ -74,6 +74,8 @@ pub struct ViewArgs {
     /// `-s`: page sizes.
     pub page_sizes: bool,
     pub operands: Vec<OsString>,
+    /// `--help-views`.
+    pub help: bool,
 }
 
 impl ViewArgs {
@@ -83,27 +85,40 @@ impl ViewArgs {
     }
 }
 
-const LONG_VIEWS: [&str; 4] = ["--json", "--summary", "--sort", "--names"];
+const LONG_VIEWS: [&str; 5] = ["--json", "--summary", "--sort", "--names", "--help-views"];
+/// procps-ng long options whose value may be the next word.
+const LONG_WITH_VALUE: [&str; 3] = ["--range", "--read-rc-from", "--create-rc-to"];
 
 /// Whether `args` (without the program name) use any option or operand only
 /// this module handles: then [`parse`] and the views driver take over.
 pub fn wants_views(args: &[OsString]) -> bool {
-    for a in args {
+    let mut it = args.iter();
+    while let Some(a) = it.next() {
         let b = a.as_encoded_bytes();
         if b == b"--" {
-            break;
+            // Only operands follow; a core file among them still counts.
+            return it.any(|a| super::super::core_file::cli::is_core_arg(a));
         }
         if let Some(long) = a.to_str().filter(|s| s.starts_with("--")) {
             let name = long.split('=').next().unwrap_or(long);
             if LONG_VIEWS.contains(&name) {
                 return true;
             }
+            if !long.contains('=') && LONG_WITH_VALUE.contains(&name) {
+                it.next();
+            }
         } else if b.len() > 1 && b[0] == b'-' {
-            // A cluster of short options; stop at one taking an argument.
-            for &c in &b[1..] {
+            // A cluster of short options; one taking an argument ends it,
+            // and takes the next word if nothing follows it in the cluster.
+            for (i, &c) in b.iter().enumerate().skip(1) {
                 match c {
                     b'S' | b'r' | b'a' | b'F' | b'L' | b's' => return true,
-                    b'A' | b'C' | b'N' => break,
+                    b'A' | b'C' | b'N' => {
+                        if i + 1 == b.len() {
+                            it.next();
+                        }
+                        break;
+                    }
                     _ => {}
                 }
             }
@@ -168,6 +183,7 @@ pub fn parse(args: &[OsString]) -> Result<ViewArgs, String> {
                 }
             };
             match name {
+                "--help-views" => v.help = true,
                 "--json" => v.json = true,
                 "--summary" => v.summary = true,
                 "--names" => v.names = true,

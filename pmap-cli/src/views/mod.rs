@@ -8,6 +8,7 @@
 //! procps formats print still come from `format`.
 
 pub mod args;
+pub mod help;
 pub mod names;
 pub mod solaris;
 pub mod sort;
@@ -72,6 +73,10 @@ pub fn main_if_views(args: &[OsString]) -> Option<ExitCode> {
             return Some(ExitCode::FAILURE);
         }
     };
+    if v.help {
+        print!("{}", help::TEXT);
+        return Some(ExitCode::SUCCESS);
+    }
     if v.operands.is_empty() {
         eprintln!("pmap: no process ID or core file given (try `pmap --help`)");
         return Some(ExitCode::FAILURE);
