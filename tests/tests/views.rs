@@ -188,7 +188,7 @@ fn names_label_stacks_guards_arenas_memfd_shm_and_jit() {
     // Each thread that used malloc got an arena: 64 MiB aligned, with its reserve.
     for m in maps
         .iter()
-        .filter(|m| m.start % (64 << 20) == 0 && m.perms == "rw-p" && m.name.is_empty())
+        .filter(|m| m.start.is_multiple_of(64 << 20) && m.perms == "rw-p" && m.name.is_empty())
     {
         assert!(label(m.start).ends_with(" [ malloc arena ]"), "{out}");
     }

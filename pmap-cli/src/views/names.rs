@@ -101,7 +101,11 @@ pub fn label(snap: &Snapshot) -> Labels {
 
     // Arenas: rw-p at a 64 MiB boundary, reserve tail up to the next one.
     for (i, r) in regions.iter().enumerate() {
-        if is_anon(r) && r.perms.as_str() == "rw-p" && r.start % ARENA == 0 && r.size() <= ARENA {
+        if is_anon(r)
+            && r.perms.as_str() == "rw-p"
+            && r.start.is_multiple_of(ARENA)
+            && r.size() <= ARENA
+        {
             let tail = regions
                 .get(i + 1)
                 .filter(|t| t.start == r.end && is_anon(t) && t.perms.as_str() == "---p");

@@ -157,9 +157,9 @@ fn pmd_size_kb() -> u64 {
 }
 
 fn kb_text(kb: u64) -> String {
-    if kb >= 1024 * 1024 && kb % (1024 * 1024) == 0 {
+    if kb >= 1024 * 1024 && kb.is_multiple_of(1024 * 1024) {
         format!("{}G", kb / (1024 * 1024))
-    } else if kb >= 1024 && kb % 1024 == 0 {
+    } else if kb >= 1024 && kb.is_multiple_of(1024) {
         format!("{}M", kb / 1024)
     } else {
         format!("{kb}K")
