@@ -280,7 +280,10 @@ impl Table {
                         "Kbytes" => Cell::Num(size),
                         "RSS" if whole => Cell::Num(f("Rss")),
                         "RSS" => Cell::Num(if run.page_kb.is_some() { size } else { 0 }),
-                        _ if !whole && c != "Pgsz" && c != "THP" && c != "Kind" => Cell::Dash,
+                        // Per-run rows: only what is known per page.
+                        _ if !whole && !matches!(c.as_str(), "Pgsz" | "MMU" | "THP" | "Kind") => {
+                            Cell::Dash
+                        }
                         "Anon" => private_only(f("Anonymous")),
                         "Dirty" => Cell::Num(f("Private_Dirty") + f("Shared_Dirty")),
                         "Swap" => private_only(f("Swap")),
