@@ -262,3 +262,62 @@ pub fn parse(args: &[OsString]) -> Result<ViewArgs, String> {
 pub fn is_core(arg: &OsStr) -> bool {
     crate::core_file::cli::is_core_arg(arg)
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn os(v: &[&str]) -> Vec<OsString> {
+        v.iter().map(OsString::from).collect()
+    }
+
+    #[test]
+    fn procps_invocations_are_not_taken() {
+        for args in [
+            &["-x", "1"][..],
+            &["-XX", "-p", "1"],
+            &["-A", "ffff0000", "1"],
+            &["-Affff,ffffffff", "1"],
+            &["--range", "sarah", "1"],
+            &["-C", "somefile", "1"],
+            &["-qd", "1", "2"],
+            &["abc"],
+        ] {
+            assert!(!wants_views(&os(args)), "{args:?}");
+        }
+    }
+
+    #[test]
+    fn view_options_are_taken() {
+        for args in [
+            &["--json", "1"][..],
+            &["-xS", "1"],
+            &["-r", "1"],
+            &["-qL", "1"],
+            &["--sort=rss", "-x", "1"],
+            &["--summary", "1"],
+            &["--names", "1"],
+            &["--help-views"],
+        ] {
+            assert!(wants_views(&os(args)), "{args:?}");
+        }
+    }
+
+    #[test]
+    fn parse_clusters_values_and_formats() {
+        let v = parse(&os(&["-xSq", "--sort", "swap", "-A7f00,8000", "42"])).expect("valid");
+        assert_eq!(v.format, Format::Extended);
+        assert!(v.swap && v.quiet && !v.reserved);
+        assert_eq!(v.sort, Some(SortKey::Swap));
+        assert_eq!((v.range.low, v.range.high), (0x7f00, 0x8000));
+        assert_eq!(v.operands, os(&["42"]));
+        assert_eq!(
+            parse(&os(&["-XX", "--json", "1"])).expect("valid").format,
+            Format::All
+        );
+        assert!(parse(&os(&["-x", "-d", "--json", "1"])).is_err());
+        assert!(parse(&os(&["--sort", "colour", "1"])).is_err());
+        assert!(parse(&os(&["-c", "--json", "1"])).is_err());
+        assert!(parse(&os(&["--sort"])).is_err());
+    }
+}

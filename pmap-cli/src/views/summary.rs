@@ -230,3 +230,76 @@ pub fn print(
     }
     out.write_all(&buf)
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::region::Perms;
+
+    fn r(name: &str, perms: &str) -> Region {
+        let p = perms.as_bytes();
+        Region {
+            start: 0x1000,
+            end: 0x3000,
+            perms: Perms([p[0], p[1], p[2], p[3]]),
+            name: name.as_bytes().to_vec(),
+            ..Region::default()
+        }
+    }
+
+    #[test]
+    fn categories() {
+        let libc = b"/usr/lib/libc.so.6".as_slice();
+        let code: HashSet<&[u8]> = [libc].into_iter().collect();
+        let c =
+            |name: &str, perms: &str, label: Option<&[u8]>| category(&r(name, perms), label, &code);
+        assert_eq!(c("/usr/lib/libc.so.6", "r-xp", None), "libc.so.6 (code)");
+        assert_eq!(c("/usr/lib/libc.so.6", "r--p", None), "libc.so.6 (rodata)");
+        assert_eq!(c("/usr/lib/libc.so.6", "rw-p", None), "libc.so.6 (data)");
+        assert_eq!(c("/usr/lib/libc.so.6", "---p", None), "guard/reserved");
+        assert_eq!(c("/usr/share/locale/x", "r--p", None), "mapped files");
+        assert_eq!(c("/dev/shm/x", "rw-s", None), "shared memory");
+        assert_eq!(c("/memfd:a (deleted)", "rw-s", None), "shared memory");
+        assert_eq!(c("/SYSV00000000 (deleted)", "rw-s", None), "shared memory");
+        assert_eq!(c("[heap]", "rw-p", None), "heap");
+        assert_eq!(c("", "rw-p", Some(b"[ malloc arena ]")), "heap");
+        assert_eq!(
+            c("", "---p", Some(b"[ malloc arena reserve ]")),
+            "guard/reserved"
+        );
+        assert_eq!(c("", "rw-p", Some(b"[ stack tid=5 ]")), "thread stacks");
+        assert_eq!(
+            c("", "---p", Some(b"[ stack guard tid=5 ]")),
+            "guard/reserved"
+        );
+        assert_eq!(c("[stack]", "rw-p", None), "thread stacks");
+        assert_eq!(c("[vdso]", "r-xp", None), "special");
+        assert_eq!(c("", "---p", None), "guard/reserved");
+        assert_eq!(c("", "rw-p", None), "anonymous");
+        assert_eq!(c("[anon:x]", "rw-p", None), "anonymous");
+    }
+
+    #[test]
+    fn sorting_and_total() {
+        let row = |c: &str, count, size, rss| Row {
+            category: c.into(),
+            count,
+            size,
+            rss,
+            first: size,
+            ..Row::default()
+        };
+        let mut rows = vec![row("a", 1, 10, 5), row("b", 3, 30, 1), row("c", 2, 20, 9)];
+        sort_rows(&mut rows, None);
+        assert_eq!(
+            rows.iter().map(|r| r.category.as_str()).collect::<Vec<_>>(),
+            ["b", "c", "a"]
+        );
+        sort_rows(&mut rows, Some(SortKey::Rss));
+        assert_eq!(rows[0].category, "c");
+        sort_rows(&mut rows, Some(SortKey::Name));
+        assert_eq!(rows[0].category, "a");
+        let t = total(&rows);
+        assert_eq!((t.count, t.size, t.rss), (6, 60, 15));
+    }
+}
