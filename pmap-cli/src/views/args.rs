@@ -85,7 +85,14 @@ impl ViewArgs {
     }
 }
 
-const LONG_VIEWS: [&str; 5] = ["--json", "--summary", "--sort", "--names", "--help-views"];
+const LONG_VIEWS: [&str; 6] = [
+    "--json",
+    "--summary",
+    "--sort",
+    "--names",
+    "--help-views",
+    "--reserved",
+];
 /// procps-ng long options whose value may be the next word.
 const LONG_WITH_VALUE: [&str; 3] = ["--range", "--read-rc-from", "--create-rc-to"];
 
@@ -112,7 +119,10 @@ pub fn wants_views(args: &[OsString]) -> bool {
             // and takes the next word if nothing follows it in the cluster.
             for (i, &c) in b.iter().enumerate().skip(1) {
                 match c {
-                    b'S' | b'r' | b'a' | b'F' | b'L' | b's' => return true,
+                    // Not `-r`: procps-ng accepts it (with a warning), so
+                    // alone it stays procps-ng's; `--reserved` or `-r` with
+                    // another view option shows reserved space.
+                    b'S' | b'a' | b'F' | b'L' | b's' => return true,
                     b'A' | b'C' | b'N' => {
                         if i + 1 == b.len() {
                             it.next();
@@ -184,6 +194,7 @@ pub fn parse(args: &[OsString]) -> Result<ViewArgs, String> {
             };
             match name {
                 "--help-views" => v.help = true,
+                "--reserved" => v.reserved = true,
                 "--json" => v.json = true,
                 "--summary" => v.summary = true,
                 "--names" => v.names = true,
@@ -281,6 +292,8 @@ mod tests {
             &["--range", "sarah", "1"],
             &["-C", "somefile", "1"],
             &["-qd", "1", "2"],
+            &["-r", "-q", "1"],
+            &["-rr", "1", "-q"],
             &["abc"],
         ] {
             assert!(!wants_views(&os(args)), "{args:?}");
@@ -292,7 +305,8 @@ mod tests {
         for args in [
             &["--json", "1"][..],
             &["-xS", "1"],
-            &["-r", "1"],
+            &["--reserved", "1"],
+            &["-r", "-S", "1"],
             &["-qL", "1"],
             &["--sort=rss", "-x", "1"],
             &["--summary", "1"],

@@ -26,9 +26,11 @@ Solaris pmap options (combine with -x):
  -x                with these: RSS, Anon (smaps Anonymous), Dirty columns
  -S                Swap, SwapPss columns (smaps)
  -a                count shared mappings in Anon and Swap (else '-')
- -r                only reserved address space (PROT_NONE): Kind column
+ --reserved, -r    only reserved address space (PROT_NONE): Kind column
                    (stack guard, arena reserve, file guard, guard,
-                   reservation), a total and 'reserved: NK in N regions'
+                   reservation), a total and 'reserved: NK in N regions'.
+                   -r alone is procps-ng's (ignored with a warning); it
+                   means this with any other option of this page
  -s                Pgsz (KernelPageSize; per run of one page size from
                    /proc/PID/pagemap and /proc/kpageflags when readable,
                    '-' where nothing is mapped), MMU (MMUPageSize), THP
@@ -62,7 +64,12 @@ pub fn clap_args() -> Vec<clap::Arg> {
             .help("Order rows by address, size, rss, pss, private_dirty, shared_dirty, dirty, swap, count or name"),
         flag("names", "Label thread stacks, guards, malloc arenas, memfd, SysV shm, JIT code").long("names"),
         flag("swap", "Swap and SwapPss per mapping (Solaris -S)").short('S'),
-        flag("reserved", "Only reserved (PROT_NONE) address space, with a total (Solaris -r)").short('r'),
+        flag(
+            "reserved",
+            "Only reserved (PROT_NONE) address space, with a total (Solaris -r; -r alone is procps-ng's)",
+        )
+        .long("reserved")
+        .short('r'),
         flag("all", "Count shared mappings in the Anon and Swap columns (Solaris -a)").short('a'),
         flag("force", "Accepted for Solaris compatibility; does nothing").short('F'),
         flag("numa", "Resident KiB per NUMA node from numa_maps (Solaris -L)").short('L'),
