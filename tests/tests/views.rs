@@ -420,3 +420,47 @@ fn sort_reorders_rows_and_keeps_them() {
     assert_eq!(code, 1);
     assert!(err.contains("unknown sort field \"colour\""), "{err}");
 }
+
+#[test]
+fn sort_works_with_rc_file_columns() {
+    let (d, w) = start();
+    let pid = w.pid().to_string();
+    let rc = d.0.join("pmaprc");
+    let text = "[Fields Display]\nPerm\nSize\nRss\nMapping\n";
+    std::fs::write(&rc, text).expect("write rc");
+    let rc = rc.to_str().expect("utf-8 path");
+    let by_rss = pmap_ok(&["-C", rc, "--sort", "rss", &pid]);
+    let rows: Vec<Vec<&str>> = by_rss
+        .lines()
+        .skip(2)
+        .take_while(|l| !l.trim_start().starts_with('='))
+        .map(|l| l.split_whitespace().collect())
+        .filter(|f: &Vec<&str>| f.len() >= 4)
+        .collect();
+    assert!(rows.len() > 10, "{by_rss}");
+    let rss: Vec<u64> = rows.iter().map(|f| f[3].parse().expect("rss")).collect();
+    assert!(rss.windows(2).all(|p| p[0] >= p[1]), "{by_rss}");
+    // In address order it is procps-ng's table.
+    if std::path::Path::new("/usr/bin/pmap").exists() {
+        let ours = pmap_ok(&["-C", rc, "--sort", "address", &pid]);
+        let theirs = Command::new("/usr/bin/pmap")
+            .args(["-C", rc, &pid])
+            .output()
+            .expect("procps pmap");
+        let strip_rss = |s: &str| -> Vec<String> {
+            // Resident shared file pages may move between the two runs.
+            s.lines()
+                .map(|l| {
+                    l.split_whitespace()
+                        .filter(|t| !t.chars().all(|c| c.is_ascii_digit()))
+                        .collect::<Vec<_>>()
+                        .join(" ")
+                })
+                .collect()
+        };
+        assert_eq!(
+            strip_rss(&ours),
+            strip_rss(&String::from_utf8_lossy(&theirs.stdout))
+        );
+    }
+}

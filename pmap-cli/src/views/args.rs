@@ -76,6 +76,8 @@ pub struct ViewArgs {
     pub operands: Vec<OsString>,
     /// `--help-views`.
     pub help: bool,
+    /// `-c` (`Some(None)`: `$HOME/.pmaprc`) or `-C FILE`: the rc file's columns.
+    pub rc: Option<Option<std::path::PathBuf>>,
 }
 
 impl ViewArgs {
@@ -210,6 +212,8 @@ pub fn parse(args: &[OsString]) -> Result<ViewArgs, String> {
                 "--show-path" => v.show_path = true,
                 "--use-kernel-name" => v.kernel_name = true,
                 "--range" => v.range = parse_range(&value("a range")?)?,
+                "--read-rc" => v.rc = Some(None),
+                "--read-rc-from" => v.rc = Some(Some(value("a file")?.into())),
                 _ => {
                     return Err(format!(
                         "option {name} cannot be combined with --json, --summary, --sort, --names, -S, -r, -a, -F, -L, -s or core files"
@@ -233,6 +237,17 @@ pub fn parse(args: &[OsString]) -> Result<ViewArgs, String> {
                 b'F' => {} // Solaris: force grabbing a process; Linux needs no grab.
                 b'L' => v.numa = true,
                 b's' => v.page_sizes = true,
+                b'c' => v.rc = Some(None),
+                b'C' => {
+                    let rest = &b[i + 1..];
+                    let path = if rest.is_empty() {
+                        it.next().cloned().ok_or("option -C needs a file")?
+                    } else {
+                        OsString::from(String::from_utf8_lossy(rest).into_owned())
+                    };
+                    v.rc = Some(Some(path.into()));
+                    break;
+                }
                 b'A' => {
                     let rest = &b[i + 1..];
                     let r = if rest.is_empty() {
@@ -255,9 +270,12 @@ pub fn parse(args: &[OsString]) -> Result<ViewArgs, String> {
             i += 1;
         }
     }
-    let formats = usize::from(extended) + usize::from(device) + usize::from(x_count > 0);
+    let formats = usize::from(extended)
+        + usize::from(device)
+        + usize::from(x_count > 0)
+        + usize::from(v.rc.is_some());
     if formats > 1 {
-        return Err("options -x, -X and -d cannot be combined".into());
+        return Err("options -x, -X, -d and -c/-C cannot be combined".into());
     }
     v.format = match (extended, device, x_count) {
         (true, _, _) => Format::Extended,
@@ -331,7 +349,10 @@ mod tests {
         );
         assert!(parse(&os(&["-x", "-d", "--json", "1"])).is_err());
         assert!(parse(&os(&["--sort", "colour", "1"])).is_err());
-        assert!(parse(&os(&["-c", "--json", "1"])).is_err());
+        assert!(parse(&os(&["-n", "--json", "1"])).is_err());
+        assert!(parse(&os(&["-c", "-x", "--json", "1"])).is_err());
+        let rc = parse(&os(&["-C", "/x/rc", "--sort", "rss", "1"])).expect("valid");
+        assert_eq!(rc.rc, Some(Some("/x/rc".into())));
         assert!(parse(&os(&["--sort"])).is_err());
     }
 }

@@ -81,6 +81,30 @@ pub fn main_if_views(args: &[OsString]) -> Option<ExitCode> {
         eprintln!("pmap: no process ID or core file given (try `pmap --help`)");
         return Some(ExitCode::FAILURE);
     }
+    let mut v = v;
+    if let Some(rc) = v.rc.take() {
+        let path = match rc {
+            Some(p) => p,
+            None => match std::env::var_os("HOME") {
+                Some(h) => std::path::PathBuf::from(h).join(".pmaprc"),
+                None => {
+                    eprintln!(
+                        "pmap: HOME is not set, so there is no default rc file (use -C FILE)"
+                    );
+                    return Some(ExitCode::FAILURE);
+                }
+            },
+        };
+        let Some(rc) = crate::snapshot::rc::read(&path, &mut |w| eprintln!("pmap: {w}")) else {
+            eprintln!(
+                "pmap: cannot read rc file {} (create one with -n or -N FILE)",
+                path.display()
+            );
+            return Some(ExitCode::FAILURE);
+        };
+        v.format = Format::Rc(rc.fields);
+        v.show_path ^= rc.show_path_toggles % 2 == 1;
+    }
     let stdout = io::stdout();
     let mut out = io::BufWriter::new(stdout.lock());
     let mut err = io::stderr();
