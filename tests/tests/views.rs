@@ -336,6 +336,29 @@ fn numa_and_page_size_columns() {
     if pfns_visible {
         assert_eq!(pgsz, "-", "{reserve}");
     }
+    // Transparent huge pages: the workload's MADV_HUGEPAGE region.
+    let thp = w.addr("thp");
+    let anon_huge = smaps(w.pid())[&thp]["AnonHugePages"];
+    let thp_rows: Vec<Vec<&str>> = rows
+        .iter()
+        .filter(|r| (thp..thp + (4 << 20)).contains(&addr(r)))
+        .map(|r| r.split_whitespace().collect())
+        .collect();
+    let thp_col: u64 = thp_rows
+        .iter()
+        .map(|f| f[4].parse::<u64>().expect("THP"))
+        .sum();
+    assert_eq!(thp_col, anon_huge, "THP column vs AnonHugePages:\n{out}");
+    if pfns_visible && anon_huge > 0 {
+        let huge_kb: u64 = thp_rows
+            .iter()
+            .filter(|f| f[2] == "2M")
+            .map(|f| f[1].parse::<u64>().expect("kb"))
+            .sum();
+        assert_eq!(huge_kb, anon_huge, "2M runs cover the huge pages:\n{out}");
+    } else if anon_huge == 0 {
+        eprintln!("NOTE: the kernel gave no transparent huge pages; 2M runs not checked");
+    }
     // -F is accepted and changes nothing.
     assert_eq!(pmap_ok(&["-F", "-s", &pid]), out);
 }

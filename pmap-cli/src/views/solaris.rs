@@ -100,6 +100,11 @@ struct Run {
 
 /// Splits `[start, end)` into runs of one page size from pagemap and
 /// kpageflags; `None` if they cannot be read (not root, or PFNs hidden).
+///
+/// A page counts as part of a huge page only when its whole huge-page-sized,
+/// aligned block is present with physically contiguous, aligned frames
+/// flagged THP or hugetlb: smaller large folios (page-cache folios, mTHP)
+/// count as base pages.
 fn page_runs(pid: u32, start: u64, end: u64, base_kb: u64, huge_kb: u64) -> Option<Vec<Run>> {
     use std::os::unix::fs::FileExt;
     const PRESENT: u64 = 1 << 63;
@@ -114,27 +119,44 @@ fn page_runs(pid: u32, start: u64, end: u64, base_kb: u64, huge_kb: u64) -> Opti
     let kflags = std::fs::File::open("/proc/kpageflags").ok()?;
     let mut raw = vec![0u8; pages * 8];
     pagemap.read_exact_at(&mut raw, start / 4096 * 8).ok()?;
-    let mut runs: Vec<Run> = Vec::new();
-    let mut saw_pfn = false;
-    for (i, e) in raw.chunks_exact(8).enumerate() {
+    // Per page: None (not present) or (pfn, part of a huge folio).
+    let mut info: Vec<Option<(u64, bool)>> = Vec::with_capacity(pages);
+    for e in raw.chunks_exact(8) {
         let e = u64::from_ne_bytes(e.try_into().ok()?);
-        let size = if e & PRESENT == 0 {
-            None
-        } else {
-            let pfn = e & PFN_MASK;
-            if pfn == 0 {
-                return None; // PFNs hidden (no CAP_SYS_ADMIN).
-            }
-            saw_pfn = true;
-            let mut f = [0u8; 8];
-            kflags.read_exact_at(&mut f, pfn * 8).ok()?;
-            let f = u64::from_ne_bytes(f);
-            Some(if f & (KPF_THP | KPF_HUGE) != 0 {
-                huge_kb
-            } else {
-                base_kb
-            })
+        if e & PRESENT == 0 {
+            info.push(None);
+            continue;
+        }
+        let pfn = e & PFN_MASK;
+        if pfn == 0 {
+            return None; // PFNs hidden (no CAP_SYS_ADMIN).
+        }
+        let mut f = [0u8; 8];
+        kflags.read_exact_at(&mut f, pfn * 8).ok()?;
+        let f = u64::from_ne_bytes(f);
+        info.push(Some((pfn, f & (KPF_THP | KPF_HUGE) != 0)));
+    }
+    let per_huge = usize::try_from(huge_kb / 4).ok()?.max(1);
+    let mut sizes: Vec<Option<u64>> = info.iter().map(|p| p.map(|_| base_kb)).collect();
+    let first =
+        usize::try_from((start / 4096).next_multiple_of(per_huge as u64) - start / 4096).ok()?;
+    let mut i = first;
+    while i + per_huge <= pages {
+        let block = &info[i..i + per_huge];
+        let huge = match block[0] {
+            Some((pfn0, true)) if pfn0 % per_huge as u64 == 0 => block
+                .iter()
+                .enumerate()
+                .all(|(k, p)| matches!(p, Some((pfn, true)) if *pfn == pfn0 + k as u64)),
+            _ => false,
         };
+        if huge {
+            sizes[i..i + per_huge].fill(Some(huge_kb));
+        }
+        i += per_huge;
+    }
+    let mut runs: Vec<Run> = Vec::new();
+    for (i, size) in sizes.into_iter().enumerate() {
         let at = start + i as u64 * 4096;
         match runs.last_mut() {
             Some(r) if r.page_kb == size => r.end = at + 4096,
@@ -145,7 +167,6 @@ fn page_runs(pid: u32, start: u64, end: u64, base_kb: u64, huge_kb: u64) -> Opti
             }),
         }
     }
-    let _ = saw_pfn;
     Some(runs)
 }
 

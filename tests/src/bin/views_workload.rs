@@ -66,6 +66,14 @@ fn main() {
         -1,
     );
 
+    // 4 MiB on a 2 MiB boundary with MADV_HUGEPAGE: transparent huge pages
+    // where the kernel allows them (`-s` shows them as 2M runs).
+    let raw = map(6 << 20, rw, libc::MAP_PRIVATE | libc::MAP_ANONYMOUS, -1);
+    let thp = (raw + (2 << 20) - 1) & !((2 << 20) - 1);
+    // SAFETY: thp..thp+4 MiB lies inside the 6 MiB mapping just made.
+    unsafe { libc::madvise(thp as *mut libc::c_void, 4 << 20, libc::MADV_HUGEPAGE) };
+    touch(thp, 4 << 20);
+
     let name = CString::new("views-memfd").unwrap_or_else(|_| fail("memfd name"));
     // SAFETY: name is a valid NUL-terminated string.
     let mfd = unsafe { libc::memfd_create(name.as_ptr(), 0) };
@@ -115,7 +123,7 @@ fn main() {
     let _ = writeln!(
         out,
         "ready file_private={file_private:#x} file_shared={file_shared:#x} anon={anon:#x} \
-         reserve={reserve:#x} jit={jit:#x} memfd={memfd:#x} shm={shm:#x} shmid={shmid} tids={}",
+         reserve={reserve:#x} thp={thp:#x} jit={jit:#x} memfd={memfd:#x} shm={shm:#x} shmid={shmid} tids={}",
         tids.join(",")
     );
     let _ = out.flush();
