@@ -277,6 +277,46 @@ fn kernel_core_matches_the_live_map() {
     assert!(status.core_dumped(), "no core dumped: {status:?}");
     let core = dir.0.join(format!("core.{}", w.pid()));
     check_core(&core, &w, &live, true);
+
+    // --names: thread stacks from NT_PRSTATUS stack pointers, their guards,
+    // memfd and SysV shm from NT_FILE (a core has no shm id).
+    let (out, err, code) = run_pmap([std::ffi::OsStr::new("--names"), core.as_os_str()]);
+    assert_eq!((code, err.as_str()), (0, ""));
+    let row = |a: u64| {
+        out.lines()
+            .find(|l| l.starts_with(&format!("{a:016x}")))
+            .unwrap_or_else(|| panic!("no row at {a:#x}:\n{out}"))
+    };
+    assert!(
+        row(w.addr("memfd")).ends_with(" [ memfd:views-memfd ]"),
+        "{out}"
+    );
+    assert!(
+        row(w.addr("shm")).ends_with(" [ shm key=0x00000000 ]"),
+        "{out}"
+    );
+    for tid in w
+        .get("tids")
+        .split(',')
+        .chain([w.pid().to_string().as_str()])
+    {
+        let stack = out
+            .lines()
+            .find(|l| l.ends_with(&format!(" [ stack tid={tid} ]")))
+            .unwrap_or_else(|| panic!("no stack for thread {tid}:\n{out}"));
+        let start = u64::from_str_radix(&stack[..16], 16).expect("address");
+        let region = live.iter().find(|m| m.start == start).expect("live region");
+        if tid == w.pid().to_string() {
+            assert_eq!(region.name, "[stack]");
+        } else {
+            assert_eq!(region.end - region.start, 256 * 1024, "{stack}");
+            let guard = live.iter().find(|m| m.end == start).expect("guard");
+            assert!(
+                row(guard.start).ends_with(&format!(" [ stack guard tid={tid} ]")),
+                "{out}"
+            );
+        }
+    }
 }
 
 /// Copies `src` to `dir/name`, then applies `edit` to the bytes.

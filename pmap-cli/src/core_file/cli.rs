@@ -5,7 +5,7 @@
 use std::io::Write;
 use std::path::Path;
 
-use super::print::{CoreFormat, CoreOptions};
+use super::print::CoreOptions;
 
 /// Whether `arg` should be read as a core file rather than a PID: it is not a
 /// number and names an existing regular file (procps-ng would reject such an
@@ -30,7 +30,10 @@ pub fn print_cores(
     let mut ok = true;
     for path in paths {
         match super::read(path) {
-            Ok(core) => {
+            Ok(mut core) => {
+                if opts.names {
+                    label(&mut core);
+                }
                 if json {
                     crate::format::json::write_core(out, &core, opts)?;
                 } else {
@@ -47,40 +50,22 @@ pub fn print_cores(
     Ok(ok)
 }
 
-/// Stand-alone entry used until the snapshot driver dispatches here: handles
-/// `pmap [-x|-d] [-q] [-p] [--json] CORE...` when every operand is a core.
-pub fn main_if_cores(args: &[std::ffi::OsString]) -> Option<std::process::ExitCode> {
-    let mut opts = CoreOptions::default();
-    let mut json = false;
-    let mut paths = Vec::new();
-    for a in args.iter().skip(1) {
-        match a.to_str() {
-            Some("-x") => opts.format = CoreFormat::Extended,
-            Some("-d") => opts.format = CoreFormat::Device,
-            Some("-q") => opts.quiet = true,
-            Some("-p") => opts.show_path = true,
-            Some("--json") => json = true,
-            _ if is_core_arg(a) => paths.push(Path::new(a)),
-            _ => return None,
-        }
-    }
-    if paths.is_empty() {
-        return None;
-    }
-    let stdout = std::io::stdout();
-    let mut out = std::io::BufWriter::new(stdout.lock());
-    let mut err = std::io::stderr();
-    match print_cores(&paths, &opts, json, &mut out, &mut err)
-        .and_then(|ok| out.flush().map(|()| ok))
-    {
-        Ok(true) => Some(std::process::ExitCode::SUCCESS),
-        Ok(false) => Some(std::process::ExitCode::FAILURE),
-        Err(e) if e.kind() == std::io::ErrorKind::BrokenPipe => {
-            Some(std::process::ExitCode::SUCCESS)
-        }
-        Err(e) => {
-            eprintln!("pmap: writing output: {e}");
-            Some(std::process::ExitCode::FAILURE)
+/// `--names` for a core: the threads' stack pointers come from `NT_PRSTATUS`.
+fn label(core: &mut super::Core) {
+    let threads: Vec<(u32, u64)> = core
+        .threads
+        .iter()
+        .filter_map(|t| Some((t.tid, t.sp?)))
+        .collect();
+    let labels = crate::views::names::label_regions(
+        core.regions.iter().map(|r| &r.region).collect(),
+        &threads,
+        &[],
+        false,
+    );
+    for r in &mut core.regions {
+        if let Some(l) = labels.get(&r.region.start) {
+            r.region.name.clone_from(l);
         }
     }
 }

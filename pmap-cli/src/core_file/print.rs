@@ -31,6 +31,8 @@ pub struct CoreOptions {
     pub quiet: bool,
     /// `-p`: full paths instead of base names.
     pub show_path: bool,
+    /// `--names`: label thread stacks, guards, arenas, memfd, SysV shm.
+    pub names: bool,
 }
 
 /// `core 'FILE' of PID:   COMMAND`.
@@ -61,6 +63,9 @@ pub fn mode(r: &CoreRegion) -> [u8; 5] {
 /// `[ stack ]` / `[ anon ]` as procps names unnamed regions.
 pub fn mapping_name(r: &CoreRegion, show_path: bool) -> Vec<u8> {
     let name = &r.region.name;
+    if name.starts_with(b"[ ") {
+        return name.clone(); // A `--names` label.
+    }
     if let Some(slash) = name.iter().rposition(|&c| c == b'/') {
         if show_path {
             let first = name.iter().position(|&c| c == b'/').unwrap_or(slash);

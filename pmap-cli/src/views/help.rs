@@ -48,6 +48,7 @@ Core files (an argument naming a file, not a number):
                    SysV and /dev/zero mappings
                    Mode ??? : gcore left the mapping out; NT_FILE lists it
  header            core 'FILE' of PID:   COMMAND
+ --names, --json   work on cores (stacks from the threads' registers)
 ";
 
 /// The views' options, for the clap description of the command line.

@@ -193,11 +193,11 @@ fn print_core(
             return Ok(false);
         }
     };
-    if v.summary || v.sort.is_some() || v.names || v.solaris_table() {
+    if v.summary || v.sort.is_some() || v.solaris_table() {
         out.flush()?;
         writeln!(
             err,
-            "pmap: {}: --summary, --sort, --names, -S, -r, -a, -L and -s need a live process (a core file records no RSS, swap, NUMA or page sizes)",
+            "pmap: {}: --summary, --sort, -S, -r, -a, -L and -s need a live process (a core file records no RSS, swap, NUMA or page sizes)",
             path.display()
         )?;
         return Ok(false);
@@ -206,6 +206,7 @@ fn print_core(
         format,
         quiet: v.quiet,
         show_path: v.show_path,
+        names: v.names,
     };
     core_file::cli::print_cores(&[path], &opts, v.json, out, err)
 }

@@ -85,7 +85,25 @@ fn jit_symbols(pid: u32) -> Vec<u64> {
 
 /// Computes the labels for a process's regions (sorted by address).
 pub fn label(snap: &Snapshot) -> Labels {
-    let mut regions: Vec<&Region> = snap.entries.iter().map(|e| &e.region).collect();
+    let regions: Vec<&Region> = snap.entries.iter().map(|e| &e.region).collect();
+    let pid = snap.info.tgid;
+    label_regions(
+        regions,
+        &thread_stack_pointers(pid),
+        &jit_symbols(pid),
+        true,
+    )
+}
+
+/// The labels of `regions`, given each thread's stack pointer and the JIT
+/// symbol addresses (sorted). Also used for core files (threads from
+/// `NT_PRSTATUS`, and no inodes, so no SysV shm ids).
+pub fn label_regions(
+    mut regions: Vec<&Region>,
+    threads: &[(u32, u64)],
+    syms: &[u64],
+    inodes_known: bool,
+) -> Labels {
     regions.sort_by_key(|r| r.start);
     let mut labels = Labels::new();
     let find = |addr: u64| {
@@ -94,7 +112,7 @@ pub fn label(snap: &Snapshot) -> Labels {
     };
 
     for r in &regions {
-        if let Some(l) = static_label(r) {
+        if let Some(l) = static_label(r, inodes_known) {
             labels.insert(r.start, l);
         }
     }
@@ -119,8 +137,6 @@ pub fn label(snap: &Snapshot) -> Labels {
         }
     }
 
-    let pid = snap.info.tgid;
-    let syms = jit_symbols(pid);
     if !syms.is_empty() {
         for r in &regions {
             if is_anon(r) && r.perms.executable() {
@@ -133,7 +149,7 @@ pub fn label(snap: &Snapshot) -> Labels {
         }
     }
 
-    for (tid, sp) in thread_stack_pointers(pid) {
+    for &(tid, sp) in threads {
         let Some(stack) = find(sp) else { continue };
         labels.insert(stack.start, format!("[ stack tid={tid} ]").into_bytes());
         if let Some(guard) = stack.start.checked_sub(1).and_then(find)
@@ -151,7 +167,7 @@ pub fn label(snap: &Snapshot) -> Labels {
 }
 
 /// Labels that follow from the region's own name.
-fn static_label(r: &Region) -> Option<Vec<u8>> {
+fn static_label(r: &Region, inodes_known: bool) -> Option<Vec<u8>> {
     let name = r.name.strip_suffix(b" (deleted)").unwrap_or(&r.name);
     if let Some(m) = name.strip_prefix(b"/memfd:") {
         let mut l = b"[ memfd:".to_vec();
@@ -164,6 +180,9 @@ fn static_label(r: &Region) -> Option<Vec<u8>> {
         && key.iter().all(u8::is_ascii_hexdigit)
     {
         let key = String::from_utf8_lossy(key);
+        if !inodes_known {
+            return Some(format!("[ shm key=0x{key} ]").into_bytes());
+        }
         return Some(format!("[ shm key=0x{key} id={} ]", r.inode).into_bytes());
     }
     if name == b"/dev/zero" && r.perms.shared() {
@@ -207,7 +226,7 @@ mod tests {
     #[test]
     fn static_labels() {
         let l = |n: &str, p: &str, i: u64| {
-            static_label(&region(n, p, i)).map(|v| String::from_utf8_lossy(&v).into_owned())
+            static_label(&region(n, p, i), true).map(|v| String::from_utf8_lossy(&v).into_owned())
         };
         assert_eq!(
             l("/memfd:jit (deleted)", "rw-s", 5).as_deref(),
