@@ -131,10 +131,29 @@ fn page_runs(pid: u32, start: u64, end: u64, base_kb: u64, huge_kb: u64) -> Opti
         if pfn == 0 {
             return None; // PFNs hidden (no CAP_SYS_ADMIN).
         }
-        let mut f = [0u8; 8];
-        kflags.read_exact_at(&mut f, pfn * 8).ok()?;
-        let f = u64::from_ne_bytes(f);
-        info.push(Some((pfn, f & (KPF_THP | KPF_HUGE) != 0)));
+        info.push(Some((pfn, false)));
+    }
+    // kpageflags, one read per run of consecutive frames.
+    let mut i = 0;
+    let mut flags = Vec::new();
+    while i < pages {
+        let Some((pfn0, _)) = info[i] else {
+            i += 1;
+            continue;
+        };
+        let mut n = 1;
+        while i + n < pages && matches!(info[i + n], Some((p, _)) if p == pfn0 + n as u64) {
+            n += 1;
+        }
+        flags.resize(n * 8, 0);
+        kflags.read_exact_at(&mut flags, pfn0 * 8).ok()?;
+        for (k, f) in flags.chunks_exact(8).enumerate() {
+            let f = u64::from_ne_bytes(f.try_into().ok()?);
+            if let Some((_, huge)) = &mut info[i + k] {
+                *huge = f & (KPF_THP | KPF_HUGE) != 0;
+            }
+        }
+        i += n;
     }
     let per_huge = usize::try_from(huge_kb / 4).ok()?.max(1);
     let mut sizes: Vec<Option<u64>> = info.iter().map(|p| p.map(|_| base_kb)).collect();
