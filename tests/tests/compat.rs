@@ -936,8 +936,6 @@ fn command_line_handling() {
         vec!["-N"],
         vec!["-q"],
         vec!["-x"],
-        vec!["-r", "-q", p],
-        vec!["-rr", p, "-q"],
         vec![p, "-q"],
         vec!["-q", "--", p],
         vec!["--qu", "--dev", p],

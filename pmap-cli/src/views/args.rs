@@ -121,10 +121,9 @@ pub fn wants_views(args: &[OsString]) -> bool {
             // and takes the next word if nothing follows it in the cluster.
             for (i, &c) in b.iter().enumerate().skip(1) {
                 match c {
-                    // Not `-r`: procps-ng accepts it (with a warning), so
-                    // alone it stays procps-ng's; `--reserved` or `-r` with
-                    // another view option shows reserved space.
-                    b'S' | b'a' | b'F' | b'L' | b's' => return true,
+                    // `-r` included: procps-ng only warns that it is
+                    // ignored; here it shows reserved address space.
+                    b'S' | b'a' | b'F' | b'L' | b's' | b'r' => return true,
                     b'A' | b'C' | b'N' => {
                         if i + 1 == b.len() {
                             it.next();
@@ -310,8 +309,6 @@ mod tests {
             &["--range", "sarah", "1"],
             &["-C", "somefile", "1"],
             &["-qd", "1", "2"],
-            &["-r", "-q", "1"],
-            &["-rr", "1", "-q"],
             &["abc"],
         ] {
             assert!(!wants_views(&os(args)), "{args:?}");
@@ -325,6 +322,8 @@ mod tests {
             &["-xS", "1"],
             &["--reserved", "1"],
             &["-r", "-S", "1"],
+            &["-r", "-q", "1"],
+            &["-rr", "1", "-q"],
             &["-qL", "1"],
             &["--sort=rss", "-x", "1"],
             &["--summary", "1"],
