@@ -25,6 +25,7 @@ use crate::{
     proc::{
         lines::LineReader,
         maps::MapsReader,
+        prefetch::Prefetch,
         process::{self, ProcessInfo},
         shm,
         smaps::{SmapsEntry, SmapsReader},
@@ -206,7 +207,7 @@ pub fn render_process(
             t.finish()?;
         }
         Format::Extended => {
-            let mut reader = SmapsReader::new(LineReader::new(f));
+            let mut reader = SmapsReader::new(LineReader::new(Prefetch::new(f)));
             let mut t = ExtendedTable::begin(out, opts, info)?;
             let mut e = SmapsEntry::default();
             while reader.next_into(&mut e).map_err(bad_data)? {
@@ -217,7 +218,7 @@ pub fn render_process(
             t.finish()?;
         }
         Format::MoreExtended | Format::All | Format::Rc(_) => {
-            let mut reader = SmapsReader::new(LineReader::new(f));
+            let mut reader = SmapsReader::new(LineReader::new(Prefetch::new(f)));
             let mut t = SmapsTable::new(opts, columns);
             let mut e = SmapsEntry::default();
             while reader.next_into(&mut e).map_err(bad_data)? {
