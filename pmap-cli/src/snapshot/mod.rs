@@ -196,7 +196,7 @@ pub fn render_process(
     let bad_data = |e: io::Error| Fatal::Message(format!("{path}: {e}"));
     match &opts.format {
         Format::Default | Format::Device => {
-            let mut reader = MapsReader::new(f);
+            let mut reader = MapsReader::new(Prefetch::new(f));
             let mut t = MapsTable::begin(out, opts, info)?;
             let mut r = Region::default();
             while reader.next_into(&mut r).map_err(bad_data)? {
