@@ -433,3 +433,121 @@ impl<'a> SmapsTable<'a> {
         out.write_all(&b)
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::{
+        format::{ExtendedTable, MapsTable, Range},
+        proc::{
+            maps::MapsReader,
+            process::ProcessInfo,
+            smaps::{SliceLines, SmapsReader},
+        },
+        region::Region,
+    };
+
+    /// xorshift: deterministic pseudo-random mutations.
+    struct Rng(u64);
+    impl Rng {
+        fn next(&mut self) -> u64 {
+            self.0 ^= self.0 << 13;
+            self.0 ^= self.0 >> 7;
+            self.0 ^= self.0 << 17;
+            self.0
+        }
+        fn below(&mut self, n: usize) -> usize {
+            (self.next() % n.max(1) as u64) as usize
+        }
+    }
+
+    /// Every reader and printer, fed mutated real smaps text, either prints
+    /// or reports an error; it never panics.
+    #[test]
+    fn mutated_input_never_panics() {
+        let smaps =
+            std::fs::read(format!("/proc/{}/smaps", std::process::id())).expect("own smaps");
+        let maps = std::fs::read(format!("/proc/{}/maps", std::process::id())).expect("own maps");
+        let info = ProcessInfo {
+            pid: 1,
+            tgid: 1,
+            cmdline: b"x".to_vec(),
+            start_stack: 0,
+        };
+        let formats = [
+            Format::Default,
+            Format::Extended,
+            Format::Device,
+            Format::MoreExtended,
+            Format::All,
+            Format::Rc(vec!["Rss".into(), "VmFlags".into(), "Mapping".into()]),
+        ];
+        let mut rng = Rng(0x9e37_79b9_7f4a_7c15);
+        for round in 0..1200 {
+            let format = formats[round % formats.len()].clone();
+            let mut m = if format.uses_smaps() {
+                smaps.clone()
+            } else {
+                maps.clone()
+            };
+            for _ in 0..1 + rng.below(8) {
+                if m.is_empty() {
+                    break;
+                }
+                let at = rng.below(m.len());
+                match rng.below(4) {
+                    0 => m[at] = [b':', b'\n', b' ', b'0', b'9', 0xff, 0, b'-'][rng.below(8)],
+                    1 => {
+                        m.remove(at);
+                    }
+                    2 => m.insert(at, [b':', b'\n', b'7', b'V'][rng.below(4)]),
+                    _ => m.truncate(at),
+                }
+            }
+            let opts = Options {
+                format,
+                quiet: round % 3 == 0,
+                show_path: round % 2 == 0,
+                kernel_name: round % 5 == 0,
+                range: Range {
+                    low: rng.next() >> 20,
+                    high: u64::MAX >> rng.below(20),
+                },
+                shm_minor: Some(1),
+            };
+            let mut out = Vec::new();
+            match &opts.format {
+                Format::Default | Format::Device => {
+                    let mut reader = MapsReader::new(&m[..]);
+                    let mut t = MapsTable::begin(&mut out, &opts, &info).expect("vec write");
+                    let mut r = Region::default();
+                    while let Ok(true) = reader.next_into(&mut r) {
+                        let _ = t.row(&r);
+                    }
+                    let _ = t.finish();
+                }
+                Format::Extended => {
+                    let mut reader = SmapsReader::new(SliceLines(&m));
+                    let mut t = ExtendedTable::begin(&mut out, &opts, &info).expect("vec write");
+                    let mut e = SmapsEntry::default();
+                    while let Ok(true) = reader.next_into(&mut e) {
+                        let _ = t.row(&e);
+                    }
+                    let _ = t.finish();
+                }
+                _ => {
+                    let mut columns = SmapsColumns::default();
+                    let mut t = SmapsTable::new(&opts, &mut columns);
+                    let mut reader = SmapsReader::new(SliceLines(&m));
+                    let mut e = SmapsEntry::default();
+                    while let Ok(true) = reader.next_into(&mut e) {
+                        if t.add(&e).is_err() {
+                            break;
+                        }
+                    }
+                    let _ = t.print(&mut out);
+                }
+            }
+        }
+    }
+}
