@@ -111,14 +111,21 @@ pub fn print_process_line(out: &mut impl Write, info: &ProcessInfo) -> io::Resul
     out.write_all(&buf)
 }
 
-/// A complete maps-format table (default or `-d`; for the smaps formats use
-/// [`print_smaps_table`]), as `pmap [opts] PID` prints it.
+/// A complete maps-format table (default or `-d`), as `pmap [opts] PID`
+/// prints it. The smaps formats need [`print_smaps_table`]: asking for one
+/// here is an `InvalidInput` error (nothing is printed).
 pub fn print_maps_table(
     out: &mut impl Write,
     opts: &Options,
     info: &ProcessInfo,
     regions: &[Region],
 ) -> io::Result<()> {
+    if opts.format.uses_smaps() {
+        return Err(io::Error::new(
+            io::ErrorKind::InvalidInput,
+            "print_maps_table: -x/-X/-XX/rc tables need smaps data; use print_smaps_table",
+        ));
+    }
     print_process_line(out, info)?;
     let mut t = MapsTable::begin(out, opts, info)?;
     for r in regions {
@@ -129,7 +136,8 @@ pub fn print_maps_table(
     t.finish()
 }
 
-/// A complete smaps-format table (`-x`, `-X`, `-XX`, rc), as `pmap [opts]
+/// A complete table in any format from smaps entries (`-x`, `-X`, `-XX`,
+/// rc; the default and `-d` formats use only the regions), as `pmap [opts]
 /// PID` prints it. `columns` carries the column list and widths from one
 /// table to the next, as procps-ng does across the PIDs of one call; pass a
 /// fresh `SmapsColumns::default()` for a standalone table.
@@ -140,6 +148,10 @@ pub fn print_smaps_table(
     entries: &[SmapsEntry],
     columns: &mut SmapsColumns,
 ) -> Result<(), TableError> {
+    if !opts.format.uses_smaps() {
+        let regions: Vec<Region> = entries.iter().map(|e| e.region.clone()).collect();
+        return Ok(print_maps_table(out, opts, info, &regions)?);
+    }
     print_process_line(out, info)?;
     if opts.format == Format::Extended {
         let mut t = ExtendedTable::begin(out, opts, info)?;
