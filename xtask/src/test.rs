@@ -7,6 +7,8 @@
 use std::{
     io::{BufRead, BufReader, Write},
     process::{Command, Stdio},
+    sync::OnceLock,
+    time::Instant,
 };
 
 use anyhow::{Context, Result, bail};
@@ -51,6 +53,7 @@ pub fn main(args: &[String]) -> Result<()> {
              Run it as root, e.g. `sudo env \"PATH=$PATH\" cargo xtask test`"
         );
     }
+    step("dependencies");
     crate::util::note_no_ebpf_ignored();
     deps::ensure(deps::Needs {
         fuzz: fuzz_smoke,
@@ -144,9 +147,13 @@ impl Totals {
     }
 }
 
+/// Announces a step with the time since xtask started (CI has a limit).
 fn step(what: &str) {
-    eprintln!("xtask: ==== {what} ====");
+    let secs = START.get_or_init(Instant::now).elapsed().as_secs();
+    eprintln!("xtask: ==== {what} ==== (+{}:{:02})", secs / 60, secs % 60);
 }
+
+static START: OnceLock<Instant> = OnceLock::new();
 
 /// Clippy for pmap-ebpf as it is really built.
 fn ebpf_clippy() -> std::process::Command {
