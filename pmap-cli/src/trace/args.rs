@@ -71,6 +71,21 @@ pub struct TraceArgs {
     /// With the poll backend: seconds between looks.
     #[arg(long, value_name = "SECS", default_value_t = 0.1)]
     pub poll_interval: f64,
+    /// Capture the user stack of every change and show who made it.
+    #[arg(long)]
+    pub stacks: bool,
+    /// With --stacks: frames shown under each delta.
+    #[arg(long, value_name = "N", default_value_t = 5)]
+    pub stack_depth: usize,
+    /// Add who created and last changed each region to tables.
+    #[arg(long)]
+    pub provenance: bool,
+    /// Print the summary so far every SECS seconds.
+    #[arg(long, value_name = "SECS")]
+    pub summary_interval: Option<f64>,
+    /// Write a self-contained HTML report (timeline, call sites, W^X) at the end.
+    #[arg(long, value_name = "FILE.html")]
+    pub report: Option<std::path::PathBuf>,
     /// Processes to trace (all their threads).
     #[arg(value_name = "PID", required_unless_present = "command")]
     pub pids: Vec<String>,

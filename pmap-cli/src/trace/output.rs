@@ -127,17 +127,27 @@ impl<W: Write> Printer<W> {
                     v["syscall"] = json!(call.name());
                     v["args"] = json!(&ev.args[..call.arity()]);
                     v["ret"] = json!(ev.ret);
+                    let depth = (ev.stack_len as usize).min(ev.stack.len());
+                    if depth > 0 {
+                        let frames: Vec<String> = ev.stack[..depth]
+                            .iter()
+                            .map(|a| format!("{a:#x}"))
+                            .collect();
+                        v["stack"] = json!(frames);
+                    }
                 }
                 Cause::Observed => v["cause"] = json!("observed"),
                 Cause::Resync => v["cause"] = json!("resync"),
+                Cause::Polled => v["cause"] = json!("observed"),
                 Cause::Exec => v["cause"] = json!("exec"),
             }
             return self.line(v);
         }
         let cause = match &d.cause {
             Cause::Syscall(call, ev) => describe_call(*call, ev),
-            Cause::Observed => "observed (no syscall: stack growth)".into(),
+            Cause::Observed => "observed (no syscall: stack growth or file unlinked)".into(),
             Cause::Resync => "resync (re-read from the kernel)".into(),
+            Cause::Polled => "observed by polling (no thread or syscall known)".into(),
             Cause::Exec => "execve: new program, map re-read".into(),
         };
         let tid = if d.tid != 0 {
@@ -170,6 +180,30 @@ impl<W: Write> Printer<W> {
         Ok(())
     }
 
+    /// A task created by a traced thread: a new thread (traced, it shares
+    /// the map) or a forked child process (not traced).
+    pub fn task(
+        &mut self,
+        pid: u32,
+        tid: u32,
+        child: u32,
+        thread: bool,
+        ktime_ns: u64,
+    ) -> io::Result<()> {
+        let t = self.t(ktime_ns);
+        if self.json {
+            return Ok(());
+        }
+        if thread {
+            writeln!(self.out, "+{t:.6} pid {pid} tid {tid} new thread {child}")
+        } else {
+            writeln!(
+                self.out,
+                "+{t:.6} pid {pid} tid {tid} forked process {child} (not traced)"
+            )
+        }
+    }
+
     pub fn exit(&mut self, pid: u32) -> io::Result<()> {
         let t = self.now();
         if self.json {
@@ -178,7 +212,23 @@ impl<W: Write> Printer<W> {
         writeln!(self.out, "+{t:.6} pid {pid} exited")
     }
 
-    pub fn summary(&mut self, s: &Session, lost: u64) -> io::Result<()> {
+    /// Lines under a delta (insight notes), indented.
+    pub fn notes(&mut self, notes: &[String]) -> io::Result<()> {
+        if self.json {
+            return Ok(());
+        }
+        for n in notes {
+            writeln!(self.out, "    {n}")?;
+        }
+        Ok(())
+    }
+
+    /// The underlying writer, for sections printed by other modules.
+    pub fn raw(&mut self) -> &mut dyn Write {
+        &mut self.out
+    }
+
+    pub fn summary(&mut self, s: &Session, lost: u64, insight: Option<Value>) -> io::Result<()> {
         let t = self.now();
         let st = &s.stats;
         if self.json {
@@ -198,6 +248,7 @@ impl<W: Write> Printer<W> {
                 "peak_mapped": st.peak_mapped, "regions": s.model().len(),
                 "peak_regions": st.peak_regions, "lost": lost, "corrections": st.corrections,
                 "threads_started": st.threads_started,
+                "processes_forked": st.processes_forked, "insight": insight,
             }));
         }
         writeln!(self.out, "--- summary pid {} +{t:.3}s ---", s.pid)?;
@@ -211,10 +262,11 @@ impl<W: Write> Printer<W> {
         )?;
         writeln!(
             self.out,
-            "regions: {} now, {} at peak; threads started: {}",
+            "regions: {} now, {} at peak; threads started: {}, processes forked: {}",
             s.model().len(),
             st.peak_regions,
-            st.threads_started
+            st.threads_started,
+            st.processes_forked
         )?;
         writeln!(
             self.out,

@@ -14,13 +14,20 @@ use tokio::{
 };
 
 use super::{
+    args::Backend,
     args::TraceArgs,
+    insight::{Insight, InsightOptions},
     launch::Launched,
     output::{Printer, TableRenderer, monotonic_ns},
-    probes::{ProbeOptions, Probes},
+    privileges,
+    probes::{ProbeOptions, Probes, check_environment},
     session::{Delta, Session},
 };
-use crate::region::Region;
+use crate::{format::Range, region::Region};
+
+/// How long a difference found at table time may wait for the event that
+/// explains it before it counts as a model correction.
+const CONFIRM_GRACE_NS: u64 = 200_000_000;
 
 /// An output error that means the reader went away (`| head`): stop
 /// quietly, as other Unix tools do.
@@ -31,44 +38,34 @@ fn is_broken_pipe(e: &anyhow::Error) -> bool {
     })
 }
 
-/// `-A low[,high]` in hex, as pmap takes it.
-pub fn parse_range(s: &str) -> Result<(u64, u64)> {
-    let hex = |v: &str, default: u64| -> Result<u64> {
-        let v = v.trim();
-        if v.is_empty() {
-            return Ok(default);
-        }
-        let v = v.strip_prefix("0x").unwrap_or(v);
-        u64::from_str_radix(v, 16).with_context(|| format!("'{v}' in -A is not a hex address"))
-    };
-    let (lo, hi) = match s.split_once(',') {
-        Some((lo, hi)) => (hex(lo, 0)?, hex(hi, u64::MAX)?),
-        None => (hex(s, 0)?, u64::MAX),
-    };
-    Ok((lo, hi))
-}
-
 struct Tracer<'r, W: Write> {
-    probes: Probes,
+    /// None with the poll backend.
+    probes: Option<Probes>,
     sessions: Vec<Session>,
     printer: Printer<W>,
     render: &'r mut TableRenderer,
     show_failed: bool,
-    range: (u64, u64),
+    range: Range,
     lost_seen: u64,
     buf: Vec<Event>,
+    insight: Insight,
+    json: bool,
 }
 
 impl<W: Write> Tracer<'_, W> {
     fn in_range(&self, d: &Delta) -> bool {
-        let (lo, hi) = self.range;
-        let hit = |r: &Region| r.start <= hi && r.end > lo;
+        let hit = |r: &Region| self.range.contains(r);
         d.change.removed.iter().any(hit) || d.change.added.iter().any(hit)
     }
 
     fn print_delta(&mut self, d: &Delta) -> Result<()> {
+        let notes = match self.sessions.iter().find(|s| s.pid == d.pid) {
+            Some(s) => self.insight.observe(d, s.model()),
+            None => Vec::new(),
+        };
         if self.in_range(d) {
             self.printer.delta(d)?;
+            self.printer.notes(&notes)?;
         }
         Ok(())
     }
@@ -76,14 +73,18 @@ impl<W: Write> Tracer<'_, W> {
     /// Takes everything in the ring buffer and applies it, in time order
     /// (threads on different CPUs may reach the buffer out of order).
     fn pump(&mut self) -> Result<()> {
+        let Some(probes) = &mut self.probes else {
+            return Ok(());
+        };
         let mut buf = std::mem::take(&mut self.buf);
-        self.probes.drain(&mut buf);
+        probes.drain(&mut buf);
         buf.sort_by_key(|e| e.exit_ns);
         for ev in &buf {
             self.apply(ev)?;
         }
         buf.clear();
         self.buf = buf;
+        self.expire(CONFIRM_GRACE_NS);
         self.check_lost()?;
         self.printer.flush()?;
         Ok(())
@@ -95,6 +96,13 @@ impl<W: Write> Tracer<'_, W> {
         };
         if ev.kind == kind::EXEC {
             self.printer.exec(ev.tgid)?;
+        }
+        if ev.kind == kind::FORK {
+            let child = ev.args[0] as u32;
+            let thread = self.sessions[i].note_new_task(child);
+            self.printer
+                .task(ev.tgid, ev.tid, child, thread, ev.exit_ns)?;
+            return Ok(());
         }
         let applied = self.sessions[i].apply(ev, self.show_failed);
         match applied {
@@ -118,7 +126,10 @@ impl<W: Write> Tracer<'_, W> {
     }
 
     fn check_lost(&mut self) -> Result<()> {
-        let lost = self.probes.lost();
+        let Some(probes) = &self.probes else {
+            return Ok(());
+        };
+        let lost = probes.lost();
         if lost == self.lost_seen {
             return Ok(());
         }
@@ -152,6 +163,52 @@ impl<W: Write> Tracer<'_, W> {
         Ok(())
     }
 
+    /// Reports differences found at table time that no event explained
+    /// within `grace_ns` as model corrections.
+    fn expire(&mut self, grace_ns: u64) {
+        for s in &mut self.sessions {
+            let gone = s.expire(grace_ns);
+            if gone.is_empty() {
+                continue;
+            }
+            let show = |in_model: bool| {
+                let rs: Vec<&Region> = gone
+                    .iter()
+                    .filter(|u| u.in_model == in_model)
+                    .map(|u| &u.region)
+                    .collect();
+                let mut v: Vec<String> = rs
+                    .iter()
+                    .take(3)
+                    .map(|r| {
+                        format!(
+                            "{:x}-{:x} {} {}",
+                            r.start,
+                            r.end,
+                            r.perms.as_str(),
+                            String::from_utf8_lossy(&r.name)
+                        )
+                    })
+                    .collect();
+                if rs.len() > 3 {
+                    v.push(format!("and {} more", rs.len() - 3));
+                }
+                if v.is_empty() {
+                    "nothing".into()
+                } else {
+                    v.join(", ")
+                }
+            };
+            eprintln!(
+                "pmap trace: model correction for pid {}: the model had [{}] where the kernel has [{}]; \
+                 the kernel's view was taken (a change no traced call explains)",
+                s.pid,
+                show(true),
+                show(false),
+            );
+        }
+    }
+
     /// Confirms the model against the kernel, then prints the table.
     fn table(&mut self, i: usize, reason: &str) -> Result<()> {
         let s = &mut self.sessions[i];
@@ -161,27 +218,13 @@ impl<W: Write> Tracer<'_, W> {
         // The initial table is the seed itself; events racing with it are
         // still in the ring buffer and are applied after it.
         let checked = if reason == "initial" {
-            Ok((None, Vec::new()))
+            Ok(None)
         } else {
             s.check()
         };
         match checked {
-            Ok((observed, corrections)) => {
-                for c in &corrections {
-                    let first = c.removed.first().or(c.added.first());
-                    eprintln!(
-                        "pmap trace: model correction for pid {}: the model had {} region(s) the kernel did not, \
-                         and lacked {} it had{}; replaced by the kernel's view",
-                        s.pid,
-                        c.removed.len(),
-                        c.added.len(),
-                        first.map_or(String::new(), |r| format!(" (first at {:#x})", r.start)),
-                    );
-                }
-                if let Some(d) = observed {
-                    self.print_delta(&d)?;
-                }
-            }
+            Ok(Some(observed)) => self.print_delta(&observed)?,
+            Ok(None) => {}
             Err(_) => {
                 s.exited = true;
                 return Ok(());
@@ -189,6 +232,9 @@ impl<W: Write> Tracer<'_, W> {
         }
         self.printer
             .table(&self.sessions[i], reason, &mut *self.render)?;
+        let s = &self.sessions[i];
+        let extra = self.insight.after_table(s.pid, s.model());
+        self.printer.notes(&extra)?;
         Ok(())
     }
 
@@ -203,15 +249,72 @@ impl<W: Write> Tracer<'_, W> {
 
     fn finish(&mut self) -> Result<()> {
         self.pump()?;
+        // Differences found by the final table may be calls still on
+        // their way; give them a moment before judging.
+        for i in 0..self.sessions.len() {
+            if !self.sessions[i].exited && self.sessions[i].still_same_process() {
+                self.table(i, "final")?;
+            }
+        }
+        if self.sessions.iter().any(|s| s.has_unconfirmed()) {
+            std::thread::sleep(Duration::from_millis(100));
+            self.pump()?;
+        }
+        self.expire(0);
         for i in 0..self.sessions.len() {
             if self.sessions[i].exited || !self.sessions[i].still_same_process() {
                 self.sessions[i].exited = true;
                 self.printer.exit(self.sessions[i].pid)?;
-            } else {
-                self.table(i, "final")?;
             }
             let lost = self.lost_seen;
-            self.printer.summary(&self.sessions[i], lost)?;
+            let pid = self.sessions[i].pid;
+            self.printer
+                .summary(&self.sessions[i], lost, self.insight.summary_json(pid))?;
+            if !self.json {
+                self.insight.summary(pid, self.printer.raw())?;
+            }
+        }
+        self.printer.flush()?;
+        self.insight.finish()?;
+        Ok(())
+    }
+
+    /// `--summary-interval`: the summary so far, tracing goes on.
+    fn interim_summary(&mut self) -> Result<()> {
+        self.pump()?;
+        for i in 0..self.sessions.len() {
+            let pid = self.sessions[i].pid;
+            let lost = self.lost_seen;
+            self.printer
+                .summary(&self.sessions[i], lost, self.insight.summary_json(pid))?;
+            if !self.json {
+                self.insight.summary(pid, self.printer.raw())?;
+            }
+        }
+        self.printer.flush()?;
+        Ok(())
+    }
+
+    /// Poll backend: one look at every process, printing what changed.
+    fn poll(&mut self) -> Result<()> {
+        for i in 0..self.sessions.len() {
+            if self.sessions[i].exited {
+                continue;
+            }
+            match self.sessions[i].resync() {
+                Ok(change) if !change.is_empty() => {
+                    let d = Delta {
+                        pid: self.sessions[i].pid,
+                        tid: 0,
+                        ktime_ns: 0,
+                        cause: super::session::Cause::Polled,
+                        change,
+                    };
+                    self.print_delta(&d)?;
+                }
+                Ok(_) => {}
+                Err(_) => self.sessions[i].exited = true,
+            }
         }
         self.printer.flush()?;
         Ok(())
@@ -227,32 +330,66 @@ impl<W: Write> Tracer<'_, W> {
     }
 }
 
+fn load(args: &TraceArgs) -> Result<Probes> {
+    Probes::load(&ProbeOptions {
+        ring_size: args.ring_size,
+        stacks: args.stacks,
+    })
+}
+
 /// Runs the tracer; returns the exit status.
-pub fn run(args: TraceArgs, render: &mut TableRenderer) -> Result<u8> {
+pub fn run(args: TraceArgs, range: Range, render: &mut TableRenderer) -> Result<u8> {
     let rt = tokio::runtime::Builder::new_current_thread()
         .enable_all()
         .build()
         .context("starting the event loop failed")?;
-    match rt.block_on(trace(args, render)) {
+    match rt.block_on(trace(args, range, render)) {
         Err(e) if is_broken_pipe(&e) => Ok(0),
         other => other,
     }
 }
 
-async fn trace(args: TraceArgs, render: &mut TableRenderer) -> Result<u8> {
-    let range = match &args.range {
-        Some(r) => parse_range(r)?,
-        None => (0, u64::MAX),
-    };
+async fn trace(args: TraceArgs, range: Range, render: &mut TableRenderer) -> Result<u8> {
+    // Handlers first: a script may send SIGUSR1 as soon as it sees the
+    // "tracing" line, and the default action would kill the tracer.
+    let mut usr1 = signal(SignalKind::user_defined1())?;
+    let mut int = signal(SignalKind::interrupt())?;
+    let mut term = signal(SignalKind::terminate())?;
+    let mut hup = signal(SignalKind::hangup())?;
     let pids = args.parse_pids().map_err(anyhow::Error::msg)?;
     if !pids.is_empty() && !args.command.is_empty() {
         bail!("give either PIDs or `-- COMMAND`, not both");
     }
     let start_ns = monotonic_ns();
-    let mut probes = Probes::load(&ProbeOptions {
-        ring_size: args.ring_size,
-        stacks: false,
-    })?;
+    let mut probes = match args.backend {
+        Backend::Poll => None,
+        Backend::Ebpf => Some(load(&args)?),
+        Backend::Auto => match check_environment() {
+            Ok(_) => Some(load(&args)?),
+            Err(why) => {
+                eprintln!(
+                    "pmap trace: eBPF cannot be used here: {why}\n\
+                     pmap trace: falling back to polling the kernel's view every {}s (--backend poll): \
+                     changes are observed, not traced (no thread, no syscall; changes between two looks are merged)",
+                    args.poll_interval
+                );
+                None
+            }
+        },
+    };
+
+    // Nothing below needs a capability: the maps and links are open fds.
+    // A user running a copy installed with file capabilities drops them
+    // now, so processes are opened with that user's own credentials (see
+    // privileges.rs). Root keeps its rights: it may read any map anyway.
+    // SAFETY: getuid has no preconditions.
+    if unsafe { libc::getuid() } != 0 {
+        privileges::drop_all().context("dropping capabilities after attaching failed")?;
+    }
+    let me = std::process::id();
+    if pids.contains(&me) {
+        bail!("refusing to trace itself (pid {me}): its own output would feed its own trace");
+    }
 
     // Launch mode: the child is stopped right after execve, before its
     // first instruction; it is added to the filter, seeded, then released.
@@ -270,7 +407,9 @@ async fn trace(args: TraceArgs, render: &mut TableRenderer) -> Result<u8> {
     // events and are confirmed against the kernel, so none are missed.
     let mut sessions = Vec::new();
     for &pid in &pids {
-        probes.add_target(pid)?;
+        if let Some(p) = &mut probes {
+            p.add_target(pid)?;
+        }
         sessions.push(Session::open(pid)?);
     }
     let stdout = io::stdout().lock();
@@ -283,6 +422,13 @@ async fn trace(args: TraceArgs, render: &mut TableRenderer) -> Result<u8> {
         range,
         lost_seen: 0,
         buf: Vec::new(),
+        insight: Insight::new(InsightOptions {
+            stacks: args.stacks,
+            stack_depth: args.stack_depth,
+            provenance: args.provenance,
+            report: args.report.clone(),
+        }),
+        json: args.json,
     };
     if !args.no_initial_table {
         for i in 0..tracer.sessions.len() {
@@ -290,28 +436,27 @@ async fn trace(args: TraceArgs, render: &mut TableRenderer) -> Result<u8> {
         }
         tracer.printer.flush()?;
     }
-    let syscalls = tracer
-        .probes
-        .attached
-        .iter()
-        .filter(|a| a.starts_with("syscalls:"))
-        .count();
-    let sched = tracer.probes.attached.len() - syscalls;
+    let how = match &tracer.probes {
+        Some(p) => {
+            let syscalls = p
+                .attached
+                .iter()
+                .filter(|a| a.starts_with("syscalls:"))
+                .count();
+            let sched = p.attached.len() - syscalls;
+            format!("ebpf: {syscalls} syscall tracepoints, {sched} sched tracepoints")
+        }
+        None => format!("poll: every {}s", args.poll_interval),
+    };
+    let list: Vec<String> = pids.iter().map(u32::to_string).collect();
     eprintln!(
-        "pmap trace: tracing pid {} (ebpf: {syscalls} syscall tracepoints, {sched} sched tracepoints); SIGUSR1 prints the table",
-        pids.iter()
-            .map(u32::to_string)
-            .collect::<Vec<_>>()
-            .join(", pid ")
+        "pmap trace: tracing pid {} ({how}); SIGUSR1 prints the table",
+        list.join(", pid ")
     );
     if let Some(l) = &mut launched {
         l.release()?;
     }
 
-    let mut usr1 = signal(SignalKind::user_defined1())?;
-    let mut int = signal(SignalKind::interrupt())?;
-    let mut term = signal(SignalKind::terminate())?;
-    let mut hup = signal(SignalKind::hangup())?;
     let deadline = args
         .duration
         .map(|s| tokio::time::Instant::now() + Duration::from_secs_f64(s.max(0.0)));
@@ -327,17 +472,29 @@ async fn trace(args: TraceArgs, render: &mut TableRenderer) -> Result<u8> {
     let tty = launched.is_none() && unsafe { libc::isatty(0) } == 1;
     let mut stdin = tty.then(|| tokio::io::BufReader::new(tokio::io::stdin()).lines());
     let mut liveness = tokio::time::interval(Duration::from_millis(200));
+    let mut summary_tick = args
+        .summary_interval
+        .map(|s| tokio::time::interval(Duration::from_secs_f64(s.max(0.01))));
+    if let Some(iv) = &mut summary_tick {
+        iv.tick().await; // the first tick is immediate
+    }
+    let mut poll_tick = tracer
+        .probes
+        .is_none()
+        .then(|| tokio::time::interval(Duration::from_secs_f64(args.poll_interval.max(0.001))));
 
     loop {
         tokio::select! {
-            r = tracer.probes.readable() => {
+            r = async { match &mut tracer.probes { Some(p) => p.readable().await, None => std::future::pending().await } } => {
                 r?;
                 tracer.pump()?;
                 if tracer.sessions.iter().all(|s| s.exited) {
                     break;
                 }
             }
+            _ = async { match &mut poll_tick { Some(t) => { t.tick().await; } None => std::future::pending().await } } => tracer.poll()?,
             _ = usr1.recv() => tracer.tables("SIGUSR1")?,
+            _ = async { match &mut summary_tick { Some(iv) => { iv.tick().await; } None => std::future::pending().await } } => tracer.interim_summary()?,
             _ = int.recv() => break,
             _ = term.recv() => break,
             _ = hup.recv() => break,
@@ -350,6 +507,7 @@ async fn trace(args: TraceArgs, render: &mut TableRenderer) -> Result<u8> {
                 }
             }
             _ = liveness.tick() => {
+                tracer.expire(CONFIRM_GRACE_NS);
                 if let Some(l) = &mut launched {
                     l.reap();
                 }
