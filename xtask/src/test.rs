@@ -6,7 +6,7 @@
 
 use std::{
     io::{BufRead, BufReader, Write},
-    process::{Command, Stdio},
+    process::Command,
     sync::OnceLock,
     time::Instant,
 };
@@ -85,23 +85,31 @@ pub fn main(args: &[String]) -> Result<()> {
     }
 
     step("tests");
-    run_tests(cargo(test_args(&rest)).env_remove("PMAP_NO_EBPF"))
+    let mut tests = cargo(test_args(&rest));
+    tests.env_remove("PMAP_NO_EBPF");
+    run_tests(tests)
 }
 
 /// Runs cargo test, passing its output through, then prints the totals of
 /// all its `test result:` lines: cargo's own last summary is that of the
 /// last test binary (often a doc-test run with no tests), not of the run.
-fn run_tests(c: &mut Command) -> Result<()> {
-    let shown = crate::util::show(c);
+fn run_tests(mut c: Command) -> Result<()> {
+    let shown = crate::util::show(&c);
     eprintln!("xtask: $ {shown}");
+    // One pipe for both streams keeps cargo's "Running ..." lines (stderr)
+    // in order with the test output (stdout).
+    let (reader, writer) = std::io::pipe().context("creating a pipe for cargo test")?;
     let mut child = c
-        .stdout(Stdio::piped())
+        .stdout(writer.try_clone()?)
+        .stderr(writer)
         .spawn()
         .with_context(|| format!("could not start `{shown}`"))?;
-    let stdout = child.stdout.take().context("no stdout pipe")?;
+    // The Command holds copies of the write end: they must close, or
+    // reading never ends.
+    drop(c);
     let mut totals = Totals::default();
     let mut out = std::io::stdout().lock();
-    for line in BufReader::new(stdout).lines() {
+    for line in BufReader::new(reader).lines() {
         let line = line.context("reading cargo test's output")?;
         totals.add(&line);
         writeln!(out, "{line}")?;
