@@ -605,15 +605,16 @@ fn kernel_names(reference: &Path, pid: u32) {
                     if is_row {
                         let name = &maps[i].2;
                         i += 1;
-                        if !name.contains(&b'/') && name.ends_with(b"]") {
-                            if let Some(open) = name.iter().position(|&c| c == b'[') {
-                                l.truncate(prefix);
-                                l.extend(
-                                    name[open..]
-                                        .iter()
-                                        .map(|&c| if (0x20..0x7f).contains(&c) { c } else { b'?' }),
-                                );
-                            }
+                        if !name.contains(&b'/')
+                            && name.ends_with(b"]")
+                            && let Some(open) = name.iter().position(|&c| c == b'[')
+                        {
+                            l.truncate(prefix);
+                            l.extend(
+                                name[open..]
+                                    .iter()
+                                    .map(|&c| if (0x20..0x7f).contains(&c) { c } else { b'?' }),
+                            );
                         }
                     }
                     out.extend_from_slice(&l);
