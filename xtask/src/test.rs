@@ -26,9 +26,9 @@ const USAGE: &str = "usage: cargo xtask test [--no-lint] [--no-fuzz] [CARGO TEST
   --no-fuzz   skip the fuzz smoke
   Anything else goes to cargo test, e.g. `cargo xtask test --no-fuzz -p pmap-cli ebpf`.";
 
-/// The clippy flags for the kernel programs: they are built with nightly for
-/// the BPF target, like aya-build does, so clippy must see them that way.
-pub const EBPF_TARGET: &str = "bpfel-unknown-none";
+/// The target aya-build compiles the kernel programs for (with nightly and
+/// `-Z build-std=core`); clippy must check them the same way.
+const EBPF_TARGET: &str = "bpfel-unknown-none";
 
 pub fn main(args: &[String]) -> Result<()> {
     let mut lint = true;
