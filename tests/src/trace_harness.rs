@@ -345,6 +345,32 @@ impl Tracer {
         self.next_table(pid, "SIGUSR1", Duration::from_secs(30))
     }
 
+    /// With `--json`: sends SIGUSR1 and returns the regions of the `table`
+    /// record printed for `pid`, as normalised maps lines (see `maps_lines`).
+    pub fn request_json_table(&mut self, pid: u32) -> Vec<String> {
+        self.cursor = self.cursor.max(self.out.len());
+        self.signal(libc::SIGUSR1);
+        let from = self.cursor;
+        let found = self.out.wait(Duration::from_secs(30), |ls| {
+            ls[from..].iter().enumerate().find_map(|(i, l)| {
+                let v: serde_json::Value = serde_json::from_str(l).ok()?;
+                let is_it = v["type"] == "table" && v["reason"] == "SIGUSR1" && v["pid"] == pid;
+                is_it.then(|| (from + i, v))
+            })
+        });
+        let Some((at, v)) = found else {
+            panic!(
+                "no JSON SIGUSR1 table for pid {pid} within 30s\n{}",
+                self.context()
+            )
+        };
+        self.cursor = at + 1;
+        let regions = v["regions"]
+            .as_array()
+            .unwrap_or_else(|| panic!("table without regions: {v}"));
+        regions.iter().map(json_region_line).collect()
+    }
+
     /// Waits for the tracer to exit and for its pipes to close.
     pub fn wait_exit(&mut self, timeout: Duration) -> ExitStatus {
         if let Some(st) = self.status {
@@ -537,6 +563,67 @@ impl Drop for Workload {
     }
 }
 
+/// `start-end perms offset dev inode name`, all hex without padding but
+/// the device and inode, for comparing the tracer's JSON regions with
+/// /proc/PID/maps independently of any table format.
+fn normal_line(
+    start: u64,
+    end: u64,
+    perms: &str,
+    offset: u64,
+    dev: &str,
+    inode: u64,
+    name: &str,
+) -> String {
+    format!("{start:x}-{end:x} {perms} {offset:x} {dev} {inode} {name}")
+}
+
+fn hex(v: &serde_json::Value) -> u64 {
+    v.as_str()
+        .and_then(|s| u64::from_str_radix(s.trim_start_matches("0x"), 16).ok())
+        .or_else(|| v.as_u64())
+        .unwrap_or_else(|| panic!("not an address: {v}"))
+}
+
+/// One JSON region (`{"start":"0x..","end":..,"perms":..,...}`) as a normalised line.
+pub fn json_region_line(r: &serde_json::Value) -> String {
+    normal_line(
+        hex(&r["start"]),
+        hex(&r["end"]),
+        r["perms"].as_str().unwrap_or("?"),
+        r["offset"].as_u64().unwrap_or_else(|| hex(&r["offset"])),
+        r["dev"].as_str().unwrap_or("?"),
+        r["inode"].as_u64().unwrap_or(u64::MAX),
+        r["name"].as_str().unwrap_or("?"),
+    )
+}
+
+/// /proc/PID/maps as normalised lines.
+pub fn maps_lines(pid: u32) -> Vec<String> {
+    let raw = std::fs::read(format!("/proc/{pid}/maps"))
+        .unwrap_or_else(|e| panic!("reading /proc/{pid}/maps: {e}"));
+    String::from_utf8_lossy(&raw)
+        .lines()
+        .map(|l| {
+            let mut f = l.splitn(6, ' ');
+            let mut next = || f.next().unwrap_or("");
+            let (range, perms, off, dev, inode) = (next(), next(), next(), next(), next());
+            let name = next().trim_start();
+            let (s, e) = range.split_once('-').unwrap_or(("0", "0"));
+            let h = |x: &str| u64::from_str_radix(x, 16).unwrap_or(u64::MAX);
+            normal_line(
+                h(s),
+                h(e),
+                perms,
+                h(off),
+                dev,
+                inode.parse().unwrap_or(u64::MAX),
+                name,
+            )
+        })
+        .collect()
+}
+
 /// `pmap [FLAGS] PID` by the reference implementation, as lines.
 pub fn reference_pmap(pid: u32, flags: &[&str]) -> Vec<String> {
     let out = Command::new(REFERENCE_PMAP)
@@ -603,6 +690,17 @@ pub fn diff(expected: &[String], actual: &[String]) -> String {
         }
     }
     out
+}
+
+/// Panics with a diff unless the tracer's JSON regions equal /proc/PID/maps.
+pub fn assert_regions_match(regions: &[String], maps: &[String], what: &str, tracer: &Tracer) {
+    if regions != maps {
+        panic!(
+            "{what}: the tracer's regions differ from /proc/PID/maps ('-' maps only, '+' tracer only):\n{}\n{}",
+            diff(maps, regions),
+            tracer.context()
+        );
+    }
 }
 
 /// Panics with a diff unless the tracer's table equals `pmap`'s output.

@@ -85,31 +85,31 @@ fn signal_ends_cleanly(sig: i32, name: &str) {
         bad.join("\n")
     );
 
-    // Nothing the tracer loaded or attached survives it.
-    let after = [bpftool_ids("prog"), bpftool_ids("link"), bpftool_ids("map")];
-    let left = BpfObjects {
-        progs: held
-            .progs
-            .iter()
-            .copied()
-            .filter(|id| after[0].contains(id))
-            .collect(),
-        links: held
-            .links
-            .iter()
-            .copied()
-            .filter(|id| after[1].contains(id))
-            .collect(),
-        maps: held
-            .maps
-            .iter()
-            .copied()
-            .filter(|id| after[2].contains(id))
-            .collect(),
+    // Nothing the tracer loaded or attached survives it. The kernel frees
+    // maps and programs from a work queue after the last descriptor closes,
+    // so give it a moment before calling anything a leak.
+    let deadline = std::time::Instant::now() + Duration::from_secs(5);
+    let (after, left) = loop {
+        let after = [bpftool_ids("prog"), bpftool_ids("link"), bpftool_ids("map")];
+        let still = |ids: &[u64], k: usize| -> Vec<u64> {
+            ids.iter()
+                .copied()
+                .filter(|id| after[k].contains(id))
+                .collect()
+        };
+        let left = BpfObjects {
+            progs: still(&held.progs, 0),
+            links: still(&held.links, 1),
+            maps: still(&held.maps, 2),
+        };
+        if left.is_empty() || std::time::Instant::now() > deadline {
+            break (after, left);
+        }
+        std::thread::sleep(Duration::from_millis(50));
     };
     assert!(
         left.is_empty(),
-        "{name}: eBPF objects of the tracer remain after it exited: {left:?}"
+        "{name}: eBPF objects of the tracer remain 5 s after it exited: {left:?}"
     );
     // Compared with before the trace: whatever is new since then and was
     // already there while it ran belongs to someone else (other tracers on

@@ -2,7 +2,7 @@
 //! `pmap trace` exactness tests.
 //!
 //! ```text
-//! trace_workload --seed N --ops N --checkpoint-every N [--start stdin|stop|now] [--delay-us N]
+//! trace_workload --seed N --ops N --checkpoint-every N [--start stdin|stop|now] [--delay-us N] [--log-ops]
 //! ```
 //!
 //! It sets up its files, memfds and SysV segments, then waits for a line on
@@ -53,6 +53,8 @@ struct Args {
     checkpoint_every: u64,
     start: Start,
     delay_us: u64,
+    /// Print each op and its outcome on stderr (to find which op a tracer gets wrong).
+    log_ops: bool,
 }
 
 fn parse_args() -> Result<Args, String> {
@@ -62,6 +64,7 @@ fn parse_args() -> Result<Args, String> {
         checkpoint_every: 500,
         start: Start::Stdin,
         delay_us: 0,
+        log_ops: false,
     };
     let mut it = std::env::args().skip(1);
     while let Some(flag) = it.next() {
@@ -72,6 +75,7 @@ fn parse_args() -> Result<Args, String> {
             "--ops" => a.ops = num(value()?)?,
             "--checkpoint-every" => a.checkpoint_every = num(value()?)?.max(1),
             "--delay-us" => a.delay_us = num(value()?)?,
+            "--log-ops" => a.log_ops = true,
             "--start" => {
                 a.start = match value()?.as_str() {
                     "stdin" => Start::Stdin,
@@ -225,6 +229,9 @@ fn run(args: &Args) -> Result<(), String> {
         };
         if op.main_only() {
             main_stats.record(op, out);
+        }
+        if args.log_ops {
+            eprintln!("trace_workload: #{i} {} {out:?}", op.name());
         }
         if args.delay_us > 0 {
             std::thread::sleep(std::time::Duration::from_micros(args.delay_us));
