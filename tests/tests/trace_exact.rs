@@ -7,7 +7,9 @@
 //! tracer corrects nothing, loses nothing, and exits 0 when the workload does.
 //!
 //! Root and a real kernel are needed. `PMAP_TRACE_SEEDS=1,2,3` and
-//! `PMAP_TRACE_OPS=N` run other or longer sequences (e.g. a soak).
+//! `PMAP_TRACE_OPS=N` run other or longer sequences (e.g. a soak);
+//! `PMAP_TRACE_DIAG=1` checkpoints after every operation and stops at the
+//! first model correction, naming the operation that caused it.
 
 use std::time::Duration;
 
@@ -18,7 +20,11 @@ use pmap_tests::trace_harness::{
 
 /// Ops per seed in the default run: 4 seeds x 2,600 = 10,400 operations.
 const DEFAULT_OPS: u64 = 2_600;
-const CHECKPOINT_EVERY: u64 = 200;
+const CHECKPOINT_EVERY: u64 = 100;
+
+fn diag() -> bool {
+    std::env::var_os("PMAP_TRACE_DIAG").is_some()
+}
 
 fn ops_per_seed() -> u64 {
     std::env::var("PMAP_TRACE_OPS")
@@ -40,17 +46,20 @@ enum Check {
 /// Runs one seed and checks every checkpoint; returns (checkpoints, op counts).
 fn run_seed(seed: u64, ops: u64, check: Check) -> (usize, Vec<(String, u64, u64)>) {
     let _serial = serial();
-    let mut wl = Workload::spawn_bin(
-        "trace_workload",
-        &[
-            "--seed",
-            &seed.to_string(),
-            "--ops",
-            &ops.to_string(),
-            "--checkpoint-every",
-            &CHECKPOINT_EVERY.to_string(),
-        ],
-    );
+    let every = if diag() { 1 } else { CHECKPOINT_EVERY };
+    let (seed_s, ops_s, every_s) = (seed.to_string(), ops.to_string(), every.to_string());
+    let mut wl_args = vec![
+        "--seed",
+        &seed_s,
+        "--ops",
+        &ops_s,
+        "--checkpoint-every",
+        &every_s,
+    ];
+    if diag() {
+        wl_args.push("--log-ops");
+    }
+    let mut wl = Workload::spawn_bin("trace_workload", &wl_args);
     let pid = wl.pid();
     let pid_s = pid.to_string();
     let args: &[&str] = if check == Check::Json {
@@ -74,6 +83,9 @@ fn run_seed(seed: u64, ops: u64, check: Check) -> (usize, Vec<(String, u64, u64)
                     let table = tracer.request_table(pid);
                     assert_table_matches(&table, &reference_pmap(pid, &[]), &what, &tracer);
                 }
+                if diag() {
+                    stop_at_first_correction(&tracer, &wl, &what);
+                }
                 checkpoints += 1;
                 wl.cont();
             }
@@ -84,12 +96,8 @@ fn run_seed(seed: u64, ops: u64, check: Check) -> (usize, Vec<(String, u64, u64)
             ),
         }
     }
-    // Setup, one per CHECKPOINT_EVERY ops, and after cleanup.
-    assert_eq!(
-        checkpoints as u64,
-        2 + ops / CHECKPOINT_EVERY,
-        "checkpoints seen"
-    );
+    // Setup, one per `every` ops, and after cleanup.
+    assert_eq!(checkpoints as u64, 2 + ops / every, "checkpoints seen");
 
     let status = tracer.wait_exit(Duration::from_secs(30));
     assert!(
@@ -125,6 +133,31 @@ fn run_seed(seed: u64, ops: u64, check: Check) -> (usize, Vec<(String, u64, u64)
         noise.join("\n")
     );
     (checkpoints, wl.op_counts())
+}
+
+/// With PMAP_TRACE_DIAG: panics at the first model correction with the
+/// operation that preceded it and the tracer's last output.
+fn stop_at_first_correction(tracer: &Tracer, wl: &Workload, what: &str) {
+    // The correction line is written before the table; give the pipe a moment.
+    std::thread::sleep(Duration::from_millis(20));
+    let corrections: Vec<String> = tracer
+        .stderr()
+        .into_iter()
+        .filter(|l| l.contains("model correction"))
+        .collect();
+    if !corrections.is_empty() {
+        let ops: Vec<String> = wl
+            .stderr()
+            .into_iter()
+            .filter(|l| l.starts_with("trace_workload: #"))
+            .collect();
+        panic!(
+            "{what}: first model correction, after these operations:\n{}\n{}\n{}",
+            ops[ops.len().saturating_sub(3)..].join("\n"),
+            corrections.join("\n"),
+            tracer.context()
+        );
+    }
 }
 
 /// Every kind of operation actually succeeded at least once in this seed,
