@@ -624,6 +624,30 @@ pub fn maps_lines(pid: u32) -> Vec<String> {
         .collect()
 }
 
+/// For a process that is not our child (launched by the tracer): waits
+/// until it is stopped (state `T` in /proc/PID/stat; true) or gone or a
+/// zombie (false).
+pub fn wait_stopped_or_gone(pid: u32, timeout: Duration) -> bool {
+    let deadline = Instant::now() + timeout;
+    loop {
+        let stat = std::fs::read_to_string(format!("/proc/{pid}/stat")).unwrap_or_default();
+        // "pid (comm) S ...": the state follows the last ')'.
+        let state = stat
+            .rsplit_once(')')
+            .and_then(|(_, r)| r.split_whitespace().next());
+        match state {
+            Some("T") => return true,
+            None | Some("Z") | Some("X") => return false,
+            _ => {}
+        }
+        assert!(
+            Instant::now() < deadline,
+            "pid {pid} neither stopped nor exited within {timeout:?}"
+        );
+        std::thread::sleep(Duration::from_millis(2));
+    }
+}
+
 /// `pmap [FLAGS] PID` by the reference implementation, as lines.
 pub fn reference_pmap(pid: u32, flags: &[&str]) -> Vec<String> {
     let out = Command::new(REFERENCE_PMAP)
