@@ -88,7 +88,7 @@ fn signal_ends_cleanly(sig: i32, name: &str) {
     // Nothing the tracer loaded or attached survives it. The kernel frees
     // maps and programs from a work queue after the last descriptor closes,
     // so give it a moment before calling anything a leak.
-    let deadline = std::time::Instant::now() + Duration::from_secs(5);
+    let deadline = std::time::Instant::now() + Duration::from_secs(10);
     let (after, left) = loop {
         let after = [bpftool_ids("prog"), bpftool_ids("link"), bpftool_ids("map")];
         let still = |ids: &[u64], k: usize| -> Vec<u64> {
@@ -109,7 +109,7 @@ fn signal_ends_cleanly(sig: i32, name: &str) {
     };
     assert!(
         left.is_empty(),
-        "{name}: eBPF objects of the tracer remain 5 s after it exited: {left:?}"
+        "{name}: eBPF objects of the tracer remain 10 s after it exited: {left:?}"
     );
     // Compared with before the trace: whatever is new since then and was
     // already there while it ran belongs to someone else (other tracers on

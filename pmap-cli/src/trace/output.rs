@@ -145,7 +145,7 @@ impl<W: Write> Printer<W> {
         }
         let cause = match &d.cause {
             Cause::Syscall(call, ev) => describe_call(*call, ev),
-            Cause::Observed => "observed (no syscall: stack growth)".into(),
+            Cause::Observed => "observed (no syscall: stack growth or file unlinked)".into(),
             Cause::Resync => "resync (re-read from the kernel)".into(),
             Cause::Polled => "observed by polling (no thread or syscall known)".into(),
             Cause::Exec => "execve: new program, map re-read".into(),
@@ -178,6 +178,30 @@ impl<W: Write> Printer<W> {
             return self.line(json!({"type": "exec", "pid": pid, "t": t}));
         }
         Ok(())
+    }
+
+    /// A task created by a traced thread: a new thread (traced, it shares
+    /// the map) or a forked child process (not traced).
+    pub fn task(
+        &mut self,
+        pid: u32,
+        tid: u32,
+        child: u32,
+        thread: bool,
+        ktime_ns: u64,
+    ) -> io::Result<()> {
+        let t = self.t(ktime_ns);
+        if self.json {
+            return Ok(());
+        }
+        if thread {
+            writeln!(self.out, "+{t:.6} pid {pid} tid {tid} new thread {child}")
+        } else {
+            writeln!(
+                self.out,
+                "+{t:.6} pid {pid} tid {tid} forked process {child} (not traced)"
+            )
+        }
     }
 
     pub fn exit(&mut self, pid: u32) -> io::Result<()> {
@@ -223,7 +247,8 @@ impl<W: Write> Printer<W> {
                 "bytes_mapped": st.bytes_mapped, "bytes_unmapped": st.bytes_unmapped,
                 "peak_mapped": st.peak_mapped, "regions": s.model().len(),
                 "peak_regions": st.peak_regions, "lost": lost, "corrections": st.corrections,
-                "threads_started": st.threads_started, "insight": insight,
+                "threads_started": st.threads_started,
+                "processes_forked": st.processes_forked, "insight": insight,
             }));
         }
         writeln!(self.out, "--- summary pid {} +{t:.3}s ---", s.pid)?;
@@ -237,10 +262,11 @@ impl<W: Write> Printer<W> {
         )?;
         writeln!(
             self.out,
-            "regions: {} now, {} at peak; threads started: {}",
+            "regions: {} now, {} at peak; threads started: {}, processes forked: {}",
             s.model().len(),
             st.peak_regions,
-            st.threads_started
+            st.threads_started,
+            st.processes_forked
         )?;
         writeln!(
             self.out,

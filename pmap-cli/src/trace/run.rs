@@ -23,7 +23,11 @@ use super::{
     probes::{ProbeOptions, Probes, check_environment},
     session::{Delta, Session},
 };
-use crate::region::Region;
+use crate::{format::Range, region::Region};
+
+/// How long a difference found at table time may wait for the event that
+/// explains it before it counts as a model correction.
+const CONFIRM_GRACE_NS: u64 = 200_000_000;
 
 /// An output error that means the reader went away (`| head`): stop
 /// quietly, as other Unix tools do.
@@ -34,23 +38,6 @@ fn is_broken_pipe(e: &anyhow::Error) -> bool {
     })
 }
 
-/// `-A low[,high]` in hex, as pmap takes it.
-pub fn parse_range(s: &str) -> Result<(u64, u64)> {
-    let hex = |v: &str, default: u64| -> Result<u64> {
-        let v = v.trim();
-        if v.is_empty() {
-            return Ok(default);
-        }
-        let v = v.strip_prefix("0x").unwrap_or(v);
-        u64::from_str_radix(v, 16).with_context(|| format!("'{v}' in -A is not a hex address"))
-    };
-    let (lo, hi) = match s.split_once(',') {
-        Some((lo, hi)) => (hex(lo, 0)?, hex(hi, u64::MAX)?),
-        None => (hex(s, 0)?, u64::MAX),
-    };
-    Ok((lo, hi))
-}
-
 struct Tracer<'r, W: Write> {
     /// None with the poll backend.
     probes: Option<Probes>,
@@ -58,7 +45,7 @@ struct Tracer<'r, W: Write> {
     printer: Printer<W>,
     render: &'r mut TableRenderer,
     show_failed: bool,
-    range: (u64, u64),
+    range: Range,
     lost_seen: u64,
     buf: Vec<Event>,
     insight: Insight,
@@ -67,8 +54,7 @@ struct Tracer<'r, W: Write> {
 
 impl<W: Write> Tracer<'_, W> {
     fn in_range(&self, d: &Delta) -> bool {
-        let (lo, hi) = self.range;
-        let hit = |r: &Region| r.start <= hi && r.end > lo;
+        let hit = |r: &Region| self.range.contains(r);
         d.change.removed.iter().any(hit) || d.change.added.iter().any(hit)
     }
 
@@ -98,6 +84,7 @@ impl<W: Write> Tracer<'_, W> {
         }
         buf.clear();
         self.buf = buf;
+        self.expire(CONFIRM_GRACE_NS);
         self.check_lost()?;
         self.printer.flush()?;
         Ok(())
@@ -109,6 +96,13 @@ impl<W: Write> Tracer<'_, W> {
         };
         if ev.kind == kind::EXEC {
             self.printer.exec(ev.tgid)?;
+        }
+        if ev.kind == kind::FORK {
+            let child = ev.args[0] as u32;
+            let thread = self.sessions[i].note_new_task(child);
+            self.printer
+                .task(ev.tgid, ev.tid, child, thread, ev.exit_ns)?;
+            return Ok(());
         }
         let applied = self.sessions[i].apply(ev, self.show_failed);
         match applied {
@@ -169,6 +163,52 @@ impl<W: Write> Tracer<'_, W> {
         Ok(())
     }
 
+    /// Reports differences found at table time that no event explained
+    /// within `grace_ns` as model corrections.
+    fn expire(&mut self, grace_ns: u64) {
+        for s in &mut self.sessions {
+            let gone = s.expire(grace_ns);
+            if gone.is_empty() {
+                continue;
+            }
+            let show = |in_model: bool| {
+                let rs: Vec<&Region> = gone
+                    .iter()
+                    .filter(|u| u.in_model == in_model)
+                    .map(|u| &u.region)
+                    .collect();
+                let mut v: Vec<String> = rs
+                    .iter()
+                    .take(3)
+                    .map(|r| {
+                        format!(
+                            "{:x}-{:x} {} {}",
+                            r.start,
+                            r.end,
+                            r.perms.as_str(),
+                            String::from_utf8_lossy(&r.name)
+                        )
+                    })
+                    .collect();
+                if rs.len() > 3 {
+                    v.push(format!("and {} more", rs.len() - 3));
+                }
+                if v.is_empty() {
+                    "nothing".into()
+                } else {
+                    v.join(", ")
+                }
+            };
+            eprintln!(
+                "pmap trace: model correction for pid {}: the model had [{}] where the kernel has [{}]; \
+                 the kernel's view was taken (a change no traced call explains)",
+                s.pid,
+                show(true),
+                show(false),
+            );
+        }
+    }
+
     /// Confirms the model against the kernel, then prints the table.
     fn table(&mut self, i: usize, reason: &str) -> Result<()> {
         let s = &mut self.sessions[i];
@@ -178,27 +218,13 @@ impl<W: Write> Tracer<'_, W> {
         // The initial table is the seed itself; events racing with it are
         // still in the ring buffer and are applied after it.
         let checked = if reason == "initial" {
-            Ok((None, Vec::new()))
+            Ok(None)
         } else {
             s.check()
         };
         match checked {
-            Ok((observed, corrections)) => {
-                for c in &corrections {
-                    let first = c.removed.first().or(c.added.first());
-                    eprintln!(
-                        "pmap trace: model correction for pid {}: the model had {} region(s) the kernel did not, \
-                         and lacked {} it had{}; replaced by the kernel's view",
-                        s.pid,
-                        c.removed.len(),
-                        c.added.len(),
-                        first.map_or(String::new(), |r| format!(" (first at {:#x})", r.start)),
-                    );
-                }
-                if let Some(d) = observed {
-                    self.print_delta(&d)?;
-                }
-            }
+            Ok(Some(observed)) => self.print_delta(&observed)?,
+            Ok(None) => {}
             Err(_) => {
                 s.exited = true;
                 return Ok(());
@@ -223,12 +249,22 @@ impl<W: Write> Tracer<'_, W> {
 
     fn finish(&mut self) -> Result<()> {
         self.pump()?;
+        // Differences found by the final table may be calls still on
+        // their way; give them a moment before judging.
+        for i in 0..self.sessions.len() {
+            if !self.sessions[i].exited && self.sessions[i].still_same_process() {
+                self.table(i, "final")?;
+            }
+        }
+        if self.sessions.iter().any(|s| s.has_unconfirmed()) {
+            std::thread::sleep(Duration::from_millis(100));
+            self.pump()?;
+        }
+        self.expire(0);
         for i in 0..self.sessions.len() {
             if self.sessions[i].exited || !self.sessions[i].still_same_process() {
                 self.sessions[i].exited = true;
                 self.printer.exit(self.sessions[i].pid)?;
-            } else {
-                self.table(i, "final")?;
             }
             let lost = self.lost_seen;
             let pid = self.sessions[i].pid;
@@ -302,22 +338,24 @@ fn load(args: &TraceArgs) -> Result<Probes> {
 }
 
 /// Runs the tracer; returns the exit status.
-pub fn run(args: TraceArgs, render: &mut TableRenderer) -> Result<u8> {
+pub fn run(args: TraceArgs, range: Range, render: &mut TableRenderer) -> Result<u8> {
     let rt = tokio::runtime::Builder::new_current_thread()
         .enable_all()
         .build()
         .context("starting the event loop failed")?;
-    match rt.block_on(trace(args, render)) {
+    match rt.block_on(trace(args, range, render)) {
         Err(e) if is_broken_pipe(&e) => Ok(0),
         other => other,
     }
 }
 
-async fn trace(args: TraceArgs, render: &mut TableRenderer) -> Result<u8> {
-    let range = match &args.range {
-        Some(r) => parse_range(r)?,
-        None => (0, u64::MAX),
-    };
+async fn trace(args: TraceArgs, range: Range, render: &mut TableRenderer) -> Result<u8> {
+    // Handlers first: a script may send SIGUSR1 as soon as it sees the
+    // "tracing" line, and the default action would kill the tracer.
+    let mut usr1 = signal(SignalKind::user_defined1())?;
+    let mut int = signal(SignalKind::interrupt())?;
+    let mut term = signal(SignalKind::terminate())?;
+    let mut hup = signal(SignalKind::hangup())?;
     let pids = args.parse_pids().map_err(anyhow::Error::msg)?;
     if !pids.is_empty() && !args.command.is_empty() {
         bail!("give either PIDs or `-- COMMAND`, not both");
@@ -419,10 +457,6 @@ async fn trace(args: TraceArgs, render: &mut TableRenderer) -> Result<u8> {
         l.release()?;
     }
 
-    let mut usr1 = signal(SignalKind::user_defined1())?;
-    let mut int = signal(SignalKind::interrupt())?;
-    let mut term = signal(SignalKind::terminate())?;
-    let mut hup = signal(SignalKind::hangup())?;
     let deadline = args
         .duration
         .map(|s| tokio::time::Instant::now() + Duration::from_secs_f64(s.max(0.0)));
@@ -473,6 +507,7 @@ async fn trace(args: TraceArgs, render: &mut TableRenderer) -> Result<u8> {
                 }
             }
             _ = liveness.tick() => {
+                tracer.expire(CONFIRM_GRACE_NS);
                 if let Some(l) = &mut launched {
                     l.reap();
                 }
