@@ -265,13 +265,23 @@ impl Tracer {
     }
 
     /// The tail of both streams, for failure messages.
+    /// Also saves the whole output under the temp dir (named in the text),
+    /// since a failure may need more than the tail.
     pub fn context(&self) -> String {
-        let tail = |v: Vec<String>, n: usize| v[v.len().saturating_sub(n)..].join("\n");
+        let tail = |v: &[String], n: usize| v[v.len().saturating_sub(n)..].join("\n");
+        let (out, err) = (self.stdout(), self.stderr());
+        let base = std::env::temp_dir().join(format!("pmap-trace-test-{}", self.pid()));
+        let saved = std::fs::write(base.with_extension("out"), out.join("\n"))
+            .and_then(|()| std::fs::write(base.with_extension("err"), err.join("\n")))
+            .map_or_else(
+                |e| format!("(could not save the full output: {e})"),
+                |()| format!("(full output in {}.out and .err)", base.display()),
+            );
         format!(
-            "pmap trace {}\n--- last stdout lines ---\n{}\n--- stderr ---\n{}",
+            "pmap trace {} {saved}\n--- last stdout lines ---\n{}\n--- stderr ---\n{}",
             self.args.join(" "),
-            tail(self.stdout(), 60),
-            tail(self.stderr(), 40)
+            tail(&out, 60),
+            tail(&err, 40)
         )
     }
 
