@@ -234,3 +234,34 @@ fn seeds_from_environment() {
         check_seed(seed);
     }
 }
+
+/// The workload itself: after every operation its bookkeeping matches the
+/// kernel's map (so it only ever touches, cuts or moves its own memory).
+/// No tracer; a failure here is a bug in the workload, not in `pmap trace`.
+#[test]
+fn workload_bookkeeping_matches_the_kernel() {
+    let _serial = serial();
+    for seed in 1..=4u64 {
+        let seed_s = seed.to_string();
+        let args = [
+            "--seed",
+            &seed_s,
+            "--ops",
+            "2600",
+            "--checkpoint-every",
+            "1000000",
+        ];
+        let mut wl = Workload::spawn_bin("trace_workload", &[&args[..], &["--verify"]].concat());
+        wl.release();
+        loop {
+            match wl.wait_event(Duration::from_secs(120)) {
+                Event::Stopped => wl.cont(),
+                Event::Exited(0) => break,
+                other => panic!(
+                    "workload seed {seed} --verify ended with {other:?}:\n{}",
+                    wl.stderr().join("\n")
+                ),
+            }
+        }
+    }
+}

@@ -55,6 +55,8 @@ struct Args {
     delay_us: u64,
     /// Print each op and its outcome on stderr (to find which op a tracer gets wrong).
     log_ops: bool,
+    /// After each op, check the bookkeeping against /proc/self/maps (a test of the workload).
+    verify: bool,
 }
 
 fn parse_args() -> Result<Args, String> {
@@ -65,6 +67,7 @@ fn parse_args() -> Result<Args, String> {
         start: Start::Stdin,
         delay_us: 0,
         log_ops: false,
+        verify: false,
     };
     let mut it = std::env::args().skip(1);
     while let Some(flag) = it.next() {
@@ -76,6 +79,7 @@ fn parse_args() -> Result<Args, String> {
             "--checkpoint-every" => a.checkpoint_every = num(value()?)?.max(1),
             "--delay-us" => a.delay_us = num(value()?)?,
             "--log-ops" => a.log_ops = true,
+            "--verify" => a.verify = true,
             "--start" => {
                 a.start = match value()?.as_str() {
                     "stdin" => Start::Stdin,
@@ -229,6 +233,16 @@ fn run(args: &Args) -> Result<(), String> {
         };
         if op.main_only() {
             main_stats.record(op, out);
+        }
+        if args.verify {
+            let bad = world.lock().expect("world lock").verify();
+            if !bad.is_empty() {
+                return Err(format!(
+                    "after op #{i} {} ({out:?}): {}",
+                    op.name(),
+                    bad.join("; ")
+                ));
+            }
         }
         if args.log_ops {
             eprintln!("trace_workload: #{i} {} {out:?}", op.name());

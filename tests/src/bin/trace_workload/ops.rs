@@ -832,3 +832,68 @@ impl World {
         self.res.close_all();
     }
 }
+
+impl World {
+    /// Checks the bookkeeping against /proc/self/maps: every page of every
+    /// block is mapped, with the protection recorded. Returns what is wrong.
+    pub fn verify(&self) -> Vec<String> {
+        let maps = std::fs::read_to_string("/proc/self/maps").unwrap_or_default();
+        let regions: Vec<(usize, usize, String, String)> = maps
+            .lines()
+            .filter_map(|l| {
+                let mut f = l.split_whitespace();
+                let (s, e) = f.next()?.split_once('-')?;
+                let perms = f.next()?.to_string();
+                let name = l.splitn(6, ' ').nth(5).unwrap_or("").trim().to_string();
+                Some((
+                    usize::from_str_radix(s, 16).ok()?,
+                    usize::from_str_radix(e, 16).ok()?,
+                    perms,
+                    name,
+                ))
+            })
+            .collect();
+        let mut bad = Vec::new();
+        for b in &self.blocks.list {
+            for (i, p) in b.pages.iter().enumerate() {
+                let a = b.page_addr(i);
+                let Some(r) = regions.iter().find(|r| r.0 <= a && a < r.1) else {
+                    bad.push(format!(
+                        "{:?} block {:#x}+{} page {i} ({a:#x}) is not mapped",
+                        b.backing,
+                        b.addr,
+                        b.pages.len()
+                    ));
+                    break;
+                };
+                let want = [
+                    if p.prot & libc::PROT_READ != 0 {
+                        'r'
+                    } else {
+                        '-'
+                    },
+                    if p.prot & libc::PROT_WRITE != 0 {
+                        'w'
+                    } else {
+                        '-'
+                    },
+                    if p.prot & libc::PROT_EXEC != 0 {
+                        'x'
+                    } else {
+                        '-'
+                    },
+                ];
+                if !r.2.starts_with(&want.iter().collect::<String>())
+                    || (b.backing == Backing::Shm) != r.3.starts_with("/SYSV")
+                {
+                    bad.push(format!(
+                        "{:?} block {:#x} page {i}: kernel has {} {}",
+                        b.backing, b.addr, r.2, r.3
+                    ));
+                    break;
+                }
+            }
+        }
+        bad
+    }
+}
