@@ -125,6 +125,7 @@ fn weights(world: &World, workers: usize, stack_depth: usize) -> Vec<(Op, u32)> 
         (Op::Touch, 8),
         (Op::Dlopen, 1),
         (Op::Dlclose, 1),
+        (Op::Mseal, 1),
         (Op::Burst, 1),
         (
             Op::StackGrow,
@@ -166,6 +167,7 @@ fn run(args: &Args) -> Result<(), String> {
         blocks: Default::default(),
         res,
         stats: Default::default(),
+        sealed: 0,
     }));
     {
         let mut w = world.lock().expect("world lock");
