@@ -355,6 +355,38 @@ impl Tracer {
         self.next_table(pid, "SIGUSR1", Duration::from_secs(30))
     }
 
+    /// Sends SIGUSR1 and returns the tables printed for each of `pids`
+    /// (in the order given), whatever order they come in.
+    pub fn request_tables(&mut self, pids: &[u32]) -> Vec<Table> {
+        let from = self.cursor.max(self.out.len());
+        self.signal(libc::SIGUSR1);
+        let found = self.out.wait(Duration::from_secs(30), |ls| {
+            let tables: Vec<Table> = parse_tables(&ls[from..])
+                .into_iter()
+                .filter(|t| t.reason == "SIGUSR1")
+                .map(|mut t| {
+                    t.line += from;
+                    t
+                })
+                .collect();
+            pids.iter()
+                .map(|p| tables.iter().find(|t| t.pid == *p).cloned())
+                .collect::<Option<Vec<Table>>>()
+        });
+        let Some(tables) = found else {
+            panic!(
+                "no SIGUSR1 tables for all of {pids:?} within 30s\n{}",
+                self.context()
+            )
+        };
+        self.cursor = tables
+            .iter()
+            .map(|t| t.line + t.body.len() + 2)
+            .max()
+            .unwrap_or(from);
+        tables
+    }
+
     /// With `--json`: sends SIGUSR1 and returns the regions of the `table`
     /// record printed for `pid`, as normalised maps lines (see `maps_lines`).
     pub fn request_json_table(&mut self, pid: u32) -> Vec<String> {
