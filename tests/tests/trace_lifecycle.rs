@@ -370,7 +370,13 @@ fn two_tracers_both_exact() {
             t.context()
         );
         let s = t.summary(pid);
-        assert_eq!((s.lost, s.corrections), (0, 0), "{}", s.text.join("\n"));
+        let ctx = t.context();
+        assert_eq!(
+            (s.lost, s.corrections),
+            (0, 0),
+            "{}\n{ctx}",
+            s.text.join("\n")
+        );
     }
 }
 
@@ -417,7 +423,13 @@ fn several_pids_each_exact() {
     );
     for pid in [pa, pb] {
         let s = t.summary(pid);
-        assert_eq!((s.lost, s.corrections), (0, 0), "{}", s.text.join("\n"));
+        let ctx = t.context();
+        assert_eq!(
+            (s.lost, s.corrections),
+            (0, 0),
+            "{}\n{ctx}",
+            s.text.join("\n")
+        );
     }
     // Every delta line names one of the two pids.
     let out = t.stdout();
