@@ -265,13 +265,23 @@ impl Tracer {
     }
 
     /// The tail of both streams, for failure messages.
+    /// Also saves the whole output under the temp dir (named in the text),
+    /// since a failure may need more than the tail.
     pub fn context(&self) -> String {
-        let tail = |v: Vec<String>, n: usize| v[v.len().saturating_sub(n)..].join("\n");
+        let tail = |v: &[String], n: usize| v[v.len().saturating_sub(n)..].join("\n");
+        let (out, err) = (self.stdout(), self.stderr());
+        let base = std::env::temp_dir().join(format!("pmap-trace-test-{}", self.pid()));
+        let saved = std::fs::write(base.with_extension("out"), out.join("\n"))
+            .and_then(|()| std::fs::write(base.with_extension("err"), err.join("\n")))
+            .map_or_else(
+                |e| format!("(could not save the full output: {e})"),
+                |()| format!("(full output in {}.out and .err)", base.display()),
+            );
         format!(
-            "pmap trace {}\n--- last stdout lines ---\n{}\n--- stderr ---\n{}",
+            "pmap trace {} {saved}\n--- last stdout lines ---\n{}\n--- stderr ---\n{}",
             self.args.join(" "),
-            tail(self.stdout(), 60),
-            tail(self.stderr(), 40)
+            tail(&out, 60),
+            tail(&err, 40)
         )
     }
 
@@ -343,6 +353,64 @@ impl Tracer {
         self.cursor = self.cursor.max(self.out.len());
         self.signal(libc::SIGUSR1);
         self.next_table(pid, "SIGUSR1", Duration::from_secs(30))
+    }
+
+    /// Sends SIGUSR1 and returns the tables printed for each of `pids`
+    /// (in the order given), whatever order they come in.
+    pub fn request_tables(&mut self, pids: &[u32]) -> Vec<Table> {
+        let from = self.cursor.max(self.out.len());
+        self.signal(libc::SIGUSR1);
+        let found = self.out.wait(Duration::from_secs(30), |ls| {
+            let tables: Vec<Table> = parse_tables(&ls[from..])
+                .into_iter()
+                .filter(|t| t.reason == "SIGUSR1")
+                .map(|mut t| {
+                    t.line += from;
+                    t
+                })
+                .collect();
+            pids.iter()
+                .map(|p| tables.iter().find(|t| t.pid == *p).cloned())
+                .collect::<Option<Vec<Table>>>()
+        });
+        let Some(tables) = found else {
+            panic!(
+                "no SIGUSR1 tables for all of {pids:?} within 30s\n{}",
+                self.context()
+            )
+        };
+        self.cursor = tables
+            .iter()
+            .map(|t| t.line + t.body.len() + 2)
+            .max()
+            .unwrap_or(from);
+        tables
+    }
+
+    /// With `--json`: sends SIGUSR1 and returns the regions of the `table`
+    /// record printed for `pid`, as normalised maps lines (see `maps_lines`).
+    pub fn request_json_table(&mut self, pid: u32) -> Vec<String> {
+        self.cursor = self.cursor.max(self.out.len());
+        self.signal(libc::SIGUSR1);
+        let from = self.cursor;
+        let found = self.out.wait(Duration::from_secs(30), |ls| {
+            ls[from..].iter().enumerate().find_map(|(i, l)| {
+                let v: serde_json::Value = serde_json::from_str(l).ok()?;
+                let is_it = v["type"] == "table" && v["reason"] == "SIGUSR1" && v["pid"] == pid;
+                is_it.then(|| (from + i, v))
+            })
+        });
+        let Some((at, v)) = found else {
+            panic!(
+                "no JSON SIGUSR1 table for pid {pid} within 30s\n{}",
+                self.context()
+            )
+        };
+        self.cursor = at + 1;
+        let regions = v["regions"]
+            .as_array()
+            .unwrap_or_else(|| panic!("table without regions: {v}"));
+        regions.iter().map(json_region_line).collect()
     }
 
     /// Waits for the tracer to exit and for its pipes to close.
@@ -537,6 +605,91 @@ impl Drop for Workload {
     }
 }
 
+/// `start-end perms offset dev inode name`, all hex without padding but
+/// the device and inode, for comparing the tracer's JSON regions with
+/// /proc/PID/maps independently of any table format.
+fn normal_line(
+    start: u64,
+    end: u64,
+    perms: &str,
+    offset: u64,
+    dev: &str,
+    inode: u64,
+    name: &str,
+) -> String {
+    format!("{start:x}-{end:x} {perms} {offset:x} {dev} {inode} {name}")
+}
+
+fn hex(v: &serde_json::Value) -> u64 {
+    v.as_str()
+        .and_then(|s| u64::from_str_radix(s.trim_start_matches("0x"), 16).ok())
+        .or_else(|| v.as_u64())
+        .unwrap_or_else(|| panic!("not an address: {v}"))
+}
+
+/// One JSON region (`{"start":"0x..","end":..,"perms":..,...}`) as a normalised line.
+pub fn json_region_line(r: &serde_json::Value) -> String {
+    normal_line(
+        hex(&r["start"]),
+        hex(&r["end"]),
+        r["perms"].as_str().unwrap_or("?"),
+        r["offset"].as_u64().unwrap_or_else(|| hex(&r["offset"])),
+        r["dev"].as_str().unwrap_or("?"),
+        r["inode"].as_u64().unwrap_or(u64::MAX),
+        r["name"].as_str().unwrap_or("?"),
+    )
+}
+
+/// /proc/PID/maps as normalised lines.
+pub fn maps_lines(pid: u32) -> Vec<String> {
+    let raw = std::fs::read(format!("/proc/{pid}/maps"))
+        .unwrap_or_else(|e| panic!("reading /proc/{pid}/maps: {e}"));
+    String::from_utf8_lossy(&raw)
+        .lines()
+        .map(|l| {
+            let mut f = l.splitn(6, ' ');
+            let mut next = || f.next().unwrap_or("");
+            let (range, perms, off, dev, inode) = (next(), next(), next(), next(), next());
+            let name = next().trim_start();
+            let (s, e) = range.split_once('-').unwrap_or(("0", "0"));
+            let h = |x: &str| u64::from_str_radix(x, 16).unwrap_or(u64::MAX);
+            normal_line(
+                h(s),
+                h(e),
+                perms,
+                h(off),
+                dev,
+                inode.parse().unwrap_or(u64::MAX),
+                name,
+            )
+        })
+        .collect()
+}
+
+/// For a process that is not our child (launched by the tracer): waits
+/// until it is stopped (state `T` in /proc/PID/stat; true) or gone or a
+/// zombie (false).
+pub fn wait_stopped_or_gone(pid: u32, timeout: Duration) -> bool {
+    let deadline = Instant::now() + timeout;
+    loop {
+        let stat = std::fs::read_to_string(format!("/proc/{pid}/stat")).unwrap_or_default();
+        // "pid (comm) S ...": the state follows the last ')'.
+        let state = stat
+            .rsplit_once(')')
+            .and_then(|(_, r)| r.split_whitespace().next());
+        match state {
+            Some("T") => return true,
+            None | Some("Z") | Some("X") => return false,
+            _ => {}
+        }
+        assert!(
+            Instant::now() < deadline,
+            "pid {pid} neither stopped nor exited within {timeout:?}"
+        );
+        std::thread::sleep(Duration::from_millis(2));
+    }
+}
+
 /// `pmap [FLAGS] PID` by the reference implementation, as lines.
 pub fn reference_pmap(pid: u32, flags: &[&str]) -> Vec<String> {
     let out = Command::new(REFERENCE_PMAP)
@@ -603,6 +756,17 @@ pub fn diff(expected: &[String], actual: &[String]) -> String {
         }
     }
     out
+}
+
+/// Panics with a diff unless the tracer's JSON regions equal /proc/PID/maps.
+pub fn assert_regions_match(regions: &[String], maps: &[String], what: &str, tracer: &Tracer) {
+    if regions != maps {
+        panic!(
+            "{what}: the tracer's regions differ from /proc/PID/maps ('-' maps only, '+' tracer only):\n{}\n{}",
+            diff(maps, regions),
+            tracer.context()
+        );
+    }
 }
 
 /// Panics with a diff unless the tracer's table equals `pmap`'s output.

@@ -7,17 +7,24 @@
 //! tracer corrects nothing, loses nothing, and exits 0 when the workload does.
 //!
 //! Root and a real kernel are needed. `PMAP_TRACE_SEEDS=1,2,3` and
-//! `PMAP_TRACE_OPS=N` run other or longer sequences (e.g. a soak).
+//! `PMAP_TRACE_OPS=N` run other or longer sequences (e.g. a soak);
+//! `PMAP_TRACE_DIAG=1` checkpoints after every operation and stops at the
+//! first model correction, naming the operation that caused it.
 
 use std::time::Duration;
 
 use pmap_tests::trace_harness::{
-    Event, Tracer, Workload, assert_table_matches, reference_pmap, serial,
+    Event, Tracer, Workload, assert_regions_match, assert_table_matches, maps_lines,
+    reference_pmap, serial,
 };
 
 /// Ops per seed in the default run: 4 seeds x 2,600 = 10,400 operations.
 const DEFAULT_OPS: u64 = 2_600;
-const CHECKPOINT_EVERY: u64 = 200;
+const CHECKPOINT_EVERY: u64 = 100;
+
+fn diag() -> bool {
+    std::env::var_os("PMAP_TRACE_DIAG").is_some()
+}
 
 fn ops_per_seed() -> u64 {
     std::env::var("PMAP_TRACE_OPS")
@@ -26,23 +33,41 @@ fn ops_per_seed() -> u64 {
         .unwrap_or(DEFAULT_OPS)
 }
 
+/// How checkpoints are compared.
+#[derive(Clone, Copy, PartialEq, Eq)]
+enum Check {
+    /// The default table against `/usr/bin/pmap PID`.
+    Table,
+    /// `--json` regions against /proc/PID/maps (every field: offsets,
+    /// devices, inodes, full names), whatever the table format does.
+    Json,
+}
+
 /// Runs one seed and checks every checkpoint; returns (checkpoints, op counts).
-fn run_seed(seed: u64) -> (usize, Vec<(String, u64, u64)>) {
+fn run_seed(seed: u64, ops: u64, check: Check) -> (usize, Vec<(String, u64, u64)>) {
     let _serial = serial();
-    let ops = ops_per_seed();
-    let mut wl = Workload::spawn_bin(
-        "trace_workload",
-        &[
-            "--seed",
-            &seed.to_string(),
-            "--ops",
-            &ops.to_string(),
-            "--checkpoint-every",
-            &CHECKPOINT_EVERY.to_string(),
-        ],
-    );
+    let every = if diag() { 1 } else { CHECKPOINT_EVERY };
+    let (seed_s, ops_s, every_s) = (seed.to_string(), ops.to_string(), every.to_string());
+    let mut wl_args = vec![
+        "--seed",
+        &seed_s,
+        "--ops",
+        &ops_s,
+        "--checkpoint-every",
+        &every_s,
+    ];
+    if diag() {
+        wl_args.push("--log-ops");
+    }
+    let mut wl = Workload::spawn_bin("trace_workload", &wl_args);
     let pid = wl.pid();
-    let mut tracer = Tracer::spawn(&[&pid.to_string()]);
+    let pid_s = pid.to_string();
+    let args: &[&str] = if check == Check::Json {
+        &["--json", &pid_s]
+    } else {
+        &[&pid_s]
+    };
+    let mut tracer = Tracer::spawn(args);
     tracer.wait_tracing(Duration::from_secs(60));
     wl.release();
 
@@ -50,10 +75,17 @@ fn run_seed(seed: u64) -> (usize, Vec<(String, u64, u64)>) {
     loop {
         match wl.wait_event(Duration::from_secs(120)) {
             Event::Stopped => {
-                let table = tracer.request_table(pid);
-                let reference = reference_pmap(pid, &[]);
                 let what = format!("seed {seed}, checkpoint {checkpoints}");
-                assert_table_matches(&table, &reference, &what, &tracer);
+                if check == Check::Json {
+                    let regions = tracer.request_json_table(pid);
+                    assert_regions_match(&regions, &maps_lines(pid), &what, &tracer);
+                } else {
+                    let table = tracer.request_table(pid);
+                    assert_table_matches(&table, &reference_pmap(pid, &[]), &what, &tracer);
+                }
+                if diag() {
+                    stop_at_first_correction(&tracer, &wl, &what);
+                }
                 checkpoints += 1;
                 wl.cont();
             }
@@ -64,12 +96,8 @@ fn run_seed(seed: u64) -> (usize, Vec<(String, u64, u64)>) {
             ),
         }
     }
-    // Setup, one per CHECKPOINT_EVERY ops, and after cleanup.
-    assert_eq!(
-        checkpoints as u64,
-        2 + ops / CHECKPOINT_EVERY,
-        "checkpoints seen"
-    );
+    // Setup, one per `every` ops, and after cleanup.
+    assert_eq!(checkpoints as u64, 2 + ops / every, "checkpoints seen");
 
     let status = tracer.wait_exit(Duration::from_secs(30));
     assert!(
@@ -77,21 +105,19 @@ fn run_seed(seed: u64) -> (usize, Vec<(String, u64, u64)>) {
         "pmap trace exited with {status} after the workload exited\n{}",
         tracer.context()
     );
-    let summary = tracer.summary(pid);
-    assert_eq!(
-        summary.corrections,
-        0,
-        "model corrections in\n{}\n{}",
-        summary.text.join("\n"),
-        tracer.context()
-    );
-    assert_eq!(
-        summary.lost,
-        0,
-        "events lost in\n{}\n{}",
-        summary.text.join("\n"),
-        tracer.context()
-    );
+    let (lost, corrections, text) = if check == Check::Json {
+        let last = tracer.stdout().last().cloned().unwrap_or_default();
+        let v: serde_json::Value = serde_json::from_str(&last)
+            .unwrap_or_else(|e| panic!("last line is not JSON ({e}): {last}"));
+        assert_eq!(v["type"], "summary", "last record: {v}");
+        (v["lost"].as_u64(), v["corrections"].as_u64(), v.to_string())
+    } else {
+        let s = tracer.summary(pid);
+        (Some(s.lost), Some(s.corrections), s.text.join("\n"))
+    };
+    let ctx = tracer.context();
+    assert_eq!(corrections, Some(0), "model corrections in\n{text}\n{ctx}");
+    assert_eq!(lost, Some(0), "events lost in\n{text}\n{ctx}");
     let noise: Vec<String> = tracer
         .stderr()
         .into_iter()
@@ -107,6 +133,31 @@ fn run_seed(seed: u64) -> (usize, Vec<(String, u64, u64)>) {
         noise.join("\n")
     );
     (checkpoints, wl.op_counts())
+}
+
+/// With PMAP_TRACE_DIAG: panics at the first model correction with the
+/// operation that preceded it and the tracer's last output.
+fn stop_at_first_correction(tracer: &Tracer, wl: &Workload, what: &str) {
+    // The correction line is written before the table; give the pipe a moment.
+    std::thread::sleep(Duration::from_millis(20));
+    let corrections: Vec<String> = tracer
+        .stderr()
+        .into_iter()
+        .filter(|l| l.contains("model correction"))
+        .collect();
+    if !corrections.is_empty() {
+        let ops: Vec<String> = wl
+            .stderr()
+            .into_iter()
+            .filter(|l| l.starts_with("trace_workload: #"))
+            .collect();
+        panic!(
+            "{what}: first model correction, after these operations:\n{}\n{}\n{}",
+            ops[ops.len().saturating_sub(3)..].join("\n"),
+            corrections.join("\n"),
+            tracer.context()
+        );
+    }
 }
 
 /// Every kind of operation actually succeeded at least once in this seed,
@@ -133,7 +184,7 @@ fn seeds_from_env() -> Option<Vec<u64>> {
 }
 
 fn check_seed(seed: u64) {
-    let (checkpoints, counts) = run_seed(seed);
+    let (checkpoints, counts) = run_seed(seed, ops_per_seed(), Check::Table);
     assert_coverage(seed, &counts);
     eprintln!("seed {seed}: {checkpoints} checkpoints exact");
 }
@@ -166,10 +217,51 @@ fn seed_4() {
     }
 }
 
+/// The model itself, field by field, against the kernel's maps.
+#[test]
+fn json_regions_equal_proc_maps() {
+    if seeds_from_env().is_none() {
+        let (checkpoints, counts) = run_seed(5, 1_600, Check::Json);
+        assert_coverage(5, &counts);
+        eprintln!("seed 5 (json): {checkpoints} checkpoints exact");
+    }
+}
+
 /// `PMAP_TRACE_SEEDS=...` runs exactly those seeds (the four above step aside).
 #[test]
 fn seeds_from_environment() {
     for seed in seeds_from_env().unwrap_or_default() {
         check_seed(seed);
+    }
+}
+
+/// The workload itself: after every operation its bookkeeping matches the
+/// kernel's map (so it only ever touches, cuts or moves its own memory).
+/// No tracer; a failure here is a bug in the workload, not in `pmap trace`.
+#[test]
+fn workload_bookkeeping_matches_the_kernel() {
+    let _serial = serial();
+    for seed in 1..=4u64 {
+        let seed_s = seed.to_string();
+        let args = [
+            "--seed",
+            &seed_s,
+            "--ops",
+            "2600",
+            "--checkpoint-every",
+            "1000000",
+        ];
+        let mut wl = Workload::spawn_bin("trace_workload", &[&args[..], &["--verify"]].concat());
+        wl.release();
+        loop {
+            match wl.wait_event(Duration::from_secs(120)) {
+                Event::Stopped => wl.cont(),
+                Event::Exited(0) => break,
+                other => panic!(
+                    "workload seed {seed} --verify ended with {other:?}:\n{}",
+                    wl.stderr().join("\n")
+                ),
+            }
+        }
     }
 }

@@ -10,7 +10,10 @@
 use std::path::{Path, PathBuf};
 use std::time::Duration;
 
-use pmap_tests::trace_harness::{Tracer, bpf_objects_of, find_elf, non_table_lines, serial};
+use pmap_tests::trace_harness::{
+    Tracer, assert_table_matches, bpf_objects_of, find_elf, non_table_lines, reference_pmap,
+    serial, wait_stopped_or_gone,
+};
 
 const LD_SO: &str = "ld-linux-x86-64.so.2";
 
@@ -244,4 +247,53 @@ fn python3_json_initial_map() {
 #[test]
 fn node_json_initial_map() {
     launch_json(&program("node"), &["-e", "setTimeout(() => {}, 200)"]);
+}
+
+/// Launch mode stays exact too: the seeded workload started by the tracer
+/// (so not our child: its stops are seen in /proc/PID/stat) is checked at
+/// every checkpoint against `pmap`.
+#[test]
+fn launched_workload_stays_exact() {
+    let _serial = serial();
+    let bin = pmap_tests::workload_bin("trace_workload");
+    let bin_s = bin.to_string_lossy().into_owned();
+    let args = [
+        "--",
+        &bin_s,
+        "--seed",
+        "8",
+        "--ops",
+        "1000",
+        "--checkpoint-every",
+        "250",
+        "--start",
+        "now",
+    ];
+    let mut t = Tracer::spawn(&args);
+    t.wait_tracing(Duration::from_secs(60));
+    let pid = t.next_table(None, "initial", Duration::from_secs(10)).pid;
+    let mut checkpoints = 0;
+    while wait_stopped_or_gone(pid, Duration::from_secs(60)) {
+        let table = t.request_table(pid);
+        let what = format!("launched workload, checkpoint {checkpoints}");
+        assert_table_matches(&table, &reference_pmap(pid, &[]), &what, &t);
+        checkpoints += 1;
+        // SAFETY: continuing the stopped workload the tracer launched.
+        unsafe { libc::kill(pid as i32, libc::SIGCONT) };
+    }
+    assert_eq!(checkpoints, 2 + 1000 / 250, "checkpoints seen");
+    let status = t.wait_exit(Duration::from_secs(30));
+    assert!(
+        status.success(),
+        "pmap trace exited with {status}\n{}",
+        t.context()
+    );
+    let s = t.summary(pid);
+    assert_eq!(
+        (s.lost, s.corrections),
+        (0, 0),
+        "{}\n{}",
+        s.text.join("\n"),
+        t.context()
+    );
 }

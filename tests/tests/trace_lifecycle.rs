@@ -12,7 +12,7 @@ use std::time::Duration;
 
 use pmap_tests::trace_harness::{
     BpfObjects, Event, Tracer, Workload, assert_table_matches, bpf_objects_of, bpftool_ids,
-    non_table_lines, reference_pmap, serial, unused_pid,
+    non_table_lines, parse_tables, reference_pmap, serial, unused_pid,
 };
 
 /// A workload that sits waiting on stdin: a live target with files, memfds,
@@ -86,39 +86,30 @@ fn signal_ends_cleanly(sig: i32, name: &str) {
     );
 
     // Nothing the tracer loaded or attached survives it. The kernel frees
-    // maps and programs after an RCU grace period, asynchronously, so give
-    // it a few seconds before calling anything a leak.
+    // maps and programs from a work queue after the last descriptor closes,
+    // so give it a moment before calling anything a leak.
     let deadline = std::time::Instant::now() + Duration::from_secs(10);
-    let (left, after) = loop {
+    let (after, left) = loop {
         let after = [bpftool_ids("prog"), bpftool_ids("link"), bpftool_ids("map")];
+        let still = |ids: &[u64], k: usize| -> Vec<u64> {
+            ids.iter()
+                .copied()
+                .filter(|id| after[k].contains(id))
+                .collect()
+        };
         let left = BpfObjects {
-            progs: held
-                .progs
-                .iter()
-                .copied()
-                .filter(|id| after[0].contains(id))
-                .collect(),
-            links: held
-                .links
-                .iter()
-                .copied()
-                .filter(|id| after[1].contains(id))
-                .collect(),
-            maps: held
-                .maps
-                .iter()
-                .copied()
-                .filter(|id| after[2].contains(id))
-                .collect(),
+            progs: still(&held.progs, 0),
+            links: still(&held.links, 1),
+            maps: still(&held.maps, 2),
         };
         if left.is_empty() || std::time::Instant::now() > deadline {
-            break (left, after);
+            break (after, left);
         }
-        std::thread::sleep(Duration::from_millis(100));
+        std::thread::sleep(Duration::from_millis(50));
     };
     assert!(
         left.is_empty(),
-        "{name}: eBPF objects of the tracer remain after it exited: {left:?}"
+        "{name}: eBPF objects of the tracer remain 10 s after it exited: {left:?}"
     );
     // Compared with before the trace: whatever is new since then and was
     // already there while it ran belongs to someone else (other tracers on
@@ -379,6 +370,135 @@ fn two_tracers_both_exact() {
             t.context()
         );
         let s = t.summary(pid);
-        assert_eq!((s.lost, s.corrections), (0, 0), "{}", s.text.join("\n"));
+        let ctx = t.context();
+        assert_eq!(
+            (s.lost, s.corrections),
+            (0, 0),
+            "{}\n{ctx}",
+            s.text.join("\n")
+        );
     }
+}
+
+/// Several PIDs: every table names its pid and equals `pmap` of that pid.
+#[test]
+fn several_pids_each_exact() {
+    let _serial = serial();
+    let args = ["--ops", "600", "--checkpoint-every", "200"];
+    let mut a = Workload::spawn_bin("trace_workload", &[&["--seed", "41"], &args[..]].concat());
+    let mut b = Workload::spawn_bin("trace_workload", &[&["--seed", "42"], &args[..]].concat());
+    let (pa, pb) = (a.pid(), b.pid());
+    let mut t = Tracer::spawn(&[&pa.to_string(), &pb.to_string()]);
+    t.wait_tracing(Duration::from_secs(60));
+    t.next_table(pa, "initial", Duration::from_secs(5));
+    t.next_table(pb, "initial", Duration::from_secs(5));
+    a.release();
+    b.release();
+    let mut checkpoints = 0;
+    loop {
+        // Both stop at the same checkpoints; compare when both are stopped.
+        let ea = a.wait_event(Duration::from_secs(60));
+        let eb = b.wait_event(Duration::from_secs(60));
+        match (ea, eb) {
+            (Event::Stopped, Event::Stopped) => {
+                let tables = t.request_tables(&[pa, pb]);
+                for (pid, table) in [pa, pb].into_iter().zip(&tables) {
+                    let what = format!("pid {pid}, checkpoint {checkpoints}");
+                    assert_table_matches(table, &reference_pmap(pid, &[]), &what, &t);
+                }
+                checkpoints += 1;
+                a.cont();
+                b.cont();
+            }
+            (Event::Exited(0), Event::Exited(0)) => break,
+            other => panic!("workloads ended with {other:?}"),
+        }
+    }
+    assert_eq!(checkpoints, 2 + 600 / 200);
+    let status = t.wait_exit(Duration::from_secs(30));
+    assert!(
+        status.success(),
+        "pmap trace exited with {status}\n{}",
+        t.context()
+    );
+    for pid in [pa, pb] {
+        let s = t.summary(pid);
+        let ctx = t.context();
+        assert_eq!(
+            (s.lost, s.corrections),
+            (0, 0),
+            "{}\n{ctx}",
+            s.text.join("\n")
+        );
+    }
+    // Every delta line names one of the two pids.
+    let out = t.stdout();
+    for (_, l) in non_table_lines(&out) {
+        if l.starts_with('+') {
+            assert!(
+                l.contains(&format!(" pid {pa} ")) || l.contains(&format!(" pid {pb} ")),
+                "delta line without one of the traced pids: {l}"
+            );
+        }
+    }
+}
+
+/// `--duration` ends the trace by itself: exit 0, final table, summary.
+#[test]
+fn duration_ends_cleanly() {
+    let _serial = serial();
+    let wl = idle_target();
+    let pid = wl.pid();
+    let mut t = Tracer::spawn(&["--duration", "1", &pid.to_string()]);
+    t.wait_tracing(Duration::from_secs(60));
+    let status = t.wait_exit(Duration::from_secs(15));
+    assert!(
+        status.success(),
+        "--duration 1: exited with {status}\n{}",
+        t.context()
+    );
+    let fin = t.next_table(pid, "final", Duration::from_secs(1));
+    assert_table_matches(
+        &fin,
+        &reference_pmap(pid, &[]),
+        "final table after --duration",
+        &t,
+    );
+    t.summary(pid);
+}
+
+/// `--interval` prints the table periodically, each one exact.
+#[test]
+fn interval_prints_exact_tables() {
+    let _serial = serial();
+    let wl = idle_target();
+    let pid = wl.pid();
+    let mut t = Tracer::spawn(&["--interval", "0.2", &pid.to_string()]);
+    t.wait_tracing(Duration::from_secs(60));
+    let reference = reference_pmap(pid, &[]);
+    for i in 0..3 {
+        let table = t.next_table(pid, "interval", Duration::from_secs(5));
+        assert_table_matches(&table, &reference, &format!("interval table {i}"), &t);
+    }
+    t.signal(libc::SIGINT);
+    assert!(t.wait_exit(Duration::from_secs(15)).success());
+}
+
+/// `--no-initial-table`: the ready line comes, no table before it.
+#[test]
+fn no_initial_table() {
+    let _serial = serial();
+    let wl = idle_target();
+    let pid = wl.pid();
+    let mut t = Tracer::spawn(&["--no-initial-table", &pid.to_string()]);
+    t.wait_tracing(Duration::from_secs(60));
+    let table = t.request_table(pid);
+    assert_table_matches(&table, &reference_pmap(pid, &[]), "SIGUSR1 table", &t);
+    let initial = parse_tables(&t.stdout())
+        .into_iter()
+        .filter(|t| t.reason == "initial")
+        .count();
+    assert_eq!(initial, 0, "an initial table was printed\n{}", t.context());
+    t.signal(libc::SIGTERM);
+    assert!(t.wait_exit(Duration::from_secs(15)).success());
 }

@@ -2,7 +2,7 @@
 //! `pmap trace` exactness tests.
 //!
 //! ```text
-//! trace_workload --seed N --ops N --checkpoint-every N [--start stdin|stop|now] [--delay-us N]
+//! trace_workload --seed N --ops N --checkpoint-every N [--start stdin|stop|now] [--delay-us N] [--log-ops]
 //! ```
 //!
 //! It sets up its files, memfds and SysV segments, then waits for a line on
@@ -53,6 +53,10 @@ struct Args {
     checkpoint_every: u64,
     start: Start,
     delay_us: u64,
+    /// Print each op and its outcome on stderr (to find which op a tracer gets wrong).
+    log_ops: bool,
+    /// After each op, check the bookkeeping against /proc/self/maps (a test of the workload).
+    verify: bool,
 }
 
 fn parse_args() -> Result<Args, String> {
@@ -62,6 +66,8 @@ fn parse_args() -> Result<Args, String> {
         checkpoint_every: 500,
         start: Start::Stdin,
         delay_us: 0,
+        log_ops: false,
+        verify: false,
     };
     let mut it = std::env::args().skip(1);
     while let Some(flag) = it.next() {
@@ -72,6 +78,8 @@ fn parse_args() -> Result<Args, String> {
             "--ops" => a.ops = num(value()?)?,
             "--checkpoint-every" => a.checkpoint_every = num(value()?)?.max(1),
             "--delay-us" => a.delay_us = num(value()?)?,
+            "--log-ops" => a.log_ops = true,
+            "--verify" => a.verify = true,
             "--start" => {
                 a.start = match value()?.as_str() {
                     "stdin" => Start::Stdin,
@@ -117,6 +125,7 @@ fn weights(world: &World, workers: usize, stack_depth: usize) -> Vec<(Op, u32)> 
         (Op::Touch, 8),
         (Op::Dlopen, 1),
         (Op::Dlclose, 1),
+        (Op::Mseal, 1),
         (Op::Burst, 1),
         (
             Op::StackGrow,
@@ -158,6 +167,7 @@ fn run(args: &Args) -> Result<(), String> {
         blocks: Default::default(),
         res,
         stats: Default::default(),
+        sealed: 0,
     }));
     {
         let mut w = world.lock().expect("world lock");
@@ -225,6 +235,19 @@ fn run(args: &Args) -> Result<(), String> {
         };
         if op.main_only() {
             main_stats.record(op, out);
+        }
+        if args.verify {
+            let bad = world.lock().expect("world lock").verify();
+            if !bad.is_empty() {
+                return Err(format!(
+                    "after op #{i} {} ({out:?}): {}",
+                    op.name(),
+                    bad.join("; ")
+                ));
+            }
+        }
+        if args.log_ops {
+            eprintln!("trace_workload: #{i} {} {out:?}", op.name());
         }
         if args.delay_us > 0 {
             std::thread::sleep(std::time::Duration::from_micros(args.delay_us));

@@ -13,6 +13,8 @@ pub const MAX_BLOCKS: usize = 110;
 pub const MAX_PAGES: usize = 3000;
 const MAX_SHM_ATTACHES: usize = 10;
 const MAX_BRK_PAGES: usize = 64;
+/// Sealed ranges can never be unmapped: keep them few.
+const MAX_SEALED: usize = 16;
 
 #[derive(Clone, Copy, Debug, PartialEq, Eq, PartialOrd, Ord)]
 pub enum Op {
@@ -40,6 +42,7 @@ pub enum Op {
     Touch,
     Dlopen,
     Dlclose,
+    Mseal,
     // Run by the main thread only (threads.rs, main.rs).
     Burst,
     StackGrow,
@@ -48,7 +51,7 @@ pub enum Op {
 }
 
 impl Op {
-    pub const ALL: [Op; 28] = [
+    pub const ALL: [Op; 29] = [
         Op::MapAnon,
         Op::MapAnonShared,
         Op::MapFile,
@@ -73,6 +76,7 @@ impl Op {
         Op::Touch,
         Op::Dlopen,
         Op::Dlclose,
+        Op::Mseal,
         Op::Burst,
         Op::StackGrow,
         Op::ThreadStart,
@@ -105,6 +109,7 @@ impl Op {
             Op::Touch => "touch",
             Op::Dlopen => "dlopen",
             Op::Dlclose => "dlclose",
+            Op::Mseal => "mseal",
             Op::Burst => "thread_burst",
             Op::StackGrow => "stack_grow",
             Op::ThreadStart => "thread_start",
@@ -152,6 +157,8 @@ pub struct World {
     pub blocks: Blocks,
     pub res: Resources,
     pub stats: Stats,
+    /// Ranges sealed so far (they stay mapped until exit).
+    pub sealed: usize,
 }
 
 fn random_prot(rng: &mut Rng) -> i32 {
@@ -298,6 +305,7 @@ impl World {
             Op::Touch => self.touch(rng),
             Op::Dlopen => self.dl(rng, true),
             Op::Dlclose => self.dl(rng, false),
+            Op::Mseal => self.mseal(rng),
             Op::Burst | Op::StackGrow | Op::ThreadStart | Op::ThreadEnd => {
                 unreachable!("main-thread op {op:?} given to World::apply")
             }
@@ -774,6 +782,36 @@ impl World {
         }
     }
 
+    /// Maps a few pages and seals some of them (a split the tracer must
+    /// see); the unsealed rest becomes ordinary blocks.
+    fn mseal(&mut self, rng: &mut Rng) -> Outcome {
+        if self.sealed >= MAX_SEALED || self.full() {
+            return Outcome::Skipped;
+        }
+        let n = rng.range(2, 6);
+        let prot = random_prot(rng);
+        let flags = libc::MAP_PRIVATE | libc::MAP_ANONYMOUS;
+        let Ok(a) = sys::mmap(0, n * PAGE, prot, flags, -1, 0) else {
+            return Outcome::Skipped;
+        };
+        let mut b = Block::new(a, pages(n, prot, true), Backing::Anon);
+        let (s, l) = b.sub_range(rng);
+        match sys::mseal(b.page_addr(s), l * PAGE) {
+            Ok(_) => {
+                self.sealed += 1;
+                self.blocks.push(b);
+                let i = self.blocks.list.len() - 1;
+                self.blocks.carve(i, s, l);
+                Outcome::Done
+            }
+            Err(e) => {
+                b.pages.clear();
+                let _ = sys::munmap(a, n * PAGE);
+                Outcome::Failed(e)
+            }
+        }
+    }
+
     fn touch(&mut self, rng: &mut Rng) -> Outcome {
         if self.blocks.list.is_empty() {
             return Outcome::Skipped;
@@ -830,5 +868,70 @@ impl World {
         }
         self.res.remove_shm();
         self.res.close_all();
+    }
+}
+
+impl World {
+    /// Checks the bookkeeping against /proc/self/maps: every page of every
+    /// block is mapped, with the protection recorded. Returns what is wrong.
+    pub fn verify(&self) -> Vec<String> {
+        let maps = std::fs::read_to_string("/proc/self/maps").unwrap_or_default();
+        let regions: Vec<(usize, usize, String, String)> = maps
+            .lines()
+            .filter_map(|l| {
+                let mut f = l.split_whitespace();
+                let (s, e) = f.next()?.split_once('-')?;
+                let perms = f.next()?.to_string();
+                let name = l.splitn(6, ' ').nth(5).unwrap_or("").trim().to_string();
+                Some((
+                    usize::from_str_radix(s, 16).ok()?,
+                    usize::from_str_radix(e, 16).ok()?,
+                    perms,
+                    name,
+                ))
+            })
+            .collect();
+        let mut bad = Vec::new();
+        for b in &self.blocks.list {
+            for (i, p) in b.pages.iter().enumerate() {
+                let a = b.page_addr(i);
+                let Some(r) = regions.iter().find(|r| r.0 <= a && a < r.1) else {
+                    bad.push(format!(
+                        "{:?} block {:#x}+{} page {i} ({a:#x}) is not mapped",
+                        b.backing,
+                        b.addr,
+                        b.pages.len()
+                    ));
+                    break;
+                };
+                let want = [
+                    if p.prot & libc::PROT_READ != 0 {
+                        'r'
+                    } else {
+                        '-'
+                    },
+                    if p.prot & libc::PROT_WRITE != 0 {
+                        'w'
+                    } else {
+                        '-'
+                    },
+                    if p.prot & libc::PROT_EXEC != 0 {
+                        'x'
+                    } else {
+                        '-'
+                    },
+                ];
+                if !r.2.starts_with(&want.iter().collect::<String>())
+                    || (b.backing == Backing::Shm) != r.3.starts_with("/SYSV")
+                {
+                    bad.push(format!(
+                        "{:?} block {:#x} page {i}: kernel has {} {}",
+                        b.backing, b.addr, r.2, r.3
+                    ));
+                    break;
+                }
+            }
+        }
+        bad
     }
 }

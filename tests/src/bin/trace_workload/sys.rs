@@ -53,6 +53,12 @@ pub fn pkey_alloc() -> SysResult {
     check(unsafe { libc::syscall(libc::SYS_pkey_alloc, 0, 0) })
 }
 
+pub fn mseal(addr: usize, len: usize) -> SysResult {
+    // SAFETY: seals a range this program mapped for that purpose and never
+    // unmaps or changes again (it stays until exit).
+    check(unsafe { libc::syscall(libc::SYS_mseal, addr, len, 0) })
+}
+
 pub fn mremap(
     old: usize,
     old_len: usize,
