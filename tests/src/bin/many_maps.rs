@@ -1,7 +1,7 @@
 //! A process holding N distinct memory mappings, for benchmarks and tests of
 //! `pmap` on large maps.
 //!
-//! Usage: `many_maps [N] [--file]` (N defaults to 60,000).
+//! Usage: `many_maps [N] [--file] [--churn RATE]` (N defaults to 60,000).
 //!
 //! Without `--file`: one anonymous reservation of N pages whose pages get
 //! alternating protections (r-- / rw-), so the kernel cannot merge neighbours.
@@ -10,8 +10,14 @@
 //!
 //! Prints `ready N` once the mappings exist (N = regions in /proc/self/maps),
 //! then sleeps until killed. `vm.max_map_count` (65,530 by default) bounds N.
+//!
+//! `--churn RATE` (anonymous layout only): after `ready`, wait for a line on
+//! stdin, then make RATE changes per second until killed, each an mprotect
+//! of one writable page to read-only (its region merges with both
+//! neighbours: 3 regions -> 1) followed later by its undo (1 -> 3), so a
+//! tracer sees steady traffic on a map that stays about N regions large.
 
-use std::io::Write;
+use std::io::{BufRead, Write};
 use std::os::fd::AsRawFd;
 
 const DEFAULT_N: usize = 60_000;
@@ -26,11 +32,27 @@ fn main() {
 fn run() -> Result<(), String> {
     let mut n = DEFAULT_N;
     let mut file = false;
-    for a in std::env::args().skip(1) {
+    let mut churn: Option<f64> = None;
+    let mut args = std::env::args().skip(1);
+    while let Some(a) = args.next() {
         match a.as_str() {
             "--file" => file = true,
+            "--churn" => {
+                let v = args
+                    .next()
+                    .ok_or("--churn needs a rate (changes per second)")?;
+                let r: f64 = v
+                    .parse()
+                    .map_err(|e| format!("bad --churn rate {v:?}: {e}"))?;
+                if r.is_nan() || r <= 0.0 {
+                    return Err(format!("--churn rate must be positive, not {v}"));
+                }
+                churn = Some(r);
+            }
             "-h" | "--help" => {
-                println!("usage: many_maps [N] [--file]   (N defaults to {DEFAULT_N})");
+                println!(
+                    "usage: many_maps [N] [--file] [--churn RATE]   (N defaults to {DEFAULT_N})"
+                );
                 return Ok(());
             }
             s => {
@@ -44,11 +66,15 @@ fn run() -> Result<(), String> {
     if n == 0 {
         return Err("the mapping count must be at least 1".into());
     }
-    if file {
-        map_file_pages(n)?;
-    } else {
-        map_anon_alternating(n)?;
+    if file && churn.is_some() {
+        return Err("--churn works on the anonymous layout only, not with --file".into());
     }
+    let base = if file {
+        map_file_pages(n)?;
+        std::ptr::null_mut()
+    } else {
+        map_anon_alternating(n)?
+    };
     let regions = std::fs::read("/proc/self/maps")
         .map_err(|e| format!("reading /proc/self/maps: {e}"))?
         .iter()
@@ -58,6 +84,14 @@ fn run() -> Result<(), String> {
     writeln!(out, "ready {regions}").map_err(|e| format!("writing to stdout: {e}"))?;
     out.flush().map_err(|e| format!("flushing stdout: {e}"))?;
     drop(out);
+    if let Some(rate) = churn {
+        let mut line = String::new();
+        std::io::stdin()
+            .lock()
+            .read_line(&mut line)
+            .map_err(|e| format!("waiting for the go line on stdin: {e}"))?;
+        return churn_forever(base, n, rate);
+    }
     loop {
         // SAFETY: pause() only blocks until a signal arrives.
         unsafe { libc::pause() };
@@ -80,8 +114,55 @@ fn os_err(what: &str) -> String {
     format!("{what}: {e}{hint}")
 }
 
+fn monotonic_ns() -> u64 {
+    let mut ts = libc::timespec {
+        tv_sec: 0,
+        tv_nsec: 0,
+    };
+    // SAFETY: ts is a valid, writable timespec.
+    unsafe { libc::clock_gettime(libc::CLOCK_MONOTONIC, &mut ts) };
+    (ts.tv_sec as u64) * 1_000_000_000 + ts.tv_nsec as u64
+}
+
+/// RATE changes per second on an absolute schedule: change k makes the
+/// writable page 2j+1 read-only when k is even and writable again when odd
+/// (j = k/2 cycling over the pages), so regions merge and split in turn.
+fn churn_forever(base: *mut libc::c_void, n: usize, rate: f64) -> Result<(), String> {
+    let page = page_size();
+    let writable = n / 2;
+    if writable < 2 {
+        return Err("--churn needs at least 4 mappings".into());
+    }
+    let start = monotonic_ns();
+    let period = 1e9 / rate;
+    let mut k: u64 = 0;
+    loop {
+        let due = start + (k as f64 * period) as u64;
+        let now = monotonic_ns();
+        if now < due {
+            let d = due - now;
+            std::thread::sleep(std::time::Duration::from_nanos(d));
+        }
+        let j = (k / 2) as usize % (writable - 1);
+        let i = 2 * j + 1;
+        let prot = if k.is_multiple_of(2) {
+            libc::PROT_READ
+        } else {
+            libc::PROT_READ | libc::PROT_WRITE
+        };
+        // SAFETY: page i lies inside the reservation made by
+        // map_anon_alternating, which this process never frees.
+        let rc = unsafe { libc::mprotect(base.cast::<u8>().add(i * page).cast(), page, prot) };
+        if rc != 0 {
+            return Err(os_err(&format!("churn mprotect of page {i}")));
+        }
+        k += 1;
+    }
+}
+
 /// One reservation, then every other page made writable: N regions.
-fn map_anon_alternating(n: usize) -> Result<(), String> {
+/// Returns the reservation's address.
+fn map_anon_alternating(n: usize) -> Result<*mut libc::c_void, String> {
     let page = page_size();
     let len = n.checked_mul(page).ok_or("mapping count too large")?;
     // SAFETY: a fresh anonymous mapping at an address the kernel chooses;
@@ -113,7 +194,7 @@ fn map_anon_alternating(n: usize) -> Result<(), String> {
             return Err(os_err(&format!("mprotect of page {i} of {n}")));
         }
     }
-    Ok(())
+    Ok(base)
 }
 
 /// N one-page mappings of a scratch file; page i maps file page (i*2 % pages)

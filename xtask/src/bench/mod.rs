@@ -10,6 +10,7 @@ mod report;
 mod snapshot;
 mod stats;
 mod trace;
+mod tracer;
 
 use std::{
     path::{Path, PathBuf},

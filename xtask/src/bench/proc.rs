@@ -19,10 +19,6 @@ pub struct Usage {
     pub wall: f64,
     pub user: f64,
     pub sys: f64,
-    /// Peak resident set size, KiB (`ru_maxrss`). Includes the harness's
-    /// own size at exec time (see [`peak_rss_kib`]); meaningful only for
-    /// children that grow well beyond it, such as a tracer.
-    pub maxrss_kib: f64,
     /// Raw wait status.
     pub status: i32,
 }
@@ -163,7 +159,6 @@ impl Running {
             wall: self.started.elapsed().as_secs_f64(),
             user: tv_secs(ru.ru_utime),
             sys: tv_secs(ru.ru_stime),
-            maxrss_kib: ru.ru_maxrss as f64,
             status,
         }))
     }
@@ -218,27 +213,6 @@ pub fn run_captured(cmd: &mut Command) -> Result<std::process::Output> {
     cmd.stdin(Stdio::null())
         .output()
         .with_context(|| format!("running {cmd:?}"))
-}
-
-/// Reads `r` line by line on a thread, calling `f(line, monotonic_ns_when_read)`
-/// for each, until end of file; the thread returns `f`'s final state.
-pub fn line_reader<R, F>(r: R, mut f: F) -> JoinHandle<F>
-where
-    R: Read + Send + 'static,
-    F: FnMut(&[u8], u64) + Send + 'static,
-{
-    std::thread::spawn(move || {
-        let mut br = BufReader::with_capacity(1 << 20, r);
-        let mut line = Vec::with_capacity(4096);
-        loop {
-            line.clear();
-            match br.read_until(b'\n', &mut line) {
-                Ok(0) | Err(_) => break,
-                Ok(_) => f(&line, monotonic_ns()),
-            }
-        }
-        f
-    })
 }
 
 /// Collects every line of a stream (e.g. a tracer's stderr) and forwards
