@@ -108,10 +108,9 @@ impl fmt::Display for Unavailable {
         match self {
             Unavailable::Capabilities(missing) => write!(
                 f,
-                "the eBPF backend needs capabilities {} (missing: {}); run as root \
-                 (sudo pmap trace ...) or grant them with \
+                "the eBPF backend needs capabilities CAP_BPF and CAP_PERFMON (or CAP_SYS_ADMIN) \
+                 (missing: {}); run as root (sudo pmap trace ...) or grant them with \
                  `setcap cap_bpf,cap_perfmon,cap_dac_read_search,cap_sys_ptrace+ep $(which pmap)`",
-                "CAP_BPF and CAP_PERFMON (or CAP_SYS_ADMIN)",
                 missing.join(", ")
             ),
             Unavailable::Tracefs(err) => write!(

@@ -1,0 +1,112 @@
+//! `pmap trace` command line.
+
+use std::ffi::OsString;
+
+use clap::{Parser, ValueEnum};
+
+use super::probes::{DEFAULT_RING_SIZE, check_ring_size};
+
+#[derive(Clone, Copy, Debug, PartialEq, Eq, ValueEnum)]
+pub enum Backend {
+    /// eBPF if it can be used here, else polling (said on stderr).
+    Auto,
+    /// eBPF tracepoints on the memory-mapping syscalls.
+    Ebpf,
+    /// Diff the kernel's view at an interval (no privileges needed).
+    Poll,
+}
+
+/// Trace a process's memory map live: an initial table, then every change
+/// as it happens, and the full table on demand (SIGUSR1, Enter on a
+/// terminal, --interval) and at the end.
+#[derive(Debug, Parser)]
+#[command(
+    name = "pmap trace",
+    version,
+    after_help = "Examples:\n  pmap trace 1234\n  pmap trace -x --interval 5 1234\n  pmap trace -- python3 -c 'import mmap; mmap.mmap(-1, 1<<20)'"
+)]
+pub struct TraceArgs {
+    /// Tables in extended format (as `pmap -x`).
+    #[arg(short = 'x', long = "extended")]
+    pub extended: bool,
+    /// Tables in very extended format (as `pmap -X`; twice for `-XX`).
+    #[arg(short = 'X', action = clap::ArgAction::Count)]
+    pub very_extended: u8,
+    /// Tables in device format (as `pmap -d`).
+    #[arg(short = 'd', long = "device")]
+    pub device: bool,
+    /// Tables without header and footer lines (as `pmap -q`).
+    #[arg(short = 'q', long = "quiet")]
+    pub quiet: bool,
+    /// Show full paths in tables (as `pmap -p`).
+    #[arg(short = 'p', long = "show-path")]
+    pub show_path: bool,
+    /// Show the kernel's names in tables (as `pmap -k`).
+    #[arg(short = 'k', long = "use-kernel-name")]
+    pub kernel_name: bool,
+    /// Only regions in this address range, in tables and deltas (hex).
+    #[arg(short = 'A', long = "range", value_name = "LOW[,HIGH]")]
+    pub range: Option<String>,
+    /// Stop after this many seconds.
+    #[arg(long, value_name = "SECS")]
+    pub duration: Option<f64>,
+    /// Print the full table every SECS seconds.
+    #[arg(long, value_name = "SECS")]
+    pub interval: Option<f64>,
+    /// JSON Lines output: one object per record (see the README).
+    #[arg(long)]
+    pub json: bool,
+    /// Ring buffer size in bytes: a power of two, at least the page size.
+    #[arg(long, value_name = "BYTES", default_value_t = DEFAULT_RING_SIZE, value_parser = ring_size)]
+    pub ring_size: u32,
+    /// Do not print the table at start.
+    #[arg(long)]
+    pub no_initial_table: bool,
+    /// Also print failed calls that changed nothing.
+    #[arg(long)]
+    pub show_failed: bool,
+    /// How to watch the process.
+    #[arg(long, value_enum, default_value_t = Backend::Auto)]
+    pub backend: Backend,
+    /// With the poll backend: seconds between looks.
+    #[arg(long, value_name = "SECS", default_value_t = 0.1)]
+    pub poll_interval: f64,
+    /// Capture the user stack of every change and show who made it.
+    #[arg(long)]
+    pub stacks: bool,
+    /// With --stacks: frames shown under each delta.
+    #[arg(long, value_name = "N", default_value_t = 5)]
+    pub stack_depth: usize,
+    /// Add who created and last changed each region to tables.
+    #[arg(long)]
+    pub provenance: bool,
+    /// Processes to trace (all their threads).
+    #[arg(value_name = "PID", required_unless_present = "command")]
+    pub pids: Vec<String>,
+    /// A command to start and trace from its first instruction.
+    #[arg(last = true, value_name = "COMMAND")]
+    pub command: Vec<OsString>,
+}
+
+fn ring_size(s: &str) -> Result<u32, String> {
+    let n: u64 = s
+        .parse()
+        .map_err(|_| format!("'{s}' is not a number of bytes"))?;
+    check_ring_size(n)
+}
+
+impl TraceArgs {
+    /// The PIDs, checked: decimal, positive, as `pmap` takes them.
+    pub fn parse_pids(&self) -> Result<Vec<u32>, String> {
+        self.pids
+            .iter()
+            .map(|p| {
+                let digits = p.strip_prefix("/proc/").unwrap_or(p);
+                match digits.parse::<u32>() {
+                    Ok(n) if n > 0 => Ok(n),
+                    _ => Err(format!("'{p}' is not a process id")),
+                }
+            })
+            .collect()
+    }
+}

@@ -1,0 +1,337 @@
+//! Printing what the tracer found, as text or JSON Lines. Nothing here
+//! reads the process or changes state; it formats what it is given.
+
+use std::io::{self, Write};
+
+use serde_json::{Value, json};
+
+use super::{
+    model::Change,
+    session::{Cause, Delta, Session, Stats},
+    syscalls::{Call, describe_call},
+};
+use crate::region::Region;
+
+/// Renders one complete table (header line through totals) exactly as
+/// `pmap` prints it for the same format options.
+pub type TableRenderer = dyn FnMut(&mut dyn Write, u32, &[Region]) -> io::Result<()>;
+
+pub struct Printer<W: Write> {
+    out: W,
+    json: bool,
+    /// CLOCK_MONOTONIC at start, to turn kernel timestamps into offsets.
+    start_ns: u64,
+}
+
+/// CLOCK_MONOTONIC now, in nanoseconds (the clock bpf_ktime_get_ns reads).
+pub fn monotonic_ns() -> u64 {
+    let mut ts = libc::timespec {
+        tv_sec: 0,
+        tv_nsec: 0,
+    };
+    // SAFETY: ts is a valid timespec to write into.
+    unsafe { libc::clock_gettime(libc::CLOCK_MONOTONIC, &mut ts) };
+    ts.tv_sec as u64 * 1_000_000_000 + ts.tv_nsec as u64
+}
+
+fn region_json(r: &Region) -> Value {
+    json!({
+        "start": format!("{:#x}", r.start),
+        "end": format!("{:#x}", r.end),
+        "size": r.size(),
+        "perms": r.perms.as_str(),
+        "offset": r.offset,
+        "dev": format!("{:02x}:{:02x}", r.dev_major, r.dev_minor),
+        "inode": r.inode,
+        "name": String::from_utf8_lossy(&r.name),
+    })
+}
+
+/// `  + 00007f0000000000     16K rw-p  [ anon ]`: like a table row, with
+/// the kernel's permission letters (p/s kept) and the raw name.
+fn region_row(r: &Region) -> String {
+    let name = if r.name.is_empty() {
+        "[ anon ]".into()
+    } else {
+        String::from_utf8_lossy(&r.name).into_owned()
+    };
+    format!(
+        "{:016x} {:>7}K {} {}",
+        r.start,
+        r.size() / 1024,
+        r.perms.as_str(),
+        name
+    )
+}
+
+impl<W: Write> Printer<W> {
+    pub fn new(out: W, json: bool, start_ns: u64) -> Printer<W> {
+        Printer {
+            out,
+            json,
+            start_ns,
+        }
+    }
+
+    fn t(&self, ns: u64) -> f64 {
+        ns.saturating_sub(self.start_ns) as f64 / 1e9
+    }
+
+    fn now(&self) -> f64 {
+        self.t(monotonic_ns())
+    }
+
+    fn line(&mut self, v: Value) -> io::Result<()> {
+        serde_json::to_writer(&mut self.out, &v)?;
+        self.out.write_all(b"\n")
+    }
+
+    pub fn flush(&mut self) -> io::Result<()> {
+        self.out.flush()
+    }
+
+    pub fn table(
+        &mut self,
+        s: &Session,
+        reason: &str,
+        render: &mut TableRenderer,
+    ) -> io::Result<()> {
+        let t = self.now();
+        let regions = s.table_regions();
+        if self.json {
+            let regions: Vec<Value> = regions.iter().map(region_json).collect();
+            return self.line(json!({
+                "type": "table", "pid": s.pid, "t": t, "reason": reason, "regions": regions,
+            }));
+        }
+        writeln!(self.out, "--- table pid {} ({reason}) +{t:.3}s ---", s.pid)?;
+        render(&mut self.out, s.pid, &regions)?;
+        writeln!(self.out, "--- end table ---")
+    }
+
+    pub fn delta(&mut self, d: &Delta) -> io::Result<()> {
+        let t = if d.ktime_ns != 0 {
+            self.t(d.ktime_ns)
+        } else {
+            self.now()
+        };
+        if self.json {
+            let mut v = json!({
+                "type": "delta", "pid": d.pid, "t": t, "tid": d.tid, "ktime_ns": d.ktime_ns,
+                "removed": d.change.removed.iter().map(region_json).collect::<Vec<_>>(),
+                "added": d.change.added.iter().map(region_json).collect::<Vec<_>>(),
+            });
+            match &d.cause {
+                Cause::Syscall(call, ev) => {
+                    v["cause"] = json!("syscall");
+                    v["syscall"] = json!(call.name());
+                    v["args"] = json!(&ev.args[..call.arity()]);
+                    v["ret"] = json!(ev.ret);
+                }
+                Cause::Observed => v["cause"] = json!("observed"),
+                Cause::Resync => v["cause"] = json!("resync"),
+                Cause::Polled => v["cause"] = json!("observed"),
+                Cause::Exec => v["cause"] = json!("exec"),
+            }
+            return self.line(v);
+        }
+        let cause = match &d.cause {
+            Cause::Syscall(call, ev) => describe_call(*call, ev),
+            Cause::Observed => "observed (no syscall: stack growth)".into(),
+            Cause::Resync => "resync (re-read from the kernel)".into(),
+            Cause::Polled => "observed by polling (no thread or syscall known)".into(),
+            Cause::Exec => "execve: new program, map re-read".into(),
+        };
+        let tid = if d.tid != 0 {
+            format!(" tid {}", d.tid)
+        } else {
+            String::new()
+        };
+        let shape = if d.change.is_empty() && matches!(d.cause, Cause::Syscall(..)) {
+            "   (map unchanged now)".to_string()
+        } else {
+            shape(&d.change)
+        };
+        writeln!(self.out, "+{t:.6} pid {}{tid} {cause}{shape}", d.pid)?;
+        write_change(&mut self.out, &d.change)
+    }
+
+    pub fn lost(&mut self, count: u64, total: u64) -> io::Result<()> {
+        if self.json {
+            let t = self.now();
+            return self.line(json!({"type": "lost", "t": t, "count": count, "total": total}));
+        }
+        Ok(())
+    }
+
+    pub fn exec(&mut self, pid: u32) -> io::Result<()> {
+        if self.json {
+            let t = self.now();
+            return self.line(json!({"type": "exec", "pid": pid, "t": t}));
+        }
+        Ok(())
+    }
+
+    pub fn exit(&mut self, pid: u32) -> io::Result<()> {
+        let t = self.now();
+        if self.json {
+            return self.line(json!({"type": "exit", "pid": pid, "t": t}));
+        }
+        writeln!(self.out, "+{t:.6} pid {pid} exited")
+    }
+
+    /// Lines under a delta (insight notes), indented.
+    pub fn notes(&mut self, notes: &[String]) -> io::Result<()> {
+        if self.json {
+            return Ok(());
+        }
+        for n in notes {
+            writeln!(self.out, "    {n}")?;
+        }
+        Ok(())
+    }
+
+    /// The underlying writer, for sections printed by other modules.
+    pub fn raw(&mut self) -> &mut dyn Write {
+        &mut self.out
+    }
+
+    pub fn summary(&mut self, s: &Session, lost: u64, insight: Option<Value>) -> io::Result<()> {
+        let t = self.now();
+        let st = &s.stats;
+        if self.json {
+            let calls: serde_json::Map<String, Value> = st
+                .calls
+                .iter()
+                .map(|(c, (n, _))| (c.name().to_string(), json!(n)))
+                .collect();
+            let failed: serde_json::Map<String, Value> = st
+                .calls
+                .iter()
+                .map(|(c, (_, f))| (c.name().to_string(), json!(f)))
+                .collect();
+            return self.line(json!({
+                "type": "summary", "pid": s.pid, "t": t, "calls": calls, "failed": failed,
+                "bytes_mapped": st.bytes_mapped, "bytes_unmapped": st.bytes_unmapped,
+                "peak_mapped": st.peak_mapped, "regions": s.model().len(),
+                "peak_regions": st.peak_regions, "lost": lost, "corrections": st.corrections,
+                "threads_started": st.threads_started, "insight": insight,
+            }));
+        }
+        writeln!(self.out, "--- summary pid {} +{t:.3}s ---", s.pid)?;
+        writeln!(self.out, "calls: {}", calls_line(st))?;
+        writeln!(
+            self.out,
+            "mapped {}K, unmapped {}K, peak mapped {}K",
+            st.bytes_mapped / 1024,
+            st.bytes_unmapped / 1024,
+            st.peak_mapped / 1024
+        )?;
+        writeln!(
+            self.out,
+            "regions: {} now, {} at peak; threads started: {}",
+            s.model().len(),
+            st.peak_regions,
+            st.threads_started
+        )?;
+        writeln!(
+            self.out,
+            "events lost: {lost}, model corrections: {}",
+            st.corrections
+        )?;
+        writeln!(self.out, "--- end summary ---")
+    }
+}
+
+fn calls_line(st: &Stats) -> String {
+    if st.calls.is_empty() {
+        return "none".into();
+    }
+    let mut calls: Vec<(&Call, &(u64, u64))> = st.calls.iter().collect();
+    calls.sort_by(|a, b| b.1.0.cmp(&a.1.0).then(a.0.cmp(b.0)));
+    calls
+        .iter()
+        .map(|(c, (n, f))| {
+            if *f > 0 {
+                format!("{} {n} ({f} failed)", c.name())
+            } else {
+                format!("{} {n}", c.name())
+            }
+        })
+        .collect::<Vec<_>>()
+        .join(", ")
+}
+
+/// `   1 region -> 3` when a change split or merged regions.
+fn shape(c: &Change) -> String {
+    let (before, after) = (c.removed.len(), c.added.len());
+    if before == 0 || after == 0 || before == after {
+        return String::new();
+    }
+    let plural = |n: usize| if n == 1 { "region" } else { "regions" };
+    format!("   {before} {} -> {after}", plural(before))
+}
+
+/// The rows of a change: `~` for a region that kept its start address and
+/// changed, `-` for one gone, `+` for one new.
+fn write_change(out: &mut dyn Write, c: &Change) -> io::Result<()> {
+    let mut added: Vec<Option<&Region>> = c.added.iter().map(Some).collect();
+    for old in &c.removed {
+        let same_start = added
+            .iter_mut()
+            .find(|a| a.is_some_and(|a| a.start == old.start));
+        match same_start {
+            Some(slot) => {
+                let new = slot.take().expect("found as Some above");
+                writeln!(
+                    out,
+                    "  ~ {}  ->  {}K {}{}",
+                    region_row(old),
+                    new.size() / 1024,
+                    new.perms.as_str(),
+                    if new.name != old.name {
+                        format!(" {}", String::from_utf8_lossy(&new.name))
+                    } else {
+                        String::new()
+                    }
+                )?;
+            }
+            None => writeln!(out, "  - {}", region_row(old))?,
+        }
+    }
+    for new in added.into_iter().flatten() {
+        writeln!(out, "  + {}", region_row(new))?;
+    }
+    Ok(())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::region::Perms;
+
+    fn r(start: u64, end: u64, perms: &[u8; 4]) -> Region {
+        Region {
+            start,
+            end,
+            perms: Perms(*perms),
+            ..Default::default()
+        }
+    }
+
+    #[test]
+    fn split_is_shown_as_change_plus_additions() {
+        let c = Change {
+            removed: vec![r(0x1000, 0x5000, b"rw-p")],
+            added: vec![r(0x1000, 0x2000, b"r--p"), r(0x2000, 0x5000, b"rw-p")],
+        };
+        let mut out = Vec::new();
+        write_change(&mut out, &c).expect("write to a Vec");
+        let text = String::from_utf8(out).expect("utf8");
+        assert_eq!(
+            text,
+            "  ~ 0000000000001000      16K rw-p [ anon ]  ->  4K r--p\n  + 0000000000002000      12K rw-p [ anon ]\n"
+        );
+        assert_eq!(shape(&c), "   1 region -> 2");
+    }
+}

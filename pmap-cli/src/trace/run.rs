@@ -1,0 +1,442 @@
+//! The tracer's event loop: seed, attach, stream deltas, print tables on
+//! demand, and end cleanly.
+
+use std::{
+    io::{self, Write},
+    time::Duration,
+};
+
+use anyhow::{Context as _, Result, bail};
+use pmap_common::{Event, kind};
+use tokio::{
+    io::AsyncBufReadExt,
+    signal::unix::{SignalKind, signal},
+};
+
+use super::{
+    args::Backend,
+    args::TraceArgs,
+    insight::{Insight, InsightOptions},
+    launch::Launched,
+    output::{Printer, TableRenderer, monotonic_ns},
+    probes::{ProbeOptions, Probes, check_environment},
+    session::{Delta, Session},
+};
+use crate::region::Region;
+
+/// An output error that means the reader went away (`| head`): stop
+/// quietly, as other Unix tools do.
+fn is_broken_pipe(e: &anyhow::Error) -> bool {
+    e.chain().any(|c| {
+        c.downcast_ref::<io::Error>()
+            .is_some_and(|e| e.kind() == io::ErrorKind::BrokenPipe)
+    })
+}
+
+/// `-A low[,high]` in hex, as pmap takes it.
+pub fn parse_range(s: &str) -> Result<(u64, u64)> {
+    let hex = |v: &str, default: u64| -> Result<u64> {
+        let v = v.trim();
+        if v.is_empty() {
+            return Ok(default);
+        }
+        let v = v.strip_prefix("0x").unwrap_or(v);
+        u64::from_str_radix(v, 16).with_context(|| format!("'{v}' in -A is not a hex address"))
+    };
+    let (lo, hi) = match s.split_once(',') {
+        Some((lo, hi)) => (hex(lo, 0)?, hex(hi, u64::MAX)?),
+        None => (hex(s, 0)?, u64::MAX),
+    };
+    Ok((lo, hi))
+}
+
+struct Tracer<'r, W: Write> {
+    /// None with the poll backend.
+    probes: Option<Probes>,
+    sessions: Vec<Session>,
+    printer: Printer<W>,
+    render: &'r mut TableRenderer,
+    show_failed: bool,
+    range: (u64, u64),
+    lost_seen: u64,
+    buf: Vec<Event>,
+    insight: Insight,
+    json: bool,
+}
+
+impl<W: Write> Tracer<'_, W> {
+    fn in_range(&self, d: &Delta) -> bool {
+        let (lo, hi) = self.range;
+        let hit = |r: &Region| r.start <= hi && r.end > lo;
+        d.change.removed.iter().any(hit) || d.change.added.iter().any(hit)
+    }
+
+    fn print_delta(&mut self, d: &Delta) -> Result<()> {
+        let notes = self.insight.observe(d);
+        if self.in_range(d) {
+            self.printer.delta(d)?;
+            self.printer.notes(&notes)?;
+        }
+        Ok(())
+    }
+
+    /// Takes everything in the ring buffer and applies it, in time order
+    /// (threads on different CPUs may reach the buffer out of order).
+    fn pump(&mut self) -> Result<()> {
+        let Some(probes) = &mut self.probes else {
+            return Ok(());
+        };
+        let mut buf = std::mem::take(&mut self.buf);
+        probes.drain(&mut buf);
+        buf.sort_by_key(|e| e.exit_ns);
+        for ev in &buf {
+            self.apply(ev)?;
+        }
+        buf.clear();
+        self.buf = buf;
+        self.check_lost()?;
+        self.printer.flush()?;
+        Ok(())
+    }
+
+    fn apply(&mut self, ev: &Event) -> Result<()> {
+        let Some(i) = self.sessions.iter().position(|s| s.pid == ev.tgid) else {
+            return Ok(());
+        };
+        if ev.kind == kind::EXEC {
+            self.printer.exec(ev.tgid)?;
+        }
+        let applied = self.sessions[i].apply(ev, self.show_failed);
+        match applied {
+            Ok(Some(d)) => {
+                self.print_delta(&d)?;
+                if ev.kind == kind::EXEC {
+                    self.table(i, "exec")?;
+                }
+            }
+            Ok(None) => {}
+            // The process may be gone between the event and our question.
+            Err(e) if !self.sessions[i].still_same_process() => {
+                self.sessions[i].exited = true;
+                log::debug!("process {} gone: {e}", ev.tgid);
+            }
+            Err(e) => {
+                return Err(e).with_context(|| format!("reading the map of process {}", ev.tgid));
+            }
+        }
+        Ok(())
+    }
+
+    fn check_lost(&mut self) -> Result<()> {
+        let Some(probes) = &self.probes else {
+            return Ok(());
+        };
+        let lost = probes.lost();
+        if lost == self.lost_seen {
+            return Ok(());
+        }
+        let new = lost - self.lost_seen;
+        self.lost_seen = lost;
+        eprintln!(
+            "pmap trace: lost {new} events (ring buffer full; {lost} in all); \
+             resynchronising from /proc (a larger --ring-size makes this rarer)"
+        );
+        self.printer.lost(new, lost)?;
+        for i in 0..self.sessions.len() {
+            if self.sessions[i].exited {
+                continue;
+            }
+            match self.sessions[i].resync() {
+                Ok(change) if !change.is_empty() => {
+                    let d = Delta {
+                        pid: self.sessions[i].pid,
+                        tid: 0,
+                        ktime_ns: 0,
+                        cause: super::session::Cause::Resync,
+                        change,
+                    };
+                    self.print_delta(&d)?;
+                }
+                Ok(_) => {}
+                Err(_) => self.sessions[i].exited = true,
+            }
+            self.table(i, "resync")?;
+        }
+        Ok(())
+    }
+
+    /// Confirms the model against the kernel, then prints the table.
+    fn table(&mut self, i: usize, reason: &str) -> Result<()> {
+        let s = &mut self.sessions[i];
+        if s.exited {
+            return Ok(());
+        }
+        // The initial table is the seed itself; events racing with it are
+        // still in the ring buffer and are applied after it.
+        let checked = if reason == "initial" {
+            Ok((None, Vec::new()))
+        } else {
+            s.check()
+        };
+        match checked {
+            Ok((observed, corrections)) => {
+                for c in &corrections {
+                    let first = c.removed.first().or(c.added.first());
+                    eprintln!(
+                        "pmap trace: model correction for pid {}: the model had {} region(s) the kernel did not, \
+                         and lacked {} it had{}; replaced by the kernel's view",
+                        s.pid,
+                        c.removed.len(),
+                        c.added.len(),
+                        first.map_or(String::new(), |r| format!(" (first at {:#x})", r.start)),
+                    );
+                }
+                if let Some(d) = observed {
+                    self.print_delta(&d)?;
+                }
+            }
+            Err(_) => {
+                s.exited = true;
+                return Ok(());
+            }
+        }
+        self.printer
+            .table(&self.sessions[i], reason, &mut *self.render)?;
+        Ok(())
+    }
+
+    fn tables(&mut self, reason: &str) -> Result<()> {
+        self.pump()?;
+        for i in 0..self.sessions.len() {
+            self.table(i, reason)?;
+        }
+        self.printer.flush()?;
+        Ok(())
+    }
+
+    fn finish(&mut self) -> Result<()> {
+        self.pump()?;
+        for i in 0..self.sessions.len() {
+            if self.sessions[i].exited || !self.sessions[i].still_same_process() {
+                self.sessions[i].exited = true;
+                self.printer.exit(self.sessions[i].pid)?;
+            } else {
+                self.table(i, "final")?;
+            }
+            let lost = self.lost_seen;
+            let pid = self.sessions[i].pid;
+            self.printer
+                .summary(&self.sessions[i], lost, self.insight.summary_json(pid))?;
+            if !self.json {
+                self.insight.summary(pid, self.printer.raw())?;
+            }
+        }
+        self.printer.flush()?;
+        Ok(())
+    }
+
+    /// Poll backend: one look at every process, printing what changed.
+    fn poll(&mut self) -> Result<()> {
+        for i in 0..self.sessions.len() {
+            if self.sessions[i].exited {
+                continue;
+            }
+            match self.sessions[i].resync() {
+                Ok(change) if !change.is_empty() => {
+                    let d = Delta {
+                        pid: self.sessions[i].pid,
+                        tid: 0,
+                        ktime_ns: 0,
+                        cause: super::session::Cause::Polled,
+                        change,
+                    };
+                    self.print_delta(&d)?;
+                }
+                Ok(_) => {}
+                Err(_) => self.sessions[i].exited = true,
+            }
+        }
+        self.printer.flush()?;
+        Ok(())
+    }
+
+    fn all_exited(&mut self) -> bool {
+        for s in &mut self.sessions {
+            if !s.exited && !s.still_same_process() {
+                s.exited = true;
+            }
+        }
+        self.sessions.iter().all(|s| s.exited)
+    }
+}
+
+fn load(args: &TraceArgs) -> Result<Probes> {
+    Probes::load(&ProbeOptions {
+        ring_size: args.ring_size,
+        stacks: args.stacks,
+    })
+}
+
+/// Runs the tracer; returns the exit status.
+pub fn run(args: TraceArgs, render: &mut TableRenderer) -> Result<u8> {
+    let rt = tokio::runtime::Builder::new_current_thread()
+        .enable_all()
+        .build()
+        .context("starting the event loop failed")?;
+    match rt.block_on(trace(args, render)) {
+        Err(e) if is_broken_pipe(&e) => Ok(0),
+        other => other,
+    }
+}
+
+async fn trace(args: TraceArgs, render: &mut TableRenderer) -> Result<u8> {
+    let range = match &args.range {
+        Some(r) => parse_range(r)?,
+        None => (0, u64::MAX),
+    };
+    let pids = args.parse_pids().map_err(anyhow::Error::msg)?;
+    if !pids.is_empty() && !args.command.is_empty() {
+        bail!("give either PIDs or `-- COMMAND`, not both");
+    }
+    let start_ns = monotonic_ns();
+    let mut probes = match args.backend {
+        Backend::Poll => None,
+        Backend::Ebpf => Some(load(&args)?),
+        Backend::Auto => match check_environment() {
+            Ok(_) => Some(load(&args)?),
+            Err(why) => {
+                eprintln!(
+                    "pmap trace: eBPF cannot be used here: {why}\n\
+                     pmap trace: falling back to polling the kernel's view every {}s (--backend poll): \
+                     changes are observed, not traced (no thread, no syscall; changes between two looks are merged)",
+                    args.poll_interval
+                );
+                None
+            }
+        },
+    };
+
+    // Launch mode: the child is stopped right after execve, before its
+    // first instruction; it is added to the filter, seeded, then released.
+    let mut launched = None;
+    let pids = if args.command.is_empty() {
+        pids
+    } else {
+        let l = Launched::start(&args.command)?;
+        let pid = l.pid;
+        launched = Some(l);
+        vec![pid]
+    };
+
+    // Attach first, then snapshot: changes between the two arrive as
+    // events and are confirmed against the kernel, so none are missed.
+    let mut sessions = Vec::new();
+    for &pid in &pids {
+        if let Some(p) = &mut probes {
+            p.add_target(pid)?;
+        }
+        sessions.push(Session::open(pid)?);
+    }
+    let stdout = io::stdout().lock();
+    let mut tracer = Tracer {
+        probes,
+        sessions,
+        printer: Printer::new(io::BufWriter::new(stdout), args.json, start_ns),
+        render,
+        show_failed: args.show_failed,
+        range,
+        lost_seen: 0,
+        buf: Vec::new(),
+        insight: Insight::new(InsightOptions {
+            stacks: args.stacks,
+            stack_depth: args.stack_depth,
+            provenance: args.provenance,
+        }),
+        json: args.json,
+    };
+    if !args.no_initial_table {
+        for i in 0..tracer.sessions.len() {
+            tracer.table(i, "initial")?;
+        }
+        tracer.printer.flush()?;
+    }
+    let how = match &tracer.probes {
+        Some(p) => {
+            let syscalls = p
+                .attached
+                .iter()
+                .filter(|a| a.starts_with("syscalls:"))
+                .count();
+            let sched = p.attached.len() - syscalls;
+            format!("ebpf: {syscalls} syscall tracepoints, {sched} sched tracepoints")
+        }
+        None => format!("poll: every {}s", args.poll_interval),
+    };
+    let list: Vec<String> = pids.iter().map(u32::to_string).collect();
+    eprintln!(
+        "pmap trace: tracing pid {} ({how}); SIGUSR1 prints the table",
+        list.join(", pid ")
+    );
+    if let Some(l) = &mut launched {
+        l.release()?;
+    }
+
+    let mut usr1 = signal(SignalKind::user_defined1())?;
+    let mut int = signal(SignalKind::interrupt())?;
+    let mut term = signal(SignalKind::terminate())?;
+    let mut hup = signal(SignalKind::hangup())?;
+    let deadline = args
+        .duration
+        .map(|s| tokio::time::Instant::now() + Duration::from_secs_f64(s.max(0.0)));
+    let mut interval = args
+        .interval
+        .map(|s| tokio::time::interval(Duration::from_secs_f64(s.max(0.01))));
+    if let Some(iv) = &mut interval {
+        iv.tick().await; // the first tick is immediate
+    }
+    // Enter on a terminal prints the table (not in launch mode: the
+    // command owns the terminal).
+    // SAFETY: isatty has no preconditions.
+    let tty = launched.is_none() && unsafe { libc::isatty(0) } == 1;
+    let mut stdin = tty.then(|| tokio::io::BufReader::new(tokio::io::stdin()).lines());
+    let mut liveness = tokio::time::interval(Duration::from_millis(200));
+    let mut poll_tick = tracer
+        .probes
+        .is_none()
+        .then(|| tokio::time::interval(Duration::from_secs_f64(args.poll_interval.max(0.001))));
+
+    loop {
+        tokio::select! {
+            r = async { match &mut tracer.probes { Some(p) => p.readable().await, None => std::future::pending().await } } => {
+                r?;
+                tracer.pump()?;
+                if tracer.sessions.iter().all(|s| s.exited) {
+                    break;
+                }
+            }
+            _ = async { match &mut poll_tick { Some(t) => { t.tick().await; } None => std::future::pending().await } } => tracer.poll()?,
+            _ = usr1.recv() => tracer.tables("SIGUSR1")?,
+            _ = int.recv() => break,
+            _ = term.recv() => break,
+            _ = hup.recv() => break,
+            _ = async { match deadline { Some(d) => tokio::time::sleep_until(d).await, None => std::future::pending().await } } => break,
+            _ = async { match &mut interval { Some(iv) => { iv.tick().await; } None => std::future::pending().await } } => tracer.tables("interval")?,
+            line = async { match &mut stdin { Some(l) => l.next_line().await, None => std::future::pending().await } } => {
+                match line {
+                    Ok(Some(_)) => tracer.tables("enter")?,
+                    _ => stdin = None,
+                }
+            }
+            _ = liveness.tick() => {
+                if let Some(l) = &mut launched {
+                    l.reap();
+                }
+                if tracer.all_exited() {
+                    break;
+                }
+            }
+        }
+    }
+    tracer.finish()?;
+    Ok(0)
+}

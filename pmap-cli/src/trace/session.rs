@@ -1,0 +1,362 @@
+//! One traced process: its region model, the kernel view that confirms it,
+//! and what happened to it. Events go in; records for the printer come out.
+
+use std::{collections::BTreeMap, io};
+
+use pmap_common::{Event, FLAG_NO_ENTER, kind};
+
+use super::{
+    model::{Change, RegionModel},
+    query::{KernelView, is_gone},
+    syscalls::{Affected, Call, affected},
+};
+use crate::region::{Perms, Region};
+
+/// Why a delta happened.
+#[derive(Clone, Debug)]
+pub enum Cause {
+    /// A traced syscall (the event carries its arguments and result).
+    Syscall(Call, Box<Event>),
+    /// Seen in the kernel's view with no syscall behind it (stack growth).
+    Observed,
+    /// Re-read from the kernel after lost events.
+    Resync,
+    /// Seen by the poll backend between two looks.
+    Polled,
+    /// The program was replaced by execve.
+    Exec,
+}
+
+/// A change of one process's map, ready to print.
+#[derive(Clone, Debug)]
+pub struct Delta {
+    pub pid: u32,
+    /// Thread that caused it (0 when unknown).
+    pub tid: u32,
+    /// CLOCK_MONOTONIC nanoseconds at syscall exit (0 when not a syscall).
+    pub ktime_ns: u64,
+    pub cause: Cause,
+    pub change: Change,
+}
+
+/// Counts kept for the summary.
+#[derive(Clone, Debug, Default)]
+pub struct Stats {
+    /// Calls and failed calls, by syscall.
+    pub calls: BTreeMap<Call, (u64, u64)>,
+    pub bytes_mapped: u64,
+    pub bytes_unmapped: u64,
+    pub peak_mapped: u64,
+    pub peak_regions: usize,
+    /// Differences between the model and the kernel found at table time
+    /// that no traced event or stack growth explains.
+    pub corrections: u64,
+    /// Threads created while traced.
+    pub threads_started: u64,
+}
+
+impl Stats {
+    pub fn failed(&self) -> u64 {
+        self.calls.values().map(|(_, f)| f).sum()
+    }
+}
+
+/// Parsed `/proc/PID/stat` fields the session needs.
+struct StatInfo {
+    /// 'Z' (zombie) or 'X' (dead) mean the address space is gone.
+    state: u8,
+    start_time: u64,
+    start_brk: u64,
+}
+
+fn read_stat(pid: u32) -> io::Result<StatInfo> {
+    let raw = std::fs::read(format!("/proc/{pid}/stat"))?;
+    // The command name (field 2) may hold spaces and parentheses: fields
+    // are counted after its last ')'.
+    let close = raw
+        .iter()
+        .rposition(|&b| b == b')')
+        .ok_or_else(|| io::Error::new(io::ErrorKind::InvalidData, "malformed stat"))?;
+    let rest = String::from_utf8_lossy(&raw[close + 1..]);
+    let fields: Vec<&str> = rest.split_whitespace().collect();
+    // fields[0] is field 3 (state).
+    let field = |n: usize| -> u64 { fields.get(n - 3).and_then(|f| f.parse().ok()).unwrap_or(0) };
+    Ok(StatInfo {
+        state: fields
+            .first()
+            .and_then(|f| f.bytes().next())
+            .unwrap_or(b'?'),
+        start_time: field(22),
+        start_brk: field(47),
+    })
+}
+
+/// The `[vsyscall]` page is not in the VMA tree, so PROCMAP_QUERY never
+/// returns it; `/proc/PID/maps` prints it last. Read it from there.
+fn read_gate(pid: u32) -> Option<Region> {
+    let maps = std::fs::read(format!("/proc/{pid}/maps")).ok()?;
+    let last = maps.trim_ascii_end().rsplit(|&b| b == b'\n').next()?;
+    let line = std::str::from_utf8(last).ok()?;
+    if !line.ends_with("[vsyscall]") {
+        return None;
+    }
+    let mut parts = line.split_whitespace();
+    let (lo, hi) = parts.next()?.split_once('-')?;
+    let perms = parts.next()?.as_bytes();
+    Some(Region {
+        start: u64::from_str_radix(lo, 16).ok()?,
+        end: u64::from_str_radix(hi, 16).ok()?,
+        perms: Perms([
+            *perms.first()?,
+            *perms.get(1)?,
+            *perms.get(2)?,
+            *perms.get(3)?,
+        ]),
+        name: b"[vsyscall]".to_vec(),
+        ..Default::default()
+    })
+}
+
+/// Why a process could not be traced.
+#[derive(Debug)]
+pub enum OpenError {
+    NoProcess(u32),
+    Access(u32, io::Error),
+    Other(u32, io::Error),
+}
+
+impl std::fmt::Display for OpenError {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        match self {
+            OpenError::NoProcess(pid) => write!(f, "no process {pid}"),
+            OpenError::Access(pid, e) => write!(
+                f,
+                "cannot read the memory map of process {pid} ({e}): tracing needs the same \
+                 access as reading /proc/{pid}/maps (same user and ptrace allowed, or root)"
+            ),
+            OpenError::Other(pid, e) => write!(f, "cannot trace process {pid}: {e}"),
+        }
+    }
+}
+
+impl std::error::Error for OpenError {}
+
+fn open_error(pid: u32, e: io::Error) -> OpenError {
+    match e.kind() {
+        io::ErrorKind::NotFound => OpenError::NoProcess(pid),
+        io::ErrorKind::PermissionDenied => OpenError::Access(pid, e),
+        _ => OpenError::Other(pid, e),
+    }
+}
+
+pub struct Session {
+    pub pid: u32,
+    view: KernelView,
+    model: RegionModel,
+    gate: Option<Region>,
+    start_time: u64,
+    start_brk: u64,
+    pub stats: Stats,
+    pub exited: bool,
+}
+
+impl Session {
+    /// Opens the process and takes the seed snapshot.
+    pub fn open(pid: u32) -> Result<Session, OpenError> {
+        let stat = read_stat(pid).map_err(|e| open_error(pid, e))?;
+        let mut view = KernelView::open(pid).map_err(|e| open_error(pid, e))?;
+        if !view.supported() {
+            return Err(OpenError::Other(
+                pid,
+                io::Error::other(
+                    "this kernel has no PROCMAP_QUERY (Linux 6.11+); use --backend poll",
+                ),
+            ));
+        }
+        let regions = view.all().map_err(|e| open_error(pid, e))?;
+        let model = RegionModel::new(regions);
+        let mut s = Session {
+            pid,
+            view,
+            model,
+            gate: read_gate(pid),
+            start_time: stat.start_time,
+            start_brk: stat.start_brk,
+            stats: Stats::default(),
+            exited: false,
+        };
+        s.note_peaks();
+        Ok(s)
+    }
+
+    pub fn model(&self) -> &RegionModel {
+        &self.model
+    }
+
+    /// The regions as `/proc/PID/maps` lists them (the gate page last).
+    pub fn table_regions(&self) -> Vec<Region> {
+        let mut v = self.model.to_vec();
+        if let Some(g) = &self.gate {
+            v.push(g.clone());
+        }
+        v
+    }
+
+    /// Whether the process is still the one we opened (not exited, not a
+    /// reused PID).
+    pub fn still_same_process(&self) -> bool {
+        matches!(read_stat(self.pid),
+            Ok(s) if s.start_time == self.start_time && s.state != b'Z' && s.state != b'X')
+    }
+
+    fn note_peaks(&mut self) {
+        self.stats.peak_mapped = self.stats.peak_mapped.max(self.model.mapped());
+        self.stats.peak_regions = self.stats.peak_regions.max(self.model.len());
+    }
+
+    fn account(&mut self, change: &Change) {
+        self.stats.bytes_mapped += change.newly_mapped();
+        self.stats.bytes_unmapped += change.newly_unmapped();
+        self.note_peaks();
+    }
+
+    /// Replaces the rows of `[lo, hi)`, widened until it holds every model
+    /// and kernel region that touches it, with the kernel's current rows.
+    fn sync_range(&mut self, lo: u64, hi: u64) -> io::Result<Change> {
+        let (mut lo, mut hi) = self.model.extent(lo, hi);
+        loop {
+            let fresh = self.view.range(lo, hi)?;
+            let klo = fresh.first().map_or(lo, |r| r.start.min(lo));
+            let khi = fresh.last().map_or(hi, |r| r.end.max(hi));
+            let (mlo, mhi) = self.model.extent(klo, khi);
+            if (mlo, mhi) == (lo, hi) {
+                return Ok(self.model.replace(lo, hi, fresh));
+            }
+            (lo, hi) = (mlo, mhi);
+        }
+    }
+
+    /// Re-reads everything from the kernel; returns what differed.
+    pub fn resync(&mut self) -> io::Result<Change> {
+        let fresh = self.view.all()?;
+        let change = self.model.replace_all(fresh);
+        self.account(&change);
+        Ok(change)
+    }
+
+    /// Compares the model with the kernel before a table is printed.
+    /// Stack growth (no syscall) comes back as an `Observed` delta; any
+    /// other difference is a model correction, counted and returned.
+    pub fn check(&mut self) -> io::Result<(Option<Delta>, Vec<Change>)> {
+        let fresh = self.view.all()?;
+        let change = self.model.replace_all(fresh);
+        if change.is_empty() {
+            return Ok((None, Vec::new()));
+        }
+        let is_stack = |r: &Region| r.name == b"[stack]";
+        let stack_only = change.removed.iter().all(is_stack)
+            && change.added.iter().all(is_stack)
+            && change.added.len() == change.removed.len();
+        self.account(&change);
+        if stack_only {
+            return Ok((Some(self.delta(0, 0, Cause::Observed, change)), Vec::new()));
+        }
+        self.stats.corrections += (change.removed.len() + change.added.len()) as u64;
+        Ok((None, vec![change]))
+    }
+
+    fn delta(&self, tid: u32, ktime_ns: u64, cause: Cause, change: Change) -> Delta {
+        Delta {
+            pid: self.pid,
+            tid,
+            ktime_ns,
+            cause,
+            change,
+        }
+    }
+
+    /// Applies one event. Returns the delta to print, if the map changed
+    /// (or the call failed and `keep_failed` is set).
+    pub fn apply(&mut self, ev: &Event, keep_failed: bool) -> io::Result<Option<Delta>> {
+        match ev.kind {
+            kind::EXEC => {
+                // The open maps file belongs to the old address space.
+                self.view = KernelView::open(self.pid)?;
+                self.gate = read_gate(self.pid);
+                if let Ok(stat) = read_stat(self.pid) {
+                    self.start_brk = stat.start_brk;
+                }
+                let change = self.resync()?;
+                return Ok(Some(self.delta(ev.tid, ev.exit_ns, Cause::Exec, change)));
+            }
+            kind::EXIT => {
+                if ev.args[0] != 0 {
+                    self.exited = true;
+                }
+                return Ok(None);
+            }
+            kind::FORK => {
+                self.stats.threads_started += 1;
+                return Ok(None);
+            }
+            _ => {}
+        }
+        let Some(call) = Call::from_nr(ev.kind) else {
+            return Ok(None);
+        };
+        let entry = self.stats.calls.entry(call).or_default();
+        entry.0 += 1;
+        if ev.ret < 0 {
+            entry.1 += 1;
+        }
+        let heap = self
+            .model
+            .find_named(b"[heap]")
+            .map_or((self.start_brk, self.start_brk), |r| (r.start, r.end));
+        let what = if ev.flags & FLAG_NO_ENTER != 0 {
+            // The probes came up while this call was in progress: its
+            // arguments are unknown, so look at everything.
+            Affected::All
+        } else {
+            affected(call, ev, heap)
+        };
+        let mut change = Change::default();
+        let synced = match what {
+            Affected::Nothing => Ok(()),
+            Affected::All => self.resync_unaccounted().map(|c| change = c),
+            Affected::Ranges(ranges) => ranges.into_iter().try_for_each(|(lo, hi)| {
+                let c = self.sync_range(lo, hi)?;
+                change.removed.extend(c.removed);
+                change.added.extend(c.added);
+                Ok(())
+            }),
+        };
+        match synced {
+            // The address space this call changed is gone (the process
+            // exec'd or exited since): the exec record re-seeds the model.
+            Err(e) if is_gone(&e) => return Ok(None),
+            other => other?,
+        }
+        self.account(&change);
+        // A successful call that can change the map but shows no change was
+        // either a no-op or already shown by an earlier delta (the tracer
+        // asks the kernel when it processes the event, and a later call on
+        // the same range may have happened by then). Printed, so that every
+        // mapping call is seen; failed calls are only counted by default.
+        let visible = ev.ret >= 0 && call.maps_or_unmaps();
+        if change.is_empty() && !visible && !(keep_failed && ev.ret < 0) {
+            return Ok(None);
+        }
+        Ok(Some(self.delta(
+            ev.tid,
+            ev.exit_ns,
+            Cause::Syscall(call, Box::new(*ev)),
+            change,
+        )))
+    }
+
+    fn resync_unaccounted(&mut self) -> io::Result<Change> {
+        let fresh = self.view.all()?;
+        Ok(self.model.replace_all(fresh))
+    }
+}

@@ -1,0 +1,477 @@
+//! What each traced syscall means: its name, how to show its arguments, and
+//! which address ranges it may have changed (to ask the kernel about).
+
+use std::fmt::Write as _;
+
+use pmap_common::Event;
+
+/// A traced syscall, by its x86_64 number.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash, PartialOrd, Ord)]
+pub enum Call {
+    Mmap,
+    Munmap,
+    Mprotect,
+    PkeyMprotect,
+    Brk,
+    Mremap,
+    Madvise,
+    Shmat,
+    Shmdt,
+    Mseal,
+    Mlock,
+    Mlock2,
+    Munlock,
+    Mlockall,
+    Munlockall,
+    Mbind,
+    RemapFilePages,
+}
+
+impl Call {
+    pub fn from_nr(nr: u32) -> Option<Call> {
+        Some(match nr as i64 {
+            libc::SYS_mmap => Call::Mmap,
+            libc::SYS_munmap => Call::Munmap,
+            libc::SYS_mprotect => Call::Mprotect,
+            libc::SYS_pkey_mprotect => Call::PkeyMprotect,
+            libc::SYS_brk => Call::Brk,
+            libc::SYS_mremap => Call::Mremap,
+            libc::SYS_madvise => Call::Madvise,
+            libc::SYS_shmat => Call::Shmat,
+            libc::SYS_shmdt => Call::Shmdt,
+            462 => Call::Mseal,
+            libc::SYS_mlock => Call::Mlock,
+            libc::SYS_mlock2 => Call::Mlock2,
+            libc::SYS_munlock => Call::Munlock,
+            libc::SYS_mlockall => Call::Mlockall,
+            libc::SYS_munlockall => Call::Munlockall,
+            libc::SYS_mbind => Call::Mbind,
+            libc::SYS_remap_file_pages => Call::RemapFilePages,
+            _ => return None,
+        })
+    }
+
+    pub fn name(self) -> &'static str {
+        match self {
+            Call::Mmap => "mmap",
+            Call::Munmap => "munmap",
+            Call::Mprotect => "mprotect",
+            Call::PkeyMprotect => "pkey_mprotect",
+            Call::Brk => "brk",
+            Call::Mremap => "mremap",
+            Call::Madvise => "madvise",
+            Call::Shmat => "shmat",
+            Call::Shmdt => "shmdt",
+            Call::Mseal => "mseal",
+            Call::Mlock => "mlock",
+            Call::Mlock2 => "mlock2",
+            Call::Munlock => "munlock",
+            Call::Mlockall => "mlockall",
+            Call::Munlockall => "munlockall",
+            Call::Mbind => "mbind",
+            Call::RemapFilePages => "remap_file_pages",
+        }
+    }
+
+    /// How many of the six raw arguments the syscall takes.
+    pub fn arity(self) -> usize {
+        match self {
+            Call::Munlockall => 0,
+            Call::Brk | Call::Shmdt | Call::Mlockall => 1,
+            Call::Munmap | Call::Mlock | Call::Munlock => 2,
+            Call::Mprotect | Call::Madvise | Call::Shmat | Call::Mseal | Call::Mlock2 => 3,
+            Call::PkeyMprotect => 4,
+            Call::Mremap | Call::RemapFilePages => 5,
+            Call::Mmap | Call::Mbind => 6,
+        }
+    }
+
+    /// Calls that create, remove, move or re-protect regions (as opposed
+    /// to advice and locking, which are frequent and usually change nothing
+    /// visible).
+    pub fn maps_or_unmaps(self) -> bool {
+        matches!(
+            self,
+            Call::Mmap
+                | Call::Munmap
+                | Call::Mremap
+                | Call::Mprotect
+                | Call::PkeyMprotect
+                | Call::Shmat
+                | Call::Shmdt
+        )
+    }
+
+    /// Calls whose success value is an address.
+    fn returns_address(self) -> bool {
+        matches!(self, Call::Mmap | Call::Mremap | Call::Brk | Call::Shmat)
+    }
+}
+
+/// The part of the address space a call may have changed.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub enum Affected {
+    /// Nothing (e.g. `brk(0)`, a failed mmap without MAP_FIXED).
+    Nothing,
+    /// These ranges, `[lo, hi)`.
+    Ranges(Vec<(u64, u64)>),
+    /// Possibly every region (mlockall): re-read everything.
+    All,
+}
+
+fn page_up(len: u64) -> u64 {
+    len.saturating_add(4095) & !4095
+}
+
+fn span(addr: u64, len: u64) -> (u64, u64) {
+    (addr, addr.saturating_add(page_up(len).max(1)))
+}
+
+/// Where `ev` (a syscall event) may have changed the map. `heap` is the
+/// current `[heap]` extent or the program break's start, for brk.
+pub fn affected(call: Call, ev: &Event, heap: (u64, u64)) -> Affected {
+    let a = &ev.args;
+    let ok = ev.ret >= 0;
+    // A failed call can still have changed part of its range (mprotect
+    // and madvise stop at the first error; MAP_FIXED unmaps first), so
+    // failures re-read the range too unless nothing can have happened.
+    match call {
+        Call::Mmap => {
+            if ok {
+                Affected::Ranges(vec![span(ev.ret as u64, a[1])])
+            } else if a[3] & (libc::MAP_FIXED | libc::MAP_FIXED_NOREPLACE) as u64 != 0 {
+                Affected::Ranges(vec![span(a[0], a[1])])
+            } else {
+                Affected::Nothing
+            }
+        }
+        Call::Munmap
+        | Call::Mprotect
+        | Call::PkeyMprotect
+        | Call::Madvise
+        | Call::Mseal
+        | Call::Mlock
+        | Call::Mlock2
+        | Call::Munlock
+        | Call::Mbind
+        | Call::RemapFilePages => Affected::Ranges(vec![span(a[0], a[1])]),
+        Call::Brk => {
+            let new = ev.ret as u64;
+            if a[0] == 0 || new == 0 {
+                return Affected::Nothing;
+            }
+            let (lo, hi) = heap;
+            Affected::Ranges(vec![(lo.min(new), hi.max(new).max(lo + 1))])
+        }
+        Call::Mremap => {
+            let mut v = vec![span(a[0], a[1])];
+            if ok {
+                v.push(span(ev.ret as u64, a[2]));
+            }
+            Affected::Ranges(v)
+        }
+        Call::Shmat => {
+            if ok {
+                Affected::Ranges(vec![span(ev.ret as u64, 1)])
+            } else {
+                Affected::Nothing
+            }
+        }
+        Call::Shmdt => Affected::Ranges(vec![span(a[0], 1)]),
+        Call::Mlockall | Call::Munlockall => Affected::All,
+    }
+}
+
+fn prot(p: u64) -> String {
+    let mut s = String::with_capacity(3);
+    s.push(if p & libc::PROT_READ as u64 != 0 {
+        'r'
+    } else {
+        '-'
+    });
+    s.push(if p & libc::PROT_WRITE as u64 != 0 {
+        'w'
+    } else {
+        '-'
+    });
+    s.push(if p & libc::PROT_EXEC as u64 != 0 {
+        'x'
+    } else {
+        '-'
+    });
+    s
+}
+
+fn map_flags(f: u64) -> String {
+    const NAMES: &[(i32, &str)] = &[
+        (libc::MAP_SHARED, "SHARED"),
+        (libc::MAP_PRIVATE, "PRIVATE"),
+        (
+            libc::MAP_SHARED_VALIDATE & !libc::MAP_SHARED & !libc::MAP_PRIVATE,
+            "SHARED_VALIDATE",
+        ),
+        (libc::MAP_FIXED, "FIXED"),
+        (libc::MAP_ANONYMOUS, "ANONYMOUS"),
+        (libc::MAP_GROWSDOWN, "GROWSDOWN"),
+        (libc::MAP_DENYWRITE, "DENYWRITE"),
+        (libc::MAP_EXECUTABLE, "EXECUTABLE"),
+        (libc::MAP_LOCKED, "LOCKED"),
+        (libc::MAP_NORESERVE, "NORESERVE"),
+        (libc::MAP_POPULATE, "POPULATE"),
+        (libc::MAP_NONBLOCK, "NONBLOCK"),
+        (libc::MAP_STACK, "STACK"),
+        (libc::MAP_HUGETLB, "HUGETLB"),
+        (libc::MAP_SYNC, "SYNC"),
+        (libc::MAP_FIXED_NOREPLACE, "FIXED_NOREPLACE"),
+    ];
+    let mut rest = f;
+    let mut parts = Vec::new();
+    for &(bit, name) in NAMES {
+        let bit = bit as u64;
+        if bit != 0 && f & bit == bit {
+            parts.push(name.to_string());
+            rest &= !bit;
+        }
+    }
+    if rest != 0 {
+        parts.push(format!("{rest:#x}"));
+    }
+    if parts.is_empty() {
+        "0".into()
+    } else {
+        parts.join("|")
+    }
+}
+
+fn advice(a: u64) -> String {
+    let name = match a as i32 {
+        libc::MADV_NORMAL => "NORMAL",
+        libc::MADV_RANDOM => "RANDOM",
+        libc::MADV_SEQUENTIAL => "SEQUENTIAL",
+        libc::MADV_WILLNEED => "WILLNEED",
+        libc::MADV_DONTNEED => "DONTNEED",
+        libc::MADV_FREE => "FREE",
+        libc::MADV_REMOVE => "REMOVE",
+        libc::MADV_DONTFORK => "DONTFORK",
+        libc::MADV_DOFORK => "DOFORK",
+        libc::MADV_MERGEABLE => "MERGEABLE",
+        libc::MADV_UNMERGEABLE => "UNMERGEABLE",
+        libc::MADV_HUGEPAGE => "HUGEPAGE",
+        libc::MADV_NOHUGEPAGE => "NOHUGEPAGE",
+        libc::MADV_DONTDUMP => "DONTDUMP",
+        libc::MADV_DODUMP => "DODUMP",
+        libc::MADV_WIPEONFORK => "WIPEONFORK",
+        libc::MADV_KEEPONFORK => "KEEPONFORK",
+        libc::MADV_COLD => "COLD",
+        libc::MADV_PAGEOUT => "PAGEOUT",
+        libc::MADV_POPULATE_READ => "POPULATE_READ",
+        libc::MADV_POPULATE_WRITE => "POPULATE_WRITE",
+        libc::MADV_HWPOISON => "HWPOISON",
+        _ => return a.to_string(),
+    };
+    format!("MADV_{name}")
+}
+
+fn hex_or_null(v: u64) -> String {
+    if v == 0 {
+        "NULL".into()
+    } else {
+        format!("{v:#x}")
+    }
+}
+
+/// `mmap(NULL, 16384, rw-, PRIVATE|ANONYMOUS, -1, 0)`.
+pub fn describe_call(call: Call, ev: &Event) -> String {
+    let a = &ev.args;
+    let args = match call {
+        Call::Mmap => format!(
+            "{}, {}, {}, {}, {}, {:#x}",
+            hex_or_null(a[0]),
+            a[1],
+            prot(a[2]),
+            map_flags(a[3]),
+            a[4] as i32,
+            a[5]
+        ),
+        Call::Munmap | Call::Mlock | Call::Munlock => format!("{:#x}, {}", a[0], a[1]),
+        Call::Mprotect => format!("{:#x}, {}, {}", a[0], a[1], prot(a[2])),
+        Call::PkeyMprotect => format!("{:#x}, {}, {}, {}", a[0], a[1], prot(a[2]), a[3] as i32),
+        Call::Brk => hex_or_null(a[0]),
+        Call::Mremap => format!(
+            "{:#x}, {}, {}, {}, {}",
+            a[0],
+            a[1],
+            a[2],
+            mremap_flags(a[3]),
+            hex_or_null(a[4])
+        ),
+        Call::Madvise => format!("{:#x}, {}, {}", a[0], a[1], advice(a[2])),
+        Call::Shmat => format!("{}, {}, {:#o}", a[0] as i32, hex_or_null(a[1]), a[2]),
+        Call::Shmdt => format!("{:#x}", a[0]),
+        Call::Mseal | Call::Mlock2 => format!("{:#x}, {}, {:#x}", a[0], a[1], a[2]),
+        Call::Mlockall => format!("{:#x}", a[0]),
+        Call::Munlockall => String::new(),
+        Call::Mbind => format!("{:#x}, {}, {}, ...", a[0], a[1], a[2]),
+        Call::RemapFilePages => format!("{:#x}, {}, {}, {}, {:#x}", a[0], a[1], a[2], a[3], a[4]),
+    };
+    let mut s = format!("{}({args}) = ", call.name());
+    if ev.ret < 0 {
+        let _ = write!(s, "-1 {}", errno_name(-ev.ret));
+    } else if call.returns_address() {
+        let _ = write!(s, "{:#x}", ev.ret);
+    } else {
+        let _ = write!(s, "{}", ev.ret);
+    }
+    s
+}
+
+fn mremap_flags(f: u64) -> String {
+    let mut parts = Vec::new();
+    if f & libc::MREMAP_MAYMOVE as u64 != 0 {
+        parts.push("MAYMOVE");
+    }
+    if f & libc::MREMAP_FIXED as u64 != 0 {
+        parts.push("FIXED");
+    }
+    if f & 4 != 0 {
+        parts.push("DONTUNMAP");
+    }
+    if parts.is_empty() {
+        "0".into()
+    } else {
+        parts.join("|")
+    }
+}
+
+/// The symbolic name of an errno value, e.g. `ENOMEM`.
+pub fn errno_name(e: i64) -> String {
+    let name = match e as i32 {
+        libc::EPERM => "EPERM",
+        libc::ENOENT => "ENOENT",
+        libc::ESRCH => "ESRCH",
+        libc::EINTR => "EINTR",
+        libc::EBADF => "EBADF",
+        libc::EAGAIN => "EAGAIN",
+        libc::ENOMEM => "ENOMEM",
+        libc::EACCES => "EACCES",
+        libc::EFAULT => "EFAULT",
+        libc::EBUSY => "EBUSY",
+        libc::EEXIST => "EEXIST",
+        libc::ENODEV => "ENODEV",
+        libc::EINVAL => "EINVAL",
+        libc::ENFILE => "ENFILE",
+        libc::EMFILE => "EMFILE",
+        libc::ETXTBSY => "ETXTBSY",
+        libc::EFBIG => "EFBIG",
+        libc::ENOSPC => "ENOSPC",
+        libc::EOVERFLOW => "EOVERFLOW",
+        libc::EIDRM => "EIDRM",
+        libc::ENOSYS => "ENOSYS",
+        libc::ENXIO => "ENXIO",
+        libc::EOPNOTSUPP => "EOPNOTSUPP",
+        _ => return format!("errno {e}"),
+    };
+    name.into()
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn ev(nr: i64, args: [u64; 6], ret: i64) -> Event {
+        Event {
+            enter_ns: 1,
+            exit_ns: 2,
+            args,
+            ret,
+            stack: [0; pmap_common::MAX_STACK_DEPTH],
+            tgid: 1,
+            tid: 1,
+            kind: nr as u32,
+            flags: 0,
+            stack_len: 0,
+            _pad: 0,
+        }
+    }
+
+    #[test]
+    fn mmap_is_described_like_strace() {
+        let e = ev(
+            libc::SYS_mmap,
+            [
+                0,
+                16384,
+                3,
+                (libc::MAP_PRIVATE | libc::MAP_ANONYMOUS) as u64,
+                u64::MAX,
+                0,
+            ],
+            0x7f00_0000_0000,
+        );
+        let call = Call::from_nr(e.kind).expect("mmap is traced");
+        assert_eq!(
+            describe_call(call, &e),
+            "mmap(NULL, 16384, rw-, PRIVATE|ANONYMOUS, -1, 0x0) = 0x7f0000000000"
+        );
+        assert_eq!(
+            affected(call, &e, (0, 0)),
+            Affected::Ranges(vec![(0x7f00_0000_0000, 0x7f00_0000_4000)])
+        );
+    }
+
+    #[test]
+    fn failures_name_the_errno_and_fixed_failures_are_rechecked() {
+        let flags = (libc::MAP_PRIVATE | libc::MAP_FIXED) as u64;
+        let e = ev(
+            libc::SYS_mmap,
+            [0x1000, 100, 1, flags, 3, 0],
+            -(libc::ENOMEM as i64),
+        );
+        let call = Call::Mmap;
+        assert!(describe_call(call, &e).ends_with("= -1 ENOMEM"));
+        assert_eq!(
+            affected(call, &e, (0, 0)),
+            Affected::Ranges(vec![(0x1000, 0x2000)])
+        );
+        let e = ev(libc::SYS_mmap, [0, 100, 1, 2, 3, 0], -(libc::ENOMEM as i64));
+        assert_eq!(affected(call, &e, (0, 0)), Affected::Nothing);
+    }
+
+    #[test]
+    fn brk_covers_old_and_new_break() {
+        let e = ev(libc::SYS_brk, [0x5000_0000, 0, 0, 0, 0, 0], 0x5000_0000);
+        assert_eq!(
+            affected(Call::Brk, &e, (0x4000_0000, 0x4800_0000)),
+            Affected::Ranges(vec![(0x4000_0000, 0x5000_0000)])
+        );
+        let query = ev(libc::SYS_brk, [0; 6], 0x5000_0000);
+        assert_eq!(affected(Call::Brk, &query, (1, 2)), Affected::Nothing);
+    }
+
+    #[test]
+    fn every_traced_tracepoint_has_a_call() {
+        for nr in [
+            libc::SYS_mmap,
+            libc::SYS_munmap,
+            libc::SYS_mprotect,
+            libc::SYS_pkey_mprotect,
+            libc::SYS_brk,
+            libc::SYS_mremap,
+            libc::SYS_madvise,
+            libc::SYS_shmat,
+            libc::SYS_shmdt,
+            462,
+            libc::SYS_mlock,
+            libc::SYS_mlock2,
+            libc::SYS_munlock,
+            libc::SYS_mlockall,
+            libc::SYS_munlockall,
+            libc::SYS_mbind,
+            libc::SYS_remap_file_pages,
+        ] {
+            let call = Call::from_nr(nr as u32).expect("known");
+            assert!(crate::trace::probes::SYSCALLS.contains(&call.name()));
+        }
+        assert_eq!(crate::trace::probes::SYSCALLS.len(), 17);
+    }
+}
