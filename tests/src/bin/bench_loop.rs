@@ -3,19 +3,25 @@
 //! read-only, munmap the 16 KiB). Each iteration is three map-changing
 //! syscalls, i.e. three tracer events.
 //!
-//! Usage: `bench_loop [--iters N] [--rate ITERS_PER_SEC] [--duration SECS] [--wait]`
+//! Usage: `bench_loop [--iters N] [--rate ITERS_PER_SEC] [--duration SECS] [--keep K] [--wait]`
 //!
 //! - `--iters N` (default 200,000): iterations to run.
 //! - `--rate R`: pace the loop at R iterations per second on an absolute
 //!   schedule (it catches up after a stall rather than drifting), for the
 //!   throughput and latency measurements. Unpaced when absent.
 //! - `--duration S`: with `--rate`, run for S seconds (iters = R * S).
+//! - `--keep K`: unmap each 16 KiB mapping K iterations later instead of at
+//!   once, so that every mapping lives long enough for a tracer to see it
+//!   (a tracer that confirms changes against the kernel sees nothing of a
+//!   mapping already gone); the process then holds about 2K more regions.
 //! - `--wait`: print `ready PID` and wait for one line on stdin before
 //!   starting, so that a tracer can be attached first.
 //!
 //! At the end prints one line:
-//! `bench_loop iters N elapsed_ns T start_ns S end_ns E` where T is the wall
-//! time of the loop alone and S/E are CLOCK_MONOTONIC at its start and end.
+//! `bench_loop iters N elapsed_ns T start_ns S end_ns E nvcsw V nivcsw I`
+//! where T is the wall time of the loop alone, S/E are CLOCK_MONOTONIC at
+//! its start and end, and V/I its voluntary and involuntary context switches
+//! (whole process lifetime; the loop dominates them).
 
 use std::io::{BufRead, Write};
 
@@ -32,6 +38,7 @@ fn main() {
 struct Args {
     iters: u64,
     rate: Option<f64>,
+    keep: usize,
     wait: bool,
 }
 
@@ -40,6 +47,7 @@ fn parse_args() -> Result<Args, String> {
     let mut rate = None;
     let mut duration: Option<f64> = None;
     let mut wait = false;
+    let mut keep = 0usize;
     let mut it = std::env::args().skip(1);
     while let Some(a) = it.next() {
         let mut value = |name: &str| {
@@ -67,10 +75,14 @@ fn parse_args() -> Result<Args, String> {
                         .map_err(|e| format!("bad --duration {v:?}: {e}"))?,
                 );
             }
+            "--keep" => {
+                let v = value("--keep")?;
+                keep = v.parse().map_err(|e| format!("bad --keep {v:?}: {e}"))?;
+            }
             "--wait" => wait = true,
             "-h" | "--help" => {
                 println!(
-                    "usage: bench_loop [--iters N] [--rate ITERS_PER_SEC] [--duration SECS] [--wait]"
+                    "usage: bench_loop [--iters N] [--rate ITERS_PER_SEC] [--duration SECS] [--keep K] [--wait]"
                 );
                 std::process::exit(0);
             }
@@ -84,7 +96,12 @@ fn parse_args() -> Result<Args, String> {
         (Some(_), _, Some(_)) => return Err("give --iters or --duration, not both".into()),
         (None, _, None) => 200_000,
     };
-    Ok(Args { iters, rate, wait })
+    Ok(Args {
+        iters,
+        rate,
+        keep,
+        wait,
+    })
 }
 
 fn monotonic_ns() -> u64 {
@@ -117,10 +134,17 @@ fn os_err(what: &str) -> String {
     format!("{what}: {}", std::io::Error::last_os_error())
 }
 
+/// The mappings kept alive by `--keep`, oldest first.
+struct Kept {
+    keep: usize,
+    live: std::collections::VecDeque<usize>,
+}
+
 /// One iteration: three map-changing syscalls and four page faults.
-fn iteration() -> Result<(), String> {
+fn iteration(kept: &mut Kept) -> Result<(), String> {
     // SAFETY: a fresh private anonymous mapping chosen by the kernel; it is
-    // only touched inside its bounds and unmapped before returning.
+    // only touched inside its bounds, and unmapped (whole) exactly once: at
+    // once, or `keep` iterations later.
     unsafe {
         let p = libc::mmap(
             std::ptr::null_mut(),
@@ -140,7 +164,11 @@ fn iteration() -> Result<(), String> {
         if libc::mprotect(p, PROTECT_LEN, libc::PROT_READ) != 0 {
             return Err(os_err("mprotect"));
         }
-        if libc::munmap(p, MAP_LEN) != 0 {
+        kept.live.push_back(p as usize);
+        if kept.live.len() > kept.keep
+            && let Some(old) = kept.live.pop_front()
+            && libc::munmap(old as *mut libc::c_void, MAP_LEN) != 0
+        {
             return Err(os_err("munmap"));
         }
     }
@@ -159,11 +187,15 @@ fn run() -> Result<(), String> {
             .read_line(&mut line)
             .map_err(|e| format!("waiting for the go line on stdin: {e}"))?;
     }
+    let mut kept = Kept {
+        keep: args.keep,
+        live: std::collections::VecDeque::with_capacity(args.keep + 1),
+    };
     let start = monotonic_ns();
     match args.rate {
         None => {
             for _ in 0..args.iters {
-                iteration()?;
+                iteration(&mut kept)?;
             }
         }
         Some(rate) => {
@@ -173,17 +205,23 @@ fn run() -> Result<(), String> {
                 if monotonic_ns() < due {
                     sleep_until(due);
                 }
-                iteration()?;
+                iteration(&mut kept)?;
             }
         }
     }
     let end = monotonic_ns();
+    // SAFETY: rusage is plain old data; getrusage fills it.
+    let mut ru: libc::rusage = unsafe { std::mem::zeroed() };
+    // SAFETY: a valid out-pointer for RUSAGE_SELF.
+    unsafe { libc::getrusage(libc::RUSAGE_SELF, &mut ru) };
     let mut out = std::io::stdout().lock();
     writeln!(
         out,
-        "bench_loop iters {} elapsed_ns {} start_ns {start} end_ns {end}",
+        "bench_loop iters {} elapsed_ns {} start_ns {start} end_ns {end} nvcsw {} nivcsw {}",
         args.iters,
-        end - start
+        end - start,
+        ru.ru_nvcsw,
+        ru.ru_nivcsw
     )
     .map_err(|e| format!("stdout: {e}"))?;
     out.flush().map_err(|e| format!("stdout: {e}"))?;

@@ -19,6 +19,9 @@ pub struct Usage {
     pub wall: f64,
     pub user: f64,
     pub sys: f64,
+    /// Voluntary context switches: for a tracer, about how often it slept
+    /// waiting for events and was woken.
+    pub nvcsw: u64,
     /// Raw wait status.
     pub status: i32,
 }
@@ -159,6 +162,7 @@ impl Running {
             wall: self.started.elapsed().as_secs_f64(),
             user: tv_secs(ru.ru_utime),
             sys: tv_secs(ru.ru_stime),
+            nvcsw: ru.ru_nvcsw as u64,
             status,
         }))
     }

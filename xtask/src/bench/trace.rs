@@ -21,6 +21,10 @@ const GOAL_OVERHEAD: f64 = 1.15;
 const GOAL_OVERHEAD_STACKS: f64 = 1.5;
 const GOAL_P99_MS: f64 = 10.0;
 const GOAL_RSS_MIB: f64 = 32.0;
+/// bench_loop --keep for the rate runs: each mapping lives KEEP iterations,
+/// long enough for the tracer to see it (it reports changes it can confirm
+/// in the kernel, so a mapping already gone yields no delta).
+const KEEP: usize = 2048;
 const STRACE: &[&str] = &["strace", "-f", "-e", "trace=%memory", "-o", "/dev/null"];
 
 /// Sizes and repetitions, full or `--quick`.
@@ -47,7 +51,7 @@ impl Plan {
         } else {
             Plan {
                 rounds: opts.rounds_or(7, 3),
-                iters: 200_000,
+                iters: 100_000,
                 strace_iters: 5_000,
                 rate_secs: 3.0,
                 churn_secs: 5.0,
@@ -180,7 +184,11 @@ struct CfgData {
     iters: u64,
     elapsed: Samples,
     loop_sys: Samples,
+    /// Preemptions of the loop process.
+    loop_preempt: Samples,
     tracer_cpu: Samples,
+    /// The tracer's voluntary context switches (sleeps, then wake-ups).
+    tracer_wakeups: Samples,
     tracer_hwm: Samples,
     /// Events the tracer reported seeing, per run.
     seen: Samples,
@@ -199,6 +207,7 @@ fn run_cfg(bins: &Bins, plan: &Plan, cfg: Cfg, d: &mut CfgData) -> Result<()> {
     let push_loop = |d: &mut CfgData, r: &LoopResult| {
         d.elapsed.push(r.elapsed);
         d.loop_sys.push(r.usage.sys);
+        d.loop_preempt.push(r.nivcsw as f64);
     };
     match cfg {
         Cfg::Untraced => {
@@ -225,6 +234,7 @@ fn run_cfg(bins: &Bins, plan: &Plan, cfg: Cfg, d: &mut CfgData) -> Result<()> {
             let (count, u) = b.finish()?;
             push_loop(d, &r);
             d.tracer_cpu.push(u.cpu());
+            d.tracer_wakeups.push(u.nvcsw as f64);
             d.seen.push(count as f64);
         }
         Cfg::SmallUntraced => {
@@ -241,6 +251,7 @@ fn run_cfg(bins: &Bins, plan: &Plan, cfg: Cfg, d: &mut CfgData) -> Result<()> {
 
 fn record_tracer(d: &mut CfgData, tr: &TracerResult) {
     d.tracer_cpu.push(tr.usage.cpu());
+    d.tracer_wakeups.push(tr.usage.nvcsw as f64);
     d.tracer_hwm.push(tr.hwm_kib);
     let seen: Option<u64> = ["mmap", "mprotect", "munmap"]
         .iter()
@@ -315,7 +326,9 @@ fn overhead(s: &mut String, bins: &Bins, plan: &Plan, avail: &Avail) -> Result<f
          configurations interleaved round-robin, {} rounds. The tracer is attached before the \
          loop starts (`--wait`); `pmap trace` writes its text output into a pipe read by the \
          harness. Ratios are medians of per-round ratios against the untraced run of the same \
-         round and N. \"events seen\" is what the tracer counted (pmap: mmap+mprotect+munmap \
+         round and N. Loop preemptions: involuntary context switches of the loop process; \
+         tracer wake-ups: its voluntary context switches (each a sleep waiting for events). \
+         \"events seen\" is what the tracer counted (pmap: mmap+mprotect+munmap \
          calls in its summary; bpftrace: hits of its 6 probes).\n",
         plan.rounds
     );
@@ -326,8 +339,10 @@ fn overhead(s: &mut String, bins: &Bins, plan: &Plan, avail: &Avail) -> Result<f
         "loop min ms",
         "ratio vs untraced",
         "loop sys ms",
+        "loop preemptions",
         "tracer CPU ms",
         "tracer CPU µs/syscall",
+        "tracer wake-ups",
         "tracer peak RSS MiB",
         "events seen per run",
         "lost",
@@ -351,11 +366,17 @@ fn overhead(s: &mut String, bins: &Bins, plan: &Plan, avail: &Avail) -> Result<f
             ms(d.elapsed.min()),
             ratio,
             ms(d.loop_sys.median()),
+            format!("{:.0}", d.loop_preempt.median()),
             ms(d.tracer_cpu.median()),
             if d.tracer_cpu.is_empty() {
                 String::new()
             } else {
                 format!("{per_call:.2}")
+            },
+            if d.tracer_wakeups.is_empty() {
+                String::new()
+            } else {
+                format!("{:.0}", d.tracer_wakeups.median())
             },
             if d.tracer_hwm.is_empty() {
                 String::new()
@@ -454,6 +475,8 @@ fn rate_run(
         ],
         None => vec!["--iters".into(), unpaced_iters.to_string()],
     };
+    let mut args = args;
+    args.extend(["--keep".to_string(), KEEP.to_string()]);
     let ls: Vec<Loop> = (0..loops)
         .map(|_| Loop::start(bins, &args))
         .collect::<Result<_>>()?;
@@ -556,9 +579,13 @@ fn throughput(s: &mut String, bins: &Bins, plan: &Plan, untraced_rate: f64) -> R
     let _ = writeln!(
         s,
         "### (b) Throughput and (c) latency\n\n\
-         `pmap trace --json --no-initial-table PID...` on bench_loop running paced (absolute \
-         schedule) or flat out for about {}s. Rates are map-changing syscalls per second \
-         (3 per iteration), each a ring buffer event and a `delta` record. Latency: \
+         `pmap trace --json --no-initial-table PID...` on `bench_loop --keep {KEEP}` running \
+         paced (absolute schedule) or flat out for about {}s. Rates are map-changing syscalls \
+         per second (3 per iteration), each one ring buffer event. With --keep each 16 KiB \
+         mapping is unmapped {KEEP} iterations later, so it lives long enough to be seen; \
+         the tracer prints one `delta` per change it can still confirm in the kernel when it \
+         processes the event, so mmap and the mprotect right after it usually arrive as one \
+         delta (about 2 deltas per iteration, not 3). Latency: \
          CLOCK_MONOTONIC when the harness reads the `delta` line from the tracer's stdout \
          minus the record's `ktime_ns` (syscall exit). \"lost\" is the larger of the sum of \
          `pmap trace: lost N events` lines on stderr, the `lost` records and the summary.\n",
@@ -568,7 +595,7 @@ fn throughput(s: &mut String, bins: &Bins, plan: &Plan, untraced_rate: f64) -> R
         "run",
         "ring",
         "achieved syscalls/s",
-        "deltas / expected",
+        "deltas / syscalls",
         "lost",
         "resyncs",
         "corrections",

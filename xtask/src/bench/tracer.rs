@@ -227,7 +227,8 @@ impl Tracer {
     /// Starts `pmap trace ARGS PIDS` and waits until it says it is tracing.
     pub fn start(pmap: &Path, args: &[&str], pids: &[u32], mode: Output) -> Result<Tracer> {
         let mut cmd = Command::new(pmap);
-        cmd.arg("trace").args(args);
+        // Explicitly eBPF: never measure the polling fallback by accident.
+        cmd.args(["trace", "--backend", "ebpf"]).args(args);
         if mode == Output::Json {
             cmd.arg("--json");
         }
@@ -327,7 +328,10 @@ fn spawn_reader(out: ChildStdout, mode: Output) -> JoinHandle<OutStats> {
                     match json_str(&l, "type") {
                         Some("delta") => {
                             st.deltas += 1;
-                            if let Some(k) = json_u64(&l, "ktime_ns") {
+                            // Resync and observed deltas carry no syscall time.
+                            if json_str(&l, "cause").is_none_or(|c| c == "syscall")
+                                && let Some(k) = json_u64(&l, "ktime_ns").filter(|&k| k > 0)
+                            {
                                 st.latency.push(now_ns.saturating_sub(k) as f64 * 1e-9);
                             }
                         }
@@ -362,6 +366,8 @@ pub struct LoopResult {
     pub iters: u64,
     /// Wall time of the loop alone, seconds.
     pub elapsed: f64,
+    /// Involuntary context switches (preemptions) of the loop process.
+    pub nivcsw: u64,
     pub usage: Usage,
 }
 
@@ -423,6 +429,7 @@ pub fn parse_loop_line(line: &str, usage: Usage) -> Result<LoopResult> {
         (Some(iters), Some(ns)) => Ok(LoopResult {
             iters,
             elapsed: ns as f64 * 1e-9,
+            nivcsw: field("nivcsw").unwrap_or(0),
             usage,
         }),
         _ => bail!(
@@ -507,6 +514,9 @@ impl Bpftrace {
         let usage = self.run.stop(Duration::from_secs(20))?;
         let lines = self.out.finish();
         let _ = self.err.finish();
+        if std::env::var_os("BENCH_DEBUG").is_some() {
+            eprintln!("bpftrace said: {lines:?}");
+        }
         let total = lines
             .iter()
             .filter(|l| l.starts_with("@["))
@@ -617,6 +627,7 @@ mod tests {
             wall: 0.0,
             user: 0.0,
             sys: 0.0,
+            nvcsw: 0,
             status: 0,
         };
         let r = parse_loop_line(
