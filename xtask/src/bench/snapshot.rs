@@ -39,8 +39,9 @@ struct Cmd {
     argv: Vec<OsString>,
     /// Why it cannot be measured, if it cannot.
     unavailable: Option<String>,
-    /// For ours: whether stdout equals procps's in the same mode.
-    same_as_procps: Option<bool>,
+    /// For ours: how many lines of stdout differ from procps's in the same
+    /// mode (0: identical).
+    diff_lines: Option<usize>,
     wall: Samples,
     cpu: Samples,
     rss_kib: Samples,
@@ -197,7 +198,9 @@ fn measure(bins: &Bins, n: usize, file: bool, rounds: usize) -> Result<Workload>
                 procps_out.insert(c.mode, out.stdout);
             }
             Tool::Ours => {
-                c.same_as_procps = procps_out.get(c.mode).map(|p| *p == out.stdout);
+                c.diff_lines = procps_out
+                    .get(c.mode)
+                    .map(|p| differing_lines(p, &out.stdout));
             }
             Tool::Cat => {}
         }
@@ -251,11 +254,31 @@ fn new_cmd(tool: Tool, mode: &'static str, argv: Vec<OsString>) -> Cmd {
         mode,
         argv,
         unavailable: None,
-        same_as_procps: None,
+        diff_lines: None,
         wall: Samples::default(),
         cpu: Samples::default(),
         rss_kib: Samples::default(),
     }
+}
+
+/// Lines that differ between two outputs, position by position (plus any
+/// surplus lines).
+fn differing_lines(a: &[u8], b: &[u8]) -> usize {
+    let la: Vec<&[u8]> = a.split(|&c| c == b'\n').collect();
+    let lb: Vec<&[u8]> = b.split(|&c| c == b'\n').collect();
+    let common = la.iter().zip(&lb).filter(|(x, y)| x != y).count();
+    common + la.len().abs_diff(lb.len())
+}
+
+/// Median over rounds of the per-round ratio of CPU times a/b.
+fn paired_cpu_ratio(a: &Cmd, b: &Cmd) -> f64 {
+    let mut s = Samples::default();
+    for (&x, &y) in a.cpu.values().iter().zip(b.cpu.values()) {
+        if y > 0.0 {
+            s.push(x / y);
+        }
+    }
+    s.median()
 }
 
 /// Median over rounds of the per-round ratio a/b (the commands ran in the
@@ -299,7 +322,10 @@ fn render(opts: &Opts, bins: &Bins, rounds: usize, machine: &str, ws: &[Workload
          round-robin (one warm-up pass first); wall time is fork+exec+exit as a user sees it, \
          output to /dev/null; CPU is user+sys from wait4; peak RSS is GNU time's %M (max of 2 runs, about 1 MiB floor). \
          Ratios are the median of the per-round ratios (same round, same load); \
-         `min/min` is the ratio of the fastest runs.\n"
+         `min/min` is the ratio of the fastest runs; the CPU ratio is the median per-round \
+         ratio of user+sys times, which the load of other processes disturbs less than wall time. \
+         \"output vs procps\" compares one untimed run of each: Pss of shared libraries moves \
+         with what else runs, and -X/-XX totals differ by design (docs/compatibility.md).\n"
     );
     if let Some(e) = &bins.pmap_build_error {
         let _ = writeln!(s, "**Our pmap could not be built**: {e}\n");
@@ -315,7 +341,7 @@ fn render(opts: &Opts, bins: &Bins, rounds: usize, machine: &str, ws: &[Workload
             "peak RSS MiB",
             "vs cat (maps/smaps)",
             "vs procps",
-            "same bytes as procps",
+            "output vs procps",
         ]);
         for c in &w.cmds {
             if let Some(why) = &c.unavailable {
@@ -336,9 +362,9 @@ fn render(opts: &Opts, bins: &Bins, rounds: usize, machine: &str, ws: &[Workload
                     .unwrap_or_else(|| "n/a".into()),
                 _ => String::new(),
             };
-            let same = match c.same_as_procps {
-                Some(true) => "yes".into(),
-                Some(false) => "NO".into(),
+            let same = match c.diff_lines {
+                Some(0) => "identical".into(),
+                Some(n) => format!("{n} lines differ"),
                 None => String::new(),
             };
             t.row(vec![
@@ -367,6 +393,7 @@ fn render(opts: &Opts, bins: &Bins, rounds: usize, machine: &str, ws: &[Workload
             "target",
             "ours (median ratio)",
             "ours (min/min)",
+            "ours CPU ratio",
             "procps (median ratio)",
             "verdict",
         ]);
@@ -388,6 +415,10 @@ fn render(opts: &Opts, bins: &Bins, rounds: usize, machine: &str, ws: &[Workload
                 (Some(o), Some(b)) => o.wall.min() / b.wall.min(),
                 _ => f64::NAN,
             };
+            let rcpu = match (ours, b) {
+                (Some(o), Some(b)) => paired_cpu_ratio(o, b),
+                _ => f64::NAN,
+            };
             let rp = match (pp, b) {
                 (Some(p), Some(b)) => paired_ratio(p, b),
                 _ => f64::NAN,
@@ -397,6 +428,7 @@ fn render(opts: &Opts, bins: &Bins, rounds: usize, machine: &str, ws: &[Workload
                 format!("<= {goal}x"),
                 fmt_x(r),
                 fmt_x(rmin),
+                fmt_x(rcpu),
                 fmt_x(rp),
                 verdict(r, goal).into(),
             ]);
@@ -413,6 +445,7 @@ fn render(opts: &Opts, bins: &Bins, rounds: usize, machine: &str, ws: &[Workload
             "peak RSS of pmap -X".into(),
             format!("<= {GOAL_RSS_MIB} MiB"),
             format!("{} MiB", mib(rss)),
+            String::new(),
             String::new(),
             format!("{} MiB", mib(prss)),
             verdict(rss / 1024.0, GOAL_RSS_MIB).into(),
