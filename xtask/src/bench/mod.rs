@@ -30,6 +30,8 @@ options:
   --rounds N     rounds of the interleaved measurements
   --no-build     use the binaries already in target/release
   --out FILE     also write the Markdown report to FILE
+  --alt-pmap BIN trace: also measure another pmap binary (e.g. an experiment)
+                 side by side in the overhead and cost-to-others sections
 ";
 
 /// Options common to every benchmark.
@@ -39,6 +41,7 @@ pub struct Opts {
     pub rounds: Option<usize>,
     pub no_build: bool,
     pub out: Option<PathBuf>,
+    pub alt_pmap: Option<PathBuf>,
 }
 
 impl Opts {
@@ -56,6 +59,13 @@ impl Opts {
                         bail!("--rounds must be at least 1");
                     }
                     o.rounds = Some(n);
+                }
+                "--alt-pmap" => {
+                    let p = PathBuf::from(it.next().context("--alt-pmap needs a binary")?);
+                    if !p.is_file() {
+                        bail!("--alt-pmap {}: no such file", p.display());
+                    }
+                    o.alt_pmap = Some(p);
                 }
                 "--out" => {
                     o.out = Some(PathBuf::from(it.next().context("--out needs a file name")?));

@@ -3,7 +3,7 @@
 //! are, what it costs itself on a 60,000-region process, and what processes
 //! that are not traced pay while it runs.
 
-use std::{fmt::Write, time::Duration};
+use std::{fmt::Write, path::Path, time::Duration};
 
 use anyhow::Result;
 
@@ -135,12 +135,16 @@ pub fn run(opts: &Opts) -> Result<String> {
     }
     s.push('\n');
 
-    let untraced_rate = overhead(&mut s, &bins, &plan, &avail)?;
+    let alt = opts.alt_pmap.as_deref();
+    if let Some(a) = alt {
+        let _ = writeln!(s, "- --alt-pmap: {}", a.display());
+    }
+    let untraced_rate = overhead(&mut s, &bins, alt, &plan, &avail)?;
     if avail.pmap.is_ok() {
         throughput(&mut s, &bins, &plan, untraced_rate)?;
         own_cost(&mut s, &bins, &plan)?;
     }
-    others(&mut s, &bins, &plan, &avail)?;
+    others(&mut s, &bins, alt, &plan, &avail)?;
     Ok(s)
 }
 
@@ -152,6 +156,7 @@ enum Cfg {
     Untraced,
     Pmap,
     PmapStacks,
+    PmapAlt,
     Bpftrace,
     SmallUntraced,
     SmallStrace,
@@ -163,6 +168,7 @@ impl Cfg {
             Cfg::Untraced => "untraced",
             Cfg::Pmap => "pmap trace PID",
             Cfg::PmapStacks => "pmap trace --stacks PID",
+            Cfg::PmapAlt => "--alt-pmap: trace PID",
             Cfg::Bpftrace => "bpftrace, 6 counting tracepoints",
             Cfg::SmallUntraced => "untraced (strace's N)",
             Cfg::SmallStrace => "strace -f -e trace=%memory",
@@ -197,7 +203,7 @@ struct CfgData {
 }
 
 /// Runs one configuration once.
-fn run_cfg(bins: &Bins, plan: &Plan, cfg: Cfg, d: &mut CfgData) -> Result<()> {
+fn run_cfg(bins: &Bins, alt: Option<&Path>, plan: &Plan, cfg: Cfg, d: &mut CfgData) -> Result<()> {
     let iters = match cfg {
         Cfg::SmallUntraced | Cfg::SmallStrace => plan.strace_iters,
         _ => plan.iters,
@@ -214,14 +220,18 @@ fn run_cfg(bins: &Bins, plan: &Plan, cfg: Cfg, d: &mut CfgData) -> Result<()> {
             let r = Loop::start(bins, &args)?.go()?;
             push_loop(d, &r);
         }
-        Cfg::Pmap | Cfg::PmapStacks => {
+        Cfg::Pmap | Cfg::PmapStacks | Cfg::PmapAlt => {
             let l = Loop::start(bins, &args)?;
             let targs: &[&str] = if cfg == Cfg::PmapStacks {
                 &["--stacks"]
             } else {
                 &[]
             };
-            let t = Tracer::start(&bins.pmap, targs, &[l.pid()], Output::Text)?;
+            let bin = match (cfg, alt) {
+                (Cfg::PmapAlt, Some(a)) => a,
+                _ => bins.pmap.as_path(),
+            };
+            let t = Tracer::start(bin, targs, &[l.pid()], Output::Text)?;
             let r = l.go()?;
             let tr = t.finish(Duration::from_secs(15))?;
             push_loop(d, &r);
@@ -283,11 +293,18 @@ fn fx(v: f64) -> String {
 }
 
 /// Returns the untraced loop's iterations per second (median).
-fn overhead(s: &mut String, bins: &Bins, plan: &Plan, avail: &Avail) -> Result<f64> {
+fn overhead(
+    s: &mut String,
+    bins: &Bins,
+    alt: Option<&Path>,
+    plan: &Plan,
+    avail: &Avail,
+) -> Result<f64> {
     let cfgs = [
         Cfg::Untraced,
         Cfg::Pmap,
         Cfg::PmapStacks,
+        Cfg::PmapAlt,
         Cfg::Bpftrace,
         Cfg::SmallUntraced,
         Cfg::SmallStrace,
@@ -297,6 +314,7 @@ fn overhead(s: &mut String, bins: &Bins, plan: &Plan, avail: &Avail) -> Result<f
         d.unavailable = match c {
             Cfg::Pmap => avail.pmap.clone().err(),
             Cfg::PmapStacks => avail.stacks.clone().err(),
+            Cfg::PmapAlt => alt.is_none().then(|| "no --alt-pmap given".to_string()),
             Cfg::Bpftrace => avail.bpftrace.clone().err(),
             Cfg::SmallStrace => avail.strace.clone().err(),
             _ => None,
@@ -313,7 +331,7 @@ fn overhead(s: &mut String, bins: &Bins, plan: &Plan, avail: &Avail) -> Result<f
     for r in 0..plan.rounds {
         for k in 0..live.len() {
             let i = live[(k + r) % live.len()];
-            run_cfg(bins, plan, cfgs[i], &mut data[i])?;
+            run_cfg(bins, alt, plan, cfgs[i], &mut data[i])?;
         }
     }
 
@@ -348,6 +366,9 @@ fn overhead(s: &mut String, bins: &Bins, plan: &Plan, avail: &Avail) -> Result<f
         "lost",
     ]);
     for (c, d) in cfgs.iter().zip(&data) {
+        if *c == Cfg::PmapAlt && alt.is_none() {
+            continue;
+        }
         if d.unavailable.is_some() {
             t.row(vec![c.label().into(), "not measured (see above)".into()]);
             continue;
@@ -388,7 +409,7 @@ fn overhead(s: &mut String, bins: &Bins, plan: &Plan, avail: &Avail) -> Result<f
             } else {
                 format!("{:.0}", d.seen.median())
             },
-            if matches!(c, Cfg::Pmap | Cfg::PmapStacks) {
+            if matches!(c, Cfg::Pmap | Cfg::PmapStacks | Cfg::PmapAlt) {
                 format!(
                     "{}{}",
                     d.lost,
@@ -780,16 +801,26 @@ fn own_cost(s: &mut String, bins: &Bins, plan: &Plan) -> Result<()> {
 // ---------------------------------------------------------------------------
 // (e) what untraced processes pay
 
-fn others(s: &mut String, bins: &Bins, plan: &Plan, avail: &Avail) -> Result<()> {
+fn others(
+    s: &mut String,
+    bins: &Bins,
+    alt: Option<&Path>,
+    plan: &Plan,
+    avail: &Avail,
+) -> Result<()> {
     #[derive(Clone, Copy, PartialEq)]
     enum O {
         None,
         Pmap,
+        Alt,
         Bpftrace,
     }
     let mut cfgs = vec![O::None];
     if avail.pmap.is_ok() {
         cfgs.push(O::Pmap);
+    }
+    if alt.is_some() {
+        cfgs.push(O::Alt);
     }
     if avail.bpftrace.is_ok() {
         cfgs.push(O::Bpftrace);
@@ -807,8 +838,12 @@ fn others(s: &mut String, bins: &Bins, plan: &Plan, avail: &Avail) -> Result<()>
             let i = (k + r) % cfgs.len();
             let res = match cfgs[i] {
                 O::None => Loop::start(bins, &args)?.go()?,
-                O::Pmap => {
-                    let t = Tracer::start(&bins.pmap, &[], &[other.pid()], Output::Text)?;
+                O::Pmap | O::Alt => {
+                    let bin = match (cfgs[i], alt) {
+                        (O::Alt, Some(a)) => a,
+                        _ => bins.pmap.as_path(),
+                    };
+                    let t = Tracer::start(bin, &[], &[other.pid()], Output::Text)?;
                     let res = Loop::start(bins, &args)?.go()?;
                     t.finish(Duration::ZERO)?;
                     res
@@ -845,6 +880,7 @@ fn others(s: &mut String, bins: &Bins, plan: &Plan, avail: &Avail) -> Result<()>
             match c {
                 O::None => "nothing traces",
                 O::Pmap => "pmap trace OTHER_PID",
+                O::Alt => "--alt-pmap: trace OTHER_PID",
                 O::Bpftrace => "bpftrace on OTHER_PID",
             }
             .into(),
