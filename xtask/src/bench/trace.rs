@@ -190,6 +190,10 @@ struct CfgData {
     iters: u64,
     elapsed: Samples,
     loop_sys: Samples,
+    /// user+sys of the loop process.
+    loop_cpu: Samples,
+    /// Loop CPU plus the tracer's CPU, per run.
+    total_cpu: Samples,
     /// Preemptions of the loop process.
     loop_preempt: Samples,
     tracer_cpu: Samples,
@@ -213,6 +217,7 @@ fn run_cfg(bins: &Bins, alt: Option<&Path>, plan: &Plan, cfg: Cfg, d: &mut CfgDa
     let push_loop = |d: &mut CfgData, r: &LoopResult| {
         d.elapsed.push(r.elapsed);
         d.loop_sys.push(r.usage.sys);
+        d.loop_cpu.push(r.usage.cpu());
         d.loop_preempt.push(r.nivcsw as f64);
     };
     match cfg {
@@ -256,6 +261,15 @@ fn run_cfg(bins: &Bins, alt: Option<&Path>, plan: &Plan, cfg: Cfg, d: &mut CfgDa
             push_loop(d, &r);
         }
     }
+    // This run's loop CPU plus its tracer's CPU (if it had one).
+    let n = d.loop_cpu.len();
+    let loop_cpu = d.loop_cpu.values().last().copied().unwrap_or(f64::NAN);
+    let tracer = if d.tracer_cpu.len() == n {
+        d.tracer_cpu.values().last().copied().unwrap_or(0.0)
+    } else {
+        0.0
+    };
+    d.total_cpu.push(loop_cpu + tracer);
     Ok(())
 }
 
@@ -344,7 +358,9 @@ fn overhead(
          configurations interleaved round-robin, {} rounds. The tracer is attached before the \
          loop starts (`--wait`); `pmap trace` writes its text output into a pipe read by the \
          harness. Ratios are medians of per-round ratios against the untraced run of the same \
-         round and N. Loop preemptions: involuntary context switches of the loop process; \
+         round and N. Loop CPU is user+sys of the loop process (the kernel programs run in its \
+         syscalls, so their cost lands there); loop+tracer adds the tracer's own CPU: on a \
+         loaded machine these CPU ratios are steadier than wall time. Loop preemptions: involuntary context switches of the loop process; \
          tracer wake-ups: its voluntary context switches (each a sleep waiting for events). \
          \"events seen\" is what the tracer counted (pmap: mmap+mprotect+munmap \
          calls in its summary; bpftrace: hits of its 6 probes).\n",
@@ -356,6 +372,9 @@ fn overhead(
         "loop median ms",
         "loop min ms",
         "ratio vs untraced",
+        "loop CPU ms",
+        "loop CPU ratio",
+        "loop+tracer CPU ratio",
         "loop sys ms",
         "loop preemptions",
         "tracer CPU ms",
@@ -386,6 +405,17 @@ fn overhead(
             ms(d.elapsed.median()),
             ms(d.elapsed.min()),
             ratio,
+            ms(d.loop_cpu.median()),
+            if *c == c.baseline() || *c == Cfg::SmallStrace {
+                String::new()
+            } else {
+                fx(paired(&d.loop_cpu, &base.loop_cpu))
+            },
+            if *c == c.baseline() || *c == Cfg::SmallStrace {
+                String::new()
+            } else {
+                fx(paired(&d.total_cpu, &base.loop_cpu))
+            },
             ms(d.loop_sys.median()),
             format!("{:.0}", d.loop_preempt.median()),
             ms(d.tracer_cpu.median()),
@@ -427,23 +457,41 @@ fn overhead(
     s.push_str(&t.render());
     s.push('\n');
 
-    let mut g = Table::new(&["goal", "target", "measured", "verdict"]);
+    let mut g = Table::new(&[
+        "goal",
+        "target",
+        "wall ratio",
+        "verdict (wall)",
+        "loop CPU ratio",
+        "loop+tracer CPU ratio",
+    ]);
     let un = get(Cfg::Untraced);
     for (c, goal) in [
         (Cfg::Pmap, GOAL_OVERHEAD),
         (Cfg::PmapStacks, GOAL_OVERHEAD_STACKS),
     ] {
         let d = get(c);
-        let r = if d.unavailable.is_some() {
-            f64::NAN
-        } else {
+        let ok = d.unavailable.is_none();
+        let r = if ok {
             paired(&d.elapsed, &un.elapsed)
+        } else {
+            f64::NAN
+        };
+        let (rc, rt) = if ok {
+            (
+                paired(&d.loop_cpu, &un.loop_cpu),
+                paired(&d.total_cpu, &un.loop_cpu),
+            )
+        } else {
+            (f64::NAN, f64::NAN)
         };
         g.row(vec![
             format!("{} / untraced", c.label()),
             format!("<= {goal}x"),
             fx(r),
             verdict(r, goal).into(),
+            fx(rc),
+            fx(rt),
         ]);
     }
     s.push_str(&g.render());
@@ -721,6 +769,7 @@ fn own_cost(s: &mut String, bins: &Bins, plan: &Plan) -> Result<()> {
         "events",
         "total CPU ms",
         "CPU µs/event (after startup)",
+        "RSS after startup MiB",
         "peak RSS MiB",
         "lost",
         "corrections",
@@ -766,6 +815,7 @@ fn own_cost(s: &mut String, bins: &Bins, plan: &Plan) -> Result<()> {
             } else {
                 String::new()
             },
+            mib(r.startup_hwm_kib),
             mib(r.hwm_kib),
             r.out
                 .summary_lost()
@@ -827,6 +877,7 @@ fn others(
     }
     let mut data: Vec<Samples> = cfgs.iter().map(|_| Samples::default()).collect();
     let mut sys: Vec<Samples> = cfgs.iter().map(|_| Samples::default()).collect();
+    let mut cpu: Vec<Samples> = cfgs.iter().map(|_| Samples::default()).collect();
     let other = ManyMaps::start(bins, 1_000, None)?;
     let args = vec!["--iters".to_string(), plan.iters.to_string()];
     eprintln!(
@@ -857,6 +908,7 @@ fn others(
             };
             data[i].push(res.elapsed);
             sys[i].push(res.usage.sys);
+            cpu[i].push(res.usage.cpu());
         }
     }
     let _ = writeln!(
@@ -873,6 +925,8 @@ fn others(
         "loop median ms",
         "loop min ms",
         "ratio vs nothing",
+        "loop CPU ms",
+        "CPU ratio vs nothing",
         "loop sys ms",
     ]);
     for (i, c) in cfgs.iter().enumerate() {
@@ -890,6 +944,12 @@ fn others(
                 String::new()
             } else {
                 fx(paired(&data[i], &data[0]))
+            },
+            ms(cpu[i].median()),
+            if i == 0 {
+                String::new()
+            } else {
+                fx(paired(&cpu[i], &cpu[0]))
             },
             ms(sys[i].median()),
         ]);

@@ -193,6 +193,8 @@ pub struct Tracer {
     pub startup: f64,
     /// CPU spent up to the `tracing` line.
     pub startup_cpu: f64,
+    /// VmHWM (KiB) at the `tracing` line: after seeding and the initial table.
+    pub startup_hwm_kib: f64,
 }
 
 /// What a finished tracer cost and said.
@@ -204,6 +206,7 @@ pub struct TracerResult {
     pub hwm_kib: f64,
     pub startup: f64,
     pub startup_cpu: f64,
+    pub startup_hwm_kib: f64,
     /// Whether it had to be stopped with SIGINT.
     pub interrupted: bool,
 }
@@ -253,6 +256,7 @@ impl Tracer {
             .with_context(|| format!("`pmap trace {}` did not start", args.join(" ")))?;
         let startup = t0.elapsed().as_secs_f64();
         let startup_cpu = cpu_secs(pid).unwrap_or(f64::NAN);
+        let startup_hwm_kib = vm_kib(pid, "VmHWM:").unwrap_or(f64::NAN);
         Ok(Tracer {
             run,
             stderr,
@@ -260,6 +264,7 @@ impl Tracer {
             hwm,
             startup,
             startup_cpu,
+            startup_hwm_kib,
         })
     }
 
@@ -290,6 +295,7 @@ impl Tracer {
             hwm_kib,
             startup: self.startup,
             startup_cpu: self.startup_cpu,
+            startup_hwm_kib: self.startup_hwm_kib,
             interrupted,
         })
     }
