@@ -141,7 +141,7 @@ pub fn run(opts: &Opts) -> Result<String> {
     }
     let untraced_rate = overhead(&mut s, &bins, alt, &plan, &avail)?;
     if avail.pmap.is_ok() {
-        throughput(&mut s, &bins, &plan, untraced_rate)?;
+        throughput(&mut s, &bins, alt, &plan, untraced_rate)?;
         own_cost(&mut s, &bins, &plan)?;
     }
     others(&mut s, &bins, alt, &plan, &avail)?;
@@ -528,6 +528,7 @@ impl RateRun {
 /// `rate` in iterations per second per loop (None: unpaced), for `secs`.
 fn rate_run(
     bins: &Bins,
+    pmap: &Path,
     label: String,
     loops: usize,
     rate: Option<f64>,
@@ -555,7 +556,7 @@ fn rate_run(
     if let Some(r) = &ring_arg {
         targs.extend(["--ring-size", r.as_str()]);
     }
-    let t = Tracer::start(&bins.pmap, &targs, &pids, Output::Json)?;
+    let t = Tracer::start(pmap, &targs, &pids, Output::Json)?;
     // Start every loop, then collect them (each runs in its own process).
     let handles: Vec<_> = ls
         .into_iter()
@@ -578,7 +579,13 @@ fn rate_run(
     })
 }
 
-fn throughput(s: &mut String, bins: &Bins, plan: &Plan, untraced_rate: f64) -> Result<()> {
+fn throughput(
+    s: &mut String,
+    bins: &Bins,
+    alt: Option<&Path>,
+    plan: &Plan,
+    untraced_rate: f64,
+) -> Result<()> {
     let unpaced_iters = if untraced_rate.is_finite() && untraced_rate > 0.0 {
         (untraced_rate * plan.rate_secs) as u64
     } else {
@@ -591,6 +598,7 @@ fn throughput(s: &mut String, bins: &Bins, plan: &Plan, untraced_rate: f64) -> R
     for &r in &rates {
         runs.push(rate_run(
             bins,
+            &bins.pmap,
             format!("paced {} syscalls/s", 3.0 * r),
             1,
             Some(r),
@@ -601,6 +609,7 @@ fn throughput(s: &mut String, bins: &Bins, plan: &Plan, untraced_rate: f64) -> R
     }
     runs.push(rate_run(
         bins,
+        &bins.pmap,
         "1 loop, unpaced".into(),
         1,
         None,
@@ -610,6 +619,7 @@ fn throughput(s: &mut String, bins: &Bins, plan: &Plan, untraced_rate: f64) -> R
     )?);
     runs.push(rate_run(
         bins,
+        &bins.pmap,
         "2 loops, unpaced".into(),
         2,
         None,
@@ -626,6 +636,7 @@ fn throughput(s: &mut String, bins: &Bins, plan: &Plan, untraced_rate: f64) -> R
         let r = (rates[first_bad - 1] + rates[first_bad]) / 2.0;
         runs.push(rate_run(
             bins,
+            &bins.pmap,
             format!("paced {} syscalls/s", 3.0 * r),
             1,
             Some(r),
@@ -634,9 +645,28 @@ fn throughput(s: &mut String, bins: &Bins, plan: &Plan, untraced_rate: f64) -> R
             None,
         )?);
     }
+    // The --alt-pmap build at the latency rate and flat out.
+    if let Some(a) = alt {
+        for (label, rate) in [
+            ("--alt-pmap: paced 3000 syscalls/s", Some(1_000.0)),
+            ("--alt-pmap: 1 loop, unpaced", None),
+        ] {
+            runs.push(rate_run(
+                bins,
+                a,
+                label.into(),
+                1,
+                rate,
+                unpaced_iters,
+                plan.rate_secs,
+                None,
+            )?);
+        }
+    }
     // What loss looks like: a ring of 4 pages under the unpaced loop.
     runs.push(rate_run(
         bins,
+        &bins.pmap,
         "1 loop, unpaced, --ring-size 16384".into(),
         1,
         None,
@@ -697,13 +727,16 @@ fn throughput(s: &mut String, bins: &Bins, plan: &Plan, untraced_rate: f64) -> R
     s.push_str(&t.render());
     s.push('\n');
 
+    let ours = |r: &&RateRun| !r.label.starts_with("--alt-pmap");
     let best = runs
         .iter()
+        .filter(ours)
         .filter(|r| r.ring.is_none() && r.lost() == 0)
         .map(RateRun::achieved)
         .fold(f64::NAN, f64::max);
     let first_loss = runs
         .iter()
+        .filter(ours)
         .filter(|r| r.ring.is_none() && r.lost() > 0)
         .map(RateRun::achieved)
         .fold(f64::NAN, f64::min);
