@@ -526,6 +526,10 @@ impl RateRun {
 }
 
 /// `rate` in iterations per second per loop (None: unpaced), for `secs`.
+#[expect(
+    clippy::too_many_arguments,
+    reason = "one call site per kind of run; a struct would only rename them"
+)]
 fn rate_run(
     bins: &Bins,
     pmap: &Path,
