@@ -80,6 +80,12 @@ pub struct TraceArgs {
     /// Add who created and last changed each region to tables.
     #[arg(long)]
     pub provenance: bool,
+    /// Print the summary so far every SECS seconds.
+    #[arg(long, value_name = "SECS")]
+    pub summary_interval: Option<f64>,
+    /// Write a self-contained HTML report (timeline, call sites, W^X) at the end.
+    #[arg(long, value_name = "FILE.html")]
+    pub report: Option<std::path::PathBuf>,
     /// Processes to trace (all their threads).
     #[arg(value_name = "PID", required_unless_present = "command")]
     pub pids: Vec<String>,

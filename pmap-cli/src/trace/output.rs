@@ -127,6 +127,14 @@ impl<W: Write> Printer<W> {
                     v["syscall"] = json!(call.name());
                     v["args"] = json!(&ev.args[..call.arity()]);
                     v["ret"] = json!(ev.ret);
+                    let depth = (ev.stack_len as usize).min(ev.stack.len());
+                    if depth > 0 {
+                        let frames: Vec<String> = ev.stack[..depth]
+                            .iter()
+                            .map(|a| format!("{a:#x}"))
+                            .collect();
+                        v["stack"] = json!(frames);
+                    }
                 }
                 Cause::Observed => v["cause"] = json!("observed"),
                 Cause::Resync => v["cause"] = json!("resync"),
@@ -137,7 +145,7 @@ impl<W: Write> Printer<W> {
         }
         let cause = match &d.cause {
             Cause::Syscall(call, ev) => describe_call(*call, ev),
-            Cause::Observed => "observed (no syscall: stack growth)".into(),
+            Cause::Observed => "observed (no syscall: stack growth or file unlinked)".into(),
             Cause::Resync => "resync (re-read from the kernel)".into(),
             Cause::Polled => "observed by polling (no thread or syscall known)".into(),
             Cause::Exec => "execve: new program, map re-read".into(),

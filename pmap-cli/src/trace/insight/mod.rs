@@ -9,7 +9,7 @@ use std::io::{self, Write};
 
 use serde_json::Value;
 
-use super::session::Delta;
+use super::{model::RegionModel, session::Delta};
 
 /// Options from the command line that concern the insight features.
 #[derive(Clone, Debug, Default)]
@@ -20,6 +20,8 @@ pub struct InsightOptions {
     pub stack_depth: usize,
     /// Provenance columns after tables (`--provenance`).
     pub provenance: bool,
+    /// Write a self-contained HTML report here at the end (`--report`).
+    pub report: Option<std::path::PathBuf>,
 }
 
 /// State kept across the trace. Nothing yet: each analysis adds its own.
@@ -34,9 +36,21 @@ impl Insight {
         Insight { opts }
     }
 
-    /// Looks at one delta; returns lines to print under it.
-    pub fn observe(&mut self, _d: &Delta) -> Vec<String> {
+    /// Looks at one delta (the model already includes it); returns lines
+    /// to print under it.
+    pub fn observe(&mut self, _d: &Delta, _model: &RegionModel) -> Vec<String> {
         Vec::new()
+    }
+
+    /// Lines to print after a table of process `pid` (outside its frame,
+    /// which holds exactly what `pmap` prints).
+    pub fn after_table(&self, _pid: u32, _model: &RegionModel) -> Vec<String> {
+        Vec::new()
+    }
+
+    /// Called once at the end (e.g. to write the report).
+    pub fn finish(&mut self) -> anyhow::Result<()> {
+        Ok(())
     }
 
     /// Writes the text summary sections for process `pid`.
