@@ -137,7 +137,7 @@ pub fn run(opts: &Opts) -> Result<String> {
 
     let alt = opts.alt_pmap.as_deref();
     if let Some(a) = alt {
-        let _ = writeln!(s, "- --alt-pmap: {}", a.display());
+        let _ = writeln!(s, "- --alt-pmap: {}\n", a.display());
     }
     let untraced_rate = overhead(&mut s, &bins, alt, &plan, &avail)?;
     if avail.pmap.is_ok() {
