@@ -227,3 +227,49 @@ fn run() -> Result<(), String> {
     out.flush().map_err(|e| format!("stdout: {e}"))?;
     Ok(())
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn region_count() -> usize {
+        std::fs::read_to_string("/proc/self/maps")
+            .expect("read /proc/self/maps")
+            .lines()
+            .count()
+    }
+
+    #[test]
+    fn keep_holds_that_many_mappings_and_no_more() {
+        let mut kept = Kept {
+            keep: 5,
+            live: std::collections::VecDeque::new(),
+        };
+        for _ in 0..50 {
+            iteration(&mut kept).expect("iteration");
+        }
+        assert_eq!(kept.live.len(), 5);
+        // Each kept mapping is still there, with its first page read-only.
+        let maps = std::fs::read_to_string("/proc/self/maps").expect("maps");
+        for &p in &kept.live {
+            let head = format!("{p:x}-{:x} r--p", p + PROTECT_LEN);
+            assert!(maps.contains(&head), "{head} not in maps:\n{maps}");
+        }
+    }
+
+    #[test]
+    fn without_keep_nothing_stays_mapped() {
+        let mut kept = Kept {
+            keep: 0,
+            live: std::collections::VecDeque::new(),
+        };
+        iteration(&mut kept).expect("warm up");
+        let before = region_count();
+        for _ in 0..100 {
+            iteration(&mut kept).expect("iteration");
+        }
+        assert!(kept.live.is_empty());
+        // Other test threads may map stacks meanwhile; 100 leaked mappings would show.
+        assert!(region_count() < before + 20);
+    }
+}

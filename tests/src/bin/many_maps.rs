@@ -248,3 +248,71 @@ fn map_file_pages(n: usize) -> Result<(), String> {
     }
     Ok(())
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// The regions of /proc/self/maps inside [lo, hi), as (start, end, perms, offset).
+    fn regions_in(lo: usize, hi: usize) -> Vec<(usize, usize, String, u64)> {
+        let maps = std::fs::read_to_string("/proc/self/maps").expect("read /proc/self/maps");
+        maps.lines()
+            .filter_map(|l| {
+                let mut f = l.split_whitespace();
+                let (s, e) = f.next()?.split_once('-')?;
+                let s = usize::from_str_radix(s, 16).ok()?;
+                let e = usize::from_str_radix(e, 16).ok()?;
+                let perms = f.next()?.to_string();
+                let off = u64::from_str_radix(f.next()?, 16).ok()?;
+                (s >= lo && e <= hi).then_some((s, e, perms, off))
+            })
+            .collect()
+    }
+
+    #[test]
+    fn anonymous_layout_gives_one_region_per_page() {
+        let n = 301;
+        let base = map_anon_alternating(n).expect("map") as usize;
+        let page = page_size();
+        let r = regions_in(base, base + n * page);
+        assert_eq!(r.len(), n, "every page must be its own region");
+        for (i, (s, e, perms, _)) in r.iter().enumerate() {
+            assert_eq!(e - s, page);
+            let want = if i % 2 == 0 { "r--p" } else { "rw-p" };
+            assert_eq!(perms, want, "region {i}");
+        }
+    }
+
+    #[test]
+    fn file_layout_gives_one_region_per_page() {
+        let n = 100;
+        map_file_pages(n).expect("map");
+        let page = page_size() as u64;
+        let tag = format!("/many_maps.{} (deleted)", std::process::id());
+        let maps = std::fs::read_to_string("/proc/self/maps").expect("read /proc/self/maps");
+        // (start, end, offset) of this process's scratch-file pages.
+        let pages: Vec<(u64, u64, u64)> = maps
+            .lines()
+            .filter(|l| l.ends_with(&tag))
+            .filter_map(|l| {
+                let mut f = l.split_whitespace();
+                let (s, e) = f.next()?.split_once('-')?;
+                let _perms = f.next()?;
+                let off = u64::from_str_radix(f.next()?, 16).ok()?;
+                Some((
+                    u64::from_str_radix(s, 16).ok()?,
+                    u64::from_str_radix(e, 16).ok()?,
+                    off,
+                ))
+            })
+            .collect();
+        assert_eq!(pages.len(), n, "every page must be its own region");
+        for w in pages.windows(2) {
+            assert_eq!(w[0].1 - w[0].0, page);
+            // Adjacent pages never have contiguous offsets, so they cannot merge.
+            if w[0].1 == w[1].0 {
+                assert_ne!(w[0].2 + page, w[1].2);
+            }
+        }
+    }
+}
