@@ -1,0 +1,94 @@
+//! What the tracer remembers about each region of the model: who created
+//! it, who last changed it, and its W^X history. The record follows the
+//! region through splits, merges and re-protections (a piece inherits the
+//! record of the region it came from).
+
+use std::{collections::BTreeMap, rc::Rc};
+
+use crate::{region::Region, trace::model::Change};
+
+/// One change-causing call, as remembered.
+#[derive(Clone, Debug)]
+pub struct Stamp {
+    pub tid: u32,
+    /// Nanoseconds since the trace started.
+    pub t_ns: u64,
+    /// `mmap`, `mprotect`, ... or `observed`, `exec`.
+    pub what: &'static str,
+    /// The call site (with --stacks), see `Stack::site`.
+    pub site: Option<Rc<str>>,
+}
+
+#[derive(Clone, Debug, Default)]
+pub struct RegionInfo {
+    pub created: Option<Stamp>,
+    pub changed: Option<Stamp>,
+    /// Writable->executable and executable->writable flips so far.
+    pub flips: u32,
+    /// When it last became writable and executable at once (ns since start).
+    pub rwx_since: Option<u64>,
+    /// Time spent writable and executable, up to the last change.
+    pub rwx_ns: u64,
+    /// Created by mmap with MAP_STACK (glibc thread stacks).
+    pub map_stack: bool,
+}
+
+/// Whether `change` created `a` (new address space) or reworked regions
+/// that were there.
+pub fn sources<'c>(change: &'c Change, a: &Region) -> impl Iterator<Item = &'c Region> {
+    change
+        .removed
+        .iter()
+        .filter(move |o| o.start < a.end && a.start < o.end)
+}
+
+#[derive(Debug, Default)]
+pub struct RegionTable {
+    info: BTreeMap<u64, RegionInfo>,
+}
+
+impl RegionTable {
+    pub fn get(&self, start: u64) -> Option<&RegionInfo> {
+        self.info.get(&start)
+    }
+
+    pub fn iter(&self) -> impl Iterator<Item = (&u64, &RegionInfo)> {
+        self.info.iter()
+    }
+
+    /// Moves the records of `change.removed` to `change.added`; `update` adjusts each added region's record,
+    /// given the regions it came from. Returns the records of regions
+    /// that are gone (no added region came from them).
+    pub fn apply(
+        &mut self,
+        change: &Change,
+        mut update: impl FnMut(&Region, &[&Region], &mut RegionInfo),
+    ) -> Vec<(Region, RegionInfo)> {
+        let mut old: BTreeMap<u64, RegionInfo> = BTreeMap::new();
+        for r in &change.removed {
+            if let Some(i) = self.info.remove(&r.start) {
+                old.insert(r.start, i);
+            }
+        }
+        for a in &change.added {
+            let from: Vec<&Region> = sources(change, a).collect();
+            let mut info = from
+                .iter()
+                .find_map(|o| old.get(&o.start).cloned())
+                .unwrap_or_default();
+            update(a, &from, &mut info);
+            self.info.insert(a.start, info);
+        }
+        change
+            .removed
+            .iter()
+            .filter(|o| {
+                !change
+                    .added
+                    .iter()
+                    .any(|a| o.start < a.end && a.start < o.end)
+            })
+            .filter_map(|o| old.remove(&o.start).map(|i| (o.clone(), i)))
+            .collect()
+    }
+}
