@@ -231,10 +231,14 @@ impl<W: Write> Tracer<'_, W> {
             }
             let lost = self.lost_seen;
             let pid = self.sessions[i].pid;
-            self.printer
-                .summary(&self.sessions[i], lost, self.insight.summary_json(pid))?;
+            let model = self.sessions[i].model();
+            self.printer.summary(
+                &self.sessions[i],
+                lost,
+                self.insight.summary_json(pid, model),
+            )?;
             if !self.json {
-                self.insight.summary(pid, self.printer.raw())?;
+                self.insight.summary(pid, model, self.printer.raw())?;
             }
         }
         self.printer.flush()?;
@@ -248,10 +252,14 @@ impl<W: Write> Tracer<'_, W> {
         for i in 0..self.sessions.len() {
             let pid = self.sessions[i].pid;
             let lost = self.lost_seen;
-            self.printer
-                .summary(&self.sessions[i], lost, self.insight.summary_json(pid))?;
+            let model = self.sessions[i].model();
+            self.printer.summary(
+                &self.sessions[i],
+                lost,
+                self.insight.summary_json(pid, model),
+            )?;
             if !self.json {
-                self.insight.summary(pid, self.printer.raw())?;
+                self.insight.summary(pid, model, self.printer.raw())?;
             }
         }
         self.printer.flush()?;
@@ -375,6 +383,7 @@ async fn trace(args: TraceArgs, render: &mut TableRenderer) -> Result<u8> {
             stack_depth: args.stack_depth,
             provenance: args.provenance,
             report: args.report.clone(),
+            start_ns,
         }),
         json: args.json,
     };
