@@ -27,6 +27,8 @@ fn main() {
         assert_ne!(p, libc::MAP_FAILED, "mmap failed");
         // SAFETY: the mapping is `size` bytes long and writable.
         unsafe { ptr::write_bytes(p.cast::<u8>(), i as u8, size) };
+        // Paced, so that the tracer sees the mapping before it goes.
+        std::thread::sleep(std::time::Duration::from_millis(2));
         // SAFETY: unmapping what was mapped above; not used after.
         assert_eq!(unsafe { libc::munmap(p, size) }, 0, "munmap failed");
         std::thread::sleep(std::time::Duration::from_millis(1));
