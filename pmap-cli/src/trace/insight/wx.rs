@@ -100,7 +100,7 @@ impl WxStats {
         }
         self.retired.push(finding(r, i, now_ns, true));
         if self.retired.len() > RETIRED_MAX * 2 {
-            self.retired.sort_by(|a, b| b.flips.cmp(&a.flips));
+            self.retired.sort_by_key(|f| std::cmp::Reverse(f.flips));
             self.retired.truncate(RETIRED_MAX);
         }
     }
