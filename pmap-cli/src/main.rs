@@ -5,6 +5,5 @@ fn main() -> ExitCode {
     if args.get(1).is_some_and(|a| a == "trace") {
         return pmap_cli::trace::main(args);
     }
-    eprintln!("snapshot mode is not built yet");
-    ExitCode::FAILURE
+    pmap_cli::snapshot::main(args)
 }

@@ -95,9 +95,7 @@ fn current() -> Option<(u32, u32)> {
     let pid_tgid = bpf_get_current_pid_tgid();
     let tgid = (pid_tgid >> 32) as u32;
     // SAFETY: only presence is tested; the value is never read.
-    if unsafe { TARGETS.get(&tgid) }.is_none() {
-        return None;
-    }
+    unsafe { TARGETS.get(&tgid) }?;
     Some((tgid, pid_tgid as u32))
 }
 

@@ -34,3 +34,5 @@ pub fn workload_bin(name: &str) -> PathBuf {
         .expect("test executable is in target/<profile>/deps");
     dir.join(name)
 }
+
+pub mod trace_harness;

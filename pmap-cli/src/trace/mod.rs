@@ -13,6 +13,7 @@ pub mod insight;
 pub mod launch;
 pub mod model;
 pub mod output;
+pub mod privileges;
 pub mod probes;
 pub mod query;
 pub mod run;
@@ -23,50 +24,57 @@ use std::{ffi::OsString, io::Write, process::ExitCode};
 
 use clap::Parser;
 
-use crate::region::Region;
+use crate::{
+    format::{self, Format, Options, Range, SmapsColumns},
+    proc::process,
+    region::Region,
+};
 
-/// Temporary table writer in pmap's default format, until the snapshot
-/// printers are wired in.
-fn default_table(out: &mut dyn Write, pid: u32, regions: &[Region]) -> std::io::Result<()> {
-    let cmdline = std::fs::read(format!("/proc/{pid}/cmdline")).unwrap_or_default();
-    let cmd: Vec<String> = cmdline
-        .split(|&b| b == 0)
-        .filter(|a| !a.is_empty())
-        .map(|a| String::from_utf8_lossy(a).into_owned())
-        .collect();
-    writeln!(out, "{pid}:   {}", cmd.join(" "))?;
-    let mut total = 0;
-    for r in regions {
-        total += r.size() / 1024;
-        let perms = r.perms.0;
-        let p = [
-            perms[0],
-            perms[1],
-            perms[2],
-            b'-',
-            if perms[3] == b's' { b's' } else { b'-' },
-        ];
-        let name = if r.name.is_empty() {
-            "  [ anon ]".to_string()
-        } else if r.name.starts_with(b"[") {
-            format!(
-                "  [ {} ]",
-                String::from_utf8_lossy(&r.name[1..r.name.len() - 1])
-            )
-        } else {
-            let n = String::from_utf8_lossy(&r.name).into_owned();
-            n.rsplit('/').next().unwrap_or(&n).to_string()
+/// The table options of snapshot mode, from the trace command line.
+fn table_options(a: &args::TraceArgs) -> Result<Options, String> {
+    let format = match (a.very_extended, a.extended, a.device) {
+        (0, false, false) => Format::Default,
+        (0, true, false) => Format::Extended,
+        (0, false, true) => Format::Device,
+        (1, false, false) => Format::MoreExtended,
+        (_, false, false) => Format::All,
+        _ => return Err("options -d, -x, -X are mutually exclusive".into()),
+    };
+    let range = match &a.range {
+        Some(r) => crate::snapshot::numbers::parse_range(r.as_bytes(), Range::default())
+            .map_err(|_| format!("'{r}' is not an address range (-A low[,high], in hex)"))?,
+        None => Range::default(),
+    };
+    Ok(Options {
+        format,
+        quiet: a.quiet,
+        show_path: a.show_path,
+        kernel_name: a.kernel_name,
+        range,
+        shm_minor: crate::proc::shm::shm_minor(),
+    })
+}
+
+/// Prints one table exactly as `pmap` with the same options would: from the
+/// model for the maps formats, from `/proc/PID/smaps` (read now, after the
+/// model was confirmed against the kernel) for the smaps formats.
+fn table_renderer(
+    opts: Options,
+) -> impl FnMut(&mut dyn Write, u32, &[Region]) -> std::io::Result<()> {
+    let mut columns = SmapsColumns::default();
+    move |mut out, pid, regions| {
+        let Some(info) = process::fetch(pid) else {
+            return Ok(());
         };
-        writeln!(
-            out,
-            "{:016x} {:>6}K {} {}",
-            r.start,
-            r.size() / 1024,
-            String::from_utf8_lossy(&p),
-            name
-        )?;
+        if opts.format.uses_smaps() {
+            return match crate::snapshot::render_process(&mut out, &info, &opts, &mut columns) {
+                Ok(_) => Ok(()),
+                Err(crate::snapshot::Fatal::Io(e)) => Err(e),
+                Err(crate::snapshot::Fatal::Message(m)) => Err(std::io::Error::other(m)),
+            };
+        }
+        format::print_maps_table(&mut out, &opts, &info, regions)
     }
-    writeln!(out, " total {total:>16}K")
 }
 
 pub fn main(args: Vec<OsString>) -> ExitCode {
@@ -78,8 +86,16 @@ pub fn main(args: Vec<OsString>) -> ExitCode {
             return ExitCode::from(if e.use_stderr() { 1 } else { 0 });
         }
     };
-    let mut render = default_table;
-    match run::run(parsed, &mut render) {
+    let opts = match table_options(&parsed) {
+        Ok(o) => o,
+        Err(e) => {
+            eprintln!("pmap trace: {e}");
+            return ExitCode::FAILURE;
+        }
+    };
+    let range = opts.range;
+    let mut render = table_renderer(opts);
+    match run::run(parsed, range, &mut render) {
         Ok(code) => ExitCode::from(code),
         Err(e) => {
             eprintln!("pmap trace: {e:#}");

@@ -145,7 +145,7 @@ impl<W: Write> Printer<W> {
         }
         let cause = match &d.cause {
             Cause::Syscall(call, ev) => describe_call(*call, ev),
-            Cause::Observed => "observed (no syscall: stack growth)".into(),
+            Cause::Observed => "observed (no syscall: stack growth or file unlinked)".into(),
             Cause::Resync => "resync (re-read from the kernel)".into(),
             Cause::Polled => "observed by polling (no thread or syscall known)".into(),
             Cause::Exec => "execve: new program, map re-read".into(),

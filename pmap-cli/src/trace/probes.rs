@@ -4,7 +4,7 @@
 //! so that a failure names what is missing and how to fix it.
 
 use std::{
-    fmt, fs,
+    fmt,
     os::fd::AsRawFd,
     path::Path,
     task::{Context, Poll},
@@ -139,23 +139,13 @@ const CAP_SYS_ADMIN: u32 = 21;
 const CAP_PERFMON: u32 = 38;
 const CAP_BPF: u32 = 39;
 
-/// The effective capability set of this process, from /proc/self/status.
-fn effective_caps() -> u64 {
-    let status = fs::read_to_string("/proc/self/status").unwrap_or_default();
-    status
-        .lines()
-        .find_map(|l| l.strip_prefix("CapEff:"))
-        .and_then(|hex| u64::from_str_radix(hex.trim(), 16).ok())
-        .unwrap_or(0)
-}
-
 /// Checks what loading and attaching need, mounting tracefs if it can.
 /// Returns the tracefs root to use.
 pub fn check_environment() -> Result<&'static str, Unavailable> {
     if cfg!(pmap_no_ebpf) || OBJECT.is_empty() {
         return Err(Unavailable::NotBuilt);
     }
-    let caps = effective_caps();
+    let caps = super::privileges::effective();
     let has = |c: u32| caps & (1 << c) != 0;
     if !(has(CAP_SYS_ADMIN) || (has(CAP_BPF) && has(CAP_PERFMON))) {
         let mut missing = Vec::new();

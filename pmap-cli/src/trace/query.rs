@@ -50,6 +50,9 @@ pub struct KernelView {
     pid: u32,
     maps: File,
     name_buf: Vec<u8>,
+    /// False on kernels without PROCMAP_QUERY: ranges are then read from
+    /// the text of the same open file (slower, same answers).
+    ioctl: bool,
 }
 
 impl KernelView {
@@ -57,11 +60,35 @@ impl KernelView {
     pub fn open(pid: u32) -> io::Result<KernelView> {
         let path = PathBuf::from(format!("/proc/{pid}/maps"));
         let maps = File::open(&path)?;
-        Ok(KernelView {
+        let mut view = KernelView {
             pid,
             maps,
             name_buf: vec![0; NAME_BUF],
-        })
+            ioctl: true,
+        };
+        view.ioctl = view.supported();
+        Ok(view)
+    }
+
+    /// Whether ranges come from PROCMAP_QUERY (else from the maps text).
+    pub fn uses_ioctl(&self) -> bool {
+        self.ioctl
+    }
+
+    /// Every region of the maps text, read from the start of the open file.
+    /// An address space that is gone reads as empty: reported as ESRCH, as
+    /// the ioctl does.
+    fn read_text(&mut self) -> io::Result<Vec<Region>> {
+        use std::io::{Read, Seek};
+        self.maps.seek(io::SeekFrom::Start(0))?;
+        let mut text = Vec::new();
+        self.maps.read_to_end(&mut text)?;
+        if text.is_empty() {
+            return Err(io::Error::from_raw_os_error(libc::ESRCH));
+        }
+        crate::proc::maps::parse(&text)
+            .map(|r| r.map_err(|e| io::Error::new(io::ErrorKind::InvalidData, e.to_string())))
+            .collect()
     }
 
     pub fn pid(&self) -> u32 {
@@ -126,6 +153,12 @@ impl KernelView {
 
     /// Every region that intersects `[lo, hi)`, in address order.
     pub fn range(&mut self, lo: u64, hi: u64) -> io::Result<Vec<Region>> {
+        if !self.ioctl {
+            let mut all = self.read_text()?;
+            // The gate page is not part of the VMA tree the ioctl walks.
+            all.retain(|r| r.start < hi && r.end > lo && r.name != b"[vsyscall]");
+            return Ok(all);
+        }
         let mut out = Vec::new();
         let mut addr = lo;
         while addr < hi {
@@ -177,6 +210,29 @@ mod tests {
     fn newline_is_escaped_like_proc_maps() {
         assert_eq!(escape_name(b"/tmp/a\nb"), b"/tmp/a\\012b".to_vec());
         assert_eq!(escape_name(b"/tmp/plain"), b"/tmp/plain".to_vec());
+    }
+
+    #[test]
+    fn text_fallback_gives_the_same_regions_as_the_ioctl() {
+        // A still process, so both reads see the same state.
+        let mut child = std::process::Command::new("sleep")
+            .arg("5")
+            .spawn()
+            .expect("sleep runs");
+        std::thread::sleep(std::time::Duration::from_millis(100));
+        let mut ioctl = KernelView::open(child.id()).expect("open maps");
+        let mut text = KernelView::open(child.id()).expect("open maps");
+        text.ioctl = false;
+        let a = ioctl.all().expect("ioctl view");
+        let b = text.all().expect("text view");
+        let _ = child.kill();
+        let _ = child.wait();
+        if !ioctl.uses_ioctl() {
+            eprintln!("skipped: this kernel has no PROCMAP_QUERY");
+            return;
+        }
+        assert!(a.len() > 5, "too few regions: {a:#?}");
+        assert_eq!(a, b);
     }
 
     #[test]

@@ -19,10 +19,11 @@ use super::{
     insight::{Insight, InsightOptions},
     launch::Launched,
     output::{Printer, TableRenderer, monotonic_ns},
+    privileges,
     probes::{ProbeOptions, Probes, check_environment},
     session::{Delta, Session},
 };
-use crate::region::Region;
+use crate::{format::Range, region::Region};
 
 /// An output error that means the reader went away (`| head`): stop
 /// quietly, as other Unix tools do.
@@ -33,23 +34,6 @@ fn is_broken_pipe(e: &anyhow::Error) -> bool {
     })
 }
 
-/// `-A low[,high]` in hex, as pmap takes it.
-pub fn parse_range(s: &str) -> Result<(u64, u64)> {
-    let hex = |v: &str, default: u64| -> Result<u64> {
-        let v = v.trim();
-        if v.is_empty() {
-            return Ok(default);
-        }
-        let v = v.strip_prefix("0x").unwrap_or(v);
-        u64::from_str_radix(v, 16).with_context(|| format!("'{v}' in -A is not a hex address"))
-    };
-    let (lo, hi) = match s.split_once(',') {
-        Some((lo, hi)) => (hex(lo, 0)?, hex(hi, u64::MAX)?),
-        None => (hex(s, 0)?, u64::MAX),
-    };
-    Ok((lo, hi))
-}
-
 struct Tracer<'r, W: Write> {
     /// None with the poll backend.
     probes: Option<Probes>,
@@ -57,7 +41,7 @@ struct Tracer<'r, W: Write> {
     printer: Printer<W>,
     render: &'r mut TableRenderer,
     show_failed: bool,
-    range: (u64, u64),
+    range: Range,
     lost_seen: u64,
     buf: Vec<Event>,
     insight: Insight,
@@ -66,8 +50,7 @@ struct Tracer<'r, W: Write> {
 
 impl<W: Write> Tracer<'_, W> {
     fn in_range(&self, d: &Delta) -> bool {
-        let (lo, hi) = self.range;
-        let hit = |r: &Region| r.start <= hi && r.end > lo;
+        let hit = |r: &Region| self.range.contains(r);
         d.change.removed.iter().any(hit) || d.change.added.iter().any(hit)
     }
 
@@ -184,14 +167,35 @@ impl<W: Write> Tracer<'_, W> {
         match checked {
             Ok((observed, corrections)) => {
                 for c in &corrections {
-                    let first = c.removed.first().or(c.added.first());
+                    let show = |rs: &[Region]| {
+                        let mut v: Vec<String> = rs
+                            .iter()
+                            .take(3)
+                            .map(|r| {
+                                format!(
+                                    "{:x}-{:x} {} {}",
+                                    r.start,
+                                    r.end,
+                                    r.perms.as_str(),
+                                    String::from_utf8_lossy(&r.name)
+                                )
+                            })
+                            .collect();
+                        if rs.len() > 3 {
+                            v.push(format!("and {} more", rs.len() - 3));
+                        }
+                        if v.is_empty() {
+                            "nothing".into()
+                        } else {
+                            v.join(", ")
+                        }
+                    };
                     eprintln!(
-                        "pmap trace: model correction for pid {}: the model had {} region(s) the kernel did not, \
-                         and lacked {} it had{}; replaced by the kernel's view",
+                        "pmap trace: model correction for pid {}: the model had [{}] where the kernel has [{}]; \
+                         replaced by the kernel's view (a change no traced call explains)",
                         s.pid,
-                        c.removed.len(),
-                        c.added.len(),
-                        first.map_or(String::new(), |r| format!(" (first at {:#x})", r.start)),
+                        show(&c.removed),
+                        show(&c.added),
                     );
                 }
                 if let Some(d) = observed {
@@ -309,22 +313,24 @@ fn load(args: &TraceArgs) -> Result<Probes> {
 }
 
 /// Runs the tracer; returns the exit status.
-pub fn run(args: TraceArgs, render: &mut TableRenderer) -> Result<u8> {
+pub fn run(args: TraceArgs, range: Range, render: &mut TableRenderer) -> Result<u8> {
     let rt = tokio::runtime::Builder::new_current_thread()
         .enable_all()
         .build()
         .context("starting the event loop failed")?;
-    match rt.block_on(trace(args, render)) {
+    match rt.block_on(trace(args, range, render)) {
         Err(e) if is_broken_pipe(&e) => Ok(0),
         other => other,
     }
 }
 
-async fn trace(args: TraceArgs, render: &mut TableRenderer) -> Result<u8> {
-    let range = match &args.range {
-        Some(r) => parse_range(r)?,
-        None => (0, u64::MAX),
-    };
+async fn trace(args: TraceArgs, range: Range, render: &mut TableRenderer) -> Result<u8> {
+    // Handlers first: a script may send SIGUSR1 as soon as it sees the
+    // "tracing" line, and the default action would kill the tracer.
+    let mut usr1 = signal(SignalKind::user_defined1())?;
+    let mut int = signal(SignalKind::interrupt())?;
+    let mut term = signal(SignalKind::terminate())?;
+    let mut hup = signal(SignalKind::hangup())?;
     let pids = args.parse_pids().map_err(anyhow::Error::msg)?;
     if !pids.is_empty() && !args.command.is_empty() {
         bail!("give either PIDs or `-- COMMAND`, not both");
@@ -346,6 +352,19 @@ async fn trace(args: TraceArgs, render: &mut TableRenderer) -> Result<u8> {
             }
         },
     };
+
+    // Nothing below needs a capability: the maps and links are open fds.
+    // A user running a copy installed with file capabilities drops them
+    // now, so processes are opened with that user's own credentials (see
+    // privileges.rs). Root keeps its rights: it may read any map anyway.
+    // SAFETY: getuid has no preconditions.
+    if unsafe { libc::getuid() } != 0 {
+        privileges::drop_all().context("dropping capabilities after attaching failed")?;
+    }
+    let me = std::process::id();
+    if pids.contains(&me) {
+        bail!("refusing to trace itself (pid {me}): its own output would feed its own trace");
+    }
 
     // Launch mode: the child is stopped right after execve, before its
     // first instruction; it is added to the filter, seeded, then released.
@@ -414,10 +433,6 @@ async fn trace(args: TraceArgs, render: &mut TableRenderer) -> Result<u8> {
         l.release()?;
     }
 
-    let mut usr1 = signal(SignalKind::user_defined1())?;
-    let mut int = signal(SignalKind::interrupt())?;
-    let mut term = signal(SignalKind::terminate())?;
-    let mut hup = signal(SignalKind::hangup())?;
     let deadline = args
         .duration
         .map(|s| tokio::time::Instant::now() + Duration::from_secs_f64(s.max(0.0)));

@@ -10,7 +10,7 @@ use super::{
     query::{KernelView, is_gone},
     syscalls::{Affected, Call, affected},
 };
-use crate::region::{Perms, Region};
+use crate::region::Region;
 
 /// Why a delta happened.
 #[derive(Clone, Debug)]
@@ -96,25 +96,24 @@ fn read_stat(pid: u32) -> io::Result<StatInfo> {
 fn read_gate(pid: u32) -> Option<Region> {
     let maps = std::fs::read(format!("/proc/{pid}/maps")).ok()?;
     let last = maps.trim_ascii_end().rsplit(|&b| b == b'\n').next()?;
-    let line = std::str::from_utf8(last).ok()?;
-    if !line.ends_with("[vsyscall]") {
-        return None;
-    }
-    let mut parts = line.split_whitespace();
-    let (lo, hi) = parts.next()?.split_once('-')?;
-    let perms = parts.next()?.as_bytes();
-    Some(Region {
-        start: u64::from_str_radix(lo, 16).ok()?,
-        end: u64::from_str_radix(hi, 16).ok()?,
-        perms: Perms([
-            *perms.first()?,
-            *perms.get(1)?,
-            *perms.get(2)?,
-            *perms.get(3)?,
-        ]),
-        name: b"[vsyscall]".to_vec(),
-        ..Default::default()
-    })
+    crate::proc::maps::parse_line(last)
+        .ok()
+        .filter(|r| r.name == b"[vsyscall]")
+}
+
+/// The main stack grows on page faults, with no syscall.
+fn is_stack(r: &Region) -> bool {
+    r.name == b"[stack]"
+}
+
+/// The same region, whose file was unlinked since: the kernel adds
+/// " (deleted)" to the name with no mapping syscall.
+fn just_unlinked(old: &Region, new: &Region) -> bool {
+    new.name.strip_suffix(b" (deleted)") == Some(&old.name[..])
+        && Region {
+            name: old.name.clone(),
+            ..new.clone()
+        } == *old
 }
 
 /// Why a process could not be traced.
@@ -165,14 +164,6 @@ impl Session {
     pub fn open(pid: u32) -> Result<Session, OpenError> {
         let stat = read_stat(pid).map_err(|e| open_error(pid, e))?;
         let mut view = KernelView::open(pid).map_err(|e| open_error(pid, e))?;
-        if !view.supported() {
-            return Err(OpenError::Other(
-                pid,
-                io::Error::other(
-                    "this kernel has no PROCMAP_QUERY (Linux 6.11+); use --backend poll",
-                ),
-            ));
-        }
         let regions = view.all().map_err(|e| open_error(pid, e))?;
         let model = RegionModel::new(regions);
         let mut s = Session {
@@ -253,12 +244,17 @@ impl Session {
         if change.is_empty() {
             return Ok((None, Vec::new()));
         }
-        let is_stack = |r: &Region| r.name == b"[stack]";
         let stack_only = change.removed.iter().all(is_stack)
             && change.added.iter().all(is_stack)
             && change.added.len() == change.removed.len();
+        let unlinked_only = change.removed.len() == change.added.len()
+            && change
+                .removed
+                .iter()
+                .zip(&change.added)
+                .all(|(old, new)| just_unlinked(old, new));
         self.account(&change);
-        if stack_only {
+        if stack_only || unlinked_only {
             return Ok((Some(self.delta(0, 0, Cause::Observed, change)), Vec::new()));
         }
         self.stats.corrections += (change.removed.len() + change.added.len()) as u64;
@@ -317,6 +313,8 @@ impl Session {
             // The probes came up while this call was in progress: its
             // arguments are unknown, so look at everything.
             Affected::All
+        } else if call == Call::Shmdt {
+            Affected::Ranges(vec![self.shm_attachment(ev.args[0])])
         } else {
             affected(call, ev, heap)
         };
@@ -353,6 +351,27 @@ impl Session {
             Cause::Syscall(call, Box::new(*ev)),
             change,
         )))
+    }
+
+    /// The addresses `shmdt(addr)` detaches: every region of the same
+    /// segment (same file) placed as the attachment at `addr` placed it,
+    /// even if mprotect split it or munmap punched holes in it.
+    fn shm_attachment(&self, addr: u64) -> (u64, u64) {
+        let mut hi = addr + 1;
+        let Some(first) = self.model.regions().find(|r| r.start == addr) else {
+            return (addr, hi);
+        };
+        let base = first.offset;
+        for r in self.model.regions().filter(|r| r.start >= addr) {
+            let same_segment = r.inode == first.inode
+                && r.dev_major == first.dev_major
+                && r.dev_minor == first.dev_minor
+                && r.offset.wrapping_sub(base) == r.start - addr;
+            if same_segment {
+                hi = r.end;
+            }
+        }
+        (addr, hi)
     }
 
     fn resync_unaccounted(&mut self) -> io::Result<Change> {

@@ -1,0 +1,2 @@
+//! Helpers shared by the fuzz targets in `src/bin/` (one file per target;
+//! see ../README.md).

@@ -1,0 +1,130 @@
+//! Splits a `Read` into lines without copying them: the kernel's seq files
+//! (`maps`, `smaps`) are read in big chunks and each line is handed out as a
+//! slice of the buffer. Lines of any length are supported (the buffer grows).
+
+use std::io::{self, Read};
+
+/// Chunk size for reading `/proc` files: large reads mean fewer trips into
+/// the kernel's seq_file code, which fills the whole buffer on each call.
+pub const CHUNK: usize = 128 * 1024;
+
+pub struct LineReader<R> {
+    inner: R,
+    buf: Vec<u8>,
+    start: usize,
+    end: usize,
+    eof: bool,
+}
+
+impl<R: Read> LineReader<R> {
+    pub fn new(inner: R) -> Self {
+        LineReader {
+            inner,
+            buf: vec![0; CHUNK],
+            start: 0,
+            end: 0,
+            eof: false,
+        }
+    }
+
+    /// The next line without its `\n` (the last line may lack one), or
+    /// `None` at the end of the input.
+    pub fn next_line(&mut self) -> io::Result<Option<&[u8]>> {
+        let mut searched = self.start;
+        loop {
+            if let Some(pos) = memchr::memchr(b'\n', &self.buf[searched..self.end]) {
+                let line_start = self.start;
+                let nl = searched + pos;
+                self.start = nl + 1;
+                return Ok(Some(&self.buf[line_start..nl]));
+            }
+            if self.eof {
+                if self.start < self.end {
+                    let line_start = self.start;
+                    self.start = self.end;
+                    return Ok(Some(&self.buf[line_start..self.end]));
+                }
+                return Ok(None);
+            }
+            // Keep the unfinished line, make room after it, read more.
+            if self.start > 0 {
+                self.buf.copy_within(self.start..self.end, 0);
+                self.end -= self.start;
+                self.start = 0;
+            }
+            searched = self.end;
+            if self.buf.len() - self.end < CHUNK / 2 {
+                let grown = self.buf.len() * 2;
+                self.buf.resize(grown, 0);
+            }
+            let n = loop {
+                match self.inner.read(&mut self.buf[self.end..]) {
+                    Ok(n) => break n,
+                    Err(e) if e.kind() == io::ErrorKind::Interrupted => continue,
+                    Err(e) => return Err(e),
+                }
+            };
+            if n == 0 {
+                self.eof = true;
+            }
+            self.end += n;
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// A reader that hands out at most `step` bytes per call, to exercise
+    /// lines split across reads.
+    struct Trickle<'a> {
+        data: &'a [u8],
+        step: usize,
+    }
+    impl Read for Trickle<'_> {
+        fn read(&mut self, out: &mut [u8]) -> io::Result<usize> {
+            let n = self.step.min(out.len()).min(self.data.len());
+            out[..n].copy_from_slice(&self.data[..n]);
+            self.data = &self.data[n..];
+            Ok(n)
+        }
+    }
+
+    fn collect(data: &[u8], step: usize) -> Vec<Vec<u8>> {
+        let mut r = LineReader::new(Trickle { data, step });
+        let mut out = Vec::new();
+        while let Some(l) = r.next_line().expect("in-memory read") {
+            out.push(l.to_vec());
+        }
+        out
+    }
+
+    #[test]
+    fn splits_lines_across_reads() {
+        let data = b"one\ntwo\n\nlast";
+        for step in [1, 2, 3, 100] {
+            assert_eq!(
+                collect(data, step),
+                vec![
+                    b"one".to_vec(),
+                    b"two".to_vec(),
+                    b"".to_vec(),
+                    b"last".to_vec()
+                ]
+            );
+        }
+        assert!(collect(b"", 5).is_empty());
+    }
+
+    #[test]
+    fn long_lines_grow_the_buffer() {
+        let mut data = vec![b'a'; CHUNK * 3 + 17];
+        data.push(b'\n');
+        data.extend_from_slice(b"b\n");
+        let lines = collect(&data, CHUNK / 3);
+        assert_eq!(lines.len(), 2);
+        assert_eq!(lines[0].len(), CHUNK * 3 + 17);
+        assert_eq!(lines[1], b"b");
+    }
+}

@@ -1,0 +1,14 @@
+//! Readers of the kernel's view of a process. They only read and parse;
+//! printing is `format`'s job.
+//!
+//! - `maps`: `/proc/PID/maps` lines into `Region`s.
+//! - `smaps`: `/proc/PID/smaps` entries (region, fields, VmFlags).
+//! - `process`: the header facts (thread group id, escaped command line,
+//!   start of stack).
+//! - `shm`: the device minor of SysV shared memory.
+//! - `lines`: chunked line splitting shared by the parsers.
+pub mod lines;
+pub mod maps;
+pub mod process;
+pub mod shm;
+pub mod smaps;

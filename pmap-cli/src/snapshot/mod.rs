@@ -1,0 +1,514 @@
+//! `pmap [options] PID...`: procps-ng 4.0.2's command line (plus 4.0.6's
+//! `-k`), its messages and exit statuses, and the driver that reads each
+//! process and hands the data to the printers.
+//!
+//! Exit status: 0; 1 for a usage error or when some process's maps could
+//! not be opened; 42 ORed in when some PID did not exist.
+pub mod getopt;
+pub mod numbers;
+pub mod rc;
+
+use std::{
+    ffi::OsString,
+    fs::File,
+    io::{self, BufWriter, Write},
+    os::unix::ffi::{OsStrExt, OsStringExt},
+    path::PathBuf,
+    process::ExitCode,
+};
+
+use crate::{
+    format::{
+        ExtendedTable, Format, MapsTable, Options, Range, Row, SmapsColumns, SmapsTable,
+        TableError, print_process_line,
+    },
+    proc::{
+        lines::LineReader,
+        maps::MapsReader,
+        process::{self, ProcessInfo},
+        shm,
+        smaps::{SmapsEntry, SmapsReader},
+    },
+    region::Region,
+};
+use getopt::{Item, LongOpt};
+
+/// Our answer to `-V`, in procps-ng's shape (`pmap from procps-ng 4.0.2`).
+pub const VERSION_NAME: &str = concat!("pmap-rs ", env!("CARGO_PKG_VERSION"));
+
+const OPTSTRING: &[u8] = b"xXrdqA:hVcC:nN:pk";
+
+const LONGOPTS: &[LongOpt] = &[
+    LongOpt {
+        name: "extended",
+        has_arg: false,
+        val: b'x',
+    },
+    LongOpt {
+        name: "device",
+        has_arg: false,
+        val: b'd',
+    },
+    LongOpt {
+        name: "quiet",
+        has_arg: false,
+        val: b'q',
+    },
+    LongOpt {
+        name: "range",
+        has_arg: true,
+        val: b'A',
+    },
+    LongOpt {
+        name: "help",
+        has_arg: false,
+        val: b'h',
+    },
+    LongOpt {
+        name: "version",
+        has_arg: false,
+        val: b'V',
+    },
+    LongOpt {
+        name: "read-rc",
+        has_arg: false,
+        val: b'c',
+    },
+    LongOpt {
+        name: "read-rc-from",
+        has_arg: true,
+        val: b'C',
+    },
+    LongOpt {
+        name: "create-rc",
+        has_arg: false,
+        val: b'n',
+    },
+    LongOpt {
+        name: "create-rc-to",
+        has_arg: true,
+        val: b'N',
+    },
+    LongOpt {
+        name: "show-path",
+        has_arg: false,
+        val: b'p',
+    },
+    LongOpt {
+        name: "use-kernel-name",
+        has_arg: false,
+        val: b'k',
+    },
+];
+
+/// The `--help` text for program name `prog`.
+pub fn usage_text(prog: &str) -> String {
+    format!(
+        "
+Usage:
+ {prog} [options] PID [PID ...]
+
+Options:
+ -x, --extended              show details
+ -X                          show even more details
+            WARNING: format changes according to /proc/PID/smaps
+ -XX                         show everything the kernel provides
+ -c, --read-rc               read the default rc
+ -C, --read-rc-from=<file>   read the rc from file
+ -n, --create-rc             create new default rc
+ -N, --create-rc-to=<file>   create new rc to file
+            NOTE: pid arguments are not allowed with -n, -N
+ -d, --device                show the device format
+ -q, --quiet                 do not display header and footer
+ -p, --show-path             show path in the mapping
+ -k, --use-kernel-name       use names provided by kernel
+ -A, --range=<low>[,<high>]  limit results to the given range
+
+ -h, --help     display this help and exit
+ -V, --version  output version information and exit
+
+For more details see pmap(1).
+"
+    )
+}
+
+/// How `pmap PID` went for one process.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Rendered {
+    /// Table printed.
+    Shown,
+    /// Header printed, but the maps/smaps file could not be opened (procps
+    /// exit status bit 1).
+    Unreadable,
+    /// No such process: nothing printed (procps exit status 42).
+    Missing,
+}
+
+/// A failure that ends the whole run (procps-ng exits at once).
+#[derive(Debug)]
+pub enum Fatal {
+    /// Writing the output failed.
+    Io(io::Error),
+    /// procps-ng's message (without `pmap: `), exit status 1.
+    Message(String),
+}
+
+impl From<io::Error> for Fatal {
+    fn from(e: io::Error) -> Self {
+        Fatal::Io(e)
+    }
+}
+
+/// Prints process `pid` exactly as `pmap [opts] PID` would (header line
+/// through totals) into `out`. `columns` carries the `-X` column widths
+/// across calls, as procps-ng does across the PIDs of one command line.
+pub fn render_pid(
+    out: &mut impl Write,
+    pid: u32,
+    opts: &Options,
+    columns: &mut SmapsColumns,
+) -> Result<Rendered, Fatal> {
+    match process::fetch(pid) {
+        None => Ok(Rendered::Missing),
+        Some(info) => render_process(out, &info, opts, columns),
+    }
+}
+
+/// Like [`render_pid`], for a process already looked up.
+pub fn render_process(
+    out: &mut impl Write,
+    info: &ProcessInfo,
+    opts: &Options,
+    columns: &mut SmapsColumns,
+) -> Result<Rendered, Fatal> {
+    print_process_line(out, info)?;
+    let pid = info.tgid;
+    let file = if opts.format.uses_smaps() {
+        "smaps"
+    } else {
+        "maps"
+    };
+    let path = format!("/proc/{pid}/{file}");
+    let Ok(f) = File::open(&path) else {
+        return Ok(Rendered::Unreadable);
+    };
+    let bad_data = |e: io::Error| Fatal::Message(format!("{path}: {e}"));
+    match &opts.format {
+        Format::Default | Format::Device => {
+            let mut reader = MapsReader::new(f);
+            let mut t = MapsTable::begin(out, opts, info)?;
+            let mut r = Region::default();
+            while reader.next_into(&mut r).map_err(bad_data)? {
+                if t.row(&r)? == Row::Stop {
+                    break;
+                }
+            }
+            t.finish()?;
+        }
+        Format::Extended => {
+            let mut reader = SmapsReader::new(LineReader::new(f));
+            let mut t = ExtendedTable::begin(out, opts, info)?;
+            let mut e = SmapsEntry::default();
+            while reader.next_into(&mut e).map_err(bad_data)? {
+                if t.row(&e)? == Row::Stop {
+                    break;
+                }
+            }
+            t.finish()?;
+        }
+        Format::MoreExtended | Format::All | Format::Rc(_) => {
+            let mut reader = SmapsReader::new(LineReader::new(f));
+            let mut t = SmapsTable::new(opts, columns);
+            let mut e = SmapsEntry::default();
+            while reader.next_into(&mut e).map_err(bad_data)? {
+                t.add(&e).map_err(|err| match err {
+                    TableError::Io(e) => Fatal::Io(e),
+                    other => Fatal::Message(format!("ERROR: {other}")),
+                })?;
+            }
+            t.print(out)?;
+        }
+    }
+    Ok(Rendered::Shown)
+}
+
+/// Where messages go, named as procps-ng names itself.
+struct Ctx<'a> {
+    /// `argv[0]` as given (getopt's messages use it).
+    prog: String,
+    err: &'a mut dyn Write,
+}
+
+impl Ctx<'_> {
+    fn warn(&mut self, msg: &str) {
+        let _ = writeln!(self.err, "{}: {msg}", self.prog);
+    }
+}
+
+/// The outcome of option handling: run on these PIDs, or exit.
+enum Flow {
+    Exit(u8),
+    Run(Vec<Vec<u8>>, Options),
+}
+
+/// Runs `pmap` on `args` (as from `std::env::args_os`), writing to `out`
+/// and `err`; returns the exit status.
+pub fn run(args: Vec<OsString>, out: &mut impl Write, err: &mut dyn Write) -> u8 {
+    let args: Vec<Vec<u8>> = args.into_iter().map(OsStringExt::into_vec).collect();
+    let argv0 = args.first().cloned().unwrap_or_else(|| b"pmap".to_vec());
+    let short = argv0
+        .rsplit(|&c| c == b'/')
+        .next()
+        .filter(|s| !s.is_empty())
+        .unwrap_or(b"pmap");
+    let mut ctx = Ctx {
+        prog: String::from_utf8_lossy(short).into_owned(),
+        err,
+    };
+    let status = match options(&args, &mut ctx, out) {
+        Ok(Flow::Exit(code)) => code,
+        Ok(Flow::Run(pids, opts)) => match run_pids(&pids, &opts, &mut ctx, out) {
+            Ok(code) => code,
+            Err(Fatal::Message(m)) => {
+                ctx.warn(&m);
+                1
+            }
+            Err(Fatal::Io(e)) => return write_failed(&mut ctx, e),
+        },
+        Err(e) => return write_failed(&mut ctx, e),
+    };
+    match out.flush() {
+        Ok(()) => status,
+        Err(e) => write_failed(&mut ctx, e),
+    }
+}
+
+/// A closed pipe (`pmap ... | head`) ends the run quietly; other write
+/// errors are reported.
+fn write_failed(ctx: &mut Ctx, e: io::Error) -> u8 {
+    if e.kind() == io::ErrorKind::BrokenPipe {
+        return 0;
+    }
+    ctx.warn(&format!("write error: {e}"));
+    1
+}
+
+fn usage_error(ctx: &mut Ctx) -> Flow {
+    let _ = ctx.err.write_all(usage_text(&ctx.prog).as_bytes());
+    Flow::Exit(1)
+}
+
+fn options(args: &[Vec<u8>], ctx: &mut Ctx, out: &mut impl Write) -> io::Result<Flow> {
+    if args.len() < 2 {
+        return Ok(usage_error(ctx));
+    }
+    let posix = std::env::var_os("POSIXLY_CORRECT").is_some();
+    let parsed = getopt::parse(args, OPTSTRING, LONGOPTS, posix);
+    let (mut x, mut big_x, mut d, mut q, mut c, mut big_c, mut n, mut big_n) =
+        (false, 0u32, false, false, false, false, false, false);
+    let mut opts = Options::default();
+    let mut range = Range::default();
+    let mut rc_file: Option<Vec<u8>> = None;
+    for item in parsed.items {
+        let (opt, arg) = match item {
+            Item::Error(m) => {
+                let _ = ctx.err.write_all(&m);
+                return Ok(usage_error(ctx));
+            }
+            Item::Opt(o, a) => (o, a),
+        };
+        match opt {
+            b'x' => x = true,
+            b'X' => big_x += 1,
+            b'r' => ctx.warn("option -r is ignored as SunOS compatibility"),
+            b'd' => d = true,
+            b'q' => q = true,
+            b'A' => {
+                let arg = arg.unwrap_or_default();
+                match numbers::parse_range(&arg, range) {
+                    Ok(r) => range = r,
+                    Err(numbers::BadRange) => {
+                        let shown = String::from_utf8_lossy(&arg).into_owned();
+                        ctx.warn(&format!("failed to parse argument: '{shown}'"));
+                        return Ok(Flow::Exit(1));
+                    }
+                }
+            }
+            b'h' => {
+                out.write_all(usage_text(&ctx.prog).as_bytes())?;
+                return Ok(Flow::Exit(0));
+            }
+            b'V' => {
+                writeln!(out, "{} from {VERSION_NAME}", ctx.prog)?;
+                return Ok(Flow::Exit(0));
+            }
+            b'c' => c = true,
+            b'C' => {
+                big_c = true;
+                rc_file = arg;
+            }
+            b'n' => n = true,
+            b'N' => {
+                big_n = true;
+                rc_file = arg;
+            }
+            b'p' => opts.show_path = true,
+            b'k' => opts.kernel_name = true,
+            _ => return Ok(usage_error(ctx)),
+        }
+    }
+    let operands = parsed.operands;
+    let exclusive = [c, big_c, d, n, big_n, x, big_x > 0];
+    if exclusive.iter().filter(|&&b| b).count() > 1 {
+        ctx.warn("options -c, -C, -d, -n, -N, -x, -X are mutually exclusive");
+        return Ok(Flow::Exit(1));
+    }
+    if (n || big_n) && (q || opts.show_path) {
+        ctx.warn("options -p, -q are mutually exclusive with -n, -N");
+        return Ok(Flow::Exit(1));
+    }
+    if (n || big_n) && !operands.is_empty() {
+        ctx.warn("too many arguments");
+        return Ok(Flow::Exit(1));
+    }
+    if big_n {
+        let path = PathBuf::from(OsString::from_vec(rc_file.unwrap_or_default()));
+        return Ok(create_rc(ctx, &path, None));
+    }
+    if n {
+        let Some(path) = default_rc(ctx) else {
+            return Ok(Flow::Exit(1));
+        };
+        return Ok(create_rc(ctx, &path, Some(())));
+    }
+    if operands.is_empty() {
+        ctx.warn("argument missing");
+        return Ok(Flow::Exit(1));
+    }
+    if c || big_c {
+        let path = if big_c {
+            PathBuf::from(OsString::from_vec(rc_file.unwrap_or_default()))
+        } else {
+            match default_rc(ctx) {
+                Some(p) => p,
+                None => return Ok(Flow::Exit(1)),
+            }
+        };
+        let mut warnings = Vec::new();
+        let read = rc::read(&path, &mut |w| warnings.push(w));
+        for w in warnings {
+            ctx.warn(&w);
+        }
+        let Some(rc) = read else {
+            if big_c {
+                ctx.warn("couldn't read the rc file");
+            } else {
+                let prog = ctx.prog.clone();
+                ctx.warn(&format!("couldn't read ~/.{prog}rc"));
+            }
+            return Ok(Flow::Exit(1));
+        };
+        if rc.show_path_toggles % 2 == 1 {
+            opts.show_path = !opts.show_path;
+        }
+        opts.format = Format::Rc(rc.fields);
+    } else if big_x == 1 {
+        opts.format = Format::MoreExtended;
+    } else if big_x > 1 {
+        opts.format = Format::All;
+    } else if x {
+        opts.format = Format::Extended;
+    } else if d {
+        opts.format = Format::Device;
+    }
+    opts.quiet = q;
+    opts.range = range;
+    Ok(Flow::Run(operands, opts))
+}
+
+/// `$HOME/.pmaprc` (named after the program, as procps-ng does).
+fn default_rc(ctx: &mut Ctx) -> Option<PathBuf> {
+    let Some(home) = std::env::var_os("HOME") else {
+        ctx.warn("HOME variable undefined");
+        return None;
+    };
+    let mut p = home.as_bytes().to_vec();
+    p.extend_from_slice(format!("/.{}rc", ctx.prog).as_bytes());
+    Some(PathBuf::from(OsString::from_vec(p)))
+}
+
+/// `-N FILE` (`default` is None) or `-n`.
+fn create_rc(ctx: &mut Ctx, path: &std::path::Path, default: Option<()>) -> Flow {
+    let result = rc::create(path);
+    if let Err(rc::CreateError::Exists) = result {
+        ctx.warn("the file already exists - delete or rename it first");
+    }
+    let prog = ctx.prog.clone();
+    match (result.is_ok(), default) {
+        (true, None) => {
+            ctx.warn("rc file successfully created, feel free to edit the content");
+            Flow::Exit(0)
+        }
+        (true, Some(())) => {
+            ctx.warn(&format!(
+                "~/.{prog}rc file successfully created, feel free to edit the content"
+            ));
+            Flow::Exit(0)
+        }
+        (false, None) => {
+            ctx.warn("couldn't create the rc file");
+            Flow::Exit(1)
+        }
+        (false, Some(())) => {
+            ctx.warn(&format!("couldn't create ~/.{prog}rc"));
+            Flow::Exit(1)
+        }
+    }
+}
+
+fn run_pids(
+    operands: &[Vec<u8>],
+    opts: &Options,
+    ctx: &mut Ctx,
+    out: &mut impl Write,
+) -> Result<u8, Fatal> {
+    let mut pids = Vec::with_capacity(operands.len());
+    for arg in operands {
+        match numbers::parse_pid(arg) {
+            Ok(Some(pid)) => pids.push(pid),
+            Ok(None) => {}
+            Err(numbers::BadPid) => {
+                let _ = usage_error(ctx);
+                return Ok(1);
+            }
+        }
+    }
+    if pids.is_empty() {
+        return Err(Fatal::Message("library failed pids statistics".into()));
+    }
+    // Like procps-ng: look every process up first, then print each.
+    let infos: Vec<ProcessInfo> = pids.iter().filter_map(|&p| process::fetch(p)).collect();
+    let mut opts = opts.clone();
+    if !opts.format.uses_smaps() || opts.format == Format::Extended {
+        opts.shm_minor = shm::shm_minor();
+    }
+    let mut columns = SmapsColumns::default();
+    let mut status = 0u8;
+    for info in &infos {
+        if render_process(out, info, &opts, &mut columns)? == Rendered::Unreadable {
+            status |= 1;
+        }
+    }
+    if infos.len() < pids.len() {
+        status |= 42;
+    }
+    Ok(status)
+}
+
+/// `main` for snapshot mode.
+pub fn main(args: Vec<OsString>) -> ExitCode {
+    let stdout = io::stdout();
+    let mut out = BufWriter::with_capacity(128 * 1024, stdout.lock());
+    let mut err = io::stderr();
+    ExitCode::from(run(args, &mut out, &mut err))
+}
