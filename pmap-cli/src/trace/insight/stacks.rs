@@ -89,7 +89,7 @@ impl Stack {
             .iter()
             .take(depth)
             .enumerate()
-            .map(|(i, &a)| name_of(pid, model, syms, jit, a, i > 0))
+            .map(|(i, &a)| name_of(pid, model, syms, jit, a, i > 0, true))
             .collect()
     }
 
@@ -121,7 +121,7 @@ impl Stack {
         let (i, &a) = outside
             .or_else(|| self.frames.iter().enumerate().nth(1))
             .or_else(|| self.frames.iter().enumerate().next())?;
-        Some(name_of(pid, model, syms, jit, a, i > 0))
+        Some(name_of(pid, model, syms, jit, a, i > 0, false))
     }
 }
 
@@ -138,9 +138,10 @@ fn name_of(
     jit: &JitMap,
     addr: u64,
     ret: bool,
+    with_line: bool,
 ) -> Rc<str> {
     match model.containing(addr) {
-        Some(r) if r.inode != 0 => syms.name(pid, r, addr, ret),
+        Some(r) if r.inode != 0 => syms.name(pid, r, addr, ret, with_line),
         Some(r) => match jit.lookup(addr) {
             Some((name, off)) => format!("{name}+{off:#x} [JIT]").into(),
             None if r.name.is_empty() => format!("{addr:#x} [anon]").into(),
