@@ -247,3 +247,74 @@ fn report_is_one_self_contained_page() {
     }
     let _ = std::fs::remove_file(&path);
 }
+
+/// Opens `page` in headless Chromium; returns (console messages, DOM).
+fn chromium(page: &std::path::Path, extra: &[&str]) -> (String, String) {
+    let bin = "/usr/bin/chromium";
+    assert!(
+        std::path::Path::new(bin).exists(),
+        "the report is checked in a real browser: apt-get install chromium"
+    );
+    let profile =
+        std::env::temp_dir().join(format!("pmap-insight-chromium-{}", std::process::id()));
+    let out = Command::new(bin)
+        .args([
+            "--headless",
+            "--no-sandbox",
+            "--disable-gpu",
+            "--disable-background-networking",
+            "--disable-component-update",
+            "--disable-sync",
+            "--no-first-run",
+            "--enable-logging=stderr",
+            "--v=0",
+        ])
+        .arg(format!("--user-data-dir={}", profile.display()))
+        .args(extra)
+        .arg(format!("file://{}", page.display()))
+        .stdin(Stdio::null())
+        .output()
+        .expect("run chromium");
+    let _ = std::fs::remove_dir_all(&profile);
+    let console = String::from_utf8_lossy(&out.stderr)
+        .lines()
+        .filter(|l| l.contains(":CONSOLE"))
+        .collect::<Vec<_>>()
+        .join("\n");
+    (console, String::from_utf8_lossy(&out.stdout).into_owned())
+}
+
+#[test]
+fn report_renders_in_headless_chromium_without_errors() {
+    let path = std::env::temp_dir().join(format!("pmap-insight-cr-{}.html", std::process::id()));
+    let bin = workload_bin("churn");
+    trace(
+        &[
+            "--stacks",
+            "--no-initial-table",
+            "--report",
+            path.to_str().expect("utf8 path"),
+        ],
+        &[bin.to_str().expect("utf8 path"), "20"],
+    );
+    let (console, dom) = chromium(&path, &["--dump-dom"]);
+    assert!(console.is_empty(), "console messages:\n{console}");
+    assert!(dom.contains("<svg") && dom.contains("churn::main"), "{dom}");
+    let shot = path.with_extension("png");
+    let (console, _) = chromium(
+        &path,
+        &[
+            "--window-size=1100,1200",
+            &format!("--screenshot={}", shot.display()),
+        ],
+    );
+    assert!(console.is_empty(), "console messages:\n{console}");
+    let png = std::fs::read(&shot).expect("screenshot written");
+    assert!(
+        png.starts_with(b"\x89PNG") && png.len() > 10_000,
+        "{} bytes",
+        png.len()
+    );
+    let _ = std::fs::remove_file(&shot);
+    let _ = std::fs::remove_file(&path);
+}
