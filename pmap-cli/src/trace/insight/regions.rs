@@ -92,3 +92,55 @@ impl RegionTable {
             .collect()
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::region::Perms;
+
+    fn r(start: u64, end: u64, perms: &[u8; 4]) -> Region {
+        Region {
+            start,
+            end,
+            perms: Perms(*perms),
+            ..Default::default()
+        }
+    }
+
+    #[test]
+    fn pieces_inherit_their_record_and_gone_regions_are_returned() {
+        let mut t = RegionTable::default();
+        let create = Change {
+            removed: vec![],
+            added: vec![r(0x1000, 0x4000, b"rw-p"), r(0x8000, 0x9000, b"rw-p")],
+        };
+        let gone = t.apply(&create, |_, from, info| {
+            assert!(from.is_empty());
+            info.flips = 7;
+        });
+        assert!(gone.is_empty());
+        // mprotect of the middle page splits the first region in three.
+        let split = Change {
+            removed: vec![r(0x1000, 0x4000, b"rw-p")],
+            added: vec![
+                r(0x1000, 0x2000, b"rw-p"),
+                r(0x2000, 0x3000, b"r-xp"),
+                r(0x3000, 0x4000, b"rw-p"),
+            ],
+        };
+        let mut seen = Vec::new();
+        t.apply(&split, |a, from, info| {
+            assert_eq!(from.len(), 1);
+            seen.push((a.start, info.flips));
+        });
+        assert_eq!(seen, vec![(0x1000, 7), (0x2000, 7), (0x3000, 7)]);
+        let unmap = Change {
+            removed: vec![r(0x8000, 0x9000, b"rw-p")],
+            added: vec![],
+        };
+        let gone = t.apply(&unmap, |_, _, _| {});
+        assert_eq!(gone.len(), 1);
+        assert_eq!(gone[0].1.flips, 7);
+        assert!(t.get(0x8000).is_none());
+    }
+}

@@ -225,11 +225,15 @@ fn section(p: &Proc, html: &mut String) {
         rows += 1;
         let _ = write!(
             html,
-            "<tr><td><code>{:016x}-{:016x} {} {}</code> (unmapped)</td><td>{}</td><td>{:.3}s</td></tr>",
+            "<tr><td><code>{:016x}-{:016x} {} {}</code>{}</td><td>{}</td><td>{:.3}s</td></tr>",
             f.start,
             f.end,
             esc(&f.perms),
             esc(&f.name),
+            f.gone.map_or(String::new(), |t| format!(
+                " (unmapped at +{:.3}s)",
+                t as f64 / 1e9
+            )),
             f.flips,
             f.rwx_ns as f64 / 1e9
         );

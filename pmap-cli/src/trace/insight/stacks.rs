@@ -150,3 +150,65 @@ fn name_of(
         None => format!("{addr:#x} [unmapped]").into(),
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::region::Perms;
+
+    fn code(start: u64, end: u64) -> Region {
+        Region {
+            start,
+            end,
+            perms: Perms(*b"r-xp"),
+            inode: 1,
+            name: b"/x".to_vec(),
+            ..Default::default()
+        }
+    }
+
+    fn event(stack: &[u64], flags: u32) -> Event {
+        let mut ev = Event {
+            enter_ns: 0,
+            exit_ns: 0,
+            args: [0; 6],
+            ret: 0,
+            stack: [0; pmap_common::MAX_STACK_DEPTH],
+            tgid: 1,
+            tid: 1,
+            kind: 10,
+            flags,
+            stack_len: stack.len() as u32,
+            _pad: 0,
+        };
+        ev.stack[..stack.len()].copy_from_slice(stack);
+        ev
+    }
+
+    #[test]
+    fn the_word_at_sp_names_the_wrappers_caller_and_garbage_truncates() {
+        let model = RegionModel::new(vec![code(0x1000, 0x2000), code(0x5000, 0x6000)]);
+        // ip in libc, [sp] in the caller, then a frame-pointer walk that
+        // finds one frame and then data.
+        let ev = event(
+            &[0x1100, 0x5100, 0x5200, 0x4141_4141],
+            FLAG_STACK | FLAG_SP_WORD,
+        );
+        let s = Stack::from_event(&ev, &model).expect("a stack");
+        assert_eq!(s.frames, vec![0x1100, 0x5100, 0x5200]);
+        assert!(s.truncated);
+        // The word at sp repeating the walk's first frame is not doubled;
+        // a word that is not code is left out.
+        let ev = event(&[0x1100, 0x5200, 0x5200], FLAG_STACK | FLAG_SP_WORD);
+        assert_eq!(
+            Stack::from_event(&ev, &model).expect("a stack").frames,
+            vec![0x1100, 0x5200]
+        );
+        let ev = event(&[0x1100, 0x9999, 0x5200], FLAG_STACK | FLAG_SP_WORD);
+        assert_eq!(
+            Stack::from_event(&ev, &model).expect("a stack").frames,
+            vec![0x1100, 0x5200]
+        );
+        assert!(Stack::from_event(&event(&[], 0), &model).is_none());
+    }
+}

@@ -90,7 +90,8 @@ pub fn text(
             f.name,
             f.flips,
             f.rwx_ns as f64 / 1e9,
-            if f.gone { " (unmapped)" } else { "" }
+            f.gone
+                .map_or(String::new(), |t| format!(" (unmapped at {})", secs(t)))
         )?;
     }
     if findings.len() > 10 {

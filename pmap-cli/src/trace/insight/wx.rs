@@ -49,7 +49,8 @@ pub struct Finding {
     pub name: String,
     pub flips: u32,
     pub rwx_ns: u64,
-    pub gone: bool,
+    /// When it was unmapped (ns since start), if it was.
+    pub gone: Option<u64>,
 }
 
 #[derive(Debug, Default)]
@@ -65,7 +66,7 @@ pub struct WxStats {
     pub marks: Vec<(u64, String)>,
 }
 
-fn finding(r: &Region, i: &RegionInfo, now_ns: u64, gone: bool) -> Finding {
+fn finding(r: &Region, i: &RegionInfo, now_ns: u64, gone: Option<u64>) -> Finding {
     let open = i.rwx_since.map_or(0, |s| now_ns.saturating_sub(s));
     Finding {
         start: r.start,
@@ -98,7 +99,7 @@ impl WxStats {
         if i.flips == 0 && i.rwx_ns == 0 && i.rwx_since.is_none() {
             return;
         }
-        self.retired.push(finding(r, i, now_ns, true));
+        self.retired.push(finding(r, i, now_ns, Some(now_ns)));
         if self.retired.len() > RETIRED_MAX * 2 {
             self.retired.sort_by_key(|f| std::cmp::Reverse(f.flips));
             self.retired.truncate(RETIRED_MAX);
@@ -116,7 +117,7 @@ impl WxStats {
             .filter_map(|r| {
                 let i = table.get(r.start)?;
                 let live_rwx = rwx(r.perms);
-                (i.flips > 0 || i.rwx_ns > 0 || live_rwx).then(|| finding(r, i, now_ns, false))
+                (i.flips > 0 || i.rwx_ns > 0 || live_rwx).then(|| finding(r, i, now_ns, None))
             })
             .collect();
         v.extend(self.retired.iter().cloned());
@@ -133,8 +134,25 @@ impl WxStats {
             "regions": findings.iter().take(20).map(|f| json!({
                 "start": format!("{:#x}", f.start), "end": format!("{:#x}", f.end),
                 "perms": f.perms, "name": f.name, "flips": f.flips,
-                "rwx_seconds": f.rwx_ns as f64 / 1e9, "unmapped": f.gone,
+                "rwx_seconds": f.rwx_ns as f64 / 1e9, "unmapped_at": f.gone.map(|t| t as f64 / 1e9),
             })).collect::<Vec<_>>(),
         })
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn flips_are_told_apart_from_other_changes() {
+        let p = |s: &[u8; 4]| Perms(*s);
+        assert_eq!(flip(p(b"rw-p"), p(b"r-xp")), Some(Flip::WtoX));
+        assert_eq!(flip(p(b"rw-p"), p(b"rwxp")), Some(Flip::WtoX));
+        assert_eq!(flip(p(b"r-xp"), p(b"rw-p")), Some(Flip::XtoW));
+        assert_eq!(flip(p(b"r-xp"), p(b"r--p")), None);
+        assert_eq!(flip(p(b"rw-p"), p(b"r--p")), None);
+        assert_eq!(flip(p(b"rwxp"), p(b"r-xp")), None);
+        assert!(rwx(p(b"rwxp")) && !rwx(p(b"r-xp")));
     }
 }
