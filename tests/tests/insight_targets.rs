@@ -9,7 +9,13 @@ use pmap_tests::{pmap_bin, workload_bin};
 
 /// Runs `pmap trace OPTIONS -- COMMAND` to the end; returns stdout.
 fn trace(opts: &[&str], command: &[&str]) -> String {
+    trace_in(&std::env::temp_dir(), opts, command)
+}
+
+/// The same, in directory `dir`.
+fn trace_in(dir: &std::path::Path, opts: &[&str], command: &[&str]) -> String {
     let out = Command::new(pmap_bin())
+        .current_dir(dir)
         .arg("trace")
         .args(opts)
         .arg("--")
@@ -184,6 +190,40 @@ fn node_jit_regions_are_named_with_v8_symbols() {
     assert!(
         jit_lines.iter().any(|l| l.contains("hotLoop_")),
         "our hot function is not named anywhere"
+    );
+    let _ = std::fs::remove_dir_all(&dir);
+}
+
+#[test]
+fn node_jitdump_is_found_through_its_mapping_and_read() {
+    let dir = std::env::temp_dir().join(format!("pmap-insight-jitdump-{}", std::process::id()));
+    std::fs::create_dir_all(&dir).expect("temp dir");
+    // V8 --perf-prof writes jit-PID.dump in the current directory and maps
+    // it; the tracer finds it from that mapping.
+    let script = "let t = 0;\n\
+                  for (let k = 0; k < 200; k++) {\n\
+                    const f = eval(`(function dumped_${k}(n) { let s = 0; for (let i = 0; i < n; i++) s += i % ${k + 2}; return s; })`);\n\
+                    for (let j = 0; j < 200; j++) t += f(500);\n\
+                  }\n\
+                  setTimeout(() => console.log('done', t), 1200);\n";
+    let out = trace_in(
+        &dir,
+        &["--no-initial-table", "--interval", "0.4"],
+        &["/usr/bin/node", "--perf-prof", "-e", script],
+    );
+    let jit_lines: Vec<&str> = out
+        .lines()
+        .map(str::trim_start)
+        .filter(|l| l.starts_with("JIT "))
+        .collect();
+    assert!(
+        jit_lines.iter().any(|l| l.contains("dumped_")),
+        "functions from the jitdump not named:\n{jit_lines:?}"
+    );
+    assert!(
+        out.lines()
+            .any(|l| l.starts_with("JIT: ") && l.contains(".dump: ")),
+        "{out}"
     );
     let _ = std::fs::remove_dir_all(&dir);
 }

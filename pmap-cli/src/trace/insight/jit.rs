@@ -1,8 +1,10 @@
 //! JIT symbols from `/tmp/perf-PID.map` (V8 `--perf-basic-prof`, the JVM
 //! with perf-map-agent, LuaJIT, .NET, ...): `START SIZE name` in hex, one
-//! function per line, appended as code is generated. Read live: only the
-//! new bytes, when the file has grown. Entries are dropped when their
-//! range is unmapped, or when a newer entry reuses it.
+//! function per line, appended as code is generated; and from jitdump files
+//! (`jit-PID.dump`, V8 `--perf-prof`, the JVM agent), which the runtime maps
+//! into itself so that tools find them: the tracer sees that mapping. Read
+//! live: only the new bytes, when the file has grown. Entries are dropped
+//! when their range is unmapped, or when a newer entry reuses it.
 
 use std::{
     collections::BTreeMap,
@@ -21,8 +23,22 @@ pub struct JitSym {
     pub name: String,
 }
 
+/// A jitdump file being read: where, and how far (end of the last whole
+/// record).
+#[derive(Debug)]
+struct Dump {
+    path: PathBuf,
+    file: Option<File>,
+    read: u64,
+}
+
+const JITDUMP_MAGIC: u32 = 0x4A69_5444;
+const JIT_CODE_LOAD: u32 = 0;
+const JIT_CODE_MOVE: u32 = 1;
+
 #[derive(Debug)]
 pub struct JitMap {
+    dump: Option<Dump>,
     path: PathBuf,
     file: Option<File>,
     read: u64,
@@ -41,6 +57,7 @@ impl JitMap {
 
     pub fn at(path: PathBuf) -> JitMap {
         JitMap {
+            dump: None,
             path,
             file: None,
             read: 0,
@@ -56,6 +73,35 @@ impl JitMap {
         self.syms.is_empty()
     }
 
+    /// A jitdump file the process mapped (its path, as the map names it).
+    pub fn found_dump(&mut self, path: PathBuf) {
+        if self.dump.as_ref().is_some_and(|d| d.path == path) {
+            return;
+        }
+        self.dump = Some(Dump {
+            path,
+            file: None,
+            read: 0,
+        });
+        self.last_check = None;
+    }
+
+    /// The files read, for the summary.
+    pub fn sources(&self) -> String {
+        let mut v = Vec::new();
+        if self.file.is_some() {
+            v.push(self.path.display().to_string());
+        }
+        if let Some(d) = &self.dump {
+            v.push(d.path.display().to_string());
+        }
+        v.join(" and ")
+    }
+
+    pub fn has_dump(&self) -> bool {
+        self.dump.is_some()
+    }
+
     /// Reads what was appended since the last look (rate-limited unless
     /// `force`).
     pub fn refresh(&mut self, force: bool) {
@@ -63,6 +109,7 @@ impl JitMap {
             return;
         }
         self.last_check = Some(Instant::now());
+        self.refresh_dump();
         if self.file.is_none() {
             self.file = File::open(&self.path).ok();
         }
@@ -96,6 +143,41 @@ impl JitMap {
         }
     }
 
+    /// Reads the jitdump records appended since the last look.
+    fn refresh_dump(&mut self) {
+        let Some(d) = &mut self.dump else { return };
+        if d.file.is_none() {
+            d.file = File::open(&d.path).ok();
+        }
+        let Some(f) = &mut d.file else { return };
+        let len = f.metadata().map_or(0, |m| m.len());
+        if len <= d.read || f.seek(SeekFrom::Start(d.read)).is_err() {
+            return;
+        }
+        let mut buf = Vec::new();
+        if f.take(len - d.read).read_to_end(&mut buf).is_err() {
+            return;
+        }
+        let start = d.read;
+        let (used, records) = parse_jitdump(&buf, start == 0);
+        d.read = start + used as u64;
+        for r in records {
+            match r {
+                Record::Load { start, size, name } => {
+                    self.add(start, start.saturating_add(size.max(1)), name)
+                }
+                Record::Move { from, to, size } => {
+                    let name = self.lookup(from).map_or_else(
+                        || format!("code moved from {from:#x}"),
+                        |(n, _)| n.to_string(),
+                    );
+                    self.unmapped(from, from.saturating_add(size.max(1)));
+                    self.add(to, to.saturating_add(size.max(1)), name);
+                }
+            }
+        }
+    }
+
     fn add_line(&mut self, line: &str) {
         let mut parts = line.splitn(3, ' ');
         let (Some(a), Some(s), Some(name)) = (parts.next(), parts.next(), parts.next()) else {
@@ -105,7 +187,10 @@ impl JitMap {
         let (Some(start), Some(size)) = (hex(a), hex(s)) else {
             return;
         };
-        let end = start.saturating_add(size.max(1));
+        self.add(start, start.saturating_add(size.max(1)), name.to_string());
+    }
+
+    fn add(&mut self, start: u64, end: u64, name: String) {
         self.seen += 1;
         // A newer function over the same bytes replaces the old ones.
         let stale: Vec<u64> = self.overlapping(start, end).map(|(k, _)| k).collect();
@@ -113,13 +198,7 @@ impl JitMap {
             self.syms.remove(&k);
             self.dropped += 1;
         }
-        self.syms.insert(
-            start,
-            JitSym {
-                end,
-                name: name.to_string(),
-            },
-        );
+        self.syms.insert(start, JitSym { end, name });
     }
 
     fn overlapping(&self, lo: u64, hi: u64) -> impl Iterator<Item = (u64, &JitSym)> {
@@ -157,6 +236,65 @@ impl JitMap {
     }
 }
 
+fn u32_at(b: &[u8], at: usize) -> Option<u32> {
+    Some(u32::from_le_bytes(b.get(at..at + 4)?.try_into().ok()?))
+}
+
+fn u64_at(b: &[u8], at: usize) -> Option<u64> {
+    Some(u64::from_le_bytes(b.get(at..at + 8)?.try_into().ok()?))
+}
+
+#[derive(Debug, PartialEq, Eq)]
+enum Record {
+    Load { start: u64, size: u64, name: String },
+    Move { from: u64, to: u64, size: u64 },
+}
+
+/// Parses whole jitdump records (after the file header when `header`);
+/// returns the bytes used and the code loads and moves. A partial record
+/// at the end is left for the next look.
+fn parse_jitdump(buf: &[u8], header: bool) -> (usize, Vec<Record>) {
+    let mut out = Vec::new();
+    let mut at = 0;
+    if header {
+        // magic, version, header size, ...
+        match (u32_at(buf, 0), u32_at(buf, 8)) {
+            (Some(JITDUMP_MAGIC), Some(size)) if buf.len() >= size as usize => at = size as usize,
+            _ => return (0, out),
+        }
+    }
+    // Record prefix: id u32, total size u32, timestamp u64.
+    while let (Some(id), Some(size)) = (u32_at(buf, at), u32_at(buf, at + 4)) {
+        let size = size as usize;
+        if size < 16 || at + size > buf.len() {
+            break;
+        }
+        let body = &buf[at + 16..at + size];
+        match id {
+            // pid, tid, vma, code_addr, code_size, code_index, name\0, code
+            JIT_CODE_LOAD => {
+                if let (Some(start), Some(size)) = (u64_at(body, 16), u64_at(body, 24)) {
+                    let name = body.get(40..).unwrap_or(&[]);
+                    let name = name.split(|&c| c == 0).next().unwrap_or(&[]);
+                    let name = String::from_utf8_lossy(name).into_owned();
+                    out.push(Record::Load { start, size, name });
+                }
+            }
+            // pid, tid, vma, old_code_addr, new_code_addr, code_size, index
+            JIT_CODE_MOVE => {
+                if let (Some(from), Some(to), Some(size)) =
+                    (u64_at(body, 16), u64_at(body, 24), u64_at(body, 32))
+                {
+                    out.push(Record::Move { from, to, size });
+                }
+            }
+            _ => {}
+        }
+        at += size;
+    }
+    (at, out)
+}
+
 /// `3 JIT functions: a, b, c, ...` (at most `max` names).
 pub fn list(names: &[&str], max: usize) -> String {
     let mut s = format!(
@@ -181,6 +319,62 @@ pub fn list(names: &[&str], max: usize) -> String {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    fn record(id: u32, body: &[u8]) -> Vec<u8> {
+        let mut v = id.to_le_bytes().to_vec();
+        v.extend(((16 + body.len()) as u32).to_le_bytes());
+        v.extend(7u64.to_le_bytes());
+        v.extend(body);
+        v
+    }
+
+    #[test]
+    fn jitdump_loads_and_moves_are_read_and_partial_records_wait() {
+        let mut file = JITDUMP_MAGIC.to_le_bytes().to_vec();
+        file.extend(1u32.to_le_bytes());
+        file.extend(40u32.to_le_bytes());
+        file.extend([0u8; 28]);
+        let mut load = Vec::new();
+        for v in [1u32, 2] {
+            load.extend(v.to_le_bytes());
+        }
+        for v in [0x1000u64, 0x1000, 0x40, 3] {
+            load.extend(v.to_le_bytes());
+        }
+        load.extend(b"JS:*hot a.js:1\0");
+        load.extend([0xc3u8; 0x40]);
+        file.extend(record(JIT_CODE_LOAD, &load));
+        file.extend(record(4, &[0u8; 8]));
+        let mut mv = Vec::new();
+        for v in [1u32, 2] {
+            mv.extend(v.to_le_bytes());
+        }
+        for v in [0u64, 0x1000, 0x3000, 0x40, 3] {
+            mv.extend(v.to_le_bytes());
+        }
+        let whole = file.len();
+        file.extend(record(JIT_CODE_MOVE, &mv));
+        let (used, recs) = parse_jitdump(&file[..file.len() - 3], true);
+        assert_eq!(used, whole);
+        assert_eq!(
+            recs,
+            vec![Record::Load {
+                start: 0x1000,
+                size: 0x40,
+                name: "JS:*hot a.js:1".into()
+            }]
+        );
+        let (used, recs) = parse_jitdump(&file[whole..], false);
+        assert_eq!(used, file.len() - whole);
+        assert_eq!(
+            recs,
+            vec![Record::Move {
+                from: 0x1000,
+                to: 0x3000,
+                size: 0x40
+            }]
+        );
+    }
 
     #[test]
     fn reads_appended_lines_and_drops_unmapped_and_reused() {

@@ -204,6 +204,17 @@ impl Insight {
             p.timeline.mark(t_ns, "exec", "execve".into());
             p.jit = JitMap::new(d.pid);
         }
+        // A runtime maps its jitdump file so that tools can find it.
+        let dump_name = format!("/jit-{}.dump", d.pid);
+        if let Some(r) = d
+            .change
+            .added
+            .iter()
+            .find(|r| r.name.ends_with(dump_name.as_bytes()))
+        {
+            p.jit
+                .found_dump(String::from_utf8_lossy(&r.name).into_owned().into());
+        }
 
         // Region records: creation, changes, W^X.
         let stamp = Stamp {

@@ -224,8 +224,10 @@ pub fn text(
     if p.jit.seen > 0 {
         writeln!(
             out,
-            "JIT: /tmp/perf-{}.map: {} functions read, {} dropped (unmapped or reused)",
-            p.pid, p.jit.seen, p.jit.dropped
+            "JIT: {}: {} functions read, {} dropped (unmapped or reused)",
+            p.jit.sources(),
+            p.jit.seen,
+            p.jit.dropped
         )?;
     }
     if stacks {
