@@ -177,6 +177,7 @@ impl Insight {
             && let Some(stack) = Stack::from_event(ev, model)
         {
             if !p.jit.is_empty()
+                || p.jit.has_dump()
                 || stack
                     .frames
                     .iter()
