@@ -155,7 +155,15 @@ impl AllocStats {
     /// What to tune for a repeated size, when it looks like glibc malloc's
     /// mmap threshold at work.
     pub fn hint(len: u64) -> Option<String> {
-        if !(GLIBC_THRESHOLD_MIN..=GLIBC_THRESHOLD_MAX).contains(&len) {
+        if len > GLIBC_THRESHOLD_MAX {
+            return Some(format!(
+                "glibc malloc serves every block above 32M (the most M_MMAP_THRESHOLD can be) \
+                 with its own mmap and gives it back on free; keep and reuse the {} buffer \
+                 instead of allocating it again",
+                human(len)
+            ));
+        }
+        if len < GLIBC_THRESHOLD_MIN {
             return None;
         }
         // Requests just under the mapped length land below a threshold
