@@ -57,7 +57,9 @@ fn tiny_jit_every_flip_is_reported_with_its_call_site() {
     let rounds = 6;
     let out = trace(
         &["--stacks", "--no-initial-table"],
-        &[bin.to_str().expect("utf8 path"), &rounds.to_string()],
+        // 25 ms between calls: the tracer confirms each call with the kernel
+        // when it processes it, and must get there before the next call.
+        &[bin.to_str().expect("utf8 path"), &rounds.to_string(), "25"],
     );
     let blocks = deltas(&out);
     let to_x: Vec<&String> = blocks
@@ -101,6 +103,75 @@ fn tiny_jit_every_flip_is_reported_with_its_call_site() {
         )),
         "summary:\n{out}"
     );
+}
+
+#[test]
+fn a_file_mapped_shared_writable_and_executable_is_flagged() {
+    let script = "import mmap, os, tempfile, time\n\
+                  fd, path = tempfile.mkstemp(prefix='pmap-dual-')\n\
+                  os.ftruncate(fd, 4096)\n\
+                  w = mmap.mmap(fd, 4096, flags=mmap.MAP_SHARED, prot=mmap.PROT_READ | mmap.PROT_WRITE)\n\
+                  time.sleep(0.05)\n\
+                  x = mmap.mmap(fd, 4096, flags=mmap.MAP_SHARED, prot=mmap.PROT_READ | mmap.PROT_EXEC)\n\
+                  time.sleep(0.3)\n\
+                  os.unlink(path)\n";
+    let out = trace(&["--no-initial-table"], &["/usr/bin/python3", "-c", script]);
+    let blocks = deltas(&out);
+    let flagged: Vec<&String> = blocks
+        .iter()
+        .filter(|b| b.contains("is mapped shared-writable at"))
+        .collect();
+    assert_eq!(flagged.len(), 1, "{out}");
+    assert!(
+        flagged[0].contains("mmap(NULL, 4096, r-x, SHARED"),
+        "{}",
+        flagged[0]
+    );
+    assert!(
+        out.contains("file mapped shared-writable and executable: /tmp/pmap-dual-"),
+        "{out}"
+    );
+    // Shared libraries (private rw- and r-x of one file) are not flagged.
+    assert!(
+        !out.contains("libc.so.6 is mapped shared-writable"),
+        "{out}"
+    );
+}
+
+#[test]
+fn a_writable_and_executable_region_is_flagged_and_timed() {
+    let script = "import mmap, time\n\
+                  m = mmap.mmap(-1, 8192, prot=mmap.PROT_READ | mmap.PROT_WRITE | mmap.PROT_EXEC)\n\
+                  time.sleep(0.3)\n\
+                  m.close()\n\
+                  time.sleep(0.2)\n";
+    let out = trace(&["--no-initial-table"], &["/usr/bin/python3", "-c", script]);
+    let blocks = deltas(&out);
+    assert!(
+        blocks.iter().any(|b| b.contains("mmap(NULL, 8192, rwx")
+            && b.contains("is writable and executable at once (rwx)")),
+        "{out}"
+    );
+    assert!(
+        out.contains("1 times a region became writable+executable"),
+        "{out}"
+    );
+    // Python's anonymous mmap is shared (/dev/zero); one region both
+    // writable and executable is not a "file mapped twice".
+    assert!(!out.contains("is mapped shared-writable"), "{out}");
+    // The summary row for it: unmapped, with at least the 0.3 s it lived.
+    let row = out
+        .lines()
+        .find(|l| l.contains(" rwxs /dev/zero (deleted): 0 flips"))
+        .expect("a W^X row for the region");
+    let secs: f64 = row
+        .split(", ")
+        .nth(1)
+        .and_then(|s| s.split('s').next())
+        .and_then(|s| s.parse().ok())
+        .expect("time rwx");
+    assert!((0.25..5.0).contains(&secs), "{row}");
+    assert!(row.contains("(unmapped at +"), "{row}");
 }
 
 #[test]
@@ -267,7 +338,7 @@ fn report_is_one_self_contained_page() {
             "--report",
             path.to_str().expect("utf8 path"),
         ],
-        &[bin.to_str().expect("utf8 path"), "4"],
+        &[bin.to_str().expect("utf8 path"), "4", "25"],
     );
     let html = std::fs::read_to_string(&path).expect("report written");
     assert!(html.starts_with("<!DOCTYPE html>"));

@@ -21,6 +21,8 @@ const RECHECK: Duration = Duration::from_millis(20);
 pub struct JitSym {
     pub end: u64,
     pub name: String,
+    /// Order of arrival (newest is largest).
+    pub seq: u64,
 }
 
 /// A jitdump file being read: where, and how far (end of the last whole
@@ -198,7 +200,8 @@ impl JitMap {
             self.syms.remove(&k);
             self.dropped += 1;
         }
-        self.syms.insert(start, JitSym { end, name });
+        let seq = self.seen;
+        self.syms.insert(start, JitSym { end, name, seq });
     }
 
     fn overlapping(&self, lo: u64, hi: u64) -> impl Iterator<Item = (u64, &JitSym)> {

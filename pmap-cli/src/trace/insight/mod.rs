@@ -443,15 +443,10 @@ fn wx_prot(p: u64) -> String {
 /// Ranges covered before the change and not after.
 fn unmapped(c: &Change) -> Vec<(u64, u64)> {
     let mut v = Vec::new();
+    let added = regions::Sorted::new(&c.added);
     for r in &c.removed {
         let mut lo = r.start;
-        let mut covers: Vec<&Region> = c
-            .added
-            .iter()
-            .filter(|a| a.start < r.end && r.start < a.end)
-            .collect();
-        covers.sort_by_key(|a| a.start);
-        for a in covers {
+        for a in added.overlapping(r.start, r.end) {
             if a.start > lo {
                 v.push((lo, a.start));
             }
@@ -547,34 +542,38 @@ fn account(
 /// The same file mapped shared-writable and executable at once (a JIT's
 /// dual mapping, or a hole in W^X).
 fn dual_mappings(model: &RegionModel, change: &Change, wx: &mut WxStats, notes: &mut Vec<String>) {
-    for a in &change.added {
-        if a.inode == 0 {
-            continue;
+    let file = |r: &Region| (r.dev_major, r.dev_minor, r.inode);
+    let shared_w = |r: &Region| r.perms.writable() && r.perms.shared();
+    let candidates: std::collections::HashSet<(u32, u32, u64)> = change
+        .added
+        .iter()
+        .filter(|a| a.inode != 0 && (shared_w(a) || a.perms.executable()))
+        .map(file)
+        .collect();
+    if candidates.is_empty() {
+        return;
+    }
+    // One pass over the map for all the files this change touched.
+    let mut seen: HashMap<(u32, u32, u64), (Option<&Region>, Option<&Region>)> = HashMap::new();
+    for r in model.regions().filter(|r| candidates.contains(&file(r))) {
+        let e = seen.entry(file(r)).or_default();
+        // One rwxs region is flagged as rwx already; this is about two.
+        if shared_w(r) && !r.perms.executable() {
+            e.0.get_or_insert(r);
         }
-        let w = a.perms.writable() && a.perms.shared();
-        if !w && !a.perms.executable() {
-            continue;
+        if r.perms.executable() && !shared_w(r) {
+            e.1.get_or_insert(r);
         }
-        let other = model.regions().find(|o| {
-            o.inode == a.inode
-                && o.dev_major == a.dev_major
-                && o.dev_minor == a.dev_minor
-                && if w {
-                    o.perms.executable()
-                } else {
-                    o.perms.writable() && o.perms.shared()
-                }
-        });
-        if let Some(o) = other {
-            let name = String::from_utf8_lossy(&a.name).into_owned();
-            if !wx.dual_files.contains(&name) {
-                let (wr, xr) = if w { (a, o) } else { (o, a) };
-                notes.push(format!(
-                    "W^X: {name} is mapped shared-writable at {:016x} and executable at {:016x}",
-                    wr.start, xr.start
-                ));
-                wx.dual_files.push(name);
-            }
+    }
+    for (w, x) in seen.into_values() {
+        let (Some(w), Some(x)) = (w, x) else { continue };
+        let name = String::from_utf8_lossy(&w.name).into_owned();
+        if !wx.dual_files.contains(&name) {
+            notes.push(format!(
+                "W^X: {name} is mapped shared-writable at {:016x} and executable at {:016x}",
+                w.start, x.start
+            ));
+            wx.dual_files.push(name);
         }
     }
 }

@@ -33,13 +33,26 @@ pub struct RegionInfo {
     pub map_stack: bool,
 }
 
-/// Whether `change` created `a` (new address space) or reworked regions
-/// that were there.
-pub fn sources<'c>(change: &'c Change, a: &Region) -> impl Iterator<Item = &'c Region> {
-    change
-        .removed
-        .iter()
-        .filter(move |o| o.start < a.end && a.start < o.end)
+/// Regions sorted by start, disjoint (so also sorted by end), for
+/// overlap queries in O(log n + hits): a resync can bring tens of
+/// thousands of rows at once.
+pub struct Sorted<'c>(Vec<&'c Region>);
+
+impl<'c> Sorted<'c> {
+    pub fn new(regions: &'c [Region]) -> Sorted<'c> {
+        let mut v: Vec<&Region> = regions.iter().collect();
+        v.sort_by_key(|r| r.start);
+        Sorted(v)
+    }
+
+    /// The regions that intersect `[lo, hi)`.
+    pub fn overlapping(&self, lo: u64, hi: u64) -> impl Iterator<Item = &'c Region> + '_ {
+        let first = self.0.partition_point(|r| r.end <= lo);
+        self.0[first..]
+            .iter()
+            .take_while(move |r| r.start < hi)
+            .copied()
+    }
 }
 
 #[derive(Debug, Default)]
@@ -70,8 +83,10 @@ impl RegionTable {
                 old.insert(r.start, i);
             }
         }
+        let removed = Sorted::new(&change.removed);
+        let added = Sorted::new(&change.added);
         for a in &change.added {
-            let from: Vec<&Region> = sources(change, a).collect();
+            let from: Vec<&Region> = removed.overlapping(a.start, a.end).collect();
             let mut info = from
                 .iter()
                 .find_map(|o| old.get(&o.start).cloned())
@@ -82,12 +97,7 @@ impl RegionTable {
         change
             .removed
             .iter()
-            .filter(|o| {
-                !change
-                    .added
-                    .iter()
-                    .any(|a| o.start < a.end && a.start < o.end)
-            })
+            .filter(|o| added.overlapping(o.start, o.end).next().is_none())
             .filter_map(|o| old.remove(&o.start).map(|i| (o.clone(), i)))
             .collect()
     }
