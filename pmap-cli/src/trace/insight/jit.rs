@@ -169,12 +169,16 @@ impl JitMap {
                     self.add(start, start.saturating_add(size.max(1)), name)
                 }
                 Record::Move { from, to, size } => {
-                    let name = self.lookup(from).map_or_else(
-                        || format!("code moved from {from:#x}"),
-                        |(n, _)| n.to_string(),
-                    );
+                    // Moved code keeps its name and its age.
+                    let (name, seq) = match self.syms.range(..=from).next_back() {
+                        Some((_, s)) if s.end > from => (s.name.clone(), Some(s.seq)),
+                        _ => (format!("code moved from {from:#x}"), None),
+                    };
                     self.unmapped(from, from.saturating_add(size.max(1)));
                     self.add(to, to.saturating_add(size.max(1)), name);
+                    if let (Some(seq), Some(s)) = (seq, self.syms.get_mut(&to)) {
+                        s.seq = seq;
+                    }
                 }
             }
         }
