@@ -541,10 +541,13 @@ fn account(
 
 /// The same file mapped shared-writable and executable at once (a JIT's
 /// dual mapping, or a hole in W^X).
+/// A file: device major, minor, inode.
+type FileId = (u32, u32, u64);
+
 fn dual_mappings(model: &RegionModel, change: &Change, wx: &mut WxStats, notes: &mut Vec<String>) {
-    let file = |r: &Region| (r.dev_major, r.dev_minor, r.inode);
+    let file = |r: &Region| -> FileId { (r.dev_major, r.dev_minor, r.inode) };
     let shared_w = |r: &Region| r.perms.writable() && r.perms.shared();
-    let candidates: std::collections::HashSet<(u32, u32, u64)> = change
+    let candidates: std::collections::HashSet<FileId> = change
         .added
         .iter()
         .filter(|a| a.inode != 0 && (shared_w(a) || a.perms.executable()))
@@ -554,18 +557,19 @@ fn dual_mappings(model: &RegionModel, change: &Change, wx: &mut WxStats, notes: 
         return;
     }
     // One pass over the map for all the files this change touched.
-    let mut seen: HashMap<(u32, u32, u64), (Option<&Region>, Option<&Region>)> = HashMap::new();
+    // Per file: a shared-writable region and an executable one.
+    let mut seen: HashMap<FileId, [Option<&Region>; 2]> = HashMap::new();
     for r in model.regions().filter(|r| candidates.contains(&file(r))) {
         let e = seen.entry(file(r)).or_default();
         // One rwxs region is flagged as rwx already; this is about two.
         if shared_w(r) && !r.perms.executable() {
-            e.0.get_or_insert(r);
+            e[0].get_or_insert(r);
         }
         if r.perms.executable() && !shared_w(r) {
-            e.1.get_or_insert(r);
+            e[1].get_or_insert(r);
         }
     }
-    for (w, x) in seen.into_values() {
+    for [w, x] in seen.into_values() {
         let (Some(w), Some(x)) = (w, x) else { continue };
         let name = String::from_utf8_lossy(&w.name).into_owned();
         if !wx.dual_files.contains(&name) {
