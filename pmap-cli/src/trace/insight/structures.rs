@@ -137,7 +137,7 @@ pub fn recognise(model: &RegionModel, table: &RegionTable) -> Vec<Structure> {
                     human(committed)
                 ),
             });
-        } else if reserved - arena_tails >= RESERVATION_MIN {
+        } else if reserved.saturating_sub(arena_tails) >= RESERVATION_MIN {
             let kind = if jvm {
                 "JVM heap/metaspace reservation"
             } else if has_x {
