@@ -43,7 +43,7 @@ use self::{
     stacks::Stack,
     symbols::Symbols,
     timeline::Timeline,
-    wx::{WxStats, flip, rwx},
+    wx::WxStats,
 };
 use super::{
     model::{Change, RegionModel},
@@ -123,11 +123,6 @@ pub struct Insight {
     opts: InsightOptions,
     syms: Symbols,
     procs: HashMap<u32, Proc>,
-}
-
-/// `00007f0000000000+16K` for notes.
-fn at(r: &Region) -> String {
-    format!("{:016x}+{}", r.start, human(r.size()))
 }
 
 fn what(cause: &Cause) -> &'static str {
@@ -234,9 +229,7 @@ impl Insight {
         let Proc {
             regions, wx, jit, ..
         } = p;
-        let mut wx_notes = Vec::new();
-        let mut wx_more = 0;
-        let dropped = regions.apply(&d.change, |a, from, info| {
+        regions.apply(&d.change, |_, from, info| {
             if creates || from.is_empty() {
                 *info = RegionInfo {
                     created: Some(stamp.clone()),
@@ -246,60 +239,48 @@ impl Insight {
             } else {
                 info.changed = Some(stamp.clone());
             }
-            let flipped = from
-                .iter()
-                .find_map(|o| flip(o.perms, a.perms).map(|f| (f, o)));
-            if let Some((f, o)) = flipped {
-                info.flips += 1;
-                let line = format!(
-                    "W^X: {} flip of {} {} -> {} (flip #{} of this region){}",
-                    f.label(),
-                    at(a),
-                    &o.perms.as_str()[..3],
-                    &a.perms.as_str()[..3],
-                    info.flips,
-                    stamp
-                        .site
-                        .as_ref()
-                        .map_or(String::new(), |s| format!(" by {s}")),
-                );
-                wx.count(f, t_ns, format!("{} {}", f.label(), at(a)));
-                if wx_notes.len() < WX_NOTES_MAX {
-                    wx_notes.push(line);
-                } else {
-                    wx_more += 1;
-                }
-            }
-            let now_rwx = rwx(a.perms);
-            match (info.rwx_since, now_rwx) {
-                (None, true) => {
-                    info.rwx_since = Some(t_ns);
-                    wx.rwx_events += 1;
-                    if wx_notes.len() < WX_NOTES_MAX {
-                        wx_notes.push(format!(
-                            "W^X: {} {} is writable and executable at once (rwx)",
-                            at(a),
-                            a.perms.as_str()
-                        ));
-                    } else {
-                        wx_more += 1;
-                    }
-                }
-                (Some(since), false) => {
-                    info.rwx_ns += t_ns.saturating_sub(since);
-                    info.rwx_since = None;
-                }
-                _ => {}
-            }
         });
-        for (r, mut info) in dropped {
-            if let Some(since) = info.rwx_since.take() {
-                info.rwx_ns += t_ns.saturating_sub(since);
+        let wx_events = match event {
+            Some((call, ev)) => protections(wx, call, ev, &d.change, model, t_ns),
+            None if matches!(d.cause, Cause::Exec) => {
+                wx.clear(t_ns);
+                Vec::new()
             }
-            wx.retire(&r, &info, t_ns);
-        }
-        if wx_more > 0 {
-            wx_notes.push(format!("W^X: ... and {wx_more} more regions"));
+            None => Vec::new(),
+        };
+        let by = stamp
+            .site
+            .as_ref()
+            .map_or(String::new(), |s| format!(" by {s}"));
+        let mut wx_notes: Vec<String> = wx_events
+            .iter()
+            .take(WX_NOTES_MAX)
+            .map(|e| match e {
+                wx::Event::Flip {
+                    lo,
+                    hi,
+                    flip,
+                    before,
+                    after,
+                    count,
+                } => format!(
+                    "W^X: {} flip of {lo:016x}+{} {} -> {} (flip #{count} of this range){by}",
+                    flip.label(),
+                    human(hi - lo),
+                    wx::prot_str(*before),
+                    wx::prot_str(*after),
+                ),
+                wx::Event::Rwx { lo, hi } => format!(
+                    "W^X: {lo:016x}+{} is writable and executable at once (rwx){by}",
+                    human(hi - lo)
+                ),
+            })
+            .collect();
+        if wx_events.len() > WX_NOTES_MAX {
+            wx_notes.push(format!(
+                "W^X: ... and {} more ranges",
+                wx_events.len() - WX_NOTES_MAX
+            ));
         }
         dual_mappings(model, &d.change, wx, &mut wx_notes);
         notes.extend(wx_notes);
@@ -457,6 +438,58 @@ fn unmapped(c: &Change) -> Vec<(u64, u64)> {
         }
     }
     v
+}
+
+/// The W^X view of one syscall: protections as the call set them.
+fn protections(
+    wx: &mut WxStats,
+    call: Call,
+    ev: &Event,
+    change: &Change,
+    model: &RegionModel,
+    t_ns: u64,
+) -> Vec<wx::Event> {
+    let a = &ev.args;
+    if ev.ret < 0 {
+        return Vec::new();
+    }
+    let page_up = |n: u64| n.saturating_add(4095) & !4095;
+    let prot = (a[2] & 7) as u8;
+    match call {
+        Call::Mmap => {
+            let lo = ev.ret as u64;
+            wx.map(lo, lo.saturating_add(page_up(a[1])), prot, t_ns)
+        }
+        Call::Mprotect | Call::PkeyMprotect => {
+            // Before the call: the rows this change replaced, else the
+            // model (the range did not change, or changed back already).
+            let seed = |lo: u64, hi: u64| -> Vec<(u64, u64, u8)> {
+                let before: Vec<(u64, u64, u8)> = change
+                    .removed
+                    .iter()
+                    .filter(|r| r.start < hi && lo < r.end)
+                    .map(|r| (r.start, r.end, wx::prot_of(r.perms)))
+                    .collect();
+                if !before.is_empty() {
+                    return before;
+                }
+                model
+                    .within(lo, hi)
+                    .map(|r| (r.start, r.end, wx::prot_of(r.perms)))
+                    .collect()
+            };
+            wx.protect(a[0], a[0].saturating_add(page_up(a[1])), prot, t_ns, &seed)
+        }
+        Call::Munmap => {
+            wx.unmap(a[0], a[0].saturating_add(page_up(a[1])), t_ns);
+            Vec::new()
+        }
+        Call::Mremap => {
+            wx.remap(a[0], page_up(a[1]), ev.ret as u64, page_up(a[2]), t_ns);
+            Vec::new()
+        }
+        _ => Vec::new(),
+    }
 }
 
 /// The allocator view of one syscall.

@@ -1,5 +1,5 @@
 //! What the tracer remembers about each region of the model: who created
-//! it, who last changed it, and its W^X history. The record follows the
+//! it and who last changed it. The record follows the
 //! region through splits, merges and re-protections (a piece inherits the
 //! record of the region it came from).
 
@@ -23,12 +23,6 @@ pub struct Stamp {
 pub struct RegionInfo {
     pub created: Option<Stamp>,
     pub changed: Option<Stamp>,
-    /// Writable->executable and executable->writable flips so far.
-    pub flips: u32,
-    /// When it last became writable and executable at once (ns since start).
-    pub rwx_since: Option<u64>,
-    /// Time spent writable and executable, up to the last change.
-    pub rwx_ns: u64,
     /// Created by mmap with MAP_STACK (glibc thread stacks).
     pub map_stack: bool,
 }
@@ -63,10 +57,6 @@ pub struct RegionTable {
 impl RegionTable {
     pub fn get(&self, start: u64) -> Option<&RegionInfo> {
         self.info.get(&start)
-    }
-
-    pub fn iter(&self) -> impl Iterator<Item = (&u64, &RegionInfo)> {
-        self.info.iter()
     }
 
     /// Moves the records of `change.removed` to `change.added`; `update` adjusts each added region's record,
@@ -126,7 +116,7 @@ mod tests {
         };
         let gone = t.apply(&create, |_, from, info| {
             assert!(from.is_empty());
-            info.flips = 7;
+            info.map_stack = true;
         });
         assert!(gone.is_empty());
         // mprotect of the middle page splits the first region in three.
@@ -141,16 +131,16 @@ mod tests {
         let mut seen = Vec::new();
         t.apply(&split, |a, from, info| {
             assert_eq!(from.len(), 1);
-            seen.push((a.start, info.flips));
+            seen.push((a.start, info.map_stack));
         });
-        assert_eq!(seen, vec![(0x1000, 7), (0x2000, 7), (0x3000, 7)]);
+        assert_eq!(seen, vec![(0x1000, true), (0x2000, true), (0x3000, true)]);
         let unmap = Change {
             removed: vec![r(0x8000, 0x9000, b"rw-p")],
             added: vec![],
         };
         let gone = t.apply(&unmap, |_, _, _| {});
         assert_eq!(gone.len(), 1);
-        assert_eq!(gone[0].1.flips, 7);
+        assert!(gone[0].1.map_stack);
         assert!(t.get(0x8000).is_none());
     }
 }

@@ -203,33 +203,17 @@ fn section(p: &Proc, html: &mut String) {
         "<p>{} W&rarr;X flips, {} X&rarr;W flips, {} times a region became writable and executable at once.</p>",
         p.wx.flips_w_to_x, p.wx.flips_x_to_w, p.wx.rwx_events
     );
-    let findings =
-        p.wx.findings(&mut std::iter::empty(), &p.regions, p.last_t_ns);
-    let live = p
-        .regions
-        .iter()
-        .filter(|(_, i)| i.flips > 0 || i.rwx_since.is_some() || i.rwx_ns > 0);
-    html.push_str("<table><tr><th>region</th><th>flips</th><th>time rwx</th></tr>");
+    let findings = p.wx.findings(p.last_t_ns, &|_| None);
+    html.push_str("<table><tr><th>range</th><th>flips</th><th>time rwx</th></tr>");
     let mut rows = 0;
-    for (start, i) in live.take(20) {
-        rows += 1;
-        let open = i.rwx_since.map_or(0, |s| p.last_t_ns.saturating_sub(s));
-        let _ = write!(
-            html,
-            "<tr><td><code>{start:016x}</code></td><td>{}</td><td>{:.3}s</td></tr>",
-            i.flips,
-            (i.rwx_ns + open) as f64 / 1e9
-        );
-    }
     for f in findings.iter().take(20) {
         rows += 1;
         let _ = write!(
             html,
-            "<tr><td><code>{:016x}-{:016x} {} {}</code>{}</td><td>{}</td><td>{:.3}s</td></tr>",
+            "<tr><td><code>{:016x}-{:016x} {}</code>{}</td><td>{}</td><td>{:.3}s</td></tr>",
             f.start,
             f.end,
             esc(&f.perms),
-            esc(&f.name),
             f.gone.map_or(String::new(), |t| format!(
                 " (unmapped at +{:.3}s)",
                 t as f64 / 1e9

@@ -9,9 +9,20 @@ use super::{
     Proc,
     alloc::{AllocStats, class_label, human},
     regions::{RegionTable, Stamp},
-    structures, wx,
+    structures,
 };
 use crate::trace::model::RegionModel;
+
+/// The name of the region holding `addr`, as tables show it.
+fn region_name(model: &RegionModel, addr: u64) -> Option<String> {
+    model.containing(addr).map(|r| {
+        if r.name.is_empty() {
+            "[ anon ]".to_string()
+        } else {
+            String::from_utf8_lossy(&r.name).into_owned()
+        }
+    })
+}
 
 fn secs(ns: u64) -> String {
     format!("+{:.3}s", ns as f64 / 1e9)
@@ -71,23 +82,27 @@ pub fn text(
     writeln!(out, "--- insight pid {} ---", p.pid)?;
 
     // W^X.
-    let findings = p.wx.findings(&mut model.regions(), &p.regions, now_ns);
+    let findings = p.wx.findings(now_ns, &|a| region_name(model, a));
     writeln!(
         out,
         "W^X: {} W->X flips, {} X->W flips, {} times a region became writable+executable; {} regions rwx now",
         p.wx.flips_w_to_x,
         p.wx.flips_x_to_w,
         p.wx.rwx_events,
-        model.regions().filter(|r| wx::rwx(r.perms)).count()
+        p.wx.rwx_now()
     )?;
     for f in findings.iter().take(10) {
         writeln!(
             out,
-            "  {:016x}-{:016x} {} {}: {} flips, {:.3}s rwx{}",
+            "  {:016x}-{:016x} {}{}: {} flips, {:.3}s rwx{}",
             f.start,
             f.end,
             f.perms,
-            f.name,
+            if f.name.is_empty() {
+                String::new()
+            } else {
+                format!(" {}", f.name)
+            },
             f.flips,
             f.rwx_ns as f64 / 1e9,
             f.gone
@@ -243,7 +258,7 @@ pub fn text(
 }
 
 pub fn json(p: &Proc, model: &RegionModel, now_ns: u64) -> Value {
-    let findings = p.wx.findings(&mut model.regions(), &p.regions, now_ns);
+    let findings = p.wx.findings(now_ns, &|a| region_name(model, a));
     json!({
         "wx": p.wx.json(&findings),
         "alloc": p.alloc.json(),

@@ -163,7 +163,11 @@ impl Symbols {
         } else {
             let t0 = Instant::now();
             let path = path_of(pid, r);
-            let probe = if ret { file_off.saturating_sub(1) } else { file_off };
+            let probe = if ret {
+                file_off.saturating_sub(1)
+            } else {
+                file_off
+            };
             let s = self.lookup(&path, probe, ret);
             if let Some(tx) = &self.lines_to {
                 let _ = tx.send((key, path, probe));
