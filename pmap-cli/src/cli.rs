@@ -7,4 +7,6 @@ pub fn command() -> clap::Command {
     clap::Command::new("pmap")
         .about("Report the memory map of a process, or trace it live")
         .version(env!("CARGO_PKG_VERSION"))
+        // The views beyond procps-ng (views/help.rs).
+        .args(crate::views::help::clap_args())
 }

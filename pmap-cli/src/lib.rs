@@ -7,8 +7,10 @@
 //! - `snapshot`: the procps-compatible command line and its driver.
 //! - `trace`: `pmap trace`: probes, events, the live region model, deltas.
 pub mod cli;
+pub mod core_file;
 pub mod format;
 pub mod proc;
 pub mod region;
 pub mod snapshot;
 pub mod trace;
+pub mod views;

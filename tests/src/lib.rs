@@ -36,3 +36,4 @@ pub fn workload_bin(name: &str) -> PathBuf {
 }
 
 pub mod trace_harness;
+pub mod views_util;

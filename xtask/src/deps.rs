@@ -100,7 +100,12 @@ fn apt_installed(package: &str) -> bool {
 /// The nightly toolchain (kernel programs, fuzzing) with rust-src
 /// (`-Z build-std=core`), and the lint components.
 fn ensure_toolchains(needs: Needs) -> Result<()> {
-    let toolchains = util::output(cmd("rustup").args(["toolchain", "list"])).unwrap_or_default();
+    let Some(toolchains) = util::output(cmd("rustup").args(["toolchain", "list"])) else {
+        bail!(
+            "`rustup toolchain list` failed: this project needs Rust installed with rustup \
+             (stable and nightly toolchains) for the user running this command"
+        );
+    };
     if toolchains.lines().any(|l| l.starts_with("nightly-")) {
         say_present("Rust toolchain nightly");
     } else {

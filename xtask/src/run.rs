@@ -1,6 +1,7 @@
 //! `cargo xtask run [-- ARGS]`: builds the release `pmap` (with its kernel
 //! programs) and runs it with ARGS; with none, the README's demo: a live
-//! trace of a short Python program that maps and unmaps memory.
+//! trace of a short Python program that maps and unmaps memory
+//! (`xtask/demo.py`).
 
 use std::{
     io::{BufRead, BufReader, Write},
@@ -16,22 +17,9 @@ use crate::{
     util::{self, cargo, run},
 };
 
-/// The demo's workload: a few anonymous and file mappings made and removed,
-/// slowly enough to watch each delta arrive.
-const DEMO_SCRIPT: &str = "\
-import mmap, sys, time
-time.sleep(0.5)
-for i in range(1, 4):
-    anon = mmap.mmap(-1, i * 1024 * 1024)
-    anon[0] = 1
-    time.sleep(0.4)
-    with open(sys.executable, 'rb') as f:
-        exe = mmap.mmap(f.fileno(), 0, access=mmap.ACCESS_READ)
-    time.sleep(0.4)
-    exe.close()
-    anon.close()
-    time.sleep(0.4)
-";
+/// The demo's workload (relative to the workspace root): a few anonymous
+/// and file mappings made and removed.
+const DEMO_SCRIPT: &str = "xtask/demo.py";
 
 pub fn main(args: &[String]) -> Result<()> {
     // `cargo xtask run -- ARGS` hands us `-- ARGS`.
@@ -67,12 +55,14 @@ pub fn build_release() -> Result<()> {
 }
 
 fn demo(pmap: &std::path::Path) -> Result<()> {
+    let python = python()?;
     let mut trace = Command::new(pmap);
-    trace.args(["trace", "--", "python3", "-c", DEMO_SCRIPT]);
-    eprintln!(
-        "xtask: demo: {}",
-        util::show(&trace).replace(DEMO_SCRIPT, "<script that maps and unmaps memory>")
-    );
+    trace
+        .args(["trace", "--"])
+        .arg(&python)
+        .args(["-S", DEMO_SCRIPT])
+        .current_dir(util::root());
+    eprintln!("xtask: demo: {}", util::show(&trace));
     let mut child = trace
         .stderr(Stdio::piped())
         .spawn()
@@ -99,9 +89,24 @@ fn demo(pmap: &std::path::Path) -> Result<()> {
     snapshot_demo(pmap)
 }
 
+/// The real python3 interpreter: `python3` on PATH may be a wrapper script
+/// (pyenv's shims exec several programs first, which would fill the demo).
+fn python() -> Result<String> {
+    let out = Command::new("python3")
+        .args(["-c", "import sys; print(sys.executable)"])
+        .stdin(Stdio::null())
+        .output()
+        .context("the demo runs python3, which could not be started; install it (apt-get install python3)")?;
+    let exe = String::from_utf8_lossy(&out.stdout).trim().to_string();
+    if !out.status.success() || exe.is_empty() {
+        bail!("python3 could not tell where its interpreter is (sys.executable is empty)");
+    }
+    Ok(exe)
+}
+
 /// `pmap PID` of a python3 that is alive for the duration.
 fn snapshot_demo(pmap: &std::path::Path) -> Result<()> {
-    let mut py = Command::new("python3")
+    let mut py = Command::new(python()?)
         .args(["-c", "import time; time.sleep(30)"])
         .stdin(Stdio::null())
         .spawn()

@@ -1,9 +1,15 @@
 //! `cargo xtask test [--no-lint] [--no-fuzz] [CARGO TEST ARGS...]`: the
 //! project's whole check, as CI runs it: dependencies, formatting, clippy
 //! (userspace and kernel programs), the build, a fuzz smoke, then every test.
-//! Its output ends with cargo test's own summary.
+//! Its output ends with cargo test's own summaries and then their totals,
+//! `xtask: N passed, N failed, N skipped`.
 
-use anyhow::{Result, bail};
+use std::{
+    io::{BufRead, BufReader, Write},
+    process::{Command, Stdio},
+};
+
+use anyhow::{Context, Result, bail};
 
 use crate::{
     deps, fuzz,
@@ -76,7 +82,66 @@ pub fn main(args: &[String]) -> Result<()> {
     }
 
     step("tests");
-    run(cargo(test_args(&rest)).env_remove("PMAP_NO_EBPF"))
+    run_tests(cargo(test_args(&rest)).env_remove("PMAP_NO_EBPF"))
+}
+
+/// Runs cargo test, passing its output through, then prints the totals of
+/// all its `test result:` lines: cargo's own last summary is that of the
+/// last test binary (often a doc-test run with no tests), not of the run.
+fn run_tests(c: &mut Command) -> Result<()> {
+    let shown = crate::util::show(c);
+    eprintln!("xtask: $ {shown}");
+    let mut child = c
+        .stdout(Stdio::piped())
+        .spawn()
+        .with_context(|| format!("could not start `{shown}`"))?;
+    let stdout = child.stdout.take().context("no stdout pipe")?;
+    let mut totals = Totals::default();
+    let mut out = std::io::stdout().lock();
+    for line in BufReader::new(stdout).lines() {
+        let line = line.context("reading cargo test's output")?;
+        totals.add(&line);
+        writeln!(out, "{line}")?;
+    }
+    out.flush()?;
+    let status = child.wait()?;
+    println!(
+        "xtask: {} passed, {} failed, {} skipped",
+        totals.passed, totals.failed, totals.ignored
+    );
+    if !status.success() {
+        bail!("`{shown}` failed ({status})");
+    }
+    Ok(())
+}
+
+/// Sums of libtest's `test result: ok. 3 passed; 0 failed; 1 ignored; ...`.
+#[derive(Debug, Default, PartialEq)]
+struct Totals {
+    passed: u64,
+    failed: u64,
+    ignored: u64,
+}
+
+impl Totals {
+    fn add(&mut self, line: &str) {
+        let Some(rest) = line.strip_prefix("test result: ") else {
+            return;
+        };
+        for part in rest.split(['.', ';']) {
+            let mut words = part.split_whitespace();
+            let (Some(n), Some(what)) = (words.next(), words.next()) else {
+                continue;
+            };
+            let Ok(n) = n.parse::<u64>() else { continue };
+            match what {
+                "passed" => self.passed += n,
+                "failed" => self.failed += n,
+                "ignored" => self.ignored += n,
+                _ => {}
+            }
+        }
+    }
 }
 
 fn step(what: &str) {
@@ -124,7 +189,28 @@ fn test_args(rest: &[String]) -> Vec<String> {
 
 #[cfg(test)]
 mod tests {
-    use super::test_args;
+    use super::{Totals, test_args};
+
+    #[test]
+    fn totals_sum_every_result_line() {
+        let mut t = Totals::default();
+        for line in [
+            "test result: ok. 15 passed; 0 failed; 2 ignored; 0 measured; 0 filtered out; finished in 0.01s",
+            "running 3 tests",
+            "test result: FAILED. 1 passed; 2 failed; 0 ignored; 0 measured; 4 filtered out; finished in 5.12s",
+            "test result: ok. 0 passed; 0 failed; 0 ignored; 0 measured; 0 filtered out; finished in 0.00s",
+        ] {
+            t.add(line);
+        }
+        assert_eq!(
+            t,
+            Totals {
+                passed: 16,
+                failed: 2,
+                ignored: 2
+            }
+        );
+    }
 
     fn s(v: &[&str]) -> Vec<String> {
         v.iter().map(|s| s.to_string()).collect()

@@ -96,16 +96,28 @@ fuzz_target!(|data: &[u8]| {
         let after = model.to_vec();
         // The change explains the difference exactly.
         for r in &change.removed {
-            assert!(before.contains(r) && !after.contains(r), "bad removal {r:?}");
+            assert!(
+                before.contains(r) && !after.contains(r),
+                "bad removal {r:?}"
+            );
         }
         for r in &change.added {
-            assert!(after.contains(r) && !before.contains(r), "bad addition {r:?}");
+            assert!(
+                after.contains(r) && !before.contains(r),
+                "bad addition {r:?}"
+            );
         }
         for r in &before {
-            assert!(after.contains(r) || change.removed.contains(r), "lost silently {r:?}");
+            assert!(
+                after.contains(r) || change.removed.contains(r),
+                "lost silently {r:?}"
+            );
         }
         for r in &after {
-            assert!(before.contains(r) || change.added.contains(r), "appeared silently {r:?}");
+            assert!(
+                before.contains(r) || change.added.contains(r),
+                "appeared silently {r:?}"
+            );
         }
     }
 
@@ -124,5 +136,9 @@ fuzz_target!(|data: &[u8]| {
     }
     assert_eq!(mapped, model.mapped());
     let ref_pages = reference.iter().flatten().count() as u64;
-    assert_eq!(ref_pages * PAGE, mapped, "reference has pages the model lacks");
+    assert_eq!(
+        ref_pages * PAGE,
+        mapped,
+        "reference has pages the model lacks"
+    );
 });

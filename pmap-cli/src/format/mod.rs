@@ -9,6 +9,7 @@
 //! - [`print_smaps_table`]: a whole table for the smaps formats (`-x`, `-X`,
 //!   `-XX`, rc file) from `&[SmapsEntry]`; [`ExtendedTable`] and
 //!   [`SmapsTable`] are the streaming forms.
+pub mod json;
 pub mod maps_table;
 pub mod names;
 pub mod num;

@@ -23,6 +23,31 @@ impl Change {
         self.removed.is_empty() && self.added.is_empty()
     }
 
+    /// Appends a change that happened after this one, so that the result
+    /// goes straight from the rows before the first to the rows after the
+    /// second (a region the first added and the second removed is in
+    /// neither list).
+    pub fn then(&mut self, later: Change) {
+        for r in later.removed {
+            match self.added.iter().position(|a| *a == r) {
+                Some(i) => {
+                    self.added.remove(i);
+                }
+                None => self.removed.push(r),
+            }
+        }
+        for r in later.added {
+            match self.removed.iter().position(|a| *a == r) {
+                Some(i) => {
+                    self.removed.remove(i);
+                }
+                None => self.added.push(r),
+            }
+        }
+        self.removed.sort_by_key(|r| r.start);
+        self.added.sort_by_key(|r| r.start);
+    }
+
     /// Bytes of address space covered after the change and not before.
     pub fn newly_mapped(&self) -> u64 {
         uncovered_by(&self.added, &self.removed)
@@ -46,7 +71,8 @@ fn uncovered_by(a: &[Region], b: &[Region]) -> u64 {
                 covered += hi - lo;
             }
         }
-        // `b` may list a region twice (a call with two ranges); never underflow.
+        // Both lists are disjoint, so `covered` cannot exceed the size;
+        // saturate anyway rather than trust that in a release build.
         total += r.size().saturating_sub(covered);
     }
     total
@@ -248,6 +274,33 @@ mod tests {
         assert_eq!(c.removed.len(), 3);
         assert_eq!(c.added, vec![r(0x1000, 0x4000, b"rw-p")]);
         assert_eq!(m.to_vec(), vec![r(0x1000, 0x4000, b"rw-p")]);
+    }
+
+    #[test]
+    fn consecutive_changes_compose() {
+        // mremap: the first range's sync adds a region the second removes.
+        let mut first = Change {
+            removed: vec![r(0x1000, 0x2000, b"rw-p")],
+            added: vec![r(0x5000, 0x6000, b"rw-p")],
+        };
+        first.then(Change {
+            removed: vec![r(0x5000, 0x6000, b"rw-p")],
+            added: vec![r(0x5000, 0x7000, b"rw-p")],
+        });
+        assert_eq!(first.removed, vec![r(0x1000, 0x2000, b"rw-p")]);
+        assert_eq!(first.added, vec![r(0x5000, 0x7000, b"rw-p")]);
+        assert_eq!(first.newly_mapped(), 0x2000);
+        assert_eq!(first.newly_unmapped(), 0x1000);
+        // A region removed and then added back is no change at all.
+        let mut c = Change {
+            removed: vec![r(0x1000, 0x2000, b"rw-p")],
+            added: vec![],
+        };
+        c.then(Change {
+            removed: vec![],
+            added: vec![r(0x1000, 0x2000, b"rw-p")],
+        });
+        assert!(c.is_empty());
     }
 
     #[test]

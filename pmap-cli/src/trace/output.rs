@@ -180,6 +180,30 @@ impl<W: Write> Printer<W> {
         Ok(())
     }
 
+    /// A task created by a traced thread: a new thread (traced, it shares
+    /// the map) or a forked child process (not traced).
+    pub fn task(
+        &mut self,
+        pid: u32,
+        tid: u32,
+        child: u32,
+        thread: bool,
+        ktime_ns: u64,
+    ) -> io::Result<()> {
+        let t = self.t(ktime_ns);
+        if self.json {
+            return Ok(());
+        }
+        if thread {
+            writeln!(self.out, "+{t:.6} pid {pid} tid {tid} new thread {child}")
+        } else {
+            writeln!(
+                self.out,
+                "+{t:.6} pid {pid} tid {tid} forked process {child} (not traced)"
+            )
+        }
+    }
+
     pub fn exit(&mut self, pid: u32) -> io::Result<()> {
         let t = self.now();
         if self.json {
@@ -223,7 +247,8 @@ impl<W: Write> Printer<W> {
                 "bytes_mapped": st.bytes_mapped, "bytes_unmapped": st.bytes_unmapped,
                 "peak_mapped": st.peak_mapped, "regions": s.model().len(),
                 "peak_regions": st.peak_regions, "lost": lost, "corrections": st.corrections,
-                "threads_started": st.threads_started, "insight": insight,
+                "threads_started": st.threads_started,
+                "processes_forked": st.processes_forked, "insight": insight,
             }));
         }
         writeln!(self.out, "--- summary pid {} +{t:.3}s ---", s.pid)?;
@@ -237,10 +262,11 @@ impl<W: Write> Printer<W> {
         )?;
         writeln!(
             self.out,
-            "regions: {} now, {} at peak; threads started: {}",
+            "regions: {} now, {} at peak; threads started: {}, processes forked: {}",
             s.model().len(),
             st.peak_regions,
-            st.threads_started
+            st.threads_started,
+            st.processes_forked
         )?;
         writeln!(
             self.out,

@@ -25,6 +25,10 @@ use super::{
 };
 use crate::{format::Range, region::Region};
 
+/// How long a difference found at table time may wait for the event that
+/// explains it before it counts as a model correction.
+const CONFIRM_GRACE_NS: u64 = 200_000_000;
+
 /// An output error that means the reader went away (`| head`): stop
 /// quietly, as other Unix tools do.
 fn is_broken_pipe(e: &anyhow::Error) -> bool {
@@ -85,6 +89,7 @@ impl<W: Write> Tracer<'_, W> {
         }
         buf.clear();
         self.buf = buf;
+        self.expire(CONFIRM_GRACE_NS);
         self.check_lost()?;
         self.printer.flush()?;
         Ok(())
@@ -96,6 +101,13 @@ impl<W: Write> Tracer<'_, W> {
         };
         if ev.kind == kind::EXEC {
             self.printer.exec(ev.tgid)?;
+        }
+        if ev.kind == kind::FORK {
+            let child = ev.args[0] as u32;
+            let thread = self.sessions[i].note_new_task(child);
+            self.printer
+                .task(ev.tgid, ev.tid, child, thread, ev.exit_ns)?;
+            return Ok(());
         }
         let applied = self.sessions[i].apply(ev, self.show_failed);
         match applied {
@@ -156,6 +168,52 @@ impl<W: Write> Tracer<'_, W> {
         Ok(())
     }
 
+    /// Reports differences found at table time that no event explained
+    /// within `grace_ns` as model corrections.
+    fn expire(&mut self, grace_ns: u64) {
+        for s in &mut self.sessions {
+            let gone = s.expire(grace_ns);
+            if gone.is_empty() {
+                continue;
+            }
+            let show = |in_model: bool| {
+                let rs: Vec<&Region> = gone
+                    .iter()
+                    .filter(|u| u.in_model == in_model)
+                    .map(|u| &u.region)
+                    .collect();
+                let mut v: Vec<String> = rs
+                    .iter()
+                    .take(3)
+                    .map(|r| {
+                        format!(
+                            "{:x}-{:x} {} {}",
+                            r.start,
+                            r.end,
+                            r.perms.as_str(),
+                            String::from_utf8_lossy(&r.name)
+                        )
+                    })
+                    .collect();
+                if rs.len() > 3 {
+                    v.push(format!("and {} more", rs.len() - 3));
+                }
+                if v.is_empty() {
+                    "nothing".into()
+                } else {
+                    v.join(", ")
+                }
+            };
+            eprintln!(
+                "pmap trace: model correction for pid {}: the model had [{}] where the kernel has [{}]; \
+                 the kernel's view was taken (a change no traced call explains)",
+                s.pid,
+                show(true),
+                show(false),
+            );
+        }
+    }
+
     /// Confirms the model against the kernel, then prints the table.
     fn table(&mut self, i: usize, reason: &str) -> Result<()> {
         let s = &mut self.sessions[i];
@@ -165,48 +223,13 @@ impl<W: Write> Tracer<'_, W> {
         // The initial table is the seed itself; events racing with it are
         // still in the ring buffer and are applied after it.
         let checked = if reason == "initial" {
-            Ok((None, Vec::new()))
+            Ok(None)
         } else {
             s.check()
         };
         match checked {
-            Ok((observed, corrections)) => {
-                for c in &corrections {
-                    let show = |rs: &[Region]| {
-                        let mut v: Vec<String> = rs
-                            .iter()
-                            .take(3)
-                            .map(|r| {
-                                format!(
-                                    "{:x}-{:x} {} {}",
-                                    r.start,
-                                    r.end,
-                                    r.perms.as_str(),
-                                    String::from_utf8_lossy(&r.name)
-                                )
-                            })
-                            .collect();
-                        if rs.len() > 3 {
-                            v.push(format!("and {} more", rs.len() - 3));
-                        }
-                        if v.is_empty() {
-                            "nothing".into()
-                        } else {
-                            v.join(", ")
-                        }
-                    };
-                    eprintln!(
-                        "pmap trace: model correction for pid {}: the model had [{}] where the kernel has [{}]; \
-                         replaced by the kernel's view (a change no traced call explains)",
-                        s.pid,
-                        show(&c.removed),
-                        show(&c.added),
-                    );
-                }
-                if let Some(d) = observed {
-                    self.print_delta(&d)?;
-                }
-            }
+            Ok(Some(observed)) => self.print_delta(&observed)?,
+            Ok(None) => {}
             Err(_) => {
                 s.exited = true;
                 return Ok(());
@@ -231,12 +254,22 @@ impl<W: Write> Tracer<'_, W> {
 
     fn finish(&mut self) -> Result<()> {
         self.pump()?;
+        // Differences found by the final table may be calls still on
+        // their way; give them a moment before judging.
+        for i in 0..self.sessions.len() {
+            if !self.sessions[i].exited && self.sessions[i].still_same_process() {
+                self.table(i, "final")?;
+            }
+        }
+        if self.sessions.iter().any(|s| s.has_unconfirmed()) {
+            std::thread::sleep(Duration::from_millis(100));
+            self.pump()?;
+        }
+        self.expire(0);
         for i in 0..self.sessions.len() {
             if self.sessions[i].exited || !self.sessions[i].still_same_process() {
                 self.sessions[i].exited = true;
                 self.printer.exit(self.sessions[i].pid)?;
-            } else {
-                self.table(i, "final")?;
             }
             let lost = self.lost_seen;
             let pid = self.sessions[i].pid;
@@ -488,6 +521,7 @@ async fn trace(args: TraceArgs, range: Range, render: &mut TableRenderer) -> Res
                 }
             }
             _ = liveness.tick() => {
+                tracer.expire(CONFIRM_GRACE_NS);
                 if let Some(l) = &mut launched {
                     l.reap();
                 }

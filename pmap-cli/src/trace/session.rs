@@ -7,6 +7,7 @@ use pmap_common::{Event, FLAG_NO_ENTER, kind};
 
 use super::{
     model::{Change, RegionModel},
+    output::monotonic_ns,
     query::{KernelView, is_gone},
     syscalls::{Affected, Call, affected},
 };
@@ -53,6 +54,8 @@ pub struct Stats {
     pub corrections: u64,
     /// Threads created while traced.
     pub threads_started: u64,
+    /// Child processes forked while traced (not traced themselves).
+    pub processes_forked: u64,
 }
 
 impl Stats {
@@ -116,6 +119,18 @@ fn just_unlinked(old: &Region, new: &Region) -> bool {
         } == *old
 }
 
+/// A difference between the model and the kernel found at table time,
+/// not yet explained by an event.
+#[derive(Clone, Debug)]
+pub struct Unconfirmed {
+    pub region: Region,
+    /// The model had this region and the kernel did not (else the other
+    /// way round).
+    pub in_model: bool,
+    /// CLOCK_MONOTONIC ns of the check.
+    pub checked_at: u64,
+}
+
 /// Why a process could not be traced.
 #[derive(Debug)]
 pub enum OpenError {
@@ -157,6 +172,7 @@ pub struct Session {
     start_brk: u64,
     pub stats: Stats,
     pub exited: bool,
+    unconfirmed: Vec<Unconfirmed>,
 }
 
 impl Session {
@@ -175,6 +191,7 @@ impl Session {
             start_brk: stat.start_brk,
             stats: Stats::default(),
             exited: false,
+            unconfirmed: Vec::new(),
         };
         s.note_peaks();
         Ok(s)
@@ -235,30 +252,92 @@ impl Session {
         Ok(change)
     }
 
-    /// Compares the model with the kernel before a table is printed.
-    /// Stack growth (no syscall) comes back as an `Observed` delta; any
-    /// other difference is a model correction, counted and returned.
-    pub fn check(&mut self) -> io::Result<(Option<Delta>, Vec<Change>)> {
+    /// Compares the model with the kernel before a table is printed, and
+    /// takes the kernel's view, so the table is exact.
+    ///
+    /// Stack growth and unlinked files (changes without a syscall) come
+    /// back as an `Observed` delta. Any other difference is held as
+    /// unconfirmed: on a running process it may be a call whose event is
+    /// still on its way. A later event for those addresses that entered
+    /// the kernel before this check explains it; what stays unexplained
+    /// becomes a model correction (see `expire`).
+    pub fn check(&mut self) -> io::Result<Option<Delta>> {
         let fresh = self.view.all()?;
+        let checked_at = monotonic_ns();
         let change = self.model.replace_all(fresh);
         if change.is_empty() {
-            return Ok((None, Vec::new()));
+            return Ok(None);
         }
-        let stack_only = change.removed.iter().all(is_stack)
-            && change.added.iter().all(is_stack)
-            && change.added.len() == change.removed.len();
-        let unlinked_only = change.removed.len() == change.added.len()
-            && change
-                .removed
-                .iter()
-                .zip(&change.added)
-                .all(|(old, new)| just_unlinked(old, new));
         self.account(&change);
-        if stack_only || unlinked_only {
-            return Ok((Some(self.delta(0, 0, Cause::Observed, change)), Vec::new()));
+        let mut observed = Change::default();
+        let mut added: Vec<Option<Region>> = change.added.into_iter().map(Some).collect();
+        for old in change.removed {
+            let pair = added.iter_mut().find(|a| {
+                a.as_ref().is_some_and(|new| {
+                    (is_stack(&old) && is_stack(new)) || just_unlinked(&old, new)
+                })
+            });
+            match pair.and_then(Option::take) {
+                Some(new) => {
+                    observed.removed.push(old);
+                    observed.added.push(new);
+                }
+                None => self.unconfirmed.push(Unconfirmed {
+                    region: old,
+                    in_model: true,
+                    checked_at,
+                }),
+            }
         }
-        self.stats.corrections += (change.removed.len() + change.added.len()) as u64;
-        Ok((None, vec![change]))
+        for new in added.into_iter().flatten() {
+            self.unconfirmed.push(Unconfirmed {
+                region: new,
+                in_model: false,
+                checked_at,
+            });
+        }
+        if observed.is_empty() {
+            return Ok(None);
+        }
+        Ok(Some(self.delta(0, 0, Cause::Observed, observed)))
+    }
+
+    /// Drops unconfirmed differences that an event explains: one for the
+    /// same addresses whose call entered the kernel before the check.
+    fn explain(&mut self, enter_ns: u64, what: &Affected) {
+        if self.unconfirmed.is_empty() {
+            return;
+        }
+        self.unconfirmed.retain(|u| {
+            let explained = enter_ns != 0
+                && enter_ns <= u.checked_at
+                && match what {
+                    Affected::Nothing => false,
+                    Affected::All => true,
+                    Affected::Ranges(rs) => rs
+                        .iter()
+                        .any(|&(lo, hi)| lo < u.region.end && hi > u.region.start),
+                };
+            !explained
+        });
+    }
+
+    /// Unconfirmed differences older than `grace_ns` (or all, with 0):
+    /// no event explained them, so the model was wrong. Counted as model
+    /// corrections and returned for reporting.
+    pub fn expire(&mut self, grace_ns: u64) -> Vec<Unconfirmed> {
+        let now = monotonic_ns();
+        let (old, keep): (Vec<Unconfirmed>, Vec<Unconfirmed>) =
+            std::mem::take(&mut self.unconfirmed)
+                .into_iter()
+                .partition(|u| now.saturating_sub(u.checked_at) >= grace_ns);
+        self.unconfirmed = keep;
+        self.stats.corrections += old.len() as u64;
+        old
+    }
+
+    pub fn has_unconfirmed(&self) -> bool {
+        !self.unconfirmed.is_empty()
     }
 
     fn delta(&self, tid: u32, ktime_ns: u64, cause: Cause, change: Change) -> Delta {
@@ -269,6 +348,18 @@ impl Session {
             cause,
             change,
         }
+    }
+
+    /// Whether task `tid` is a thread of this process (else a forked child
+    /// process, or gone already).
+    pub fn note_new_task(&mut self, tid: u32) -> bool {
+        let thread = std::path::Path::new(&format!("/proc/{}/task/{tid}", self.pid)).exists();
+        if thread {
+            self.stats.threads_started += 1;
+        } else {
+            self.stats.processes_forked += 1;
+        }
+        thread
     }
 
     /// Applies one event. Returns the delta to print, if the map changed
@@ -292,7 +383,7 @@ impl Session {
                 return Ok(None);
             }
             kind::FORK => {
-                self.stats.threads_started += 1;
+                // Counted by the caller, which knows whether it is a thread.
                 return Ok(None);
             }
             _ => {}
@@ -318,14 +409,14 @@ impl Session {
         } else {
             affected(call, ev, heap)
         };
+        self.explain(ev.enter_ns, &what);
         let mut change = Change::default();
         let synced = match what {
             Affected::Nothing => Ok(()),
             Affected::All => self.resync_unaccounted().map(|c| change = c),
             Affected::Ranges(ranges) => ranges.into_iter().try_for_each(|(lo, hi)| {
                 let c = self.sync_range(lo, hi)?;
-                change.removed.extend(c.removed);
-                change.added.extend(c.added);
+                change.then(c);
                 Ok(())
             }),
         };

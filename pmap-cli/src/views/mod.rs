@@ -1,0 +1,282 @@
+//! Views of a process beyond procps-ng's tables: `--json`, `--summary`,
+//! `--sort`, `--names`, Solaris's `-S -r -a -F -L -s`, and core files.
+//!
+//! `main.rs` hands the command line here first ([`main_if_views`]); only an
+//! invocation that uses one of these options or names a core file is taken,
+//! so every procps-ng compatible invocation reaches the compatible driver
+//! unchanged. Data comes from `proc` (and `core_file`); the tables the
+//! procps formats print still come from `format`.
+
+pub mod args;
+pub mod help;
+pub mod names;
+pub mod solaris;
+pub mod sort;
+pub mod summary;
+
+use std::ffi::OsString;
+use std::io::{self, Write};
+use std::process::ExitCode;
+
+use args::ViewArgs;
+
+use crate::core_file;
+use crate::format::{self, Format, Options, SmapsColumns};
+use crate::proc::process::ProcessInfo;
+use crate::proc::smaps::SmapsEntry;
+
+/// What one process looks like to the views: header facts and its regions
+/// (with smaps fields when the view needs them, else empty fields).
+pub struct Snapshot {
+    pub info: ProcessInfo,
+    pub entries: Vec<SmapsEntry>,
+    /// Whether `entries` carry smaps fields.
+    pub has_smaps: bool,
+}
+
+/// Reads a process for the views; `None` if it does not exist.
+pub fn read_snapshot(pid: u32, smaps: bool) -> io::Result<Option<Snapshot>> {
+    let Some(info) = crate::proc::process::fetch(pid) else {
+        return Ok(None);
+    };
+    let entries = if smaps {
+        crate::proc::smaps::read(info.tgid)?
+    } else {
+        crate::proc::maps::read(info.tgid)?
+            .into_iter()
+            .map(|region| SmapsEntry {
+                region,
+                ..SmapsEntry::default()
+            })
+            .collect()
+    };
+    Ok(Some(Snapshot {
+        info,
+        entries,
+        has_smaps: smaps,
+    }))
+}
+
+/// Exit status bits, as procps-ng: 42 is ORed in for a PID that does not exist.
+const MISSING: u8 = 42;
+
+/// Runs the views when `args` (with the program name) ask for them.
+pub fn main_if_views(args: &[OsString]) -> Option<ExitCode> {
+    let rest = args.get(1..).unwrap_or(&[]);
+    if !args::wants_views(rest) {
+        return None;
+    }
+    let v = match args::parse(rest) {
+        Ok(v) => v,
+        Err(e) => {
+            eprintln!("pmap: {e}");
+            return Some(ExitCode::FAILURE);
+        }
+    };
+    if v.help {
+        print!("{}", help::TEXT);
+        return Some(ExitCode::SUCCESS);
+    }
+    if v.operands.is_empty() {
+        eprintln!("pmap: no process ID or core file given (try `pmap --help`)");
+        return Some(ExitCode::FAILURE);
+    }
+    let mut v = v;
+    if let Some(rc) = v.rc.take() {
+        let path = match rc {
+            Some(p) => p,
+            None => match std::env::var_os("HOME") {
+                Some(h) => std::path::PathBuf::from(h).join(".pmaprc"),
+                None => {
+                    eprintln!(
+                        "pmap: HOME is not set, so there is no default rc file (use -C FILE)"
+                    );
+                    return Some(ExitCode::FAILURE);
+                }
+            },
+        };
+        let Some(rc) = crate::snapshot::rc::read(&path, &mut |w| eprintln!("pmap: {w}")) else {
+            eprintln!(
+                "pmap: cannot read rc file {} (create one with -n or -N FILE)",
+                path.display()
+            );
+            return Some(ExitCode::FAILURE);
+        };
+        v.format = Format::Rc(rc.fields);
+        v.show_path ^= rc.show_path_toggles % 2 == 1;
+    }
+    let stdout = io::stdout();
+    let mut out = io::BufWriter::new(stdout.lock());
+    let mut err = io::stderr();
+    let status = match run(&v, &mut out, &mut err).and_then(|s| out.flush().map(|()| s)) {
+        Ok(s) => s,
+        Err(e) if e.kind() == io::ErrorKind::BrokenPipe => 0,
+        Err(e) => {
+            eprintln!("pmap: writing output: {e}");
+            1
+        }
+    };
+    Some(ExitCode::from(status))
+}
+
+/// `strtoul(s, 0)` on a PID operand, also as `/proc/N`.
+fn parse_pid(arg: &str) -> Option<u32> {
+    let s = arg.strip_prefix("/proc/").unwrap_or(arg);
+    let v = if let Some(h) = s.strip_prefix("0x").or_else(|| s.strip_prefix("0X")) {
+        u64::from_str_radix(h, 16).ok()?
+    } else if s.len() > 1 && s.starts_with('0') {
+        u64::from_str_radix(&s[1..], 8).ok()?
+    } else {
+        s.parse().ok()?
+    };
+    u32::try_from(v).ok().filter(|&p| p > 0)
+}
+
+/// Prints every operand; returns the exit status.
+pub fn run(v: &ViewArgs, out: &mut dyn Write, err: &mut dyn Write) -> io::Result<u8> {
+    let mut status = 0u8;
+    let mut columns = SmapsColumns::default();
+    for op in &v.operands {
+        if args::is_core(op) {
+            if !print_core(v, op, out, err)? {
+                status |= 1;
+            }
+            continue;
+        }
+        let Some(pid) = op.to_str().and_then(parse_pid) else {
+            out.flush()?;
+            writeln!(
+                err,
+                "pmap: {}: not a process ID nor a core file",
+                op.to_string_lossy()
+            )?;
+            status |= 1;
+            continue;
+        };
+        match print_process(v, pid, &mut columns, out) {
+            Ok(true) => {}
+            Ok(false) => {
+                out.flush()?;
+                writeln!(err, "pmap: process {pid} does not exist")?;
+                status |= MISSING;
+            }
+            Err(e) if e.kind() == io::ErrorKind::BrokenPipe => return Err(e),
+            Err(e) => {
+                out.flush()?;
+                writeln!(err, "pmap: process {pid}: {e}")?;
+                status |= 1;
+            }
+        }
+    }
+    Ok(status)
+}
+
+fn print_core(
+    v: &ViewArgs,
+    op: &OsString,
+    out: &mut dyn Write,
+    err: &mut dyn Write,
+) -> io::Result<bool> {
+    use core_file::print::{CoreFormat, CoreOptions};
+    let path = std::path::Path::new(op);
+    let format = match v.format {
+        Format::Default => CoreFormat::Default,
+        Format::Extended => CoreFormat::Extended,
+        Format::Device => CoreFormat::Device,
+        _ => {
+            out.flush()?;
+            writeln!(
+                err,
+                "pmap: {}: -X and -XX need /proc/PID/smaps, which a core file does not have (use -x or -d)",
+                path.display()
+            )?;
+            return Ok(false);
+        }
+    };
+    if v.summary || v.sort.is_some() || v.solaris_table() {
+        out.flush()?;
+        writeln!(
+            err,
+            "pmap: {}: --summary, --sort, -S, -r, -a, -L and -s need a live process (a core file records no RSS, swap, NUMA or page sizes)",
+            path.display()
+        )?;
+        return Ok(false);
+    }
+    let opts = CoreOptions {
+        format,
+        quiet: v.quiet,
+        show_path: v.show_path,
+        names: v.names,
+    };
+    core_file::cli::print_cores(&[path], &opts, v.json, out, err)
+}
+
+/// Prints one process; `Ok(false)` if it does not exist.
+fn print_process(
+    v: &ViewArgs,
+    pid: u32,
+    columns: &mut SmapsColumns,
+    out: &mut dyn Write,
+) -> io::Result<bool> {
+    let smaps = v.format.uses_smaps()
+        || v.summary
+        || v.solaris_table()
+        || v.sort.is_some_and(args::SortKey::needs_smaps);
+    let Some(mut snap) = read_snapshot(pid, smaps)? else {
+        return Ok(false);
+    };
+    snap.entries.retain(|e| v.range.contains(&e.region));
+    let labels = if v.names {
+        Some(names::label(&snap))
+    } else {
+        None
+    };
+    if v.summary {
+        let rows = summary::summarize(&snap, labels.as_ref());
+        if v.json {
+            format::json::write_summary(out, &snap, &rows, v.sort)?;
+        } else {
+            summary::print(out, &snap, rows, v.sort, v.quiet)?;
+        }
+        return Ok(true);
+    }
+    if let Some(key) = v.sort {
+        sort::sort_entries(&mut snap.entries, key);
+    }
+    if let Some(labels) = &labels {
+        names::apply(&mut snap.entries, labels);
+    }
+    let opts = Options {
+        format: v.format.clone(),
+        quiet: v.quiet,
+        show_path: v.show_path,
+        // `--names` labels print as the kernel's bracketed names do.
+        kernel_name: v.kernel_name || v.names,
+        range: format::Range::default(),
+        shm_minor: crate::proc::shm::shm_minor(),
+    };
+    if v.solaris_table() {
+        let table = solaris::Table::build(&snap, v)?;
+        if v.json {
+            format::json::write_solaris(out, &snap, &table)?;
+        } else {
+            table.print(out, &snap, v)?;
+        }
+        return Ok(true);
+    }
+    if v.json {
+        format::json::write_process(out, &snap, &opts)?;
+        return Ok(true);
+    }
+    // The procps tables themselves, over the sorted / relabelled regions.
+    let mut buf = Vec::new();
+    if v.format.uses_smaps() {
+        format::print_smaps_table(&mut buf, &opts, &snap.info, &snap.entries, columns)
+            .map_err(|e| io::Error::other(e.to_string()))?;
+    } else {
+        let regions: Vec<_> = snap.entries.into_iter().map(|e| e.region).collect();
+        format::print_maps_table(&mut buf, &opts, &snap.info, &regions)?;
+    }
+    out.write_all(&buf)?;
+    Ok(true)
+}

@@ -1,0 +1,291 @@
+//! Helpers for the compatibility tests: stopped workload processes, running
+//! procps-ng's pmap and ours side by side, and readable diffs.
+#![allow(dead_code, reason = "each test binary uses a different subset")]
+
+use std::{
+    ffi::{OsStr, OsString},
+    io::{BufRead, BufReader},
+    os::unix::{ffi::OsStrExt, process::CommandExt},
+    path::{Path, PathBuf},
+    process::{Child, Command, Stdio},
+    time::{Duration, Instant},
+};
+
+/// procps-ng's pmap, the reference.
+pub const REFERENCE: &str = "/usr/bin/pmap";
+
+/// The reference, or `None` (after saying the test is skipped) when it is
+/// not installed.
+pub fn reference() -> Option<PathBuf> {
+    let p = PathBuf::from(REFERENCE);
+    if p.exists() {
+        Some(p)
+    } else {
+        eprintln!("SKIPPED: {REFERENCE} (procps-ng) is not installed; nothing to compare with");
+        None
+    }
+}
+
+/// What one run printed.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct Output {
+    pub stdout: Vec<u8>,
+    pub stderr: Vec<u8>,
+    pub status: i32,
+}
+
+/// How to run a pmap: extra environment, uid, working directory.
+#[derive(Clone, Debug, Default)]
+pub struct Env {
+    pub vars: Vec<(String, Option<OsString>)>,
+    pub uid: Option<u32>,
+}
+
+impl Env {
+    pub fn var(mut self, k: &str, v: impl AsRef<OsStr>) -> Self {
+        self.vars.push((k.into(), Some(v.as_ref().to_owned())));
+        self
+    }
+    pub fn unset(mut self, k: &str) -> Self {
+        self.vars.push((k.into(), None));
+        self
+    }
+}
+
+/// Runs `bin` as `pmap` (argv[0] is "pmap" for both implementations, as
+/// their messages show it).
+pub fn run(bin: &Path, args: &[OsString], env: &Env) -> Output {
+    let mut cmd = Command::new(bin);
+    cmd.arg0("pmap").args(args).stdin(Stdio::null());
+    for (k, v) in &env.vars {
+        match v {
+            Some(v) => cmd.env(k, v),
+            None => cmd.env_remove(k),
+        };
+    }
+    if let Some(uid) = env.uid {
+        cmd.uid(uid).gid(uid);
+    }
+    let out = cmd
+        .output()
+        .unwrap_or_else(|e| panic!("running {}: {e}", bin.display()));
+    Output {
+        stdout: out.stdout,
+        stderr: out.stderr,
+        status: out.status.code().unwrap_or(-1),
+    }
+}
+
+pub fn os(args: &[&str]) -> Vec<OsString> {
+    args.iter().map(OsString::from).collect()
+}
+
+/// A line-by-line diff of two texts, readable in a test failure.
+pub fn diff(what: &str, expected: &[u8], actual: &[u8]) -> String {
+    let e: Vec<&[u8]> = expected.split(|&c| c == b'\n').collect();
+    let a: Vec<&[u8]> = actual.split(|&c| c == b'\n').collect();
+    let mut s = format!(
+        "--- {what}: expected (procps-ng) {} lines, ours {} lines\n",
+        e.len(),
+        a.len()
+    );
+    let mut shown = 0;
+    for i in 0..e.len().max(a.len()) {
+        let (x, y) = (e.get(i), a.get(i));
+        if x != y {
+            let show = |l: Option<&&[u8]>| {
+                l.map_or("<none>".into(), |l| String::from_utf8_lossy(l).into_owned())
+            };
+            s += &format!("line {}:\n  - {}\n  + {}\n", i + 1, show(x), show(y));
+            shown += 1;
+            if shown == 15 {
+                s += "  ...\n";
+                break;
+            }
+        }
+    }
+    s
+}
+
+/// Compares two outputs; `Err` holds a readable report.
+pub fn check(args: &[OsString], expected: &Output, actual: &Output) -> Result<(), String> {
+    if expected == actual {
+        return Ok(());
+    }
+    let shown: Vec<String> = args
+        .iter()
+        .map(|a| a.to_string_lossy().into_owned())
+        .collect();
+    let mut r = format!("pmap {}: outputs differ\n", shown.join(" "));
+    if expected.status != actual.status {
+        r += &format!(
+            "exit status: expected {}, ours {}\n",
+            expected.status, actual.status
+        );
+    }
+    if expected.stdout != actual.stdout {
+        r += &diff("stdout", &expected.stdout, &actual.stdout);
+    }
+    if expected.stderr != actual.stderr {
+        r += &diff("stderr", &expected.stderr, &actual.stderr);
+    }
+    Err(r)
+}
+
+/// Runs both and compares after `expect` turns the reference output into
+/// what ours must print. Some figures (Pss of shared libraries) move when
+/// any other process on the machine maps or unmaps the same files, so a
+/// mismatch is retried: ours must equal the reference run just before or
+/// just after it, in one of 5 attempts.
+pub fn compare_with(
+    ours: &Path,
+    reference: &Path,
+    args: &[OsString],
+    env: &Env,
+    expect: &dyn Fn(Output) -> Output,
+) {
+    compare_view(ours, reference, args, env, expect, &|o| o);
+}
+
+/// Like `compare_with`, comparing `view(expect(reference))` with
+/// `view(ours)`.
+pub fn compare_view(
+    ours: &Path,
+    reference: &Path,
+    args: &[OsString],
+    env: &Env,
+    expect: &dyn Fn(Output) -> Output,
+    view: &dyn Fn(Output) -> Output,
+) {
+    let mut last = String::new();
+    for _ in 0..5 {
+        let before = view(expect(run(reference, args, env)));
+        let mine = view(run(ours, args, env));
+        if mine == before {
+            return;
+        }
+        let after = view(expect(run(reference, args, env)));
+        if mine == after {
+            return;
+        }
+        last = check(args, &after, &mine).err().unwrap_or_default();
+    }
+    panic!("{last}");
+}
+
+/// The help line procps-ng 4.0.6 added for `-k`, which 4.0.2 lacks.
+pub const K_HELP: &[u8] = b" -k, --use-kernel-name       use names provided by kernel\n";
+
+/// The reference output adjusted for our documented differences in the
+/// usage text (the `-k` line) and the version line.
+pub fn usage_and_version(mut o: Output) -> Output {
+    for text in [&mut o.stdout, &mut o.stderr] {
+        let anchor = b" -p, --show-path             show path in the mapping\n";
+        if let Some(at) = find(text, anchor) {
+            let at = at + anchor.len();
+            text.splice(at..at, K_HELP.iter().copied());
+        }
+        let v = b"pmap from procps-ng 4.0.2\n";
+        if let Some(at) = find(text, v) {
+            let ours = format!("pmap from pmap-rs {}\n", env!("CARGO_PKG_VERSION"));
+            text.splice(at..at + v.len(), ours.bytes());
+        }
+    }
+    o
+}
+
+pub fn find(hay: &[u8], needle: &[u8]) -> Option<usize> {
+    hay.windows(needle.len()).position(|w| w == needle)
+}
+
+/// A workload process, stopped (SIGSTOP) so that its map stays still while
+/// both pmaps read it; killed on drop.
+pub struct Stopped {
+    pub child: Child,
+    pub pid: u32,
+}
+
+impl Stopped {
+    /// Starts `cmd` with stdout piped, waits for it to print `ready`, then
+    /// stops it.
+    pub fn start(mut cmd: Command) -> Stopped {
+        cmd.stdout(Stdio::piped()).stdin(Stdio::null());
+        let mut child = cmd
+            .spawn()
+            .unwrap_or_else(|e| panic!("starting {cmd:?}: {e}"));
+        let stdout = child.stdout.take().expect("piped stdout");
+        let mut line = String::new();
+        BufReader::new(stdout)
+            .read_line(&mut line)
+            .expect("reading the workload's ready line");
+        assert_eq!(line.trim(), "ready", "workload {cmd:?} did not get ready");
+        let pid = child.id();
+        stop(pid);
+        Stopped { child, pid }
+    }
+}
+
+impl Drop for Stopped {
+    fn drop(&mut self) {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+    }
+}
+
+/// SIGSTOP `pid` and wait until the kernel reports it stopped.
+pub fn stop(pid: u32) {
+    let pid_t = libc::pid_t::try_from(pid).expect("pid fits pid_t");
+    // SAFETY: sending a signal to our own child.
+    let rc = unsafe { libc::kill(pid_t, libc::SIGSTOP) };
+    assert_eq!(rc, 0, "SIGSTOP {pid}");
+    let deadline = Instant::now() + Duration::from_secs(10);
+    loop {
+        let stat = std::fs::read(format!("/proc/{pid}/stat")).expect("workload stat");
+        let close = stat
+            .iter()
+            .rposition(|&c| c == b')')
+            .expect("stat has (comm)");
+        if stat.get(close + 2) == Some(&b'T') {
+            return;
+        }
+        assert!(Instant::now() < deadline, "workload {pid} did not stop");
+        std::thread::sleep(Duration::from_millis(5));
+    }
+}
+
+/// A fresh empty directory under the system temp dir, removed on drop.
+pub struct TempDir(pub PathBuf);
+
+impl TempDir {
+    pub fn new(tag: &str) -> TempDir {
+        let p = std::env::temp_dir().join(format!("pmap-compat-{tag}-{}", std::process::id()));
+        let _ = std::fs::remove_dir_all(&p);
+        std::fs::create_dir_all(&p).expect("creating a temp dir");
+        TempDir(p)
+    }
+}
+
+impl Drop for TempDir {
+    fn drop(&mut self) {
+        let _ = std::fs::remove_dir_all(&self.0);
+    }
+}
+
+/// Lines of a text (without the final empty piece).
+pub fn lines(text: &[u8]) -> Vec<&[u8]> {
+    let body = text.strip_suffix(b"\n").unwrap_or(text);
+    if body.is_empty() {
+        return Vec::new();
+    }
+    body.split(|&c| c == b'\n').collect()
+}
+
+pub fn words(line: &[u8]) -> Vec<&[u8]> {
+    line.split(|&c| c == b' ')
+        .filter(|w| !w.is_empty())
+        .collect()
+}
+
+pub fn to_os(b: &[u8]) -> OsString {
+    OsStr::from_bytes(b).to_owned()
+}

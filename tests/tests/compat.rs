@@ -1,0 +1,1098 @@
+//! Our `pmap PID...` against procps-ng 4.0.2's `/usr/bin/pmap`, byte for
+//! byte (stdout, stderr, exit status), on real stopped processes, in every
+//! mode. Where we print a corrected figure (docs/compatibility.md), the test
+//! checks the figure itself and everything else byte for byte.
+//!
+//! Build the binary under test first: `cargo build -p pmap-cli`.
+
+mod common;
+
+use std::{
+    ffi::OsString,
+    os::unix::fs::PermissionsExt,
+    path::{Path, PathBuf},
+    process::Command,
+};
+
+use common::*;
+
+fn ours() -> PathBuf {
+    pmap_tests::pmap_bin()
+}
+
+/// Runs both with `args`; identical output required (modulo the `-k` help
+/// line and the version string).
+fn same(reference: &Path, args: &[OsString]) {
+    same_env(reference, args, &Env::default());
+}
+
+fn same_env(reference: &Path, args: &[OsString], env: &Env) {
+    if !is_smaps_table(args) {
+        compare_with(&ours(), reference, args, env, &expected);
+        return;
+    }
+    // Pss of a file is its pages divided among every process mapping them,
+    // the pmap that reads it included: procps-ng's pmap maps other libraries
+    // and locale files than ours, so the target's Pss of those files differs
+    // while each runs. Those cells are masked (see `mask_pss`); every other
+    // byte is compared.
+    let Some(heading) = heading_for(args, env) else {
+        compare_with(&ours(), reference, args, env, &expected);
+        return;
+    };
+    compare_view(&ours(), reference, args, env, &expected, &|mut o| {
+        o.stdout = mask_pss(&o.stdout, &heading);
+        o
+    });
+}
+
+/// The column headings ours prints for `args` (run without `-q`).
+fn heading_for(args: &[OsString], env: &Env) -> Option<Vec<u8>> {
+    let mut plain = args.to_vec();
+    plain.retain(|a| a != "-q" && a != "--quiet");
+    lines(&run(&ours(), &plain, env).stdout)
+        .into_iter()
+        .find(|l| words(l).first() == Some(&&b"Address"[..]))
+        .map(<[u8]>::to_vec)
+}
+
+/// `mask_pss` for `args`' table, or nothing to mask.
+fn masked(stdout: &[u8], heading: &Option<Vec<u8>>) -> Vec<u8> {
+    match heading {
+        Some(h) => mask_pss(stdout, h),
+        None => stdout.to_vec(),
+    }
+}
+
+/// Whether `args` ask for an smaps table (`-X`, `-XX`, `-c`, `-C FILE`).
+fn is_smaps_table(args: &[OsString]) -> bool {
+    args.iter().any(|a| {
+        let a = a.as_encoded_bytes();
+        (a.starts_with(b"-") && !a.starts_with(b"--") && a.iter().any(|c| b"XcC".contains(c)))
+            || a.starts_with(b"--read-rc")
+    })
+}
+
+fn is_pss(name: &[u8]) -> bool {
+    name.starts_with(b"Pss") || name == b"SwapPss"
+}
+
+/// Columns that count whether a page is shared, or was touched by anyone:
+/// a pmap that maps the same file changes them.
+fn is_sharing(name: &[u8]) -> bool {
+    [
+        &b"Shared_Clean"[..],
+        b"Shared_Dirty",
+        b"Private_Clean",
+        b"Private_Dirty",
+        b"Referenced",
+    ]
+    .contains(&name)
+}
+
+/// Files that only one of the two pmaps maps into itself (procps-ng's
+/// libproc2, libsystemd and its libraries, locale files; our libgcc_s...):
+/// while that pmap runs, the target's pages of those files are shared with
+/// it, so their sharing columns differ between the two runs.
+fn observer_files() -> &'static Vec<Vec<u8>> {
+    static FILES: std::sync::OnceLock<Vec<Vec<u8>>> = std::sync::OnceLock::new();
+    FILES.get_or_init(|| {
+        let own = |bin: &Path| -> Vec<Vec<u8>> {
+            let out = Command::new("sh")
+                .arg("-c")
+                .arg(format!("exec '{}' -p $$", bin.display()))
+                .output()
+                .expect("running a pmap on itself");
+            lines(&out.stdout)
+                .into_iter()
+                .filter_map(|l| {
+                    l.get(31..)
+                        .filter(|n| n.starts_with(b"/"))
+                        .map(<[u8]>::to_vec)
+                })
+                .collect()
+        };
+        let (a, b) = (own(Path::new(REFERENCE)), own(&ours()));
+        a.iter()
+            .filter(|f| !b.contains(f))
+            .chain(b.iter().filter(|f| !a.contains(f)))
+            .cloned()
+            .collect()
+    })
+}
+
+fn maps_observer_file(row: &[u8]) -> bool {
+    observer_files().iter().any(|path| {
+        let base = path.rsplit(|&c| c == b'/').next().unwrap_or(path);
+        row.ends_with(path)
+            || (row.ends_with(base) && row.get(row.len() - base.len() - 1) == Some(&b' '))
+    })
+}
+
+/// Replaces, in every line of an smaps table, each Pss-family cell with its
+/// padding by ` #` (headings: ` Pss`; underline runs: `=`), so that the
+/// rest of the line, blanks included, can be compared byte for byte. Rows
+/// of `observer_files` and the totals get their sharing columns masked too.
+fn mask_pss(stdout: &[u8], heading: &[u8]) -> Vec<u8> {
+    let head_words = words(heading);
+    let fixed = head_words
+        .iter()
+        .filter(|w| [&b"Perm"[..], b"Offset", b"Device", b"Inode"].contains(w))
+        .count();
+    let pss: Vec<usize> = value_columns(heading)
+        .iter()
+        .enumerate()
+        .filter(|(_, n)| is_pss(n))
+        .map(|(i, _)| i)
+        .collect();
+    let mut sharing: Vec<usize> = value_columns(heading)
+        .iter()
+        .enumerate()
+        .filter(|(_, n)| is_pss(n) || is_sharing(n))
+        .map(|(i, _)| i)
+        .collect();
+    sharing.sort_unstable();
+    let ls = lines(stdout);
+    let mut out = Vec::new();
+    for (i, l) in ls.iter().enumerate() {
+        let masked = if is_pid_line(l) {
+            l.to_vec()
+        } else if words(l).first() == Some(&&b"Address"[..]) {
+            let idx: Vec<usize> = head_words
+                .iter()
+                .enumerate()
+                .filter(|(_, w)| is_pss(w))
+                .map(|(i, _)| i)
+                .collect();
+            mask_tokens(l, &idx, None)
+        } else if is_underline(l) {
+            let runs = spans(l);
+            let mut m = l.to_vec();
+            for &k in sharing.iter().rev() {
+                if let Some(&(s, e)) = runs.get(k) {
+                    m.splice(s..e, *b"=");
+                }
+            }
+            m
+        } else if i > 0 && is_underline(ls[i - 1]) {
+            // Blank totals (page sizes) are no tokens.
+            let names = value_columns(heading);
+            let idx: Vec<usize> = sharing
+                .iter()
+                .map(|&k| k - names[..k].iter().filter(|n| NO_TOTAL.contains(n)).count())
+                .collect();
+            mask_tokens(l, &idx, Some(b"#"))
+        } else {
+            let cols = if maps_observer_file(l) {
+                &sharing
+            } else {
+                &pss
+            };
+            let idx: Vec<usize> = cols.iter().map(|k| 1 + fixed + k).collect();
+            mask_tokens(l, &idx, Some(b"#"))
+        };
+        out.extend_from_slice(&masked);
+        out.push(b'\n');
+    }
+    out
+}
+
+/// Replaces the tokens at `idx` (0-based, blank separated) together with the
+/// blanks before them by one blank and `with` (or the token itself).
+fn mask_tokens(line: &[u8], idx: &[usize], with: Option<&[u8]>) -> Vec<u8> {
+    let mut out = Vec::with_capacity(line.len());
+    let mut k = 0;
+    let mut i = 0;
+    while i < line.len() {
+        let blank_start = i;
+        while i < line.len() && line[i] == b' ' {
+            i += 1;
+        }
+        let tok_start = i;
+        while i < line.len() && line[i] != b' ' {
+            i += 1;
+        }
+        if tok_start == i {
+            out.extend_from_slice(&line[blank_start..i]);
+            break;
+        }
+        if idx.contains(&k) {
+            out.push(b' ');
+            out.extend_from_slice(with.unwrap_or(&line[tok_start..i]));
+        } else {
+            out.extend_from_slice(&line[blank_start..i]);
+        }
+        k += 1;
+    }
+    out
+}
+
+/// procps-ng's output turned into ours: the usage and version differences,
+/// and the meaningless page-size totals blanked.
+fn expected(o: Output) -> Output {
+    blank_output(usage_and_version(o))
+}
+
+fn with_pid(opts: &[&str], pids: &[u32]) -> Vec<OsString> {
+    let mut a = os(opts);
+    a.extend(pids.iter().map(|p| OsString::from(p.to_string())));
+    a
+}
+
+fn odd_maps(dir: &Path, extra: &[&str]) -> Stopped {
+    let mut cmd = Command::new(env!("CARGO_BIN_EXE_odd_maps"));
+    cmd.arg(dir).args(extra);
+    Stopped::start(cmd)
+}
+
+fn sleeper() -> Stopped {
+    // `sh` prints ready then becomes `sleep`; the pid stays the same.
+    let mut cmd = Command::new("sh");
+    cmd.args(["-c", "echo ready; exec sleep 100000"]);
+    let s = Stopped::start(cmd);
+    // The stop may come before the exec, or before sleep set itself up:
+    // let it run until it has (its heap exists), and a moment more so that
+    // it sits in nanosleep.
+    let cont = |ms| {
+        // SAFETY: continue our own child briefly.
+        unsafe { libc::kill(s.pid as i32, libc::SIGCONT) };
+        std::thread::sleep(std::time::Duration::from_millis(ms));
+        stop(s.pid);
+    };
+    for _ in 0..400 {
+        let comm = std::fs::read_to_string(format!("/proc/{}/comm", s.pid)).unwrap_or_default();
+        let heap = regions(s.pid).iter().any(|r| r.2 == b"[heap]");
+        if comm.trim() == "sleep" && heap {
+            cont(50);
+            return s;
+        }
+        cont(5);
+    }
+    panic!("sleep did not start");
+}
+
+/// `(start, end)` of every region, from the (stopped) process's maps.
+fn regions(pid: u32) -> Vec<(u64, u64, Vec<u8>)> {
+    let text = std::fs::read(format!("/proc/{pid}/maps")).expect("reading maps");
+    lines(&text)
+        .into_iter()
+        .map(|l| {
+            // start-end perms offset dev inode   name
+            let mut rest = l;
+            let mut fields = Vec::new();
+            for _ in 0..5 {
+                let sp = rest
+                    .iter()
+                    .position(|&c| c == b' ')
+                    .expect("maps line has 6 columns");
+                fields.push(&rest[..sp]);
+                rest = &rest[sp + 1..];
+            }
+            let name = rest
+                .iter()
+                .position(|&c| c != b' ')
+                .map_or(&[][..], |i| &rest[i..]);
+            let range = String::from_utf8_lossy(fields[0]).into_owned();
+            let (a, b) = range.split_once('-').expect("start-end");
+            let hex = |x: &str| u64::from_str_radix(x, 16).expect("hex address");
+            (hex(a), hex(b), name.to_vec())
+        })
+        .collect()
+}
+
+/// A `-A` range picking a few regions from the middle of the map, and a
+/// single address inside one region.
+fn ranges(pid: u32) -> Vec<String> {
+    let r = regions(pid);
+    assert!(r.len() > 8, "workload has too few regions to pick a range");
+    let (lo, hi) = (r[r.len() / 3].0 + 0x10, r[r.len() / 2].1 - 1);
+    vec![
+        format!("{lo:x},{hi:x}"),
+        format!("{:x}", r[2].0 + 0x1000 - 1),
+        format!("{lo:x},"),
+        format!(",{hi:x}"),
+    ]
+}
+
+const FORMATS: &[&[&str]] = &[&[], &["-x"], &["-X"], &["-XX"], &["-d"]];
+const MODIFIERS: &[&[&str]] = &[&[], &["-q"], &["-p"], &["-q", "-p"]];
+
+/// Every format with every modifier, and with `-A` ranges; corrected
+/// figures are checked on their own.
+fn all_modes(reference: &Path, pid: u32) {
+    for f in FORMATS {
+        for m in MODIFIERS {
+            let args = with_pid(&[*f, *m].concat(), &[pid]);
+            same(reference, &args);
+            if f.is_empty() || *f == ["-X"] || *f == ["-XX"] {
+                verify_smaps_totals_if_any(&run(&ours(), &args, &Env::default()).stdout);
+            }
+        }
+        for range in ranges(pid) {
+            for m in [&[][..], &["-q"], &["-p"]] {
+                let args = with_pid(&[*f, m, &["-A", range.as_str()]].concat(), &[pid]);
+                match *f {
+                    ["-x"] => x_range(reference, &args, m.contains(&"-q")),
+                    ["-X"] | ["-XX"] => smaps_range(reference, &args, pid, &range),
+                    _ => same(reference, &args),
+                }
+            }
+        }
+    }
+}
+
+/// Value-column spans from an `=====` underline line.
+fn spans(underline: &[u8]) -> Vec<(usize, usize)> {
+    let mut out = Vec::new();
+    let mut i = 0;
+    while i < underline.len() {
+        if underline[i] == b'=' {
+            let s = i;
+            while i < underline.len() && underline[i] == b'=' {
+                i += 1;
+            }
+            out.push((s, i));
+        } else {
+            i += 1;
+        }
+    }
+    out
+}
+
+fn is_underline(l: &[u8]) -> bool {
+    l.contains(&b'=') && l.iter().all(|&c| c == b' ' || c == b'=')
+}
+
+fn is_pid_line(l: &[u8]) -> bool {
+    let digits = l.iter().take_while(|c| c.is_ascii_digit()).count();
+    digits > 0 && l[digits..].starts_with(b":   ")
+}
+
+const FIXED: &[&[u8]] = &[
+    b"Address", b"Perm", b"Offset", b"Device", b"Inode", b"VmFlags", b"Mapping",
+];
+const NO_TOTAL: &[&[u8]] = &[b"KernelPageSize", b"MMUPageSize", b"ProtectionKey"];
+
+/// The value-column names of an smaps-table heading line.
+fn value_columns(header: &[u8]) -> Vec<&[u8]> {
+    words(header)
+        .into_iter()
+        .filter(|w| !FIXED.contains(w))
+        .collect()
+}
+
+/// procps-ng's output with the page-size totals blanked, as we print them
+/// (`-XX` and rc files: procps-ng sums KernelPageSize and MMUPageSize).
+fn blank_meaningless_totals(stdout: &[u8]) -> Vec<u8> {
+    if !stdout.ends_with(b"KB \n") && find(stdout, b" KB \n").is_none() {
+        return stdout.to_vec();
+    }
+    let ls = lines(stdout);
+    let mut out: Vec<Vec<u8>> = ls.iter().map(|l| l.to_vec()).collect();
+    let mut header: Option<&[u8]> = None;
+    for (i, l) in ls.iter().enumerate() {
+        if i > 0 && is_pid_line(ls[i - 1]) && words(l).first() == Some(&&b"Address"[..]) {
+            header = Some(l);
+        }
+        if is_underline(l) && i + 1 < ls.len() {
+            let names = value_columns(header.expect("a heading before the totals"));
+            for ((s, e), name) in spans(l).into_iter().zip(names) {
+                if NO_TOTAL.contains(&name) {
+                    out[i + 1][s..e].fill(b' ');
+                }
+            }
+        }
+    }
+    let mut text = out.join(&b'\n');
+    text.push(b'\n');
+    text
+}
+
+fn number(cell: &[u8]) -> u64 {
+    let t = String::from_utf8_lossy(cell);
+    t.trim()
+        .parse()
+        .unwrap_or_else(|_| panic!("not a number: {t:?}"))
+}
+
+/// In each smaps table of `stdout` (ours), each total is the sum of its
+/// column over the rows shown (blank for page sizes and key numbers).
+fn verify_smaps_totals_if_any(stdout: &[u8]) {
+    let ls = lines(stdout);
+    let mut first_row = 0;
+    let mut header: Option<&[u8]> = None;
+    for (i, l) in ls.iter().enumerate() {
+        if is_pid_line(l) {
+            first_row = i + 1;
+            if let Some(h) = ls
+                .get(i + 1)
+                .filter(|h| words(h).first() == Some(&&b"Address"[..]))
+            {
+                header = Some(h);
+                first_row = i + 2;
+            }
+        }
+        if !is_underline(l) {
+            continue;
+        }
+        let totals = ls.get(i + 1).expect("a totals line after the underline");
+        let names = value_columns(header.expect("a heading in the output"));
+        for ((s, e), name) in spans(l).into_iter().zip(names) {
+            let cell = &totals[s..e];
+            if NO_TOTAL.contains(&name) {
+                assert!(
+                    cell.iter().all(|&c| c == b' '),
+                    "{} total should be blank",
+                    String::from_utf8_lossy(name)
+                );
+                continue;
+            }
+            let sum: u64 = ls[first_row..i].iter().map(|row| number(&row[s..e])).sum();
+            assert_eq!(
+                number(cell),
+                sum,
+                "total of {} is not the sum of its column",
+                String::from_utf8_lossy(name)
+            );
+        }
+    }
+}
+
+/// `-x -A`: the rows and the Kbytes total as procps-ng prints them; the
+/// RSS and Dirty totals are the sums of the rows shown (procps-ng adds the
+/// regions below the range too).
+fn x_range(reference: &Path, args: &[OsString], quiet: bool) {
+    let strip_total = |mut o: Output| {
+        let mut ls: Vec<Vec<u8>> = lines(&o.stdout).iter().map(|l| l.to_vec()).collect();
+        if let Some(last) = ls.last_mut().filter(|l| l.starts_with(b"total kB")) {
+            // Keep the Kbytes total only.
+            let w = words(last)
+                .into_iter()
+                .take(3)
+                .map(<[u8]>::to_vec)
+                .collect::<Vec<_>>();
+            *last = w.join(&b' ');
+        }
+        o.stdout = ls.join(&b'\n');
+        o
+    };
+    let mut last_err = String::new();
+    for _ in 0..5 {
+        let expected = strip_total(run(reference, args, &Env::default()));
+        let raw = run(&ours(), args, &Env::default());
+        let mine = strip_total(raw.clone());
+        match check(args, &expected, &mine) {
+            Ok(()) => {
+                if !quiet {
+                    let ls = lines(&raw.stdout);
+                    let rows: Vec<&&[u8]> = ls
+                        .iter()
+                        .filter(|l| {
+                            l.len() > 16
+                                && l[16] == b' '
+                                && l[..16].iter().all(u8::is_ascii_hexdigit)
+                        })
+                        .collect();
+                    let total = words(ls.last().expect("a totals line"));
+                    let rss: u64 = rows.iter().map(|r| number(words(r)[2])).sum();
+                    let dirty: u64 = rows.iter().map(|r| number(words(r)[3])).sum();
+                    assert_eq!(number(total[3]), rss, "-x -A RSS total");
+                    assert_eq!(number(total[4]), dirty, "-x -A Dirty total");
+                }
+                return;
+            }
+            Err(e) => last_err = e,
+        }
+    }
+    panic!("{last_err}");
+}
+
+/// `-X`/`-XX` with `-A`: procps-ng 4.0.2 ignores the range there; we show
+/// only the regions in range (as procps-ng 4.0.7 does). The rows must be
+/// procps-ng's rows for those regions (blanks aside: widths follow the
+/// smaller totals), and the totals their sums.
+fn smaps_range(reference: &Path, args: &[OsString], pid: u32, range: &str) {
+    let (lo, hi) = match range.split_once(',') {
+        Some((a, b)) => (
+            if a.is_empty() {
+                0
+            } else {
+                u64::from_str_radix(a, 16).expect("hex")
+            },
+            if b.is_empty() {
+                u64::MAX
+            } else {
+                u64::from_str_radix(b, 16).expect("hex")
+            },
+        ),
+        None => {
+            let v = u64::from_str_radix(range, 16).expect("hex");
+            (v, v)
+        }
+    };
+    let in_range: Vec<u64> = regions(pid)
+        .into_iter()
+        .filter(|(s, e, _)| !(e - 1 < lo || hi < *s))
+        .map(|(s, _, _)| s)
+        .collect();
+    assert!(!in_range.is_empty());
+    let no_range: Vec<OsString> = {
+        let mut a = args.to_vec();
+        let at = a.iter().position(|x| x == "-A").expect("-A in args");
+        a.drain(at..at + 2);
+        a
+    };
+    let heading = heading_for(&no_range, &Env::default());
+    let normalize = |o: &Output, keep: &dyn Fn(&[u8]) -> bool| -> Vec<Vec<u8>> {
+        let text = masked(&o.stdout, &heading);
+        lines(&text)
+            .into_iter()
+            .filter(|l| !is_underline(l) && !l.ends_with(b" KB "))
+            .filter(|l| keep(l))
+            .map(|l| words(l).join(&b' '))
+            .collect()
+    };
+    let is_row_in_range = |l: &[u8]| -> bool {
+        let first = words(l).first().copied().unwrap_or_default();
+        match u64::from_str_radix(&String::from_utf8_lossy(first), 16) {
+            Ok(addr) if !is_pid_line(l) => in_range.contains(&addr),
+            _ => true,
+        }
+    };
+    let mut last_err = String::new();
+    for _ in 0..5 {
+        let full = run(reference, &no_range, &Env::default());
+        let mine = run(&ours(), args, &Env::default());
+        let expected = normalize(&full, &is_row_in_range);
+        let actual = normalize(&mine, &|_| true);
+        if expected == actual && mine.status == full.status && mine.stderr.is_empty() {
+            verify_smaps_totals_if_any(&mine.stdout);
+            return;
+        }
+        last_err = diff(
+            "rows (blanks collapsed)",
+            &expected.join(&b'\n'),
+            &actual.join(&b'\n'),
+        );
+    }
+    panic!("pmap {args:?}:\n{last_err}");
+}
+
+/// `-k`: procps-ng 4.0.2 lacks it, so the expectation is its output without
+/// `-k`, with each bracketed kernel name (`[heap]`, `[vdso]`, `[anon:x]`...)
+/// in place of `[ anon ]`/`[ stack ]`, as procps-ng 4.0.6 prints it.
+fn kernel_names(reference: &Path, pid: u32) {
+    let maps = regions(pid);
+    for (fmt, prefix) in [("", 31), ("-d", 58), ("-x", 47)] {
+        for extra in [&[][..], &["-q"], &["-p"]] {
+            let plain = with_pid(
+                &[&[fmt][..], extra]
+                    .concat()
+                    .into_iter()
+                    .filter(|a| !a.is_empty())
+                    .collect::<Vec<_>>(),
+                &[pid],
+            );
+            let mut with_k = plain.clone();
+            with_k.insert(0, "-k".into());
+            let expect = |mut o: Output| {
+                let mut i = 0;
+                let mut out = Vec::new();
+                for l in lines(&o.stdout) {
+                    let mut l = l.to_vec();
+                    let is_row =
+                        l.len() > 16 && l[16] == b' ' && l[..16].iter().all(u8::is_ascii_hexdigit);
+                    if is_row {
+                        let name = &maps[i].2;
+                        i += 1;
+                        if !name.contains(&b'/') && name.ends_with(b"]") {
+                            if let Some(open) = name.iter().position(|&c| c == b'[') {
+                                l.truncate(prefix);
+                                l.extend(
+                                    name[open..]
+                                        .iter()
+                                        .map(|&c| if (0x20..0x7f).contains(&c) { c } else { b'?' }),
+                                );
+                            }
+                        }
+                    }
+                    out.extend_from_slice(&l);
+                    out.push(b'\n');
+                }
+                o.stdout = out;
+                o
+            };
+            let mut last = String::new();
+            let mut ok = false;
+            for _ in 0..5 {
+                let expected = expect(run(reference, &plain, &Env::default()));
+                let mine = run(&ours(), &with_k, &Env::default());
+                match check(&with_k, &expected, &mine) {
+                    Ok(()) => {
+                        ok = true;
+                        break;
+                    }
+                    Err(e) => last = e,
+                }
+            }
+            assert!(ok, "{last}");
+        }
+    }
+    let out = run(&ours(), &with_pid(&["-k"], &[pid]), &Env::default());
+    assert!(
+        find(&out.stdout, b" [stack]\n").is_some(),
+        "-k shows [stack]"
+    );
+    assert!(find(&out.stdout, b" [heap]\n").is_some(), "-k shows [heap]");
+}
+
+#[test]
+fn sleeping_process_every_mode() {
+    let Some(reference) = reference() else { return };
+    let s = sleeper();
+    all_modes(&reference, s.pid);
+    kernel_names(&reference, s.pid);
+}
+
+#[test]
+fn odd_names_every_mode() {
+    let Some(reference) = reference() else { return };
+    let dir = TempDir::new("odd");
+    let p = odd_maps(&dir.0, &[]);
+    // The names the test is about are really there.
+    let out = run(&reference, &with_pid(&[], &[p.pid]), &Env::default());
+    for want in [
+        &b"  [ shmid=0x"[..],
+        b"memfd:pmap-test (deleted)",
+        b"deleted file.bin (deleted)",
+        b"new\\012line.bin",
+        b"not-utf8-??.bin",
+        b"tab?here.bin",
+        b"with space.bin",
+        b"trailing space \n",
+        b"zero (deleted)",
+        b"  [ stack ]",
+    ] {
+        assert!(
+            find(&out.stdout, want).is_some(),
+            "reference output lacks {:?}",
+            String::from_utf8_lossy(want)
+        );
+    }
+    all_modes(&reference, p.pid);
+    kernel_names(&reference, p.pid);
+    // Names in a UTF-8 and in the C locale (only the header escaping
+    // depends on it, and the names must not).
+    for lc in ["C", "C.UTF-8"] {
+        for f in FORMATS {
+            same_env(
+                &reference,
+                &with_pid(f, &[p.pid]),
+                &Env::default().var("LC_ALL", lc),
+            );
+        }
+    }
+}
+
+#[test]
+fn python_file_and_anonymous_mappings_and_odd_arguments() {
+    let Some(reference) = reference() else { return };
+    let script = "import mmap,sys,time\n\
+                  f=open('/etc/passwd','rb')\n\
+                  m=mmap.mmap(f.fileno(),0,prot=mmap.PROT_READ)\n\
+                  a=mmap.mmap(-1,1<<20)\n\
+                  a[0]=1\n\
+                  print('ready',flush=True)\n\
+                  time.sleep(1e6)\n";
+    let mut cmd = Command::new("python3");
+    cmd.arg("-c").arg(script);
+    // Arguments whose bytes the header must escape: blank, tab, newline,
+    // invalid UTF-8, valid UTF-8, DEL.
+    for a in [
+        &b"with space"[..],
+        b"tab\there",
+        b"new\nline",
+        b"\xff\xfe",
+        "caf\u{e9}".as_bytes(),
+        b"del\x7f",
+    ] {
+        cmd.arg(to_os(a));
+    }
+    let p = Stopped::start(cmd);
+    for lc in ["C", "C.UTF-8", "POSIX", "xx_XX.UTF-8"] {
+        let env = Env::default().var("LC_ALL", lc);
+        for f in FORMATS {
+            same_env(&reference, &with_pid(f, &[p.pid]), &env);
+        }
+    }
+    all_modes(&reference, p.pid);
+}
+
+#[test]
+fn many_threads_and_thread_ids() {
+    let Some(reference) = reference() else { return };
+    let dir = TempDir::new("threads");
+    let p = odd_maps(&dir.0, &["--threads", "64"]);
+    let tids: Vec<u32> = std::fs::read_dir(format!("/proc/{}/task", p.pid))
+        .expect("task dir")
+        .filter_map(|e| e.ok()?.file_name().to_str()?.parse().ok())
+        .collect();
+    assert!(tids.len() > 64);
+    let some: Vec<u32> = tids
+        .iter()
+        .copied()
+        .filter(|&t| t != p.pid)
+        .take(3)
+        .collect();
+    for f in FORMATS {
+        if *f == ["-X"] || *f == ["-XX"] {
+            several_smaps_tables(&reference, &with_pid(f, &some));
+        } else {
+            same(&reference, &with_pid(f, &some));
+        }
+        same(&reference, &with_pid(&[*f, &["-q"]].concat(), &[p.pid]));
+    }
+}
+
+#[test]
+fn sixty_thousand_mappings() {
+    let Some(reference) = reference() else { return };
+    let dir = TempDir::new("many");
+    let p = odd_maps(&dir.0, &["--maps", "60000"]);
+    assert!(regions(p.pid).len() > 60_000);
+    for f in [&[][..], &["-x"], &["-X"], &["-d"], &["-q", "-XX"], &["-XX"]] {
+        same(&reference, &with_pid(f, &[p.pid]));
+    }
+}
+
+#[test]
+fn kernel_threads_zombies_missing_and_several_pids() {
+    let Some(reference) = reference() else { return };
+    let s = sleeper();
+    // A zombie: a child that exited and was never reaped.
+    let mut cmd = Command::new("python3");
+    cmd.args(["-c", "import os,time\nif os.fork()==0: os._exit(0)\nprint('ready',flush=True)\ntime.sleep(1e6)\n"]);
+    let z = Stopped::start(cmd);
+    let zombie = (0..1000)
+        .find_map(|_| {
+            let kids = std::fs::read_to_string(format!("/proc/{0}/task/{0}/children", z.pid))
+                .unwrap_or_default();
+            let found = kids
+                .split_whitespace()
+                .filter_map(|k| k.parse::<u32>().ok())
+                .find(|k| {
+                    let st = std::fs::read_to_string(format!("/proc/{k}/stat")).unwrap_or_default();
+                    st.rsplit_once(')')
+                        .is_some_and(|(_, rest)| rest.trim_start().starts_with('Z'))
+                });
+            if found.is_none() {
+                std::thread::sleep(std::time::Duration::from_millis(5));
+            }
+            found
+        })
+        .expect("a zombie appears");
+    let missing = 0x7fff_fff0u32;
+    let kthread = 2;
+    for f in FORMATS {
+        for pids in [
+            vec![kthread],
+            vec![zombie],
+            vec![missing],
+            vec![s.pid, kthread, missing, s.pid],
+            vec![kthread, s.pid],
+            vec![zombie, s.pid, zombie],
+        ] {
+            for q in [&[][..], &["-q"]] {
+                let args = with_pid(&[*f, q].concat(), &pids);
+                let smaps_table = *f == ["-X"] || *f == ["-XX"];
+                if smaps_table && (pids.len() > 1 || q.is_empty()) {
+                    several_smaps_tables(&reference, &args);
+                } else {
+                    same(&reference, &args);
+                }
+            }
+        }
+    }
+    // PID spellings.
+    for arg in [
+        format!("0x{:x}", s.pid),
+        format!("0{:o}", s.pid),
+        format!("/proc/{}", s.pid),
+        format!("0X{:X}", s.pid),
+    ] {
+        same(&reference, &os(&["-q", &arg]));
+        same(&reference, &os(&["-d", &arg, "/proc/self"]));
+    }
+}
+
+/// Several `-X`/`-XX` tables in one call: procps-ng 4.0.2 adds each table's
+/// totals to the previous ones (fixed in 4.0.6); we print each table's own.
+/// The rows are compared blanks collapsed (the column widths follow the
+/// totals), the totals checked as sums.
+fn several_smaps_tables(reference: &Path, args: &[OsString]) {
+    let heading = heading_for(args, &Env::default());
+    let view = |o: &Output| -> Vec<Vec<u8>> {
+        let text = masked(&o.stdout, &heading);
+        let ls = lines(&text);
+        let mut keep = Vec::new();
+        for (i, l) in ls.iter().enumerate() {
+            let is_total = i > 0 && is_underline(ls[i - 1]);
+            if !is_total {
+                keep.push(words(l).join(&b' '));
+            }
+        }
+        keep
+    };
+    let mut last = String::new();
+    for _ in 0..5 {
+        let r = blank_output(run(reference, args, &Env::default()));
+        let mine = run(&ours(), args, &Env::default());
+        if view(&r) == view(&mine) && r.stderr == mine.stderr && r.status == mine.status {
+            verify_smaps_totals_if_any(&mine.stdout);
+            return;
+        }
+        last = diff(
+            "stdout (blanks collapsed, totals left out)",
+            &view(&r).join(&b'\n'),
+            &view(&mine).join(&b'\n'),
+        );
+    }
+    panic!("pmap {args:?}\n{last}");
+}
+
+fn blank_output(mut o: Output) -> Output {
+    o.stdout = blank_meaningless_totals(&o.stdout);
+    o
+}
+
+#[test]
+fn unreadable_maps() {
+    let Some(reference) = reference() else { return };
+    let s = sleeper();
+    // An unprivileged user may not read root's maps. Our binary is copied
+    // where that user can run it.
+    let dir = TempDir::new("unreadable");
+    std::fs::set_permissions(&dir.0, std::fs::Permissions::from_mode(0o755)).expect("chmod");
+    let bin = dir.0.join("pmap");
+    std::fs::copy(ours(), &bin).expect("copying pmap");
+    let nobody = Env {
+        uid: Some(65534),
+        ..Env::default()
+    };
+    for f in FORMATS {
+        for pids in [vec![s.pid], vec![s.pid, 0x7fff_fff0, s.pid]] {
+            let args = with_pid(f, &pids);
+            let expected = usage_and_version(run(&reference, &args, &nobody));
+            assert_ne!(expected.status, 0, "nobody should not read root's maps");
+            let mine = run(&bin, &args, &nobody);
+            if let Err(e) = check(&args, &expected, &mine) {
+                panic!("{e}");
+            }
+        }
+    }
+}
+
+#[test]
+fn command_line_handling() {
+    let Some(reference) = reference() else { return };
+    let s = sleeper();
+    let pid = s.pid.to_string();
+    let p = pid.as_str();
+    let cases: Vec<Vec<&str>> = vec![
+        vec![],
+        vec!["-h"],
+        vec!["--help"],
+        vec!["--he"],
+        vec!["-V"],
+        vec!["--version"],
+        vec!["-V", "-Z"],
+        vec!["-Z", p],
+        vec!["-xZ", p],
+        vec!["-:", p],
+        vec!["--foo", p],
+        vec!["--foo=bar", p],
+        vec!["--r", p],
+        vec!["--re=1", p],
+        vec!["--create", p],
+        vec!["--extended=1", p],
+        vec!["--range"],
+        vec!["-A"],
+        vec!["-qA"],
+        vec!["--range", p],
+        vec!["--range=", p],
+        vec!["-A", "zz", p],
+        vec!["-A", "1,2,3", p],
+        vec!["-A", "0x1g", p],
+        vec!["-A", "-1", p],
+        vec!["-A", "", p],
+        vec!["-x", "-d", p],
+        vec!["-x", "-X", p],
+        vec!["-X", "-c", p],
+        vec!["-d", "-C", "/nonexistent", p],
+        vec!["-n", "-N", "/tmp/x"],
+        vec!["-n", "-q"],
+        vec!["-N", "/tmp/x", "-p"],
+        vec!["-n", p],
+        vec!["-N"],
+        vec!["-q"],
+        vec!["-x"],
+        vec![p, "-q"],
+        vec!["-q", "--", p],
+        vec!["--qu", "--dev", p],
+        vec!["-qd", p],
+        vec!["-XXX", "-q", p],
+        vec!["--show-path", "--quiet", p],
+        vec!["0"],
+        vec!["-q", "0"],
+        vec!["-q", "2147483648"],
+        vec!["-q", "2147483647"],
+        vec!["-q", "99999999999999999999999999"],
+        vec!["-q", "1x"],
+        vec!["-q", "+1"],
+        vec!["-q", "-1"],
+        vec!["-q", "abc"],
+        vec!["-q", "08"],
+        vec!["-q", "0x"],
+        vec!["-q", "/proc/self"],
+        vec!["-q", "/proc/"],
+        vec!["-q", "/proc/abc", p],
+        vec!["-q", "/proc/1x", p],
+        vec!["-q", p, "abc"],
+        vec!["-q", p, ""],
+        vec!["-q", "-"],
+        vec!["-c", "-C"],
+        vec!["-A", "7f0000000000,ffffffffffffffff", "-q", p],
+    ];
+    for c in &cases {
+        same(&reference, &os(c));
+    }
+    // Without POSIXLY_CORRECT operands and options mix; with it, the first
+    // operand ends the options.
+    same_env(
+        &reference,
+        &os(&[p, "-x"]),
+        &Env::default().var("POSIXLY_CORRECT", "1"),
+    );
+    same_env(
+        &reference,
+        &os(&["-q", p, "-x"]),
+        &Env::default().var("POSIXLY_CORRECT", "1"),
+    );
+}
+
+/// rc files: creating (`-n`, `-N`), refusing to overwrite, reading (`-c`,
+/// `-C`), sections, warnings, ShowPath toggling `-p`.
+#[test]
+fn rc_files() {
+    let Some(reference) = reference() else { return };
+    let s = sleeper();
+    let pid = s.pid.to_string();
+    let p = pid.as_str();
+    let tmp = TempDir::new("rc");
+    let (ref_home, our_home) = (tmp.0.join("ref"), tmp.0.join("ours"));
+    for h in [&ref_home, &our_home] {
+        std::fs::create_dir_all(h).expect("home dir");
+    }
+    let ours = ours();
+    // Each side gets its own HOME, so that -n writes two files to compare.
+    let both = |args: &[&str], setup: &dyn Fn(&Path)| {
+        let args = os(args);
+        let mut last = String::new();
+        for _ in 0..5 {
+            for h in [&ref_home, &our_home] {
+                setup(h);
+            }
+            let our_env = Env::default().var("HOME", &our_home);
+            let heading = if is_smaps_table(&args) {
+                heading_for(&args, &our_env)
+            } else {
+                None
+            };
+            let mut expected = expected(run(
+                &reference,
+                &args,
+                &Env::default().var("HOME", &ref_home),
+            ));
+            let mut mine = run(&ours, &args, &our_env);
+            expected.stdout = masked(&expected.stdout, &heading);
+            mine.stdout = masked(&mine.stdout, &heading);
+            match check(&args, &expected, &mine) {
+                Ok(()) => {
+                    let (a, b) = (
+                        std::fs::read(ref_home.join(".pmaprc")).ok(),
+                        std::fs::read(our_home.join(".pmaprc")).ok(),
+                    );
+                    assert_eq!(a, b, "~/.pmaprc after {args:?}");
+                    return;
+                }
+                Err(e) => last = e,
+            }
+        }
+        panic!("{last}");
+    };
+    let clear = |h: &Path| {
+        let _ = std::fs::remove_file(h.join(".pmaprc"));
+    };
+    let write = |text: &'static str| {
+        move |h: &Path| std::fs::write(h.join(".pmaprc"), text).expect("writing rc")
+    };
+
+    both(&["-n"], &clear);
+    // Second time: refuses to overwrite.
+    both(&["-n"], &|_: &Path| {});
+    both(&["-c", p], &|_: &Path| {});
+    both(&["-c", "-q", p], &|_: &Path| {});
+    both(&["-c", p], &clear);
+    both(&["-n"], &|h: &Path| {
+        clear(h);
+        std::fs::create_dir_all(h.join(".pmaprc")).expect("dir in the way");
+    });
+    both(&["-c", p], &|h: &Path| {
+        let _ = std::fs::remove_dir(h.join(".pmaprc"));
+    });
+    let rcs: &[&'static str] = &[
+        "[Fields Display]\nRss\nSize\nPss\nMapping\n",
+        "[Fields Display]\nPerm\nOffset\nDevice\nInode\nSize\nRss\nPss\nShared_Clean\nShared_Dirty\nPrivate_Clean\nPrivate_Dirty\nReferenced\nAnonymous\nAnonHugePages\nSwap\nKernelPageSize\nMMUPageSize\nLocked\nVmFlags\nMapping\n[Mapping]\nShowPath\n",
+        "[Fields Display]\nSize\nVmFlags\n",
+        "[Fields Display]\n",
+        "",
+        "stray line\n[Fields Display] Rss\n  Size # ok\nPss junk\n[Unknown]\nRss\n[broken\n[Mapping]ShowPath\nShowPath\nShowPath\n\t# comment\n",
+        "[Mapping]\nShowPath\n[Fields Display]\nRss\nMapping\n",
+    ];
+    for rc in rcs {
+        for extra in [&[][..], &["-p"], &["-q"]] {
+            let args = [&["-c"][..], extra, &[p]].concat();
+            both(&args, &write(rc));
+        }
+    }
+    // -C FILE and -N FILE, with paths both can use.
+    let rc_path = tmp.0.join("custom rc");
+    std::fs::write(&rc_path, rcs[0]).expect("writing rc");
+    let rc_str = rc_path.to_str().expect("utf-8 temp path");
+    same(&reference, &os(&["-C", rc_str, p]));
+    same(&reference, &os(&["--read-rc-from", rc_str, "-q", p]));
+    same(&reference, &os(&["-C", "/nonexistent/rc", p]));
+    same(&reference, &os(&["-C", rc_str]));
+    // -N: refuses an existing file or a directory, fails on a bad path,
+    // writes the template.
+    same(&reference, &os(&["-N", rc_str]));
+    same(&reference, &os(&["-N", tmp.0.to_str().expect("utf-8")]));
+    same(&reference, &os(&["-N", "/nonexistent/dir/rc"]));
+    for (bin, name) in [(&reference, "ref-new"), (&ours, "our-new")] {
+        let target = tmp.0.join(name);
+        let args = os(&["--create-rc-to", target.to_str().expect("utf-8")]);
+        let out = usage_and_version(run(bin, &args, &Env::default()));
+        assert_eq!(out.status, 0);
+        assert_eq!(
+            out.stderr,
+            b"pmap: rc file successfully created, feel free to edit the content\n"
+        );
+    }
+    assert_eq!(
+        std::fs::read(tmp.0.join("ref-new")).expect("procps wrote its rc"),
+        std::fs::read(tmp.0.join("our-new")).expect("we wrote ours"),
+    );
+    // No HOME.
+    same_env(&reference, &os(&["-n"]), &Env::default().unset("HOME"));
+    same_env(&reference, &os(&["-c", p]), &Env::default().unset("HOME"));
+}
