@@ -36,7 +36,27 @@ pub const FLAG_SP_WORD: u32 = 4;
 /// Deepest user stack the kernel program captures per event.
 pub const MAX_STACK_DEPTH: usize = 16;
 
-/// One change-causing call (or scheduler event) of a traced process.
+/// One change-causing call (or scheduler event) of a traced process, as
+/// the kernel sends it without a stack: the first [`EVENT_HEAD_SIZE`] bytes
+/// of an [`Event`], field for field.
+#[repr(C)]
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct EventHead {
+    pub enter_ns: u64,
+    pub exit_ns: u64,
+    pub args: [u64; 6],
+    pub ret: i64,
+    pub tgid: u32,
+    pub tid: u32,
+    pub kind: u32,
+    pub flags: u32,
+    pub stack_len: u32,
+    pub _pad: u32,
+}
+
+/// One change-causing call (or scheduler event) of a traced process, with
+/// room for a user stack. Records without a stack (the usual case) cross the
+/// ring buffer as an [`EventHead`], and are read back into this type.
 #[repr(C)]
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub struct Event {
@@ -48,8 +68,6 @@ pub struct Event {
     pub args: [u64; 6],
     /// The syscall's return value (negative errno on failure).
     pub ret: i64,
-    /// User return addresses, innermost first; `stack_len` of them are valid.
-    pub stack: [u64; MAX_STACK_DEPTH],
     /// Process id (thread group id) in the initial PID namespace.
     pub tgid: u32,
     /// Thread id in the initial PID namespace.
@@ -61,24 +79,58 @@ pub struct Event {
     /// Number of valid entries in `stack`.
     pub stack_len: u32,
     pub _pad: u32,
+    /// User return addresses, innermost first; `stack_len` of them are valid.
+    pub stack: [u64; MAX_STACK_DEPTH],
 }
 
-/// Byte size of [`Event`]; the userspace decoder rejects anything else.
-pub const EVENT_SIZE: usize = 8 * 2 + 8 * 6 + 8 + 8 * MAX_STACK_DEPTH + 4 * 6;
+/// Byte size of a record without a stack ([`EventHead`]).
+pub const EVENT_HEAD_SIZE: usize = 8 * 2 + 8 * 6 + 8 + 4 * 6;
+/// Byte size of a record with a stack ([`Event`]).
+pub const EVENT_SIZE: usize = EVENT_HEAD_SIZE + 8 * MAX_STACK_DEPTH;
+const _: () = assert!(core::mem::size_of::<EventHead>() == EVENT_HEAD_SIZE);
 const _: () = assert!(core::mem::size_of::<Event>() == EVENT_SIZE);
+const _: () = assert!(core::mem::offset_of!(Event, stack) == EVENT_HEAD_SIZE);
+const _: () = assert!(core::mem::offset_of!(Event, _pad) == core::mem::offset_of!(EventHead, _pad));
 const _: () = assert!(core::mem::align_of::<Event>() == 8);
 
-/// Arguments of a syscall seen at entry, kept until its exit.
+impl From<EventHead> for Event {
+    fn from(h: EventHead) -> Event {
+        Event {
+            enter_ns: h.enter_ns,
+            exit_ns: h.exit_ns,
+            args: h.args,
+            ret: h.ret,
+            tgid: h.tgid,
+            tid: h.tid,
+            kind: h.kind,
+            flags: h.flags,
+            stack_len: 0,
+            _pad: h._pad,
+            stack: [0; MAX_STACK_DEPTH],
+        }
+    }
+}
+
+/// Arguments of a syscall seen at entry, kept until its exit (the stack,
+/// when captured, is kept in a map of its own).
 #[repr(C)]
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub struct Pending {
     pub enter_ns: u64,
     pub args: [u64; 6],
-    pub stack: [u64; MAX_STACK_DEPTH],
     pub nr: u32,
-    pub stack_len: u32,
+    pub _pad: u32,
 }
-const _: () = assert!(core::mem::size_of::<Pending>() == 8 + 8 * 6 + 8 * MAX_STACK_DEPTH + 8);
+const _: () = assert!(core::mem::size_of::<Pending>() == 8 + 8 * 6 + 8);
+
+/// A user stack captured at syscall entry.
+#[repr(C)]
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct Stack {
+    pub frames: [u64; MAX_STACK_DEPTH],
+    pub len: u32,
+    pub _pad: u32,
+}
 
 /// Indices into the per-CPU `COUNTERS` array.
 pub mod counter {
@@ -102,5 +154,7 @@ mod pod {
     // padding (checked by the size assertions above), so every bit pattern
     // is a valid value.
     unsafe impl aya::Pod for super::Event {}
+    unsafe impl aya::Pod for super::EventHead {}
     unsafe impl aya::Pod for super::Pending {}
+    unsafe impl aya::Pod for super::Stack {}
 }

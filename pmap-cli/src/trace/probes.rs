@@ -16,7 +16,7 @@ use aya::{
     maps::{HashMap, MapData, PerCpuArray, RingBuf},
     programs::TracePoint,
 };
-use pmap_common::{EVENT_SIZE, Event, counter};
+use pmap_common::{EVENT_HEAD_SIZE, EVENT_SIZE, Event, EventHead, counter};
 use tokio::io::unix::AsyncFd;
 
 /// The object built from `pmap-ebpf` by build.rs.
@@ -356,15 +356,24 @@ impl Probes {
     }
 }
 
-/// Decodes one ring buffer record; `None` if its size is not an event's.
+/// Decodes one ring buffer record (an `EventHead` without a stack, or a
+/// whole `Event`); `None` if its size is neither, or a record without a
+/// stack claims one.
 pub fn decode(bytes: &[u8]) -> Option<Event> {
-    if bytes.len() != EVENT_SIZE {
-        return None;
+    match bytes.len() {
+        // SAFETY: the length is exactly size_of::<EventHead>(), a repr(C)
+        // struct of integers only (any bit pattern is valid), and
+        // read_unaligned does not require the slice to be aligned.
+        // A record without a stack that claims one is malformed.
+        EVENT_HEAD_SIZE => {
+            Some(unsafe { std::ptr::read_unaligned(bytes.as_ptr().cast::<EventHead>()) })
+                .filter(|h| h.stack_len == 0)
+                .map(Event::from)
+        }
+        // SAFETY: as above, for size_of::<Event>().
+        EVENT_SIZE => Some(unsafe { std::ptr::read_unaligned(bytes.as_ptr().cast::<Event>()) }),
+        _ => None,
     }
-    // SAFETY: the length is exactly size_of::<Event>(), Event is repr(C)
-    // with integer fields only (any bit pattern is valid), and
-    // read_unaligned does not require the slice to be aligned.
-    Some(unsafe { std::ptr::read_unaligned(bytes.as_ptr().cast::<Event>()) })
 }
 
 #[cfg(test)]
@@ -374,7 +383,8 @@ mod tests {
     #[test]
     fn decode_rejects_wrong_sizes() {
         assert!(decode(&[]).is_none());
-        assert!(decode(&[0u8; EVENT_SIZE - 1]).is_none());
+        assert!(decode(&[0u8; EVENT_HEAD_SIZE - 1]).is_none());
+        assert!(decode(&[0u8; EVENT_HEAD_SIZE + 8]).is_none());
         assert!(decode(&[0u8; EVENT_SIZE + 8]).is_none());
         let ev = decode(&[0u8; EVENT_SIZE]).expect("a zeroed record decodes");
         assert_eq!(ev.kind, 0);
@@ -385,12 +395,18 @@ mod tests {
         let mut raw = [0u8; EVENT_SIZE];
         raw[0..8].copy_from_slice(&7u64.to_ne_bytes()); // enter_ns
         raw[16..24].copy_from_slice(&0x1234u64.to_ne_bytes()); // args[0]
-        let tgid_at = 8 * 2 + 8 * 6 + 8 + 8 * pmap_common::MAX_STACK_DEPTH;
+        let tgid_at = 8 * 2 + 8 * 6 + 8;
         raw[tgid_at..tgid_at + 4].copy_from_slice(&42u32.to_ne_bytes());
+        raw[EVENT_HEAD_SIZE..EVENT_HEAD_SIZE + 8].copy_from_slice(&0xabcu64.to_ne_bytes());
         let ev = decode(&raw).expect("decodes");
-        assert_eq!(ev.enter_ns, 7);
-        assert_eq!(ev.args[0], 0x1234);
-        assert_eq!(ev.tgid, 42);
+        assert_eq!(
+            (ev.enter_ns, ev.args[0], ev.tgid, ev.stack[0]),
+            (7, 0x1234, 42, 0xabc)
+        );
+        // The same record without its stack.
+        let short = decode(&raw[..EVENT_HEAD_SIZE]).expect("decodes");
+        assert_eq!((short.enter_ns, short.args[0], short.tgid), (7, 0x1234, 42));
+        assert_eq!((short.stack_len, short.stack[0]), (0, 0));
     }
 
     #[test]

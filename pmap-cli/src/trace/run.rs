@@ -29,6 +29,9 @@ use crate::{format::Range, region::Region};
 /// explains it before it counts as a model correction.
 const CONFIRM_GRACE_NS: u64 = 200_000_000;
 
+/// How often the ring buffer is drained without a wake-up, in ms.
+const DRAIN_MS: u64 = 2;
+
 /// An output error that means the reader went away (`| head`): stop
 /// quietly, as other Unix tools do.
 fn is_broken_pipe(e: &anyhow::Error) -> bool {
@@ -492,6 +495,14 @@ async fn trace(args: TraceArgs, range: Range, render: &mut TableRenderer) -> Res
     if let Some(iv) = &mut summary_tick {
         iv.tick().await; // the first tick is immediate
     }
+    // The kernel side wakes us only when the ring is a quarter full (a
+    // wake-up per event costs the traced process dearly), so also drain it
+    // on a short timer: this bounds the delay of a delta.
+    let mut drain_tick = tracer.probes.is_some().then(|| {
+        let mut t = tokio::time::interval(Duration::from_millis(DRAIN_MS));
+        t.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Skip);
+        t
+    });
     let mut poll_tick = tracer
         .probes
         .is_none()
@@ -501,6 +512,12 @@ async fn trace(args: TraceArgs, range: Range, render: &mut TableRenderer) -> Res
         tokio::select! {
             r = async { match &mut tracer.probes { Some(p) => p.readable().await, None => std::future::pending().await } } => {
                 r?;
+                tracer.pump()?;
+                if tracer.sessions.iter().all(|s| s.exited) {
+                    break;
+                }
+            }
+            _ = async { match &mut drain_tick { Some(t) => { t.tick().await; } None => std::future::pending().await } } => {
                 tracer.pump()?;
                 if tracer.sessions.iter().all(|s| s.exited) {
                     break;

@@ -405,7 +405,16 @@ impl Session {
             // arguments are unknown, so look at everything.
             Affected::All
         } else if call == Call::Shmdt {
-            Affected::Ranges(vec![self.shm_attachment(ev.args[0])])
+            // What the model holds: the attachment is gone from the kernel.
+            let addr = ev.args[0];
+            Affected::Ranges(vec![Self::attachment_extent(addr, self.model.regions())])
+        } else if call == Call::Shmat && ev.ret > 0 {
+            // What the kernel holds now: the size is not in the arguments.
+            let addr = ev.ret as u64;
+            match self.attached_now(addr) {
+                Err(e) if is_gone(&e) => return Ok(None),
+                other => Affected::Ranges(vec![other?]),
+            }
         } else {
             affected(call, ev, heap)
         };
@@ -444,25 +453,48 @@ impl Session {
         )))
     }
 
-    /// The addresses `shmdt(addr)` detaches: every region of the same
-    /// segment (same file) placed as the attachment at `addr` placed it,
-    /// even if mprotect split it or munmap punched holes in it.
-    fn shm_attachment(&self, addr: u64) -> (u64, u64) {
+    /// The addresses a SysV attachment at `addr` covers, as the kernel's
+    /// shmdt finds them: regions from `addr` on whose offset into the
+    /// segment equals their distance from `addr` (mprotect, mlock or munmap
+    /// may have split it, and the call's arguments do not give its size).
+    /// `regions` are the candidates in address order. Taking a region too
+    /// many only makes the tracer ask the kernel about it.
+    fn attachment_extent<'a>(addr: u64, regions: impl Iterator<Item = &'a Region>) -> (u64, u64) {
         let mut hi = addr + 1;
-        let Some(first) = self.model.regions().find(|r| r.start == addr) else {
-            return (addr, hi);
-        };
-        let base = first.offset;
-        for r in self.model.regions().filter(|r| r.start >= addr) {
-            let same_segment = r.inode == first.inode
-                && r.dev_major == first.dev_major
-                && r.dev_minor == first.dev_minor
-                && r.offset.wrapping_sub(base) == r.start - addr;
-            if same_segment {
-                hi = r.end;
+        let mut file = None;
+        for r in regions.skip_while(|r| r.end <= addr) {
+            let placed = r.start >= addr && r.offset == r.start - addr;
+            let id = (r.dev_major, r.dev_minor, r.inode);
+            match file {
+                None if placed => {
+                    file = Some(id);
+                    hi = r.end;
+                }
+                Some(f) if placed && f == id => hi = r.end,
+                _ => {}
             }
         }
         (addr, hi)
+    }
+
+    /// The kernel's regions of the attachment made at `addr`, walked one
+    /// region at a time until one is not part of it.
+    fn attached_now(&mut self, addr: u64) -> io::Result<(u64, u64)> {
+        let mut seen = Vec::new();
+        let mut at = addr;
+        while let Some(r) = self.view.query(at)? {
+            let part = r.start >= addr
+                && r.offset == r.start - addr
+                && seen.first().is_none_or(|f: &Region| {
+                    (f.dev_major, f.dev_minor, f.inode) == (r.dev_major, r.dev_minor, r.inode)
+                });
+            if !part {
+                break;
+            }
+            at = r.end;
+            seen.push(r);
+        }
+        Ok(Self::attachment_extent(addr, seen.iter()))
     }
 
     fn resync_unaccounted(&mut self) -> io::Result<Change> {
