@@ -1,6 +1,6 @@
 //! Our `pmap PID...` against procps-ng 4.0.2's `/usr/bin/pmap`, byte for
 //! byte (stdout, stderr, exit status), on real stopped processes, in every
-//! mode. Where we print a corrected figure (docs/compatibility.md), the test
+//! mode. Where we print a corrected figure (README.md, "Compatibility with procps-ng"), the test
 //! checks the figure itself and everything else byte for byte.
 //!
 //! Build the binary under test first: `cargo build -p pmap-cli`.
@@ -987,7 +987,7 @@ fn command_line_handling() {
     for c in &cases {
         same(&reference, &os(c));
     }
-    // More than 255 PIDs: procps-ng gives up (docs/compatibility.md), we
+    // More than 255 PIDs: procps-ng gives up (README.md, "Compatibility with procps-ng"), we
     // show them all.
     let many: Vec<u32> = vec![s.pid; 300];
     let args = with_pid(&["-q"], &many);

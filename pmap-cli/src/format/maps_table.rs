@@ -183,7 +183,7 @@ impl<'a, W: Write> ExtendedTable<'a, W> {
 
     /// Prints `e` if it is in the `-A` range. Only regions in the range
     /// count towards the totals (procps-ng also adds the RSS and Dirty of
-    /// the regions below the range: see docs/compatibility.md).
+    /// the regions below the range: see README.md, "Compatibility with procps-ng").
     pub fn row(&mut self, e: &SmapsEntry) -> io::Result<Row> {
         let r = &e.region;
         let range = &self.opts.range;

@@ -59,7 +59,7 @@ fn is_unimportant(name: &str) -> bool {
 }
 
 /// Fields whose sum means nothing (page sizes, key numbers): their total is
-/// left blank where procps-ng prints the sum (docs/compatibility.md).
+/// left blank where procps-ng prints the sum (README.md, "Compatibility with procps-ng").
 fn has_no_total(name: &str) -> bool {
     matches!(name, "KernelPageSize" | "MMUPageSize" | "ProtectionKey")
 }

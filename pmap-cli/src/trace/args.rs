@@ -22,6 +22,7 @@ pub enum Backend {
 #[derive(Debug, Parser)]
 #[command(
     name = "pmap trace",
+    bin_name = "pmap trace",
     version,
     after_help = "Examples:\n  pmap trace 1234\n  pmap trace -x --interval 5 1234\n  pmap trace -- python3 -c 'import mmap; mmap.mmap(-1, 1<<20)'"
 )]
