@@ -325,7 +325,7 @@ fn render(opts: &Opts, bins: &Bins, rounds: usize, machine: &str, ws: &[Workload
          `min/min` is the ratio of the fastest runs; the CPU ratio is the median per-round \
          ratio of user+sys times, which the load of other processes disturbs less than wall time. \
          \"output vs procps\" compares one untimed run of each: Pss of shared libraries moves \
-         with what else runs, and -X/-XX totals differ by design (README.md, "Compatibility with procps-ng").\n"
+         with what else runs, and -X/-XX totals differ by design (README.md, section Compatibility with procps-ng).\n"
     );
     if let Some(e) = &bins.pmap_build_error {
         let _ = writeln!(s, "**Our pmap could not be built**: {e}\n");
