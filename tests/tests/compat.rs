@@ -183,7 +183,16 @@ fn mask_pss(stdout: &[u8], heading: &[u8]) -> Vec<u8> {
                 .collect();
             mask_tokens(l, &idx, Some(b"#"))
         } else {
-            let cols = if maps_observer_file(l) {
+            // A file's pages are shared or private depending on which
+            // other processes map them at that instant (any process on the
+            // machine, not only the two pmaps), so the split is masked for
+            // every file row; their sum, Rss, is still compared.
+            let inode = head_words
+                .iter()
+                .position(|w| *w == b"Inode")
+                .and_then(|k| words(l).get(k).copied());
+            let file_row = inode.is_some_and(|w| w != b"0");
+            let cols = if file_row || maps_observer_file(l) {
                 &sharing
             } else {
                 &pss
