@@ -157,6 +157,37 @@ pub fn non_table_lines(lines: &[String]) -> Vec<(usize, &str)> {
     out
 }
 
+/// Delta headers (`+T pid P tid T call(args) = -1 ERRNO ...`) of failed
+/// calls that, by the kernel's contract, fail before changing anything:
+/// the tracer must count them, not print them (without `--show-failed`).
+/// Calls that may fail half-way (mprotect, madvise, mlock ENOMEM...) are
+/// not listed.
+pub fn printed_unchanging_failures(lines: &[String]) -> Vec<String> {
+    const NO_CHANGE: &[(&str, &[&str])] = &[
+        ("mmap", &["EEXIST", "EINVAL", "EBADF", "EACCES"]),
+        ("mremap", &["EINVAL", "EFAULT"]),
+        ("munmap", &["EINVAL"]),
+        ("shmat", &["EINVAL", "EACCES", "EIDRM"]),
+        ("shmdt", &["EINVAL"]),
+    ];
+    non_table_lines(lines)
+        .into_iter()
+        .filter_map(|(_, l)| {
+            let rest = l.strip_prefix('+')?;
+            let call = rest
+                .split(" tid ")
+                .nth(1)?
+                .split_once(' ')?
+                .1
+                .split('(')
+                .next()?;
+            let errno = rest.split(" = -1 ").nth(1)?.split_whitespace().next()?;
+            let (_, errs) = NO_CHANGE.iter().find(|(c, _)| *c == call)?;
+            errs.contains(&errno).then(|| l.to_string())
+        })
+        .collect()
+}
+
 /// The end-of-trace summary of one pid.
 #[derive(Debug)]
 pub struct Summary {
