@@ -49,7 +49,7 @@ pub fn main(args: &[String]) -> Result<()> {
         Some(t) => bail!("no fuzz target {t:?}; the targets are: {}", all.join(", ")),
     };
     for t in &chosen {
-        fuzz_one(t, seconds)?;
+        fuzz_one(t, seconds, false)?;
     }
     eprintln!(
         "xtask: fuzzing clean: {} ({seconds} s each)",
@@ -61,7 +61,7 @@ pub fn main(args: &[String]) -> Result<()> {
 /// The smoke: every target for [`SMOKE_SECONDS`] (dependencies already checked).
 pub fn smoke_all() -> Result<()> {
     for t in targets()? {
-        fuzz_one(&t, SMOKE_SECONDS)?;
+        fuzz_one(&t, SMOKE_SECONDS, true)?;
     }
     Ok(())
 }
@@ -88,7 +88,10 @@ pub fn targets() -> Result<Vec<String>> {
     Ok(names)
 }
 
-fn fuzz_one(target: &str, seconds: u64) -> Result<()> {
+/// Runs one target. `quiet`: libFuzzer's progress goes to a log file
+/// (fuzz/target/logs/TARGET.log) and only its final statistics are shown,
+/// or the log's end if it failed.
+fn fuzz_one(target: &str, seconds: u64, quiet: bool) -> Result<()> {
     let fuzz = fuzz_dir();
     let work = fuzz.join("target/corpus").join(target);
     let seeds = fuzz.join("corpus").join(target);
@@ -107,9 +110,31 @@ fn fuzz_one(target: &str, seconds: u64) -> Result<()> {
         // The fuzzed code does not need the kernel programs; building them
         // under the fuzzer's sanitizer flags would not work.
         .env("PMAP_NO_EBPF", "1");
-    run(&mut c).map_err(|e| {
+    let result = if quiet {
+        let log = fuzz.join("target/logs").join(format!("{target}.log"));
+        let result = util::run_logged(&mut c, &log);
+        let text = fs::read_to_string(&log).unwrap_or_default();
+        let lines: Vec<&str> = text.lines().collect();
+        if result.is_ok() {
+            for l in lines
+                .iter()
+                .filter(|l| l.starts_with("Done ") || l.starts_with("stat::"))
+            {
+                eprintln!("  {l}");
+            }
+        } else {
+            eprintln!("xtask: the end of {}:", log.display());
+            for l in &lines[lines.len().saturating_sub(60)..] {
+                eprintln!("  {l}");
+            }
+        }
+        result
+    } else {
+        run(&mut c)
+    };
+    result.map_err(|e| {
         e.context(format!(
-            "fuzz target {target} failed: the crashing input is in fuzz/artifacts/{target}/; \
+            "fuzz target {target} failed: a crashing input is in fuzz/artifacts/{target}/; \
              reproduce with `cargo +nightly fuzz run {target} fuzz/artifacts/{target}/<file>`"
         ))
     })

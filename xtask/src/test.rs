@@ -6,7 +6,9 @@
 
 use std::{
     io::{BufRead, BufReader, Write},
-    process::{Command, Stdio},
+    process::Command,
+    sync::OnceLock,
+    time::Instant,
 };
 
 use anyhow::{Context, Result, bail};
@@ -24,9 +26,9 @@ const USAGE: &str = "usage: cargo xtask test [--no-lint] [--no-fuzz] [CARGO TEST
   --no-fuzz   skip the fuzz smoke
   Anything else goes to cargo test, e.g. `cargo xtask test --no-fuzz -p pmap-cli ebpf`.";
 
-/// The clippy flags for the kernel programs: they are built with nightly for
-/// the BPF target, like aya-build does, so clippy must see them that way.
-pub const EBPF_TARGET: &str = "bpfel-unknown-none";
+/// The target aya-build compiles the kernel programs for (with nightly and
+/// `-Z build-std=core`); clippy must check them the same way.
+const EBPF_TARGET: &str = "bpfel-unknown-none";
 
 pub fn main(args: &[String]) -> Result<()> {
     let mut lint = true;
@@ -51,6 +53,7 @@ pub fn main(args: &[String]) -> Result<()> {
              Run it as root, e.g. `sudo env \"PATH=$PATH\" cargo xtask test`"
         );
     }
+    step("dependencies");
     crate::util::note_no_ebpf_ignored();
     deps::ensure(deps::Needs {
         fuzz: fuzz_smoke,
@@ -82,23 +85,31 @@ pub fn main(args: &[String]) -> Result<()> {
     }
 
     step("tests");
-    run_tests(cargo(test_args(&rest)).env_remove("PMAP_NO_EBPF"))
+    let mut tests = cargo(test_args(&rest));
+    tests.env_remove("PMAP_NO_EBPF");
+    run_tests(tests)
 }
 
 /// Runs cargo test, passing its output through, then prints the totals of
 /// all its `test result:` lines: cargo's own last summary is that of the
 /// last test binary (often a doc-test run with no tests), not of the run.
-fn run_tests(c: &mut Command) -> Result<()> {
-    let shown = crate::util::show(c);
+fn run_tests(mut c: Command) -> Result<()> {
+    let shown = crate::util::show(&c);
     eprintln!("xtask: $ {shown}");
+    // One pipe for both streams keeps cargo's "Running ..." lines (stderr)
+    // in order with the test output (stdout).
+    let (reader, writer) = std::io::pipe().context("creating a pipe for cargo test")?;
     let mut child = c
-        .stdout(Stdio::piped())
+        .stdout(writer.try_clone()?)
+        .stderr(writer)
         .spawn()
         .with_context(|| format!("could not start `{shown}`"))?;
-    let stdout = child.stdout.take().context("no stdout pipe")?;
+    // The Command holds copies of the write end: they must close, or
+    // reading never ends.
+    drop(c);
     let mut totals = Totals::default();
     let mut out = std::io::stdout().lock();
-    for line in BufReader::new(stdout).lines() {
+    for line in BufReader::new(reader).lines() {
         let line = line.context("reading cargo test's output")?;
         totals.add(&line);
         writeln!(out, "{line}")?;
@@ -144,9 +155,13 @@ impl Totals {
     }
 }
 
+/// Announces a step with the time since xtask started (CI has a limit).
 fn step(what: &str) {
-    eprintln!("xtask: ==== {what} ====");
+    let secs = START.get_or_init(Instant::now).elapsed().as_secs();
+    eprintln!("xtask: ==== {what} ==== (+{}:{:02})", secs / 60, secs % 60);
 }
+
+static START: OnceLock<Instant> = OnceLock::new();
 
 /// Clippy for pmap-ebpf as it is really built.
 fn ebpf_clippy() -> std::process::Command {

@@ -75,6 +75,25 @@ pub fn run(c: &mut Command) -> Result<()> {
     Ok(())
 }
 
+/// Like [`run`], with stdout and stderr written to `log` instead.
+pub fn run_logged(c: &mut Command, log: &Path) -> Result<()> {
+    let shown = show(c);
+    eprintln!("xtask: $ {shown} > {}", log.display());
+    if let Some(dir) = log.parent() {
+        std::fs::create_dir_all(dir).with_context(|| format!("creating {}", dir.display()))?;
+    }
+    let file = std::fs::File::create(log).with_context(|| format!("creating {}", log.display()))?;
+    let status = c
+        .stdout(file.try_clone()?)
+        .stderr(file)
+        .status()
+        .with_context(|| format!("could not start `{shown}`"))?;
+    if !status.success() {
+        bail!("`{shown}` failed ({status})");
+    }
+    Ok(())
+}
+
 /// Runs a command quietly; true if it started and exited 0.
 pub fn succeeds(c: &mut Command) -> bool {
     c.stdout(std::process::Stdio::null())

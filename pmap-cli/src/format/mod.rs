@@ -112,14 +112,21 @@ pub fn print_process_line(out: &mut impl Write, info: &ProcessInfo) -> io::Resul
     out.write_all(&buf)
 }
 
-/// A complete maps-format table (default or `-d`; for the smaps formats use
-/// [`print_smaps_table`]), as `pmap [opts] PID` prints it.
+/// A complete maps-format table (default or `-d`), as `pmap [opts] PID`
+/// prints it. The smaps formats need [`print_smaps_table`]: asking for one
+/// here is an `InvalidInput` error (nothing is printed).
 pub fn print_maps_table(
     out: &mut impl Write,
     opts: &Options,
     info: &ProcessInfo,
     regions: &[Region],
 ) -> io::Result<()> {
+    if opts.format.uses_smaps() {
+        return Err(io::Error::new(
+            io::ErrorKind::InvalidInput,
+            "print_maps_table: -x/-X/-XX/rc tables need smaps data; use print_smaps_table",
+        ));
+    }
     print_process_line(out, info)?;
     let mut t = MapsTable::begin(out, opts, info)?;
     for r in regions {
@@ -130,7 +137,8 @@ pub fn print_maps_table(
     t.finish()
 }
 
-/// A complete smaps-format table (`-x`, `-X`, `-XX`, rc), as `pmap [opts]
+/// A complete table in any format from smaps entries (`-x`, `-X`, `-XX`,
+/// rc; the default and `-d` formats use only the regions), as `pmap [opts]
 /// PID` prints it. `columns` carries the column list and widths from one
 /// table to the next, as procps-ng does across the PIDs of one call; pass a
 /// fresh `SmapsColumns::default()` for a standalone table.
@@ -141,6 +149,10 @@ pub fn print_smaps_table(
     entries: &[SmapsEntry],
     columns: &mut SmapsColumns,
 ) -> Result<(), TableError> {
+    if !opts.format.uses_smaps() {
+        let regions: Vec<Region> = entries.iter().map(|e| e.region.clone()).collect();
+        return Ok(print_maps_table(out, opts, info, &regions)?);
+    }
     print_process_line(out, info)?;
     if opts.format == Format::Extended {
         let mut t = ExtendedTable::begin(out, opts, info)?;
@@ -158,4 +170,196 @@ pub fn print_smaps_table(
     }
     t.print(out)?;
     Ok(())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::{
+        proc::{maps::parse_line, smaps::SmapsField},
+        region::Region,
+    };
+
+    fn info() -> ProcessInfo {
+        ProcessInfo {
+            pid: 42,
+            tgid: 42,
+            cmdline: b"prog arg".to_vec(),
+            start_stack: 0x7ffc_0000_1000,
+        }
+    }
+
+    fn regions() -> Vec<Region> {
+        [
+            &b"55d0a0000000-55d0a0002000 r--p 00000000 fe:00 1234                       /usr/bin/prog"[..],
+            b"55d0a0002000-55d0a0003000 rw-p 00002000 fe:00 1234                       /usr/bin/prog",
+            b"55d0a1000000-55d0a1021000 rw-p 00000000 00:00 0                          [heap]",
+            b"7f0000000000-7f0000004000 rw-s 00000000 00:01 99                         /SYSV0000abcd (deleted)",
+            b"7ffc00000000-7ffc00021000 rw-p 00000000 00:00 0                          [stack]",
+        ]
+        .iter()
+        .map(|l| parse_line(l).expect("valid line"))
+        .collect()
+    }
+
+    fn print(opts: &Options) -> String {
+        let mut out = Vec::new();
+        print_maps_table(&mut out, opts, &info(), &regions()).expect("in-memory write");
+        String::from_utf8(out).expect("ASCII")
+    }
+
+    #[test]
+    fn default_table() {
+        let opts = Options {
+            shm_minor: Some(1),
+            ..Options::default()
+        };
+        assert_eq!(
+            print(&opts),
+            "42:   prog arg
+000055d0a0000000      8K r---- prog
+000055d0a0002000      4K rw--- prog
+000055d0a1000000    132K rw---   [ anon ]
+00007f0000000000     16K rw-s-   [ shmid=0x63 ]
+00007ffc00000000    132K rw---   [ stack ]
+ total              292K
+"
+        );
+    }
+
+    #[test]
+    fn device_table_with_range_and_kernel_names() {
+        let opts = Options {
+            format: Format::Device,
+            kernel_name: true,
+            range: Range {
+                low: 0x55d0a0002fff,
+                high: 0x7effffffffff,
+            },
+            ..Options::default()
+        };
+        assert_eq!(
+            print(&opts),
+            "42:   prog arg
+Address           Kbytes Mode  Offset           Device    Mapping
+000055d0a0002000       4 rw--- 0000000000002000 0fe:00000 prog
+000055d0a1000000     132 rw--- 0000000000000000 000:00000 [heap]
+mapped: 136K    writeable/private: 136K    shared: 0K
+"
+        );
+    }
+
+    fn entry(r: &Region, rss: u64, pss: u64) -> SmapsEntry {
+        SmapsEntry {
+            region: r.clone(),
+            fields: vec![
+                SmapsField::new("Size", r.size() / 1024),
+                SmapsField::new("KernelPageSize", 4),
+                SmapsField::new("Rss", rss),
+                SmapsField::new("Pss", pss),
+                SmapsField::new("Shared_Dirty", 0),
+                SmapsField::new("Private_Dirty", rss / 2),
+                SmapsField::new("Swap", 0),
+            ],
+            vm_flags: Some(b"rd wr mr".to_vec()),
+        }
+    }
+
+    fn smaps(opts: &Options, columns: &mut SmapsColumns) -> String {
+        let entries: Vec<SmapsEntry> = regions()
+            .iter()
+            .enumerate()
+            .map(|(i, r)| entry(r, 4 * i as u64, 2 * i as u64))
+            .collect();
+        let mut out = Vec::new();
+        print_smaps_table(&mut out, opts, &info(), &entries, columns).expect("in-memory write");
+        String::from_utf8(out).expect("ASCII")
+    }
+
+    #[test]
+    fn extended_table() {
+        let opts = Options {
+            format: Format::Extended,
+            ..Options::default()
+        };
+        assert_eq!(
+            smaps(&opts, &mut SmapsColumns::default()),
+            "42:   prog arg
+Address           Kbytes     RSS   Dirty Mode  Mapping
+000055d0a0000000       8       0       0 r---- prog
+000055d0a0002000       4       4       2 rw--- prog
+000055d0a1000000     132       8       4 rw---   [ anon ]
+00007f0000000000      16      12       6 rw-s- SYSV0000abcd (deleted)
+00007ffc00000000     132      16       8 rw---   [ stack ]
+---------------- ------- ------- ------- 
+total kB             292      40      20
+"
+        );
+    }
+
+    #[test]
+    fn more_extended_and_all() {
+        let opts = Options {
+            format: Format::MoreExtended,
+            ..Options::default()
+        };
+        assert_eq!(
+            smaps(&opts, &mut SmapsColumns::default()),
+            "42:   prog arg
+     Address Perm   Offset Device Inode Size Rss Pss Swap Mapping
+55d0a0000000 r--p 00000000  fe:00  1234    8   0   0    0 prog
+55d0a0002000 rw-p 00002000  fe:00  1234    4   4   2    0 prog
+55d0a1000000 rw-p 00000000  00:00     0  132   8   4    0 [heap]
+7f0000000000 rw-s 00000000  00:01    99   16  12   6    0 SYSV0000abcd (deleted)
+7ffc00000000 rw-p 00000000  00:00     0  132  16   8    0 [stack]
+                                        ==== === === ==== 
+                                         292  40  20    0 KB 
+"
+        );
+        let all = Options {
+            format: Format::All,
+            quiet: true,
+            show_path: true,
+            ..Options::default()
+        };
+        let text = smaps(&all, &mut SmapsColumns::default());
+        assert!(text.contains(
+            "7f0000000000 rw-s 00000000 00:01   99  16 4 12 6 0 6 0 rd wr mr /SYSV0000abcd (deleted)\n"
+        ));
+        // Page sizes have no total.
+        let full = smaps(
+            &Options {
+                format: Format::All,
+                ..Options::default()
+            },
+            &mut SmapsColumns::default(),
+        );
+        let totals = full.lines().last().expect("a totals line");
+        assert_eq!(
+            totals.split_whitespace().collect::<Vec<_>>(),
+            ["292", "40", "20", "0", "20", "0", "KB"]
+        );
+    }
+
+    #[test]
+    fn rc_columns_and_range() {
+        let opts = Options {
+            format: Format::Rc(vec!["Rss".into(), "Mapping".into()]),
+            range: Range {
+                low: 0x7f0000000000,
+                high: u64::MAX,
+            },
+            ..Options::default()
+        };
+        assert_eq!(
+            smaps(&opts, &mut SmapsColumns::default()),
+            "42:   prog arg
+     Address Rss Mapping
+7f0000000000  12 SYSV0000abcd (deleted)
+7ffc00000000  16 [stack]
+             === 
+              28 KB 
+"
+        );
+    }
 }

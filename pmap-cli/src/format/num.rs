@@ -22,28 +22,38 @@ pub fn dec_len(mut v: u64) -> usize {
 
 /// `%0*lx` (lower case).
 pub fn hex_zero(buf: &mut Vec<u8>, v: u64, width: usize) {
-    let len = hex_len(v);
-    buf.extend(std::iter::repeat_n(b'0', width.saturating_sub(len)));
-    let start = buf.len();
-    buf.resize(start + len, 0);
+    let mut digits = [0u8; 16];
+    let mut i = digits.len();
     let mut v = v;
-    for slot in buf[start..].iter_mut().rev() {
-        *slot = b"0123456789abcdef"[(v & 0xf) as usize];
+    loop {
+        i -= 1;
+        digits[i] = b"0123456789abcdef"[(v & 0xf) as usize];
         v >>= 4;
+        if v == 0 {
+            break;
+        }
     }
+    let len = digits.len() - i;
+    buf.extend(std::iter::repeat_n(b'0', width.saturating_sub(len)));
+    buf.extend_from_slice(&digits[i..]);
 }
 
 /// `%*lu` (right-justified, blank padded).
 pub fn dec_right(buf: &mut Vec<u8>, v: u64, width: usize) {
-    let len = dec_len(v);
-    buf.extend(std::iter::repeat_n(b' ', width.saturating_sub(len)));
-    let start = buf.len();
-    buf.resize(start + len, 0);
+    let mut digits = [0u8; 20];
+    let mut i = digits.len();
     let mut v = v;
-    for slot in buf[start..].iter_mut().rev() {
-        *slot = b'0' + (v % 10) as u8;
+    loop {
+        i -= 1;
+        digits[i] = b'0' + (v % 10) as u8;
         v /= 10;
+        if v == 0 {
+            break;
+        }
     }
+    let len = digits.len() - i;
+    buf.extend(std::iter::repeat_n(b' ', width.saturating_sub(len)));
+    buf.extend_from_slice(&digits[i..]);
 }
 
 /// `%lu`.

@@ -9,6 +9,7 @@ use std::{
     fmt,
     io::{self, Write},
     rc::Rc,
+    sync::Arc,
 };
 
 use super::{Format, Options, names::smaps_mapping_name, num};
@@ -115,17 +116,29 @@ fn read_varint(buf: &[u8], pos: &mut usize) -> u64 {
 struct Interner {
     ids: HashMap<Rc<[u8]>, u32>,
     items: Vec<Rc<[u8]>>,
+    /// The last string asked for: neighbours often repeat (the segments of
+    /// one file, runs of anonymous regions).
+    last: Option<u32>,
 }
 
 impl Interner {
     fn id(&mut self, s: &[u8]) -> u32 {
-        if let Some(&id) = self.ids.get(s) {
-            return id;
+        if let Some(last) = self.last
+            && *self.items[last as usize] == *s
+        {
+            return last;
         }
-        let rc: Rc<[u8]> = Rc::from(s);
-        let id = self.items.len() as u32;
-        self.items.push(rc.clone());
-        self.ids.insert(rc, id);
+        let id = match self.ids.get(s) {
+            Some(&id) => id,
+            None => {
+                let rc: Rc<[u8]> = Rc::from(s);
+                let id = self.items.len() as u32;
+                self.items.push(rc.clone());
+                self.ids.insert(rc, id);
+                id
+            }
+        };
+        self.last = Some(id);
         id
     }
     fn get(&self, id: u64) -> &[u8] {
@@ -159,6 +172,11 @@ pub struct SmapsTable<'a> {
     names: Interner,
     flags: Interner,
     scratch: Vec<u8>,
+    /// For each field position of the last entry: its name and the column
+    /// it feeds (`None`: not shown). Entries from one reader share name
+    /// `Arc`s, so the usual check is a pointer comparison.
+    positions: Vec<(Arc<str>, Option<usize>)>,
+    values: Vec<u64>,
 }
 
 impl<'a> SmapsTable<'a> {
@@ -179,6 +197,8 @@ impl<'a> SmapsTable<'a> {
             names: Interner::default(),
             flags,
             scratch: Vec::with_capacity(64),
+            positions: Vec::new(),
+            values: Vec::new(),
         }
     }
 
@@ -205,35 +225,32 @@ impl<'a> SmapsTable<'a> {
         widen(4, num::dec_len(r.inode), &mut self.w);
         let in_range = self.opts.range.contains(r);
 
-        let mut values = Vec::new();
-        let mut k = 0;
-        for f in &e.fields {
-            if !self.enabled(&f.name) {
-                continue;
-            }
-            match self.columns.columns.get_mut(k) {
-                None => self.columns.columns.push(Column {
-                    name: f.name.clone(),
-                    width: if self.opts.quiet { 0 } else { f.name.len() },
-                    total: 0,
-                }),
-                Some(c) if c.name != f.name => {
-                    return Err(TableError::Inconsistent {
-                        field: f.name.to_string(),
-                        expected: c.name.to_string(),
-                    });
+        self.values.clear();
+        let mut known = true;
+        for (pos, f) in e.fields.iter().enumerate() {
+            let cached = match self.positions.get(pos) {
+                Some((name, col)) if known && Arc::ptr_eq(name, &f.name) => Some(*col),
+                _ => None,
+            };
+            let col = match cached {
+                Some(col) => col,
+                None => {
+                    known = false;
+                    let col = self.resolve(pos, &f.name)?;
+                    self.positions.truncate(pos);
+                    self.positions.push((f.name.clone(), col));
+                    col
                 }
-                Some(_) => {}
-            }
+            };
+            let Some(k) = col else { continue };
             if in_range {
                 let c = &mut self.columns.columns[k];
                 c.total = c.total.wrapping_add(f.value);
                 if self.opts.quiet {
                     c.width = c.width.max(num::dec_len(f.value));
                 }
-                values.push(f.value);
+                self.values.push(f.value);
             }
-            k += 1;
         }
         if let Some(fl) = &e.vm_flags {
             self.w[5] = self.w[5].max(fl.len());
@@ -252,11 +269,39 @@ impl<'a> SmapsTable<'a> {
         push_varint(row, u64::from(self.names.id(&r.name)));
         let flags = e.vm_flags.as_deref().map_or(0, |f| self.flags.id(f));
         push_varint(row, u64::from(flags));
-        push_varint(row, values.len() as u64);
-        for v in values {
+        push_varint(row, self.values.len() as u64);
+        for &v in &self.values {
             push_varint(row, v);
         }
         Ok(())
+    }
+
+    /// The column field `name` at position `pos` of an entry feeds (a new
+    /// one if the list is shorter), or `None` if the format hides it.
+    fn resolve(&mut self, pos: usize, name: &Arc<str>) -> Result<Option<usize>, TableError> {
+        if !self.enabled(name) {
+            return Ok(None);
+        }
+        // The column index is the number of shown fields before this one.
+        let k = self.positions[..pos.min(self.positions.len())]
+            .iter()
+            .filter(|(_, c)| c.is_some())
+            .count();
+        match self.columns.columns.get(k) {
+            None => self.columns.columns.push(Column {
+                name: Box::from(&**name),
+                width: if self.opts.quiet { 0 } else { name.len() },
+                total: 0,
+            }),
+            Some(c) if *c.name != **name => {
+                return Err(TableError::Inconsistent {
+                    field: name.to_string(),
+                    expected: c.name.to_string(),
+                });
+            }
+            Some(_) => {}
+        }
+        Ok(Some(k))
     }
 
     /// Prints headings, rows and totals (headings and totals unless quiet).
@@ -386,5 +431,123 @@ impl<'a> SmapsTable<'a> {
             b.extend_from_slice(b"KB \n");
         }
         out.write_all(&b)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::{
+        format::{ExtendedTable, MapsTable, Range},
+        proc::{
+            maps::MapsReader,
+            process::ProcessInfo,
+            smaps::{SliceLines, SmapsReader},
+        },
+        region::Region,
+    };
+
+    /// xorshift: deterministic pseudo-random mutations.
+    struct Rng(u64);
+    impl Rng {
+        fn next(&mut self) -> u64 {
+            self.0 ^= self.0 << 13;
+            self.0 ^= self.0 >> 7;
+            self.0 ^= self.0 << 17;
+            self.0
+        }
+        fn below(&mut self, n: usize) -> usize {
+            (self.next() % n.max(1) as u64) as usize
+        }
+    }
+
+    /// Every reader and printer, fed mutated real smaps text, either prints
+    /// or reports an error; it never panics.
+    #[test]
+    fn mutated_input_never_panics() {
+        let smaps =
+            std::fs::read(format!("/proc/{}/smaps", std::process::id())).expect("own smaps");
+        let maps = std::fs::read(format!("/proc/{}/maps", std::process::id())).expect("own maps");
+        let info = ProcessInfo {
+            pid: 1,
+            tgid: 1,
+            cmdline: b"x".to_vec(),
+            start_stack: 0,
+        };
+        let formats = [
+            Format::Default,
+            Format::Extended,
+            Format::Device,
+            Format::MoreExtended,
+            Format::All,
+            Format::Rc(vec!["Rss".into(), "VmFlags".into(), "Mapping".into()]),
+        ];
+        let mut rng = Rng(0x9e37_79b9_7f4a_7c15);
+        for round in 0..1200 {
+            let format = formats[round % formats.len()].clone();
+            let mut m = if format.uses_smaps() {
+                smaps.clone()
+            } else {
+                maps.clone()
+            };
+            for _ in 0..1 + rng.below(8) {
+                if m.is_empty() {
+                    break;
+                }
+                let at = rng.below(m.len());
+                match rng.below(4) {
+                    0 => m[at] = [b':', b'\n', b' ', b'0', b'9', 0xff, 0, b'-'][rng.below(8)],
+                    1 => {
+                        m.remove(at);
+                    }
+                    2 => m.insert(at, [b':', b'\n', b'7', b'V'][rng.below(4)]),
+                    _ => m.truncate(at),
+                }
+            }
+            let opts = Options {
+                format,
+                quiet: round % 3 == 0,
+                show_path: round % 2 == 0,
+                kernel_name: round % 5 == 0,
+                range: Range {
+                    low: rng.next() >> 20,
+                    high: u64::MAX >> rng.below(20),
+                },
+                shm_minor: Some(1),
+            };
+            let mut out = Vec::new();
+            match &opts.format {
+                Format::Default | Format::Device => {
+                    let mut reader = MapsReader::new(&m[..]);
+                    let mut t = MapsTable::begin(&mut out, &opts, &info).expect("vec write");
+                    let mut r = Region::default();
+                    while let Ok(true) = reader.next_into(&mut r) {
+                        let _ = t.row(&r);
+                    }
+                    let _ = t.finish();
+                }
+                Format::Extended => {
+                    let mut reader = SmapsReader::new(SliceLines(&m));
+                    let mut t = ExtendedTable::begin(&mut out, &opts, &info).expect("vec write");
+                    let mut e = SmapsEntry::default();
+                    while let Ok(true) = reader.next_into(&mut e) {
+                        let _ = t.row(&e);
+                    }
+                    let _ = t.finish();
+                }
+                _ => {
+                    let mut columns = SmapsColumns::default();
+                    let mut t = SmapsTable::new(&opts, &mut columns);
+                    let mut reader = SmapsReader::new(SliceLines(&m));
+                    let mut e = SmapsEntry::default();
+                    while let Ok(true) = reader.next_into(&mut e) {
+                        if t.add(&e).is_err() {
+                            break;
+                        }
+                    }
+                    let _ = t.print(&mut out);
+                }
+            }
+        }
     }
 }

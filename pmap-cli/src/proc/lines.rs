@@ -27,6 +27,45 @@ impl<R: Read> LineReader<R> {
         }
     }
 
+    /// At least `n` unread bytes (fewer only at the end of the input),
+    /// without consuming them; see `consume`.
+    pub fn peek(&mut self, n: usize) -> io::Result<&[u8]> {
+        while self.end - self.start < n && !self.eof {
+            self.fill()?;
+        }
+        Ok(&self.buf[self.start..self.end])
+    }
+
+    /// Marks `n` bytes returned by `peek` as read.
+    pub fn consume(&mut self, n: usize) {
+        self.start = (self.start + n).min(self.end);
+    }
+
+    /// Moves the unread bytes to the front and reads more after them.
+    fn fill(&mut self) -> io::Result<()> {
+        if self.start > 0 {
+            self.buf.copy_within(self.start..self.end, 0);
+            self.end -= self.start;
+            self.start = 0;
+        }
+        if self.buf.len() - self.end < CHUNK / 2 {
+            let grown = self.buf.len() * 2;
+            self.buf.resize(grown, 0);
+        }
+        let n = loop {
+            match self.inner.read(&mut self.buf[self.end..]) {
+                Ok(n) => break n,
+                Err(e) if e.kind() == io::ErrorKind::Interrupted => continue,
+                Err(e) => return Err(e),
+            }
+        };
+        if n == 0 {
+            self.eof = true;
+        }
+        self.end += n;
+        Ok(())
+    }
+
     /// The next line without its `\n` (the last line may lack one), or
     /// `None` at the end of the input.
     pub fn next_line(&mut self) -> io::Result<Option<&[u8]>> {
@@ -47,27 +86,9 @@ impl<R: Read> LineReader<R> {
                 return Ok(None);
             }
             // Keep the unfinished line, make room after it, read more.
-            if self.start > 0 {
-                self.buf.copy_within(self.start..self.end, 0);
-                self.end -= self.start;
-                self.start = 0;
-            }
-            searched = self.end;
-            if self.buf.len() - self.end < CHUNK / 2 {
-                let grown = self.buf.len() * 2;
-                self.buf.resize(grown, 0);
-            }
-            let n = loop {
-                match self.inner.read(&mut self.buf[self.end..]) {
-                    Ok(n) => break n,
-                    Err(e) if e.kind() == io::ErrorKind::Interrupted => continue,
-                    Err(e) => return Err(e),
-                }
-            };
-            if n == 0 {
-                self.eof = true;
-            }
-            self.end += n;
+            let unsearched = self.end - self.start;
+            self.fill()?;
+            searched = self.start + unsearched;
         }
     }
 }

@@ -36,26 +36,38 @@ impl fmt::Display for ParseError {
 
 impl std::error::Error for ParseError {}
 
+/// The value of each hex digit byte; 0xff for other bytes.
+const HEX: [u8; 256] = {
+    let mut t = [0xffu8; 256];
+    let mut i = 0;
+    while i < 10 {
+        t[b'0' as usize + i] = i as u8;
+        i += 1;
+    }
+    let mut i = 0;
+    while i < 6 {
+        t[b'a' as usize + i] = 10 + i as u8;
+        t[b'A' as usize + i] = 10 + i as u8;
+        i += 1;
+    }
+    t
+};
+
 /// Reads hex digits at `*pos`; at least one, at most 16.
 fn hex(line: &[u8], pos: &mut usize, what: &'static str) -> Result<u64, ParseError> {
-    let start = *pos;
-    let mut v: u64 = 0;
-    while let Some(&c) = line.get(*pos) {
-        let d = match c {
-            b'0'..=b'9' => c - b'0',
-            b'a'..=b'f' => c - b'a' + 10,
-            b'A'..=b'F' => c - b'A' + 10,
-            _ => break,
-        };
-        if *pos - start == 16 {
-            return Err(ParseError::new(what, line));
-        }
-        v = (v << 4) | u64::from(d);
-        *pos += 1;
-    }
-    if *pos == start {
+    let rest = line.get(*pos..).unwrap_or_default();
+    let n = rest
+        .iter()
+        .take(17)
+        .take_while(|&&c| HEX[usize::from(c)] != 0xff)
+        .count();
+    if n == 0 || n > 16 {
         return Err(ParseError::new(what, line));
     }
+    let v = rest[..n]
+        .iter()
+        .fold(0u64, |v, &c| (v << 4) | u64::from(HEX[usize::from(c)]));
+    *pos += n;
     Ok(v)
 }
 

@@ -7,8 +7,10 @@
 //!   start of stack).
 //! - `shm`: the device minor of SysV shared memory.
 //! - `lines`: chunked line splitting shared by the parsers.
+//! - `prefetch`: reading a file ahead on a second thread.
 pub mod lines;
 pub mod maps;
+pub mod prefetch;
 pub mod process;
 pub mod shm;
 pub mod smaps;

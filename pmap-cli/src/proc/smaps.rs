@@ -5,7 +5,7 @@
 //! bytes without ':', a colon, blanks, digits; or `VmFlags:` and flag
 //! letters); anything else must be a region header.
 
-use std::{fs::File, io};
+use std::{fs::File, io, sync::Arc};
 
 use super::{
     lines::LineReader,
@@ -14,11 +14,22 @@ use super::{
 use crate::region::Region;
 
 /// One `Key: value kB` line of an smaps entry (the value is in kB, or a
-/// plain number for `THPeligible`/`ProtectionKey`).
+/// plain number for `THPeligible`/`ProtectionKey`). A reader hands out the
+/// same `Arc` for the same field of every entry, so consumers can recognise
+/// a field by pointer (`Arc::ptr_eq`) instead of comparing names.
 #[derive(Clone, Debug, PartialEq, Eq, Hash, Default)]
 pub struct SmapsField {
-    pub name: Box<str>,
+    pub name: Arc<str>,
     pub value: u64,
+}
+
+impl SmapsField {
+    pub fn new(name: &str, value: u64) -> Self {
+        SmapsField {
+            name: Arc::from(name),
+            value,
+        }
+    }
 }
 
 /// One region of `/proc/PID/smaps`: its header line, its fields in the
@@ -110,14 +121,93 @@ pub fn classify<'a>(line: &'a [u8], region: &mut Region) -> Result<SmapsLine<'a>
     parse_line_into(line, region).map(|()| SmapsLine::Header)
 }
 
-/// A line-at-a-time source for `SmapsParser`.
+/// A line-at-a-time source for `SmapsReader`, which may also look ahead
+/// (`peek`) and skip bytes it parsed itself (`consume`).
 pub trait LineSource {
     fn next_line(&mut self) -> io::Result<Option<&[u8]>>;
+    fn peek(&mut self, n: usize) -> io::Result<&[u8]>;
+    fn consume(&mut self, n: usize);
 }
 
 impl<R: io::Read> LineSource for LineReader<R> {
     fn next_line(&mut self) -> io::Result<Option<&[u8]>> {
         LineReader::next_line(self)
+    }
+    fn peek(&mut self, n: usize) -> io::Result<&[u8]> {
+        LineReader::peek(self, n)
+    }
+    fn consume(&mut self, n: usize) {
+        LineReader::consume(self, n)
+    }
+}
+
+/// Eight bytes from `b[i..]`, little-endian, if there are eight.
+fn load8(b: &[u8], i: usize) -> Option<u64> {
+    let bytes: [u8; 8] = b.get(i..i + 8)?.try_into().ok()?;
+    Some(u64::from_le_bytes(bytes))
+}
+
+/// A mask whose lowest set bit is in the first byte of `w` equal to `c`
+/// (bits above it may be spurious), or 0 if there is none.
+fn bytes_equal(w: u64, c: u8) -> u64 {
+    const ONES: u64 = 0x0101_0101_0101_0101;
+    let v = w ^ (ONES * u64::from(c));
+    v.wrapping_sub(ONES) & !v & (ONES << 7)
+}
+
+/// The usual shape of a field line, `Name:   1234 kB\n` (or without ` kB`),
+/// parsed straight from the buffer: the name's length, the value, and the
+/// length of the line with its newline. `None` for anything else (which
+/// then takes the general path, `classify`); when it answers, it agrees
+/// with `field_line`.
+fn fast_field(rest: &[u8]) -> Option<(usize, u64, usize)> {
+    // Eight bytes at a time: the first ':' or '\n' among the first 32.
+    let mut colon = None;
+    for k in 0..4 {
+        let w = load8(rest, k * 8)?;
+        let m = bytes_equal(w, b':') | bytes_equal(w, b'\n');
+        if m != 0 {
+            colon = Some(k * 8 + (m.trailing_zeros() / 8) as usize);
+            break;
+        }
+    }
+    let colon = colon?;
+    if colon == 0 || rest[colon] != b':' || rest[0] == 0 {
+        return None;
+    }
+    let mut j = colon + 1;
+    // Skip the blanks eight at a time.
+    loop {
+        let Some(w) = load8(rest, j) else {
+            while rest.get(j) == Some(&b' ') {
+                j += 1;
+            }
+            break;
+        };
+        let other = w ^ 0x2020_2020_2020_2020;
+        if other == 0 {
+            j += 8;
+        } else {
+            j += (other.trailing_zeros() / 8) as usize;
+            break;
+        }
+    }
+    let digits = j;
+    let mut value: u64 = 0;
+    while let Some(&c) = rest.get(j) {
+        if !c.is_ascii_digit() {
+            break;
+        }
+        value = value.saturating_mul(10).saturating_add(u64::from(c - b'0'));
+        j += 1;
+    }
+    if j == digits || j - digits > 20 {
+        return None;
+    }
+    match rest.get(j..j + 4) {
+        Some(b" kB\n") => Some((colon, value, j + 4)),
+        _ if rest.get(j) == Some(&b'\n') => Some((colon, value, j + 1)),
+        _ => None,
     }
 }
 
@@ -125,6 +215,12 @@ impl<R: io::Read> LineSource for LineReader<R> {
 pub struct SliceLines<'a>(pub &'a [u8]);
 
 impl LineSource for SliceLines<'_> {
+    fn peek(&mut self, _n: usize) -> io::Result<&[u8]> {
+        Ok(self.0)
+    }
+    fn consume(&mut self, n: usize) {
+        self.0 = &self.0[n.min(self.0.len())..];
+    }
     fn next_line(&mut self) -> io::Result<Option<&[u8]>> {
         if self.0.is_empty() {
             return Ok(None);
@@ -142,9 +238,18 @@ impl LineSource for SliceLines<'_> {
 /// the first region nothing is allocated per line.
 pub struct SmapsReader<S> {
     lines: S,
-    /// A header read while finishing the previous entry.
-    pending: Option<Region>,
+    /// `scratch` holds a header read while finishing the previous entry.
+    pending: bool,
     scratch: Region,
+    /// Field names in the order the last entry had them.
+    schema: Vec<Arc<str>>,
+    spare_flags: Vec<u8>,
+}
+
+/// Short byte strings compared inline (a `memcmp` call costs more than
+/// these few bytes).
+fn same_bytes(a: &[u8], b: &[u8]) -> bool {
+    a.len() == b.len() && a.iter().zip(b).all(|(x, y)| x == y)
 }
 
 impl SmapsReader<LineReader<File>> {
@@ -163,8 +268,10 @@ impl<S: LineSource> SmapsReader<S> {
     pub fn new(lines: S) -> Self {
         SmapsReader {
             lines,
-            pending: None,
+            pending: false,
             scratch: Region::default(),
+            schema: Vec::new(),
+            spare_flags: Vec::new(),
         }
     }
 
@@ -172,35 +279,81 @@ impl<S: LineSource> SmapsReader<S> {
     /// place (a field before any header, a field after `VmFlags`) is an
     /// `InvalidData` error, as procps-ng refuses it too.
     pub fn next_into(&mut self, e: &mut SmapsEntry) -> io::Result<bool> {
-        match self.pending.take() {
-            Some(r) => e.region = r,
-            None => {
-                let Some(line) = self.lines.next_line()? else {
-                    return Ok(false);
-                };
-                if classify(line, &mut e.region).map_err(invalid)? != SmapsLine::Header {
-                    return Err(invalid(ParseError::new("region header", line)));
-                }
+        if self.pending {
+            // Swapping keeps both name buffers allocated for reuse.
+            std::mem::swap(&mut e.region, &mut self.scratch);
+            self.pending = false;
+        } else {
+            let Some(line) = self.lines.next_line()? else {
+                return Ok(false);
+            };
+            if classify(line, &mut e.region).map_err(invalid)? != SmapsLine::Header {
+                return Err(invalid(ParseError::new("region header", line)));
             }
         }
         let mut n = 0;
-        e.vm_flags = None;
-        while let Some(line) = self.lines.next_line()? {
+        if let Some(v) = e.vm_flags.take() {
+            self.spare_flags = v;
+        }
+        loop {
+            // Most lines are fields in the kernel's usual shape.
+            let rest = self.lines.peek(64)?;
+            if let Some((name_len, value, used)) = fast_field(rest) {
+                if e.vm_flags.is_some() {
+                    let line = rest[..used - 1].to_vec();
+                    return Err(invalid(ParseError::new("field after VmFlags", &line)));
+                }
+                let name = &rest[..name_len];
+                if !self
+                    .schema
+                    .get(n)
+                    .is_some_and(|s| same_bytes(s.as_bytes(), name))
+                {
+                    self.schema.truncate(n);
+                    self.schema
+                        .push(Arc::from(String::from_utf8_lossy(name).as_ref()));
+                }
+                match e.fields.get_mut(n) {
+                    Some(f) if Arc::ptr_eq(&f.name, &self.schema[n]) => f.value = value,
+                    _ => {
+                        e.fields.truncate(n);
+                        e.fields.push(SmapsField {
+                            name: self.schema[n].clone(),
+                            value,
+                        });
+                    }
+                }
+                n += 1;
+                self.lines.consume(used);
+                continue;
+            }
+            let Some(line) = self.lines.next_line()? else {
+                break;
+            };
             match classify(line, &mut self.scratch).map_err(invalid)? {
                 SmapsLine::Header => {
-                    self.pending = Some(self.scratch.clone());
+                    self.pending = true;
                     break;
                 }
                 SmapsLine::Field { name, value } => {
                     if e.vm_flags.is_some() {
                         return Err(invalid(ParseError::new("field after VmFlags", line)));
                     }
+                    let known = self
+                        .schema
+                        .get(n)
+                        .is_some_and(|s| same_bytes(s.as_bytes(), name));
+                    if !known {
+                        self.schema.truncate(n);
+                        self.schema
+                            .push(Arc::from(String::from_utf8_lossy(name).as_ref()));
+                    }
                     match e.fields.get_mut(n) {
-                        Some(f) if f.name.as_bytes() == name => f.value = value,
+                        Some(f) if Arc::ptr_eq(&f.name, &self.schema[n]) => f.value = value,
                         _ => {
                             e.fields.truncate(n);
                             e.fields.push(SmapsField {
-                                name: String::from_utf8_lossy(name).into(),
+                                name: self.schema[n].clone(),
                                 value,
                             });
                         }
@@ -211,7 +364,10 @@ impl<S: LineSource> SmapsReader<S> {
                     if e.vm_flags.is_some() {
                         return Err(invalid(ParseError::new("second VmFlags", line)));
                     }
-                    e.vm_flags = Some(flags.to_vec());
+                    let mut v = std::mem::take(&mut self.spare_flags);
+                    v.clear();
+                    v.extend_from_slice(flags);
+                    e.vm_flags = Some(v);
                 }
             }
         }
@@ -299,6 +455,30 @@ Size:                  4 kB
         assert_eq!(field_line(b"Rss: kB"), None);
         assert_eq!(field_line(b"AVeryLongKeyThatIsMoreThan31Bytes: 5"), None);
         assert_eq!(field_line(b""), None);
+    }
+
+    #[test]
+    fn fast_path_agrees_with_field_line() {
+        let cases: &[&[u8]] = &[
+            b"Size:                  8 kB\nRss:",
+            b"THPeligible:           0\nVmFlags: rd\n",
+            b"Big:  123456789012345678901 kB\n                    ",
+            b"Rss:\t 8 kB\n                           ",
+            b"Odd key: 7 kB\n                           ",
+            b"x:1\n                                     ",
+            b"NoValue:        kB\n                      ",
+            b"7f0000000000-7f0000001000 rw-p 00000000 00:00 0\n",
+            b"AVeryLongKeyThatIsMoreThan31Bytes: 5 kB\n",
+        ];
+        for c in cases {
+            let line = &c[..c.iter().position(|&b| b == b'\n').unwrap_or(c.len())];
+            if let Some((name_len, value, used)) = fast_field(c) {
+                assert_eq!(field_line(line), Some((&line[..name_len], value)));
+                assert_eq!(used, line.len() + 1);
+            }
+        }
+        assert!(fast_field(cases[0]).is_some());
+        assert!(fast_field(cases[1]).is_some());
     }
 
     #[test]

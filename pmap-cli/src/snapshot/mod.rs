@@ -25,6 +25,7 @@ use crate::{
     proc::{
         lines::LineReader,
         maps::MapsReader,
+        prefetch::Prefetch,
         process::{self, ProcessInfo},
         shm,
         smaps::{SmapsEntry, SmapsReader},
@@ -195,7 +196,7 @@ pub fn render_process(
     let bad_data = |e: io::Error| Fatal::Message(format!("{path}: {e}"));
     match &opts.format {
         Format::Default | Format::Device => {
-            let mut reader = MapsReader::new(f);
+            let mut reader = MapsReader::new(Prefetch::new(f));
             let mut t = MapsTable::begin(out, opts, info)?;
             let mut r = Region::default();
             while reader.next_into(&mut r).map_err(bad_data)? {
@@ -206,7 +207,7 @@ pub fn render_process(
             t.finish()?;
         }
         Format::Extended => {
-            let mut reader = SmapsReader::new(LineReader::new(f));
+            let mut reader = SmapsReader::new(LineReader::new(Prefetch::new(f)));
             let mut t = ExtendedTable::begin(out, opts, info)?;
             let mut e = SmapsEntry::default();
             while reader.next_into(&mut e).map_err(bad_data)? {
@@ -217,7 +218,7 @@ pub fn render_process(
             t.finish()?;
         }
         Format::MoreExtended | Format::All | Format::Rc(_) => {
-            let mut reader = SmapsReader::new(LineReader::new(f));
+            let mut reader = SmapsReader::new(LineReader::new(Prefetch::new(f)));
             let mut t = SmapsTable::new(opts, columns);
             let mut e = SmapsEntry::default();
             while reader.next_into(&mut e).map_err(bad_data)? {
@@ -289,7 +290,14 @@ fn write_failed(ctx: &mut Ctx, e: io::Error) -> u8 {
     if e.kind() == io::ErrorKind::BrokenPipe {
         return 0;
     }
-    ctx.warn(&format!("write error: {e}"));
+    // The C library's text, as procps-ng prints it (without Rust's
+    // " (os error N)").
+    let text = e.to_string();
+    let text = match text.rfind(" (os error ") {
+        Some(at) => &text[..at],
+        None => &text,
+    };
+    ctx.warn(&format!("write error: {text}"));
     1
 }
 
@@ -511,4 +519,93 @@ pub fn main(args: Vec<OsString>) -> ExitCode {
     let mut out = BufWriter::with_capacity(128 * 1024, stdout.lock());
     let mut err = io::stderr();
     ExitCode::from(run(args, &mut out, &mut err))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn pmap(args: &[&str]) -> (String, String, u8) {
+        let mut argv: Vec<OsString> = vec!["/usr/local/bin/pmap".into()];
+        argv.extend(args.iter().map(OsString::from));
+        let (mut out, mut err) = (Vec::new(), Vec::new());
+        let status = run(argv, &mut out, &mut err);
+        (
+            String::from_utf8_lossy(&out).into_owned(),
+            String::from_utf8_lossy(&err).into_owned(),
+            status,
+        )
+    }
+
+    #[test]
+    fn usage_and_version() {
+        let (out, err, st) = pmap(&[]);
+        assert_eq!((out.as_str(), st), ("", 1));
+        assert_eq!(err, usage_text("pmap"));
+        let (out, _, st) = pmap(&["--help"]);
+        assert_eq!((out, st), (usage_text("pmap"), 0));
+        let (out, _, st) = pmap(&["-V"]);
+        assert_eq!(
+            (out.as_str(), st),
+            (
+                concat!("pmap from pmap-rs ", env!("CARGO_PKG_VERSION"), "\n"),
+                0
+            )
+        );
+    }
+
+    #[test]
+    fn option_errors() {
+        let (_, err, st) = pmap(&["-Z", "1"]);
+        assert_eq!(st, 1);
+        // getopt names the program as invoked, pmap by its short name.
+        assert!(
+            err.starts_with(
+                "/usr/local/bin/pmap: invalid option -- 'Z'\n\nUsage:\n pmap [options]"
+            )
+        );
+        let (_, err, st) = pmap(&["-x", "-d", "1"]);
+        assert_eq!(
+            (err.as_str(), st),
+            (
+                "pmap: options -c, -C, -d, -n, -N, -x, -X are mutually exclusive\n",
+                1
+            )
+        );
+        let (_, err, st) = pmap(&["-A", "1g", "1"]);
+        assert_eq!(
+            (err.as_str(), st),
+            ("pmap: failed to parse argument: '1g'\n", 1)
+        );
+        let (_, err, st) = pmap(&["-q"]);
+        assert_eq!((err.as_str(), st), ("pmap: argument missing\n", 1));
+        let (_, err, st) = pmap(&["-n", "-q"]);
+        assert_eq!(
+            (err.as_str(), st),
+            (
+                "pmap: options -p, -q are mutually exclusive with -n, -N\n",
+                1
+            )
+        );
+        let (_, err, st) = pmap(&["/proc/self"]);
+        assert_eq!(
+            (err.as_str(), st),
+            ("pmap: library failed pids statistics\n", 1)
+        );
+        let (_, err, st) = pmap(&["0"]);
+        assert_eq!((err, st), (usage_text("pmap"), 1));
+    }
+
+    #[test]
+    fn own_process_and_missing_ones() {
+        let me = std::process::id().to_string();
+        let (out, err, st) = pmap(&["-q", &me, "2147483000"]);
+        assert_eq!((err.as_str(), st), ("", 42));
+        assert!(out.starts_with(&format!("{me}:   ")));
+        assert!(out.contains("  [ stack ]\n"));
+        let (out, _, st) = pmap(&["-XX", &me]);
+        assert_eq!(st, 0);
+        assert!(out.contains(" VmFlags Mapping\n"));
+        assert!(out.ends_with(" KB \n"));
+    }
 }

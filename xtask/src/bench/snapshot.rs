@@ -1,0 +1,501 @@
+//! `cargo xtask bench snapshot`: our `pmap` against `cat /proc/PID/maps`,
+//! `cat /proc/PID/smaps` and procps-ng's `pmap`, on processes holding 1k,
+//! 10k and 60k mappings, every command interleaved round-robin in one run.
+
+use std::{
+    ffi::OsString,
+    fmt::Write,
+    io::{BufRead, BufReader},
+    path::Path,
+    process::{Command, Stdio},
+};
+
+use anyhow::{Context, Result, bail};
+
+use super::{
+    Bins, Opts, build, machine_description,
+    proc::{GNU_TIME, Running, peak_rss_kib, run_captured, run_timed},
+    report::Table,
+    stats::{Samples, mib, ms, ratio, verdict},
+};
+
+const PROCPS: &str = "/usr/bin/pmap";
+const MODES: &[&str] = &["default", "-x", "-X", "-XX", "-d"];
+const GOAL_MAPS: f64 = 1.3;
+const GOAL_SMAPS: f64 = 1.25;
+const GOAL_RSS_MIB: f64 = 16.0;
+
+#[derive(Clone, Copy, PartialEq, Eq, Debug)]
+enum Tool {
+    Cat,
+    Procps,
+    Ours,
+}
+
+struct Cmd {
+    tool: Tool,
+    /// `maps`/`smaps` for cat, a pmap mode otherwise.
+    mode: &'static str,
+    argv: Vec<OsString>,
+    /// Why it cannot be measured, if it cannot.
+    unavailable: Option<String>,
+    /// For ours: how many lines of stdout differ from procps's in the same
+    /// mode (0: identical).
+    diff_lines: Option<usize>,
+    wall: Samples,
+    cpu: Samples,
+    rss_kib: Samples,
+}
+
+impl Cmd {
+    fn label(&self) -> String {
+        match self.tool {
+            Tool::Cat => format!("cat /proc/PID/{}", self.mode),
+            Tool::Procps => format!("procps pmap {}", self.mode),
+            Tool::Ours => format!("ours pmap {}", self.mode),
+        }
+    }
+}
+
+/// One workload: its size and the measurements taken on it.
+struct Workload {
+    name: String,
+    requested: usize,
+    regions: usize,
+    cmds: Vec<Cmd>,
+}
+
+impl Workload {
+    fn find(&self, tool: Tool, mode: &str) -> Option<&Cmd> {
+        self.cmds
+            .iter()
+            .find(|c| c.tool == tool && c.mode == mode && c.unavailable.is_none())
+    }
+}
+
+pub fn run(opts: &Opts) -> Result<String> {
+    let bins = build(opts, false)?;
+    let rounds = opts.rounds_or(15, 5);
+    let sizes: &[(usize, bool)] = &[
+        (1_000, false),
+        (10_000, false),
+        (60_000, false),
+        (60_000, true),
+    ];
+    let machine = machine_description();
+    let mut workloads = Vec::new();
+    for &(n, file) in sizes {
+        workloads.push(measure(&bins, n, file, rounds)?);
+    }
+    Ok(render(opts, &bins, rounds, &machine, &workloads))
+}
+
+fn pmap_cmd(bin: &Path, mode: &str, pid: u32) -> Vec<OsString> {
+    let mut v = vec![bin.as_os_str().to_owned()];
+    if mode != "default" {
+        v.push(mode.into());
+    }
+    v.push(pid.to_string().into());
+    v
+}
+
+fn command(argv: &[OsString]) -> Command {
+    let mut c = Command::new(&argv[0]);
+    c.args(&argv[1..]);
+    c
+}
+
+fn first_line(b: &[u8]) -> String {
+    String::from_utf8_lossy(b)
+        .lines()
+        .next()
+        .unwrap_or("")
+        .trim()
+        .to_string()
+}
+
+/// Starts `many_maps`, and waits for its `ready N` line.
+fn start_many_maps(bins: &Bins, n: usize, file: bool) -> Result<(Running, usize)> {
+    let mut cmd = Command::new(&bins.many_maps);
+    cmd.arg(n.to_string())
+        .stdin(Stdio::null())
+        .stdout(Stdio::piped())
+        .stderr(Stdio::inherit());
+    if file {
+        cmd.arg("--file");
+    }
+    let mut r = Running::spawn(&mut cmd, "many_maps")?;
+    let out = r.child.stdout.take().context("many_maps stdout")?;
+    let mut line = String::new();
+    BufReader::new(out)
+        .read_line(&mut line)
+        .context("reading many_maps's ready line")?;
+    let regions = line
+        .strip_prefix("ready ")
+        .and_then(|s| s.trim().parse().ok())
+        .with_context(|| format!("many_maps {n} did not get ready (it said {line:?})"))?;
+    Ok((r, regions))
+}
+
+fn measure(bins: &Bins, n: usize, file: bool, rounds: usize) -> Result<Workload> {
+    let (target, regions) = start_many_maps(bins, n, file)?;
+    let pid = target.pid();
+    let name = format!(
+        "{} {} mappings",
+        if file { "file-backed," } else { "anonymous," },
+        regions
+    );
+    eprintln!("bench: snapshot: {name} (pid {pid}), {rounds} rounds");
+
+    let mut cmds = Vec::new();
+    for m in ["maps", "smaps"] {
+        cmds.push(new_cmd(
+            Tool::Cat,
+            m,
+            vec!["cat".into(), format!("/proc/{pid}/{m}").into()],
+        ));
+    }
+    for &m in MODES {
+        cmds.push(new_cmd(
+            Tool::Procps,
+            m,
+            pmap_cmd(Path::new(PROCPS), m, pid),
+        ));
+    }
+    for &m in MODES {
+        cmds.push(new_cmd(Tool::Ours, m, pmap_cmd(&bins.pmap, m, pid)));
+    }
+
+    // Check every command once, untimed: it must work, and ours is compared
+    // with procps byte for byte (for information; the tests own correctness).
+    let mut procps_out = std::collections::HashMap::new();
+    for c in &mut cmds {
+        if c.tool == Tool::Ours {
+            if let Some(e) = &bins.pmap_build_error {
+                c.unavailable = Some(format!("not built: {e}"));
+                continue;
+            }
+            if !bins.pmap.exists() {
+                c.unavailable = Some(format!("{} does not exist", bins.pmap.display()));
+                continue;
+            }
+        }
+        if c.tool == Tool::Procps && !Path::new(PROCPS).exists() {
+            c.unavailable = Some(format!("{PROCPS} is not installed"));
+            continue;
+        }
+        let out = run_captured(&mut command(&c.argv))?;
+        if !out.status.success() {
+            c.unavailable = Some(format!(
+                "fails ({}): {}",
+                out.status,
+                first_line(&out.stderr)
+            ));
+            continue;
+        }
+        match c.tool {
+            Tool::Procps => {
+                procps_out.insert(c.mode, out.stdout);
+            }
+            Tool::Ours => {
+                c.diff_lines = procps_out
+                    .get(c.mode)
+                    .map(|p| differing_lines(p, &out.stdout));
+            }
+            Tool::Cat => {}
+        }
+    }
+
+    let live: Vec<usize> = (0..cmds.len())
+        .filter(|&i| cmds[i].unavailable.is_none())
+        .collect();
+    // One untimed warm-up pass (page cache, binaries), then the rounds, each
+    // starting one command further along so none always runs first.
+    for &i in &live {
+        run_timed(&mut command(&cmds[i].argv), &cmds[i].label())?;
+    }
+    for r in 0..rounds {
+        for k in 0..live.len() {
+            let i = live[(k + r) % live.len()];
+            let c = &mut cmds[i];
+            let u = run_timed(&mut command(&c.argv), &c.label())?;
+            if !u.success() {
+                bail!(
+                    "{} failed during the rounds: {}",
+                    c.label(),
+                    u.describe_status()
+                );
+            }
+            c.wall.push(u.wall);
+            c.cpu.push(u.cpu());
+        }
+    }
+    // Peak RSS through GNU time, twice each (it barely varies).
+    if Path::new(GNU_TIME).exists() {
+        for _ in 0..2 {
+            for &i in &live {
+                let c = &mut cmds[i];
+                c.rss_kib.push(peak_rss_kib(&c.argv)?);
+            }
+        }
+    }
+    drop(target);
+    Ok(Workload {
+        name,
+        requested: n,
+        regions,
+        cmds,
+    })
+}
+
+fn new_cmd(tool: Tool, mode: &'static str, argv: Vec<OsString>) -> Cmd {
+    Cmd {
+        tool,
+        mode,
+        argv,
+        unavailable: None,
+        diff_lines: None,
+        wall: Samples::default(),
+        cpu: Samples::default(),
+        rss_kib: Samples::default(),
+    }
+}
+
+/// Lines that differ between two outputs, position by position (plus any
+/// surplus lines).
+fn differing_lines(a: &[u8], b: &[u8]) -> usize {
+    let la: Vec<&[u8]> = a.split(|&c| c == b'\n').collect();
+    let lb: Vec<&[u8]> = b.split(|&c| c == b'\n').collect();
+    let common = la.iter().zip(&lb).filter(|(x, y)| x != y).count();
+    common + la.len().abs_diff(lb.len())
+}
+
+/// Median over rounds of the per-round ratio of CPU times a/b.
+fn paired_cpu_ratio(a: &Cmd, b: &Cmd) -> f64 {
+    let mut s = Samples::default();
+    for (&x, &y) in a.cpu.values().iter().zip(b.cpu.values()) {
+        if y > 0.0 {
+            s.push(x / y);
+        }
+    }
+    s.median()
+}
+
+/// Median over rounds of the per-round ratio a/b (the commands ran in the
+/// same round, so they saw the same load).
+fn paired_ratio(a: &Cmd, b: &Cmd) -> f64 {
+    let mut s = Samples::default();
+    for (&x, &y) in a.wall.values().iter().zip(b.wall.values()) {
+        if y > 0.0 {
+            s.push(x / y);
+        }
+    }
+    s.median()
+}
+
+fn baseline_for(mode: &str) -> &'static str {
+    match mode {
+        "default" | "-d" => "maps",
+        _ => "smaps",
+    }
+}
+
+fn fmt_x(v: f64) -> String {
+    if v.is_nan() {
+        "n/a".into()
+    } else {
+        format!("{v:.2}x")
+    }
+}
+
+fn render(opts: &Opts, bins: &Bins, rounds: usize, machine: &str, ws: &[Workload]) -> String {
+    let mut s = String::new();
+    let _ = writeln!(
+        s,
+        "## Snapshot: `cargo xtask bench snapshot{}`\n",
+        if opts.quick { " --quick" } else { "" }
+    );
+    s.push_str(machine);
+    let _ = writeln!(
+        s,
+        "- method: each command run {rounds} times per workload, all commands interleaved \
+         round-robin (one warm-up pass first); wall time is fork+exec+exit as a user sees it, \
+         output to /dev/null; CPU is user+sys from wait4; peak RSS is GNU time's %M (max of 2 runs, about 1 MiB floor). \
+         Ratios are the median of the per-round ratios (same round, same load); \
+         `min/min` is the ratio of the fastest runs; the CPU ratio is the median per-round \
+         ratio of user+sys times, which the load of other processes disturbs less than wall time. \
+         \"output vs procps\" compares one untimed run of each: Pss of shared libraries moves \
+         with what else runs, and -X/-XX totals differ by design (docs/compatibility.md).\n"
+    );
+    if let Some(e) = &bins.pmap_build_error {
+        let _ = writeln!(s, "**Our pmap could not be built**: {e}\n");
+    }
+
+    for w in ws {
+        let _ = writeln!(s, "### {}\n", w.name);
+        let mut t = Table::new(&[
+            "command",
+            "median ms",
+            "min ms",
+            "CPU ms (median)",
+            "peak RSS MiB",
+            "vs cat (maps/smaps)",
+            "vs procps",
+            "output vs procps",
+        ]);
+        for c in &w.cmds {
+            if let Some(why) = &c.unavailable {
+                t.row(vec![c.label(), format!("not measured: {why}")]);
+                continue;
+            }
+            let vs_cat = match c.tool {
+                Tool::Cat => String::new(),
+                _ => w
+                    .find(Tool::Cat, baseline_for(c.mode))
+                    .map(|b| format!("{} (of {})", fmt_x(paired_ratio(c, b)), b.mode))
+                    .unwrap_or_else(|| "n/a".into()),
+            };
+            let vs_procps = match c.tool {
+                Tool::Ours => w
+                    .find(Tool::Procps, c.mode)
+                    .map(|p| fmt_x(paired_ratio(c, p)))
+                    .unwrap_or_else(|| "n/a".into()),
+                _ => String::new(),
+            };
+            let same = match c.diff_lines {
+                Some(0) => "identical".into(),
+                Some(n) => format!("{n} lines differ"),
+                None => String::new(),
+            };
+            t.row(vec![
+                c.label(),
+                ms(c.wall.median()),
+                ms(c.wall.min()),
+                ms(c.cpu.median()),
+                mib(c.rss_kib.max()),
+                vs_cat,
+                vs_procps,
+                same,
+            ]);
+        }
+        s.push_str(&t.render());
+        s.push('\n');
+    }
+
+    // Goals, on the anonymous 60k workload.
+    if let Some(w) = ws
+        .iter()
+        .find(|w| w.requested == 60_000 && w.name.starts_with("anon"))
+    {
+        let _ = writeln!(s, "### Goals ({})\n", w.name);
+        let mut t = Table::new(&[
+            "goal",
+            "target",
+            "ours (median ratio)",
+            "ours (min/min)",
+            "ours CPU ratio",
+            "procps (median ratio)",
+            "verdict",
+        ]);
+        for &m in MODES.iter().filter(|&&m| m != "-d") {
+            let base = baseline_for(m);
+            let goal = if base == "maps" {
+                GOAL_MAPS
+            } else {
+                GOAL_SMAPS
+            };
+            let b = w.find(Tool::Cat, base);
+            let ours = w.find(Tool::Ours, m);
+            let pp = w.find(Tool::Procps, m);
+            let r = match (ours, b) {
+                (Some(o), Some(b)) => paired_ratio(o, b),
+                _ => f64::NAN,
+            };
+            let rmin = match (ours, b) {
+                (Some(o), Some(b)) => o.wall.min() / b.wall.min(),
+                _ => f64::NAN,
+            };
+            let rcpu = match (ours, b) {
+                (Some(o), Some(b)) => paired_cpu_ratio(o, b),
+                _ => f64::NAN,
+            };
+            let rp = match (pp, b) {
+                (Some(p), Some(b)) => paired_ratio(p, b),
+                _ => f64::NAN,
+            };
+            t.row(vec![
+                format!("pmap {m} vs cat {base}"),
+                format!("<= {goal}x"),
+                fmt_x(r),
+                fmt_x(rmin),
+                fmt_x(rcpu),
+                fmt_x(rp),
+                verdict(r, goal).into(),
+            ]);
+        }
+        let rss = w
+            .find(Tool::Ours, "-X")
+            .map(|c| c.rss_kib.max())
+            .unwrap_or(f64::NAN);
+        let prss = w
+            .find(Tool::Procps, "-X")
+            .map(|c| c.rss_kib.max())
+            .unwrap_or(f64::NAN);
+        t.row(vec![
+            "peak RSS of pmap -X".into(),
+            format!("<= {GOAL_RSS_MIB} MiB"),
+            format!("{} MiB", mib(rss)),
+            String::new(),
+            String::new(),
+            format!("{} MiB", mib(prss)),
+            verdict(rss / 1024.0, GOAL_RSS_MIB).into(),
+        ]);
+        s.push_str(&t.render());
+        s.push('\n');
+    }
+
+    // Linearity on the anonymous workloads.
+    let anon: Vec<&Workload> = ws.iter().filter(|w| w.name.starts_with("anon")).collect();
+    if anon.len() >= 3 {
+        let (a, b, c) = (anon[0], anon[1], anon[2]);
+        let _ = writeln!(
+            s,
+            "### Growth with the number of mappings (anonymous; median ms)\n\n\
+             The slope columns are the cost per 1,000 extra mappings between two sizes; \
+             linear growth keeps them equal (slope ratio near 1).\n"
+        );
+        let mut t = Table::new(&[
+            "command",
+            &format!("{}", a.regions),
+            &format!("{}", b.regions),
+            &format!("{}", c.regions),
+            "ms/1k maps, small→mid",
+            "ms/1k maps, mid→large",
+            "slope ratio",
+        ]);
+        for (i, cmd) in c.cmds.iter().enumerate() {
+            let get = |w: &Workload| {
+                w.cmds
+                    .get(i)
+                    .filter(|x| x.unavailable.is_none())
+                    .map(|x| x.wall.median())
+                    .unwrap_or(f64::NAN)
+            };
+            let (ta, tb, tc) = (get(a), get(b), get(c));
+            let s1 = (tb - ta) * 1e3 / ((b.regions - a.regions) as f64 / 1000.0);
+            let s2 = (tc - tb) * 1e3 / ((c.regions - b.regions) as f64 / 1000.0);
+            t.row(vec![
+                cmd.label(),
+                ms(ta),
+                ms(tb),
+                ms(tc),
+                format!("{s1:.3}"),
+                format!("{s2:.3}"),
+                ratio(s2, s1),
+            ]);
+        }
+        s.push_str(&t.render());
+        s.push('\n');
+    }
+    s
+}
