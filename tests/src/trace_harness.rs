@@ -188,6 +188,22 @@ pub fn printed_unchanging_failures(lines: &[String]) -> Vec<String> {
         .collect()
 }
 
+/// Delta blocks outside tables: each header line (`+T pid ...`) with the
+/// region lines under it.
+pub fn delta_blocks(lines: &[String]) -> Vec<(String, Vec<String>)> {
+    let mut out: Vec<(String, Vec<String>)> = Vec::new();
+    for (_, l) in non_table_lines(lines) {
+        if l.starts_with('+') {
+            out.push((l.to_string(), Vec::new()));
+        } else if l.starts_with("  ") {
+            if let Some(last) = out.last_mut() {
+                last.1.push(l.to_string());
+            }
+        }
+    }
+    out
+}
+
 /// The end-of-trace summary of one pid.
 #[derive(Debug)]
 pub struct Summary {
