@@ -195,10 +195,10 @@ pub fn delta_blocks(lines: &[String]) -> Vec<(String, Vec<String>)> {
     for (_, l) in non_table_lines(lines) {
         if l.starts_with('+') {
             out.push((l.to_string(), Vec::new()));
-        } else if l.starts_with("  ") {
-            if let Some(last) = out.last_mut() {
-                last.1.push(l.to_string());
-            }
+        } else if l.starts_with("  ")
+            && let Some(last) = out.last_mut()
+        {
+            last.1.push(l.to_string());
         }
     }
     out
