@@ -70,7 +70,6 @@ pub fn command() -> Command {
                 .value_name("low>[,<high")
                 .help("limit results to the given range (hexadecimal addresses)"),
         )
-        .arg(flag("sunos", 'r', None, "ignored (SunOS compatibility)"))
         .arg(
             Arg::new("help")
                 .short('h')
@@ -84,6 +83,11 @@ pub fn command() -> Command {
                 .long("version")
                 .action(ArgAction::Version)
                 .help("output version information and exit"),
+        )
+        .subcommand(
+            <crate::trace::args::TraceArgs as clap::CommandFactory>::command()
+                .name("trace")
+                .about("Trace a process's memory map live (eBPF; polling without privileges)"),
         )
 }
 

@@ -26,6 +26,13 @@ pub const FLAG_NO_ENTER: u32 = 1;
 /// Bit in [`Event::flags`]: `stack` holds a user stack (see `stack_len`).
 pub const FLAG_STACK: u32 = 2;
 
+/// Bit in [`Event::flags`] (set with `FLAG_STACK`): `stack[1]` is not from
+/// the frame-pointer walk but the 8 bytes at the user stack pointer at
+/// syscall entry (0 if unreadable). In a leaf syscall wrapper that is the
+/// return address into its caller, which the walk misses when the wrapper's
+/// library has no frame pointers; it may repeat `stack[2]`, or be data.
+pub const FLAG_SP_WORD: u32 = 4;
+
 /// Deepest user stack the kernel program captures per event.
 pub const MAX_STACK_DEPTH: usize = 16;
 

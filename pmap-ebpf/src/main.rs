@@ -13,13 +13,16 @@ use core::{ffi::c_void, mem::size_of, ptr::addr_of_mut};
 use aya_ebpf::{
     EbpfContext,
     bindings::BPF_F_USER_STACK,
-    helpers::{bpf_get_current_pid_tgid, bpf_get_stack, bpf_ktime_get_ns},
+    helpers::{
+        bpf_get_current_pid_tgid, bpf_get_current_task_btf, bpf_get_stack, bpf_ktime_get_ns,
+        bpf_probe_read_kernel, bpf_probe_read_user, generated::bpf_task_pt_regs,
+    },
     macros::{map, tracepoint},
     maps::{HashMap, LruHashMap, PerCpuArray, RingBuf},
     programs::TracePointContext,
 };
 use pmap_common::{
-    Event, FLAG_NO_ENTER, FLAG_STACK, MAX_STACK_DEPTH, Pending, config, counter, kind,
+    Event, FLAG_NO_ENTER, FLAG_SP_WORD, FLAG_STACK, MAX_STACK_DEPTH, Pending, config, counter, kind,
 };
 
 /// Process ids (init namespace) to report. Filled by userspace.
@@ -56,6 +59,29 @@ const EXEC_OLD_PID: usize = 16;
 const EXIT_PID: usize = 24;
 const EXIT_GROUP_DEAD: usize = 32;
 const FORK_CHILD_PID: usize = 20;
+/// Offset of `sp` in x86_64's `struct pt_regs` (the 20th 8-byte field).
+const PT_REGS_SP: usize = 19 * 8;
+
+/// The 8 bytes at the user stack pointer at syscall entry: in a leaf libc
+/// wrapper (mmap, mprotect, ...) the return address into its caller, which
+/// a frame-pointer walk misses when libc has no frame pointers. 0 if
+/// unreadable.
+#[inline(always)]
+fn word_at_user_sp() -> u64 {
+    // SAFETY: both helpers take the current task, which is valid for the
+    // whole program run; a null result is checked.
+    let regs = unsafe { bpf_task_pt_regs(bpf_get_current_task_btf()) };
+    if regs == 0 {
+        return 0;
+    }
+    // SAFETY: probe reads check their addresses; a failure is an error.
+    unsafe {
+        let Ok(sp) = bpf_probe_read_kernel((regs as usize + PT_REGS_SP) as *const u64) else {
+            return 0;
+        };
+        bpf_probe_read_user(sp as *const u64).unwrap_or(0)
+    }
+}
 
 #[inline(always)]
 fn config() -> u64 {
@@ -110,17 +136,23 @@ fn try_sys_enter(ctx: &TracePointContext) -> Option<()> {
     p.enter_ns = unsafe { bpf_ktime_get_ns() };
     p.stack_len = 0;
     if config() & config::STACKS != 0 {
-        // SAFETY: the buffer is the scratch slot's array, of the size given.
+        // The frame-pointer walk goes to stack[1..]; then stack[0] gets the
+        // instruction pointer and stack[1] the word at the stack pointer
+        // (see FLAG_SP_WORD).
+        // SAFETY: the buffer is the scratch slot's array from index 1, of
+        // the size given.
         let n = unsafe {
             bpf_get_stack(
                 ctx.as_ptr(),
-                addr_of_mut!(p.stack).cast::<c_void>(),
-                (size_of::<u64>() * MAX_STACK_DEPTH) as u32,
+                addr_of_mut!(p.stack[1]).cast::<c_void>(),
+                (size_of::<u64>() * (MAX_STACK_DEPTH - 1)) as u32,
                 BPF_F_USER_STACK as u64,
             )
         };
         if n > 0 {
-            p.stack_len = (n as u32) / 8;
+            p.stack[0] = p.stack[1];
+            p.stack[1] = word_at_user_sp();
+            p.stack_len = (n as u32) / 8 + 1;
         }
     }
     PENDING.insert(&tid, &*p, 0).ok()
@@ -158,7 +190,11 @@ fn try_sys_exit(ctx: &TracePointContext) -> Option<()> {
                 (*ev).args = (*p).args;
                 (*ev).stack = (*p).stack;
                 (*ev).stack_len = (*p).stack_len;
-                (*ev).flags = if (*p).stack_len > 0 { FLAG_STACK } else { 0 };
+                (*ev).flags = if (*p).stack_len > 0 {
+                    FLAG_STACK | FLAG_SP_WORD
+                } else {
+                    0
+                };
             }
             _ => {
                 (*ev).enter_ns = 0;

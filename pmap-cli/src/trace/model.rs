@@ -121,6 +121,28 @@ impl RegionModel {
         self.regions.values().find(|r| r.name == name)
     }
 
+    /// The region that holds `addr`, if any.
+    pub fn containing(&self, addr: u64) -> Option<&Region> {
+        self.regions
+            .range(..=addr)
+            .next_back()
+            .map(|(_, r)| r)
+            .filter(|r| r.end > addr)
+    }
+
+    /// The regions that intersect `[lo, hi)`, in address order.
+    pub fn within(&self, lo: u64, hi: u64) -> impl Iterator<Item = &Region> {
+        let before = self
+            .regions
+            .range(..lo)
+            .next_back()
+            .map(|(_, r)| r)
+            .filter(|r| r.end > lo);
+        before
+            .into_iter()
+            .chain(self.regions.range(lo..hi).map(|(_, r)| r))
+    }
+
     /// Start addresses of the regions that intersect `[lo, hi)`.
     fn overlapping(&self, lo: u64, hi: u64) -> Vec<u64> {
         let mut keys = Vec::new();

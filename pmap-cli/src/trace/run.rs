@@ -54,6 +54,11 @@ struct Tracer<'r, W: Write> {
 
 impl<W: Write> Tracer<'_, W> {
     fn in_range(&self, d: &Delta) -> bool {
+        // A call whose change was already undone when the tracer asked
+        // (`map unchanged now`) has no rows to test: shown unless -A.
+        if d.change.is_empty() {
+            return self.range.low == 0 && self.range.high == u64::MAX;
+        }
         let hit = |r: &Region| self.range.contains(r);
         d.change.removed.iter().any(hit) || d.change.added.iter().any(hit)
     }
@@ -268,10 +273,14 @@ impl<W: Write> Tracer<'_, W> {
             }
             let lost = self.lost_seen;
             let pid = self.sessions[i].pid;
-            self.printer
-                .summary(&self.sessions[i], lost, self.insight.summary_json(pid))?;
+            let model = self.sessions[i].model();
+            self.printer.summary(
+                &self.sessions[i],
+                lost,
+                self.insight.summary_json(pid, model),
+            )?;
             if !self.json {
-                self.insight.summary(pid, self.printer.raw())?;
+                self.insight.summary(pid, model, self.printer.raw())?;
             }
         }
         self.printer.flush()?;
@@ -285,10 +294,14 @@ impl<W: Write> Tracer<'_, W> {
         for i in 0..self.sessions.len() {
             let pid = self.sessions[i].pid;
             let lost = self.lost_seen;
-            self.printer
-                .summary(&self.sessions[i], lost, self.insight.summary_json(pid))?;
+            let model = self.sessions[i].model();
+            self.printer.summary(
+                &self.sessions[i],
+                lost,
+                self.insight.summary_json(pid, model),
+            )?;
             if !self.json {
-                self.insight.summary(pid, self.printer.raw())?;
+                self.insight.summary(pid, model, self.printer.raw())?;
             }
         }
         self.printer.flush()?;
@@ -427,6 +440,7 @@ async fn trace(args: TraceArgs, range: Range, render: &mut TableRenderer) -> Res
             stack_depth: args.stack_depth,
             provenance: args.provenance,
             report: args.report.clone(),
+            start_ns,
         }),
         json: args.json,
     };

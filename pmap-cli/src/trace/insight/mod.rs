@@ -1,15 +1,57 @@
 //! Answers for people debugging JIT compilers and allocators (issue 6):
-//! who made each region, W^X flips, churn, allocator structures.
+//! who made each region, W^X flips, churn, allocator structures, JIT
+//! symbols, and an HTML report.
 //!
 //! The event loop feeds every delta here; what comes back is printed under
-//! the delta (notes) and after the tracer's summary. Owned by the insight
-//! work; the loop only calls the methods below.
+//! the delta (notes), after tables (outside their frames, which hold
+//! exactly what `pmap` prints) and after the tracer's summary.
+//!
+//! - `symbols`: names for code addresses (blazesym), cached.
+//! - `stacks`: the captured user stack, checked and named; the call site.
+//! - `regions`: per-region records (creator, last change, W^X history).
+//! - `wx`: W^X flips and findings.
+//! - `alloc`: allocator statistics (syscalls, size classes, churn, brk).
+//! - `structures`: arenas, thread stacks, reservations; fragmentation.
+//! - `jit`: `/tmp/perf-PID.map`.
+//! - `timeline`, `report`: the HTML report.
 
-use std::io::{self, Write};
+mod alloc;
+mod jit;
+mod regions;
+mod report;
+mod stacks;
+mod structures;
+mod summary;
+mod symbols;
+mod timeline;
+mod wx;
 
+use std::{
+    collections::HashMap,
+    io::{self, Write},
+    rc::Rc,
+    time::Instant,
+};
+
+use pmap_common::Event;
 use serde_json::Value;
 
-use super::{model::RegionModel, session::Delta};
+use self::{
+    alloc::{AllocStats, PATTERN_MIN, human},
+    jit::JitMap,
+    regions::{RegionInfo, RegionTable, Stamp},
+    stacks::Stack,
+    symbols::Symbols,
+    timeline::Timeline,
+    wx::WxStats,
+};
+use super::{
+    model::{Change, RegionModel},
+    output::monotonic_ns,
+    session::{Cause, Delta},
+    syscalls::Call,
+};
+use crate::region::Region;
 
 /// Options from the command line that concern the insight features.
 #[derive(Clone, Debug, Default)]
@@ -18,48 +60,557 @@ pub struct InsightOptions {
     pub stacks: bool,
     /// Frames to show under each delta (`--stack-depth`).
     pub stack_depth: usize,
-    /// Provenance columns after tables (`--provenance`).
+    /// Provenance lines after tables (`--provenance`).
     pub provenance: bool,
     /// Write a self-contained HTML report here at the end (`--report`).
     pub report: Option<std::path::PathBuf>,
+    /// CLOCK_MONOTONIC when the trace started (times are shown from it).
+    pub start_ns: u64,
 }
 
-/// State kept across the trace. Nothing yet: each analysis adds its own.
-#[derive(Debug, Default)]
+/// Notes about W^X under one delta, at most (the rest are counted).
+const WX_NOTES_MAX: usize = 4;
+
+/// What is known about one traced process.
+#[derive(Debug)]
+struct Proc {
+    pid: u32,
+    regions: RegionTable,
+    wx: WxStats,
+    alloc: AllocStats,
+    jit: JitMap,
+    timeline: Timeline,
+    last_rss: Option<Instant>,
+    /// Latest trace time seen (ns since start).
+    last_t_ns: u64,
+    /// Size of `[heap]` after the last brk.
+    heap: u64,
+}
+
+impl Proc {
+    fn new(pid: u32) -> Proc {
+        Proc {
+            pid,
+            regions: RegionTable::default(),
+            wx: WxStats::default(),
+            alloc: AllocStats::default(),
+            jit: JitMap::new(pid),
+            timeline: Timeline::default(),
+            last_rss: None,
+            last_t_ns: 0,
+            heap: 0,
+        }
+    }
+
+    /// Resident set size in bytes, read at most every 100 ms.
+    fn sample_rss(&mut self, force: bool) -> Option<u64> {
+        if !force && self.last_rss.is_some_and(|t| t.elapsed().as_millis() < 100) {
+            return None;
+        }
+        self.last_rss = Some(Instant::now());
+        let statm = std::fs::read_to_string(format!("/proc/{}/statm", self.pid)).ok()?;
+        let pages: u64 = statm.split_whitespace().nth(1)?.parse().ok()?;
+        // SAFETY: sysconf has no preconditions.
+        let page = unsafe { libc::sysconf(libc::_SC_PAGESIZE) }.max(4096) as u64;
+        let rss = pages * page;
+        self.alloc.peak_rss_kib = self.alloc.peak_rss_kib.max(rss / 1024);
+        Some(rss)
+    }
+}
+
+#[derive(Debug)]
 pub struct Insight {
-    #[expect(dead_code, reason = "read by the analyses as they are added")]
     opts: InsightOptions,
+    syms: Symbols,
+    procs: HashMap<u32, Proc>,
+}
+
+fn what(cause: &Cause) -> &'static str {
+    match cause {
+        Cause::Syscall(call, _) => call.name(),
+        Cause::Observed => "observed",
+        Cause::Resync => "resync",
+        Cause::Polled => "polled",
+        Cause::Exec => "execve",
+    }
 }
 
 impl Insight {
     pub fn new(opts: InsightOptions) -> Insight {
-        Insight { opts }
+        Insight {
+            opts,
+            syms: Symbols::new(),
+            procs: HashMap::new(),
+        }
+    }
+
+    fn t_ns(&self, ktime_ns: u64) -> u64 {
+        let k = if ktime_ns != 0 {
+            ktime_ns
+        } else {
+            monotonic_ns()
+        };
+        k.saturating_sub(self.opts.start_ns)
     }
 
     /// Looks at one delta (the model already includes it); returns lines
     /// to print under it.
-    pub fn observe(&mut self, _d: &Delta, _model: &RegionModel) -> Vec<String> {
-        Vec::new()
+    pub fn observe(&mut self, d: &Delta, model: &RegionModel) -> Vec<String> {
+        let t_ns = self.t_ns(d.ktime_ns);
+        let mut notes = Vec::new();
+        let p = self.procs.entry(d.pid).or_insert_with(|| Proc::new(d.pid));
+        p.last_t_ns = p.last_t_ns.max(t_ns);
+        let event: Option<(Call, &Event)> = match &d.cause {
+            Cause::Syscall(c, ev) => Some((*c, ev)),
+            _ => None,
+        };
+
+        // Call site: the stack, named, under the delta.
+        let mut site: Option<Rc<str>> = None;
+        if self.opts.stacks
+            && let Some((_, ev)) = event
+            && let Some(stack) = Stack::from_event(ev, model)
+        {
+            if !p.jit.is_empty()
+                || p.jit.has_dump()
+                || stack
+                    .frames
+                    .iter()
+                    .any(|&a| model.containing(a).is_some_and(|r| r.inode == 0))
+            {
+                p.jit.refresh(false);
+            }
+            let depth = self.opts.stack_depth.max(1);
+            let names = stack.names(d.pid, model, &mut self.syms, &p.jit, depth);
+            for n in &names {
+                notes.push(format!("at {n}"));
+            }
+            if names.len() < stack.frames.len() {
+                // Deeper frames exist and are not shown (--stack-depth).
+            } else if stack.truncated && !stack.reaches_root(&names) {
+                notes.push("(stack truncated: no frame pointer past here)".into());
+            }
+            site = stack.site(d.pid, model, &mut self.syms, &p.jit);
+        }
+
+        if let Some((call, ev)) = event {
+            account(p, call, ev, &d.change, t_ns, site.clone(), &mut notes);
+        }
+        if matches!(d.cause, Cause::Exec) {
+            p.timeline.mark(t_ns, "exec", "execve".into());
+            p.jit = JitMap::new(d.pid);
+        }
+        // A runtime maps its jitdump file so that tools can find it.
+        let dump_name = format!("/jit-{}.dump", d.pid);
+        if let Some(r) = d
+            .change
+            .added
+            .iter()
+            .find(|r| r.name.ends_with(dump_name.as_bytes()))
+        {
+            p.jit
+                .found_dump(String::from_utf8_lossy(&r.name).into_owned().into());
+        }
+
+        // Region records: creation, changes, W^X.
+        let stamp = Stamp {
+            tid: d.tid,
+            t_ns,
+            what: what(&d.cause),
+            site,
+        };
+        let creates = match event {
+            Some((call, _)) => matches!(call, Call::Mmap | Call::Shmat),
+            None => matches!(d.cause, Cause::Exec),
+        };
+        let map_stack = event.is_some_and(|(call, ev)| {
+            call == Call::Mmap && ev.args[3] & libc::MAP_STACK as u64 != 0
+        });
+        let Proc {
+            regions, wx, jit, ..
+        } = p;
+        regions.apply(&d.change, |_, from, info| {
+            if creates || from.is_empty() {
+                *info = RegionInfo {
+                    created: Some(stamp.clone()),
+                    map_stack,
+                    ..Default::default()
+                };
+            } else {
+                info.changed = Some(stamp.clone());
+            }
+        });
+        let wx_events = match event {
+            Some((call, ev)) => protections(wx, call, ev, &d.change, model, t_ns),
+            None if matches!(d.cause, Cause::Exec) => {
+                wx.clear(t_ns);
+                Vec::new()
+            }
+            None => Vec::new(),
+        };
+        let by = stamp
+            .site
+            .as_ref()
+            .map_or(String::new(), |s| format!(" by {s}"));
+        let mut wx_notes: Vec<String> = wx_events
+            .iter()
+            .take(WX_NOTES_MAX)
+            .map(|e| match e {
+                wx::Event::Flip {
+                    lo,
+                    hi,
+                    flip,
+                    before,
+                    after,
+                    count,
+                } => format!(
+                    "W^X: {} flip of {lo:016x}+{} {} -> {} (flip #{count} of this range){by}",
+                    flip.label(),
+                    human(hi - lo),
+                    wx::prot_str(*before),
+                    wx::prot_str(*after),
+                ),
+                wx::Event::Rwx { lo, hi } => format!(
+                    "W^X: {lo:016x}+{} is writable and executable at once (rwx){by}",
+                    human(hi - lo)
+                ),
+            })
+            .collect();
+        if wx_events.len() > WX_NOTES_MAX {
+            wx_notes.push(format!(
+                "W^X: ... and {} more ranges",
+                wx_events.len() - WX_NOTES_MAX
+            ));
+        }
+        dual_mappings(model, &d.change, wx, &mut wx_notes);
+        notes.extend(wx_notes);
+
+        // JIT: forget functions in unmapped code; name the ones affected.
+        for r in unmapped(&d.change) {
+            jit.unmapped(r.0, r.1);
+        }
+        if let Some((call, ev)) = event
+            && matches!(
+                call,
+                Call::Mprotect | Call::PkeyMprotect | Call::Mmap | Call::Munmap
+            )
+            && ev.ret >= 0
+        {
+            let touches_code = d
+                .change
+                .added
+                .iter()
+                .chain(&d.change.removed)
+                .any(|r| r.inode == 0 && r.perms.executable());
+            if touches_code {
+                jit.refresh(false);
+            }
+            if !jit.is_empty() {
+                let (lo, len) = if call == Call::Mmap {
+                    (ev.ret as u64, ev.args[1])
+                } else {
+                    (ev.args[0], ev.args[1])
+                };
+                let names = jit.within(lo, lo.saturating_add(len));
+                if !names.is_empty() {
+                    let perms = match call {
+                        Call::Munmap => String::new(),
+                        _ => format!(" {}", wx_prot(ev.args[2])),
+                    };
+                    notes.push(format!(
+                        "{}{perms} on {}",
+                        call.name(),
+                        jit::list(&names, 5)
+                    ));
+                }
+            }
+        }
+
+        // Peaks, timeline.
+        let mapped = model.mapped();
+        if mapped > p.alloc.peak_mapped.1 {
+            p.alloc.peak_mapped = (t_ns, mapped);
+        }
+        let rss = p.sample_rss(false);
+        if self.opts.report.is_some() {
+            p.timeline.update(model, &d.change.removed, &d.change.added);
+            p.timeline.sample(t_ns, rss);
+        }
+        notes
     }
 
     /// Lines to print after a table of process `pid` (outside its frame,
     /// which holds exactly what `pmap` prints).
-    pub fn after_table(&self, _pid: u32, _model: &RegionModel) -> Vec<String> {
-        Vec::new()
+    pub fn after_table(&mut self, pid: u32, model: &RegionModel) -> Vec<String> {
+        let t_ns = self.t_ns(0);
+        let p = self.procs.entry(pid).or_insert_with(|| Proc::new(pid));
+        p.jit.refresh(true);
+        if self.opts.report.is_some() {
+            p.timeline.update(model, &[], &[]);
+            let rss = p.sample_rss(true);
+            p.timeline.sample(t_ns, rss);
+        }
+        let mut out = Vec::new();
+        if !p.jit.is_empty() {
+            for r in model
+                .regions()
+                .filter(|r| r.perms.executable() && r.inode == 0)
+            {
+                let names = p.jit.within(r.start, r.end);
+                if !names.is_empty() {
+                    out.push(format!(
+                        "JIT {:016x}-{:016x} {} {}",
+                        r.start,
+                        r.end,
+                        r.perms.as_str(),
+                        jit::list(&names, 5)
+                    ));
+                }
+            }
+        }
+        if self.opts.provenance {
+            out.extend(summary::provenance(model, &p.regions));
+        }
+        out
     }
 
-    /// Called once at the end (e.g. to write the report).
+    /// Called once at the end: writes the report.
     pub fn finish(&mut self) -> anyhow::Result<()> {
+        if let Some(path) = &self.opts.report {
+            let mut procs: Vec<&Proc> = self.procs.values().collect();
+            procs.sort_by_key(|p| p.pid);
+            report::write(path, &procs)?;
+            eprintln!("pmap trace: report written to {}", path.display());
+        }
         Ok(())
     }
 
     /// Writes the text summary sections for process `pid`.
-    pub fn summary(&self, _pid: u32, _out: &mut dyn Write) -> io::Result<()> {
-        Ok(())
+    pub fn summary(
+        &mut self,
+        pid: u32,
+        model: &RegionModel,
+        out: &mut dyn Write,
+    ) -> io::Result<()> {
+        let t_ns = self.t_ns(0);
+        let stacks = self.opts.stacks;
+        let cost = self.syms.cost();
+        let p = self.procs.entry(pid).or_insert_with(|| Proc::new(pid));
+        p.sample_rss(true);
+        p.jit.refresh(true);
+        summary::text(p, model, t_ns, stacks, cost, out)
     }
 
     /// The same as JSON, merged into the `summary` record under "insight".
-    pub fn summary_json(&self, _pid: u32) -> Option<Value> {
-        None
+    pub fn summary_json(&mut self, pid: u32, model: &RegionModel) -> Option<Value> {
+        let t_ns = self.t_ns(0);
+        let p = self.procs.entry(pid).or_insert_with(|| Proc::new(pid));
+        p.sample_rss(true);
+        p.jit.refresh(true);
+        Some(summary::json(p, model, t_ns))
+    }
+}
+
+fn wx_prot(p: u64) -> String {
+    let b = |bit: i32, c: char| if p & bit as u64 != 0 { c } else { '-' };
+    format!(
+        "{}{}{}",
+        b(libc::PROT_READ, 'r'),
+        b(libc::PROT_WRITE, 'w'),
+        b(libc::PROT_EXEC, 'x')
+    )
+}
+
+/// Ranges covered before the change and not after.
+fn unmapped(c: &Change) -> Vec<(u64, u64)> {
+    let mut v = Vec::new();
+    let added = regions::Sorted::new(&c.added);
+    for r in &c.removed {
+        let mut lo = r.start;
+        for a in added.overlapping(r.start, r.end) {
+            if a.start > lo {
+                v.push((lo, a.start));
+            }
+            lo = lo.max(a.end);
+        }
+        if lo < r.end {
+            v.push((lo, r.end));
+        }
+    }
+    v
+}
+
+/// The W^X view of one syscall: protections as the call set them.
+fn protections(
+    wx: &mut WxStats,
+    call: Call,
+    ev: &Event,
+    change: &Change,
+    model: &RegionModel,
+    t_ns: u64,
+) -> Vec<wx::Event> {
+    let a = &ev.args;
+    if ev.ret < 0 {
+        return Vec::new();
+    }
+    let page_up = |n: u64| n.saturating_add(4095) & !4095;
+    let prot = (a[2] & 7) as u8;
+    match call {
+        Call::Mmap => {
+            let lo = ev.ret as u64;
+            wx.map(lo, lo.saturating_add(page_up(a[1])), prot, t_ns)
+        }
+        Call::Mprotect | Call::PkeyMprotect => {
+            // Before the call: the rows this change replaced, else the
+            // model (the range did not change, or changed back already).
+            let seed = |lo: u64, hi: u64| -> Vec<(u64, u64, u8)> {
+                let before: Vec<(u64, u64, u8)> = change
+                    .removed
+                    .iter()
+                    .filter(|r| r.start < hi && lo < r.end)
+                    .map(|r| (r.start, r.end, wx::prot_of(r.perms)))
+                    .collect();
+                if !before.is_empty() {
+                    return before;
+                }
+                model
+                    .within(lo, hi)
+                    .map(|r| (r.start, r.end, wx::prot_of(r.perms)))
+                    .collect()
+            };
+            wx.protect(a[0], a[0].saturating_add(page_up(a[1])), prot, t_ns, &seed)
+        }
+        Call::Munmap => {
+            wx.unmap(a[0], a[0].saturating_add(page_up(a[1])), t_ns);
+            Vec::new()
+        }
+        Call::Mremap => {
+            wx.remap(a[0], page_up(a[1]), ev.ret as u64, page_up(a[2]), t_ns);
+            Vec::new()
+        }
+        _ => Vec::new(),
+    }
+}
+
+/// The allocator view of one syscall.
+fn account(
+    p: &mut Proc,
+    call: Call,
+    ev: &Event,
+    change: &Change,
+    t_ns: u64,
+    site: Option<Rc<str>>,
+    notes: &mut Vec<String>,
+) {
+    let a = &ev.args;
+    if ev.ret < 0 {
+        p.alloc.call(call.name(), 0);
+        return;
+    }
+    let grew = match call {
+        Call::Mmap => {
+            p.alloc.mapped(t_ns, ev.ret as u64, a[1]);
+            if a[1] >= 1 << 20 {
+                p.timeline
+                    .mark(t_ns, "map", format!("mmap {}", human(a[1])));
+            }
+            a[1]
+        }
+        Call::Munmap => {
+            if let Some(len) = p.alloc.unmapped(t_ns, a[0], a[1]) {
+                let n = p.alloc.churn_by_len.get(&len).copied().unwrap_or(0);
+                if n == PATTERN_MIN {
+                    let mut line = format!(
+                        "churn: {} mapped and unmapped again {n} times, each within {}s",
+                        human(len),
+                        alloc::CHURN_NS / 1_000_000_000
+                    );
+                    if let Some(h) = AllocStats::hint(len) {
+                        line.push_str(&format!("; {h}"));
+                    }
+                    p.timeline
+                        .mark(t_ns, "churn", format!("churn {}", human(len)));
+                    notes.push(line);
+                }
+            }
+            0
+        }
+        Call::Mremap => a[2].saturating_sub(a[1]),
+        Call::Brk => {
+            let heap = change
+                .added
+                .iter()
+                .find(|r| r.name == b"[heap]")
+                .map(|r| r.size());
+            let gone = change.removed.iter().any(|r| r.name == b"[heap]");
+            match heap {
+                Some(h) => {
+                    let grew = h.saturating_sub(p.heap);
+                    p.heap = h;
+                    p.alloc.brk_point(t_ns, h);
+                    grew
+                }
+                None if gone => {
+                    p.heap = 0;
+                    p.alloc.brk_point(t_ns, 0);
+                    0
+                }
+                None => 0,
+            }
+        }
+        _ => 0,
+    };
+    let bytes = match call {
+        Call::Munmap | Call::Mprotect | Call::PkeyMprotect | Call::Madvise => a[1],
+        _ => grew,
+    };
+    p.alloc.call(call.name(), bytes);
+    if grew > 0
+        && let Some(s) = site
+    {
+        p.alloc.site(s, grew);
+    }
+}
+
+/// The same file mapped shared-writable and executable at once (a JIT's
+/// dual mapping, or a hole in W^X).
+/// A file: device major, minor, inode.
+type FileId = (u32, u32, u64);
+
+fn dual_mappings(model: &RegionModel, change: &Change, wx: &mut WxStats, notes: &mut Vec<String>) {
+    let file = |r: &Region| -> FileId { (r.dev_major, r.dev_minor, r.inode) };
+    let shared_w = |r: &Region| r.perms.writable() && r.perms.shared();
+    let candidates: std::collections::HashSet<FileId> = change
+        .added
+        .iter()
+        .filter(|a| a.inode != 0 && (shared_w(a) || a.perms.executable()))
+        .map(file)
+        .collect();
+    if candidates.is_empty() {
+        return;
+    }
+    // One pass over the map for all the files this change touched.
+    // Per file: a shared-writable region and an executable one.
+    let mut seen: HashMap<FileId, [Option<&Region>; 2]> = HashMap::new();
+    for r in model.regions().filter(|r| candidates.contains(&file(r))) {
+        let e = seen.entry(file(r)).or_default();
+        // One rwxs region is flagged as rwx already; this is about two.
+        if shared_w(r) && !r.perms.executable() {
+            e[0].get_or_insert(r);
+        }
+        if r.perms.executable() && !shared_w(r) {
+            e[1].get_or_insert(r);
+        }
+    }
+    for [w, x] in seen.into_values() {
+        let (Some(w), Some(x)) = (w, x) else { continue };
+        let name = String::from_utf8_lossy(&w.name).into_owned();
+        if !wx.dual_files.contains(&name) {
+            notes.push(format!(
+                "W^X: {name} is mapped shared-writable at {:016x} and executable at {:016x}",
+                w.start, x.start
+            ));
+            wx.dual_files.push(name);
+        }
     }
 }

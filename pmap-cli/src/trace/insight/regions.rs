@@ -1,0 +1,146 @@
+//! What the tracer remembers about each region of the model: who created
+//! it and who last changed it. The record follows the
+//! region through splits, merges and re-protections (a piece inherits the
+//! record of the region it came from).
+
+use std::{collections::BTreeMap, rc::Rc};
+
+use crate::{region::Region, trace::model::Change};
+
+/// One change-causing call, as remembered.
+#[derive(Clone, Debug)]
+pub struct Stamp {
+    pub tid: u32,
+    /// Nanoseconds since the trace started.
+    pub t_ns: u64,
+    /// `mmap`, `mprotect`, ... or `observed`, `exec`.
+    pub what: &'static str,
+    /// The call site (with --stacks), see `Stack::site`.
+    pub site: Option<Rc<str>>,
+}
+
+#[derive(Clone, Debug, Default)]
+pub struct RegionInfo {
+    pub created: Option<Stamp>,
+    pub changed: Option<Stamp>,
+    /// Created by mmap with MAP_STACK (glibc thread stacks).
+    pub map_stack: bool,
+}
+
+/// Regions sorted by start, disjoint (so also sorted by end), for
+/// overlap queries in O(log n + hits): a resync can bring tens of
+/// thousands of rows at once.
+pub struct Sorted<'c>(Vec<&'c Region>);
+
+impl<'c> Sorted<'c> {
+    pub fn new(regions: &'c [Region]) -> Sorted<'c> {
+        let mut v: Vec<&Region> = regions.iter().collect();
+        v.sort_by_key(|r| r.start);
+        Sorted(v)
+    }
+
+    /// The regions that intersect `[lo, hi)`.
+    pub fn overlapping(&self, lo: u64, hi: u64) -> impl Iterator<Item = &'c Region> + '_ {
+        let first = self.0.partition_point(|r| r.end <= lo);
+        self.0[first..]
+            .iter()
+            .take_while(move |r| r.start < hi)
+            .copied()
+    }
+}
+
+#[derive(Debug, Default)]
+pub struct RegionTable {
+    info: BTreeMap<u64, RegionInfo>,
+}
+
+impl RegionTable {
+    pub fn get(&self, start: u64) -> Option<&RegionInfo> {
+        self.info.get(&start)
+    }
+
+    /// Moves the records of `change.removed` to `change.added`; `update` adjusts each added region's record,
+    /// given the regions it came from. Returns the records of regions
+    /// that are gone (no added region came from them).
+    pub fn apply(
+        &mut self,
+        change: &Change,
+        mut update: impl FnMut(&Region, &[&Region], &mut RegionInfo),
+    ) -> Vec<(Region, RegionInfo)> {
+        let mut old: BTreeMap<u64, RegionInfo> = BTreeMap::new();
+        for r in &change.removed {
+            if let Some(i) = self.info.remove(&r.start) {
+                old.insert(r.start, i);
+            }
+        }
+        let removed = Sorted::new(&change.removed);
+        let added = Sorted::new(&change.added);
+        for a in &change.added {
+            let from: Vec<&Region> = removed.overlapping(a.start, a.end).collect();
+            let mut info = from
+                .iter()
+                .find_map(|o| old.get(&o.start).cloned())
+                .unwrap_or_default();
+            update(a, &from, &mut info);
+            self.info.insert(a.start, info);
+        }
+        change
+            .removed
+            .iter()
+            .filter(|o| added.overlapping(o.start, o.end).next().is_none())
+            .filter_map(|o| old.remove(&o.start).map(|i| (o.clone(), i)))
+            .collect()
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::region::Perms;
+
+    fn r(start: u64, end: u64, perms: &[u8; 4]) -> Region {
+        Region {
+            start,
+            end,
+            perms: Perms(*perms),
+            ..Default::default()
+        }
+    }
+
+    #[test]
+    fn pieces_inherit_their_record_and_gone_regions_are_returned() {
+        let mut t = RegionTable::default();
+        let create = Change {
+            removed: vec![],
+            added: vec![r(0x1000, 0x4000, b"rw-p"), r(0x8000, 0x9000, b"rw-p")],
+        };
+        let gone = t.apply(&create, |_, from, info| {
+            assert!(from.is_empty());
+            info.map_stack = true;
+        });
+        assert!(gone.is_empty());
+        // mprotect of the middle page splits the first region in three.
+        let split = Change {
+            removed: vec![r(0x1000, 0x4000, b"rw-p")],
+            added: vec![
+                r(0x1000, 0x2000, b"rw-p"),
+                r(0x2000, 0x3000, b"r-xp"),
+                r(0x3000, 0x4000, b"rw-p"),
+            ],
+        };
+        let mut seen = Vec::new();
+        t.apply(&split, |a, from, info| {
+            assert_eq!(from.len(), 1);
+            seen.push((a.start, info.map_stack));
+        });
+        assert_eq!(seen, vec![(0x1000, true), (0x2000, true), (0x3000, true)]);
+        let unmap = Change {
+            removed: vec![r(0x8000, 0x9000, b"rw-p")],
+            added: vec![],
+        };
+        let gone = t.apply(&unmap, |_, _, _| {});
+        assert_eq!(gone.len(), 1);
+        assert!(gone[0].1.map_stack);
+        assert!(t.get(0x8000).is_none());
+    }
+}

@@ -1,0 +1,214 @@
+//! The user stack of a syscall, as the kernel program captured it, checked
+//! against the region model and named.
+//!
+//! `stack[0]` is the syscall instruction, `stack[1]` (with `FLAG_SP_WORD`)
+//! the word at the stack pointer: in a leaf libc wrapper, the return
+//! address into its caller, which a frame-pointer walk misses when libc
+//! has no frame pointers (Debian's has none). The rest is the walk; it
+//! ends, or turns to garbage, at the first frame without a frame pointer.
+
+use std::rc::Rc;
+
+use pmap_common::{Event, FLAG_SP_WORD, FLAG_STACK};
+
+use super::{jit::JitMap, symbols::Symbols};
+use crate::{region::Region, trace::model::RegionModel};
+
+/// Functions where a user stack legitimately ends.
+const ROOTS: &[&str] = &[
+    "_start",
+    "__libc_start_main",
+    "__libc_start_call_main",
+    "start_thread",
+    "clone",
+    "clone3",
+    "__clone",
+];
+
+/// A checked stack: return addresses that land in executable code.
+#[derive(Clone, Debug, Default)]
+pub struct Stack {
+    /// Innermost first; the first is the syscall instruction.
+    pub frames: Vec<u64>,
+    /// The walk stopped at an address that is not code (no frame pointer),
+    /// or had only the wrapper's caller to go on.
+    pub truncated: bool,
+}
+
+fn is_code(model: &RegionModel, addr: u64) -> Option<&Region> {
+    model.containing(addr).filter(|r| r.perms.executable())
+}
+
+impl Stack {
+    pub fn from_event(ev: &Event, model: &RegionModel) -> Option<Stack> {
+        if ev.flags & FLAG_STACK == 0 || ev.stack_len == 0 {
+            return None;
+        }
+        let n = (ev.stack_len as usize).min(ev.stack.len());
+        let raw = &ev.stack[..n];
+        let mut frames = vec![raw[0]];
+        let walk_from = if ev.flags & FLAG_SP_WORD != 0 {
+            let sp_word = raw.get(1).copied().unwrap_or(0);
+            let next = raw.get(2).copied();
+            if sp_word != 0 && Some(sp_word) != next && is_code(model, sp_word).is_some() {
+                frames.push(sp_word);
+            }
+            2
+        } else {
+            1
+        };
+        let mut truncated = false;
+        for &a in raw.iter().skip(walk_from) {
+            if a == 0 {
+                break;
+            }
+            if is_code(model, a).is_none() {
+                truncated = true;
+                break;
+            }
+            frames.push(a);
+        }
+        // A walk that found nothing past the wrapper's caller: the caller's
+        // own frame pointer was missing.
+        if frames.len() <= 2 {
+            truncated = true;
+        }
+        Some(Stack { frames, truncated })
+    }
+
+    /// Names of the frames, innermost first (at most `depth`).
+    pub fn names(
+        &self,
+        pid: u32,
+        model: &RegionModel,
+        syms: &mut Symbols,
+        jit: &JitMap,
+        depth: usize,
+    ) -> Vec<Rc<str>> {
+        self.frames
+            .iter()
+            .take(depth)
+            .enumerate()
+            .map(|(i, &a)| name_of(pid, model, syms, jit, a, i > 0, true))
+            .collect()
+    }
+
+    /// Whether the deepest named frame is where stacks start (so a short
+    /// stack is complete).
+    pub fn reaches_root(&self, names: &[Rc<str>]) -> bool {
+        names.len() == self.frames.len()
+            && names.last().is_some_and(|n| {
+                let f = n.split('+').next().unwrap_or("");
+                ROOTS.contains(&f)
+            })
+    }
+
+    /// The call site worth reporting: the first frame outside libc and the
+    /// dynamic loader (the code that asked), else the wrapper's caller.
+    pub fn site(
+        &self,
+        pid: u32,
+        model: &RegionModel,
+        syms: &mut Symbols,
+        jit: &JitMap,
+    ) -> Option<Rc<str>> {
+        let outside = self
+            .frames
+            .iter()
+            .enumerate()
+            .skip(1)
+            .find(|&(_, &a)| model.containing(a).is_some_and(|r| !is_system_lib(&r.name)));
+        let (i, &a) = outside
+            .or_else(|| self.frames.iter().enumerate().nth(1))
+            .or_else(|| self.frames.iter().enumerate().next())?;
+        Some(name_of(pid, model, syms, jit, a, i > 0, false))
+    }
+}
+
+fn is_system_lib(name: &[u8]) -> bool {
+    let n = String::from_utf8_lossy(name);
+    let base = n.rsplit('/').next().unwrap_or(&n);
+    base.starts_with("libc.so") || base.starts_with("ld-linux") || base.starts_with("libpthread")
+}
+
+fn name_of(
+    pid: u32,
+    model: &RegionModel,
+    syms: &mut Symbols,
+    jit: &JitMap,
+    addr: u64,
+    ret: bool,
+    with_line: bool,
+) -> Rc<str> {
+    match model.containing(addr) {
+        Some(r) if r.inode != 0 => syms.name(pid, r, addr, ret, with_line),
+        Some(r) => match jit.lookup(addr) {
+            Some((name, off)) => format!("{name}+{off:#x} [JIT]").into(),
+            None if r.name.is_empty() => format!("{addr:#x} [anon]").into(),
+            None => format!("{addr:#x} [{}]", String::from_utf8_lossy(&r.name)).into(),
+        },
+        None => format!("{addr:#x} [unmapped]").into(),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::region::Perms;
+
+    fn code(start: u64, end: u64) -> Region {
+        Region {
+            start,
+            end,
+            perms: Perms(*b"r-xp"),
+            inode: 1,
+            name: b"/x".to_vec(),
+            ..Default::default()
+        }
+    }
+
+    fn event(stack: &[u64], flags: u32) -> Event {
+        let mut ev = Event {
+            enter_ns: 0,
+            exit_ns: 0,
+            args: [0; 6],
+            ret: 0,
+            stack: [0; pmap_common::MAX_STACK_DEPTH],
+            tgid: 1,
+            tid: 1,
+            kind: 10,
+            flags,
+            stack_len: stack.len() as u32,
+            _pad: 0,
+        };
+        ev.stack[..stack.len()].copy_from_slice(stack);
+        ev
+    }
+
+    #[test]
+    fn the_word_at_sp_names_the_wrappers_caller_and_garbage_truncates() {
+        let model = RegionModel::new(vec![code(0x1000, 0x2000), code(0x5000, 0x6000)]);
+        // ip in libc, [sp] in the caller, then a frame-pointer walk that
+        // finds one frame and then data.
+        let ev = event(
+            &[0x1100, 0x5100, 0x5200, 0x4141_4141],
+            FLAG_STACK | FLAG_SP_WORD,
+        );
+        let s = Stack::from_event(&ev, &model).expect("a stack");
+        assert_eq!(s.frames, vec![0x1100, 0x5100, 0x5200]);
+        assert!(s.truncated);
+        // The word at sp repeating the walk's first frame is not doubled;
+        // a word that is not code is left out.
+        let ev = event(&[0x1100, 0x5200, 0x5200], FLAG_STACK | FLAG_SP_WORD);
+        assert_eq!(
+            Stack::from_event(&ev, &model).expect("a stack").frames,
+            vec![0x1100, 0x5200]
+        );
+        let ev = event(&[0x1100, 0x9999, 0x5200], FLAG_STACK | FLAG_SP_WORD);
+        assert_eq!(
+            Stack::from_event(&ev, &model).expect("a stack").frames,
+            vec![0x1100, 0x5200]
+        );
+        assert!(Stack::from_event(&event(&[], 0), &model).is_none());
+    }
+}
