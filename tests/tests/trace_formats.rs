@@ -9,7 +9,7 @@
 use std::time::Duration;
 
 use pmap_tests::trace_harness::{
-    Event, Tracer, Workload, assert_table_matches, reference_pmap, serial,
+    Event, Tracer, Workload, assert_table_matches, delta_blocks, reference_pmap, serial,
 };
 
 /// A range `-A LOW,HIGH` that cuts through the middle of the map.
@@ -79,4 +79,69 @@ fn format_flags_match_pmap() {
         );
     }
     wl.cont();
+}
+
+/// `-A LOW,HIGH` filters the deltas too: no delta shows a region that lies
+/// wholly outside the range, and the tables stay equal to `pmap -A`.
+#[test]
+fn range_filters_tables_and_deltas() {
+    let _serial = serial();
+    let mut wl = Workload::spawn_bin(
+        "trace_workload",
+        &["--seed", "52", "--ops", "600", "--checkpoint-every", "200"],
+    );
+    let pid = wl.pid();
+    let range = middle_range(pid);
+    let (low, high) = range.split_once(',').expect("low,high");
+    let hex = |s: &str| u64::from_str_radix(s, 16).expect("hex address");
+    let (low, high) = (hex(low), hex(high));
+    let mut t = Tracer::spawn(&["-A", &range, &pid.to_string()]);
+    t.wait_tracing(Duration::from_secs(60));
+    wl.release();
+    let flags = ["-A", range.as_str()];
+    loop {
+        match wl.wait_event(Duration::from_secs(60)) {
+            Event::Stopped => {
+                let table = t.request_table(pid);
+                assert_table_matches(&table, &reference_pmap(pid, &flags), "-A table", &t);
+                wl.cont();
+            }
+            Event::Exited(0) => break,
+            other => panic!("workload ended with {other:?}"),
+        }
+    }
+    assert!(t.wait_exit(Duration::from_secs(30)).success());
+    let mut outside = Vec::new();
+    let mut inside = 0;
+    for (header, body) in delta_blocks(&t.stdout()) {
+        for l in &body {
+            // "  + 00007f0000000000     16K rw-p name" (also '-', '~').
+            let mut f = l.split_whitespace().skip(1);
+            let (Some(start), Some(size)) = (f.next(), f.next()) else {
+                continue;
+            };
+            let (Ok(start), Some(Ok(kb))) = (
+                u64::from_str_radix(start, 16),
+                size.strip_suffix('K').map(str::parse::<u64>),
+            ) else {
+                continue;
+            };
+            if start + kb * 1024 <= low || start > high {
+                outside.push(format!("{header}\n{l}"));
+            } else {
+                inside += 1;
+            }
+        }
+    }
+    // The range is chosen where the workload maps, so the filter has work.
+    assert!(
+        inside > 0,
+        "no delta inside -A {range}: the test checked nothing\n{}",
+        t.context()
+    );
+    assert!(
+        outside.is_empty(),
+        "deltas outside -A {range}:\n{}",
+        outside[..outside.len().min(5)].join("\n")
+    );
 }
