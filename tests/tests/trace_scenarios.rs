@@ -105,3 +105,19 @@ fn anon_mmap_then_file_overlay() {
         );
     }
 }
+
+/// Stack growth has no syscall: the table after it is exact and the change
+/// is printed as `observed`.
+#[test]
+fn stack_growth_is_observed() {
+    let _serial = serial();
+    let t = run("stack-growth", 2);
+    let observed = delta_blocks(&t.stdout())
+        .into_iter()
+        .any(|(h, body)| h.contains("observed") && body.iter().any(|l| l.contains("[stack]")));
+    assert!(
+        observed,
+        "no `observed` delta for the [stack] growth\n{}",
+        t.context()
+    );
+}

@@ -13,6 +13,7 @@
 //!   file mapping | .
 //! - `anon-then-file`: map an anonymous page and at once MAP_FIXED a file
 //!   page over it | .
+//! - `stack-growth`: | grow the main stack by about 2 MiB (no syscall) | .
 //!
 //! (`|` is a checkpoint.)
 
@@ -134,6 +135,24 @@ fn anon_then_file() -> Result<(), String> {
     Ok(())
 }
 
+#[inline(never)]
+fn recurse(depth: usize) -> u8 {
+    let mut buf = [0u8; 16 * 1024];
+    for i in (0..buf.len()).step_by(PAGE) {
+        buf[i] = depth as u8;
+    }
+    let buf = std::hint::black_box(buf);
+    let below = if depth > 0 { recurse(depth - 1) } else { 0 };
+    buf[0].wrapping_add(below)
+}
+
+fn stack_growth() -> Result<(), String> {
+    stop();
+    std::hint::black_box(recurse(128));
+    stop();
+    Ok(())
+}
+
 fn main() -> ExitCode {
     let name = std::env::args().nth(1).unwrap_or_default();
     let _ = std::io::stdin().lock().read_line(&mut String::new());
@@ -143,6 +162,7 @@ fn main() -> ExitCode {
         "unlink-mapped" => unlink_mapped(),
         "failed-noreplace" => failed_noreplace(),
         "anon-then-file" => anon_then_file(),
+        "stack-growth" => stack_growth(),
         other => Err(format!("unknown scenario {other:?}")),
     };
     match r {
