@@ -70,6 +70,12 @@ fn sysv_attach_split_and_detached_at_once() {
 }
 
 #[test]
+fn sysv_attach_seen_then_split_and_detached_at_once() {
+    let _serial = serial();
+    run("sysv-known-split-gone", 2);
+}
+
+#[test]
 fn file_unlinked_while_mapped() {
     let _serial = serial();
     run("unlink-mapped", 2);

@@ -7,6 +7,8 @@
 //!   regions) | shmdt | .
 //! - `sysv-split-gone`: shmat, madvise its last page (2 regions), shmdt, all
 //!   at once | .
+//! - `sysv-known-split-gone`: shmat, madvise its last page | mprotect its
+//!   first page and shmdt, at once | .
 //! - `unlink-mapped`: map a file and close it | unlink it | .
 //! - `failed-noreplace`: map 2 pages | MAP_FIXED_NOREPLACE over them fails
 //!   (EEXIST, nothing changes); right after, replace them with a shared
@@ -79,6 +81,34 @@ fn sysv(split_last: bool, detach_at_once: bool) -> Result<(), String> {
         if !detach_at_once {
             stop();
         }
+        check("shmdt", libc::shmdt(a as *const _) == 0)?;
+    }
+    stop();
+    Ok(())
+}
+
+/// An attach the tracer has seen in two pieces, then changed at its start
+/// and detached at once.
+fn sysv_known_then_gone() -> Result<(), String> {
+    // SAFETY: as in `sysv`.
+    unsafe {
+        let id = libc::shmget(libc::IPC_PRIVATE, 4 * PAGE, libc::IPC_CREAT | 0o600);
+        check("shmget", id >= 0)?;
+        let a = libc::shmat(id, std::ptr::null(), 0);
+        let ok = a as isize != -1;
+        libc::shmctl(id, libc::IPC_RMID, std::ptr::null_mut());
+        check("shmat", ok)?;
+        let a = a as usize;
+        let advice = libc::MADV_DONTFORK;
+        check(
+            "madvise",
+            libc::madvise((a + 3 * PAGE) as *mut _, PAGE, advice) == 0,
+        )?;
+        stop();
+        check(
+            "mprotect",
+            libc::mprotect(a as *mut _, PAGE, libc::PROT_READ) == 0,
+        )?;
         check("shmdt", libc::shmdt(a as *const _) == 0)?;
     }
     stop();
@@ -159,6 +189,7 @@ fn main() -> ExitCode {
     let r = match name.as_str() {
         "sysv-split" => sysv(false, false),
         "sysv-split-gone" => sysv(true, true),
+        "sysv-known-split-gone" => sysv_known_then_gone(),
         "unlink-mapped" => unlink_mapped(),
         "failed-noreplace" => failed_noreplace(),
         "anon-then-file" => anon_then_file(),
