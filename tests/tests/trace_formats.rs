@@ -145,3 +145,87 @@ fn range_filters_tables_and_deltas() {
         outside[..outside.len().min(5)].join("\n")
     );
 }
+
+/// `--json`: every record carries the keys docs/trace.md lists for its type,
+/// and every region the keys of a region.
+#[test]
+fn json_records_have_the_documented_keys() {
+    let _serial = serial();
+    let mut wl = Workload::spawn_bin(
+        "trace_workload",
+        &["--seed", "53", "--ops", "600", "--checkpoint-every", "300"],
+    );
+    let pid = wl.pid();
+    let mut t = Tracer::spawn(&["--json", &pid.to_string()]);
+    t.wait_tracing(Duration::from_secs(60));
+    wl.release();
+    loop {
+        match wl.wait_event(Duration::from_secs(60)) {
+            Event::Stopped => {
+                t.request_json_table(pid);
+                wl.cont();
+            }
+            Event::Exited(0) => break,
+            other => panic!("workload ended with {other:?}"),
+        }
+    }
+    assert!(t.wait_exit(Duration::from_secs(30)).success());
+
+    const REGION: &[&str] = &[
+        "start", "end", "size", "perms", "offset", "dev", "inode", "name",
+    ];
+    let keys_of = |kind: &str| -> &[&str] {
+        match kind {
+            "table" => &["reason", "regions"],
+            "delta" => &["tid", "ktime_ns", "cause", "removed", "added"],
+            "lost" => &["count", "total"],
+            "summary" => &[
+                "calls",
+                "failed",
+                "bytes_mapped",
+                "bytes_unmapped",
+                "peak_mapped",
+                "regions",
+                "peak_regions",
+                "lost",
+                "corrections",
+            ],
+            _ => &[],
+        }
+    };
+    let mut seen = std::collections::BTreeSet::new();
+    for line in t.stdout() {
+        let v: serde_json::Value =
+            serde_json::from_str(&line).unwrap_or_else(|e| panic!("not JSON ({e}): {line}"));
+        let kind = v["type"]
+            .as_str()
+            .unwrap_or_else(|| panic!("no type: {line}"))
+            .to_string();
+        assert!(v["t"].is_f64() || v["t"].is_u64(), "no t: {line}");
+        if kind != "lost" {
+            assert_eq!(v["pid"].as_u64(), Some(u64::from(pid)), "pid: {line}");
+        }
+        for k in keys_of(&kind) {
+            assert!(v.get(*k).is_some(), "{kind} record without `{k}`: {line}");
+        }
+        if kind == "delta" && v["cause"] == "syscall" {
+            for k in ["syscall", "args", "ret"] {
+                assert!(v.get(k).is_some(), "syscall delta without `{k}`: {line}");
+            }
+        }
+        for list in ["regions", "removed", "added"] {
+            for r in v[list].as_array().into_iter().flatten() {
+                for k in REGION {
+                    assert!(r.get(*k).is_some(), "region without `{k}` in {kind}: {r}");
+                }
+            }
+        }
+        seen.insert(kind);
+    }
+    for kind in ["table", "delta", "exit", "summary"] {
+        assert!(
+            seen.contains(kind),
+            "no `{kind}` record at all; saw {seen:?}"
+        );
+    }
+}
