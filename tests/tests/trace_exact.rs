@@ -15,7 +15,7 @@ use std::time::Duration;
 
 use pmap_tests::trace_harness::{
     Event, Tracer, Workload, assert_regions_match, assert_table_matches, maps_lines,
-    reference_pmap, serial,
+    printed_unchanging_failures, reference_pmap, serial,
 };
 
 /// Ops per seed in the default run: 4 seeds x 2,600 = 10,400 operations.
@@ -118,6 +118,17 @@ fn run_seed(seed: u64, ops: u64, check: Check) -> (usize, Vec<(String, u64, u64)
     let ctx = tracer.context();
     assert_eq!(corrections, Some(0), "model corrections in\n{text}\n{ctx}");
     assert_eq!(lost, Some(0), "events lost in\n{text}\n{ctx}");
+    if check == Check::Table {
+        let printed = printed_unchanging_failures(&tracer.stdout());
+        assert!(
+            printed.is_empty(),
+            "{} failed calls that change nothing were printed (they must only be counted \
+             without --show-failed), e.g.:\n{}\n{}",
+            printed.len(),
+            printed[..printed.len().min(5)].join("\n"),
+            tracer.context()
+        );
+    }
     let noise: Vec<String> = tracer
         .stderr()
         .into_iter()

@@ -9,7 +9,7 @@
 use std::time::Duration;
 
 use pmap_tests::trace_harness::{
-    Event, Tracer, Workload, assert_table_matches, reference_pmap, serial,
+    Event, Tracer, Workload, assert_table_matches, delta_blocks, reference_pmap, serial,
 };
 
 /// A range `-A LOW,HIGH` that cuts through the middle of the map.
@@ -79,4 +79,153 @@ fn format_flags_match_pmap() {
         );
     }
     wl.cont();
+}
+
+/// `-A LOW,HIGH` filters the deltas too: no delta shows a region that lies
+/// wholly outside the range, and the tables stay equal to `pmap -A`.
+#[test]
+fn range_filters_tables_and_deltas() {
+    let _serial = serial();
+    let mut wl = Workload::spawn_bin(
+        "trace_workload",
+        &["--seed", "52", "--ops", "600", "--checkpoint-every", "200"],
+    );
+    let pid = wl.pid();
+    let range = middle_range(pid);
+    let (low, high) = range.split_once(',').expect("low,high");
+    let hex = |s: &str| u64::from_str_radix(s, 16).expect("hex address");
+    let (low, high) = (hex(low), hex(high));
+    let mut t = Tracer::spawn(&["-A", &range, &pid.to_string()]);
+    t.wait_tracing(Duration::from_secs(60));
+    wl.release();
+    let flags = ["-A", range.as_str()];
+    loop {
+        match wl.wait_event(Duration::from_secs(60)) {
+            Event::Stopped => {
+                let table = t.request_table(pid);
+                assert_table_matches(&table, &reference_pmap(pid, &flags), "-A table", &t);
+                wl.cont();
+            }
+            Event::Exited(0) => break,
+            other => panic!("workload ended with {other:?}"),
+        }
+    }
+    assert!(t.wait_exit(Duration::from_secs(30)).success());
+    let mut outside = Vec::new();
+    let mut inside = 0;
+    for (header, body) in delta_blocks(&t.stdout()) {
+        for l in &body {
+            // "  + 00007f0000000000     16K rw-p name" (also '-', '~').
+            let mut f = l.split_whitespace().skip(1);
+            let (Some(start), Some(size)) = (f.next(), f.next()) else {
+                continue;
+            };
+            let (Ok(start), Some(Ok(kb))) = (
+                u64::from_str_radix(start, 16),
+                size.strip_suffix('K').map(str::parse::<u64>),
+            ) else {
+                continue;
+            };
+            if start + kb * 1024 <= low || start > high {
+                outside.push(format!("{header}\n{l}"));
+            } else {
+                inside += 1;
+            }
+        }
+    }
+    // The range is chosen where the workload maps, so the filter has work.
+    assert!(
+        inside > 0,
+        "no delta inside -A {range}: the test checked nothing\n{}",
+        t.context()
+    );
+    assert!(
+        outside.is_empty(),
+        "deltas outside -A {range}:\n{}",
+        outside[..outside.len().min(5)].join("\n")
+    );
+}
+
+/// `--json`: every record carries the keys docs/trace.md lists for its type,
+/// and every region the keys of a region.
+#[test]
+fn json_records_have_the_documented_keys() {
+    let _serial = serial();
+    let mut wl = Workload::spawn_bin(
+        "trace_workload",
+        &["--seed", "53", "--ops", "600", "--checkpoint-every", "300"],
+    );
+    let pid = wl.pid();
+    let mut t = Tracer::spawn(&["--json", &pid.to_string()]);
+    t.wait_tracing(Duration::from_secs(60));
+    wl.release();
+    loop {
+        match wl.wait_event(Duration::from_secs(60)) {
+            Event::Stopped => {
+                t.request_json_table(pid);
+                wl.cont();
+            }
+            Event::Exited(0) => break,
+            other => panic!("workload ended with {other:?}"),
+        }
+    }
+    assert!(t.wait_exit(Duration::from_secs(30)).success());
+
+    const REGION: &[&str] = &[
+        "start", "end", "size", "perms", "offset", "dev", "inode", "name",
+    ];
+    let keys_of = |kind: &str| -> &[&str] {
+        match kind {
+            "table" => &["reason", "regions"],
+            "delta" => &["tid", "ktime_ns", "cause", "removed", "added"],
+            "lost" => &["count", "total"],
+            "summary" => &[
+                "calls",
+                "failed",
+                "bytes_mapped",
+                "bytes_unmapped",
+                "peak_mapped",
+                "regions",
+                "peak_regions",
+                "lost",
+                "corrections",
+            ],
+            _ => &[],
+        }
+    };
+    let mut seen = std::collections::BTreeSet::new();
+    for line in t.stdout() {
+        let v: serde_json::Value =
+            serde_json::from_str(&line).unwrap_or_else(|e| panic!("not JSON ({e}): {line}"));
+        let kind = v["type"]
+            .as_str()
+            .unwrap_or_else(|| panic!("no type: {line}"))
+            .to_string();
+        assert!(v["t"].is_f64() || v["t"].is_u64(), "no t: {line}");
+        if kind != "lost" {
+            assert_eq!(v["pid"].as_u64(), Some(u64::from(pid)), "pid: {line}");
+        }
+        for k in keys_of(&kind) {
+            assert!(v.get(*k).is_some(), "{kind} record without `{k}`: {line}");
+        }
+        if kind == "delta" && v["cause"] == "syscall" {
+            for k in ["syscall", "args", "ret"] {
+                assert!(v.get(k).is_some(), "syscall delta without `{k}`: {line}");
+            }
+        }
+        for list in ["regions", "removed", "added"] {
+            for r in v[list].as_array().into_iter().flatten() {
+                for k in REGION {
+                    assert!(r.get(*k).is_some(), "region without `{k}` in {kind}: {r}");
+                }
+            }
+        }
+        seen.insert(kind);
+    }
+    for kind in ["table", "delta", "exit", "summary"] {
+        assert!(
+            seen.contains(kind),
+            "no `{kind}` record at all; saw {seen:?}"
+        );
+    }
 }

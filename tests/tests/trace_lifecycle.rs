@@ -12,7 +12,7 @@ use std::time::Duration;
 
 use pmap_tests::trace_harness::{
     BpfObjects, Event, Tracer, Workload, assert_table_matches, bpf_objects_of, bpftool_ids,
-    non_table_lines, parse_tables, reference_pmap, serial, unused_pid,
+    non_table_lines, number_after, parse_tables, reference_pmap, serial, unused_pid,
 };
 
 /// A workload that sits waiting on stdin: a live target with files, memfds,
@@ -501,4 +501,64 @@ fn no_initial_table() {
     assert_eq!(initial, 0, "an initial table was printed\n{}", t.context());
     t.signal(libc::SIGTERM);
     assert!(t.wait_exit(Duration::from_secs(15)).success());
+}
+
+/// `--show-failed` prints failed calls too; the summary counts them either way.
+#[test]
+fn show_failed_prints_failed_calls() {
+    let _serial = serial();
+    let mut wl = Workload::spawn_bin(
+        "trace_workload",
+        &[
+            "--seed",
+            "2",
+            "--ops",
+            "800",
+            "--checkpoint-every",
+            "100000",
+        ],
+    );
+    let pid = wl.pid();
+    let mut t = Tracer::spawn(&["--show-failed", &pid.to_string()]);
+    t.wait_tracing(Duration::from_secs(60));
+    wl.release();
+    loop {
+        match wl.wait_event(Duration::from_secs(60)) {
+            Event::Stopped => wl.cont(),
+            Event::Exited(0) => break,
+            other => panic!("workload ended with {other:?}"),
+        }
+    }
+    // The workload's own count of failed calls it made (mmap probes that
+    // find the room taken, mremaps across regions, refused advice...).
+    let failed_ops: u64 = wl.op_counts().iter().map(|(_, _, f)| f).sum();
+    assert!(
+        failed_ops > 0,
+        "the workload made no failing call: {:?}",
+        wl.op_counts()
+    );
+    assert!(t.wait_exit(Duration::from_secs(30)).success());
+    let out = t.stdout();
+    let shown = non_table_lines(&out)
+        .into_iter()
+        .filter(|(_, l)| l.starts_with('+') && l.contains(" = -1 E"))
+        .count();
+    assert!(
+        shown > 0,
+        "--show-failed printed no failed call\n{}",
+        t.context()
+    );
+    let s = t.summary(pid);
+    let counted: u64 = s
+        .text
+        .iter()
+        .filter(|l| l.starts_with("calls:"))
+        .flat_map(|l| l.split('(').skip(1))
+        .filter_map(|p| number_after(p, ""))
+        .sum();
+    assert!(
+        counted >= shown as u64,
+        "summary counts {counted} failed calls, {shown} were printed\n{}",
+        s.text.join("\n")
+    );
 }

@@ -26,14 +26,16 @@ mod resources;
 mod rng;
 mod sys;
 mod threads;
+mod world;
 
 use std::io::BufRead;
 use std::process::ExitCode;
 use std::sync::{Arc, Mutex};
 
-use ops::{MAX_BLOCKS, Op, Outcome, World};
+use ops::{MAX_BLOCKS, Op, Outcome};
 use rng::Rng;
 use threads::Worker;
+use world::World;
 
 const MAX_WORKERS: usize = 4;
 /// Stack growth stops at this depth (frames of about 32 KiB: a few MiB,

@@ -7,9 +7,10 @@
 use std::sync::mpsc::{Receiver, Sender, channel};
 use std::sync::{Arc, Mutex};
 
-use crate::ops::{Op, Outcome, World};
+use crate::ops::{Op, Outcome};
 use crate::rng::Rng;
 use crate::sys::{self, PAGE};
+use crate::world::World;
 
 enum Job {
     Run(Op, u64),

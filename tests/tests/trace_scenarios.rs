@@ -1,0 +1,129 @@
+//! Minimal reproductions (tests/src/bin/trace_scenarios.rs): short
+//! sequences made faster than the tracer follows them. Each must end with
+//! exact tables, no model correction, no printed failed call that changed
+//! nothing, and deltas that only show what their call could have done.
+//!
+//! Root and a real kernel are needed.
+
+use std::time::Duration;
+
+use pmap_tests::trace_harness::{
+    Event, Tracer, Workload, assert_table_matches, delta_blocks, printed_unchanging_failures,
+    reference_pmap, serial,
+};
+
+/// Runs a scenario under `pmap trace`, checking every checkpoint; returns
+/// the tracer (exited).
+fn run(name: &str, checkpoints: usize) -> Tracer {
+    let mut wl = Workload::spawn_bin("trace_scenarios", &[name]);
+    let pid = wl.pid();
+    let mut t = Tracer::spawn(&[&pid.to_string()]);
+    t.wait_tracing(Duration::from_secs(60));
+    wl.release();
+    let mut seen = 0;
+    loop {
+        match wl.wait_event(Duration::from_secs(30)) {
+            Event::Stopped => {
+                let table = t.request_table(pid);
+                let what = format!("scenario {name}, checkpoint {seen}");
+                assert_table_matches(&table, &reference_pmap(pid, &[]), &what, &t);
+                seen += 1;
+                wl.cont();
+            }
+            Event::Exited(0) => break,
+            other => panic!(
+                "scenario {name} ended with {other:?}: {}",
+                wl.stderr().join("\n")
+            ),
+        }
+    }
+    assert_eq!(seen, checkpoints, "scenario {name}: checkpoints");
+    let status = t.wait_exit(Duration::from_secs(30));
+    assert!(
+        status.success(),
+        "{name}: pmap trace exited with {status}\n{}",
+        t.context()
+    );
+    let s = t.summary(pid);
+    let ctx = t.context();
+    assert_eq!(s.corrections, 0, "{name}: {}\n{ctx}", s.text.join("\n"));
+    assert_eq!(s.lost, 0, "{name}: {}", s.text.join("\n"));
+    let printed = printed_unchanging_failures(&t.stdout());
+    assert!(
+        printed.is_empty(),
+        "{name}: printed failed calls that changed nothing:\n{}\n{ctx}",
+        printed.join("\n")
+    );
+    t
+}
+
+#[test]
+fn sysv_attach_split_then_detached() {
+    let _serial = serial();
+    run("sysv-split", 2);
+}
+
+#[test]
+fn sysv_attach_split_and_detached_at_once() {
+    let _serial = serial();
+    run("sysv-split-gone", 1);
+}
+
+#[test]
+fn sysv_attach_seen_then_split_and_detached_at_once() {
+    let _serial = serial();
+    run("sysv-known-split-gone", 2);
+}
+
+#[test]
+fn file_unlinked_while_mapped() {
+    let _serial = serial();
+    run("unlink-mapped", 2);
+}
+
+#[test]
+fn failed_noreplace_then_replaced() {
+    let _serial = serial();
+    run("failed-noreplace", 2);
+}
+
+/// The anonymous mmap's delta must not show the file page that the next
+/// call put there (that change belongs to the MAP_FIXED mmap).
+#[test]
+fn anon_mmap_then_file_overlay() {
+    let _serial = serial();
+    let t = run("anon-then-file", 1);
+    let blocks = delta_blocks(&t.stdout());
+    let anon = blocks
+        .iter()
+        .filter(|(h, _)| h.contains(" mmap(NULL, 4096, ---, PRIVATE|ANONYMOUS"))
+        .collect::<Vec<_>>();
+    for (header, body) in anon {
+        let file_lines: Vec<&String> = body
+            .iter()
+            .filter(|l| l.contains("pmap-scenario-"))
+            .collect();
+        assert!(
+            file_lines.is_empty(),
+            "the anonymous mmap is shown adding the file mapping of a later call:\n{header}\n{}\n{}",
+            body.join("\n"),
+            t.context()
+        );
+    }
+}
+
+/// Stack growth has no syscall: the table after it is exact and the change
+/// is printed as `observed`.
+#[test]
+fn stack_growth_is_observed() {
+    let _serial = serial();
+    let t = run("stack-growth", 2);
+    let observed = delta_blocks(&t.stdout())
+        .into_iter()
+        .any(|(h, body)| h.contains("observed") && body.iter().any(|l| l.contains("[stack]")));
+    assert!(
+        observed,
+        "no `observed` delta for the [stack] growth\n{}",
+        t.context()
+    );
+}
