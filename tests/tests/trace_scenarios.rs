@@ -87,8 +87,10 @@ fn failed_noreplace_then_replaced() {
     run("failed-noreplace", 2);
 }
 
-/// The anonymous mmap's delta must not show the file page that the next
-/// call put there (that change belongs to the MAP_FIXED mmap).
+/// The anonymous mmap's delta must not pass off the file page that the
+/// next call put there as its own: the tracer reads the kernel's state when
+/// it processes the event, so when the MAP_FIXED came first the rows show
+/// it, and the delta must say so (README, Trace mode, Limits).
 #[test]
 fn anon_mmap_then_file_overlay() {
     let _serial = serial();
@@ -104,8 +106,8 @@ fn anon_mmap_then_file_overlay() {
             .filter(|l| l.contains("pmap-scenario-"))
             .collect();
         assert!(
-            file_lines.is_empty(),
-            "the anonymous mmap is shown adding the file mapping of a later call:\n{header}\n{}\n{}",
+            file_lines.is_empty() || header.contains("(changed again by a later call"),
+            "the anonymous mmap is shown adding the file mapping of a later call, unmarked:\n{header}\n{}\n{}",
             body.join("\n"),
             t.context()
         );

@@ -118,6 +118,7 @@ impl<W: Write> Printer<W> {
         if self.json {
             let mut v = json!({
                 "type": "delta", "pid": d.pid, "t": t, "tid": d.tid, "ktime_ns": d.ktime_ns,
+                "superseded": d.superseded,
                 "removed": d.change.removed.iter().map(region_json).collect::<Vec<_>>(),
                 "added": d.change.added.iter().map(region_json).collect::<Vec<_>>(),
             });
@@ -157,6 +158,11 @@ impl<W: Write> Printer<W> {
         };
         let shape = if d.change.is_empty() && matches!(d.cause, Cause::Syscall(..)) {
             "   (map unchanged now)".to_string()
+        } else if d.superseded {
+            format!(
+                "{}   (changed again by a later call before the tracer looked: the rows show both)",
+                shape(&d.change)
+            )
         } else {
             shape(&d.change)
         };

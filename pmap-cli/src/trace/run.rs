@@ -56,14 +56,25 @@ struct Tracer<'r, W: Write> {
 }
 
 impl<W: Write> Tracer<'_, W> {
-    fn in_range(&self, d: &Delta) -> bool {
-        // A call whose change was already undone when the tracer asked
-        // (`map unchanged now`) has no rows to test: shown unless -A.
-        if d.change.is_empty() {
-            return self.range.low == 0 && self.range.high == u64::MAX;
+    /// The part of `d` that `-A` lets through: only its rows that overlap
+    /// the range; `None` when nothing is left. Without `-A`, all of it.
+    fn in_range(&self, d: &Delta) -> Option<Delta> {
+        let everything = self.range.low == 0 && self.range.high == u64::MAX;
+        if everything {
+            return Some(d.clone());
         }
-        let hit = |r: &Region| self.range.contains(r);
-        d.change.removed.iter().any(hit) || d.change.added.iter().any(hit)
+        // A call whose change was already undone when the tracer asked
+        // (`map unchanged now`) has no rows to test: not shown under -A.
+        let keep = |rs: &[Region]| -> Vec<Region> {
+            rs.iter()
+                .filter(|r| self.range.contains(r))
+                .cloned()
+                .collect()
+        };
+        let mut part = d.clone();
+        part.change.removed = keep(&d.change.removed);
+        part.change.added = keep(&d.change.added);
+        (!part.change.is_empty()).then_some(part)
     }
 
     fn print_delta(&mut self, d: &Delta) -> Result<()> {
@@ -71,8 +82,8 @@ impl<W: Write> Tracer<'_, W> {
             Some(s) => self.insight.observe(d, s.model()),
             None => Vec::new(),
         };
-        if self.in_range(d) {
-            self.printer.delta(d)?;
+        if let Some(shown) = self.in_range(d) {
+            self.printer.delta(&shown)?;
             self.printer.notes(&notes)?;
         }
         Ok(())
@@ -160,6 +171,7 @@ impl<W: Write> Tracer<'_, W> {
                         ktime_ns: 0,
                         cause: super::session::Cause::Resync,
                         change,
+                        superseded: false,
                     };
                     self.print_delta(&d)?;
                 }
@@ -325,6 +337,7 @@ impl<W: Write> Tracer<'_, W> {
                         ktime_ns: 0,
                         cause: super::session::Cause::Polled,
                         change,
+                        superseded: false,
                     };
                     self.print_delta(&d)?;
                 }

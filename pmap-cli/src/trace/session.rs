@@ -38,6 +38,10 @@ pub struct Delta {
     pub ktime_ns: u64,
     pub cause: Cause,
     pub change: Change,
+    /// The kernel's view of the call's own addresses, when the tracer
+    /// looked, is not what this call left: a later call changed them
+    /// first, and its effect is part of `change`.
+    pub superseded: bool,
 }
 
 /// Counts kept for the summary.
@@ -347,6 +351,7 @@ impl Session {
             ktime_ns,
             cause,
             change,
+            superseded: false,
         }
     }
 
@@ -445,12 +450,15 @@ impl Session {
         if change.is_empty() && !visible && !(keep_failed && ev.ret < 0) {
             return Ok(None);
         }
-        Ok(Some(self.delta(
+        let superseded = ev.ret >= 0 && !change.is_empty() && !self.shows_own_effect(call, ev);
+        let mut d = self.delta(
             ev.tid,
             ev.exit_ns,
             Cause::Syscall(call, Box::new(*ev)),
             change,
-        )))
+        );
+        d.superseded = superseded;
+        Ok(Some(d))
     }
 
     /// The addresses a SysV attachment at `addr` covers, as the kernel's
@@ -475,6 +483,49 @@ impl Session {
             }
         }
         (addr, hi)
+    }
+
+    /// Whether the model (just synced with the kernel) shows what this
+    /// successful call itself leaves on its own addresses. When it does
+    /// not, a later call changed them before the tracer looked, and the
+    /// delta says so instead of passing that change off as this call's.
+    fn shows_own_effect(&self, call: Call, ev: &Event) -> bool {
+        let a = &ev.args;
+        let covered = |lo: u64, hi: u64, ok: &dyn Fn(&Region) -> bool| {
+            let mut at = lo;
+            for r in self.model.within(lo, hi) {
+                if r.start > at || !ok(r) {
+                    return false;
+                }
+                at = r.end;
+            }
+            at >= hi
+        };
+        let perms_are = |prot: u64, shared: Option<bool>| {
+            move |r: &Region| {
+                r.perms.readable() == (prot & libc::PROT_READ as u64 != 0)
+                    && r.perms.writable() == (prot & libc::PROT_WRITE as u64 != 0)
+                    && r.perms.executable() == (prot & libc::PROT_EXEC as u64 != 0)
+                    && shared.is_none_or(|s| r.perms.shared() == s)
+            }
+        };
+        let len = |l: u64| l.saturating_add(4095) & !4095;
+        match call {
+            Call::Mmap => {
+                let shared = a[3] & (libc::MAP_SHARED | libc::MAP_SHARED_VALIDATE) as u64 != 0;
+                let lo = ev.ret as u64;
+                covered(lo, lo + len(a[1]), &perms_are(a[2], Some(shared)))
+            }
+            Call::Mprotect | Call::PkeyMprotect => {
+                covered(a[0], a[0] + len(a[1]), &perms_are(a[2], None))
+            }
+            Call::Munmap => self.model.within(a[0], a[0] + len(a[1])).next().is_none(),
+            Call::Mremap => {
+                let lo = ev.ret as u64;
+                covered(lo, lo + len(a[2]), &|_| true)
+            }
+            _ => true,
+        }
     }
 
     /// The kernel's regions of the attachment made at `addr`, walked one

@@ -132,6 +132,9 @@ fn span(addr: u64, len: u64) -> (u64, u64) {
 pub fn affected(call: Call, ev: &Event, heap: (u64, u64)) -> Affected {
     let a = &ev.args;
     let ok = ev.ret >= 0;
+    if !ok && failure_changes_nothing(call, ev) {
+        return Affected::Nothing;
+    }
     // A failed call can still have changed part of its range (mprotect
     // and madvise stop at the first error; MAP_FIXED unmaps first), so
     // failures re-read the range too unless nothing can have happened.
@@ -179,6 +182,38 @@ pub fn affected(call: Call, ev: &Event, heap: (u64, u64)) -> Affected {
         }
         Call::Shmdt => Affected::Ranges(vec![span(a[0], 1)]),
         Call::Mlockall | Call::Munlockall => Affected::All,
+    }
+}
+
+/// Whether a call that failed with this errno cannot have changed the map:
+/// the kernel checks these conditions before it touches any region. Other
+/// failures (ENOMEM, EAGAIN, ...) can come half-way (mprotect stops at the
+/// first region it cannot change; MAP_FIXED unmaps before it maps).
+fn failure_changes_nothing(call: Call, ev: &Event) -> bool {
+    let errno = (-ev.ret) as i32;
+    let early = matches!(
+        errno,
+        libc::EINVAL
+            | libc::EBADF
+            | libc::EACCES
+            | libc::EPERM
+            | libc::EEXIST
+            | libc::ENODEV
+            | libc::ETXTBSY
+            | libc::EOVERFLOW
+            | libc::EIDRM
+    );
+    match call {
+        // A fixed move unmaps the target range before it finds the old
+        // range missing (EFAULT); a resize or an unfixed move does not.
+        Call::Mremap => {
+            let fixed = ev.args[3] & libc::MREMAP_FIXED as u64 != 0;
+            early || (errno == libc::EFAULT && !fixed)
+        }
+        // mprotect and madvise go region by region: EACCES or EPERM on a
+        // later region leaves the earlier ones changed.
+        Call::Mprotect | Call::PkeyMprotect | Call::Madvise => errno == libc::EINVAL,
+        _ => early,
     }
 }
 
@@ -435,6 +470,24 @@ mod tests {
         );
         let e = ev(libc::SYS_mmap, [0, 100, 1, 2, 3, 0], -(libc::ENOMEM as i64));
         assert_eq!(affected(call, &e, (0, 0)), Affected::Nothing);
+        // MAP_FIXED_NOREPLACE refused: nothing was touched.
+        let noreplace = (libc::MAP_PRIVATE | libc::MAP_FIXED_NOREPLACE) as u64;
+        let e = ev(
+            libc::SYS_mmap,
+            [0x1000, 100, 1, noreplace, 3, 0],
+            -(libc::EEXIST as i64),
+        );
+        assert_eq!(affected(call, &e, (0, 0)), Affected::Nothing);
+        // An mprotect that fails half-way is re-read.
+        let e = ev(
+            libc::SYS_mprotect,
+            [0x1000, 8192, 1, 0, 0, 0],
+            -(libc::EACCES as i64),
+        );
+        assert_eq!(
+            affected(Call::Mprotect, &e, (0, 0)),
+            Affected::Ranges(vec![(0x1000, 0x3000)])
+        );
     }
 
     #[test]
