@@ -131,6 +131,7 @@ pub struct Stack {
     pub len: u32,
     pub _pad: u32,
 }
+const _: () = assert!(core::mem::size_of::<Stack>() == 8 * MAX_STACK_DEPTH + 8);
 
 /// Indices into the per-CPU `COUNTERS` array.
 pub mod counter {
@@ -150,7 +151,7 @@ pub mod config {
 
 #[cfg(feature = "user")]
 mod pod {
-    // SAFETY: both are `repr(C)` with only integer fields and no implicit
+    // SAFETY: all are `repr(C)` with only integer fields and no implicit
     // padding (checked by the size assertions above), so every bit pattern
     // is a valid value.
     unsafe impl aya::Pod for super::Event {}

@@ -149,6 +149,7 @@ fn try_sys_enter(ctx: &TracePointContext) -> Option<()> {
     // Syscalls with fewer than six arguments leave garbage in the rest;
     // userspace reads only as many as the syscall takes.
     let p = Pending {
+        // SAFETY: bpf_ktime_get_ns has no preconditions.
         enter_ns: unsafe { bpf_ktime_get_ns() },
         args: read::<[u64; 6]>(ctx, SYSCALL_ARGS).unwrap_or([0; 6]),
         nr: read::<i32>(ctx, SYSCALL_NR)? as u32,
