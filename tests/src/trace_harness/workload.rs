@@ -102,7 +102,11 @@ impl Workload {
     }
 
     /// Per-op counts the workload printed at exit: name -> (done, failed).
+    /// (Once it exited: after the reader has seen all of its stderr.)
     pub fn op_counts(&self) -> Vec<(String, u64, u64)> {
+        if self.reaped {
+            self.err.wait_eof(Duration::from_secs(10));
+        }
         self.stderr()
             .iter()
             .filter_map(|l| {
