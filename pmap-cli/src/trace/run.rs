@@ -163,21 +163,7 @@ impl<W: Write> Tracer<'_, W> {
             if self.sessions[i].exited {
                 continue;
             }
-            match self.sessions[i].resync() {
-                Ok(change) if !change.is_empty() => {
-                    let d = Delta {
-                        pid: self.sessions[i].pid,
-                        tid: 0,
-                        ktime_ns: 0,
-                        cause: super::session::Cause::Resync,
-                        change,
-                        superseded: false,
-                    };
-                    self.print_delta(&d)?;
-                }
-                Ok(_) => {}
-                Err(_) => self.sessions[i].exited = true,
-            }
+            self.reread(i, super::session::Cause::Resync)?;
             self.table(i, "resync")?;
         }
         Ok(())
@@ -323,27 +309,27 @@ impl<W: Write> Tracer<'_, W> {
         Ok(())
     }
 
+    /// Re-reads process `i` from the kernel and prints what differed as a
+    /// delta with `cause` (a resync after loss, or a poll).
+    fn reread(&mut self, i: usize, cause: super::session::Cause) -> Result<()> {
+        match self.sessions[i].resync() {
+            Ok(change) if !change.is_empty() => {
+                let d = self.sessions[i].delta(0, 0, cause, change);
+                self.print_delta(&d)?;
+            }
+            Ok(_) => {}
+            Err(_) => self.sessions[i].exited = true,
+        }
+        Ok(())
+    }
+
     /// Poll backend: one look at every process, printing what changed.
     fn poll(&mut self) -> Result<()> {
         for i in 0..self.sessions.len() {
             if self.sessions[i].exited {
                 continue;
             }
-            match self.sessions[i].resync() {
-                Ok(change) if !change.is_empty() => {
-                    let d = Delta {
-                        pid: self.sessions[i].pid,
-                        tid: 0,
-                        ktime_ns: 0,
-                        cause: super::session::Cause::Polled,
-                        change,
-                        superseded: false,
-                    };
-                    self.print_delta(&d)?;
-                }
-                Ok(_) => {}
-                Err(_) => self.sessions[i].exited = true,
-            }
+            self.reread(i, super::session::Cause::Polled)?;
         }
         self.printer.flush()?;
         Ok(())

@@ -344,7 +344,7 @@ impl Session {
         !self.unconfirmed.is_empty()
     }
 
-    fn delta(&self, tid: u32, ktime_ns: u64, cause: Cause, change: Change) -> Delta {
+    pub fn delta(&self, tid: u32, ktime_ns: u64, cause: Cause, change: Change) -> Delta {
         Delta {
             pid: self.pid,
             tid,
