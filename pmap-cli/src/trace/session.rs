@@ -318,9 +318,11 @@ impl Session {
                 && match what {
                     Affected::Nothing => false,
                     Affected::All => true,
+                    // Touching counts: a call can merge or split the
+                    // neighbours on either side of its range.
                     Affected::Ranges(rs) => rs
                         .iter()
-                        .any(|&(lo, hi)| lo < u.region.end && hi > u.region.start),
+                        .any(|&(lo, hi)| lo <= u.region.end && hi >= u.region.start),
                 };
             !explained
         });
