@@ -204,11 +204,12 @@ fn failure_changes_nothing(call: Call, ev: &Event) -> bool {
             | libc::EIDRM
     );
     match call {
-        // A fixed move unmaps the target range before it finds the old
-        // range missing (EFAULT); a resize or an unfixed move does not.
+        // Since 6.17 a move of several regions without a resize may fail
+        // (EFAULT) after moving some of them; with a resize the old range
+        // is checked before anything moves.
         Call::Mremap => {
-            let fixed = ev.args[3] & libc::MREMAP_FIXED as u64 != 0;
-            early || (errno == libc::EFAULT && !fixed)
+            let resized = ev.args[1] != ev.args[2];
+            early || (errno == libc::EFAULT && resized)
         }
         // mprotect and madvise go region by region: EACCES or EPERM on a
         // later region leaves the earlier ones changed.
