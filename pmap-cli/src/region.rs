@@ -45,3 +45,14 @@ impl Region {
         self.end - self.start
     }
 }
+
+/// An anonymous region with these bounds and permissions, for tests.
+#[cfg(test)]
+pub fn test_region(start: u64, end: u64, perms: &[u8; 4]) -> Region {
+    Region {
+        start,
+        end,
+        perms: Perms(*perms),
+        ..Default::default()
+    }
+}

@@ -303,26 +303,7 @@ impl<S: LineSource> SmapsReader<S> {
                     let line = rest[..used - 1].to_vec();
                     return Err(invalid(ParseError::new("field after VmFlags", &line)));
                 }
-                let name = &rest[..name_len];
-                if !self
-                    .schema
-                    .get(n)
-                    .is_some_and(|s| same_bytes(s.as_bytes(), name))
-                {
-                    self.schema.truncate(n);
-                    self.schema
-                        .push(Arc::from(String::from_utf8_lossy(name).as_ref()));
-                }
-                match e.fields.get_mut(n) {
-                    Some(f) if Arc::ptr_eq(&f.name, &self.schema[n]) => f.value = value,
-                    _ => {
-                        e.fields.truncate(n);
-                        e.fields.push(SmapsField {
-                            name: self.schema[n].clone(),
-                            value,
-                        });
-                    }
-                }
+                store_field(&mut self.schema, e, n, &rest[..name_len], value);
                 n += 1;
                 self.lines.consume(used);
                 continue;
@@ -339,25 +320,7 @@ impl<S: LineSource> SmapsReader<S> {
                     if e.vm_flags.is_some() {
                         return Err(invalid(ParseError::new("field after VmFlags", line)));
                     }
-                    let known = self
-                        .schema
-                        .get(n)
-                        .is_some_and(|s| same_bytes(s.as_bytes(), name));
-                    if !known {
-                        self.schema.truncate(n);
-                        self.schema
-                            .push(Arc::from(String::from_utf8_lossy(name).as_ref()));
-                    }
-                    match e.fields.get_mut(n) {
-                        Some(f) if Arc::ptr_eq(&f.name, &self.schema[n]) => f.value = value,
-                        _ => {
-                            e.fields.truncate(n);
-                            e.fields.push(SmapsField {
-                                name: self.schema[n].clone(),
-                                value,
-                            });
-                        }
-                    }
+                    store_field(&mut self.schema, e, n, name, value);
                     n += 1;
                 }
                 SmapsLine::VmFlags(flags) => {
@@ -396,6 +359,29 @@ pub fn read(pid: u32) -> io::Result<Vec<SmapsEntry>> {
         out.push(e.clone());
     }
     Ok(out)
+}
+
+/// Stores field number `n` of an entry. Field names repeat from region to
+/// region, so each is interned once in `schema` and entries share it; the
+/// entry's field vector is reused in place when the name is the same.
+fn store_field(schema: &mut Vec<Arc<str>>, e: &mut SmapsEntry, n: usize, name: &[u8], value: u64) {
+    if !schema
+        .get(n)
+        .is_some_and(|s| same_bytes(s.as_bytes(), name))
+    {
+        schema.truncate(n);
+        schema.push(Arc::from(String::from_utf8_lossy(name).as_ref()));
+    }
+    match e.fields.get_mut(n) {
+        Some(f) if Arc::ptr_eq(&f.name, &schema[n]) => f.value = value,
+        _ => {
+            e.fields.truncate(n);
+            e.fields.push(SmapsField {
+                name: schema[n].clone(),
+                value,
+            });
+        }
+    }
 }
 
 #[cfg(test)]

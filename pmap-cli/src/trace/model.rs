@@ -225,16 +225,7 @@ impl RegionModel {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::region::Perms;
-
-    fn r(start: u64, end: u64, perms: &[u8; 4]) -> Region {
-        Region {
-            start,
-            end,
-            perms: Perms(*perms),
-            ..Default::default()
-        }
-    }
+    use crate::region::test_region as r;
 
     #[test]
     fn split_by_mprotect_reports_one_removed_three_added() {

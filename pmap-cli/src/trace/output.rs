@@ -348,16 +348,7 @@ fn write_change(out: &mut dyn Write, c: &Change) -> io::Result<()> {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::region::Perms;
-
-    fn r(start: u64, end: u64, perms: &[u8; 4]) -> Region {
-        Region {
-            start,
-            end,
-            perms: Perms(*perms),
-            ..Default::default()
-        }
-    }
+    use crate::region::test_region as r;
 
     #[test]
     fn split_is_shown_as_change_plus_additions() {

@@ -96,16 +96,7 @@ impl RegionTable {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::region::Perms;
-
-    fn r(start: u64, end: u64, perms: &[u8; 4]) -> Region {
-        Region {
-            start,
-            end,
-            perms: Perms(*perms),
-            ..Default::default()
-        }
-    }
+    use crate::region::test_region as r;
 
     #[test]
     fn pieces_inherit_their_record_and_gone_regions_are_returned() {

@@ -238,16 +238,7 @@ pub fn json(s: &[Structure]) -> Value {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::region::Perms;
-
-    fn r(start: u64, end: u64, perms: &[u8; 4]) -> Region {
-        Region {
-            start,
-            end,
-            perms: Perms(*perms),
-            ..Default::default()
-        }
-    }
+    use crate::region::test_region as r;
 
     #[test]
     fn arena_stack_and_reservation_are_recognised() {
