@@ -3,12 +3,7 @@
 //! Everything the kernel side needs from the machine is checked here first,
 //! so that a failure names what is missing and how to fix it.
 
-use std::{
-    fmt,
-    os::fd::AsRawFd,
-    path::Path,
-    task::{Context, Poll},
-};
+use std::{fmt, path::Path};
 
 use anyhow::{Context as _, Result};
 use aya::{
@@ -345,23 +340,6 @@ impl Probes {
         let mut guard = self.ring.readable_mut().await?;
         guard.clear_ready();
         Ok(())
-    }
-
-    /// Polls for readability without awaiting (for select loops).
-    pub fn poll_readable(&mut self, cx: &mut Context<'_>) -> Poll<std::io::Result<()>> {
-        match self.ring.poll_read_ready_mut(cx) {
-            Poll::Ready(Ok(mut guard)) => {
-                guard.clear_ready();
-                Poll::Ready(Ok(()))
-            }
-            Poll::Ready(Err(e)) => Poll::Ready(Err(e)),
-            Poll::Pending => Poll::Pending,
-        }
-    }
-
-    /// The ring buffer's file descriptor (for diagnostics).
-    pub fn ring_fd(&self) -> i32 {
-        self.ring.get_ref().as_raw_fd()
     }
 }
 

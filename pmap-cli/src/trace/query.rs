@@ -47,7 +47,6 @@ const NAME_BUF: usize = 4096 + 1;
 /// An open `/proc/PID/maps` to query. It stays bound to the address space
 /// it was opened on: after an execve it must be reopened.
 pub struct KernelView {
-    pid: u32,
     maps: File,
     name_buf: Vec<u8>,
     /// False on kernels without PROCMAP_QUERY: ranges are then read from
@@ -61,7 +60,6 @@ impl KernelView {
         let path = PathBuf::from(format!("/proc/{pid}/maps"));
         let maps = File::open(&path)?;
         let mut view = KernelView {
-            pid,
             maps,
             name_buf: vec![0; NAME_BUF],
             ioctl: true,
@@ -89,10 +87,6 @@ impl KernelView {
         crate::proc::maps::parse(&text)
             .map(|r| r.map_err(|e| io::Error::new(io::ErrorKind::InvalidData, e.to_string())))
             .collect()
-    }
-
-    pub fn pid(&self) -> u32 {
-        self.pid
     }
 
     /// Whether this kernel answers PROCMAP_QUERY (6.11+).

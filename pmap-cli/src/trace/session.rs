@@ -62,12 +62,6 @@ pub struct Stats {
     pub processes_forked: u64,
 }
 
-impl Stats {
-    pub fn failed(&self) -> u64 {
-        self.calls.values().map(|(_, f)| f).sum()
-    }
-}
-
 /// Parsed `/proc/PID/stat` fields the session needs.
 struct StatInfo {
     /// 'Z' (zombie) or 'X' (dead) mean the address space is gone.
