@@ -221,7 +221,15 @@ fn json_records_have_the_documented_keys() {
     let keys_of = |kind: &str| -> &[&str] {
         match kind {
             "table" => &["reason", "regions"],
-            "delta" => &["tid", "ktime_ns", "cause", "removed", "added"],
+            "delta" => &[
+                "tid",
+                "ktime_ns",
+                "cause",
+                "superseded",
+                "from_arguments",
+                "removed",
+                "added",
+            ],
             "lost" => &["count", "total"],
             "summary" => &[
                 "calls",

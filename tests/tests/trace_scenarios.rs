@@ -129,3 +129,65 @@ fn stack_growth_is_observed() {
         t.context()
     );
 }
+
+/// One delta per call, showing that call's own effect, even when the calls
+/// come faster than the tracer can ask the kernel about each (README, Trace
+/// mode: a delta derived from the call's arguments says so).
+#[test]
+fn burst_gives_each_call_its_own_delta() {
+    let _serial = serial();
+    let t = run("burst", 2);
+    let out = t.stdout();
+    let blocks = delta_blocks(&out);
+    let burst: Vec<&(String, Vec<String>)> = blocks
+        .iter()
+        .filter(|(h, _)| {
+            h.contains(" mmap(0x") && h.contains(", 16384, rw-")
+                || h.contains(" mprotect(0x") && h.contains(", 4096, r--)")
+                || h.contains(" munmap(0x") && h.contains(", 16384)")
+        })
+        .collect();
+    assert_eq!(burst.len(), 300, "one delta per call\n{}", t.context());
+    let mut superseded = 0;
+    let mut derived = 0;
+    for (header, body) in &burst {
+        if header.contains("(changed again by a later call") {
+            superseded += 1;
+            continue;
+        }
+        if header.contains("(from the call's arguments") {
+            derived += 1;
+        }
+        // The address the calls work on, from the header: `(0x7f..,`.
+        let at = header
+            .split("(0x")
+            .nth(1)
+            .and_then(|r| r.split([',', ')']).next())
+            .expect("an address in the header");
+        let at = format!("{:0>16}", at);
+        let has = |mark: &str, what: &str| {
+            body.iter()
+                .any(|l| l.contains(&format!("{mark} {at}")) && l.contains(what))
+        };
+        let own = if header.contains(" mmap(") {
+            has("+", "16K rw-p")
+        } else if header.contains(" mprotect(") {
+            has("~", "16K rw-p") && body.iter().any(|l| l.contains("4K r--p"))
+        } else {
+            has("-", "4K r--p")
+        };
+        assert!(
+            own,
+            "the delta does not show its own call's effect:\n{header}\n{}\n{}",
+            body.join("\n"),
+            t.context()
+        );
+    }
+    // The tracer drains the ring every 2 ms: a few calls may straddle two
+    // drains (those are marked), the rest come in one batch.
+    assert!(
+        superseded <= 10 && derived >= 200,
+        "{superseded} deltas superseded, {derived} derived from arguments, of 300\n{}",
+        t.context()
+    );
+}

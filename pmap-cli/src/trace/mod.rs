@@ -5,10 +5,13 @@
 //! - `model`: the region model of one process (replace rows, diff).
 //! - `session`: one traced process: applies events to its model.
 //! - `syscalls`: what each traced syscall means and may have changed.
+//! - `effect`: what a call did, from its arguments (for calls the kernel
+//!   can no longer show because a later one changed the same addresses).
 //! - `output`: text and JSON printing.
 //! - `launch`: `pmap trace -- COMMAND`.
 //! - `run`: the event loop.
 pub mod args;
+pub mod effect;
 pub mod insight;
 pub mod launch;
 pub mod model;

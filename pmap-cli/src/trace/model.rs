@@ -196,27 +196,33 @@ impl RegionModel {
         change
     }
 
-    /// Replaces everything with `fresh` (a full view of the kernel's).
+    /// Replaces everything with `fresh` (a full view of the kernel's,
+    /// sorted by start). Walks both in address order and touches only the
+    /// rows that differ: on a large map at rest that is none, and no
+    /// second copy of the map is built.
     pub fn replace_all(&mut self, fresh: Vec<Region>) -> Change {
-        let old = std::mem::take(&mut self.regions);
-        self.mapped = 0;
-        let old: Vec<Region> = old.into_values().collect();
         let mut change = Change::default();
-        let fresh_set: std::collections::HashSet<&Region> = fresh.iter().collect();
-        let old_set: std::collections::HashSet<&Region> = old.iter().collect();
-        change.removed = old
-            .iter()
-            .filter(|r| !fresh_set.contains(r))
-            .cloned()
-            .collect();
-        change.added = fresh
-            .iter()
-            .filter(|r| !old_set.contains(r))
-            .cloned()
-            .collect();
-        for r in fresh {
+        let mut old = self.regions.values().peekable();
+        let mut new = fresh.into_iter().peekable();
+        loop {
+            match (old.peek(), new.peek()) {
+                (None, None) => break,
+                (Some(o), Some(f)) if *o == f => {
+                    old.next();
+                    new.next();
+                }
+                (Some(o), Some(f)) if o.start > f.start => change.added.extend(new.next()),
+                (Some(_), _) => change.removed.extend(old.next().cloned()),
+                (None, Some(_)) => change.added.extend(new.next()),
+            }
+        }
+        for r in &change.removed {
+            self.regions.remove(&r.start);
+            self.mapped -= r.size();
+        }
+        for r in &change.added {
             self.mapped += r.size();
-            self.regions.insert(r.start, r);
+            self.regions.insert(r.start, r.clone());
         }
         change
     }
@@ -311,5 +317,27 @@ mod tests {
         assert_eq!(c.removed, vec![r(0x3000, 0x4000, b"r--p")]);
         assert_eq!(c.added, vec![r(0x5000, 0x6000, b"r-xp")]);
         assert_eq!(m.mapped(), 0x2000);
+    }
+
+    #[test]
+    fn replace_all_takes_a_changed_row_at_the_same_start() {
+        let mut m = RegionModel::new(vec![
+            r(0x1000, 0x3000, b"rw-p"),
+            r(0x3000, 0x4000, b"r--p"),
+            r(0x8000, 0x9000, b"r--p"),
+        ]);
+        let fresh = vec![
+            r(0x1000, 0x2000, b"r--p"),
+            r(0x2000, 0x4000, b"rw-p"),
+            r(0x8000, 0x9000, b"r--p"),
+        ];
+        let c = m.replace_all(fresh.clone());
+        assert_eq!(
+            c.removed,
+            vec![r(0x1000, 0x3000, b"rw-p"), r(0x3000, 0x4000, b"r--p")]
+        );
+        assert_eq!(c.added, fresh[..2].to_vec());
+        assert_eq!(m.to_vec(), fresh);
+        assert_eq!(m.mapped(), 0x4000);
     }
 }

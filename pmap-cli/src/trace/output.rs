@@ -119,6 +119,7 @@ impl<W: Write> Printer<W> {
             let mut v = json!({
                 "type": "delta", "pid": d.pid, "t": t, "tid": d.tid, "ktime_ns": d.ktime_ns,
                 "superseded": d.superseded,
+                "from_arguments": d.from_arguments,
                 "removed": d.change.removed.iter().map(region_json).collect::<Vec<_>>(),
                 "added": d.change.added.iter().map(region_json).collect::<Vec<_>>(),
             });
@@ -141,6 +142,7 @@ impl<W: Write> Printer<W> {
                 Cause::Resync => v["cause"] = json!("resync"),
                 Cause::Polled => v["cause"] = json!("observed"),
                 Cause::Exec => v["cause"] = json!("exec"),
+                Cause::Settled => v["cause"] = json!("settled"),
             }
             return self.line(v);
         }
@@ -150,13 +152,21 @@ impl<W: Write> Printer<W> {
             Cause::Resync => "resync (re-read from the kernel)".into(),
             Cause::Polled => "observed by polling (no thread or syscall known)".into(),
             Cause::Exec => "execve: new program, map re-read".into(),
+            Cause::Settled => "settled: the kernel's rows for addresses the calls above changed \
+                 (merges and names their arguments do not give)"
+                .into(),
         };
         let tid = if d.tid != 0 {
             format!(" tid {}", d.tid)
         } else {
             String::new()
         };
-        let shape = if d.change.is_empty() && matches!(d.cause, Cause::Syscall(..)) {
+        let shape = if d.from_arguments {
+            format!(
+                "{}   (from the call's arguments: a later call changed these addresses before the tracer looked)",
+                shape(&d.change)
+            )
+        } else if d.change.is_empty() && matches!(d.cause, Cause::Syscall(..)) {
             "   (map unchanged now)".to_string()
         } else if d.superseded {
             format!(

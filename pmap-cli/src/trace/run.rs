@@ -41,6 +41,40 @@ fn is_broken_pipe(e: &anyhow::Error) -> bool {
     })
 }
 
+/// Address ranges touched by the later events of a batch, merged when
+/// they touch.
+#[derive(Default)]
+struct Touched {
+    /// Some later event may have changed anything.
+    all: bool,
+    /// Disjoint, non-touching `[lo, hi)` ranges by start.
+    ranges: std::collections::BTreeMap<u64, u64>,
+}
+
+impl Touched {
+    fn touches(&self, lo: u64, hi: u64) -> bool {
+        self.all
+            || self
+                .ranges
+                .range(..=hi)
+                .next_back()
+                .is_some_and(|(_, &end)| end >= lo)
+    }
+
+    fn add(&mut self, mut lo: u64, mut hi: u64) {
+        // Take in every range that touches [lo, hi].
+        while let Some((&s, &e)) = self.ranges.range(..=hi).next_back() {
+            if e < lo {
+                break;
+            }
+            self.ranges.remove(&s);
+            lo = lo.min(s);
+            hi = hi.max(e);
+        }
+        self.ranges.insert(lo, hi);
+    }
+}
+
 struct Tracer<'r, W: Write> {
     /// None with the poll backend.
     probes: Option<Probes>,
@@ -98,18 +132,76 @@ impl<W: Write> Tracer<'_, W> {
         let mut buf = std::mem::take(&mut self.buf);
         probes.drain(&mut buf);
         buf.sort_by_key(|e| e.exit_ns);
-        for ev in &buf {
-            self.apply(ev)?;
+        let overtaken = self.overtaken(&buf);
+        for (ev, &later) in buf.iter().zip(&overtaken) {
+            self.apply(ev, later)?;
         }
         buf.clear();
         self.buf = buf;
+        self.settle()?;
         self.expire(CONFIRM_GRACE_NS);
         self.check_lost()?;
         self.printer.flush()?;
         Ok(())
     }
 
-    fn apply(&mut self, ev: &Event) -> Result<()> {
+    /// For each event of a batch (in time order), whether a later event of
+    /// the same process in the batch touches its addresses. The kernel
+    /// already shows that later call, so asking it about the earlier one
+    /// would show the later one's effect, and make the traced process wait
+    /// on its map lock for nothing: the earlier call's effect is taken
+    /// from its arguments, and the kernel is asked once for the lot.
+    fn overtaken(&self, batch: &[Event]) -> Vec<bool> {
+        use super::syscalls::Affected;
+        let mut later: Vec<(u32, Touched)> = Vec::new();
+        let mut out = vec![false; batch.len()];
+        for (i, ev) in batch.iter().enumerate().rev() {
+            let Some(s) = self.sessions.iter().find(|s| s.pid == ev.tgid) else {
+                continue;
+            };
+            let t = match later.iter_mut().find(|(pid, _)| *pid == ev.tgid) {
+                Some((_, t)) => t,
+                None => {
+                    later.push((ev.tgid, Touched::default()));
+                    &mut later.last_mut().expect("just pushed").1
+                }
+            };
+            match s.footprint(ev) {
+                Affected::Nothing => {}
+                Affected::All => {
+                    out[i] = t.all;
+                    t.all = true;
+                }
+                Affected::Ranges(rs) => {
+                    out[i] = rs.iter().any(|&(lo, hi)| t.touches(lo, hi));
+                    for (lo, hi) in rs {
+                        t.add(lo, hi);
+                    }
+                }
+            }
+        }
+        out
+    }
+
+    /// Ends a batch: rows derived from arguments give way to the kernel's.
+    fn settle(&mut self) -> Result<()> {
+        for i in 0..self.sessions.len() {
+            match self.sessions[i].settle() {
+                Ok(Some(d)) => self.print_delta(&d)?,
+                Ok(None) => {}
+                Err(_) if !self.sessions[i].still_same_process() => {
+                    self.sessions[i].exited = true;
+                }
+                Err(e) => {
+                    let pid = self.sessions[i].pid;
+                    return Err(e).with_context(|| format!("reading the map of process {pid}"));
+                }
+            }
+        }
+        Ok(())
+    }
+
+    fn apply(&mut self, ev: &Event, overtaken: bool) -> Result<()> {
         let Some(i) = self.sessions.iter().position(|s| s.pid == ev.tgid) else {
             return Ok(());
         };
@@ -123,7 +215,7 @@ impl<W: Write> Tracer<'_, W> {
                 .task(ev.tgid, ev.tid, child, thread, ev.exit_ns)?;
             return Ok(());
         }
-        let applied = self.sessions[i].apply(ev, self.show_failed);
+        let applied = self.sessions[i].apply(ev, self.show_failed, overtaken);
         match applied {
             Ok(Some(d)) => {
                 self.print_delta(&d)?;

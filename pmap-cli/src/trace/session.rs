@@ -6,10 +6,11 @@ use std::{collections::BTreeMap, io};
 use pmap_common::{Event, FLAG_NO_ENTER, kind};
 
 use super::{
+    effect,
     model::{Change, RegionModel},
     output::monotonic_ns,
     query::{KernelView, is_gone},
-    syscalls::{Affected, Call, affected},
+    syscalls::{Affected, Call, affected, map_shared},
 };
 use crate::region::Region;
 
@@ -26,6 +27,9 @@ pub enum Cause {
     Polled,
     /// The program was replaced by execve.
     Exec,
+    /// The kernel's rows for addresses that calls derived from their
+    /// arguments changed (the merges and names arguments do not give).
+    Settled,
 }
 
 /// A change of one process's map, ready to print.
@@ -42,6 +46,10 @@ pub struct Delta {
     /// looked, is not what this call left: a later call changed them
     /// first, and its effect is part of `change`.
     pub superseded: bool,
+    /// `change` is derived from the call's arguments, not read from the
+    /// kernel: a later call in the same batch changed these addresses, so
+    /// the kernel could no longer show this one's effect (see `effect`).
+    pub from_arguments: bool,
 }
 
 /// Counts kept for the summary.
@@ -171,6 +179,9 @@ pub struct Session {
     pub stats: Stats,
     pub exited: bool,
     unconfirmed: Vec<Unconfirmed>,
+    /// Ranges whose rows were derived from call arguments and not yet
+    /// replaced by the kernel's (see `settle`).
+    dirty: Vec<(u64, u64)>,
 }
 
 impl Session {
@@ -190,6 +201,7 @@ impl Session {
             stats: Stats::default(),
             exited: false,
             unconfirmed: Vec::new(),
+            dirty: Vec::new(),
         };
         s.note_peaks();
         Ok(s)
@@ -228,9 +240,12 @@ impl Session {
 
     /// Replaces the rows of `[lo, hi)`, widened until it holds every model
     /// and kernel region that touches it, with the kernel's current rows.
+    /// Rows derived from arguments that touch it are confirmed with it.
     fn sync_range(&mut self, lo: u64, hi: u64) -> io::Result<Change> {
-        let (mut lo, mut hi) = self.model.extent(lo, hi);
+        let (mut lo, mut hi) = self.absorb_dirty(lo, hi);
+        (lo, hi) = self.model.extent(lo, hi);
         loop {
+            (lo, hi) = self.absorb_dirty(lo, hi);
             let fresh = self.view.range(lo, hi)?;
             let klo = fresh.first().map_or(lo, |r| r.start.min(lo));
             let khi = fresh.last().map_or(hi, |r| r.end.max(hi));
@@ -242,8 +257,50 @@ impl Session {
         }
     }
 
+    /// `[lo, hi)` widened by every dirty range that touches it (those
+    /// are taken out of the dirty list: the caller syncs them).
+    fn absorb_dirty(&mut self, mut lo: u64, mut hi: u64) -> (u64, u64) {
+        loop {
+            let before = self.dirty.len();
+            self.dirty.retain(|&(dlo, dhi)| {
+                let touches = dlo <= hi && dhi >= lo;
+                if touches {
+                    lo = lo.min(dlo);
+                    hi = hi.max(dhi);
+                }
+                !touches
+            });
+            if self.dirty.len() == before {
+                return (lo, hi);
+            }
+        }
+    }
+
+    /// Replaces the rows derived from arguments that are left with the
+    /// kernel's. Called at the end of each batch of events, so that
+    /// tables and the next batch start from the kernel's view.
+    pub fn settle(&mut self) -> io::Result<Option<Delta>> {
+        let mut change = Change::default();
+        while let Some((lo, hi)) = self.dirty.pop() {
+            match self.sync_range(lo, hi) {
+                Ok(c) => change.then(c),
+                Err(e) if is_gone(&e) => {
+                    self.dirty.clear();
+                    return Ok(None);
+                }
+                Err(e) => return Err(e),
+            }
+        }
+        if change.is_empty() {
+            return Ok(None);
+        }
+        self.account(&change);
+        Ok(Some(self.delta(0, 0, Cause::Settled, change)))
+    }
+
     /// Re-reads everything from the kernel; returns what differed.
     pub fn resync(&mut self) -> io::Result<Change> {
+        self.dirty.clear();
         let fresh = self.view.all()?;
         let change = self.model.replace_all(fresh);
         self.account(&change);
@@ -260,6 +317,7 @@ impl Session {
     /// the kernel before this check explains it; what stays unexplained
     /// becomes a model correction (see `expire`).
     pub fn check(&mut self) -> io::Result<Option<Delta>> {
+        self.dirty.clear();
         let fresh = self.view.all()?;
         let checked_at = monotonic_ns();
         let change = self.model.replace_all(fresh);
@@ -348,6 +406,7 @@ impl Session {
             cause,
             change,
             superseded: false,
+            from_arguments: false,
         }
     }
 
@@ -363,9 +422,50 @@ impl Session {
         thread
     }
 
+    /// Where `ev` may have changed the map, as far as the event and the
+    /// model tell without asking the kernel (a shmat's size is not in its
+    /// arguments: only its first page is given).
+    pub fn footprint(&self, ev: &Event) -> Affected {
+        match ev.kind {
+            kind::EXEC => return Affected::All,
+            kind::EXIT | kind::FORK => return Affected::Nothing,
+            _ => {}
+        }
+        let Some(call) = Call::from_nr(ev.kind) else {
+            return Affected::Nothing;
+        };
+        if ev.flags & FLAG_NO_ENTER != 0 {
+            // The probes came up while this call was in progress: its
+            // arguments are unknown, so look at everything.
+            Affected::All
+        } else if call == Call::Shmdt {
+            // What the model holds: the attachment is gone from the kernel.
+            let addr = ev.args[0];
+            Affected::Ranges(vec![Self::attachment_extent(addr, self.model.regions())])
+        } else {
+            affected(call, ev, self.heap())
+        }
+    }
+
+    /// The `[heap]` extent, or the program break's start.
+    fn heap(&self) -> (u64, u64) {
+        self.model
+            .find_named(b"[heap]")
+            .map_or((self.start_brk, self.start_brk), |r| (r.start, r.end))
+    }
+
     /// Applies one event. Returns the delta to print, if the map changed
-    /// (or the call failed and `keep_failed` is set).
-    pub fn apply(&mut self, ev: &Event, keep_failed: bool) -> io::Result<Option<Delta>> {
+    /// (or the call failed and `keep_failed` is set). `overtaken` says a
+    /// later event of the same batch touches the same addresses, so the
+    /// kernel can no longer show this call's own effect: a call whose
+    /// effect its arguments give is then applied from them (the kernel's
+    /// rows replace them when the later call is applied, or at `settle`).
+    pub fn apply(
+        &mut self,
+        ev: &Event,
+        keep_failed: bool,
+        overtaken: bool,
+    ) -> io::Result<Option<Delta>> {
         match ev.kind {
             kind::EXEC => {
                 // The open maps file belongs to the old address space.
@@ -397,19 +497,7 @@ impl Session {
         if ev.ret < 0 {
             entry.1 += 1;
         }
-        let heap = self
-            .model
-            .find_named(b"[heap]")
-            .map_or((self.start_brk, self.start_brk), |r| (r.start, r.end));
-        let what = if ev.flags & FLAG_NO_ENTER != 0 {
-            // The probes came up while this call was in progress: its
-            // arguments are unknown, so look at everything.
-            Affected::All
-        } else if call == Call::Shmdt {
-            // What the model holds: the attachment is gone from the kernel.
-            let addr = ev.args[0];
-            Affected::Ranges(vec![Self::attachment_extent(addr, self.model.regions())])
-        } else if call == Call::Shmat && ev.ret > 0 {
+        let what = if call == Call::Shmat && ev.ret > 0 && ev.flags & FLAG_NO_ENTER == 0 {
             // What the kernel holds now: the size is not in the arguments.
             let addr = ev.ret as u64;
             match self.attached_now(addr) {
@@ -417,9 +505,35 @@ impl Session {
                 other => Affected::Ranges(vec![other?]),
             }
         } else {
-            affected(call, ev, heap)
+            self.footprint(ev)
         };
         self.explain(ev.enter_ns, &what);
+        let derived = if overtaken && ev.flags & FLAG_NO_ENTER == 0 {
+            effect::from_arguments(call, ev, &self.model, self.start_brk)
+        } else {
+            None
+        };
+        if let Some(e) = derived {
+            let change = self.model.replace(e.lo, e.hi, e.rows);
+            let (lo, hi) = change
+                .removed
+                .iter()
+                .chain(&change.added)
+                .fold((e.lo, e.hi), |(lo, hi), r| (lo.min(r.start), hi.max(r.end)));
+            self.dirty.push((lo, hi));
+            if change.is_empty() && !call.maps_or_unmaps() {
+                return Ok(None);
+            }
+            self.account(&change);
+            let mut d = self.delta(
+                ev.tid,
+                ev.exit_ns,
+                Cause::Syscall(call, Box::new(*ev)),
+                change,
+            );
+            d.from_arguments = true;
+            return Ok(Some(d));
+        }
         let mut change = Change::default();
         let synced = match what {
             Affected::Nothing => Ok(()),
@@ -508,7 +622,7 @@ impl Session {
         let len = |l: u64| l.saturating_add(4095) & !4095;
         match call {
             Call::Mmap => {
-                let shared = a[3] & (libc::MAP_SHARED | libc::MAP_SHARED_VALIDATE) as u64 != 0;
+                let shared = map_shared(a[3]);
                 let lo = ev.ret as u64;
                 covered(lo, lo + len(a[1]), &perms_are(a[2], Some(shared)))
             }
@@ -545,6 +659,7 @@ impl Session {
     }
 
     fn resync_unaccounted(&mut self) -> io::Result<Change> {
+        self.dirty.clear();
         let fresh = self.view.all()?;
         Ok(self.model.replace_all(fresh))
     }

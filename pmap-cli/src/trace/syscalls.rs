@@ -119,6 +119,14 @@ pub enum Affected {
     All,
 }
 
+/// Whether mmap flags ask for a shared mapping. The mapping type is a
+/// two-bit field (MAP_SHARED 1, MAP_PRIVATE 2, MAP_SHARED_VALIDATE 3), not
+/// independent bits: testing it with `&` would take private for shared.
+pub fn map_shared(flags: u64) -> bool {
+    let kind = flags & libc::MAP_TYPE as u64;
+    kind == libc::MAP_SHARED as u64 || kind == libc::MAP_SHARED_VALIDATE as u64
+}
+
 fn page_up(len: u64) -> u64 {
     len.saturating_add(4095) & !4095
 }
@@ -428,6 +436,15 @@ mod tests {
             stack_len: 0,
             _pad: 0,
         }
+    }
+
+    #[test]
+    fn mapping_type_is_a_field_not_bits() {
+        assert!(map_shared(libc::MAP_SHARED as u64));
+        assert!(map_shared(libc::MAP_SHARED_VALIDATE as u64));
+        assert!(!map_shared(
+            (libc::MAP_PRIVATE | libc::MAP_ANONYMOUS) as u64
+        ));
     }
 
     #[test]

@@ -16,6 +16,11 @@
 //! - `anon-then-file`: map an anonymous page and at once MAP_FIXED a file
 //!   page over it | .
 //! - `stack-growth`: | grow the main stack by about 2 MiB (no syscall) | .
+//! - `burst`: reserve 64 KiB PROT_NONE | 100 times at once: map 16 KiB rw-
+//!   at its second quarter (MAP_FIXED), mprotect the first page r--, unmap
+//!   the 16 KiB | . The PROT_NONE neighbours keep the kernel from merging,
+//!   so each call's own effect has fixed, known rows. Prints `burst ADDR`
+//!   (the 16 KiB's address, hex) on stdout first.
 //!
 //! (`|` is a checkpoint.)
 
@@ -183,6 +188,33 @@ fn stack_growth() -> Result<(), String> {
     Ok(())
 }
 
+/// Calls on the same addresses faster than a tracer looks at them.
+fn burst() -> Result<(), String> {
+    let anon = libc::MAP_PRIVATE | libc::MAP_ANONYMOUS;
+    let r = mmap(0, 16 * PAGE, libc::PROT_NONE, anon, -1);
+    check("mmap reserve", r != libc::MAP_FAILED as usize)?;
+    let a = r + 4 * PAGE;
+    println!("burst {a:x}");
+    stop();
+    let rw = libc::PROT_READ | libc::PROT_WRITE;
+    for _ in 0..100 {
+        check(
+            "mmap fixed",
+            mmap(a, 4 * PAGE, rw, anon | libc::MAP_FIXED, -1) == a,
+        )?;
+        // SAFETY: pages this program just mapped and holds no reference into.
+        check("mprotect", unsafe {
+            libc::mprotect(a as *mut _, PAGE, libc::PROT_READ) == 0
+        })?;
+        // SAFETY: as above.
+        check("munmap", unsafe {
+            libc::munmap(a as *mut _, 4 * PAGE) == 0
+        })?;
+    }
+    stop();
+    Ok(())
+}
+
 fn main() -> ExitCode {
     let name = std::env::args().nth(1).unwrap_or_default();
     let _ = std::io::stdin().lock().read_line(&mut String::new());
@@ -194,6 +226,7 @@ fn main() -> ExitCode {
         "failed-noreplace" => failed_noreplace(),
         "anon-then-file" => anon_then_file(),
         "stack-growth" => stack_growth(),
+        "burst" => burst(),
         other => Err(format!("unknown scenario {other:?}")),
     };
     match r {

@@ -132,6 +132,7 @@ fn what(cause: &Cause) -> &'static str {
         Cause::Resync => "resync",
         Cause::Polled => "polled",
         Cause::Exec => "execve",
+        Cause::Settled => "settled",
     }
 }
 

@@ -1,0 +1,317 @@
+//! What a successful call did to its own addresses, from its arguments and
+//! result alone.
+//!
+//! The tracer normally asks the kernel what a call left. When a later call
+//! in the same batch of events touches the same addresses, the kernel can
+//! no longer show this call's effect (the later one is already done), and
+//! asking it would only make the traced process wait on its own map lock.
+//! Such a call's delta is derived from its arguments instead: exact about
+//! the addresses, permissions and sharing it gave them, silent about what
+//! the arguments do not say (file names, merges with neighbours). The
+//! model takes these rows only until the batch ends; the kernel's rows for
+//! every address they touched replace them before anything else is printed
+//! (see `Session::settle`).
+
+use pmap_common::Event;
+
+use super::{
+    model::RegionModel,
+    syscalls::{Call, map_shared},
+};
+use crate::region::{Perms, Region};
+
+/// The rows to put in place of every model region that intersects
+/// `[lo, hi)`.
+#[derive(Debug, PartialEq, Eq)]
+pub struct Effect {
+    pub lo: u64,
+    pub hi: u64,
+    pub rows: Vec<Region>,
+}
+
+const PAGE: u64 = 4096;
+
+fn page_up(v: u64) -> u64 {
+    v.saturating_add(PAGE - 1) & !(PAGE - 1)
+}
+
+fn perms(prot: u64, shared: bool) -> Perms {
+    let bit = |b: i32, c: u8| {
+        if prot & b as u64 != 0 { c } else { b'-' }
+    };
+    Perms([
+        bit(libc::PROT_READ, b'r'),
+        bit(libc::PROT_WRITE, b'w'),
+        bit(libc::PROT_EXEC, b'x'),
+        if shared { b's' } else { b'p' },
+    ])
+}
+
+/// The part `[lo, hi)` of `r`, whose file offset moves with its start.
+fn piece(r: &Region, lo: u64, hi: u64) -> Region {
+    let offset = if r.inode != 0 {
+        r.offset + (lo - r.start)
+    } else {
+        r.offset
+    };
+    Region {
+        start: lo,
+        end: hi,
+        offset,
+        ..r.clone()
+    }
+}
+
+/// The model's rows that intersect `[lo, hi)`, cut at `lo` and `hi`, with
+/// `f` applied to the parts inside (`None` drops them).
+fn reshape(
+    model: &RegionModel,
+    lo: u64,
+    hi: u64,
+    f: impl Fn(Region) -> Option<Region>,
+) -> Vec<Region> {
+    let mut rows = Vec::new();
+    for r in model.within(lo, hi) {
+        if r.start < lo {
+            rows.push(piece(r, r.start, lo));
+        }
+        if let Some(inside) = f(piece(r, r.start.max(lo), r.end.min(hi))) {
+            rows.push(inside);
+        }
+        if r.end > hi {
+            rows.push(piece(r, hi, r.end));
+        }
+    }
+    rows
+}
+
+/// Whether `call` is one whose effect on its own addresses its arguments
+/// fully give (when it succeeded).
+pub fn derivable(call: Call) -> bool {
+    matches!(
+        call,
+        Call::Mmap | Call::Munmap | Call::Mprotect | Call::PkeyMprotect | Call::Brk
+    )
+}
+
+/// The effect of the successful call `ev` on `model`; `None` when it is
+/// not derivable from the arguments or changed nothing. `brk_start` is the
+/// program break's start (where `[heap]` begins).
+pub fn from_arguments(
+    call: Call,
+    ev: &Event,
+    model: &RegionModel,
+    brk_start: u64,
+) -> Option<Effect> {
+    if ev.ret < 0 || !derivable(call) {
+        return None;
+    }
+    let a = &ev.args;
+    let len = page_up(a[1]);
+    match call {
+        Call::Mmap => {
+            let lo = ev.ret as u64;
+            let hi = lo.checked_add(len).filter(|&hi| hi > lo)?;
+            let flags = a[3];
+            let shared = map_shared(flags);
+            let anonymous = flags & libc::MAP_ANONYMOUS as u64 != 0;
+            // What the arguments say of the object: the kernel names
+            // files by path, which the call does not carry.
+            let (name, offset) = if anonymous {
+                (Vec::new(), 0)
+            } else {
+                (format!("(fd {})", a[4] as i32).into_bytes(), a[5])
+            };
+            let mut rows = reshape(model, lo, hi, |_| None);
+            rows.push(Region {
+                start: lo,
+                end: hi,
+                perms: perms(a[2], shared),
+                offset,
+                name,
+                ..Region::default()
+            });
+            rows.sort_by_key(|r| r.start);
+            Some(Effect { lo, hi, rows })
+        }
+        Call::Munmap => {
+            let (lo, hi) = (a[0], a[0].checked_add(len)?);
+            Some(Effect {
+                lo,
+                hi,
+                rows: reshape(model, lo, hi, |_| None),
+            })
+        }
+        Call::Mprotect | Call::PkeyMprotect => {
+            let (lo, hi) = (a[0], a[0].checked_add(len)?);
+            let rows = reshape(model, lo, hi, |r| {
+                Some(Region {
+                    perms: perms(a[2], r.perms.shared()),
+                    ..r
+                })
+            });
+            Some(Effect { lo, hi, rows })
+        }
+        Call::Brk => {
+            let new = page_up(ev.ret as u64);
+            if a[0] == 0 || new <= brk_start {
+                return None;
+            }
+            let heap = model
+                .containing(brk_start)
+                .filter(|r| r.name == b"[heap]")
+                .cloned();
+            let old_end = heap.as_ref().map_or(brk_start, |h| h.end);
+            if new == old_end {
+                return None;
+            }
+            let (lo, hi) = (brk_start, new.max(old_end));
+            let mut rows = reshape(model, new.min(old_end), hi, |_| None);
+            let start = heap.as_ref().map_or(brk_start, |h| h.start);
+            rows.retain(|r| r.start >= new || r.end <= start);
+            rows.push(Region {
+                start,
+                end: new,
+                perms: heap.as_ref().map_or(Perms(*b"rw-p"), |h| h.perms),
+                name: b"[heap]".to_vec(),
+                ..Region::default()
+            });
+            rows.sort_by_key(|r| r.start);
+            Some(Effect { lo, hi, rows })
+        }
+        _ => None,
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::region::test_region;
+
+    fn event(args: [u64; 6], ret: i64) -> Event {
+        Event {
+            enter_ns: 1,
+            exit_ns: 2,
+            args,
+            ret,
+            tgid: 1,
+            tid: 1,
+            kind: 0,
+            flags: 0,
+            stack_len: 0,
+            _pad: 0,
+            stack: [0; pmap_common::MAX_STACK_DEPTH],
+        }
+    }
+
+    fn apply(model: &mut RegionModel, call: Call, ev: &Event) {
+        let e = from_arguments(call, ev, model, 0x10_0000).expect("derivable");
+        model.replace(e.lo, e.hi, e.rows);
+    }
+
+    fn rows(model: &RegionModel) -> Vec<(u64, u64, String)> {
+        model
+            .regions()
+            .map(|r| (r.start, r.end, r.perms.as_str().to_string()))
+            .collect()
+    }
+
+    const RW: u64 = (libc::PROT_READ | libc::PROT_WRITE) as u64;
+    const ANON_PRIVATE: u64 = (libc::MAP_ANONYMOUS | libc::MAP_PRIVATE) as u64;
+
+    #[test]
+    fn map_protect_unmap_one_region() {
+        let mut m = RegionModel::new(vec![]);
+        apply(
+            &mut m,
+            Call::Mmap,
+            &event([0, 0x4000, RW, ANON_PRIVATE, u64::MAX, 0], 0x20_0000),
+        );
+        assert_eq!(rows(&m), vec![(0x20_0000, 0x20_4000, "rw-p".into())]);
+        apply(
+            &mut m,
+            Call::Mprotect,
+            &event([0x20_1000, 0x1000, libc::PROT_READ as u64, 0, 0, 0], 0),
+        );
+        assert_eq!(
+            rows(&m),
+            vec![
+                (0x20_0000, 0x20_1000, "rw-p".into()),
+                (0x20_1000, 0x20_2000, "r--p".into()),
+                (0x20_2000, 0x20_4000, "rw-p".into()),
+            ]
+        );
+        apply(
+            &mut m,
+            Call::Munmap,
+            &event([0x20_0000, 0x3000, 0, 0, 0, 0], 0),
+        );
+        assert_eq!(rows(&m), vec![(0x20_3000, 0x20_4000, "rw-p".into())]);
+    }
+
+    #[test]
+    fn fixed_map_over_a_file_keeps_the_offsets_of_what_is_left() {
+        let mut file = test_region(0x40_0000, 0x40_8000, b"r--p");
+        file.inode = 7;
+        file.offset = 0x1000;
+        file.name = b"/lib/x.so".to_vec();
+        let mut m = RegionModel::new(vec![file]);
+        let fixed = (libc::MAP_FIXED | libc::MAP_ANONYMOUS | libc::MAP_PRIVATE) as u64;
+        apply(
+            &mut m,
+            Call::Mmap,
+            &event([0x40_2000, 0x2000, RW, fixed, u64::MAX, 0], 0x40_2000),
+        );
+        let got: Vec<(u64, u64, u64)> = m.regions().map(|r| (r.start, r.offset, r.inode)).collect();
+        assert_eq!(
+            got,
+            vec![
+                (0x40_0000, 0x1000, 7),
+                (0x40_2000, 0, 0),
+                (0x40_4000, 0x5000, 7)
+            ]
+        );
+    }
+
+    #[test]
+    fn file_mapping_is_named_by_its_descriptor() {
+        let m = RegionModel::new(vec![]);
+        let e = from_arguments(
+            Call::Mmap,
+            &event([0, 100, 1, libc::MAP_SHARED as u64, 5, 0x3000], 0x30_0000),
+            &m,
+            0,
+        )
+        .expect("derivable");
+        assert_eq!(e.rows[0].name, b"(fd 5)");
+        assert_eq!(e.rows[0].perms.as_str(), "r--s");
+        assert_eq!((e.rows[0].end, e.rows[0].offset), (0x30_1000, 0x3000));
+    }
+
+    #[test]
+    fn brk_grows_and_shrinks_the_heap() {
+        let mut m = RegionModel::new(vec![]);
+        apply(
+            &mut m,
+            Call::Brk,
+            &event([0x12_1000, 0, 0, 0, 0, 0], 0x12_1000),
+        );
+        assert_eq!(rows(&m), vec![(0x10_0000, 0x12_1000, "rw-p".into())]);
+        assert_eq!(m.find_named(b"[heap]").map(|r| r.end), Some(0x12_1000));
+        apply(
+            &mut m,
+            Call::Brk,
+            &event([0x11_0800, 0, 0, 0, 0, 0], 0x11_0800),
+        );
+        assert_eq!(rows(&m), vec![(0x10_0000, 0x11_1000, "rw-p".into())]);
+    }
+
+    #[test]
+    fn failed_and_other_calls_are_not_derived() {
+        let m = RegionModel::new(vec![]);
+        let failed = event([0, 0x1000, RW, ANON_PRIVATE, u64::MAX, 0], -12);
+        assert_eq!(from_arguments(Call::Mmap, &failed, &m, 0), None);
+        let moved = event([0x1000, 0x1000, 0x2000, 1, 0, 0], 0x5000);
+        assert_eq!(from_arguments(Call::Mremap, &moved, &m, 0), None);
+    }
+}
