@@ -13,22 +13,30 @@ pub struct Needs {
     pub fuzz: bool,
     /// rustfmt and clippy on both toolchains (lints in `cargo xtask test`).
     pub lints: bool,
+    /// What `cargo xtask bench` measures against: GNU time (peak RSS),
+    /// bpftrace and strace (the alternatives to `pmap trace`).
+    pub bench: bool,
 }
 
 impl Needs {
     pub const ALL: Needs = Needs {
         fuzz: true,
         lints: true,
+        bench: true,
     };
     pub const BUILD: Needs = Needs {
         fuzz: false,
         lints: false,
+        bench: false,
     };
 }
 
 /// Debian packages: LLVM 22 for bpf-linker, bpftool for the tests (they
 /// check that no programs or links are left in the kernel).
 const APT_PACKAGES: &[&str] = &["llvm-22-dev", "libpolly-22-dev", "bpftool"];
+
+/// Debian packages the benchmarks run (see `Needs::bench`).
+const APT_BENCH_PACKAGES: &[&str] = &["time", "bpftrace", "strace"];
 
 /// bpf-linker's last release verified to build against Debian's LLVM 22.
 const BPF_LINKER_VERSION: &str = "0.13.0";
@@ -43,12 +51,17 @@ pub fn main(args: &[String]) -> Result<()> {
 
 /// Installs whatever of `needs` is missing, saying what it does.
 pub fn ensure(needs: Needs) -> Result<()> {
-    let missing_apt: Vec<&str> = APT_PACKAGES
+    let wanted: Vec<&str> = APT_PACKAGES
+        .iter()
+        .chain(if needs.bench { APT_BENCH_PACKAGES } else { &[] })
+        .copied()
+        .collect();
+    let missing_apt: Vec<&str> = wanted
         .iter()
         .copied()
         .filter(|p| !apt_installed(p))
         .collect();
-    for p in APT_PACKAGES.iter().filter(|p| !missing_apt.contains(p)) {
+    for p in wanted.iter().filter(|p| !missing_apt.contains(p)) {
         say_present(&format!("Debian package {p}"));
     }
     if !missing_apt.is_empty() {

@@ -41,6 +41,7 @@ pub fn main(args: &[String]) -> Result<()> {
     deps::ensure(deps::Needs {
         fuzz: true,
         lints: false,
+        bench: false,
     })?;
     let all = targets()?;
     let chosen: Vec<String> = match args.first().map(String::as_str) {

@@ -58,6 +58,7 @@ pub fn main(args: &[String]) -> Result<()> {
     deps::ensure(deps::Needs {
         fuzz: fuzz_smoke,
         lints: lint,
+        bench: false,
     })?;
 
     if lint {

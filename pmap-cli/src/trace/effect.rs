@@ -2,7 +2,7 @@
 //! result alone.
 //!
 //! The tracer normally asks the kernel what a call left. When a later call
-//! in the same batch of events touches the same addresses, the kernel can
+//! in the same batch of events changes the same addresses, the kernel can
 //! no longer show this call's effect (the later one is already done), and
 //! asking it would only make the traced process wait on its own map lock.
 //! Such a call's delta is derived from its arguments instead: exact about

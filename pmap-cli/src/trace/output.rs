@@ -49,19 +49,30 @@ fn region_json(r: &Region) -> Value {
 
 /// `  + 00007f0000000000     16K rw-p  [ anon ]`: like a table row, with
 /// the kernel's permission letters (p/s kept) and the raw name.
-fn region_row(r: &Region) -> String {
-    let name = if r.name.is_empty() {
-        "[ anon ]".into()
-    } else {
-        String::from_utf8_lossy(&r.name).into_owned()
-    };
-    format!(
-        "{:016x} {:>7}K {} {}",
-        r.start,
-        r.size() / 1024,
-        r.perms.as_str(),
-        name
-    )
+/// One region in a delta: `00007f0000000000      16K rw-p name`. Written
+/// straight into the output (deltas come by the hundred thousand).
+struct RegionRow<'a>(&'a Region);
+
+impl std::fmt::Display for RegionRow<'_> {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        let r = self.0;
+        write!(
+            f,
+            "{:016x} {:>7}K {} ",
+            r.start,
+            r.size() / 1024,
+            r.perms.as_str()
+        )?;
+        if r.name.is_empty() {
+            f.write_str("[ anon ]")
+        } else {
+            f.write_str(&String::from_utf8_lossy(&r.name))
+        }
+    }
+}
+
+fn region_row(r: &Region) -> RegionRow<'_> {
+    RegionRow(r)
 }
 
 impl<W: Write> Printer<W> {

@@ -41,7 +41,7 @@ fn is_broken_pipe(e: &anyhow::Error) -> bool {
     })
 }
 
-/// Address ranges touched by the later events of a batch, merged when
+/// Address ranges that the later events of a batch change, merged when
 /// they touch.
 #[derive(Default)]
 struct Touched {
@@ -52,13 +52,16 @@ struct Touched {
 }
 
 impl Touched {
-    fn touches(&self, lo: u64, hi: u64) -> bool {
+    /// Whether a later event changes any address of `[lo, hi)`. A later
+    /// call next to it (which may merge with it) does not count: the
+    /// kernel still shows this call's own effect on its own addresses.
+    fn overlaps(&self, lo: u64, hi: u64) -> bool {
         self.all
             || self
                 .ranges
-                .range(..=hi)
+                .range(..hi)
                 .next_back()
-                .is_some_and(|(_, &end)| end >= lo)
+                .is_some_and(|(_, &end)| end > lo)
     }
 
     fn add(&mut self, mut lo: u64, mut hi: u64) {
@@ -146,7 +149,7 @@ impl<W: Write> Tracer<'_, W> {
     }
 
     /// For each event of a batch (in time order), whether a later event of
-    /// the same process in the batch touches its addresses. The kernel
+    /// the same process in the batch changes its addresses. The kernel
     /// already shows that later call, so asking it about the earlier one
     /// would show the later one's effect, and make the traced process wait
     /// on its map lock for nothing: the earlier call's effect is taken
@@ -173,7 +176,7 @@ impl<W: Write> Tracer<'_, W> {
                     t.all = true;
                 }
                 Affected::Ranges(rs) => {
-                    out[i] = rs.iter().any(|&(lo, hi)| t.touches(lo, hi));
+                    out[i] = rs.iter().any(|&(lo, hi)| t.overlaps(lo, hi));
                     for (lo, hi) in rs {
                         t.add(lo, hi);
                     }
@@ -523,7 +526,13 @@ async fn trace(args: TraceArgs, range: Range, render: &mut TableRenderer) -> Res
     let mut tracer = Tracer {
         probes,
         sessions,
-        printer: Printer::new(io::BufWriter::new(stdout), args.json, start_ns),
+        // Room for what a 2 ms drain prints under a storm: one write per
+        // drain instead of one per 8 KiB.
+        printer: Printer::new(
+            io::BufWriter::with_capacity(256 * 1024, stdout),
+            args.json,
+            start_ns,
+        ),
         render,
         show_failed: args.show_failed,
         range,

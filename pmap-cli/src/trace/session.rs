@@ -240,7 +240,7 @@ impl Session {
 
     /// Replaces the rows of `[lo, hi)`, widened until it holds every model
     /// and kernel region that touches it, with the kernel's current rows.
-    /// Rows derived from arguments that touch it are confirmed with it.
+    /// Rows derived from arguments that overlap it are confirmed with it.
     fn sync_range(&mut self, lo: u64, hi: u64) -> io::Result<Change> {
         let (mut lo, mut hi) = self.absorb_dirty(lo, hi);
         (lo, hi) = self.model.extent(lo, hi);
@@ -257,18 +257,19 @@ impl Session {
         }
     }
 
-    /// `[lo, hi)` widened by every dirty range that touches it (those
-    /// are taken out of the dirty list: the caller syncs them).
+    /// `[lo, hi)` widened by every dirty range that overlaps it (those
+    /// are taken out of the dirty list: the caller syncs them; the others
+    /// wait for `settle`).
     fn absorb_dirty(&mut self, mut lo: u64, mut hi: u64) -> (u64, u64) {
         loop {
             let before = self.dirty.len();
             self.dirty.retain(|&(dlo, dhi)| {
-                let touches = dlo <= hi && dhi >= lo;
-                if touches {
+                let overlaps = dlo < hi && dhi > lo;
+                if overlaps {
                     lo = lo.min(dlo);
                     hi = hi.max(dhi);
                 }
-                !touches
+                !overlaps
             });
             if self.dirty.len() == before {
                 return (lo, hi);
@@ -456,7 +457,7 @@ impl Session {
 
     /// Applies one event. Returns the delta to print, if the map changed
     /// (or the call failed and `keep_failed` is set). `overtaken` says a
-    /// later event of the same batch touches the same addresses, so the
+    /// later event of the same batch changes the same addresses, so the
     /// kernel can no longer show this call's own effect: a call whose
     /// effect its arguments give is then applied from them (the kernel's
     /// rows replace them when the later call is applied, or at `settle`).

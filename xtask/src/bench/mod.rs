@@ -162,6 +162,11 @@ pub fn build(opts: &Opts, with_ebpf: bool) -> Result<Bins> {
     let dir = release_dir();
     let mut pmap_build_error = None;
     if !opts.no_build {
+        crate::deps::ensure(crate::deps::Needs {
+            fuzz: false,
+            lints: false,
+            bench: true,
+        })?;
         cargo_build(
             &[
                 "-p",
