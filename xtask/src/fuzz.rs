@@ -97,6 +97,13 @@ fn fuzz_one(target: &str, seconds: u64, quiet: bool) -> Result<()> {
     let work = fuzz.join("target/corpus").join(target);
     let seeds = fuzz.join("corpus").join(target);
     fs::create_dir_all(&work).with_context(|| format!("creating {}", work.display()))?;
+    // Built first, on its own: a target that does not compile must not
+    // be reported as a crash.
+    run(cargo(["+nightly", "fuzz", "build", target]).env("PMAP_NO_EBPF", "1")).map_err(|e| {
+        e.context(format!(
+            "fuzz target {target} did not build (the compiler's errors are above)"
+        ))
+    })?;
     eprintln!("xtask: fuzzing {target} for {seconds} s (seeds: fuzz/corpus/{target}/)");
     let mut c = cargo(["+nightly", "fuzz", "run", target]);
     c.arg(&work);

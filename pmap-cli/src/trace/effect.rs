@@ -153,8 +153,9 @@ pub fn from_arguments(
             Some(Effect { lo, hi, rows })
         }
         Call::Brk => {
+            // A failed brk returns the old break: no change below.
             let new = page_up(ev.ret as u64);
-            if a[0] == 0 || new <= brk_start {
+            if a[0] == 0 || new < brk_start {
                 return None;
             }
             let heap = model
@@ -165,17 +166,20 @@ pub fn from_arguments(
             if new == old_end {
                 return None;
             }
-            let (lo, hi) = (brk_start, new.max(old_end));
-            let mut rows = reshape(model, new.min(old_end), hi, |_| None);
             let start = heap.as_ref().map_or(brk_start, |h| h.start);
+            let (lo, hi) = (start, new.max(old_end));
+            let mut rows = reshape(model, new.min(old_end), hi, |_| None);
+            // The heap's own rows are replaced by one up to the new break.
             rows.retain(|r| r.start >= new || r.end <= start);
-            rows.push(Region {
-                start,
-                end: new,
-                perms: heap.as_ref().map_or(Perms(*b"rw-p"), |h| h.perms),
-                name: b"[heap]".to_vec(),
-                ..Region::default()
-            });
+            if new > start {
+                rows.push(Region {
+                    start,
+                    end: new,
+                    perms: heap.as_ref().map_or(Perms(*b"rw-p"), |h| h.perms),
+                    name: b"[heap]".to_vec(),
+                    ..Region::default()
+                });
+            }
             rows.sort_by_key(|r| r.start);
             Some(Effect { lo, hi, rows })
         }
@@ -304,6 +308,12 @@ mod tests {
             &event([0x11_0800, 0, 0, 0, 0, 0], 0x11_0800),
         );
         assert_eq!(rows(&m), vec![(0x10_0000, 0x11_1000, "rw-p".into())]);
+        apply(
+            &mut m,
+            Call::Brk,
+            &event([0x10_0000, 0, 0, 0, 0, 0], 0x10_0000),
+        );
+        assert_eq!(rows(&m), vec![]);
     }
 
     #[test]
