@@ -448,10 +448,13 @@ impl Session {
         }
     }
 
-    /// The `[heap]` extent, or the program break's start.
+    /// The `[heap]` extent, or the program break's start. The heap
+    /// begins at the break's start: a lookup there, not a scan of the map
+    /// (this runs for every event).
     fn heap(&self) -> (u64, u64) {
         self.model
-            .find_named(b"[heap]")
+            .containing(self.start_brk)
+            .filter(|r| r.name == b"[heap]")
             .map_or((self.start_brk, self.start_brk), |r| (r.start, r.end))
     }
 
