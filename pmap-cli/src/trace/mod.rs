@@ -5,12 +5,14 @@
 //! - `model`: the region model of one process (replace rows, diff).
 //! - `session`: one traced process: applies events to its model.
 //! - `syscalls`: what each traced syscall means and may have changed.
+//! - `batch`: what the events not applied yet of a batch will change.
 //! - `effect`: what a call did, from its arguments (for calls the kernel
 //!   can no longer show because a later one changed the same addresses).
 //! - `output`: text and JSON printing.
 //! - `launch`: `pmap trace -- COMMAND`.
 //! - `run`: the event loop.
 pub mod args;
+pub mod batch;
 pub mod effect;
 pub mod insight;
 pub mod launch;

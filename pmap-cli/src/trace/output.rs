@@ -350,10 +350,12 @@ fn write_change(out: &mut dyn Write, c: &Change) -> io::Result<()> {
                     region_row(old),
                     new.size() / 1024,
                     new.perms.as_str(),
-                    if new.name != old.name {
-                        format!(" {}", String::from_utf8_lossy(&new.name))
-                    } else {
+                    if new.name == old.name {
                         String::new()
+                    } else if new.name.is_empty() {
+                        " [ anon ]".to_string()
+                    } else {
+                        format!(" {}", String::from_utf8_lossy(&new.name))
                     }
                 )?;
             }

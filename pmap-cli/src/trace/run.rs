@@ -16,12 +16,14 @@ use tokio::{
 use super::{
     args::Backend,
     args::TraceArgs,
+    batch::LaterCalls,
     insight::{Insight, InsightOptions},
     launch::Launched,
     output::{Printer, TableRenderer, monotonic_ns},
     privileges,
     probes::{ProbeOptions, Probes, check_environment},
     session::{Delta, Session},
+    syscalls::Affected,
 };
 use crate::{format::Range, region::Region};
 
@@ -39,43 +41,6 @@ fn is_broken_pipe(e: &anyhow::Error) -> bool {
         c.downcast_ref::<io::Error>()
             .is_some_and(|e| e.kind() == io::ErrorKind::BrokenPipe)
     })
-}
-
-/// Address ranges that the later events of a batch change, merged when
-/// they touch.
-#[derive(Default)]
-struct Touched {
-    /// Some later event may have changed anything.
-    all: bool,
-    /// Disjoint, non-touching `[lo, hi)` ranges by start.
-    ranges: std::collections::BTreeMap<u64, u64>,
-}
-
-impl Touched {
-    /// Whether a later event changes any address of `[lo, hi)`. A later
-    /// call next to it (which may merge with it) does not count: the
-    /// kernel still shows this call's own effect on its own addresses.
-    fn overlaps(&self, lo: u64, hi: u64) -> bool {
-        self.all
-            || self
-                .ranges
-                .range(..hi)
-                .next_back()
-                .is_some_and(|(_, &end)| end > lo)
-    }
-
-    fn add(&mut self, mut lo: u64, mut hi: u64) {
-        // Take in every range that touches [lo, hi].
-        while let Some((&s, &e)) = self.ranges.range(..=hi).next_back() {
-            if e < lo {
-                break;
-            }
-            self.ranges.remove(&s);
-            lo = lo.min(s);
-            hi = hi.max(e);
-        }
-        self.ranges.insert(lo, hi);
-    }
 }
 
 struct Tracer<'r, W: Write> {
@@ -135,9 +100,21 @@ impl<W: Write> Tracer<'_, W> {
         let mut buf = std::mem::take(&mut self.buf);
         probes.drain(&mut buf);
         buf.sort_by_key(|e| e.exit_ns);
-        let overtaken = self.overtaken(&buf);
-        for (ev, &later) in buf.iter().zip(&overtaken) {
-            self.apply(ev, later)?;
+        let footprints: Vec<(u32, Affected)> = buf
+            .iter()
+            .map(|ev| {
+                let what = self
+                    .sessions
+                    .iter()
+                    .find(|s| s.pid == ev.tgid)
+                    .map_or(Affected::Nothing, |s| s.footprint(ev));
+                (ev.tgid, what)
+            })
+            .collect();
+        let mut later = LaterCalls::new(&footprints);
+        for (i, (ev, (pid, what))) in buf.iter().zip(&footprints).enumerate() {
+            later.take(i, *pid, what);
+            self.apply(ev, &later)?;
         }
         buf.clear();
         self.buf = buf;
@@ -146,44 +123,6 @@ impl<W: Write> Tracer<'_, W> {
         self.check_lost()?;
         self.printer.flush()?;
         Ok(())
-    }
-
-    /// For each event of a batch (in time order), whether a later event of
-    /// the same process in the batch changes its addresses. The kernel
-    /// already shows that later call, so asking it about the earlier one
-    /// would show the later one's effect, and make the traced process wait
-    /// on its map lock for nothing: the earlier call's effect is taken
-    /// from its arguments, and the kernel is asked once for the lot.
-    fn overtaken(&self, batch: &[Event]) -> Vec<bool> {
-        use super::syscalls::Affected;
-        let mut later: Vec<(u32, Touched)> = Vec::new();
-        let mut out = vec![false; batch.len()];
-        for (i, ev) in batch.iter().enumerate().rev() {
-            let Some(s) = self.sessions.iter().find(|s| s.pid == ev.tgid) else {
-                continue;
-            };
-            let t = match later.iter_mut().find(|(pid, _)| *pid == ev.tgid) {
-                Some((_, t)) => t,
-                None => {
-                    later.push((ev.tgid, Touched::default()));
-                    &mut later.last_mut().expect("just pushed").1
-                }
-            };
-            match s.footprint(ev) {
-                Affected::Nothing => {}
-                Affected::All => {
-                    out[i] = t.all;
-                    t.all = true;
-                }
-                Affected::Ranges(rs) => {
-                    out[i] = rs.iter().any(|&(lo, hi)| t.overlaps(lo, hi));
-                    for (lo, hi) in rs {
-                        t.add(lo, hi);
-                    }
-                }
-            }
-        }
-        out
     }
 
     /// Ends a batch: rows derived from arguments give way to the kernel's.
@@ -204,7 +143,7 @@ impl<W: Write> Tracer<'_, W> {
         Ok(())
     }
 
-    fn apply(&mut self, ev: &Event, overtaken: bool) -> Result<()> {
+    fn apply(&mut self, ev: &Event, later: &LaterCalls) -> Result<()> {
         let Some(i) = self.sessions.iter().position(|s| s.pid == ev.tgid) else {
             return Ok(());
         };
@@ -218,7 +157,7 @@ impl<W: Write> Tracer<'_, W> {
                 .task(ev.tgid, ev.tid, child, thread, ev.exit_ns)?;
             return Ok(());
         }
-        let applied = self.sessions[i].apply(ev, self.show_failed, overtaken);
+        let applied = self.sessions[i].apply(ev, self.show_failed, later);
         match applied {
             Ok(Some(d)) => {
                 self.print_delta(&d)?;

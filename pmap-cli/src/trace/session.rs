@@ -6,6 +6,7 @@ use std::{collections::BTreeMap, io};
 use pmap_common::{Event, FLAG_NO_ENTER, kind};
 
 use super::{
+    batch::LaterCalls,
     effect,
     model::{Change, RegionModel},
     output::monotonic_ns,
@@ -458,17 +459,35 @@ impl Session {
             .map_or((self.start_brk, self.start_brk), |r| (r.start, r.end))
     }
 
+    /// The range `sync_range` would read for `[lo, hi)` as the model
+    /// stands (it may widen further by what the kernel answers).
+    fn sync_extent(&self, mut lo: u64, mut hi: u64) -> (u64, u64) {
+        loop {
+            let (mut l, mut h) = self.model.extent(lo, hi);
+            for &(dl, dh) in &self.dirty {
+                if dl < h && dh > l {
+                    (l, h) = (l.min(dl), h.max(dh));
+                }
+            }
+            if (l, h) == (lo, hi) {
+                return (lo, hi);
+            }
+            (lo, hi) = (l, h);
+        }
+    }
+
     /// Applies one event. Returns the delta to print, if the map changed
-    /// (or the call failed and `keep_failed` is set). `overtaken` says a
-    /// later event of the same batch changes the same addresses, so the
-    /// kernel can no longer show this call's own effect: a call whose
-    /// effect its arguments give is then applied from them (the kernel's
-    /// rows replace them when the later call is applied, or at `settle`).
+    /// (or the call failed and `keep_failed` is set). `later` tells what
+    /// the rest of the batch changes: where it changes what the tracer
+    /// would read for this call, the kernel can no longer show this call's
+    /// own effect, so a call whose effect its arguments give is applied
+    /// from them (the kernel's rows replace them when the later call is
+    /// applied, or at `settle`).
     pub fn apply(
         &mut self,
         ev: &Event,
         keep_failed: bool,
-        overtaken: bool,
+        later: &LaterCalls,
     ) -> io::Result<Option<Delta>> {
         match ev.kind {
             kind::EXEC => {
@@ -512,7 +531,17 @@ impl Session {
             self.footprint(ev)
         };
         self.explain(ev.enter_ns, &what);
-        let derived = if overtaken && ev.flags & FLAG_NO_ENTER == 0 {
+        let overtaken = ev.flags & FLAG_NO_ENTER == 0
+            && ev.ret >= 0
+            && effect::derivable(call)
+            && match &what {
+                Affected::Ranges(rs) => rs.iter().any(|&(lo, hi)| {
+                    let (lo, hi) = self.sync_extent(lo, hi);
+                    later.change(self.pid, lo, hi)
+                }),
+                _ => false,
+            };
+        let derived = if overtaken {
             effect::from_arguments(call, ev, &self.model, self.start_brk)
         } else {
             None
