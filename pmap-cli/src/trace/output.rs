@@ -6,6 +6,7 @@ use std::io::{self, Write};
 use serde_json::{Value, json};
 
 use super::{
+    insight::DeltaNotes,
     model::Change,
     session::{Cause, Delta, Session, Stats},
     syscalls::{Call, describe_call},
@@ -109,7 +110,9 @@ impl<W: Write> Printer<W> {
         writeln!(self.out, "--- end table ---")
     }
 
-    pub fn delta(&mut self, d: &Delta) -> io::Result<()> {
+    /// One delta, with what insight says about it: lines under it in text
+    /// mode, keys of its record in JSON (see `DeltaNotes::add_json`).
+    pub fn delta(&mut self, d: &Delta, notes: &DeltaNotes) -> io::Result<()> {
         let t = if d.ktime_ns != 0 {
             self.t(d.ktime_ns)
         } else {
@@ -142,6 +145,7 @@ impl<W: Write> Printer<W> {
                 Cause::Polled => v["cause"] = json!("observed"),
                 Cause::Exec => v["cause"] = json!("exec"),
             }
+            notes.add_json(&mut v);
             return self.line(v);
         }
         let cause = match &d.cause {
@@ -167,7 +171,8 @@ impl<W: Write> Printer<W> {
             shape(&d.change)
         };
         writeln!(self.out, "+{t:.6} pid {}{tid} {cause}{shape}", d.pid)?;
-        write_change(&mut self.out, &d.change)
+        write_change(&mut self.out, &d.change)?;
+        self.notes(&notes.lines())
     }
 
     pub fn lost(&mut self, count: u64, total: u64) -> io::Result<()> {
@@ -218,7 +223,8 @@ impl<W: Write> Printer<W> {
         writeln!(self.out, "+{t:.6} pid {pid} exited")
     }
 
-    /// Lines under a delta (insight notes), indented.
+    /// Insight lines, indented (text mode only): under a delta, or after a
+    /// table (outside its frame).
     pub fn notes(&mut self, notes: &[String]) -> io::Result<()> {
         if self.json {
             return Ok(());

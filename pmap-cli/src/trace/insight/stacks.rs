@@ -4,12 +4,13 @@
 //! `stack[0]` is the syscall instruction, `stack[1]` (with `FLAG_SP_WORD`)
 //! the word at the stack pointer: in a leaf libc wrapper, the return
 //! address into its caller, which a frame-pointer walk misses when libc
-//! has no frame pointers (Debian's has none). The rest is the walk; it
-//! ends, or turns to garbage, at the first frame without a frame pointer.
+//! has no frame pointers (Debian's has none). The rest is the walk; the
+//! kernel program stops it at the first implausible frame pointer, and
+//! says with `FLAG_STACK_END` when it reached the outermost frame instead.
 
 use std::rc::Rc;
 
-use pmap_common::{Event, FLAG_SP_WORD, FLAG_STACK};
+use pmap_common::{Event, FLAG_SP_WORD, FLAG_STACK, FLAG_STACK_END};
 
 use super::{jit::JitMap, symbols::Symbols};
 use crate::{region::Region, trace::model::RegionModel};
@@ -30,8 +31,9 @@ const ROOTS: &[&str] = &[
 pub struct Stack {
     /// Innermost first; the first is the syscall instruction.
     pub frames: Vec<u64>,
-    /// The walk stopped at an address that is not code (no frame pointer),
-    /// or had only the wrapper's caller to go on.
+    /// The walk did not reach the outermost frame: it stopped at a frame
+    /// pointer that was not one, at an address that is not code, or at the
+    /// depth limit.
     pub truncated: bool,
 }
 
@@ -57,7 +59,7 @@ impl Stack {
         } else {
             1
         };
-        let mut truncated = false;
+        let mut truncated = ev.flags & FLAG_STACK_END == 0;
         for &a in raw.iter().skip(walk_from) {
             if a == 0 {
                 break;
@@ -67,11 +69,6 @@ impl Stack {
                 break;
             }
             frames.push(a);
-        }
-        // A walk that found nothing past the wrapper's caller: the caller's
-        // own frame pointer was missing.
-        if frames.len() <= 2 {
-            truncated = true;
         }
         Some(Stack { frames, truncated })
     }
@@ -210,5 +207,28 @@ mod tests {
             vec![0x1100, 0x5200]
         );
         assert!(Stack::from_event(&event(&[], 0), &model).is_none());
+    }
+
+    #[test]
+    fn a_stack_is_complete_only_when_the_walk_reached_the_outermost_frame() {
+        let model = RegionModel::new(vec![code(0x1000, 0x2000), code(0x5000, 0x6000)]);
+        let frames = [0x1100, 0x5100, 0x5200, 0x5300];
+        let ended = Stack::from_event(
+            &event(&frames, FLAG_STACK | FLAG_SP_WORD | FLAG_STACK_END),
+            &model,
+        )
+        .expect("a stack");
+        assert_eq!(ended.frames, frames);
+        assert!(!ended.truncated);
+        // The kernel stopped at a frame pointer that was not one (or at the
+        // depth limit): every frame is code, and the stack is still cut.
+        let stopped =
+            Stack::from_event(&event(&frames, FLAG_STACK | FLAG_SP_WORD), &model).expect("a stack");
+        assert_eq!(stopped.frames, frames);
+        assert!(stopped.truncated);
+        // Only the wrapper's caller: truncated unless the walk ended.
+        let short = Stack::from_event(&event(&frames[..2], FLAG_STACK | FLAG_SP_WORD), &model)
+            .expect("a stack");
+        assert!(short.truncated);
     }
 }
