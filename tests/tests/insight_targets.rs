@@ -203,9 +203,11 @@ fn churn_is_detected_with_the_tuning_hint() {
     );
 }
 
-/// The `delta` records of a `--json` trace.
+/// The `delta` records of a `--json` trace (the workload shares stdout:
+/// its own lines are not JSON objects).
 fn json_deltas(out: &str) -> Vec<serde_json::Value> {
     out.lines()
+        .filter(|l| l.starts_with('{'))
         .map(|l| serde_json::from_str::<serde_json::Value>(l).expect("each line is JSON"))
         .filter(|v| v["type"] == "delta")
         .collect()
@@ -227,7 +229,13 @@ fn json_deltas_carry_the_stack_call_site_and_wx_notes() {
     let rounds = 5;
     let out = trace(
         // Deep enough to show every captured frame, so the cut is reported.
-        &["--json", "--stacks", "--stack-depth", "16", "--no-initial-table"],
+        &[
+            "--json",
+            "--stacks",
+            "--stack-depth",
+            "16",
+            "--no-initial-table",
+        ],
         &[bin.to_str().expect("utf8 path"), &rounds.to_string(), "0"],
     );
     let deltas = json_deltas(&out);
@@ -275,8 +283,9 @@ fn json_deltas_carry_the_stack_call_site_and_wx_notes() {
         // The text is the line text mode prints under the delta.
         let text = f["text"].as_str().expect("text");
         assert!(
-            text.starts_with(&format!("W^X: W->X flip of {page:016x}+4K rw- -> r-x (flip #"))
-                && text.ends_with(&format!(" by {site}")),
+            text.starts_with(&format!(
+                "W^X: W->X flip of {page:016x}+4K rw- -> r-x (flip #"
+            )) && text.ends_with(&format!(" by {site}")),
             "{text}"
         );
     }
@@ -309,7 +318,11 @@ fn json_deltas_carry_churn_and_rwx_notes() {
         .flat_map(|d| notes_of(d, "churn"))
         .cloned()
         .collect();
-    assert_eq!(churn.len(), 1, "one churn note, when the pattern is seen:\n{out}");
+    assert_eq!(
+        churn.len(),
+        1,
+        "one churn note, when the pattern is seen:\n{out}"
+    );
     let c = &churn[0];
     assert_eq!(
         (&c["size"], &c["count"], &c["within_s"]),
@@ -317,9 +330,9 @@ fn json_deltas_carry_churn_and_rwx_notes() {
     );
     let hint = c["hint"].as_str().expect("a tuning hint");
     assert!(hint.contains("MALLOC_MMAP_THRESHOLD_=266240"), "{hint}");
-    assert!(c["text"].as_str().is_some_and(|t| t.starts_with(
-        "churn: 256K mapped and unmapped again 8 times, each within 1s; "
-    )));
+    assert!(c["text"].as_str().is_some_and(|t| {
+        t.starts_with("churn: 256K mapped and unmapped again 8 times, each within 1s; ")
+    }));
 
     let script = "import mmap, time\n\
                   m = mmap.mmap(-1, 8192, prot=mmap.PROT_READ | mmap.PROT_WRITE | mmap.PROT_EXEC)\n\

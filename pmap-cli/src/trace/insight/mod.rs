@@ -44,7 +44,7 @@ use self::{
     alloc::{AllocStats, PATTERN_MIN, human},
     jit::JitMap,
     regions::{RegionInfo, RegionTable, Stamp},
-    stacks::Stack,
+    stacks::{Stack, StackCache},
     symbols::Symbols,
     timeline::Timeline,
     wx::WxStats,
@@ -89,6 +89,8 @@ struct Proc {
     last_t_ns: u64,
     /// Size of `[heap]` after the last brk.
     heap: u64,
+    /// Named stacks (`--stacks`).
+    stacks: StackCache,
 }
 
 impl Proc {
@@ -103,6 +105,7 @@ impl Proc {
             last_rss: None,
             last_t_ns: 0,
             heap: 0,
+            stacks: StackCache::default(),
         }
     }
 
@@ -170,33 +173,53 @@ impl Insight {
             _ => None,
         };
 
+        // Names of code that moved are stale.
+        if matches!(d.cause, Cause::Exec | Cause::Resync)
+            || d.change
+                .added
+                .iter()
+                .chain(&d.change.removed)
+                .any(|r| r.perms.executable())
+        {
+            p.stacks.clear();
+        }
+
         // Call site: the stack, named, under the delta.
         let mut site: Option<Rc<str>> = None;
         if self.opts.stacks
             && let Some((_, ev)) = event
-            && let Some(stack) = Stack::from_event(ev, model)
+            && let Some(key) = StackCache::key(ev)
         {
-            if !p.jit.is_empty()
-                || p.jit.has_dump()
-                || stack
-                    .frames
-                    .iter()
-                    .any(|&a| model.containing(a).is_some_and(|r| r.inode == 0))
-            {
-                p.jit.refresh(false);
-            }
-            let depth = self.opts.stack_depth.max(1);
-            let names = stack.names(d.pid, model, &mut self.syms, &p.jit, depth);
-            let hidden = stack.frames.len().saturating_sub(names.len());
-            // A walk that stopped in a function where stacks start is whole.
-            let truncated = stack.truncated && !(hidden == 0 && stack.reaches_root(&names));
-            site = stack.site(d.pid, model, &mut self.syms, &p.jit);
-            out.stack = Some(StackNote {
-                frames: stack.frames.iter().copied().zip(names).collect(),
-                hidden,
-                truncated,
-                site: site.clone(),
-            });
+            let cached = p.stacks.get(&key, self.syms.lines_found());
+            let note = match cached {
+                Some(n) => Some(n),
+                None => Stack::from_event(ev, model).map(|stack| {
+                    let jit_frames = stack
+                        .frames
+                        .iter()
+                        .any(|&a| model.containing(a).is_some_and(|r| r.inode == 0));
+                    if !p.jit.is_empty() || p.jit.has_dump() || jit_frames {
+                        p.jit.refresh(false);
+                    }
+                    let depth = self.opts.stack_depth.max(1);
+                    let names = stack.names(d.pid, model, &mut self.syms, &p.jit, depth);
+                    let hidden = stack.frames.len().saturating_sub(names.len());
+                    // A walk that stopped where stacks start is whole.
+                    let truncated = stack.truncated && !(hidden == 0 && stack.reaches_root(&names));
+                    let note = Rc::new(StackNote {
+                        frames: stack.frames.iter().copied().zip(names).collect(),
+                        hidden,
+                        truncated,
+                        site: stack.site(d.pid, model, &mut self.syms, &p.jit),
+                    });
+                    if !jit_frames {
+                        p.stacks.insert(key, note.clone());
+                    }
+                    note
+                }),
+            };
+            site = note.as_ref().and_then(|n| n.site.clone());
+            out.stack = note;
         }
 
         if let Some((call, ev)) = event {

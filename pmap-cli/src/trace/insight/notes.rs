@@ -140,8 +140,9 @@ pub struct StackNote {
 /// Everything insight has to say about one delta.
 #[derive(Clone, Debug, Default, PartialEq)]
 pub struct DeltaNotes {
-    /// With `--stacks`, when the event carried a stack.
-    pub stack: Option<StackNote>,
+    /// With `--stacks`, when the event carried a stack (shared with the
+    /// cache of named stacks).
+    pub stack: Option<Rc<StackNote>>,
     /// Findings, in the order they are printed.
     pub notes: Vec<Note>,
 }
@@ -189,7 +190,7 @@ mod tests {
     fn text_and_json_carry_the_same_finding() {
         let site: Rc<str> = "jit_make_executable+0x1e [tiny_jit]".into();
         let d = DeltaNotes {
-            stack: Some(StackNote {
+            stack: Some(Rc::new(StackNote {
                 frames: vec![
                     (0x1007, "__mprotect+0x7 [libc.so.6]".into()),
                     (0x5100, site.clone()),
@@ -197,7 +198,7 @@ mod tests {
                 hidden: 0,
                 truncated: true,
                 site: Some(site.clone()),
-            }),
+            })),
             notes: vec![Note::wx_flip(
                 0x7f00_0000_0000,
                 0x7f00_0000_1000,
@@ -244,12 +245,12 @@ mod tests {
     #[test]
     fn hidden_frames_hide_the_truncation_line_and_no_stack_adds_no_stack_keys() {
         let d = DeltaNotes {
-            stack: Some(StackNote {
+            stack: Some(Rc::new(StackNote {
                 frames: vec![(0x1007, "mmap+0x13 [libc.so.6]".into())],
                 hidden: 2,
                 truncated: true,
                 site: None,
-            }),
+            })),
             notes: vec![Note::churn(262144, 8, 1, None)],
         };
         assert_eq!(

@@ -8,11 +8,11 @@
 //! kernel program stops it at the first implausible frame pointer, and
 //! says with `FLAG_STACK_END` when it reached the outermost frame instead.
 
-use std::rc::Rc;
+use std::{collections::HashMap, rc::Rc};
 
-use pmap_common::{Event, FLAG_SP_WORD, FLAG_STACK, FLAG_STACK_END};
+use pmap_common::{Event, FLAG_SP_WORD, FLAG_STACK, FLAG_STACK_END, MAX_STACK_DEPTH};
 
-use super::{jit::JitMap, symbols::Symbols};
+use super::{jit::JitMap, notes::StackNote, symbols::Symbols};
 use crate::{region::Region, trace::model::RegionModel};
 
 /// Functions where a user stack legitimately ends.
@@ -122,6 +122,62 @@ impl Stack {
     }
 }
 
+/// A stack as the kernel captured it: the bits of `flags` that describe
+/// it, and its words (zero past `stack_len`).
+type Raw = (u32, [u64; MAX_STACK_DEPTH]);
+
+/// Distinct stacks cached per process (the cache starts over when full).
+const CACHE_MAX: usize = 4096;
+
+/// Named stacks of one process by their raw capture. Most calls come from
+/// a few call sites, and checking and naming a stack (region lookups,
+/// symbol cache, call site) costs the event loop more than hashing its
+/// words. A name depends on the code mapped at each address and on the
+/// lines the symbol worker has found, so the cache is dropped when
+/// executable regions change or new lines arrive; stacks through anonymous
+/// (JIT) code are never cached, their names change with the JIT's map.
+#[derive(Debug, Default)]
+pub struct StackCache {
+    named: HashMap<Raw, Rc<StackNote>>,
+    /// `Symbols::lines_found` when the entries were named.
+    lines: u64,
+}
+
+impl StackCache {
+    /// The raw capture of `ev`, if it carries a stack.
+    pub fn key(ev: &Event) -> Option<Raw> {
+        if ev.flags & FLAG_STACK == 0 || ev.stack_len == 0 {
+            return None;
+        }
+        let n = (ev.stack_len as usize).min(MAX_STACK_DEPTH);
+        let mut words = [0; MAX_STACK_DEPTH];
+        words[..n].copy_from_slice(&ev.stack[..n]);
+        Some((ev.flags & (FLAG_SP_WORD | FLAG_STACK_END), words))
+    }
+
+    /// Forgets every name (code was mapped, unmapped or changed).
+    pub fn clear(&mut self) {
+        self.named.clear();
+    }
+
+    /// The cached note for `key`, if names are still current (`lines`: the
+    /// symbol worker's lines found so far).
+    pub fn get(&mut self, key: &Raw, lines: u64) -> Option<Rc<StackNote>> {
+        if lines != self.lines {
+            self.named.clear();
+            self.lines = lines;
+        }
+        self.named.get(key).cloned()
+    }
+
+    pub fn insert(&mut self, key: Raw, note: Rc<StackNote>) {
+        if self.named.len() >= CACHE_MAX {
+            self.named.clear();
+        }
+        self.named.insert(key, note);
+    }
+}
+
 fn is_system_lib(name: &[u8]) -> bool {
     let n = String::from_utf8_lossy(name);
     let base = n.rsplit('/').next().unwrap_or(&n);
@@ -207,6 +263,28 @@ mod tests {
             vec![0x1100, 0x5200]
         );
         assert!(Stack::from_event(&event(&[], 0), &model).is_none());
+    }
+
+    #[test]
+    fn cached_names_are_dropped_when_new_lines_arrive() {
+        let mut ev = event(&[0x1100, 0x5100], FLAG_STACK | FLAG_SP_WORD);
+        // Words past stack_len are not part of the stack.
+        ev.stack[5] = 0xdead;
+        let key = StackCache::key(&ev).expect("a stack");
+        assert_eq!(
+            key,
+            StackCache::key(&event(&[0x1100, 0x5100], ev.flags)).expect("a stack")
+        );
+        assert!(StackCache::key(&event(&[], 0)).is_none());
+        let mut cache = StackCache::default();
+        let note = Rc::new(StackNote::default());
+        cache.insert(key, note.clone());
+        assert_eq!(cache.get(&key, 0), Some(note));
+        assert_eq!(
+            cache.get(&key, 1),
+            None,
+            "a line arrived: names may lack it"
+        );
     }
 
     #[test]
