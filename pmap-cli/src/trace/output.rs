@@ -13,6 +13,9 @@ use super::{
 };
 use crate::region::Region;
 
+/// Indent of insight lines under a delta or after a table.
+const NOTE_INDENT: &str = "    ";
+
 /// Renders one complete table (header line through totals) exactly as
 /// `pmap` prints it for the same format options.
 pub type TableRenderer = dyn FnMut(&mut dyn Write, u32, &[Region]) -> io::Result<()>;
@@ -172,7 +175,7 @@ impl<W: Write> Printer<W> {
         };
         writeln!(self.out, "+{t:.6} pid {}{tid} {cause}{shape}", d.pid)?;
         write_change(&mut self.out, &d.change)?;
-        self.notes(&notes.lines())
+        notes.write_text(&mut self.out, NOTE_INDENT)
     }
 
     pub fn lost(&mut self, count: u64, total: u64) -> io::Result<()> {
@@ -230,7 +233,7 @@ impl<W: Write> Printer<W> {
             return Ok(());
         }
         for n in notes {
-            writeln!(self.out, "    {n}")?;
+            writeln!(self.out, "{NOTE_INDENT}{n}")?;
         }
         Ok(())
     }

@@ -7,7 +7,10 @@
 //! `call_site` with `--stacks`; `notes`, always (possibly empty), an array
 //! of objects with `kind`, `text` and the keys of that kind.
 
-use std::rc::Rc;
+use std::{
+    io::{self, Write},
+    rc::Rc,
+};
 
 use serde_json::{Value, json};
 
@@ -148,19 +151,36 @@ pub struct DeltaNotes {
 }
 
 impl DeltaNotes {
-    /// The lines to print under the delta in text mode, without indent.
-    pub fn lines(&self) -> Vec<String> {
-        let mut out = Vec::new();
+    /// Writes the lines under the delta in text mode, each indented by
+    /// `indent` (written directly: one formatted string fewer per frame on
+    /// every event).
+    pub fn write_text(&self, out: &mut dyn Write, indent: &str) -> io::Result<()> {
         if let Some(s) = &self.stack {
-            out.extend(s.frames.iter().map(|(_, n)| format!("at {n}")));
+            for (_, n) in &s.frames {
+                writeln!(out, "{indent}at {n}")?;
+            }
             // A cut shown only when every captured frame is shown: with
             // --stack-depth hiding some, the stack goes on regardless.
             if s.hidden == 0 && s.truncated {
-                out.push("(stack truncated: no frame pointer past here)".into());
+                writeln!(out, "{indent}(stack truncated: no frame pointer past here)")?;
             }
         }
-        out.extend(self.notes.iter().map(|n| n.text.clone()));
-        out
+        for n in &self.notes {
+            writeln!(out, "{indent}{}", n.text)?;
+        }
+        Ok(())
+    }
+
+    /// The lines under the delta in text mode, without indent.
+    #[cfg(test)]
+    fn lines(&self) -> Vec<String> {
+        let mut out = Vec::new();
+        self.write_text(&mut out, "").expect("write to a Vec");
+        String::from_utf8(out)
+            .expect("utf8")
+            .lines()
+            .map(String::from)
+            .collect()
     }
 
     /// Adds this delta's keys to its JSON record `v` (an object).

@@ -8,7 +8,11 @@
 //! kernel program stops it at the first implausible frame pointer, and
 //! says with `FLAG_STACK_END` when it reached the outermost frame instead.
 
-use std::{collections::HashMap, rc::Rc};
+use std::{
+    collections::HashMap,
+    hash::{BuildHasherDefault, Hasher},
+    rc::Rc,
+};
 
 use pmap_common::{Event, FLAG_SP_WORD, FLAG_STACK, FLAG_STACK_END, MAX_STACK_DEPTH};
 
@@ -138,7 +142,7 @@ const CACHE_MAX: usize = 4096;
 /// (JIT) code are never cached, their names change with the JIT's map.
 #[derive(Debug, Default)]
 pub struct StackCache {
-    named: HashMap<Raw, Rc<StackNote>>,
+    named: HashMap<Raw, Rc<StackNote>, BuildHasherDefault<WordHasher>>,
     /// `Symbols::lines_found` when the entries were named.
     lines: u64,
 }
@@ -175,6 +179,50 @@ impl StackCache {
             self.named.clear();
         }
         self.named.insert(key, note);
+    }
+}
+
+/// A hasher for the cache's keys (words the kernel wrote, not chosen by
+/// an adversary who could aim at collisions): a multiply-rotate per 8
+/// bytes, a fraction of SipHash's cost per event.
+#[derive(Debug, Default)]
+pub struct WordHasher(u64);
+
+impl WordHasher {
+    fn mix(&mut self, w: u64) {
+        self.0 = (self.0.rotate_left(5) ^ w).wrapping_mul(0x51_7c_c1_b7_27_22_0a_95);
+    }
+}
+
+impl Hasher for WordHasher {
+    fn finish(&self) -> u64 {
+        // The product's high bits depend on all of its input; the table
+        // picks buckets with the low ones.
+        self.0 ^ (self.0 >> 29)
+    }
+
+    fn write(&mut self, bytes: &[u8]) {
+        let mut chunks = bytes.chunks_exact(8);
+        for c in &mut chunks {
+            let mut w = [0u8; 8];
+            w.copy_from_slice(c);
+            self.mix(u64::from_ne_bytes(w));
+        }
+        for &b in chunks.remainder() {
+            self.mix(u64::from(b));
+        }
+    }
+
+    fn write_u32(&mut self, n: u32) {
+        self.mix(u64::from(n));
+    }
+
+    fn write_u64(&mut self, n: u64) {
+        self.mix(n);
+    }
+
+    fn write_usize(&mut self, n: usize) {
+        self.mix(n as u64);
     }
 }
 
