@@ -221,7 +221,7 @@ fn json_records_have_the_documented_keys() {
     let keys_of = |kind: &str| -> &[&str] {
         match kind {
             "table" => &["reason", "regions"],
-            "delta" => &["tid", "ktime_ns", "cause", "removed", "added"],
+            "delta" => &["tid", "ktime_ns", "cause", "removed", "added", "notes"],
             "lost" => &["count", "total"],
             "summary" => &[
                 "calls",
