@@ -85,7 +85,9 @@ pub struct Event {
     /// Number of valid entries in `stack`.
     pub stack_len: u32,
     pub _pad: u32,
-    /// User return addresses, innermost first; `stack_len` of them are valid.
+    /// The user stack, innermost first; `stack_len` entries are valid:
+    /// the instruction pointer, the word at the stack pointer
+    /// (`FLAG_SP_WORD`), then return addresses from the frame-pointer walk.
     pub stack: [u64; MAX_STACK_DEPTH],
 }
 

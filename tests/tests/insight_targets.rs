@@ -84,6 +84,12 @@ fn tiny_jit_every_flip_is_reported_with_its_call_site() {
             "call site not named:\n{b}"
         );
         assert!(b.contains("by tiny_jit::jit_make_executable+"), "{b}");
+        // The frame-pointer walk cannot pass glibc's start code (no frame
+        // pointers), and every captured frame is shown: the cut is stated.
+        assert!(
+            b.contains("    (stack truncated: no frame pointer past here)\n"),
+            "{b}"
+        );
     }
     for b in to_w {
         assert!(b.contains("W^X: X->W flip of"), "flip not flagged:\n{b}");
