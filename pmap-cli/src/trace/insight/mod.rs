@@ -38,11 +38,12 @@ use std::{
 use pmap_common::Event;
 use serde_json::Value;
 
-pub use self::notes::{DeltaNotes, Note, StackNote};
+pub use self::notes::DeltaNotes;
 
 use self::{
     alloc::{AllocStats, PATTERN_MIN, human},
     jit::JitMap,
+    notes::Note,
     regions::{RegionInfo, RegionTable, Stamp},
     stacks::{Stack, StackCache},
     symbols::Symbols,
@@ -194,24 +195,12 @@ impl Insight {
             let note = match cached {
                 Some(n) => Some(n),
                 None => Stack::from_event(ev, model).map(|stack| {
-                    let jit_frames = stack
-                        .frames
-                        .iter()
-                        .any(|&a| model.containing(a).is_some_and(|r| r.inode == 0));
+                    let jit_frames = stack.through_anon_code(model);
                     if !p.jit.is_empty() || p.jit.has_dump() || jit_frames {
                         p.jit.refresh(false);
                     }
                     let depth = self.opts.stack_depth.max(1);
-                    let names = stack.names(d.pid, model, &mut self.syms, &p.jit, depth);
-                    let hidden = stack.frames.len().saturating_sub(names.len());
-                    // A walk that stopped where stacks start is whole.
-                    let truncated = stack.truncated && !(hidden == 0 && stack.reaches_root(&names));
-                    let note = Rc::new(StackNote {
-                        frames: stack.frames.iter().copied().zip(names).collect(),
-                        hidden,
-                        truncated,
-                        site: stack.site(d.pid, model, &mut self.syms, &p.jit),
-                    });
+                    let note = Rc::new(stack.note(d.pid, model, &mut self.syms, &p.jit, depth));
                     if !jit_frames {
                         p.stacks.insert(key, note.clone());
                     }

@@ -94,6 +94,36 @@ impl Stack {
             .collect()
     }
 
+    /// What is shown under a delta: the first `depth` frames named,
+    /// whether the stack is cut, and the call site.
+    pub fn note(
+        &self,
+        pid: u32,
+        model: &RegionModel,
+        syms: &mut Symbols,
+        jit: &JitMap,
+        depth: usize,
+    ) -> StackNote {
+        let names = self.names(pid, model, syms, jit, depth);
+        let hidden = self.frames.len().saturating_sub(names.len());
+        // A walk that stopped where stacks start is whole.
+        let truncated = self.truncated && !(hidden == 0 && self.reaches_root(&names));
+        StackNote {
+            frames: self.frames.iter().copied().zip(names).collect(),
+            hidden,
+            truncated,
+            site: self.site(pid, model, syms, jit),
+        }
+    }
+
+    /// Whether a frame lies in anonymous executable memory (a JIT's code,
+    /// whose names come from the JIT's map and change with it).
+    pub fn through_anon_code(&self, model: &RegionModel) -> bool {
+        self.frames
+            .iter()
+            .any(|&a| model.containing(a).is_some_and(|r| r.inode == 0))
+    }
+
     /// Whether the deepest named frame is where stacks start (so a short
     /// stack is complete).
     pub fn reaches_root(&self, names: &[Rc<str>]) -> bool {
