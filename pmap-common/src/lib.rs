@@ -32,6 +32,12 @@ pub const FLAG_STACK: u32 = 2;
 /// return address into its caller, which the walk misses when the wrapper's
 /// library has no frame pointers; it may repeat `stack[2]`, or be data.
 pub const FLAG_SP_WORD: u32 = 4;
+/// Bit in [`Event::flags`] (set with `FLAG_STACK`): the frame-pointer walk
+/// reached the outermost frame (a null frame pointer or return address), so
+/// the stack is complete. Without it the walk stopped early: at a frame
+/// pointer that was not one (code built without frame pointers), or at
+/// [`MAX_STACK_DEPTH`].
+pub const FLAG_STACK_END: u32 = 8;
 
 /// Deepest user stack the kernel program captures per event.
 pub const MAX_STACK_DEPTH: usize = 16;
@@ -79,7 +85,9 @@ pub struct Event {
     /// Number of valid entries in `stack`.
     pub stack_len: u32,
     pub _pad: u32,
-    /// User return addresses, innermost first; `stack_len` of them are valid.
+    /// The user stack, innermost first; `stack_len` entries are valid:
+    /// the instruction pointer, the word at the stack pointer
+    /// (`FLAG_SP_WORD`), then return addresses from the frame-pointer walk.
     pub stack: [u64; MAX_STACK_DEPTH],
 }
 
@@ -112,7 +120,7 @@ impl From<EventHead> for Event {
 }
 
 /// Arguments of a syscall seen at entry, kept until its exit (the stack,
-/// when captured, is kept in a map of its own).
+/// when captured, is read at the exit).
 #[repr(C)]
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub struct Pending {
@@ -122,16 +130,6 @@ pub struct Pending {
     pub _pad: u32,
 }
 const _: () = assert!(core::mem::size_of::<Pending>() == 8 + 8 * 6 + 8);
-
-/// A user stack captured at syscall entry.
-#[repr(C)]
-#[derive(Clone, Copy, Debug, PartialEq, Eq)]
-pub struct Stack {
-    pub frames: [u64; MAX_STACK_DEPTH],
-    pub len: u32,
-    pub _pad: u32,
-}
-const _: () = assert!(core::mem::size_of::<Stack>() == 8 * MAX_STACK_DEPTH + 8);
 
 /// Indices into the per-CPU `COUNTERS` array.
 pub mod counter {
@@ -157,5 +155,4 @@ mod pod {
     unsafe impl aya::Pod for super::Event {}
     unsafe impl aya::Pod for super::EventHead {}
     unsafe impl aya::Pod for super::Pending {}
-    unsafe impl aya::Pod for super::Stack {}
 }

@@ -8,16 +8,10 @@
 #![no_std]
 #![no_main]
 
-use core::{ffi::c_void, mem::size_of, ptr::addr_of_mut};
-
 use aya_ebpf::{
-    EbpfContext,
-    bindings::{
-        BPF_F_USER_STACK, BPF_RB_AVAIL_DATA, BPF_RB_FORCE_WAKEUP, BPF_RB_NO_WAKEUP,
-        BPF_RB_RING_SIZE,
-    },
+    bindings::{BPF_RB_AVAIL_DATA, BPF_RB_FORCE_WAKEUP, BPF_RB_NO_WAKEUP, BPF_RB_RING_SIZE},
     helpers::{
-        bpf_get_current_pid_tgid, bpf_get_current_task_btf, bpf_get_stack, bpf_ktime_get_ns,
+        bpf_get_current_pid_tgid, bpf_get_current_task_btf, bpf_ktime_get_ns,
         bpf_probe_read_kernel, bpf_probe_read_user, generated::bpf_task_pt_regs,
     },
     macros::{map, tracepoint},
@@ -25,8 +19,8 @@ use aya_ebpf::{
     programs::TracePointContext,
 };
 use pmap_common::{
-    Event, EventHead, FLAG_NO_ENTER, FLAG_SP_WORD, FLAG_STACK, MAX_STACK_DEPTH, Pending, Stack,
-    config, counter, kind,
+    Event, EventHead, FLAG_NO_ENTER, FLAG_SP_WORD, FLAG_STACK, FLAG_STACK_END, MAX_STACK_DEPTH,
+    Pending, config, counter, kind,
 };
 
 /// Process ids (init namespace) to report. Filled by userspace.
@@ -39,10 +33,6 @@ static TARGETS: HashMap<u32, u32> = HashMap::with_max_entries(256, 0);
 #[map]
 static PENDING: HashMap<u32, Pending> = HashMap::with_max_entries(16384, 0);
 
-/// With `--stacks`: the user stack seen at entry, by thread id.
-#[map]
-static PENDING_STACKS: HashMap<u32, Stack> = HashMap::with_max_entries(16384, 0);
-
 /// Records for userspace. The size is set by userspace at load time.
 #[map]
 static EVENTS: RingBuf = RingBuf::with_byte_size(1 << 22, 0);
@@ -50,10 +40,6 @@ static EVENTS: RingBuf = RingBuf::with_byte_size(1 << 22, 0);
 /// Per-CPU counters, indexed by `pmap_common::counter`.
 #[map]
 static COUNTERS: PerCpuArray<u64> = PerCpuArray::with_max_entries(counter::COUNT, 0);
-
-/// Per-CPU room to capture a `Stack` (too large for the 512-byte stack).
-#[map]
-static SCRATCH: PerCpuArray<Stack> = PerCpuArray::with_max_entries(1, 0);
 
 /// `pmap_common::config` bits, set by userspace at load time.
 #[unsafe(no_mangle)]
@@ -68,28 +54,85 @@ const EXEC_OLD_PID: usize = 16;
 const EXIT_PID: usize = 24;
 const EXIT_GROUP_DEAD: usize = 32;
 const FORK_CHILD_PID: usize = 20;
-/// Offset of `sp` in x86_64's `struct pt_regs` (the 20th 8-byte field).
-const PT_REGS_SP: usize = 19 * 8;
+/// Index of `bp` in x86_64's `struct pt_regs` (8-byte fields), where
+/// [`UserRegs`] starts; `ip` and `sp` are at the indices below, from it.
+const PT_REGS_BP: usize = 4;
+const REGS_IP: usize = 16 - PT_REGS_BP;
+const REGS_SP: usize = 19 - PT_REGS_BP;
 
-/// The 8 bytes at the user stack pointer at syscall entry: in a leaf libc
-/// wrapper (mmap, mprotect, ...) the return address into its caller, which
-/// a frame-pointer walk misses when libc has no frame pointers. 0 if
-/// unreadable.
+/// `bp` through `sp` of the user registers saved at syscall entry.
+type UserRegs = [u64; 16];
+
+/// How far above the stack pointer a frame pointer may lie and still be
+/// followed: the default thread stack size (8 MiB). Farther, it is not a
+/// frame pointer into this stack but whatever the code (built without frame
+/// pointers) kept in the register, and reading it would likely fault.
+const MAX_FRAME_SPAN: u64 = 8 << 20;
+
+/// The user registers of the current task as saved at syscall entry (the
+/// syscall does not change ip, sp or bp, so they are the same at exit).
 #[inline(always)]
-fn word_at_user_sp() -> u64 {
+fn user_regs() -> Option<UserRegs> {
     // SAFETY: both helpers take the current task, which is valid for the
     // whole program run; a null result is checked.
     let regs = unsafe { bpf_task_pt_regs(bpf_get_current_task_btf()) };
     if regs == 0 {
-        return 0;
+        return None;
     }
-    // SAFETY: probe reads check their addresses; a failure is an error.
-    unsafe {
-        let Ok(sp) = bpf_probe_read_kernel((regs as usize + PT_REGS_SP) as *const u64) else {
-            return 0;
+    // SAFETY: a probe read checks its address; a failure is an error.
+    unsafe { bpf_probe_read_kernel((regs as usize + PT_REGS_BP * 8) as *const UserRegs) }.ok()
+}
+
+/// Fills `stack` with the user stack of the current syscall; returns the
+/// number of entries and the `FLAG_*` bits that describe them.
+///
+/// `stack[0]` is the user instruction pointer and `stack[1]` the word at the
+/// user stack pointer (`FLAG_SP_WORD`): in a leaf libc wrapper (mmap,
+/// mprotect, ...) the return address into its caller, which is all there is
+/// to go on when libc has no frame pointers (Debian's has none). Then the
+/// frame-pointer chain from `bp`, followed only while it is plausible: each
+/// frame above the last, within [`MAX_FRAME_SPAN`] of the stack pointer,
+/// 8-byte aligned. Code built without frame pointers uses `bp` as a general
+/// register; `bpf_get_stack` would follow such garbage and fault on it (the
+/// fault handling was most of the cost of `--stacks`), this stops instead.
+/// `FLAG_STACK_END` says the chain ended at the outermost frame (a null
+/// frame pointer or return address), so the stack is complete.
+#[inline(always)]
+fn capture_stack(stack: &mut [u64; MAX_STACK_DEPTH]) -> (u32, u32) {
+    let Some(regs) = user_regs() else {
+        return (0, 0);
+    };
+    let sp = regs[REGS_SP];
+    stack[0] = regs[REGS_IP];
+    // SAFETY: a probe read checks its address; 0 stands for unreadable.
+    stack[1] = unsafe { bpf_probe_read_user(sp as *const u64) }.unwrap_or(0);
+    let mut flags = FLAG_STACK | FLAG_SP_WORD;
+    let mut len = 2u32;
+    let mut bp = regs[0];
+    let mut lo = sp;
+    for slot in stack.iter_mut().skip(2) {
+        if bp < lo || bp - sp > MAX_FRAME_SPAN || bp & 7 != 0 {
+            break;
+        }
+        // SAFETY: as above; [saved bp, return address] at the frame pointer.
+        let Ok([next, ret]) = (unsafe { bpf_probe_read_user(bp as *const [u64; 2]) }) else {
+            break;
         };
-        bpf_probe_read_user(sp as *const u64).unwrap_or(0)
+        if ret == 0 {
+            flags |= FLAG_STACK_END;
+            break;
+        }
+        *slot = ret;
+        len += 1;
+        if next == 0 {
+            flags |= FLAG_STACK_END;
+            break;
+        }
+        // Frames lie at increasing addresses; anything else is not a chain.
+        lo = bp + 16;
+        bp = next;
     }
+    (len, flags)
 }
 
 #[inline(always)]
@@ -155,38 +198,7 @@ fn try_sys_enter(ctx: &TracePointContext) -> Option<()> {
         nr: read::<i32>(ctx, SYSCALL_NR)? as u32,
         _pad: 0,
     };
-    if config() & config::STACKS != 0 {
-        capture_stack(ctx, tid);
-    }
     PENDING.insert(&tid, &p, 0).ok()
-}
-
-/// Saves the user stack of the current syscall entry in PENDING_STACKS.
-#[inline(always)]
-fn capture_stack(ctx: &TracePointContext, tid: u32) -> Option<()> {
-    let slot = SCRATCH.get_ptr_mut(0)?;
-    // SAFETY: per-CPU scratch slot, used only within this program run.
-    let st = unsafe { &mut *slot };
-    st.len = 0;
-    // The frame-pointer walk goes to frames[1..]; then frames[0] gets the
-    // instruction pointer and frames[1] the word at the stack pointer (see
-    // FLAG_SP_WORD).
-    // SAFETY: the buffer is the scratch slot's array from index 1, of the
-    // size given.
-    let n = unsafe {
-        bpf_get_stack(
-            ctx.as_ptr(),
-            addr_of_mut!(st.frames[1]).cast::<c_void>(),
-            (size_of::<u64>() * (MAX_STACK_DEPTH - 1)) as u32,
-            BPF_F_USER_STACK as u64,
-        )
-    };
-    if n > 0 {
-        st.frames[0] = st.frames[1];
-        st.frames[1] = word_at_user_sp();
-        st.len = (n as u32) / 8 + 1;
-    }
-    PENDING_STACKS.insert(&tid, &*st, 0).ok()
 }
 
 #[tracepoint]
@@ -243,17 +255,12 @@ fn try_sys_exit(ctx: &TracePointContext) -> Option<()> {
         bump(counter::UNPAIRED);
     }
     let _ = PENDING.remove(&tid);
-    let stack = if config() & config::STACKS != 0 {
-        // SAFETY: as above.
-        let st = unsafe { PENDING_STACKS.get(&tid) }.copied();
-        let _ = PENDING_STACKS.remove(&tid);
-        st.filter(|_| pending.is_some())
-    } else {
-        None
-    };
     let flags = wakeup_flags();
-    match stack {
-        None => {
+    // The stack is read at exit, straight into the record: the user
+    // registers and stack are as they were at entry (the calling thread is
+    // inside the syscall), and no map has to carry it from entry to exit.
+    match config() & config::STACKS != 0 {
+        false => {
             let Some(mut entry) = EVENTS.reserve::<EventHead>(0) else {
                 bump(counter::LOST);
                 return None;
@@ -262,7 +269,7 @@ fn try_sys_exit(ctx: &TracePointContext) -> Option<()> {
             unsafe { fill_head(entry.as_mut_ptr(), tgid, tid, nr, ret, pending.as_ref()) };
             entry.submit(flags);
         }
-        Some(st) => {
+        true => {
             let Some(mut entry) = EVENTS.reserve::<Event>(0) else {
                 bump(counter::LOST);
                 return None;
@@ -273,13 +280,10 @@ fn try_sys_exit(ctx: &TracePointContext) -> Option<()> {
             // EventHead (asserted in pmap-common).
             unsafe {
                 fill_head(ev.cast::<EventHead>(), tgid, tid, nr, ret, pending.as_ref());
-                (*ev).stack = st.frames;
-                (*ev).stack_len = st.len;
-                (*ev).flags = if st.len > 0 {
-                    FLAG_STACK | FLAG_SP_WORD
-                } else {
-                    0
-                };
+                (*ev).stack = [0; MAX_STACK_DEPTH];
+                let (len, stack_flags) = capture_stack(&mut (*ev).stack);
+                (*ev).stack_len = len;
+                (*ev).flags |= stack_flags;
             }
             entry.submit(flags);
         }
@@ -329,7 +333,6 @@ pub fn sched_exit(ctx: TracePointContext) -> u32 {
         let pid = read::<i32>(&ctx, EXIT_PID).unwrap_or(0) as u64;
         // A thread that dies inside a call never reaches its exit.
         let _ = PENDING.remove(&tid);
-        let _ = PENDING_STACKS.remove(&tid);
         emit(tgid, tid, kind::EXIT, dead, pid);
     }
     0

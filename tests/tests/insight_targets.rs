@@ -6,6 +6,7 @@
 use std::process::{Command, Stdio};
 
 use pmap_tests::{pmap_bin, workload_bin};
+use serde_json::json;
 
 /// Runs `pmap trace OPTIONS -- COMMAND` to the end; returns stdout.
 fn trace(opts: &[&str], command: &[&str]) -> String {
@@ -83,6 +84,12 @@ fn tiny_jit_every_flip_is_reported_with_its_call_site() {
             "call site not named:\n{b}"
         );
         assert!(b.contains("by tiny_jit::jit_make_executable+"), "{b}");
+        // The frame-pointer walk cannot pass glibc's start code (no frame
+        // pointers), and every captured frame is shown: the cut is stated.
+        assert!(
+            b.contains("    (stack truncated: no frame pointer past here)\n"),
+            "{b}"
+        );
     }
     for b in to_w {
         assert!(b.contains("W^X: X->W flip of"), "flip not flagged:\n{b}");
@@ -200,6 +207,156 @@ fn churn_is_detected_with_the_tuning_hint() {
         first.contains("30 calls") && first.contains("churn::main+"),
         "top call site: {first}"
     );
+}
+
+/// The `delta` records of a `--json` trace (the workload shares stdout:
+/// its own lines are not JSON objects).
+fn json_deltas(out: &str) -> Vec<serde_json::Value> {
+    out.lines()
+        .filter(|l| l.starts_with('{'))
+        .map(|l| serde_json::from_str::<serde_json::Value>(l).expect("each line is JSON"))
+        .filter(|v| v["type"] == "delta")
+        .collect()
+}
+
+/// The notes of `kind` in a delta record.
+fn notes_of<'a>(d: &'a serde_json::Value, kind: &str) -> Vec<&'a serde_json::Value> {
+    d["notes"]
+        .as_array()
+        .expect("every delta has a notes array")
+        .iter()
+        .filter(|n| n["kind"] == kind)
+        .collect()
+}
+
+#[test]
+fn json_deltas_carry_the_stack_call_site_and_wx_notes() {
+    let bin = workload_bin("tiny_jit");
+    let rounds = 5;
+    let out = trace(
+        // Deep enough to show every captured frame, so the cut is reported.
+        &[
+            "--json",
+            "--stacks",
+            "--stack-depth",
+            "16",
+            "--no-initial-table",
+        ],
+        &[bin.to_str().expect("utf8 path"), &rounds.to_string(), "0"],
+    );
+    let deltas = json_deltas(&out);
+    // PROT_READ | PROT_EXEC on the JIT's page.
+    let to_x: Vec<&serde_json::Value> = deltas
+        .iter()
+        .filter(|d| d["syscall"] == "mprotect" && d["args"][1] == 4096 && d["args"][2] == 5)
+        .collect();
+    assert_eq!(to_x.len(), 2 * rounds, "{out}");
+    for d in to_x {
+        let page = d["args"][0].as_u64().expect("address");
+        let frames = d["frames"].as_array().expect("frames with --stacks");
+        assert!(
+            frames[0]["name"]
+                .as_str()
+                .is_some_and(|n| n.contains("mprotect")),
+            "innermost frame is the libc wrapper: {d}"
+        );
+        for f in frames {
+            let addr = f["addr"].as_str().expect("hex address");
+            assert!(addr.starts_with("0x") && u64::from_str_radix(&addr[2..], 16).is_ok());
+        }
+        assert!(
+            frames.iter().any(|f| f["name"]
+                .as_str()
+                .is_some_and(|n| n.starts_with("tiny_jit::jit_make_executable+"))),
+            "the wrapper's caller is named: {d}"
+        );
+        let site = d["call_site"].as_str().expect("a call site");
+        assert!(site.starts_with("tiny_jit::jit_make_executable+"), "{d}");
+        // Rust's std and glibc's start code have no frame pointers: the
+        // walk cannot reach _start, and says so.
+        assert_eq!(d["frames_hidden"], 0, "{d}");
+        assert_eq!(d["stack_truncated"], true, "{d}");
+        let flips = notes_of(d, "wx_flip");
+        assert_eq!(flips.len(), 1, "one W->X flip: {d}");
+        let f = flips[0];
+        assert_eq!(f["flip"], "W->X");
+        assert_eq!((&f["before"], &f["after"]), (&json!("rw-"), &json!("r-x")));
+        assert_eq!(f["start"], format!("{page:#x}"));
+        assert_eq!(f["end"], format!("{:#x}", page + 4096));
+        assert_eq!(f["size"], 4096);
+        assert!(f["count"].as_u64().is_some_and(|c| c % 2 == 1), "{f}");
+        assert_eq!(f["site"], site);
+        // The text is the line text mode prints under the delta.
+        let text = f["text"].as_str().expect("text");
+        assert!(
+            text.starts_with(&format!(
+                "W^X: W->X flip of {page:016x}+4K rw- -> r-x (flip #"
+            )) && text.ends_with(&format!(" by {site}")),
+            "{text}"
+        );
+    }
+    // Without --stacks the stack keys are absent; notes are still there.
+    let out = trace(
+        &["--json", "--no-initial-table"],
+        &[bin.to_str().expect("utf8 path"), "1", "0"],
+    );
+    let deltas = json_deltas(&out);
+    assert!(deltas.iter().all(|d| d.get("frames").is_none()
+        && d.get("call_site").is_none()
+        && d["notes"].is_array()));
+    let flip = deltas
+        .iter()
+        .flat_map(|d| notes_of(d, "wx_flip"))
+        .find(|n| n["flip"] == "X->W")
+        .expect("an X->W flip note");
+    assert_eq!(flip["site"], serde_json::Value::Null);
+}
+
+#[test]
+fn json_deltas_carry_churn_and_rwx_notes() {
+    let bin = workload_bin("churn");
+    let out = trace(
+        &["--json", "--stacks", "--no-initial-table"],
+        &[bin.to_str().expect("utf8 path"), "12", "262144"],
+    );
+    let churn: Vec<serde_json::Value> = json_deltas(&out)
+        .iter()
+        .flat_map(|d| notes_of(d, "churn"))
+        .cloned()
+        .collect();
+    assert_eq!(
+        churn.len(),
+        1,
+        "one churn note, when the pattern is seen:\n{out}"
+    );
+    let c = &churn[0];
+    assert_eq!(
+        (&c["size"], &c["count"], &c["within_s"]),
+        (&json!(262144), &json!(8), &json!(1))
+    );
+    let hint = c["hint"].as_str().expect("a tuning hint");
+    assert!(hint.contains("MALLOC_MMAP_THRESHOLD_=266240"), "{hint}");
+    assert!(c["text"].as_str().is_some_and(|t| {
+        t.starts_with("churn: 256K mapped and unmapped again 8 times, each within 1s; ")
+    }));
+
+    let script = "import mmap, time\n\
+                  m = mmap.mmap(-1, 8192, prot=mmap.PROT_READ | mmap.PROT_WRITE | mmap.PROT_EXEC)\n\
+                  time.sleep(0.2)\n";
+    let out = trace(
+        &["--json", "--no-initial-table"],
+        &["/usr/bin/python3", "-c", script],
+    );
+    let deltas = json_deltas(&out);
+    let d = deltas
+        .iter()
+        .find(|d| d["syscall"] == "mmap" && d["args"][1] == 8192 && d["args"][2] == 7)
+        .expect("the rwx mmap");
+    let rwx = notes_of(d, "wx_rwx");
+    assert_eq!(rwx.len(), 1, "{d}");
+    let addr = d["ret"].as_u64().expect("mapped address");
+    assert_eq!(rwx[0]["start"], format!("{addr:#x}"));
+    assert_eq!(rwx[0]["size"], 8192);
 }
 
 #[test]

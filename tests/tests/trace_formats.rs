@@ -229,6 +229,7 @@ fn json_records_have_the_documented_keys() {
                 "from_arguments",
                 "removed",
                 "added",
+                "notes",
             ],
             "lost" => &["count", "total"],
             "summary" => &[

@@ -6,11 +6,15 @@ use std::io::{self, Write};
 use serde_json::{Value, json};
 
 use super::{
+    insight::DeltaNotes,
     model::Change,
     session::{Cause, Delta, Session, Stats},
     syscalls::{Call, describe_call},
 };
 use crate::region::Region;
+
+/// Indent of insight lines under a delta or after a table.
+const NOTE_INDENT: &str = "    ";
 
 /// Renders one complete table (header line through totals) exactly as
 /// `pmap` prints it for the same format options.
@@ -120,7 +124,9 @@ impl<W: Write> Printer<W> {
         writeln!(self.out, "--- end table ---")
     }
 
-    pub fn delta(&mut self, d: &Delta) -> io::Result<()> {
+    /// One delta, with what insight says about it: lines under it in text
+    /// mode, keys of its record in JSON (see `DeltaNotes::add_json`).
+    pub fn delta(&mut self, d: &Delta, notes: &DeltaNotes) -> io::Result<()> {
         let t = if d.ktime_ns != 0 {
             self.t(d.ktime_ns)
         } else {
@@ -155,6 +161,7 @@ impl<W: Write> Printer<W> {
                 Cause::Exec => v["cause"] = json!("exec"),
                 Cause::Settled => v["cause"] = json!("settled"),
             }
+            notes.add_json(&mut v);
             return self.line(v);
         }
         let cause = match &d.cause {
@@ -188,7 +195,8 @@ impl<W: Write> Printer<W> {
             shape(&d.change)
         };
         writeln!(self.out, "+{t:.6} pid {}{tid} {cause}{shape}", d.pid)?;
-        write_change(&mut self.out, &d.change)
+        write_change(&mut self.out, &d.change)?;
+        notes.write_text(&mut self.out, NOTE_INDENT)
     }
 
     pub fn lost(&mut self, count: u64, total: u64) -> io::Result<()> {
@@ -239,13 +247,14 @@ impl<W: Write> Printer<W> {
         writeln!(self.out, "+{t:.6} pid {pid} exited")
     }
 
-    /// Lines under a delta (insight notes), indented.
+    /// Insight lines, indented (text mode only): under a delta, or after a
+    /// table (outside its frame).
     pub fn notes(&mut self, notes: &[String]) -> io::Result<()> {
         if self.json {
             return Ok(());
         }
         for n in notes {
-            writeln!(self.out, "    {n}")?;
+            writeln!(self.out, "{NOTE_INDENT}{n}")?;
         }
         Ok(())
     }

@@ -82,11 +82,10 @@ impl<W: Write> Tracer<'_, W> {
     fn print_delta(&mut self, d: &Delta) -> Result<()> {
         let notes = match self.sessions.iter().find(|s| s.pid == d.pid) {
             Some(s) => self.insight.observe(d, s.model()),
-            None => Vec::new(),
+            None => Default::default(),
         };
         if let Some(shown) = self.in_range(d) {
-            self.printer.delta(&shown)?;
-            self.printer.notes(&notes)?;
+            self.printer.delta(&shown, &notes)?;
         }
         Ok(())
     }

@@ -31,7 +31,8 @@ options:
   --no-build     use the binaries already in target/release
   --out FILE     also write the Markdown report to FILE
   --alt-pmap BIN trace: also measure another pmap binary (e.g. an experiment)
-                 side by side in the overhead and cost-to-others sections
+                 side by side in the overhead (with and without --stacks) and
+                 cost-to-others sections
 ";
 
 /// Options common to every benchmark.

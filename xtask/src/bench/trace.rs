@@ -157,6 +157,8 @@ enum Cfg {
     Pmap,
     PmapStacks,
     PmapAlt,
+    /// `--alt-pmap` with `--stacks`: a before/after of `--stacks` in one run.
+    PmapAltStacks,
     Bpftrace,
     SmallUntraced,
     SmallStrace,
@@ -169,6 +171,7 @@ impl Cfg {
             Cfg::Pmap => "pmap trace PID",
             Cfg::PmapStacks => "pmap trace --stacks PID",
             Cfg::PmapAlt => "--alt-pmap: trace PID",
+            Cfg::PmapAltStacks => "--alt-pmap: trace --stacks PID",
             Cfg::Bpftrace => "bpftrace, 6 counting tracepoints",
             Cfg::SmallUntraced => "untraced (strace's N)",
             Cfg::SmallStrace => "strace -f -e trace=%memory",
@@ -225,15 +228,15 @@ fn run_cfg(bins: &Bins, alt: Option<&Path>, plan: &Plan, cfg: Cfg, d: &mut CfgDa
             let r = Loop::start(bins, &args)?.go()?;
             push_loop(d, &r);
         }
-        Cfg::Pmap | Cfg::PmapStacks | Cfg::PmapAlt => {
+        Cfg::Pmap | Cfg::PmapStacks | Cfg::PmapAlt | Cfg::PmapAltStacks => {
             let l = Loop::start(bins, &args)?;
-            let targs: &[&str] = if cfg == Cfg::PmapStacks {
+            let targs: &[&str] = if matches!(cfg, Cfg::PmapStacks | Cfg::PmapAltStacks) {
                 &["--stacks"]
             } else {
                 &[]
             };
             let bin = match (cfg, alt) {
-                (Cfg::PmapAlt, Some(a)) => a,
+                (Cfg::PmapAlt | Cfg::PmapAltStacks, Some(a)) => a,
                 _ => bins.pmap.as_path(),
             };
             let t = Tracer::start(bin, targs, &[l.pid()], Output::Text)?;
@@ -319,6 +322,7 @@ fn overhead(
         Cfg::Pmap,
         Cfg::PmapStacks,
         Cfg::PmapAlt,
+        Cfg::PmapAltStacks,
         Cfg::Bpftrace,
         Cfg::SmallUntraced,
         Cfg::SmallStrace,
@@ -328,7 +332,9 @@ fn overhead(
         d.unavailable = match c {
             Cfg::Pmap => avail.pmap.clone().err(),
             Cfg::PmapStacks => avail.stacks.clone().err(),
-            Cfg::PmapAlt => alt.is_none().then(|| "no --alt-pmap given".to_string()),
+            Cfg::PmapAlt | Cfg::PmapAltStacks => {
+                alt.is_none().then(|| "no --alt-pmap given".to_string())
+            }
             Cfg::Bpftrace => avail.bpftrace.clone().err(),
             Cfg::SmallStrace => avail.strace.clone().err(),
             _ => None,
@@ -385,7 +391,7 @@ fn overhead(
         "lost",
     ]);
     for (c, d) in cfgs.iter().zip(&data) {
-        if *c == Cfg::PmapAlt && alt.is_none() {
+        if matches!(c, Cfg::PmapAlt | Cfg::PmapAltStacks) && alt.is_none() {
             continue;
         }
         if d.unavailable.is_some() {
@@ -439,7 +445,10 @@ fn overhead(
             } else {
                 format!("{:.0}", d.seen.median())
             },
-            if matches!(c, Cfg::Pmap | Cfg::PmapStacks | Cfg::PmapAlt) {
+            if matches!(
+                c,
+                Cfg::Pmap | Cfg::PmapStacks | Cfg::PmapAlt | Cfg::PmapAltStacks
+            ) {
                 format!(
                     "{}{}",
                     d.lost,

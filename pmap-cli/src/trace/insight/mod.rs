@@ -8,6 +8,7 @@
 //!
 //! - `symbols`: names for code addresses (blazesym), cached.
 //! - `stacks`: the captured user stack, checked and named; the call site.
+//! - `notes`: what is said under a delta, as text lines and JSON keys.
 //! - `regions`: per-region records (creator, last change, W^X history).
 //! - `wx`: W^X flips and findings.
 //! - `alloc`: allocator statistics (syscalls, size classes, churn, brk).
@@ -17,6 +18,7 @@
 
 mod alloc;
 mod jit;
+mod notes;
 mod regions;
 mod report;
 mod stacks;
@@ -36,11 +38,14 @@ use std::{
 use pmap_common::Event;
 use serde_json::Value;
 
+pub use self::notes::DeltaNotes;
+
 use self::{
     alloc::{AllocStats, PATTERN_MIN, human},
     jit::JitMap,
+    notes::Note,
     regions::{RegionInfo, RegionTable, Stamp},
-    stacks::Stack,
+    stacks::{Stack, StackCache},
     symbols::Symbols,
     timeline::Timeline,
     wx::WxStats,
@@ -85,6 +90,8 @@ struct Proc {
     last_t_ns: u64,
     /// Size of `[heap]` after the last brk.
     heap: u64,
+    /// Named stacks (`--stacks`).
+    stacks: StackCache,
 }
 
 impl Proc {
@@ -99,6 +106,7 @@ impl Proc {
             last_rss: None,
             last_t_ns: 0,
             heap: 0,
+            stacks: StackCache::default(),
         }
     }
 
@@ -154,11 +162,12 @@ impl Insight {
         k.saturating_sub(self.opts.start_ns)
     }
 
-    /// Looks at one delta (the model already includes it); returns lines
-    /// to print under it.
-    pub fn observe(&mut self, d: &Delta, model: &RegionModel) -> Vec<String> {
+    /// Looks at one delta (the model already includes it); returns what
+    /// to print under it (or add to its JSON record).
+    pub fn observe(&mut self, d: &Delta, model: &RegionModel) -> DeltaNotes {
         let t_ns = self.t_ns(d.ktime_ns);
-        let mut notes = Vec::new();
+        let mut out = DeltaNotes::default();
+        let notes = &mut out.notes;
         let p = self.procs.entry(d.pid).or_insert_with(|| Proc::new(d.pid));
         p.last_t_ns = p.last_t_ns.max(t_ns);
         let event: Option<(Call, &Event)> = match &d.cause {
@@ -166,36 +175,45 @@ impl Insight {
             _ => None,
         };
 
+        // Names of code that moved are stale.
+        if matches!(d.cause, Cause::Exec | Cause::Resync)
+            || d.change
+                .added
+                .iter()
+                .chain(&d.change.removed)
+                .any(|r| r.perms.executable())
+        {
+            p.stacks.clear();
+        }
+
         // Call site: the stack, named, under the delta.
         let mut site: Option<Rc<str>> = None;
         if self.opts.stacks
             && let Some((_, ev)) = event
-            && let Some(stack) = Stack::from_event(ev, model)
+            && let Some(key) = StackCache::key(ev)
         {
-            if !p.jit.is_empty()
-                || p.jit.has_dump()
-                || stack
-                    .frames
-                    .iter()
-                    .any(|&a| model.containing(a).is_some_and(|r| r.inode == 0))
-            {
-                p.jit.refresh(false);
-            }
-            let depth = self.opts.stack_depth.max(1);
-            let names = stack.names(d.pid, model, &mut self.syms, &p.jit, depth);
-            for n in &names {
-                notes.push(format!("at {n}"));
-            }
-            if names.len() < stack.frames.len() {
-                // Deeper frames exist and are not shown (--stack-depth).
-            } else if stack.truncated && !stack.reaches_root(&names) {
-                notes.push("(stack truncated: no frame pointer past here)".into());
-            }
-            site = stack.site(d.pid, model, &mut self.syms, &p.jit);
+            let cached = p.stacks.get(&key, self.syms.lines_found());
+            let note = match cached {
+                Some(n) => Some(n),
+                None => Stack::from_event(ev, model).map(|stack| {
+                    let jit_frames = stack.through_anon_code(model);
+                    if !p.jit.is_empty() || p.jit.has_dump() || jit_frames {
+                        p.jit.refresh(false);
+                    }
+                    let depth = self.opts.stack_depth.max(1);
+                    let note = Rc::new(stack.note(d.pid, model, &mut self.syms, &p.jit, depth));
+                    if !jit_frames {
+                        p.stacks.insert(key, note.clone());
+                    }
+                    note
+                }),
+            };
+            site = note.as_ref().and_then(|n| n.site.clone());
+            out.stack = note;
         }
 
         if let Some((call, ev)) = event {
-            account(p, call, ev, &d.change, t_ns, site.clone(), &mut notes);
+            account(p, call, ev, &d.change, t_ns, site.clone(), notes);
         }
         if matches!(d.cause, Cause::Exec) {
             p.timeline.mark(t_ns, "exec", "execve".into());
@@ -249,42 +267,30 @@ impl Insight {
             }
             None => Vec::new(),
         };
-        let by = stamp
-            .site
-            .as_ref()
-            .map_or(String::new(), |s| format!(" by {s}"));
-        let mut wx_notes: Vec<String> = wx_events
-            .iter()
-            .take(WX_NOTES_MAX)
-            .map(|e| match e {
-                wx::Event::Flip {
-                    lo,
-                    hi,
-                    flip,
-                    before,
-                    after,
-                    count,
-                } => format!(
-                    "W^X: {} flip of {lo:016x}+{} {} -> {} (flip #{count} of this range){by}",
-                    flip.label(),
-                    human(hi - lo),
-                    wx::prot_str(*before),
-                    wx::prot_str(*after),
-                ),
-                wx::Event::Rwx { lo, hi } => format!(
-                    "W^X: {lo:016x}+{} is writable and executable at once (rwx){by}",
-                    human(hi - lo)
-                ),
-            })
-            .collect();
+        let by = stamp.site.as_ref();
+        notes.extend(wx_events.iter().take(WX_NOTES_MAX).map(|e| match e {
+            wx::Event::Flip {
+                lo,
+                hi,
+                flip,
+                before,
+                after,
+                count,
+            } => Note::wx_flip(
+                *lo,
+                *hi,
+                flip.label(),
+                &wx::prot_str(*before),
+                &wx::prot_str(*after),
+                *count,
+                by,
+            ),
+            wx::Event::Rwx { lo, hi } => Note::wx_rwx(*lo, *hi, by),
+        }));
         if wx_events.len() > WX_NOTES_MAX {
-            wx_notes.push(format!(
-                "W^X: ... and {} more ranges",
-                wx_events.len() - WX_NOTES_MAX
-            ));
+            notes.push(Note::wx_more(wx_events.len() - WX_NOTES_MAX));
         }
-        dual_mappings(model, &d.change, wx, &mut wx_notes);
-        notes.extend(wx_notes);
+        dual_mappings(model, &d.change, wx, notes);
 
         // JIT: forget functions in unmapped code; name the ones affected.
         for r in unmapped(&d.change) {
@@ -314,15 +320,11 @@ impl Insight {
                 };
                 let names = jit.within(lo, lo.saturating_add(len));
                 if !names.is_empty() {
-                    let perms = match call {
-                        Call::Munmap => String::new(),
-                        _ => format!(" {}", wx_prot(ev.args[2])),
+                    let prot = match call {
+                        Call::Munmap => None,
+                        _ => Some(wx_prot(ev.args[2])),
                     };
-                    notes.push(format!(
-                        "{}{perms} on {}",
-                        call.name(),
-                        jit::list(&names, 5)
-                    ));
+                    notes.push(Note::jit_symbols(call.name(), prot.as_deref(), &names, 5));
                 }
             }
         }
@@ -337,7 +339,7 @@ impl Insight {
             p.timeline.update(model, &d.change.removed, &d.change.added);
             p.timeline.sample(t_ns, rss);
         }
-        notes
+        out
     }
 
     /// Lines to print after a table of process `pid` (outside its frame,
@@ -501,7 +503,7 @@ fn account(
     change: &Change,
     t_ns: u64,
     site: Option<Rc<str>>,
-    notes: &mut Vec<String>,
+    notes: &mut Vec<Note>,
 ) {
     let a = &ev.args;
     if ev.ret < 0 {
@@ -521,17 +523,14 @@ fn account(
             if let Some(len) = p.alloc.unmapped(t_ns, a[0], a[1]) {
                 let n = p.alloc.churn_by_len.get(&len).copied().unwrap_or(0);
                 if n == PATTERN_MIN {
-                    let mut line = format!(
-                        "churn: {} mapped and unmapped again {n} times, each within {}s",
-                        human(len),
-                        alloc::CHURN_NS / 1_000_000_000
-                    );
-                    if let Some(h) = AllocStats::hint(len) {
-                        line.push_str(&format!("; {h}"));
-                    }
                     p.timeline
                         .mark(t_ns, "churn", format!("churn {}", human(len)));
-                    notes.push(line);
+                    notes.push(Note::churn(
+                        len,
+                        n,
+                        alloc::CHURN_NS / 1_000_000_000,
+                        AllocStats::hint(len),
+                    ));
                 }
             }
             0
@@ -578,7 +577,7 @@ fn account(
 /// A file: device major, minor, inode.
 type FileId = (u32, u32, u64);
 
-fn dual_mappings(model: &RegionModel, change: &Change, wx: &mut WxStats, notes: &mut Vec<String>) {
+fn dual_mappings(model: &RegionModel, change: &Change, wx: &mut WxStats, notes: &mut Vec<Note>) {
     let file = |r: &Region| -> FileId { (r.dev_major, r.dev_minor, r.inode) };
     let shared_w = |r: &Region| r.perms.writable() && r.perms.shared();
     let candidates: std::collections::HashSet<FileId> = change
@@ -607,10 +606,7 @@ fn dual_mappings(model: &RegionModel, change: &Change, wx: &mut WxStats, notes: 
         let (Some(w), Some(x)) = (w, x) else { continue };
         let name = String::from_utf8_lossy(&w.name).into_owned();
         if !wx.dual_files.contains(&name) {
-            notes.push(format!(
-                "W^X: {name} is mapped shared-writable at {:016x} and executable at {:016x}",
-                w.start, x.start
-            ));
+            notes.push(Note::wx_dual(&name, w.start, x.start));
             wx.dual_files.push(name);
         }
     }

@@ -4,14 +4,19 @@
 //! `stack[0]` is the syscall instruction, `stack[1]` (with `FLAG_SP_WORD`)
 //! the word at the stack pointer: in a leaf libc wrapper, the return
 //! address into its caller, which a frame-pointer walk misses when libc
-//! has no frame pointers (Debian's has none). The rest is the walk; it
-//! ends, or turns to garbage, at the first frame without a frame pointer.
+//! has no frame pointers (Debian's has none). The rest is the walk; the
+//! kernel program stops it at the first implausible frame pointer, and
+//! says with `FLAG_STACK_END` when it reached the outermost frame instead.
 
-use std::rc::Rc;
+use std::{
+    collections::HashMap,
+    hash::{BuildHasherDefault, Hasher},
+    rc::Rc,
+};
 
-use pmap_common::{Event, FLAG_SP_WORD, FLAG_STACK};
+use pmap_common::{Event, FLAG_SP_WORD, FLAG_STACK, FLAG_STACK_END, MAX_STACK_DEPTH};
 
-use super::{jit::JitMap, symbols::Symbols};
+use super::{jit::JitMap, notes::StackNote, symbols::Symbols};
 use crate::{region::Region, trace::model::RegionModel};
 
 /// Functions where a user stack legitimately ends.
@@ -30,8 +35,9 @@ const ROOTS: &[&str] = &[
 pub struct Stack {
     /// Innermost first; the first is the syscall instruction.
     pub frames: Vec<u64>,
-    /// The walk stopped at an address that is not code (no frame pointer),
-    /// or had only the wrapper's caller to go on.
+    /// The walk did not reach the outermost frame: it stopped at a frame
+    /// pointer that was not one, at an address that is not code, or at the
+    /// depth limit.
     pub truncated: bool,
 }
 
@@ -57,7 +63,7 @@ impl Stack {
         } else {
             1
         };
-        let mut truncated = false;
+        let mut truncated = ev.flags & FLAG_STACK_END == 0;
         for &a in raw.iter().skip(walk_from) {
             if a == 0 {
                 break;
@@ -67,11 +73,6 @@ impl Stack {
                 break;
             }
             frames.push(a);
-        }
-        // A walk that found nothing past the wrapper's caller: the caller's
-        // own frame pointer was missing.
-        if frames.len() <= 2 {
-            truncated = true;
         }
         Some(Stack { frames, truncated })
     }
@@ -91,6 +92,36 @@ impl Stack {
             .enumerate()
             .map(|(i, &a)| name_of(pid, model, syms, jit, a, i > 0, true))
             .collect()
+    }
+
+    /// What is shown under a delta: the first `depth` frames named,
+    /// whether the stack is cut, and the call site.
+    pub fn note(
+        &self,
+        pid: u32,
+        model: &RegionModel,
+        syms: &mut Symbols,
+        jit: &JitMap,
+        depth: usize,
+    ) -> StackNote {
+        let names = self.names(pid, model, syms, jit, depth);
+        let hidden = self.frames.len().saturating_sub(names.len());
+        // A walk that stopped where stacks start is whole.
+        let truncated = self.truncated && !(hidden == 0 && self.reaches_root(&names));
+        StackNote {
+            frames: self.frames.iter().copied().zip(names).collect(),
+            hidden,
+            truncated,
+            site: self.site(pid, model, syms, jit),
+        }
+    }
+
+    /// Whether a frame lies in anonymous executable memory (a JIT's code,
+    /// whose names come from the JIT's map and change with it).
+    pub fn through_anon_code(&self, model: &RegionModel) -> bool {
+        self.frames
+            .iter()
+            .any(|&a| model.containing(a).is_some_and(|r| r.inode == 0))
     }
 
     /// Whether the deepest named frame is where stacks start (so a short
@@ -122,6 +153,106 @@ impl Stack {
             .or_else(|| self.frames.iter().enumerate().nth(1))
             .or_else(|| self.frames.iter().enumerate().next())?;
         Some(name_of(pid, model, syms, jit, a, i > 0, false))
+    }
+}
+
+/// A stack as the kernel captured it: the bits of `flags` that describe
+/// it, and its words (zero past `stack_len`).
+type Raw = (u32, [u64; MAX_STACK_DEPTH]);
+
+/// Distinct stacks cached per process (the cache starts over when full).
+const CACHE_MAX: usize = 4096;
+
+/// Named stacks of one process by their raw capture. Most calls come from
+/// a few call sites, and checking and naming a stack (region lookups,
+/// symbol cache, call site) costs the event loop more than hashing its
+/// words. A name depends on the code mapped at each address and on the
+/// lines the symbol worker has found, so the cache is dropped when
+/// executable regions change or new lines arrive; stacks through anonymous
+/// (JIT) code are never cached, their names change with the JIT's map.
+#[derive(Debug, Default)]
+pub struct StackCache {
+    named: HashMap<Raw, Rc<StackNote>, BuildHasherDefault<WordHasher>>,
+    /// `Symbols::lines_found` when the entries were named.
+    lines: u64,
+}
+
+impl StackCache {
+    /// The raw capture of `ev`, if it carries a stack.
+    pub fn key(ev: &Event) -> Option<Raw> {
+        if ev.flags & FLAG_STACK == 0 || ev.stack_len == 0 {
+            return None;
+        }
+        let n = (ev.stack_len as usize).min(MAX_STACK_DEPTH);
+        let mut words = [0; MAX_STACK_DEPTH];
+        words[..n].copy_from_slice(&ev.stack[..n]);
+        Some((ev.flags & (FLAG_SP_WORD | FLAG_STACK_END), words))
+    }
+
+    /// Forgets every name (code was mapped, unmapped or changed).
+    pub fn clear(&mut self) {
+        self.named.clear();
+    }
+
+    /// The cached note for `key`, if names are still current (`lines`: the
+    /// symbol worker's lines found so far).
+    pub fn get(&mut self, key: &Raw, lines: u64) -> Option<Rc<StackNote>> {
+        if lines != self.lines {
+            self.named.clear();
+            self.lines = lines;
+        }
+        self.named.get(key).cloned()
+    }
+
+    pub fn insert(&mut self, key: Raw, note: Rc<StackNote>) {
+        if self.named.len() >= CACHE_MAX {
+            self.named.clear();
+        }
+        self.named.insert(key, note);
+    }
+}
+
+/// A hasher for the cache's keys (words the kernel wrote, not chosen by
+/// an adversary who could aim at collisions): a multiply-rotate per 8
+/// bytes, a fraction of SipHash's cost per event.
+#[derive(Debug, Default)]
+pub struct WordHasher(u64);
+
+impl WordHasher {
+    fn mix(&mut self, w: u64) {
+        self.0 = (self.0.rotate_left(5) ^ w).wrapping_mul(0x51_7c_c1_b7_27_22_0a_95);
+    }
+}
+
+impl Hasher for WordHasher {
+    fn finish(&self) -> u64 {
+        // The product's high bits depend on all of its input; the table
+        // picks buckets with the low ones.
+        self.0 ^ (self.0 >> 29)
+    }
+
+    fn write(&mut self, bytes: &[u8]) {
+        let mut chunks = bytes.chunks_exact(8);
+        for c in &mut chunks {
+            let mut w = [0u8; 8];
+            w.copy_from_slice(c);
+            self.mix(u64::from_ne_bytes(w));
+        }
+        for &b in chunks.remainder() {
+            self.mix(u64::from(b));
+        }
+    }
+
+    fn write_u32(&mut self, n: u32) {
+        self.mix(u64::from(n));
+    }
+
+    fn write_u64(&mut self, n: u64) {
+        self.mix(n);
+    }
+
+    fn write_usize(&mut self, n: usize) {
+        self.mix(n as u64);
     }
 }
 
@@ -210,5 +341,50 @@ mod tests {
             vec![0x1100, 0x5200]
         );
         assert!(Stack::from_event(&event(&[], 0), &model).is_none());
+    }
+
+    #[test]
+    fn cached_names_are_dropped_when_new_lines_arrive() {
+        let mut ev = event(&[0x1100, 0x5100], FLAG_STACK | FLAG_SP_WORD);
+        // Words past stack_len are not part of the stack.
+        ev.stack[5] = 0xdead;
+        let key = StackCache::key(&ev).expect("a stack");
+        assert_eq!(
+            key,
+            StackCache::key(&event(&[0x1100, 0x5100], ev.flags)).expect("a stack")
+        );
+        assert!(StackCache::key(&event(&[], 0)).is_none());
+        let mut cache = StackCache::default();
+        let note = Rc::new(StackNote::default());
+        cache.insert(key, note.clone());
+        assert_eq!(cache.get(&key, 0), Some(note));
+        assert_eq!(
+            cache.get(&key, 1),
+            None,
+            "a line arrived: names may lack it"
+        );
+    }
+
+    #[test]
+    fn a_stack_is_complete_only_when_the_walk_reached_the_outermost_frame() {
+        let model = RegionModel::new(vec![code(0x1000, 0x2000), code(0x5000, 0x6000)]);
+        let frames = [0x1100, 0x5100, 0x5200, 0x5300];
+        let ended = Stack::from_event(
+            &event(&frames, FLAG_STACK | FLAG_SP_WORD | FLAG_STACK_END),
+            &model,
+        )
+        .expect("a stack");
+        assert_eq!(ended.frames, frames);
+        assert!(!ended.truncated);
+        // The kernel stopped at a frame pointer that was not one (or at the
+        // depth limit): every frame is code, and the stack is still cut.
+        let stopped =
+            Stack::from_event(&event(&frames, FLAG_STACK | FLAG_SP_WORD), &model).expect("a stack");
+        assert_eq!(stopped.frames, frames);
+        assert!(stopped.truncated);
+        // Only the wrapper's caller: truncated unless the walk ended.
+        let short = Stack::from_event(&event(&frames[..2], FLAG_STACK | FLAG_SP_WORD), &model)
+            .expect("a stack");
+        assert!(short.truncated);
     }
 }

@@ -51,6 +51,8 @@ pub struct Symbols {
     cache: HashMap<Key, Entry>,
     spent: Duration,
     lookups: u64,
+    /// Lines received from the worker so far.
+    lines_found: u64,
     lines_to: Option<Sender<Request>>,
     lines_from: Option<Receiver<(Key, String)>>,
 }
@@ -115,6 +117,7 @@ impl Symbols {
             cache: HashMap::new(),
             spent: Duration::ZERO,
             lookups: 0,
+            lines_found: 0,
             lines_to: started.then_some(req_tx),
             lines_from: started.then_some(ans_rx),
         }
@@ -126,10 +129,18 @@ impl Symbols {
         (self.spent, self.lookups, self.cache.len())
     }
 
+    /// Lines the worker has found so far (names made before a new one
+    /// arrived may lack their line).
+    pub fn lines_found(&mut self) -> u64 {
+        self.take_lines();
+        self.lines_found
+    }
+
     /// Takes the lines the worker has found so far.
     fn take_lines(&mut self) {
         let Some(rx) = &self.lines_from else { return };
         while let Ok((key, line)) = rx.try_recv() {
+            self.lines_found += 1;
             if let Some(e) = self.cache.get_mut(&key) {
                 let base = &*e.base;
                 // `name+0x1 [module]` -> `name+0x1 (file:12) [module]`
