@@ -3,6 +3,7 @@
 //! - `probes`: loads and attaches the eBPF programs, reads the ring buffer.
 //! - `query`: asks the kernel what a range looks like now (PROCMAP_QUERY).
 //! - `model`: the region model of one process (replace rows, diff).
+//! - `ranges`: a merged set of address ranges.
 //! - `session`: one traced process: applies events to its model.
 //! - `syscalls`: what each traced syscall means and may have changed.
 //! - `batch`: what the events not applied yet of a batch will change.
@@ -21,6 +22,7 @@ pub mod output;
 pub mod privileges;
 pub mod probes;
 pub mod query;
+pub mod ranges;
 pub mod run;
 pub mod session;
 pub mod syscalls;

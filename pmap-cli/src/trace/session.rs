@@ -11,6 +11,7 @@ use super::{
     model::{Change, RegionModel},
     output::monotonic_ns,
     query::{KernelView, is_gone},
+    ranges::RangeSet,
     syscalls::{Affected, Call, affected, map_shared},
 };
 use crate::region::Region;
@@ -182,7 +183,7 @@ pub struct Session {
     unconfirmed: Vec<Unconfirmed>,
     /// Ranges whose rows were derived from call arguments and not yet
     /// replaced by the kernel's (see `settle`).
-    dirty: Vec<(u64, u64)>,
+    dirty: RangeSet,
 }
 
 impl Session {
@@ -202,7 +203,7 @@ impl Session {
             stats: Stats::default(),
             exited: false,
             unconfirmed: Vec::new(),
-            dirty: Vec::new(),
+            dirty: RangeSet::default(),
         };
         s.note_peaks();
         Ok(s)
@@ -259,22 +260,15 @@ impl Session {
     }
 
     /// `[lo, hi)` widened by every dirty range that overlaps it (those
-    /// are taken out of the dirty list: the caller syncs them; the others
+    /// are taken out of the dirty set: the caller syncs them; the others
     /// wait for `settle`).
     fn absorb_dirty(&mut self, mut lo: u64, mut hi: u64) -> (u64, u64) {
         loop {
-            let before = self.dirty.len();
-            self.dirty.retain(|&(dlo, dhi)| {
-                let overlaps = dlo < hi && dhi > lo;
-                if overlaps {
-                    lo = lo.min(dlo);
-                    hi = hi.max(dhi);
-                }
-                !overlaps
-            });
-            if self.dirty.len() == before {
+            let (l, h) = self.dirty.take(lo, hi);
+            if (l, h) == (lo, hi) {
                 return (lo, hi);
             }
+            (lo, hi) = (l, h);
         }
     }
 
@@ -463,12 +457,8 @@ impl Session {
     /// stands (it may widen further by what the kernel answers).
     fn sync_extent(&self, mut lo: u64, mut hi: u64) -> (u64, u64) {
         loop {
-            let (mut l, mut h) = self.model.extent(lo, hi);
-            for &(dl, dh) in &self.dirty {
-                if dl < h && dh > l {
-                    (l, h) = (l.min(dl), h.max(dh));
-                }
-            }
+            let (l, h) = self.model.extent(lo, hi);
+            let (l, h) = self.dirty.cover(l, h);
             if (l, h) == (lo, hi) {
                 return (lo, hi);
             }
@@ -553,7 +543,7 @@ impl Session {
                 .iter()
                 .chain(&change.added)
                 .fold((e.lo, e.hi), |(lo, hi), r| (lo.min(r.start), hi.max(r.end)));
-            self.dirty.push((lo, hi));
+            self.dirty.insert(lo, hi);
             if change.is_empty() && !call.maps_or_unmaps() {
                 return Ok(None);
             }
