@@ -19,9 +19,8 @@ pub mod kind {
     pub const FORK: u32 = 0x1_0002;
 }
 
-/// Bit in [`Event::flags`]: the enter half of the syscall was not seen (the
-/// probes were attached while the call was in progress), so `args` and
-/// `enter_ns` are zero.
+/// Bit in [`Event::flags`]: the user registers holding the call's arguments
+/// could not be read at its exit, so `args` are zero (unknown).
 pub const FLAG_NO_ENTER: u32 = 1;
 /// Bit in [`Event::flags`]: `stack` holds a user stack (see `stack_len`).
 pub const FLAG_STACK: u32 = 2;
@@ -48,7 +47,6 @@ pub const MAX_STACK_DEPTH: usize = 16;
 #[repr(C)]
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub struct EventHead {
-    pub enter_ns: u64,
     pub exit_ns: u64,
     pub args: [u64; 6],
     pub ret: i64,
@@ -66,11 +64,10 @@ pub struct EventHead {
 #[repr(C)]
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub struct Event {
-    /// `bpf_ktime_get_ns()` at syscall entry (0 for scheduler events).
-    pub enter_ns: u64,
     /// `bpf_ktime_get_ns()` at syscall exit, or when the event happened.
     pub exit_ns: u64,
-    /// The syscall's six raw arguments, as the tracepoint has them.
+    /// The syscall's six raw arguments, from the user registers the call
+    /// was made with.
     pub args: [u64; 6],
     /// The syscall's return value (negative errno on failure).
     pub ret: i64,
@@ -92,7 +89,7 @@ pub struct Event {
 }
 
 /// Byte size of a record without a stack ([`EventHead`]).
-pub const EVENT_HEAD_SIZE: usize = 8 * 2 + 8 * 6 + 8 + 4 * 6;
+pub const EVENT_HEAD_SIZE: usize = 8 + 8 * 6 + 8 + 4 * 6;
 /// Byte size of a record with a stack ([`Event`]).
 pub const EVENT_SIZE: usize = EVENT_HEAD_SIZE + 8 * MAX_STACK_DEPTH;
 const _: () = assert!(core::mem::size_of::<EventHead>() == EVENT_HEAD_SIZE);
@@ -104,7 +101,6 @@ const _: () = assert!(core::mem::align_of::<Event>() == 8);
 impl From<EventHead> for Event {
     fn from(h: EventHead) -> Event {
         Event {
-            enter_ns: h.enter_ns,
             exit_ns: h.exit_ns,
             args: h.args,
             ret: h.ret,
@@ -119,23 +115,11 @@ impl From<EventHead> for Event {
     }
 }
 
-/// Arguments of a syscall seen at entry, kept until its exit (the stack,
-/// when captured, is read at the exit).
-#[repr(C)]
-#[derive(Clone, Copy, Debug, PartialEq, Eq)]
-pub struct Pending {
-    pub enter_ns: u64,
-    pub args: [u64; 6],
-    pub nr: u32,
-    pub _pad: u32,
-}
-const _: () = assert!(core::mem::size_of::<Pending>() == 8 + 8 * 6 + 8);
-
 /// Indices into the per-CPU `COUNTERS` array.
 pub mod counter {
     /// Events that did not fit in the ring buffer.
     pub const LOST: u32 = 0;
-    /// Syscall exits whose entry record was missing or evicted.
+    /// Syscall exits whose argument registers could not be read.
     pub const UNPAIRED: u32 = 1;
     /// Number of counters.
     pub const COUNT: u32 = 2;
@@ -154,5 +138,4 @@ mod pod {
     // is a valid value.
     unsafe impl aya::Pod for super::Event {}
     unsafe impl aya::Pod for super::EventHead {}
-    unsafe impl aya::Pod for super::Pending {}
 }

@@ -1,9 +1,11 @@
 //! Kernel side of `pmap trace`.
 //!
-//! Two generic programs are attached to the `sys_enter_*` / `sys_exit_*`
-//! tracepoints of every memory-mapping syscall (the syscall number is in the
-//! record, so one program serves all of them); three more watch exec, exit
-//! and task creation. Only tasks whose process id is in `TARGETS` are
+//! One generic program is attached to the `sys_exit_*` tracepoints of
+//! every memory-mapping syscall (the syscall number is in the record, so
+//! one program serves all of them): it reads the call's arguments from the
+//! user registers saved at entry, which the call leaves as they were, so no
+//! entry program and no map carry them from entry to exit. Three more
+//! watch exec, exit and task creation. Only tasks whose process id is in `TARGETS` are
 //! reported, so nothing about other processes crosses the ring buffer.
 #![no_std]
 #![no_main]
@@ -20,18 +22,12 @@ use aya_ebpf::{
 };
 use pmap_common::{
     Event, EventHead, FLAG_NO_ENTER, FLAG_SP_WORD, FLAG_STACK, FLAG_STACK_END, MAX_STACK_DEPTH,
-    Pending, config, counter, kind,
+    config, counter, kind,
 };
 
 /// Process ids (init namespace) to report. Filled by userspace.
 #[map]
 static TARGETS: HashMap<u32, u32> = HashMap::with_max_entries(256, 0);
-
-/// Syscall arguments seen at entry, by thread id, until the exit. A plain
-/// (preallocated) hash: cheaper per call than an LRU one; the slot of a
-/// thread that dies inside a call is freed by `sched_exit`.
-#[map]
-static PENDING: HashMap<u32, Pending> = HashMap::with_max_entries(16384, 0);
 
 /// Records for userspace. The size is set by userspace at load time.
 #[map]
@@ -47,7 +43,6 @@ static CONFIG: u64 = 0;
 
 // Offsets in the tracepoint records (see events/*/format in tracefs).
 const SYSCALL_NR: usize = 8;
-const SYSCALL_ARGS: usize = 16;
 const SYSCALL_RET: usize = 16;
 const EXEC_PID: usize = 12;
 const EXEC_OLD_PID: usize = 16;
@@ -59,6 +54,16 @@ const FORK_CHILD_PID: usize = 20;
 const PT_REGS_BP: usize = 4;
 const REGS_IP: usize = 16 - PT_REGS_BP;
 const REGS_SP: usize = 19 - PT_REGS_BP;
+/// The syscall argument registers (di, si, dx, r10, r8, r9), in argument
+/// order, as indices into [`UserRegs`].
+const REGS_ARGS: [usize; 6] = [
+    14 - PT_REGS_BP,
+    13 - PT_REGS_BP,
+    12 - PT_REGS_BP,
+    7 - PT_REGS_BP,
+    9 - PT_REGS_BP,
+    8 - PT_REGS_BP,
+];
 
 /// `bp` through `sp` of the user registers saved at syscall entry.
 type UserRegs = [u64; 16];
@@ -69,8 +74,10 @@ type UserRegs = [u64; 16];
 /// pointers) kept in the register, and reading it would likely fault.
 const MAX_FRAME_SPAN: u64 = 8 << 20;
 
-/// The user registers of the current task as saved at syscall entry (the
-/// syscall does not change ip, sp or bp, so they are the same at exit).
+/// The user registers of the current task as saved at syscall entry. The
+/// syscall ABI preserves every register but ax, cx and r11 for the caller,
+/// so at exit the argument registers, ip, sp and bp are still what the call
+/// was made with.
 #[inline(always)]
 fn user_regs() -> Option<UserRegs> {
     // SAFETY: both helpers take the current task, which is valid for the
@@ -98,10 +105,7 @@ fn user_regs() -> Option<UserRegs> {
 /// `FLAG_STACK_END` says the chain ended at the outermost frame (a null
 /// frame pointer or return address), so the stack is complete.
 #[inline(always)]
-fn capture_stack(stack: &mut [u64; MAX_STACK_DEPTH]) -> (u32, u32) {
-    let Some(regs) = user_regs() else {
-        return (0, 0);
-    };
+fn capture_stack(stack: &mut [u64; MAX_STACK_DEPTH], regs: &UserRegs) -> (u32, u32) {
     let sp = regs[REGS_SP];
     stack[0] = regs[REGS_IP];
     // SAFETY: a probe read checks its address; 0 stands for unreadable.
@@ -181,27 +185,6 @@ fn wakeup_flags() -> u64 {
 }
 
 #[tracepoint]
-pub fn sys_enter(ctx: TracePointContext) -> u32 {
-    try_sys_enter(&ctx);
-    0
-}
-
-#[inline(always)]
-fn try_sys_enter(ctx: &TracePointContext) -> Option<()> {
-    let (_, tid) = current()?;
-    // Syscalls with fewer than six arguments leave garbage in the rest;
-    // userspace reads only as many as the syscall takes.
-    let p = Pending {
-        // SAFETY: bpf_ktime_get_ns has no preconditions.
-        enter_ns: unsafe { bpf_ktime_get_ns() },
-        args: read::<[u64; 6]>(ctx, SYSCALL_ARGS).unwrap_or([0; 6]),
-        nr: read::<i32>(ctx, SYSCALL_NR)? as u32,
-        _pad: 0,
-    };
-    PENDING.insert(&tid, &p, 0).ok()
-}
-
-#[tracepoint]
 pub fn sys_exit(ctx: TracePointContext) -> u32 {
     try_sys_exit(&ctx);
     0
@@ -218,7 +201,7 @@ unsafe fn fill_head(
     tid: u32,
     nr: u32,
     ret: i64,
-    p: Option<&Pending>,
+    args: Option<[u64; 6]>,
 ) {
     unsafe {
         (*h).exit_ns = bpf_ktime_get_ns();
@@ -228,14 +211,12 @@ unsafe fn fill_head(
         (*h).kind = nr;
         (*h).stack_len = 0;
         (*h)._pad = 0;
-        match p {
-            Some(p) => {
-                (*h).enter_ns = p.enter_ns;
-                (*h).args = p.args;
+        match args {
+            Some(args) => {
+                (*h).args = args;
                 (*h).flags = 0;
             }
             None => {
-                (*h).enter_ns = 0;
                 (*h).args = [0; 6];
                 (*h).flags = FLAG_NO_ENTER;
             }
@@ -248,13 +229,13 @@ fn try_sys_exit(ctx: &TracePointContext) -> Option<()> {
     let (tgid, tid) = current()?;
     let nr = read::<i32>(ctx, SYSCALL_NR)? as u32;
     let ret = read::<i64>(ctx, SYSCALL_RET)?;
-    // SAFETY: the value is copied out at once; only this thread writes its
-    // own slot, and it is inside this syscall.
-    let pending = unsafe { PENDING.get(&tid) }.copied().filter(|p| p.nr == nr);
-    if pending.is_none() {
+    let regs = user_regs();
+    // Syscalls with fewer than six arguments leave garbage in the rest;
+    // userspace reads only as many as the syscall takes.
+    let args = regs.as_ref().map(|r| REGS_ARGS.map(|i| r[i]));
+    if args.is_none() {
         bump(counter::UNPAIRED);
     }
-    let _ = PENDING.remove(&tid);
     let flags = wakeup_flags();
     // The stack is read at exit, straight into the record: the user
     // registers and stack are as they were at entry (the calling thread is
@@ -266,7 +247,7 @@ fn try_sys_exit(ctx: &TracePointContext) -> Option<()> {
                 return None;
             };
             // SAFETY: a reserved slot of size_of::<EventHead>() bytes.
-            unsafe { fill_head(entry.as_mut_ptr(), tgid, tid, nr, ret, pending.as_ref()) };
+            unsafe { fill_head(entry.as_mut_ptr(), tgid, tid, nr, ret, args) };
             entry.submit(flags);
         }
         true => {
@@ -279,9 +260,12 @@ fn try_sys_exit(ctx: &TracePointContext) -> Option<()> {
             // first size_of::<EventHead>() bytes are laid out as an
             // EventHead (asserted in pmap-common).
             unsafe {
-                fill_head(ev.cast::<EventHead>(), tgid, tid, nr, ret, pending.as_ref());
+                fill_head(ev.cast::<EventHead>(), tgid, tid, nr, ret, args);
                 (*ev).stack = [0; MAX_STACK_DEPTH];
-                let (len, stack_flags) = capture_stack(&mut (*ev).stack);
+                let (len, stack_flags) = match &regs {
+                    Some(r) => capture_stack(&mut (*ev).stack, r),
+                    None => (0, 0),
+                };
                 (*ev).stack_len = len;
                 (*ev).flags |= stack_flags;
             }
@@ -302,7 +286,6 @@ fn emit(tgid: u32, tid: u32, what: u32, a0: u64, a1: u64) {
     let h = entry.as_mut_ptr();
     // SAFETY: a reserved slot of size_of::<EventHead>() bytes.
     unsafe {
-        (*h).enter_ns = 0;
         (*h).exit_ns = bpf_ktime_get_ns();
         (*h).args = [a0, a1, 0, 0, 0, 0];
         (*h).ret = 0;
@@ -331,8 +314,6 @@ pub fn sched_exit(ctx: TracePointContext) -> u32 {
     if let Some((tgid, tid)) = current() {
         let dead = read::<u8>(&ctx, EXIT_GROUP_DEAD).unwrap_or(0) as u64;
         let pid = read::<i32>(&ctx, EXIT_PID).unwrap_or(0) as u64;
-        // A thread that dies inside a call never reaches its exit.
-        let _ = PENDING.remove(&tid);
         emit(tgid, tid, kind::EXIT, dead, pid);
     }
     0

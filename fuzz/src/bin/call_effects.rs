@@ -26,7 +26,6 @@ type Reference = [Option<([u8; 4], bool)>; PAGES];
 
 fn event(args: [u64; 6], ret: i64) -> Event {
     Event {
-        enter_ns: 1,
         exit_ns: 2,
         args,
         ret,

@@ -194,7 +194,6 @@ mod tests {
 
     fn event(args: [u64; 6], ret: i64) -> Event {
         Event {
-            enter_ns: 1,
             exit_ns: 2,
             args,
             ret,

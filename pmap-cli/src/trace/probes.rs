@@ -165,7 +165,7 @@ pub fn check_environment() -> Result<&'static str, Unavailable> {
     let missing: Vec<String> = SYSCALLS
         .iter()
         .filter(|s| !OPTIONAL.contains(s))
-        .filter(|s| !Path::new(&format!("{root}/events/syscalls/sys_enter_{s}")).exists())
+        .filter(|s| !Path::new(&format!("{root}/events/syscalls/sys_exit_{s}")).exists())
         .map(|s| s.to_string())
         .collect();
     if !missing.is_empty() {
@@ -236,10 +236,7 @@ impl Probes {
 
         let root = tracefs_root()?;
         let mut attached = Vec::new();
-        for (prog, category, names) in [
-            ("sys_enter", "syscalls", "sys_enter_"),
-            ("sys_exit", "syscalls", "sys_exit_"),
-        ] {
+        for (prog, category, names) in [("sys_exit", "syscalls", "sys_exit_")] {
             let p: &mut TracePoint = ebpf
                 .program_mut(prog)
                 .with_context(|| format!("the eBPF object has no program {prog}"))?
@@ -380,19 +377,19 @@ mod tests {
     #[test]
     fn decode_reads_fields_in_order() {
         let mut raw = [0u8; EVENT_SIZE];
-        raw[0..8].copy_from_slice(&7u64.to_ne_bytes()); // enter_ns
-        raw[16..24].copy_from_slice(&0x1234u64.to_ne_bytes()); // args[0]
-        let tgid_at = 8 * 2 + 8 * 6 + 8;
+        raw[0..8].copy_from_slice(&7u64.to_ne_bytes()); // exit_ns
+        raw[8..16].copy_from_slice(&0x1234u64.to_ne_bytes()); // args[0]
+        let tgid_at = 8 + 8 * 6 + 8;
         raw[tgid_at..tgid_at + 4].copy_from_slice(&42u32.to_ne_bytes());
         raw[EVENT_HEAD_SIZE..EVENT_HEAD_SIZE + 8].copy_from_slice(&0xabcu64.to_ne_bytes());
         let ev = decode(&raw).expect("decodes");
         assert_eq!(
-            (ev.enter_ns, ev.args[0], ev.tgid, ev.stack[0]),
+            (ev.exit_ns, ev.args[0], ev.tgid, ev.stack[0]),
             (7, 0x1234, 42, 0xabc)
         );
         // The same record without its stack.
         let short = decode(&raw[..EVENT_HEAD_SIZE]).expect("decodes");
-        assert_eq!((short.enter_ns, short.args[0], short.tgid), (7, 0x1234, 42));
+        assert_eq!((short.exit_ns, short.args[0], short.tgid), (7, 0x1234, 42));
         assert_eq!((short.stack_len, short.stack[0]), (0, 0));
     }
 

@@ -102,6 +102,14 @@ fn read_stat(pid: u32) -> io::Result<StatInfo> {
     })
 }
 
+/// How long after a table-time check a call on the addresses that differed
+/// may end and still count as under way during the check. The kernel
+/// programs see calls at their exit only (no entry time is recorded, which
+/// halves their cost); mapping calls take microseconds, or a few
+/// milliseconds when they wait for the map lock. A call that waited longer
+/// leaves a difference counted as a model correction: reported, not hidden.
+const IN_FLIGHT_NS: u64 = 50_000_000;
+
 /// The `[vsyscall]` page is not in the VMA tree, so PROCMAP_QUERY never
 /// returns it; `/proc/PID/maps` prints it last. Read it from there.
 fn read_gate(pid: u32) -> Option<Region> {
@@ -355,14 +363,14 @@ impl Session {
     }
 
     /// Drops unconfirmed differences that an event explains: one for the
-    /// same addresses whose call entered the kernel before the check.
-    fn explain(&mut self, enter_ns: u64, what: &Affected) {
+    /// same addresses whose call may have been under way at the check (it
+    /// ended no later than [`IN_FLIGHT_NS`] after it).
+    fn explain(&mut self, exit_ns: u64, what: &Affected) {
         if self.unconfirmed.is_empty() {
             return;
         }
         self.unconfirmed.retain(|u| {
-            let explained = enter_ns != 0
-                && enter_ns <= u.checked_at
+            let explained = exit_ns <= u.checked_at.saturating_add(IN_FLIGHT_NS)
                 && match what {
                     Affected::Nothing => false,
                     Affected::All => true,
@@ -431,8 +439,7 @@ impl Session {
             return Affected::Nothing;
         };
         if ev.flags & FLAG_NO_ENTER != 0 {
-            // The probes came up while this call was in progress: its
-            // arguments are unknown, so look at everything.
+            // Its arguments could not be read: look at everything.
             Affected::All
         } else if call == Call::Shmdt {
             // What the model holds: the attachment is gone from the kernel.
@@ -520,7 +527,7 @@ impl Session {
         } else {
             self.footprint(ev)
         };
-        self.explain(ev.enter_ns, &what);
+        self.explain(ev.exit_ns, &what);
         let overtaken = ev.flags & FLAG_NO_ENTER == 0
             && ev.ret >= 0
             && effect::derivable(call)

@@ -424,7 +424,6 @@ mod tests {
 
     fn ev(nr: i64, args: [u64; 6], ret: i64) -> Event {
         Event {
-            enter_ns: 1,
             exit_ns: 2,
             args,
             ret,

@@ -300,7 +300,6 @@ mod tests {
 
     fn event(stack: &[u64], flags: u32) -> Event {
         let mut ev = Event {
-            enter_ns: 0,
             exit_ns: 0,
             args: [0; 6],
             ret: 0,
