@@ -21,7 +21,7 @@ pub mod kind {
 
 /// Bit in [`Event::flags`]: the user registers holding the call's arguments
 /// could not be read at its exit, so `args` are zero (unknown).
-pub const FLAG_NO_ENTER: u32 = 1;
+pub const FLAG_NO_ARGS: u32 = 1;
 /// Bit in [`Event::flags`]: `stack` holds a user stack (see `stack_len`).
 pub const FLAG_STACK: u32 = 2;
 

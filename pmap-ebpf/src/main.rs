@@ -21,7 +21,7 @@ use aya_ebpf::{
     programs::TracePointContext,
 };
 use pmap_common::{
-    Event, EventHead, FLAG_NO_ENTER, FLAG_SP_WORD, FLAG_STACK, FLAG_STACK_END, MAX_STACK_DEPTH,
+    Event, EventHead, FLAG_NO_ARGS, FLAG_SP_WORD, FLAG_STACK, FLAG_STACK_END, MAX_STACK_DEPTH,
     config, counter, kind,
 };
 
@@ -218,7 +218,7 @@ unsafe fn fill_head(
             }
             None => {
                 (*h).args = [0; 6];
-                (*h).flags = FLAG_NO_ENTER;
+                (*h).flags = FLAG_NO_ARGS;
             }
         }
     }

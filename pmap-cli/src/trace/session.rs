@@ -3,7 +3,7 @@
 
 use std::{collections::BTreeMap, io};
 
-use pmap_common::{Event, FLAG_NO_ENTER, kind};
+use pmap_common::{Event, FLAG_NO_ARGS, kind};
 
 use super::{
     batch::LaterCalls,
@@ -438,7 +438,7 @@ impl Session {
         let Some(call) = Call::from_nr(ev.kind) else {
             return Affected::Nothing;
         };
-        if ev.flags & FLAG_NO_ENTER != 0 {
+        if ev.flags & FLAG_NO_ARGS != 0 {
             // Its arguments could not be read: look at everything.
             Affected::All
         } else if call == Call::Shmdt {
@@ -517,7 +517,7 @@ impl Session {
         if ev.ret < 0 {
             entry.1 += 1;
         }
-        let what = if call == Call::Shmat && ev.ret > 0 && ev.flags & FLAG_NO_ENTER == 0 {
+        let what = if call == Call::Shmat && ev.ret > 0 && ev.flags & FLAG_NO_ARGS == 0 {
             // What the kernel holds now: the size is not in the arguments.
             let addr = ev.ret as u64;
             match self.attached_now(addr) {
@@ -528,7 +528,7 @@ impl Session {
             self.footprint(ev)
         };
         self.explain(ev.exit_ns, &what);
-        let overtaken = ev.flags & FLAG_NO_ENTER == 0
+        let overtaken = ev.flags & FLAG_NO_ARGS == 0
             && ev.ret >= 0
             && effect::derivable(call)
             && match &what {
@@ -544,25 +544,7 @@ impl Session {
             None
         };
         if let Some(e) = derived {
-            let change = self.model.replace(e.lo, e.hi, e.rows);
-            let (lo, hi) = change
-                .removed
-                .iter()
-                .chain(&change.added)
-                .fold((e.lo, e.hi), |(lo, hi), r| (lo.min(r.start), hi.max(r.end)));
-            self.dirty.insert(lo, hi);
-            if change.is_empty() && !call.maps_or_unmaps() {
-                return Ok(None);
-            }
-            self.account(&change);
-            let mut d = self.delta(
-                ev.tid,
-                ev.exit_ns,
-                Cause::Syscall(call, Box::new(*ev)),
-                change,
-            );
-            d.from_arguments = true;
-            return Ok(Some(d));
+            return Ok(self.apply_effect(call, ev, e));
         }
         let mut change = Change::default();
         let synced = match what {
@@ -599,6 +581,30 @@ impl Session {
         );
         d.superseded = superseded;
         Ok(Some(d))
+    }
+
+    /// Applies what a call did from its arguments (see `effect`); its
+    /// rows stay dirty until the kernel's replace them.
+    fn apply_effect(&mut self, call: Call, ev: &Event, e: effect::Effect) -> Option<Delta> {
+        let change = self.model.replace(e.lo, e.hi, e.rows);
+        let (lo, hi) = change
+            .removed
+            .iter()
+            .chain(&change.added)
+            .fold((e.lo, e.hi), |(lo, hi), r| (lo.min(r.start), hi.max(r.end)));
+        self.dirty.insert(lo, hi);
+        if change.is_empty() && !call.maps_or_unmaps() {
+            return None;
+        }
+        self.account(&change);
+        let mut d = self.delta(
+            ev.tid,
+            ev.exit_ns,
+            Cause::Syscall(call, Box::new(*ev)),
+            change,
+        );
+        d.from_arguments = true;
+        Some(d)
     }
 
     /// The addresses a SysV attachment at `addr` covers, as the kernel's
