@@ -45,7 +45,7 @@ pub const MAX_STACK_DEPTH: usize = 16;
 /// the kernel sends it without a stack: the first [`EVENT_HEAD_SIZE`] bytes
 /// of an [`Event`], field for field.
 #[repr(C)]
-#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
 pub struct EventHead {
     pub exit_ns: u64,
     pub args: [u64; 6],
@@ -62,7 +62,7 @@ pub struct EventHead {
 /// room for a user stack. Records without a stack (the usual case) cross the
 /// ring buffer as an [`EventHead`], and are read back into this type.
 #[repr(C)]
-#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
 pub struct Event {
     /// `bpf_ktime_get_ns()` at syscall exit, or when the event happened.
     pub exit_ns: u64,

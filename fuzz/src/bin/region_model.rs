@@ -9,6 +9,7 @@ use pmap_cli::{
     region::{Perms, Region},
     trace::model::RegionModel,
 };
+use pmap_fuzz::assert_change_explains;
 
 /// Pages in the toy address space (addresses are page numbers * 4096).
 const PAGES: usize = 64;
@@ -95,30 +96,7 @@ fuzz_target!(|data: &[u8]| {
         );
         let after = model.to_vec();
         // The change explains the difference exactly.
-        for r in &change.removed {
-            assert!(
-                before.contains(r) && !after.contains(r),
-                "bad removal {r:?}"
-            );
-        }
-        for r in &change.added {
-            assert!(
-                after.contains(r) && !before.contains(r),
-                "bad addition {r:?}"
-            );
-        }
-        for r in &before {
-            assert!(
-                after.contains(r) || change.removed.contains(r),
-                "lost silently {r:?}"
-            );
-        }
-        for r in &after {
-            assert!(
-                before.contains(r) || change.added.contains(r),
-                "appeared silently {r:?}"
-            );
-        }
+        assert_change_explains(&before, &after, &change);
     }
 
     // The model equals the reference, page by page, and is consistent.

@@ -194,16 +194,9 @@ mod tests {
 
     fn event(args: [u64; 6], ret: i64) -> Event {
         Event {
-            exit_ns: 2,
             args,
             ret,
-            tgid: 1,
-            tid: 1,
-            kind: 0,
-            flags: 0,
-            stack_len: 0,
-            _pad: 0,
-            stack: [0; pmap_common::MAX_STACK_DEPTH],
+            ..Event::default()
         }
     }
 

@@ -424,16 +424,10 @@ mod tests {
 
     fn ev(nr: i64, args: [u64; 6], ret: i64) -> Event {
         Event {
-            exit_ns: 2,
             args,
             ret,
-            stack: [0; pmap_common::MAX_STACK_DEPTH],
-            tgid: 1,
-            tid: 1,
             kind: nr as u32,
-            flags: 0,
-            stack_len: 0,
-            _pad: 0,
+            ..Event::default()
         }
     }
 
