@@ -1,6 +1,6 @@
 //! Calls applied from their arguments (`trace::effect`) against a
-//! page-granular reference: random mmap (MAP_FIXED), munmap, mprotect and
-//! brk must leave every page with the permissions and sharing the calls
+//! page-granular reference: random mmap (MAP_FIXED), munmap, mprotect, brk
+//! and mremap (moves, growth, shrinking) must leave every page with the permissions and sharing the calls
 //! gave it, no overlaps, a correct byte count, and a Change that turns the
 //! old rows into the new ones. Now and then the reference's view replaces
 //! the model wholesale (`replace_all`, as at table time): the model must
@@ -10,7 +10,11 @@
 use libfuzzer_sys::fuzz_target;
 use pmap_cli::{
     region::{Perms, Region},
-    trace::{effect, model::RegionModel, syscalls::Call},
+    trace::{
+        effect,
+        model::{Change, RegionModel},
+        syscalls::Call,
+    },
 };
 use pmap_common::Event;
 use pmap_fuzz::assert_change_explains;
@@ -80,7 +84,7 @@ fuzz_target!(|data: &[u8]| {
         let hi = (lo + len).min(BRK_PAGE);
         let (addr, bytes) = (BASE + lo * PAGE, (hi - lo) * PAGE);
         let prot = op[3] & 7;
-        let (call, ev) = match op[0] % 5 {
+        let (call, ev) = match op[0] % 6 {
             0 | 1 => {
                 let shared = op[3] & 8 != 0;
                 let kind = if shared {
@@ -94,6 +98,39 @@ fuzz_target!(|data: &[u8]| {
                 }
                 let args = [addr, bytes, u64::from(prot), flags, u64::MAX, 0];
                 (Call::Mmap, event(args, addr as i64))
+            }
+            5 => {
+                // mremap of [lo, hi): in place, or to `to` (MREMAP_FIXED),
+                // to a new length of 1-6 pages. Only what the kernel would
+                // accept: the old range fully mapped; in place, a growth
+                // into free pages; a move that does not overlap.
+                let new_len = 1 + u64::from(op[3] >> 4) % 6;
+                let to = if op[3] & 8 != 0 {
+                    lo
+                } else {
+                    u64::from(op[3] & 7) * 6
+                };
+                let to_end = to + new_len;
+                let mapped = (lo..hi).all(|p| reference[p as usize].is_some());
+                let fits = to_end <= BRK_PAGE
+                    && if to == lo {
+                        (hi..to_end).all(|p| reference[p as usize].is_none())
+                    } else {
+                        to_end <= lo || to >= hi
+                    };
+                if !mapped || !fits {
+                    continue;
+                }
+                let pages: Vec<_> = (lo..hi).map(|p| reference[p as usize]).collect();
+                for p in lo..hi {
+                    reference[p as usize] = None;
+                }
+                for (i, p) in (to..to_end).enumerate() {
+                    reference[p as usize] = pages[i.min(pages.len() - 1)];
+                }
+                let flags = (libc::MREMAP_MAYMOVE | libc::MREMAP_FIXED) as u64;
+                let args = [addr, bytes, new_len * PAGE, flags, BASE + to * PAGE, 0];
+                (Call::Mremap, event(args, (BASE + to * PAGE) as i64))
             }
             2 => {
                 for p in lo..hi {
@@ -129,10 +166,13 @@ fuzz_target!(|data: &[u8]| {
                 (Call::Brk, e)
             }
         };
-        let fx = effect::from_arguments(call, &ev, &model, BASE + BRK_PAGE * PAGE)
-            .expect("a successful mmap, munmap, mprotect or brk is derivable");
+        let parts = effect::from_arguments(call, &ev, &model, BASE + BRK_PAGE * PAGE)
+            .expect("a successful mmap, munmap, mprotect, brk or mremap is derivable");
         let before = model.to_vec();
-        let change = model.replace(fx.lo, fx.hi, fx.rows);
+        let mut change = Change::default();
+        for fx in parts {
+            change.then(model.replace(fx.lo, fx.hi, fx.rows));
+        }
         let after = model.to_vec();
         assert_change_explains(&before, &after, &change);
         for pair in after.windows(2) {

@@ -90,22 +90,95 @@ fn reshape(
 pub fn derivable(call: Call) -> bool {
     matches!(
         call,
-        Call::Mmap | Call::Munmap | Call::Mprotect | Call::PkeyMprotect | Call::Brk
+        Call::Mmap | Call::Munmap | Call::Mprotect | Call::PkeyMprotect | Call::Brk | Call::Mremap
     )
 }
 
-/// The effect of the successful call `ev` on `model`; `None` when it is
-/// not derivable from the arguments or changed nothing. `brk_start` is the
-/// program break's start (where `[heap]` begins).
+/// The effect of the successful call `ev` on `model`, as replacements to
+/// make in order (a moving mremap has two: where it was, where it went);
+/// `None` when it is not derivable from the arguments or changed nothing.
+/// `brk_start` is the program break's start (where `[heap]` begins).
 pub fn from_arguments(
     call: Call,
     ev: &Event,
     model: &RegionModel,
     brk_start: u64,
-) -> Option<Effect> {
+) -> Option<Vec<Effect>> {
     if ev.ret < 0 || !derivable(call) {
         return None;
     }
+    if call == Call::Mremap {
+        return mremap(ev, model);
+    }
+    one(call, ev, model, brk_start).map(|e| vec![e])
+}
+
+/// mremap(old, old_len, new_len, flags, new): the rows of `[old, old +
+/// old_len)` keep their permissions, names and offsets at their new place
+/// (or in place), cut to `new_len` or with the last one grown to it. Not
+/// derivable with MREMAP_DONTUNMAP (the old range stays, emptied) or a zero
+/// `old_len` (a second mapping of shared memory), or when the model does
+/// not hold the whole old range.
+fn mremap(ev: &Event, model: &RegionModel) -> Option<Vec<Effect>> {
+    let a = &ev.args;
+    let (old, old_len, new_len) = (a[0], page_up(a[1]), page_up(a[2]));
+    let new = ev.ret as u64;
+    if a[3] & libc::MREMAP_DONTUNMAP as u64 != 0 || old_len == 0 || new_len == 0 {
+        return None;
+    }
+    let old_end = old.checked_add(old_len)?;
+    let new_end = new.checked_add(new_len)?;
+    // The old range's rows, cut to it; they must cover it.
+    let mut moved = reshape(model, old, old_end, Some)
+        .into_iter()
+        .filter(|r| r.start >= old && r.end <= old_end)
+        .collect::<Vec<_>>();
+    let covered: u64 = moved.iter().map(Region::size).sum();
+    if covered != old_len {
+        return None;
+    }
+    // Shift to the new place, then cut or grow to the new length.
+    for r in &mut moved {
+        (r.start, r.end) = (r.start - old + new, r.end - old + new);
+    }
+    moved.retain(|r| r.start < new_end);
+    if let Some(last) = moved.last_mut() {
+        last.end = new_end;
+    }
+    let mut parts = Vec::new();
+    if new != old {
+        parts.push(Effect {
+            lo: old,
+            hi: old_end,
+            rows: reshape(model, old, old_end, |_| None),
+        });
+    }
+    // What was at the new place (MREMAP_FIXED unmaps it first) goes; in
+    // place, so does the tail a shrink gives up.
+    let hi = if new == old {
+        new_end.max(old_end)
+    } else {
+        new_end
+    };
+    let mut rows = reshape(model, new, hi, |_| None);
+    if new != old {
+        // A region that spans both places lost the old range already.
+        rows = rows
+            .iter()
+            .flat_map(|r| {
+                let left = (r.start < old).then(|| piece(r, r.start, r.end.min(old)));
+                let right = (r.end > old_end).then(|| piece(r, r.start.max(old_end), r.end));
+                left.into_iter().chain(right)
+            })
+            .collect();
+    }
+    rows.extend(moved);
+    rows.sort_by_key(|r| r.start);
+    parts.push(Effect { lo: new, hi, rows });
+    Some(parts)
+}
+
+fn one(call: Call, ev: &Event, model: &RegionModel, brk_start: u64) -> Option<Effect> {
     let a = &ev.args;
     let len = page_up(a[1]);
     match call {
@@ -201,8 +274,9 @@ mod tests {
     }
 
     fn apply(model: &mut RegionModel, call: Call, ev: &Event) {
-        let e = from_arguments(call, ev, model, 0x10_0000).expect("derivable");
-        model.replace(e.lo, e.hi, e.rows);
+        for e in from_arguments(call, ev, model, 0x10_0000).expect("derivable") {
+            model.replace(e.lo, e.hi, e.rows);
+        }
     }
 
     fn rows(model: &RegionModel) -> Vec<(u64, u64, String)> {
@@ -279,9 +353,9 @@ mod tests {
             0,
         )
         .expect("derivable");
-        assert_eq!(e.rows[0].name, b"(fd 5)");
-        assert_eq!(e.rows[0].perms.as_str(), "r--s");
-        assert_eq!((e.rows[0].end, e.rows[0].offset), (0x30_1000, 0x3000));
+        assert_eq!(e[0].rows[0].name, b"(fd 5)");
+        assert_eq!(e[0].rows[0].perms.as_str(), "r--s");
+        assert_eq!((e[0].rows[0].end, e[0].rows[0].offset), (0x30_1000, 0x3000));
     }
 
     #[test]
@@ -309,11 +383,59 @@ mod tests {
     }
 
     #[test]
+    fn mremap_moves_grows_and_shrinks() {
+        let mut file = test_region(0x40_0000, 0x40_4000, b"r--p");
+        file.inode = 7;
+        file.offset = 0x1000;
+        let mut m = RegionModel::new(vec![file, test_region(0x40_4000, 0x40_6000, b"rw-p")]);
+        let may_move = libc::MREMAP_MAYMOVE as u64;
+        // Both regions move and the last grows by a page.
+        apply(
+            &mut m,
+            Call::Mremap,
+            &event([0x40_0000, 0x6000, 0x7000, may_move, 0, 0], 0x80_0000),
+        );
+        let got: Vec<(u64, u64, String, u64)> = m
+            .regions()
+            .map(|r| (r.start, r.end, r.perms.as_str().to_string(), r.offset))
+            .collect();
+        assert_eq!(
+            got,
+            vec![
+                (0x80_0000, 0x80_4000, "r--p".into(), 0x1000),
+                (0x80_4000, 0x80_7000, "rw-p".into(), 0),
+            ]
+        );
+        // Shrunk in place to its first two pages.
+        apply(
+            &mut m,
+            Call::Mremap,
+            &event([0x80_0000, 0x7000, 0x2000, 0, 0, 0], 0x80_0000),
+        );
+        assert_eq!(rows(&m), vec![(0x80_0000, 0x80_2000, "r--p".into())]);
+        // Grown in place.
+        apply(
+            &mut m,
+            Call::Mremap,
+            &event([0x80_0000, 0x2000, 0x3000, 0, 0, 0], 0x80_0000),
+        );
+        assert_eq!(rows(&m), vec![(0x80_0000, 0x80_3000, "r--p".into())]);
+    }
+
+    #[test]
     fn failed_and_other_calls_are_not_derived() {
         let m = RegionModel::new(vec![]);
         let failed = event([0, 0x1000, RW, ANON_PRIVATE, u64::MAX, 0], -12);
         assert_eq!(from_arguments(Call::Mmap, &failed, &m, 0), None);
+        let kept = event([0x1000, 0x1000, 0x1000, 7, 0, 0], 0x5000);
+        assert_eq!(
+            from_arguments(Call::Mremap, &kept, &m, 0),
+            None,
+            "DONTUNMAP"
+        );
+        // The model does not hold the old range.
         let moved = event([0x1000, 0x1000, 0x2000, 1, 0, 0], 0x5000);
         assert_eq!(from_arguments(Call::Mremap, &moved, &m, 0), None);
+        assert_eq!(from_arguments(Call::Madvise, &moved, &m, 0), None);
     }
 }

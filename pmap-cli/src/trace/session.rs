@@ -585,14 +585,23 @@ impl Session {
 
     /// Applies what a call did from its arguments (see `effect`); its
     /// rows stay dirty until the kernel's replace them.
-    fn apply_effect(&mut self, call: Call, ev: &Event, e: effect::Effect) -> Option<Delta> {
-        let change = self.model.replace(e.lo, e.hi, e.rows);
-        let (lo, hi) = change
-            .removed
-            .iter()
-            .chain(&change.added)
-            .fold((e.lo, e.hi), |(lo, hi), r| (lo.min(r.start), hi.max(r.end)));
-        self.dirty.insert(lo, hi);
+    fn apply_effect(
+        &mut self,
+        call: Call,
+        ev: &Event,
+        parts: Vec<effect::Effect>,
+    ) -> Option<Delta> {
+        let mut change = Change::default();
+        for e in parts {
+            let c = self.model.replace(e.lo, e.hi, e.rows);
+            let (lo, hi) = c
+                .removed
+                .iter()
+                .chain(&c.added)
+                .fold((e.lo, e.hi), |(lo, hi), r| (lo.min(r.start), hi.max(r.end)));
+            self.dirty.insert(lo, hi);
+            change.then(c);
+        }
         if change.is_empty() && !call.maps_or_unmaps() {
             return None;
         }
