@@ -25,6 +25,7 @@ use crate::{
     proc::{
         lines::LineReader,
         maps::MapsReader,
+        pid_dir::{PidDir, ReadEnd, judge_read},
         prefetch::Prefetch,
         process::{self, ProcessInfo},
         shm,
@@ -143,7 +144,17 @@ pub enum Rendered {
     Unreadable,
     /// No such process: nothing printed (procps exit status 42).
     Missing,
+    /// The process exited while its map was read: nothing printed, since
+    /// what was read may be only part of the map (exit status 42, as for a
+    /// process that did not exist).
+    Vanished,
+    /// The process replaced its program (execve) every time its map was
+    /// read: nothing printed (exit status bit 1).
+    Unsettled,
 }
+
+/// Reads of a process whose program keeps changing before giving up.
+const ATTEMPTS: usize = 3;
 
 /// A failure that ends the whole run (procps-ng exits at once).
 #[derive(Debug)]
@@ -169,9 +180,12 @@ pub fn render_pid(
     opts: &Options,
     columns: &mut SmapsColumns,
 ) -> Result<Rendered, Fatal> {
-    match process::fetch(pid) {
+    let Ok(dir) = PidDir::open(pid) else {
+        return Ok(Rendered::Missing);
+    };
+    match process::fetch_in(&dir) {
         None => Ok(Rendered::Missing),
-        Some(info) => render_process(out, &info, opts, columns),
+        Some(info) => render_in(out, &dir, &info, opts, columns),
     }
 }
 
@@ -182,25 +196,163 @@ pub fn render_process(
     opts: &Options,
     columns: &mut SmapsColumns,
 ) -> Result<Rendered, Fatal> {
+    match PidDir::open(info.pid) {
+        Ok(dir) => render_in(out, &dir, info, opts, columns),
+        Err(_) => Ok(Rendered::Vanished),
+    }
+}
+
+/// Prints the process of `dir` (looked up as `info`), all of its files
+/// read through `dir`. Nothing is written unless the map read is the
+/// whole map of the program the header names: the table is built in
+/// memory, then judged (see `proc::pid_dir::judge_read`); a process that
+/// exec'd meanwhile is read again.
+fn render_in(
+    out: &mut impl Write,
+    dir: &PidDir,
+    info: &ProcessInfo,
+    opts: &Options,
+    columns: &mut SmapsColumns,
+) -> Result<Rendered, Fatal> {
+    let mut fresh;
+    let mut info = info;
+    for attempt in 0..ATTEMPTS {
+        if attempt > 0 {
+            let Some(i) = process::fetch_in(dir) else {
+                return Ok(Rendered::Vanished);
+            };
+            fresh = i;
+            info = &fresh;
+        }
+        // The map is the thread group's: a thread id's own directory
+        // would stop working when that thread ends.
+        let group;
+        let maps_dir = if info.tgid == dir.pid() {
+            dir
+        } else {
+            match thread_group_dir(info.tgid, dir.pid()) {
+                Some(d) => {
+                    group = d;
+                    &group
+                }
+                None => return Ok(Rendered::Vanished),
+            }
+        };
+        let Ok(before) = maps_dir.stat() else {
+            return Ok(Rendered::Vanished);
+        };
+        let mut buf = Vec::new();
+        let mut cols = columns.clone();
+        let end = match read_table(&mut buf, maps_dir, info, opts, &mut cols)? {
+            Table::Unreadable => {
+                out.write_all(&buf)?;
+                return Ok(Rendered::Unreadable);
+            }
+            Table::Gone => ReadEnd::Exited,
+            Table::Read { file, rows, whole } if whole => {
+                judge_read(maps_dir, &file, &before, rows)
+            }
+            // Stopped at the end of the -A range: the rows up to it were
+            // read while the address space lived; check the program only.
+            Table::Read { .. } => match maps_dir.stat() {
+                Ok(a) if !a.is_dead() && a.start_stack != before.start_stack => ReadEnd::Changed,
+                _ => ReadEnd::Complete,
+            },
+        };
+        match end {
+            ReadEnd::Complete => {
+                out.write_all(&buf)?;
+                *columns = cols;
+                return Ok(Rendered::Shown);
+            }
+            ReadEnd::Exited => return Ok(Rendered::Vanished),
+            ReadEnd::Changed => {}
+        }
+    }
+    Ok(Rendered::Unsettled)
+}
+
+/// `/proc/TGID`, if thread `tid` still belongs to it (the id may have
+/// been reused since the thread was looked up).
+fn thread_group_dir(tgid: u32, tid: u32) -> Option<PidDir> {
+    let d = PidDir::open(tgid).ok()?;
+    d.open_file(&format!("task/{tid}")).ok()?;
+    Some(d)
+}
+
+/// What reading one process's table gave.
+enum Table {
+    /// The maps/smaps file could not be opened; `out` holds the header.
+    Unreadable,
+    /// The process was reaped during the read (ESRCH).
+    Gone,
+    /// Rows were read from `file` (a second descriptor of the file read,
+    /// for `judge_read`); `whole` unless the -A range ended the read early.
+    Read {
+        file: File,
+        rows: usize,
+        whole: bool,
+    },
+}
+
+/// Whether a read failed because the process was reaped meanwhile.
+fn gone(e: &io::Error) -> bool {
+    matches!(e.raw_os_error(), Some(libc::ESRCH | libc::ENOENT))
+}
+
+/// Prints the header and table of `info` into `out`, reading `dir`'s
+/// maps or smaps.
+fn read_table(
+    out: &mut Vec<u8>,
+    dir: &PidDir,
+    info: &ProcessInfo,
+    opts: &Options,
+    columns: &mut SmapsColumns,
+) -> Result<Table, Fatal> {
     print_process_line(out, info)?;
-    let pid = info.tgid;
     let file = if opts.format.uses_smaps() {
         "smaps"
     } else {
         "maps"
     };
-    let path = format!("/proc/{pid}/{file}");
-    let Ok(f) = File::open(&path) else {
-        return Ok(Rendered::Unreadable);
+    let path = format!("/proc/{}/{file}", dir.pid());
+    let f = match dir.open_file(file) {
+        Ok(f) => f,
+        Err(e) if gone(&e) => return Ok(Table::Gone),
+        Err(_) => return Ok(Table::Unreadable),
     };
-    let bad_data = |e: io::Error| Fatal::Message(format!("{path}: {e}"));
+    let probe = f
+        .try_clone()
+        .map_err(|e| Fatal::Message(format!("{path}: cannot duplicate the descriptor: {e}")))?;
+    // A process reaped mid-read fails the read with ESRCH: not bad data.
+    let mut reaped = false;
+    let mut bad_data = |e: io::Error| {
+        if gone(&e) {
+            reaped = true;
+            None
+        } else {
+            Some(Fatal::Message(format!("{path}: {e}")))
+        }
+    };
+    let mut rows = 0usize;
+    let mut whole = true;
     match &opts.format {
         Format::Default | Format::Device => {
             let mut reader = MapsReader::new(Prefetch::new(f));
             let mut t = MapsTable::begin(out, opts, info)?;
             let mut r = Region::default();
-            while reader.next_into(&mut r).map_err(bad_data)? {
+            loop {
+                match reader.next_into(&mut r) {
+                    Ok(true) => {}
+                    Ok(false) => break,
+                    Err(e) => match bad_data(e) {
+                        Some(fatal) => return Err(fatal),
+                        None => break,
+                    },
+                }
+                rows += 1;
                 if t.row(&r)? == Row::Stop {
+                    whole = false;
                     break;
                 }
             }
@@ -210,8 +362,18 @@ pub fn render_process(
             let mut reader = SmapsReader::new(LineReader::new(Prefetch::new(f)));
             let mut t = ExtendedTable::begin(out, opts, info)?;
             let mut e = SmapsEntry::default();
-            while reader.next_into(&mut e).map_err(bad_data)? {
+            loop {
+                match reader.next_into(&mut e) {
+                    Ok(true) => {}
+                    Ok(false) => break,
+                    Err(err) => match bad_data(err) {
+                        Some(fatal) => return Err(fatal),
+                        None => break,
+                    },
+                }
+                rows += 1;
                 if t.row(&e)? == Row::Stop {
+                    whole = false;
                     break;
                 }
             }
@@ -221,16 +383,34 @@ pub fn render_process(
             let mut reader = SmapsReader::new(LineReader::new(Prefetch::new(f)));
             let mut t = SmapsTable::new(opts, columns);
             let mut e = SmapsEntry::default();
-            while reader.next_into(&mut e).map_err(bad_data)? {
+            loop {
+                match reader.next_into(&mut e) {
+                    Ok(true) => {}
+                    Ok(false) => break,
+                    Err(err) => match bad_data(err) {
+                        Some(fatal) => return Err(fatal),
+                        None => break,
+                    },
+                }
+                rows += 1;
                 t.add(&e).map_err(|err| match err {
                     TableError::Io(e) => Fatal::Io(e),
                     other => Fatal::Message(format!("ERROR: {other}")),
                 })?;
             }
-            t.print(out)?;
+            if !reaped {
+                t.print(out)?;
+            }
         }
     }
-    Ok(Rendered::Shown)
+    if reaped {
+        return Ok(Table::Gone);
+    }
+    Ok(Table::Read {
+        file: probe,
+        rows,
+        whole,
+    })
 }
 
 /// Where messages go, named as procps-ng names itself.
@@ -494,20 +674,46 @@ fn run_pids(
     if pids.is_empty() {
         return Err(Fatal::Message("library failed pids statistics".into()));
     }
-    // Like procps-ng: look every process up first, then print each.
-    let infos: Vec<ProcessInfo> = pids.iter().filter_map(|&p| process::fetch(p)).collect();
+    // Like procps-ng: look every process up first, then print each. Each
+    // keeps its /proc directory open, so that a process that exits in
+    // between is not confused with a new one given its id.
+    let found: Vec<(PidDir, ProcessInfo)> = pids
+        .iter()
+        .filter_map(|&p| {
+            let dir = PidDir::open(p).ok()?;
+            let info = process::fetch_in(&dir)?;
+            Some((dir, info))
+        })
+        .collect();
     let mut opts = opts.clone();
     if !opts.format.uses_smaps() || opts.format == Format::Extended {
         opts.shm_minor = shm::shm_minor();
     }
     let mut columns = SmapsColumns::default();
     let mut status = 0u8;
-    for info in &infos {
-        if render_process(out, info, &opts, &mut columns)? == Rendered::Unreadable {
-            status |= 1;
+    for (dir, info) in &found {
+        match render_in(out, dir, info, &opts, &mut columns)? {
+            Rendered::Shown => {}
+            Rendered::Unreadable => status |= 1,
+            Rendered::Missing | Rendered::Vanished => {
+                ctx.warn(&format!(
+                    "process {} exited while its memory map was being read; \
+                     nothing is shown for it, since the map read may be incomplete",
+                    info.pid
+                ));
+                status |= 42;
+            }
+            Rendered::Unsettled => {
+                ctx.warn(&format!(
+                    "process {} replaced its program (execve) each of the {ATTEMPTS} times \
+                     its memory map was read; nothing is shown for it, try again",
+                    info.pid
+                ));
+                status |= 1;
+            }
         }
     }
-    if infos.len() < pids.len() {
+    if found.len() < pids.len() {
         status |= 42;
     }
     Ok(status)
