@@ -93,7 +93,8 @@ impl PidDir {
     }
 }
 
-/// `PF_KTHREAD` in the flags field of `stat`.
+/// `PF_EXITING` and `PF_KTHREAD` in the flags field of `stat`.
+const PF_EXITING: u64 = 0x0000_0004;
 const PF_KTHREAD: u64 = 0x0020_0000;
 
 /// Fields of `/proc/PID/stat` used to judge a read.
@@ -101,6 +102,9 @@ const PF_KTHREAD: u64 = 0x0020_0000;
 pub struct StatFacts {
     /// 'R', 'S', ... 'Z' (zombie), 'X' (dead).
     pub state: u8,
+    /// Exiting: set before the address space is released, while the
+    /// state still says running (a large map takes a while to free).
+    pub exiting: bool,
     /// Kernel thread: no address space, an empty map is its whole map.
     pub kernel_thread: bool,
     /// Clock ticks after boot: with the id, names one process for good.
@@ -122,17 +126,25 @@ impl StatFacts {
         let rest: Vec<&[u8]> = fields.collect();
         let num =
             |n: usize| -> Option<u64> { std::str::from_utf8(rest.get(n - 4)?).ok()?.parse().ok() };
+        let flags = num(9)?;
         Some(StatFacts {
             state,
-            kernel_thread: num(9)? & PF_KTHREAD != 0,
+            exiting: flags & PF_EXITING != 0,
+            kernel_thread: flags & PF_KTHREAD != 0,
             start_time: num(22)?,
             start_stack: num(28)?,
         })
     }
 
-    /// A zombie or dead process has no address space any more.
-    pub fn is_dead(&self) -> bool {
+    /// A zombie (or a dead process): `pmap` shows it with an empty map.
+    pub fn is_zombie(&self) -> bool {
         matches!(self.state, b'Z' | b'X')
+    }
+
+    /// A zombie, dead or exiting process has (or soon has) no address
+    /// space any more.
+    pub fn is_dead(&self) -> bool {
+        self.exiting || matches!(self.state, b'Z' | b'X')
     }
 }
 
@@ -180,7 +192,7 @@ pub fn judge_read(dir: &PidDir, file: &File, before: &StatFacts, rows: usize) ->
     match after {
         Err(_) => ReadEnd::Exited,
         Ok(a) if a.is_dead() => {
-            if before.is_dead() && rows == 0 {
+            if before.is_zombie() && rows == 0 {
                 // A zombie before the read: its empty map is its map.
                 ReadEnd::Complete
             } else {
@@ -205,7 +217,7 @@ mod tests {
         let line = b"123 (a (b) c) S 1 2 3 4 5 2097216 7 8 9 10 11 12 13 14 15 16 17 18 19 20 21 22 23 24 140737 26\n";
         let s = StatFacts::parse(line).expect("parses");
         assert_eq!(s.state, b'S');
-        assert!(s.kernel_thread);
+        assert!(s.kernel_thread && !s.exiting);
         assert_eq!(s.start_time, 19);
         assert_eq!(s.start_stack, 140737);
         assert!(!s.is_dead());

@@ -151,9 +151,13 @@ pub enum Rendered {
     /// The process replaced its program (execve) every time its map was
     /// read: nothing printed (exit status bit 1).
     Unsettled,
+    /// Table printed, but the map changed during every read: this many
+    /// rows that overlapped an earlier row of the same read were left out.
+    Overlaps(usize),
 }
 
-/// Reads of a process whose program keeps changing before giving up.
+/// Reads of a process whose map or program keeps changing before giving
+/// up (on an exec) or printing what the last read gave (on a change).
 const ATTEMPTS: usize = 3;
 
 /// A failure that ends the whole run (procps-ng exits at once).
@@ -206,7 +210,8 @@ pub fn render_process(
 /// read through `dir`. Nothing is written unless the map read is the
 /// whole map of the program the header names: the table is built in
 /// memory, then judged (see `proc::pid_dir::judge_read`); a process that
-/// exec'd meanwhile is read again.
+/// exec'd meanwhile, or whose rows came out of order because the map
+/// changed during the read, is read again.
 fn render_in(
     out: &mut impl Write,
     dir: &PidDir,
@@ -243,13 +248,22 @@ fn render_in(
         };
         let mut buf = Vec::new();
         let mut cols = columns.clone();
-        let end = match read_table(&mut buf, maps_dir, info, opts, &mut cols)? {
+        let last_try = attempt + 1 == ATTEMPTS;
+        let mut overlaps = 0;
+        let end = match read_table(&mut buf, maps_dir, info, opts, &mut cols, last_try)? {
             Table::Unreadable => {
                 out.write_all(&buf)?;
                 return Ok(Rendered::Unreadable);
             }
             Table::Gone => ReadEnd::Exited,
-            Table::Read { file, rows, whole } if whole => {
+            Table::Raced => ReadEnd::Changed,
+            Table::Read {
+                file,
+                rows,
+                whole,
+                dropped,
+            } if whole => {
+                overlaps = dropped;
                 judge_read(maps_dir, &file, &before, rows)
             }
             // Stopped at the end of the -A range: the rows up to it were
@@ -263,6 +277,9 @@ fn render_in(
             ReadEnd::Complete => {
                 out.write_all(&buf)?;
                 *columns = cols;
+                if overlaps > 0 {
+                    return Ok(Rendered::Overlaps(overlaps));
+                }
                 return Ok(Rendered::Shown);
             }
             ReadEnd::Exited => return Ok(Rendered::Vanished),
@@ -286,12 +303,18 @@ enum Table {
     Unreadable,
     /// The process was reaped during the read (ESRCH).
     Gone,
+    /// A row started below the end of the row before it: the map changed
+    /// while it was read (the kernel resumes each read at the last
+    /// address shown, and a region there may have grown meanwhile).
+    Raced,
     /// Rows were read from `file` (a second descriptor of the file read,
-    /// for `judge_read`); `whole` unless the -A range ended the read early.
+    /// for `judge_read`); `whole` unless the -A range ended the read early;
+    /// `dropped` rows overlapped an earlier one and were left out.
     Read {
         file: File,
         rows: usize,
         whole: bool,
+        dropped: usize,
     },
 }
 
@@ -300,14 +323,51 @@ fn gone(e: &io::Error) -> bool {
     matches!(e.raw_os_error(), Some(libc::ESRCH | libc::ENOENT))
 }
 
+/// Keeps the rows of one read in address order without overlaps.
+struct Order {
+    prev_end: u64,
+    /// Leave overlapping rows out instead of giving up on the read.
+    drop_overlaps: bool,
+    dropped: usize,
+}
+
+/// One step of a read.
+enum Step {
+    Row,
+    End,
+    Cut(Table),
+}
+
+enum Admit {
+    Keep,
+    Skip,
+    Raced,
+}
+
+impl Order {
+    fn admit(&mut self, r: &Region) -> Admit {
+        if r.start < self.prev_end {
+            if !self.drop_overlaps {
+                return Admit::Raced;
+            }
+            self.dropped += 1;
+            return Admit::Skip;
+        }
+        self.prev_end = r.end;
+        Admit::Keep
+    }
+}
+
 /// Prints the header and table of `info` into `out`, reading `dir`'s
-/// maps or smaps.
+/// maps or smaps. With `last_try`, rows that overlap an earlier row are
+/// left out rather than the read given up.
 fn read_table(
     out: &mut Vec<u8>,
     dir: &PidDir,
     info: &ProcessInfo,
     opts: &Options,
     columns: &mut SmapsColumns,
+    last_try: bool,
 ) -> Result<Table, Fatal> {
     print_process_line(out, info)?;
     let file = if opts.format.uses_smaps() {
@@ -324,31 +384,46 @@ fn read_table(
     let probe = f
         .try_clone()
         .map_err(|e| Fatal::Message(format!("{path}: cannot duplicate the descriptor: {e}")))?;
-    // A process reaped mid-read fails the read with ESRCH: not bad data.
-    let mut reaped = false;
-    let mut bad_data = |e: io::Error| {
-        if gone(&e) {
-            reaped = true;
-            None
-        } else {
-            Some(Fatal::Message(format!("{path}: {e}")))
+    let mut order = Order {
+        prev_end: 0,
+        drop_overlaps: last_try,
+        dropped: 0,
+    };
+    // The next row, or None at the end. A process reaped mid-read fails
+    // the read with ESRCH: not bad data.
+    let next = |got: io::Result<bool>| -> Result<Step, Fatal> {
+        match got {
+            Ok(true) => Ok(Step::Row),
+            Ok(false) => Ok(Step::End),
+            Err(e) if gone(&e) => Ok(Step::Cut(Table::Gone)),
+            Err(e) => Err(Fatal::Message(format!("{path}: {e}"))),
         }
     };
     let mut rows = 0usize;
     let mut whole = true;
+    // Set when the read ended early (Gone or Raced).
+    let mut cut: Option<Table> = None;
     match &opts.format {
         Format::Default | Format::Device => {
             let mut reader = MapsReader::new(Prefetch::new(f));
             let mut t = MapsTable::begin(out, opts, info)?;
             let mut r = Region::default();
             loop {
-                match reader.next_into(&mut r) {
-                    Ok(true) => {}
-                    Ok(false) => break,
-                    Err(e) => match bad_data(e) {
-                        Some(fatal) => return Err(fatal),
-                        None => break,
-                    },
+                match next(reader.next_into(&mut r))? {
+                    Step::Row => {}
+                    Step::End => break,
+                    Step::Cut(end) => {
+                        cut = Some(end);
+                        break;
+                    }
+                }
+                match order.admit(&r) {
+                    Admit::Keep => {}
+                    Admit::Skip => continue,
+                    Admit::Raced => {
+                        cut = Some(Table::Raced);
+                        break;
+                    }
                 }
                 rows += 1;
                 if t.row(&r)? == Row::Stop {
@@ -363,13 +438,21 @@ fn read_table(
             let mut t = ExtendedTable::begin(out, opts, info)?;
             let mut e = SmapsEntry::default();
             loop {
-                match reader.next_into(&mut e) {
-                    Ok(true) => {}
-                    Ok(false) => break,
-                    Err(err) => match bad_data(err) {
-                        Some(fatal) => return Err(fatal),
-                        None => break,
-                    },
+                match next(reader.next_into(&mut e))? {
+                    Step::Row => {}
+                    Step::End => break,
+                    Step::Cut(end) => {
+                        cut = Some(end);
+                        break;
+                    }
+                }
+                match order.admit(&e.region) {
+                    Admit::Keep => {}
+                    Admit::Skip => continue,
+                    Admit::Raced => {
+                        cut = Some(Table::Raced);
+                        break;
+                    }
                 }
                 rows += 1;
                 if t.row(&e)? == Row::Stop {
@@ -384,13 +467,21 @@ fn read_table(
             let mut t = SmapsTable::new(opts, columns);
             let mut e = SmapsEntry::default();
             loop {
-                match reader.next_into(&mut e) {
-                    Ok(true) => {}
-                    Ok(false) => break,
-                    Err(err) => match bad_data(err) {
-                        Some(fatal) => return Err(fatal),
-                        None => break,
-                    },
+                match next(reader.next_into(&mut e))? {
+                    Step::Row => {}
+                    Step::End => break,
+                    Step::Cut(end) => {
+                        cut = Some(end);
+                        break;
+                    }
+                }
+                match order.admit(&e.region) {
+                    Admit::Keep => {}
+                    Admit::Skip => continue,
+                    Admit::Raced => {
+                        cut = Some(Table::Raced);
+                        break;
+                    }
                 }
                 rows += 1;
                 t.add(&e).map_err(|err| match err {
@@ -398,18 +489,19 @@ fn read_table(
                     other => Fatal::Message(format!("ERROR: {other}")),
                 })?;
             }
-            if !reaped {
+            if cut.is_none() {
                 t.print(out)?;
             }
         }
     }
-    if reaped {
-        return Ok(Table::Gone);
+    if let Some(end) = cut {
+        return Ok(end);
     }
     Ok(Table::Read {
         file: probe,
         rows,
         whole,
+        dropped: order.dropped,
     })
 }
 
@@ -694,6 +786,12 @@ fn run_pids(
     for (dir, info) in &found {
         match render_in(out, dir, info, &opts, &mut columns)? {
             Rendered::Shown => {}
+            Rendered::Overlaps(n) => ctx.warn(&format!(
+                "process {} changed its memory map during each of the {ATTEMPTS} reads; \
+                 the table shows the last read, less {n} regions that overlapped regions \
+                 read before them",
+                info.pid
+            )),
             Rendered::Unreadable => status |= 1,
             Rendered::Missing | Rendered::Vanished => {
                 ctx.warn(&format!(
