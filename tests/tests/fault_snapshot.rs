@@ -184,30 +184,14 @@ fn target_killed_mid_read_never_prints_a_partial_table() {
     eprintln!("kills during the read, by mode:\n{}", report.join("\n"));
 }
 
-/// A target that changes its map all the time (trace_storm: tens of
-/// thousands of mmap/mprotect/munmap calls a second). Reading its smaps
-/// takes many read() calls, and the map changes between them: regions
-/// seen twice or overlapping. pmap must exit 0 in every mode with rows
-/// sorted and non-overlapping, and totals equal to the rows printed.
-#[test]
-fn map_changing_during_the_read_gives_consistent_tables() {
-    let mut storm = Command::new(workload_bin("trace_storm"))
-        .args(["--rounds", "1", "--per-round", "100000000000"])
-        .stdin(Stdio::piped())
-        .stdout(Stdio::null())
-        .spawn()
-        .expect("trace_storm starts");
-    let pid = storm.id();
-    let mut go = storm.stdin.take().expect("piped stdin");
-    writeln!(go).expect("start the storm");
-    drop(go);
-    std::thread::sleep(Duration::from_millis(200));
-
-    // How often a plain read of the file sees the map change under it:
-    // proof that the target does what this test needs.
+/// How often plain reads of `/proc/PID/smaps` see rows overlap (the map
+/// changed between two read() calls): proof that a target races.
+fn racing_reads(pid: u32, tries: u32) -> u32 {
     let mut raced_reads = 0;
-    for _ in 0..200 {
-        let text = std::fs::read_to_string(format!("/proc/{pid}/smaps")).expect("storm's smaps");
+    for _ in 0..tries {
+        let Ok(text) = std::fs::read_to_string(format!("/proc/{pid}/smaps")) else {
+            continue;
+        };
         let mut prev_end = 0u64;
         let mut raced = false;
         for l in text.lines() {
@@ -225,31 +209,71 @@ fn map_changing_during_the_read_gives_consistent_tables() {
         }
         raced_reads += u32::from(raced);
     }
+    raced_reads
+}
 
-    let runs = 100;
-    let mut warned = 0;
-    for mode in MODES {
-        for run in 0..runs {
-            let out = pmap(mode, pid).output().expect("pmap runs");
-            let stdout = String::from_utf8_lossy(&out.stdout);
-            let stderr = String::from_utf8_lossy(&out.stderr);
-            let what = format!("{mode} run {run}: {:?}, stderr {stderr:?}", out.status);
-            assert!(out.status.success(), "{what}");
-            assert!(!stderr.contains("panicked"), "{what}");
-            if !stderr.is_empty() {
-                assert!(stderr.contains("changed its memory map"), "{what}");
-                warned += 1;
+/// Targets that change their map all the time: trace_storm (tens of
+/// thousands of mmap/mprotect/munmap calls a second) and many_maps
+/// --churn (pages flipping between read-only and writable, so regions
+/// merge and split). Reading smaps takes many read() calls, and the map
+/// changes between them: a region seen twice, or overlapping the one
+/// before. pmap must exit 0 in every mode with rows sorted and
+/// non-overlapping, and totals equal to the rows printed.
+#[test]
+fn map_changing_during_the_read_gives_consistent_tables() {
+    let targets: [(&str, &[&str]); 2] = [
+        (
+            "trace_storm",
+            &["--rounds", "1", "--per-round", "100000000000"],
+        ),
+        ("many_maps", &["400", "--churn", "100000000"]),
+    ];
+    let runs = 60;
+    let mut report = Vec::new();
+    for (bin, args) in targets {
+        let mut target = Command::new(workload_bin(bin))
+            .args(args)
+            .stdin(Stdio::piped())
+            .stdout(Stdio::null())
+            .spawn()
+            .unwrap_or_else(|e| panic!("{bin} starts: {e}"));
+        let pid = target.id();
+        let mut go = target.stdin.take().expect("piped stdin");
+        // many_maps reads its go line after mapping; the storm at once.
+        std::thread::sleep(Duration::from_millis(300));
+        writeln!(go).expect("start the changes");
+        drop(go);
+        std::thread::sleep(Duration::from_millis(100));
+        let raced = racing_reads(pid, 200);
+        let mut warned = 0;
+        for mode in MODES {
+            for run in 0..runs {
+                let out = pmap(mode, pid).output().expect("pmap runs");
+                let stdout = String::from_utf8_lossy(&out.stdout);
+                let stderr = String::from_utf8_lossy(&out.stderr);
+                let what = format!(
+                    "{bin} {mode} run {run}: {:?}, stderr {stderr:?}",
+                    out.status
+                );
+                assert!(out.status.success(), "{what}");
+                assert!(!stderr.contains("panicked"), "{what}");
+                if !stderr.is_empty() {
+                    assert!(stderr.contains("changed its memory map"), "{what}");
+                    warned += 1;
+                }
+                let got =
+                    pmap_table::parse(mode, &stdout).unwrap_or_else(|e| panic!("{what}: {e}"));
+                got.check_consistent()
+                    .unwrap_or_else(|e| panic!("{what}: {e}\n{stdout}"));
             }
-            let got = pmap_table::parse(mode, &stdout).unwrap_or_else(|e| panic!("{what}: {e}"));
-            got.check_consistent()
-                .unwrap_or_else(|e| panic!("{what}: {e}\n{stdout}"));
         }
+        let _ = target.kill();
+        let _ = target.wait();
+        report.push(format!(
+            "{bin}: plain reads of smaps with overlapping rows {raced}/200; \
+             pmap runs that fell back to dropping overlaps {warned}/{}",
+            runs * MODES.len()
+        ));
     }
-    let _ = storm.kill();
-    let _ = storm.wait();
-    eprintln!(
-        "plain reads of the storm's smaps that saw overlapping rows: {raced_reads}/200; \
-         pmap runs that fell back to dropping overlaps: {warned}/{}",
-        runs * MODES.len()
-    );
+    eprintln!("{}", report.join("\n"));
 }
