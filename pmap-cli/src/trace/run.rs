@@ -312,8 +312,15 @@ impl<W: Write> Tracer<'_, W> {
     /// Re-reads process `i` from the kernel and prints what differed as a
     /// delta with `cause` (a resync after loss, or a poll).
     fn reread(&mut self, i: usize, cause: super::session::Cause) -> Result<()> {
-        match self.sessions[i].resync() {
-            Ok(change) if !change.is_empty() => {
+        match self.sessions[i].reread() {
+            Ok((change, true)) => {
+                // An execve the events did not show (poll, or lost).
+                self.printer.exec(self.sessions[i].pid)?;
+                let d = self.sessions[i].delta(0, 0, super::session::Cause::Exec, change);
+                self.print_delta(&d)?;
+                self.table(i, "exec")?;
+            }
+            Ok((change, false)) if !change.is_empty() => {
                 let d = self.sessions[i].delta(0, 0, cause, change);
                 self.print_delta(&d)?;
             }

@@ -11,7 +11,7 @@ use super::{
     query::{KernelView, is_gone},
     syscalls::{Affected, Call, affected},
 };
-use crate::region::Region;
+use crate::{proc::pid_dir::PidDir, region::Region};
 
 /// Why a delta happened.
 #[derive(Clone, Debug)]
@@ -70,8 +70,10 @@ struct StatInfo {
     start_brk: u64,
 }
 
-fn read_stat(pid: u32) -> io::Result<StatInfo> {
-    let raw = std::fs::read(format!("/proc/{pid}/stat"))?;
+/// Reads `stat` through the process's own `/proc` directory: it fails once
+/// the process is reaped, even if its id is given to a new process.
+fn read_stat(dir: &PidDir) -> io::Result<StatInfo> {
+    let raw = dir.read("stat")?;
     // The command name (field 2) may hold spaces and parentheses: fields
     // are counted after its last ')'.
     let close = raw
@@ -94,12 +96,18 @@ fn read_stat(pid: u32) -> io::Result<StatInfo> {
 
 /// The `[vsyscall]` page is not in the VMA tree, so PROCMAP_QUERY never
 /// returns it; `/proc/PID/maps` prints it last. Read it from there.
-fn read_gate(pid: u32) -> Option<Region> {
-    let maps = std::fs::read(format!("/proc/{pid}/maps")).ok()?;
+fn read_gate(dir: &PidDir) -> Option<Region> {
+    let maps = dir.read("maps").ok()?;
     let last = maps.trim_ascii_end().rsplit(|&b| b == b'\n').next()?;
     crate::proc::maps::parse_line(last)
         .ok()
         .filter(|r| r.name == b"[vsyscall]")
+}
+
+/// A view of the address space the process has now, through its own
+/// directory.
+fn open_view(dir: &PidDir) -> io::Result<KernelView> {
+    KernelView::from_file(dir.open_file("maps")?)
 }
 
 /// The main stack grows on page faults, with no syscall.
@@ -163,6 +171,9 @@ fn open_error(pid: u32, e: io::Error) -> OpenError {
 
 pub struct Session {
     pub pid: u32,
+    /// `/proc/PID`, held open: every later read goes through it, so none
+    /// can reach a new process given the same id.
+    dir: PidDir,
     view: KernelView,
     model: RegionModel,
     gate: Option<Region>,
@@ -176,15 +187,18 @@ pub struct Session {
 impl Session {
     /// Opens the process and takes the seed snapshot.
     pub fn open(pid: u32) -> Result<Session, OpenError> {
-        let stat = read_stat(pid).map_err(|e| open_error(pid, e))?;
-        let mut view = KernelView::open(pid).map_err(|e| open_error(pid, e))?;
+        let dir = PidDir::open(pid).map_err(|e| open_error(pid, e))?;
+        let stat = read_stat(&dir).map_err(|e| open_error(pid, e))?;
+        let mut view = open_view(&dir).map_err(|e| open_error(pid, e))?;
         let regions = view.all().map_err(|e| open_error(pid, e))?;
         let model = RegionModel::new(regions);
+        let gate = read_gate(&dir);
         let mut s = Session {
             pid,
+            dir,
             view,
             model,
-            gate: read_gate(pid),
+            gate,
             start_time: stat.start_time,
             start_brk: stat.start_brk,
             stats: Stats::default(),
@@ -211,7 +225,7 @@ impl Session {
     /// Whether the process is still the one we opened (not exited, not a
     /// reused PID).
     pub fn still_same_process(&self) -> bool {
-        matches!(read_stat(self.pid),
+        matches!(read_stat(&self.dir),
             Ok(s) if s.start_time == self.start_time && s.state != b'Z' && s.state != b'X')
     }
 
@@ -248,6 +262,32 @@ impl Session {
         let change = self.model.replace_all(fresh);
         self.account(&change);
         Ok(change)
+    }
+
+    /// Like [`Session::resync`], for the poll backend and after lost
+    /// events, where an execve may have gone unseen: if the address space
+    /// the view was opened on is gone but the process is the same, it
+    /// exec'd; the view is reopened and the new map read. Returns what
+    /// differed and whether the process exec'd. Fails (ESRCH) if the
+    /// process exited: the new map of a reused id is never read.
+    pub fn reread(&mut self) -> io::Result<(Change, bool)> {
+        match self.resync() {
+            Err(e) if is_gone(&e) && self.still_same_process() => {
+                self.reopen()?;
+                Ok((self.resync()?, true))
+            }
+            other => other.map(|c| (c, false)),
+        }
+    }
+
+    /// After an execve: a view, gate and brk of the new address space.
+    fn reopen(&mut self) -> io::Result<()> {
+        self.view = open_view(&self.dir)?;
+        self.gate = read_gate(&self.dir);
+        if let Ok(stat) = read_stat(&self.dir) {
+            self.start_brk = stat.start_brk;
+        }
+        Ok(())
     }
 
     /// Compares the model with the kernel before a table is printed, and
@@ -354,7 +394,7 @@ impl Session {
     /// Whether task `tid` is a thread of this process (else a forked child
     /// process, or gone already).
     pub fn note_new_task(&mut self, tid: u32) -> bool {
-        let thread = std::path::Path::new(&format!("/proc/{}/task/{tid}", self.pid)).exists();
+        let thread = self.dir.open_file(&format!("task/{tid}")).is_ok();
         if thread {
             self.stats.threads_started += 1;
         } else {
@@ -366,14 +406,21 @@ impl Session {
     /// Applies one event. Returns the delta to print, if the map changed
     /// (or the call failed and `keep_failed` is set).
     pub fn apply(&mut self, ev: &Event, keep_failed: bool) -> io::Result<Option<Delta>> {
+        // Events for this id after the process exited come from a new
+        // process that reuses it: none of its history is ours.
+        if self.exited {
+            return Ok(None);
+        }
         match ev.kind {
             kind::EXEC => {
-                // The open maps file belongs to the old address space.
-                self.view = KernelView::open(self.pid)?;
-                self.gate = read_gate(self.pid);
-                if let Ok(stat) = read_stat(self.pid) {
-                    self.start_brk = stat.start_brk;
+                // Exited since (its exit event may have been lost): a new
+                // process has the id, and its exec is not ours.
+                if !self.still_same_process() {
+                    self.exited = true;
+                    return Ok(None);
                 }
+                // The open maps file belongs to the old address space.
+                self.reopen()?;
                 let change = self.resync()?;
                 return Ok(Some(self.delta(ev.tid, ev.exit_ns, Cause::Exec, change)));
             }
