@@ -365,7 +365,12 @@ pub fn run(args: TraceArgs, range: Range, render: &mut TableRenderer) -> Result<
         .enable_all()
         .build()
         .context("starting the event loop failed")?;
-    match rt.block_on(trace(args, range, render)) {
+    let result = rt.block_on(trace(args, range, render));
+    // Reading a terminal (Enter prints a table) blocks a thread in read(2)
+    // that nothing can wake: dropping the runtime would wait for it, and
+    // the tracer would hang at exit until the next keypress.
+    rt.shutdown_background();
+    match result {
         Err(e) if is_broken_pipe(&e) => Ok(0),
         other => other,
     }
