@@ -141,6 +141,8 @@ pub struct Unconfirmed {
 #[derive(Debug)]
 pub enum OpenError {
     NoProcess(u32),
+    /// A kernel thread or a zombie: no address space to trace.
+    NoMap(u32, &'static str),
     Access(u32, io::Error),
     Other(u32, io::Error),
 }
@@ -149,6 +151,9 @@ impl std::fmt::Display for OpenError {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
         match self {
             OpenError::NoProcess(pid) => write!(f, "no process {pid}"),
+            OpenError::NoMap(pid, what) => {
+                write!(f, "process {pid} is {what}: it has no memory map to trace")
+            }
             OpenError::Access(pid, e) => write!(
                 f,
                 "cannot read the memory map of process {pid} ({e}): tracing needs the same \
@@ -190,7 +195,18 @@ impl Session {
         let dir = PidDir::open(pid).map_err(|e| open_error(pid, e))?;
         let stat = read_stat(&dir).map_err(|e| open_error(pid, e))?;
         let mut view = open_view(&dir).map_err(|e| open_error(pid, e))?;
-        let regions = view.all().map_err(|e| open_error(pid, e))?;
+        let regions = view.all().map_err(|e| {
+            // ESRCH: the process has no address space (any more).
+            match dir.stat() {
+                Ok(st) if is_gone(&e) && st.kernel_thread => {
+                    OpenError::NoMap(pid, "a kernel thread")
+                }
+                Ok(st) if is_gone(&e) && st.is_dead() => {
+                    OpenError::NoMap(pid, "exiting or a zombie")
+                }
+                _ => open_error(pid, e),
+            }
+        })?;
         let model = RegionModel::new(regions);
         let gate = read_gate(&dir);
         let mut s = Session {
