@@ -24,6 +24,17 @@ const MODES: [&str; 4] = ["", "-x", "-X", "-XX"];
 /// long enough to kill it in the middle.
 const MAPS: &str = "20000";
 
+/// A child killed and reaped when dropped, so a failing test leaves no
+/// busy target behind.
+struct Killed(Child);
+
+impl Drop for Killed {
+    fn drop(&mut self) {
+        let _ = self.0.kill();
+        let _ = self.0.wait();
+    }
+}
+
 fn many_maps() -> Child {
     let mut child = Command::new(workload_bin("many_maps"))
         .arg(MAPS)
@@ -101,8 +112,8 @@ fn target_killed_mid_read_never_prints_a_partial_table() {
 
         let mut seen = Outcomes::default();
         for run in 0..runs_per_mode {
-            let mut target = many_maps();
-            let pid = target.id();
+            let mut target = Killed(many_maps());
+            let pid = target.0.id();
             let reader = pmap(mode, pid)
                 .stdout(Stdio::piped())
                 .stderr(Stdio::piped())
@@ -112,12 +123,12 @@ fn target_killed_mid_read_never_prints_a_partial_table() {
             // would have finished.
             let span = took.as_micros() as u64 * 5 / 4 + 1;
             std::thread::sleep(Duration::from_micros(rng.next() % span));
-            let _ = target.kill();
+            let _ = target.0.kill();
             if run % 2 == 0 {
-                let _ = target.wait();
+                let _ = target.0.wait();
             }
             let out = reader.wait_with_output().expect("pmap finishes");
-            let _ = target.wait();
+            drop(target);
             let stdout = String::from_utf8_lossy(&out.stdout);
             let stderr = String::from_utf8_lossy(&out.stderr);
             let code = out.status.code();
@@ -226,19 +237,21 @@ fn map_changing_during_the_read_gives_consistent_tables() {
             "trace_storm",
             &["--rounds", "1", "--per-round", "100000000000"],
         ),
-        ("many_maps", &["400", "--churn", "100000000"]),
+        ("many_maps", &["12", "--churn", "100000000"]),
     ];
     let runs = 60;
     let mut report = Vec::new();
     for (bin, args) in targets {
-        let mut target = Command::new(workload_bin(bin))
-            .args(args)
-            .stdin(Stdio::piped())
-            .stdout(Stdio::null())
-            .spawn()
-            .unwrap_or_else(|e| panic!("{bin} starts: {e}"));
-        let pid = target.id();
-        let mut go = target.stdin.take().expect("piped stdin");
+        let mut target = Killed(
+            Command::new(workload_bin(bin))
+                .args(args)
+                .stdin(Stdio::piped())
+                .stdout(Stdio::null())
+                .spawn()
+                .unwrap_or_else(|e| panic!("{bin} starts: {e}")),
+        );
+        let pid = target.0.id();
+        let mut go = target.0.stdin.take().expect("piped stdin");
         // many_maps reads its go line after mapping; the storm at once.
         std::thread::sleep(Duration::from_millis(300));
         writeln!(go).expect("start the changes");
@@ -267,8 +280,7 @@ fn map_changing_during_the_read_gives_consistent_tables() {
                     .unwrap_or_else(|e| panic!("{what}: {e}\n{stdout}"));
             }
         }
-        let _ = target.kill();
-        let _ = target.wait();
+        drop(target);
         report.push(format!(
             "{bin}: plain reads of smaps with overlapping rows {raced}/200; \
              pmap runs that fell back to dropping overlaps {warned}/{}",
