@@ -35,5 +35,6 @@ pub fn workload_bin(name: &str) -> PathBuf {
     dir.join(name)
 }
 
+pub mod pmap_table;
 pub mod trace_harness;
 pub mod views_util;

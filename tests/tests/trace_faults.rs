@@ -9,14 +9,17 @@ use pmap_tests::pmap_bin;
 
 /// A target that exits and stays a zombie (its parent, this test, does not
 /// reap it yet): the tracer must see the process is gone, print the
-/// summary and exit 0, not wait for its --duration.
+/// summary and exit 0, not wait for its --duration. With a poll interval
+/// longer than that, only the liveness check (a zombie is not alive) can
+/// end the trace in time.
 #[test]
 fn zombie_target_ends_the_trace() {
-    for backend in ["ebpf", "poll"] {
+    for (backend, interval) in [("ebpf", "0.1"), ("poll", "0.1"), ("poll", "30")] {
         let mut child = Command::new("sleep").arg("0.5").spawn().expect("sleep");
         let started = Instant::now();
         let out = Command::new(pmap_bin())
             .args(["trace", "--backend", backend, "--duration", "20"])
+            .args(["--poll-interval", interval])
             .arg(child.id().to_string())
             .output()
             .expect("pmap runs");

@@ -7,7 +7,9 @@
 //! whether the locale's charset is UTF-8), `[comm]` when the command line is
 //! empty (kernel threads), `[comm] <defunct>` for zombies, `?` if nothing.
 
-use std::{fs, io::Read, sync::OnceLock};
+use std::{io::Read, sync::OnceLock};
+
+use super::pid_dir::PidDir;
 
 /// The per-process facts pmap needs before it reads the regions.
 #[derive(Clone, Debug, PartialEq, Eq)]
@@ -29,17 +31,23 @@ const CMDLINE_MAX: usize = 128 * 1024 - 1;
 /// Reads what pmap's header needs, or `None` if the process does not exist
 /// (any more), exactly when procps-ng would skip it.
 pub fn fetch(pid: u32) -> Option<ProcessInfo> {
-    let dir = format!("/proc/{pid}");
+    fetch_in(&PidDir::open(pid).ok()?)
+}
+
+/// Like [`fetch`], reading every file through `dir`, so that all of them
+/// describe one process even if its id is reused meanwhile.
+pub fn fetch_in(dir: &PidDir) -> Option<ProcessInfo> {
+    let pid = dir.pid();
     // The thread group id (pmap on a thread id shows its process).
-    let tgid = fs::read(format!("{dir}/status"))
+    let tgid = dir
+        .read("status")
         .ok()
         .and_then(|s| tgid_from_status(&s))
         .unwrap_or(pid);
-    fs::metadata(&dir).ok()?;
-    let stat = fs::read(format!("{dir}/stat")).ok()?;
+    let stat = dir.read("stat").ok()?;
     let stat = parse_stat(&stat);
     let utf8 = locale_is_utf8;
-    let raw = read_cmdline(&dir);
+    let raw = read_cmdline(dir);
     let mut cmdline = match raw {
         Some(raw) => escape_str(&raw, utf8),
         None => {
@@ -122,9 +130,9 @@ fn parse_stat(stat: &[u8]) -> Stat {
 
 /// The command line as libproc2's `read_unvectored` leaves it: `None` if
 /// empty (or unreadable), else the text up to the first remaining NUL.
-fn read_cmdline(dir: &str) -> Option<Vec<u8>> {
+fn read_cmdline(dir: &PidDir) -> Option<Vec<u8>> {
     let mut buf = Vec::new();
-    let file = fs::File::open(format!("{dir}/cmdline")).ok()?;
+    let file = dir.open_file("cmdline").ok()?;
     // A read error keeps what was read so far, as libproc2 does.
     let _ = file.take(CMDLINE_MAX as u64).read_to_end(&mut buf);
     cmdline_from_raw(buf)

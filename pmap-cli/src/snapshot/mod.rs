@@ -25,6 +25,7 @@ use crate::{
     proc::{
         lines::LineReader,
         maps::MapsReader,
+        pid_dir::{PidDir, ReadEnd, judge_read},
         prefetch::Prefetch,
         process::{self, ProcessInfo},
         shm,
@@ -143,7 +144,21 @@ pub enum Rendered {
     Unreadable,
     /// No such process: nothing printed (procps exit status 42).
     Missing,
+    /// The process exited while its map was read: nothing printed, since
+    /// what was read may be only part of the map (exit status 42, as for a
+    /// process that did not exist).
+    Vanished,
+    /// The process replaced its program (execve) every time its map was
+    /// read: nothing printed (exit status bit 1).
+    Unsettled,
+    /// Table printed, but the map changed during every read: this many
+    /// rows that overlapped an earlier row of the same read were left out.
+    Overlaps(usize),
 }
+
+/// Reads of a process whose map or program keeps changing before giving
+/// up (on an exec) or printing what the last read gave (on a change).
+const ATTEMPTS: usize = 3;
 
 /// A failure that ends the whole run (procps-ng exits at once).
 #[derive(Debug)]
@@ -169,9 +184,12 @@ pub fn render_pid(
     opts: &Options,
     columns: &mut SmapsColumns,
 ) -> Result<Rendered, Fatal> {
-    match process::fetch(pid) {
+    let Ok(dir) = PidDir::open(pid) else {
+        return Ok(Rendered::Missing);
+    };
+    match process::fetch_in(&dir) {
         None => Ok(Rendered::Missing),
-        Some(info) => render_process(out, &info, opts, columns),
+        Some(info) => render_in(out, &dir, &info, opts, columns),
     }
 }
 
@@ -182,25 +200,234 @@ pub fn render_process(
     opts: &Options,
     columns: &mut SmapsColumns,
 ) -> Result<Rendered, Fatal> {
+    match PidDir::open(info.pid) {
+        Ok(dir) => render_in(out, &dir, info, opts, columns),
+        Err(_) => Ok(Rendered::Vanished),
+    }
+}
+
+/// Prints the process of `dir` (looked up as `info`), all of its files
+/// read through `dir`. Nothing is written unless the map read is the
+/// whole map of the program the header names: the table is built in
+/// memory, then judged (see `proc::pid_dir::judge_read`); a process that
+/// exec'd meanwhile, or whose rows came out of order because the map
+/// changed during the read, is read again.
+fn render_in(
+    out: &mut impl Write,
+    dir: &PidDir,
+    info: &ProcessInfo,
+    opts: &Options,
+    columns: &mut SmapsColumns,
+) -> Result<Rendered, Fatal> {
+    let mut fresh;
+    let mut info = info;
+    for attempt in 0..ATTEMPTS {
+        if attempt > 0 {
+            let Some(i) = process::fetch_in(dir) else {
+                return Ok(Rendered::Vanished);
+            };
+            fresh = i;
+            info = &fresh;
+        }
+        // The map is the thread group's: a thread id's own directory
+        // would stop working when that thread ends.
+        let group;
+        let maps_dir = if info.tgid == dir.pid() {
+            dir
+        } else {
+            match thread_group_dir(info.tgid, dir.pid()) {
+                Some(d) => {
+                    group = d;
+                    &group
+                }
+                None => return Ok(Rendered::Vanished),
+            }
+        };
+        let Ok(before) = maps_dir.stat() else {
+            return Ok(Rendered::Vanished);
+        };
+        let mut buf = Vec::new();
+        let mut cols = columns.clone();
+        let last_try = attempt + 1 == ATTEMPTS;
+        let mut overlaps = 0;
+        let end = match read_table(&mut buf, maps_dir, info, opts, &mut cols, last_try)? {
+            Table::Unreadable => {
+                out.write_all(&buf)?;
+                return Ok(Rendered::Unreadable);
+            }
+            Table::Gone => ReadEnd::Exited,
+            Table::Raced => ReadEnd::Changed,
+            Table::Read {
+                file,
+                rows,
+                whole,
+                dropped,
+            } if whole => {
+                overlaps = dropped;
+                judge_read(maps_dir, &file, &before, rows)
+            }
+            // Stopped at the end of the -A range: the rows up to it were
+            // read while the address space lived; check the program only.
+            Table::Read { .. } => match maps_dir.stat() {
+                Ok(a) if !a.is_dead() && a.start_stack != before.start_stack => ReadEnd::Changed,
+                _ => ReadEnd::Complete,
+            },
+        };
+        match end {
+            ReadEnd::Complete => {
+                out.write_all(&buf)?;
+                *columns = cols;
+                if overlaps > 0 {
+                    return Ok(Rendered::Overlaps(overlaps));
+                }
+                return Ok(Rendered::Shown);
+            }
+            ReadEnd::Exited => return Ok(Rendered::Vanished),
+            ReadEnd::Changed => {}
+        }
+    }
+    Ok(Rendered::Unsettled)
+}
+
+/// `/proc/TGID`, if thread `tid` still belongs to it (the id may have
+/// been reused since the thread was looked up).
+fn thread_group_dir(tgid: u32, tid: u32) -> Option<PidDir> {
+    let d = PidDir::open(tgid).ok()?;
+    d.open_file(&format!("task/{tid}")).ok()?;
+    Some(d)
+}
+
+/// What reading one process's table gave.
+enum Table {
+    /// The maps/smaps file could not be opened; `out` holds the header.
+    Unreadable,
+    /// The process was reaped during the read (ESRCH).
+    Gone,
+    /// A row started below the end of the row before it: the map changed
+    /// while it was read (the kernel resumes each read at the last
+    /// address shown, and a region there may have grown meanwhile).
+    Raced,
+    /// Rows were read from `file` (a second descriptor of the file read,
+    /// for `judge_read`); `whole` unless the -A range ended the read early;
+    /// `dropped` rows overlapped an earlier one and were left out.
+    Read {
+        file: File,
+        rows: usize,
+        whole: bool,
+        dropped: usize,
+    },
+}
+
+/// Whether a read failed because the process was reaped meanwhile.
+fn gone(e: &io::Error) -> bool {
+    matches!(e.raw_os_error(), Some(libc::ESRCH | libc::ENOENT))
+}
+
+/// Keeps the rows of one read in address order without overlaps.
+struct Order {
+    prev_end: u64,
+    /// Leave overlapping rows out instead of giving up on the read.
+    drop_overlaps: bool,
+    dropped: usize,
+}
+
+/// One step of a read.
+enum Step {
+    Row,
+    End,
+    Cut(Table),
+}
+
+enum Admit {
+    Keep,
+    Skip,
+    Raced,
+}
+
+impl Order {
+    fn admit(&mut self, r: &Region) -> Admit {
+        if r.start < self.prev_end {
+            if !self.drop_overlaps {
+                return Admit::Raced;
+            }
+            self.dropped += 1;
+            return Admit::Skip;
+        }
+        self.prev_end = r.end;
+        Admit::Keep
+    }
+}
+
+/// Prints the header and table of `info` into `out`, reading `dir`'s
+/// maps or smaps. With `last_try`, rows that overlap an earlier row are
+/// left out rather than the read given up.
+fn read_table(
+    out: &mut Vec<u8>,
+    dir: &PidDir,
+    info: &ProcessInfo,
+    opts: &Options,
+    columns: &mut SmapsColumns,
+    last_try: bool,
+) -> Result<Table, Fatal> {
     print_process_line(out, info)?;
-    let pid = info.tgid;
     let file = if opts.format.uses_smaps() {
         "smaps"
     } else {
         "maps"
     };
-    let path = format!("/proc/{pid}/{file}");
-    let Ok(f) = File::open(&path) else {
-        return Ok(Rendered::Unreadable);
+    let path = format!("/proc/{}/{file}", dir.pid());
+    let f = match dir.open_file(file) {
+        Ok(f) => f,
+        Err(e) if gone(&e) => return Ok(Table::Gone),
+        Err(_) => return Ok(Table::Unreadable),
     };
-    let bad_data = |e: io::Error| Fatal::Message(format!("{path}: {e}"));
+    let probe = f
+        .try_clone()
+        .map_err(|e| Fatal::Message(format!("{path}: cannot duplicate the descriptor: {e}")))?;
+    let mut order = Order {
+        prev_end: 0,
+        drop_overlaps: last_try,
+        dropped: 0,
+    };
+    // The next row, or None at the end. A process reaped mid-read fails
+    // the read with ESRCH: not bad data.
+    let next = |got: io::Result<bool>| -> Result<Step, Fatal> {
+        match got {
+            Ok(true) => Ok(Step::Row),
+            Ok(false) => Ok(Step::End),
+            Err(e) if gone(&e) => Ok(Step::Cut(Table::Gone)),
+            Err(e) => Err(Fatal::Message(format!("{path}: {e}"))),
+        }
+    };
+    let mut rows = 0usize;
+    let mut whole = true;
+    // Set when the read ended early (Gone or Raced).
+    let mut cut: Option<Table> = None;
     match &opts.format {
         Format::Default | Format::Device => {
             let mut reader = MapsReader::new(Prefetch::new(f));
             let mut t = MapsTable::begin(out, opts, info)?;
             let mut r = Region::default();
-            while reader.next_into(&mut r).map_err(bad_data)? {
+            loop {
+                match next(reader.next_into(&mut r))? {
+                    Step::Row => {}
+                    Step::End => break,
+                    Step::Cut(end) => {
+                        cut = Some(end);
+                        break;
+                    }
+                }
+                match order.admit(&r) {
+                    Admit::Keep => {}
+                    Admit::Skip => continue,
+                    Admit::Raced => {
+                        cut = Some(Table::Raced);
+                        break;
+                    }
+                }
+                rows += 1;
                 if t.row(&r)? == Row::Stop {
+                    whole = false;
                     break;
                 }
             }
@@ -210,8 +437,26 @@ pub fn render_process(
             let mut reader = SmapsReader::new(LineReader::new(Prefetch::new(f)));
             let mut t = ExtendedTable::begin(out, opts, info)?;
             let mut e = SmapsEntry::default();
-            while reader.next_into(&mut e).map_err(bad_data)? {
+            loop {
+                match next(reader.next_into(&mut e))? {
+                    Step::Row => {}
+                    Step::End => break,
+                    Step::Cut(end) => {
+                        cut = Some(end);
+                        break;
+                    }
+                }
+                match order.admit(&e.region) {
+                    Admit::Keep => {}
+                    Admit::Skip => continue,
+                    Admit::Raced => {
+                        cut = Some(Table::Raced);
+                        break;
+                    }
+                }
+                rows += 1;
                 if t.row(&e)? == Row::Stop {
+                    whole = false;
                     break;
                 }
             }
@@ -221,16 +466,43 @@ pub fn render_process(
             let mut reader = SmapsReader::new(LineReader::new(Prefetch::new(f)));
             let mut t = SmapsTable::new(opts, columns);
             let mut e = SmapsEntry::default();
-            while reader.next_into(&mut e).map_err(bad_data)? {
+            loop {
+                match next(reader.next_into(&mut e))? {
+                    Step::Row => {}
+                    Step::End => break,
+                    Step::Cut(end) => {
+                        cut = Some(end);
+                        break;
+                    }
+                }
+                match order.admit(&e.region) {
+                    Admit::Keep => {}
+                    Admit::Skip => continue,
+                    Admit::Raced => {
+                        cut = Some(Table::Raced);
+                        break;
+                    }
+                }
+                rows += 1;
                 t.add(&e).map_err(|err| match err {
                     TableError::Io(e) => Fatal::Io(e),
                     other => Fatal::Message(format!("ERROR: {other}")),
                 })?;
             }
-            t.print(out)?;
+            if cut.is_none() {
+                t.print(out)?;
+            }
         }
     }
-    Ok(Rendered::Shown)
+    if let Some(end) = cut {
+        return Ok(end);
+    }
+    Ok(Table::Read {
+        file: probe,
+        rows,
+        whole,
+        dropped: order.dropped,
+    })
 }
 
 /// Where messages go, named as procps-ng names itself.
@@ -494,20 +766,52 @@ fn run_pids(
     if pids.is_empty() {
         return Err(Fatal::Message("library failed pids statistics".into()));
     }
-    // Like procps-ng: look every process up first, then print each.
-    let infos: Vec<ProcessInfo> = pids.iter().filter_map(|&p| process::fetch(p)).collect();
+    // Like procps-ng: look every process up first, then print each. Each
+    // keeps its /proc directory open, so that a process that exits in
+    // between is not confused with a new one given its id.
+    let found: Vec<(PidDir, ProcessInfo)> = pids
+        .iter()
+        .filter_map(|&p| {
+            let dir = PidDir::open(p).ok()?;
+            let info = process::fetch_in(&dir)?;
+            Some((dir, info))
+        })
+        .collect();
     let mut opts = opts.clone();
     if !opts.format.uses_smaps() || opts.format == Format::Extended {
         opts.shm_minor = shm::shm_minor();
     }
     let mut columns = SmapsColumns::default();
     let mut status = 0u8;
-    for info in &infos {
-        if render_process(out, info, &opts, &mut columns)? == Rendered::Unreadable {
-            status |= 1;
+    for (dir, info) in &found {
+        match render_in(out, dir, info, &opts, &mut columns)? {
+            Rendered::Shown => {}
+            Rendered::Overlaps(n) => ctx.warn(&format!(
+                "process {} changed its memory map during each of the {ATTEMPTS} reads; \
+                 the table shows the last read, less {n} regions that overlapped regions \
+                 read before them",
+                info.pid
+            )),
+            Rendered::Unreadable => status |= 1,
+            Rendered::Missing | Rendered::Vanished => {
+                ctx.warn(&format!(
+                    "process {} exited while its memory map was being read; \
+                     nothing is shown for it, since the map read may be incomplete",
+                    info.pid
+                ));
+                status |= 42;
+            }
+            Rendered::Unsettled => {
+                ctx.warn(&format!(
+                    "process {} replaced its program (execve) each of the {ATTEMPTS} times \
+                     its memory map was read; nothing is shown for it, try again",
+                    info.pid
+                ));
+                status |= 1;
+            }
         }
     }
-    if infos.len() < pids.len() {
+    if found.len() < pids.len() {
         status |= 42;
     }
     Ok(status)

@@ -58,7 +58,11 @@ impl KernelView {
     /// Opens `/proc/PID/maps`. Needs the same access as reading it.
     pub fn open(pid: u32) -> io::Result<KernelView> {
         let path = PathBuf::from(format!("/proc/{pid}/maps"));
-        let maps = File::open(&path)?;
+        Self::from_file(File::open(&path)?)
+    }
+
+    /// A view on an already open `/proc/PID/maps`.
+    pub fn from_file(maps: File) -> io::Result<KernelView> {
         let mut view = KernelView {
             maps,
             name_buf: vec![0; NAME_BUF],

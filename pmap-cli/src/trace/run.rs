@@ -52,6 +52,8 @@ struct Tracer<'r, W: Write> {
     show_failed: bool,
     range: Range,
     lost_seen: u64,
+    /// Processes whose exit took them out of the kernel filter.
+    untargeted: Vec<u32>,
     buf: Vec<Event>,
     insight: Insight,
     json: bool,
@@ -118,6 +120,7 @@ impl<W: Write> Tracer<'_, W> {
         buf.clear();
         self.buf = buf;
         self.settle()?;
+        self.untarget_exited();
         self.expire(CONFIRM_GRACE_NS);
         self.check_lost()?;
         self.printer.flush()?;
@@ -345,8 +348,15 @@ impl<W: Write> Tracer<'_, W> {
     /// Re-reads process `i` from the kernel and prints what differed as a
     /// delta with `cause` (a resync after loss, or a poll).
     fn reread(&mut self, i: usize, cause: super::session::Cause) -> Result<()> {
-        match self.sessions[i].resync() {
-            Ok(change) if !change.is_empty() => {
+        match self.sessions[i].reread() {
+            Ok((change, true)) => {
+                // An execve the events did not show (poll, or lost).
+                self.printer.exec(self.sessions[i].pid)?;
+                let d = self.sessions[i].delta(0, 0, super::session::Cause::Exec, change);
+                self.print_delta(&d)?;
+                self.table(i, "exec")?;
+            }
+            Ok((change, false)) if !change.is_empty() => {
                 let d = self.sessions[i].delta(0, 0, cause, change);
                 self.print_delta(&d)?;
             }
@@ -374,7 +384,22 @@ impl<W: Write> Tracer<'_, W> {
                 s.exited = true;
             }
         }
+        self.untarget_exited();
         self.sessions.iter().all(|s| s.exited)
+    }
+
+    /// Takes processes that exited out of the kernel's filter: a new
+    /// process given the same id must send nothing through the ring.
+    fn untarget_exited(&mut self) {
+        let Some(probes) = &mut self.probes else {
+            return;
+        };
+        for s in self.sessions.iter().filter(|s| s.exited) {
+            if !self.untargeted.contains(&s.pid) {
+                probes.remove_target(s.pid);
+                self.untargeted.push(s.pid);
+            }
+        }
     }
 }
 
@@ -391,7 +416,12 @@ pub fn run(args: TraceArgs, range: Range, render: &mut TableRenderer) -> Result<
         .enable_all()
         .build()
         .context("starting the event loop failed")?;
-    match rt.block_on(trace(args, range, render)) {
+    let result = rt.block_on(trace(args, range, render));
+    // Reading a terminal (Enter prints a table) blocks a thread in read(2)
+    // that nothing can wake: dropping the runtime would wait for it, and
+    // the tracer would hang at exit until the next keypress.
+    rt.shutdown_background();
+    match result {
         Err(e) if is_broken_pipe(&e) => Ok(0),
         other => other,
     }
@@ -475,6 +505,7 @@ async fn trace(args: TraceArgs, range: Range, render: &mut TableRenderer) -> Res
         show_failed: args.show_failed,
         range,
         lost_seen: 0,
+        untargeted: Vec::new(),
         buf: Vec::new(),
         insight: Insight::new(InsightOptions {
             stacks: args.stacks,

@@ -14,7 +14,7 @@ use super::{
     ranges::RangeSet,
     syscalls::{Affected, Call, affected, map_shared},
 };
-use crate::region::Region;
+use crate::{proc::pid_dir::PidDir, region::Region};
 
 /// Why a delta happened.
 #[derive(Clone, Debug)]
@@ -80,8 +80,10 @@ struct StatInfo {
     start_brk: u64,
 }
 
-fn read_stat(pid: u32) -> io::Result<StatInfo> {
-    let raw = std::fs::read(format!("/proc/{pid}/stat"))?;
+/// Reads `stat` through the process's own `/proc` directory: it fails once
+/// the process is reaped, even if its id is given to a new process.
+fn read_stat(dir: &PidDir) -> io::Result<StatInfo> {
+    let raw = dir.read("stat")?;
     // The command name (field 2) may hold spaces and parentheses: fields
     // are counted after its last ')'.
     let close = raw
@@ -112,12 +114,18 @@ const IN_FLIGHT_NS: u64 = 50_000_000;
 
 /// The `[vsyscall]` page is not in the VMA tree, so PROCMAP_QUERY never
 /// returns it; `/proc/PID/maps` prints it last. Read it from there.
-fn read_gate(pid: u32) -> Option<Region> {
-    let maps = std::fs::read(format!("/proc/{pid}/maps")).ok()?;
+fn read_gate(dir: &PidDir) -> Option<Region> {
+    let maps = dir.read("maps").ok()?;
     let last = maps.trim_ascii_end().rsplit(|&b| b == b'\n').next()?;
     crate::proc::maps::parse_line(last)
         .ok()
         .filter(|r| r.name == b"[vsyscall]")
+}
+
+/// A view of the address space the process has now, through its own
+/// directory.
+fn open_view(dir: &PidDir) -> io::Result<KernelView> {
+    KernelView::from_file(dir.open_file("maps")?)
 }
 
 /// The main stack grows on page faults, with no syscall.
@@ -151,6 +159,8 @@ pub struct Unconfirmed {
 #[derive(Debug)]
 pub enum OpenError {
     NoProcess(u32),
+    /// A kernel thread or a zombie: no address space to trace.
+    NoMap(u32, &'static str),
     Access(u32, io::Error),
     Other(u32, io::Error),
 }
@@ -159,6 +169,9 @@ impl std::fmt::Display for OpenError {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
         match self {
             OpenError::NoProcess(pid) => write!(f, "no process {pid}"),
+            OpenError::NoMap(pid, what) => {
+                write!(f, "process {pid} is {what}: it has no memory map to trace")
+            }
             OpenError::Access(pid, e) => write!(
                 f,
                 "cannot read the memory map of process {pid} ({e}): tracing needs the same \
@@ -181,6 +194,9 @@ fn open_error(pid: u32, e: io::Error) -> OpenError {
 
 pub struct Session {
     pub pid: u32,
+    /// `/proc/PID`, held open: every later read goes through it, so none
+    /// can reach a new process given the same id.
+    dir: PidDir,
     view: KernelView,
     model: RegionModel,
     gate: Option<Region>,
@@ -197,15 +213,29 @@ pub struct Session {
 impl Session {
     /// Opens the process and takes the seed snapshot.
     pub fn open(pid: u32) -> Result<Session, OpenError> {
-        let stat = read_stat(pid).map_err(|e| open_error(pid, e))?;
-        let mut view = KernelView::open(pid).map_err(|e| open_error(pid, e))?;
-        let regions = view.all().map_err(|e| open_error(pid, e))?;
+        let dir = PidDir::open(pid).map_err(|e| open_error(pid, e))?;
+        let stat = read_stat(&dir).map_err(|e| open_error(pid, e))?;
+        let mut view = open_view(&dir).map_err(|e| open_error(pid, e))?;
+        let regions = view.all().map_err(|e| {
+            // ESRCH: the process has no address space (any more).
+            match dir.stat() {
+                Ok(st) if is_gone(&e) && st.kernel_thread => {
+                    OpenError::NoMap(pid, "a kernel thread")
+                }
+                Ok(st) if is_gone(&e) && st.is_dead() => {
+                    OpenError::NoMap(pid, "exiting or a zombie")
+                }
+                _ => open_error(pid, e),
+            }
+        })?;
         let model = RegionModel::new(regions);
+        let gate = read_gate(&dir);
         let mut s = Session {
             pid,
+            dir,
             view,
             model,
-            gate: read_gate(pid),
+            gate,
             start_time: stat.start_time,
             start_brk: stat.start_brk,
             stats: Stats::default(),
@@ -233,7 +263,7 @@ impl Session {
     /// Whether the process is still the one we opened (not exited, not a
     /// reused PID).
     pub fn still_same_process(&self) -> bool {
-        matches!(read_stat(self.pid),
+        matches!(read_stat(&self.dir),
             Ok(s) if s.start_time == self.start_time && s.state != b'Z' && s.state != b'X')
     }
 
@@ -309,6 +339,32 @@ impl Session {
         let change = self.model.replace_all(fresh);
         self.account(&change);
         Ok(change)
+    }
+
+    /// Like [`Session::resync`], for the poll backend and after lost
+    /// events, where an execve may have gone unseen: if the address space
+    /// the view was opened on is gone but the process is the same, it
+    /// exec'd; the view is reopened and the new map read. Returns what
+    /// differed and whether the process exec'd. Fails (ESRCH) if the
+    /// process exited: the new map of a reused id is never read.
+    pub fn reread(&mut self) -> io::Result<(Change, bool)> {
+        match self.resync() {
+            Err(e) if is_gone(&e) && self.still_same_process() => {
+                self.reopen()?;
+                Ok((self.resync()?, true))
+            }
+            other => other.map(|c| (c, false)),
+        }
+    }
+
+    /// After an execve: a view, gate and brk of the new address space.
+    fn reopen(&mut self) -> io::Result<()> {
+        self.view = open_view(&self.dir)?;
+        self.gate = read_gate(&self.dir);
+        if let Ok(stat) = read_stat(&self.dir) {
+            self.start_brk = stat.start_brk;
+        }
+        Ok(())
     }
 
     /// Compares the model with the kernel before a table is printed, and
@@ -417,7 +473,7 @@ impl Session {
     /// Whether task `tid` is a thread of this process (else a forked child
     /// process, or gone already).
     pub fn note_new_task(&mut self, tid: u32) -> bool {
-        let thread = std::path::Path::new(&format!("/proc/{}/task/{tid}", self.pid)).exists();
+        let thread = self.dir.open_file(&format!("task/{tid}")).is_ok();
         if thread {
             self.stats.threads_started += 1;
         } else {
@@ -486,14 +542,21 @@ impl Session {
         keep_failed: bool,
         later: &LaterCalls,
     ) -> io::Result<Option<Delta>> {
+        // Events for this id after the process exited come from a new
+        // process that reuses it: none of its history is ours.
+        if self.exited {
+            return Ok(None);
+        }
         match ev.kind {
             kind::EXEC => {
-                // The open maps file belongs to the old address space.
-                self.view = KernelView::open(self.pid)?;
-                self.gate = read_gate(self.pid);
-                if let Ok(stat) = read_stat(self.pid) {
-                    self.start_brk = stat.start_brk;
+                // Exited since (its exit event may have been lost): a new
+                // process has the id, and its exec is not ours.
+                if !self.still_same_process() {
+                    self.exited = true;
+                    return Ok(None);
                 }
+                // The open maps file belongs to the old address space.
+                self.reopen()?;
                 let change = self.resync()?;
                 return Ok(Some(self.delta(ev.tid, ev.exit_ns, Cause::Exec, change)));
             }

@@ -1,0 +1,291 @@
+//! Snapshot mode (`pmap`, `-x`, `-X`, `-XX`) against targets that exit or
+//! change while pmap reads them (issue 7: "the target exits mid-read of
+//! smaps", "/proc files that change between two reads").
+//!
+//! The kernel ends `/proc/PID/smaps` early, with no error, when the address
+//! space dies mid-read: pmap must never print such a partial read as if it
+//! were the whole map. And when the map changes between two reads of one
+//! file, the rows must still come out sorted and non-overlapping, with
+//! totals equal to the rows printed.
+//!
+//! Run with `--nocapture` to see how often each race was hit.
+
+use std::{
+    io::{BufRead, BufReader, Write},
+    process::{Child, Command, Stdio},
+    time::{Duration, Instant},
+};
+
+use pmap_tests::{pmap_bin, pmap_table, workload_bin};
+
+const MODES: [&str; 4] = ["", "-x", "-X", "-XX"];
+
+/// Regions of the many_maps target: enough that reading its smaps takes
+/// long enough to kill it in the middle.
+const MAPS: &str = "20000";
+
+/// A child killed and reaped when dropped, so a failing test leaves no
+/// busy target behind.
+struct Killed(Child);
+
+impl Drop for Killed {
+    fn drop(&mut self) {
+        let _ = self.0.kill();
+        let _ = self.0.wait();
+    }
+}
+
+fn many_maps() -> Child {
+    let mut child = Command::new(workload_bin("many_maps"))
+        .arg(MAPS)
+        .stdout(Stdio::piped())
+        .stdin(Stdio::null())
+        .spawn()
+        .expect("many_maps starts");
+    let mut line = String::new();
+    BufReader::new(child.stdout.take().expect("piped stdout"))
+        .read_line(&mut line)
+        .expect("many_maps's ready line");
+    assert!(line.starts_with("ready "), "many_maps said {line:?}");
+    child
+}
+
+fn pmap(mode: &str, pid: u32) -> Command {
+    let mut c = Command::new(pmap_bin());
+    if !mode.is_empty() {
+        c.arg(mode);
+    }
+    c.arg(pid.to_string());
+    c
+}
+
+/// A small xorshift generator: the delays differ from run to run without
+/// a dependency.
+struct Rng(u64);
+impl Rng {
+    fn next(&mut self) -> u64 {
+        self.0 ^= self.0 << 13;
+        self.0 ^= self.0 >> 7;
+        self.0 ^= self.0 << 17;
+        self.0
+    }
+}
+
+/// How one pmap run on a target killed at a random moment ended.
+#[derive(Debug, Default)]
+struct Outcomes {
+    /// The whole table, exit 0.
+    complete: u32,
+    /// The one-line "exited while ... being read" error, exit 42.
+    cut: u32,
+    /// Killed before pmap looked the process up: nothing, exit 42.
+    missing: u32,
+    /// A zombie by the time pmap looked: `[comm] <defunct>` and no rows,
+    /// exit 0 (as procps-ng shows zombies).
+    zombie: u32,
+}
+
+/// A target with 20,000 regions is SIGKILLed at a random moment while
+/// pmap reads it, in every snapshot mode, half the time reaped at once
+/// (the read then fails with ESRCH) and half the time left a zombie (the
+/// file just ends early). pmap must print either the whole table or
+/// nothing and one line saying the process exited, with exit status 42.
+#[test]
+fn target_killed_mid_read_never_prints_a_partial_table() {
+    let mut rng = Rng(u64::from(std::process::id()) << 20 | 0x9e37);
+    let runs_per_mode = 16;
+    let mut report = Vec::new();
+    for mode in MODES {
+        // The whole table of an undisturbed target, and how long it takes.
+        let mut target = many_maps();
+        let started = Instant::now();
+        let full = pmap(mode, target.id()).output().expect("pmap runs");
+        let took = started.elapsed();
+        let _ = target.kill();
+        let _ = target.wait();
+        assert!(full.status.success(), "{mode}: {full:?}");
+        let full = pmap_table::parse(mode, &String::from_utf8_lossy(&full.stdout))
+            .unwrap_or_else(|e| panic!("{mode}: {e}"));
+        full.check_consistent()
+            .unwrap_or_else(|e| panic!("{mode}, undisturbed: {e}"));
+        let want_rows = full.rows.len();
+
+        let mut seen = Outcomes::default();
+        for run in 0..runs_per_mode {
+            let mut target = Killed(many_maps());
+            let pid = target.0.id();
+            let reader = pmap(mode, pid)
+                .stdout(Stdio::piped())
+                .stderr(Stdio::piped())
+                .spawn()
+                .expect("pmap starts");
+            // Anywhere from before pmap looks at the process to after it
+            // would have finished.
+            let span = took.as_micros() as u64 * 5 / 4 + 1;
+            std::thread::sleep(Duration::from_micros(rng.next() % span));
+            let _ = target.0.kill();
+            if run % 2 == 0 {
+                let _ = target.0.wait();
+            }
+            let out = reader.wait_with_output().expect("pmap finishes");
+            drop(target);
+            let stdout = String::from_utf8_lossy(&out.stdout);
+            let stderr = String::from_utf8_lossy(&out.stderr);
+            let code = out.status.code();
+            let what = format!(
+                "{mode} run {run}: exit {code:?}, {} bytes of output, stderr {stderr:?}",
+                stdout.len()
+            );
+            assert!(!stderr.contains("panicked"), "{what}");
+            let defunct = stdout
+                .lines()
+                .next()
+                .is_some_and(|l| l.ends_with("<defunct>"));
+            match code {
+                Some(0) if defunct => {
+                    let rows = stdout
+                        .lines()
+                        .skip(1)
+                        .filter(|l| {
+                            l.split_whitespace()
+                                .next()
+                                .is_some_and(|w| w.len() >= 8 && u64::from_str_radix(w, 16).is_ok())
+                        })
+                        .count();
+                    assert_eq!(rows, 0, "{what}: rows shown for a zombie\n{stdout}");
+                    seen.zombie += 1;
+                }
+                Some(0) => {
+                    let got =
+                        pmap_table::parse(mode, &stdout).unwrap_or_else(|e| panic!("{what}: {e}"));
+                    got.check_consistent()
+                        .unwrap_or_else(|e| panic!("{what}: {e}"));
+                    assert_eq!(
+                        got.rows.len(),
+                        want_rows,
+                        "{what}: a partial table was printed as complete"
+                    );
+                    assert_eq!(stderr, "", "{what}");
+                    seen.complete += 1;
+                }
+                Some(42) if stdout.is_empty() && stderr.is_empty() => seen.missing += 1,
+                Some(42) => {
+                    assert_eq!(stdout, "", "{what}: output for a process that exited");
+                    assert_eq!(
+                        stderr.lines().count(),
+                        1,
+                        "{what}: one line of error expected"
+                    );
+                    assert!(
+                        stderr.starts_with(&format!("pmap: process {pid} exited while")),
+                        "{what}"
+                    );
+                    seen.cut += 1;
+                }
+                _ => panic!("{what}\n{stdout}"),
+            }
+        }
+        report.push(format!("{mode:>3}: {seen:?}"));
+        assert!(
+            seen.cut > 0,
+            "{mode}: the kill never landed during the read in {runs_per_mode} runs \
+             ({seen:?}); the test did not test anything"
+        );
+    }
+    eprintln!("kills during the read, by mode:\n{}", report.join("\n"));
+}
+
+/// How often plain reads of `/proc/PID/smaps` see rows overlap (the map
+/// changed between two read() calls): proof that a target races.
+fn racing_reads(pid: u32, tries: u32) -> u32 {
+    let mut raced_reads = 0;
+    for _ in 0..tries {
+        let Ok(text) = std::fs::read_to_string(format!("/proc/{pid}/smaps")) else {
+            continue;
+        };
+        let mut prev_end = 0u64;
+        let mut raced = false;
+        for l in text.lines() {
+            let Some((range, _)) = l.split_once(' ') else {
+                continue;
+            };
+            let Some((a, b)) = range.split_once('-') else {
+                continue;
+            };
+            let (Ok(a), Ok(b)) = (u64::from_str_radix(a, 16), u64::from_str_radix(b, 16)) else {
+                continue;
+            };
+            raced |= a < prev_end;
+            prev_end = b;
+        }
+        raced_reads += u32::from(raced);
+    }
+    raced_reads
+}
+
+/// Targets that change their map all the time: trace_storm (tens of
+/// thousands of mmap/mprotect/munmap calls a second) and many_maps
+/// --churn (pages flipping between read-only and writable, so regions
+/// merge and split). Reading smaps takes many read() calls, and the map
+/// changes between them: a region seen twice, or overlapping the one
+/// before. pmap must exit 0 in every mode with rows sorted and
+/// non-overlapping, and totals equal to the rows printed.
+#[test]
+fn map_changing_during_the_read_gives_consistent_tables() {
+    let targets: [(&str, &[&str]); 2] = [
+        (
+            "trace_storm",
+            &["--rounds", "1", "--per-round", "100000000000"],
+        ),
+        ("many_maps", &["12", "--churn", "100000000"]),
+    ];
+    let runs = 60;
+    let mut report = Vec::new();
+    for (bin, args) in targets {
+        let mut target = Killed(
+            Command::new(workload_bin(bin))
+                .args(args)
+                .stdin(Stdio::piped())
+                .stdout(Stdio::null())
+                .spawn()
+                .unwrap_or_else(|e| panic!("{bin} starts: {e}")),
+        );
+        let pid = target.0.id();
+        let mut go = target.0.stdin.take().expect("piped stdin");
+        // many_maps reads its go line after mapping; the storm at once.
+        std::thread::sleep(Duration::from_millis(300));
+        writeln!(go).expect("start the changes");
+        drop(go);
+        std::thread::sleep(Duration::from_millis(100));
+        let raced = racing_reads(pid, 200);
+        let mut warned = 0;
+        for mode in MODES {
+            for run in 0..runs {
+                let out = pmap(mode, pid).output().expect("pmap runs");
+                let stdout = String::from_utf8_lossy(&out.stdout);
+                let stderr = String::from_utf8_lossy(&out.stderr);
+                let what = format!(
+                    "{bin} {mode} run {run}: {:?}, stderr {stderr:?}",
+                    out.status
+                );
+                assert!(out.status.success(), "{what}");
+                assert!(!stderr.contains("panicked"), "{what}");
+                if !stderr.is_empty() {
+                    assert!(stderr.contains("changed its memory map"), "{what}");
+                    warned += 1;
+                }
+                let got =
+                    pmap_table::parse(mode, &stdout).unwrap_or_else(|e| panic!("{what}: {e}"));
+                got.check_consistent()
+                    .unwrap_or_else(|e| panic!("{what}: {e}\n{stdout}"));
+            }
+        }
+        drop(target);
+        report.push(format!(
+            "{bin}: plain reads of smaps with overlapping rows {raced}/200; \
+             pmap runs that fell back to dropping overlaps {warned}/{}",
+            runs * MODES.len()
+        ));
+    }
+    eprintln!("{}", report.join("\n"));
+}
