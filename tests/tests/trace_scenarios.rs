@@ -151,7 +151,12 @@ fn burst_gives_each_call_its_own_delta() {
     let mut superseded = 0;
     let mut derived = 0;
     for (header, body) in &burst {
-        if header.contains("(changed again by a later call") {
+        // Where a drain of the ring fell between two calls, the first one's
+        // delta may show the second's effect (marked), and the second then
+        // shows nothing.
+        if header.contains("(changed again by a later call")
+            || header.contains("(map unchanged now)")
+        {
             superseded += 1;
             continue;
         }

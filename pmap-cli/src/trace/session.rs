@@ -675,7 +675,9 @@ impl Session {
             Cause::Syscall(call, Box::new(*ev)),
             change,
         );
-        d.from_arguments = true;
+        // Nothing left to show: an earlier delta, which asked the kernel
+        // after this call, showed its effect already (`map unchanged now`).
+        d.from_arguments = !d.change.is_empty();
         Some(d)
     }
 
