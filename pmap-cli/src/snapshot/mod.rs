@@ -7,6 +7,7 @@
 pub mod getopt;
 pub mod numbers;
 pub mod rc;
+mod spool;
 
 use std::{
     ffi::OsString,
@@ -154,6 +155,10 @@ pub enum Rendered {
     /// Table printed, but the map changed during every read: this many
     /// rows that overlapped an earlier row of the same read were left out.
     Overlaps(usize),
+    /// A table too large to hold back (see `spool`) was printed as it was
+    /// read, and the read was then cut short: the process exited (exit
+    /// status 42), or replaced its program (exit status bit 1), during it.
+    Incomplete { exited: bool },
 }
 
 /// Reads of a process whose map or program keeps changing before giving
@@ -246,13 +251,13 @@ fn render_in(
         let Ok(before) = maps_dir.stat() else {
             return Ok(Rendered::Vanished);
         };
-        let mut buf = Vec::new();
+        let mut buf = spool::Spool::new(&mut *out, spool::HOLD_LIMIT);
         let mut cols = columns.clone();
         let last_try = attempt + 1 == ATTEMPTS;
         let mut overlaps = 0;
         let end = match read_table(&mut buf, maps_dir, info, opts, &mut cols, last_try)? {
             Table::Unreadable => {
-                out.write_all(&buf)?;
+                buf.commit()?;
                 return Ok(Rendered::Unreadable);
             }
             Table::Gone => ReadEnd::Exited,
@@ -273,9 +278,15 @@ fn render_in(
                 _ => ReadEnd::Complete,
             },
         };
+        // Output already went out: no second read can replace it.
+        if buf.written_through() && end != ReadEnd::Complete {
+            return Ok(Rendered::Incomplete {
+                exited: end == ReadEnd::Exited,
+            });
+        }
         match end {
             ReadEnd::Complete => {
-                out.write_all(&buf)?;
+                buf.commit()?;
                 *columns = cols;
                 if overlaps > 0 {
                     return Ok(Rendered::Overlaps(overlaps));
@@ -362,7 +373,7 @@ impl Order {
 /// maps or smaps. With `last_try`, rows that overlap an earlier row are
 /// left out rather than the read given up.
 fn read_table(
-    out: &mut Vec<u8>,
+    out: &mut spool::Spool<'_, impl Write>,
     dir: &PidDir,
     info: &ProcessInfo,
     opts: &Options,
@@ -384,6 +395,7 @@ fn read_table(
     let probe = f
         .try_clone()
         .map_err(|e| Fatal::Message(format!("{path}: cannot duplicate the descriptor: {e}")))?;
+    let through = out.through_flag();
     let mut order = Order {
         prev_end: 0,
         drop_overlaps: last_try,
@@ -417,6 +429,7 @@ fn read_table(
                         break;
                     }
                 }
+                order.drop_overlaps |= through.get();
                 match order.admit(&r) {
                     Admit::Keep => {}
                     Admit::Skip => continue,
@@ -446,6 +459,7 @@ fn read_table(
                         break;
                     }
                 }
+                order.drop_overlaps |= through.get();
                 match order.admit(&e.region) {
                     Admit::Keep => {}
                     Admit::Skip => continue,
@@ -475,6 +489,7 @@ fn read_table(
                         break;
                     }
                 }
+                order.drop_overlaps |= through.get();
                 match order.admit(&e.region) {
                     Admit::Keep => {}
                     Admit::Skip => continue,
@@ -800,6 +815,19 @@ fn run_pids(
                     info.pid
                 ));
                 status |= 42;
+            }
+            Rendered::Incomplete { exited } => {
+                ctx.warn(&format!(
+                    "process {} {} while its memory map was being read; the table above \
+                     is incomplete",
+                    info.pid,
+                    if exited {
+                        "exited"
+                    } else {
+                        "replaced its program (execve)"
+                    }
+                ));
+                status |= if exited { 42 } else { 1 };
             }
             Rendered::Unsettled => {
                 ctx.warn(&format!(
