@@ -342,11 +342,51 @@ struct Order {
     dropped: usize,
 }
 
-/// One step of a read.
-enum Step {
+/// One read of a map file, row by row: where it stands and how it ended.
+struct Walk {
+    path: String,
+    order: Order,
+    /// Set once the table outgrew what is held back: overlapping rows are
+    /// then left out, since no second read can replace what went out.
+    through: std::rc::Rc<std::cell::Cell<bool>>,
+    rows: usize,
+    /// Set when the read ended early (Gone or Raced).
+    cut: Option<Table>,
+}
+
+/// What to do with the row just read.
+enum Take {
     Row,
-    End,
-    Cut(Table),
+    Skip,
+    Done,
+}
+
+impl Walk {
+    /// Judges the outcome `got` of reading the next row `r`. A process
+    /// reaped mid-read fails the read with ESRCH: not bad data.
+    fn take(&mut self, got: io::Result<bool>, r: &Region) -> Result<Take, Fatal> {
+        match got {
+            Ok(true) => {}
+            Ok(false) => return Ok(Take::Done),
+            Err(e) if gone(&e) => {
+                self.cut = Some(Table::Gone);
+                return Ok(Take::Done);
+            }
+            Err(e) => return Err(Fatal::Message(format!("{}: {e}", self.path))),
+        }
+        self.order.drop_overlaps |= self.through.get();
+        match self.order.admit(r) {
+            Admit::Keep => {
+                self.rows += 1;
+                Ok(Take::Row)
+            }
+            Admit::Skip => Ok(Take::Skip),
+            Admit::Raced => {
+                self.cut = Some(Table::Raced);
+                Ok(Take::Done)
+            }
+        }
+    }
 }
 
 enum Admit {
@@ -395,50 +435,30 @@ fn read_table(
     let probe = f
         .try_clone()
         .map_err(|e| Fatal::Message(format!("{path}: cannot duplicate the descriptor: {e}")))?;
-    let through = out.through_flag();
-    let mut order = Order {
-        prev_end: 0,
-        drop_overlaps: last_try,
-        dropped: 0,
+    let mut walk = Walk {
+        path,
+        order: Order {
+            prev_end: 0,
+            drop_overlaps: last_try,
+            dropped: 0,
+        },
+        through: out.through_flag(),
+        rows: 0,
+        cut: None,
     };
-    // The next row, or None at the end. A process reaped mid-read fails
-    // the read with ESRCH: not bad data.
-    let next = |got: io::Result<bool>| -> Result<Step, Fatal> {
-        match got {
-            Ok(true) => Ok(Step::Row),
-            Ok(false) => Ok(Step::End),
-            Err(e) if gone(&e) => Ok(Step::Cut(Table::Gone)),
-            Err(e) => Err(Fatal::Message(format!("{path}: {e}"))),
-        }
-    };
-    let mut rows = 0usize;
     let mut whole = true;
-    // Set when the read ended early (Gone or Raced).
-    let mut cut: Option<Table> = None;
     match &opts.format {
         Format::Default | Format::Device => {
             let mut reader = MapsReader::new(Prefetch::new(f));
             let mut t = MapsTable::begin(out, opts, info)?;
             let mut r = Region::default();
             loop {
-                match next(reader.next_into(&mut r))? {
-                    Step::Row => {}
-                    Step::End => break,
-                    Step::Cut(end) => {
-                        cut = Some(end);
-                        break;
-                    }
+                let got = reader.next_into(&mut r);
+                match walk.take(got, &r)? {
+                    Take::Row => {}
+                    Take::Skip => continue,
+                    Take::Done => break,
                 }
-                order.drop_overlaps |= through.get();
-                match order.admit(&r) {
-                    Admit::Keep => {}
-                    Admit::Skip => continue,
-                    Admit::Raced => {
-                        cut = Some(Table::Raced);
-                        break;
-                    }
-                }
-                rows += 1;
                 if t.row(&r)? == Row::Stop {
                     whole = false;
                     break;
@@ -451,24 +471,12 @@ fn read_table(
             let mut t = ExtendedTable::begin(out, opts, info)?;
             let mut e = SmapsEntry::default();
             loop {
-                match next(reader.next_into(&mut e))? {
-                    Step::Row => {}
-                    Step::End => break,
-                    Step::Cut(end) => {
-                        cut = Some(end);
-                        break;
-                    }
+                let got = reader.next_into(&mut e);
+                match walk.take(got, &e.region)? {
+                    Take::Row => {}
+                    Take::Skip => continue,
+                    Take::Done => break,
                 }
-                order.drop_overlaps |= through.get();
-                match order.admit(&e.region) {
-                    Admit::Keep => {}
-                    Admit::Skip => continue,
-                    Admit::Raced => {
-                        cut = Some(Table::Raced);
-                        break;
-                    }
-                }
-                rows += 1;
                 if t.row(&e)? == Row::Stop {
                     whole = false;
                     break;
@@ -481,34 +489,25 @@ fn read_table(
             let mut t = SmapsTable::new(opts, columns);
             let mut e = SmapsEntry::default();
             loop {
-                match next(reader.next_into(&mut e))? {
-                    Step::Row => {}
-                    Step::End => break,
-                    Step::Cut(end) => {
-                        cut = Some(end);
-                        break;
-                    }
+                let got = reader.next_into(&mut e);
+                match walk.take(got, &e.region)? {
+                    Take::Row => {}
+                    Take::Skip => continue,
+                    Take::Done => break,
                 }
-                order.drop_overlaps |= through.get();
-                match order.admit(&e.region) {
-                    Admit::Keep => {}
-                    Admit::Skip => continue,
-                    Admit::Raced => {
-                        cut = Some(Table::Raced);
-                        break;
-                    }
-                }
-                rows += 1;
                 t.add(&e).map_err(|err| match err {
                     TableError::Io(e) => Fatal::Io(e),
                     other => Fatal::Message(format!("ERROR: {other}")),
                 })?;
             }
-            if cut.is_none() {
+            if walk.cut.is_none() {
                 t.print(out)?;
             }
         }
     }
+    let Walk {
+        order, rows, cut, ..
+    } = walk;
     if let Some(end) = cut {
         return Ok(end);
     }
