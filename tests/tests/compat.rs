@@ -867,7 +867,12 @@ fn several_smaps_tables(reference: &Path, args: &[OsString]) {
         let mut keep = Vec::new();
         for (i, l) in ls.iter().enumerate() {
             let is_total = i > 0 && is_underline(ls[i - 1]);
-            if !is_total {
+            if is_underline(l) {
+                // Its widths are the totals' widths, left out with them
+                // (Pss moves with every other process on the machine): the
+                // columns it underlines must still be the same.
+                keep.push(format!("underline of {} columns", spans(l).len()).into_bytes());
+            } else if !is_total {
                 keep.push(words(l).join(&b' '));
             }
         }
