@@ -114,6 +114,30 @@ fn anon_mmap_then_file_overlay() {
     }
 }
 
+/// Calls derived from their arguments (which name no file) still show the
+/// file the kernel mapped, as a dynamic loader's burst of calls does: a
+/// stack through libc is named from these rows before the batch settles.
+#[test]
+fn file_mappings_in_a_burst_are_named() {
+    let _serial = serial();
+    let t = run("loader", 1);
+    let blocks = delta_blocks(&t.stdout());
+    let ours: Vec<_> = blocks
+        .iter()
+        .filter(|(_, body)| body.iter().any(|l| l.contains("pmap-scenario-")))
+        .collect();
+    // 20 x (mmap, mmap fixed, mprotect), some perhaps superseded.
+    assert!(ours.len() >= 40, "{} deltas\n{}", ours.len(), t.context());
+    for (header, body) in blocks {
+        assert!(
+            !body.iter().any(|l| l.contains("(fd ")),
+            "a row named by its descriptor:\n{header}\n{}\n{}",
+            body.join("\n"),
+            t.context()
+        );
+    }
+}
+
 /// Stack growth has no syscall: the table after it is exact and the change
 /// is printed as `observed`.
 #[test]

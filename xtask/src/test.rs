@@ -188,11 +188,13 @@ fn ebpf_clippy() -> std::process::Command {
     c
 }
 
-/// `cargo test ARGS -- --test-threads=1` unless the caller chose a thread
+/// `cargo test --no-fail-fast ARGS -- --test-threads=1` unless the caller chose a thread
 /// count: the privileged tests load programs and mount tracefs, kernel state
 /// that tests running side by side would share.
 fn test_args(rest: &[String]) -> Vec<String> {
-    let mut args = vec!["test".to_string()];
+    // Every test binary runs even after one fails: a CI log then shows
+    // every failure, not the first.
+    let mut args = vec!["test".to_string(), "--no-fail-fast".to_string()];
     args.extend(rest.iter().cloned());
     if !rest.iter().any(|a| a.starts_with("--test-threads")) {
         if !rest.iter().any(|a| a == "--") {
@@ -234,14 +236,31 @@ mod tests {
 
     #[test]
     fn one_thread_is_added_after_the_separator() {
-        assert_eq!(test_args(&[]), s(&["test", "--", "--test-threads=1"]));
+        assert_eq!(
+            test_args(&[]),
+            s(&["test", "--no-fail-fast", "--", "--test-threads=1"])
+        );
         assert_eq!(
             test_args(&s(&["-p", "pmap-cli", "ebpf"])),
-            s(&["test", "-p", "pmap-cli", "ebpf", "--", "--test-threads=1"])
+            s(&[
+                "test",
+                "--no-fail-fast",
+                "-p",
+                "pmap-cli",
+                "ebpf",
+                "--",
+                "--test-threads=1"
+            ])
         );
         assert_eq!(
             test_args(&s(&["--", "--nocapture"])),
-            s(&["test", "--", "--nocapture", "--test-threads=1"])
+            s(&[
+                "test",
+                "--no-fail-fast",
+                "--",
+                "--nocapture",
+                "--test-threads=1"
+            ])
         );
     }
 
@@ -249,7 +268,7 @@ mod tests {
     fn a_chosen_thread_count_is_kept() {
         assert_eq!(
             test_args(&s(&["--", "--test-threads=4"])),
-            s(&["test", "--", "--test-threads=4"])
+            s(&["test", "--no-fail-fast", "--", "--test-threads=4"])
         );
     }
 }

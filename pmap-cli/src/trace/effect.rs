@@ -47,9 +47,15 @@ fn perms(prot: u64, shared: bool) -> Perms {
     ])
 }
 
+/// A row derived from an mmap of a descriptor whose file the kernel has
+/// not named yet (see `Session::name_files`).
+pub fn unnamed_file(r: &Region) -> bool {
+    r.inode == 0 && r.name.starts_with(b"(fd ")
+}
+
 /// The part `[lo, hi)` of `r`, whose file offset moves with its start.
 fn piece(r: &Region, lo: u64, hi: u64) -> Region {
-    let offset = if r.inode != 0 {
+    let offset = if r.inode != 0 || unnamed_file(r) {
         r.offset + (lo - r.start)
     } else {
         r.offset
@@ -189,7 +195,8 @@ fn one(call: Call, ev: &Event, model: &RegionModel, brk_start: u64) -> Option<Ef
             let shared = map_shared(flags);
             let anonymous = flags & libc::MAP_ANONYMOUS as u64 != 0;
             // What the arguments say of the object: the kernel names
-            // files by path, which the call does not carry.
+            // files by path, which the call does not carry (the session
+            // asks the kernel for it).
             let (name, offset) = if anonymous {
                 (Vec::new(), 0)
             } else {

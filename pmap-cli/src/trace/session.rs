@@ -655,7 +655,8 @@ impl Session {
         parts: Vec<effect::Effect>,
     ) -> Option<Delta> {
         let mut change = Change::default();
-        for e in parts {
+        for mut e in parts {
+            self.name_files(&mut e.rows);
             let c = self.model.replace(e.lo, e.hi, e.rows);
             let (lo, hi) = c
                 .removed
@@ -679,6 +680,30 @@ impl Session {
         // after this call, showed its effect already (`map unchanged now`).
         d.from_arguments = !d.change.is_empty();
         Some(d)
+    }
+
+    /// Gives rows derived from an mmap of a descriptor the name, device
+    /// and inode of the file the kernel has at their addresses now, if it
+    /// still maps the same page of a file there (a later call may have
+    /// replaced it; the descriptor itself is often closed already). Stacks
+    /// are named from these rows before the batch settles, and a delta
+    /// that says `(fd 3)` where the kernel says `libc.so.6` helps nobody.
+    fn name_files(&mut self, rows: &mut [Region]) {
+        for r in rows.iter_mut().filter(|r| effect::unnamed_file(r)) {
+            let Ok(now) = self.view.range(r.start, r.end) else {
+                return;
+            };
+            let base = r.start.wrapping_sub(r.offset);
+            if let Some(k) = now
+                .into_iter()
+                .find(|k| k.inode != 0 && k.start.wrapping_sub(k.offset) == base)
+            {
+                r.name = k.name;
+                r.dev_major = k.dev_major;
+                r.dev_minor = k.dev_minor;
+                r.inode = k.inode;
+            }
+        }
     }
 
     /// The addresses a SysV attachment at `addr` covers, as the kernel's

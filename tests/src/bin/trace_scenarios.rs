@@ -21,6 +21,11 @@
 //!   the 16 KiB | . The PROT_NONE neighbours keep the kernel from merging,
 //!   so each call's own effect has fixed, known rows. Prints `burst ADDR`
 //!   (the 16 KiB's address, hex) on stdout first.
+//! - `loader`: 20 times at once, as a dynamic loader maps a library: map 4
+//!   pages of a file r--, map its second page again r-x over them
+//!   (MAP_FIXED, same descriptor), close the descriptor, mprotect the last
+//!   page to ---  | . The tracer derives most of these calls from their
+//!   arguments, which name no file.
 //!
 //! (`|` is a checkpoint.)
 
@@ -215,6 +220,38 @@ fn burst() -> Result<(), String> {
     Ok(())
 }
 
+/// Maps one file many times the way ld.so maps a library.
+fn loader() -> Result<(), String> {
+    let (f, path) = temp_file("loader")?;
+    let private = libc::MAP_PRIVATE;
+    for _ in 0..20 {
+        // A new descriptor each time, closed right after, as ld.so does.
+        let fd = f.try_clone().map_err(|e| format!("dup: {e}"))?;
+        let a = mmap(0, 4 * PAGE, libc::PROT_READ, private, fd.as_raw_fd());
+        check("mmap", a != libc::MAP_FAILED as usize)?;
+        // SAFETY: MAP_FIXED over a page this program just mapped.
+        let b = unsafe {
+            libc::mmap(
+                (a + PAGE) as *mut _,
+                PAGE,
+                libc::PROT_READ | libc::PROT_EXEC,
+                private | libc::MAP_FIXED,
+                fd.as_raw_fd(),
+                PAGE as libc::off_t,
+            ) as usize
+        };
+        check("mmap fixed", b == a + PAGE)?;
+        drop(fd);
+        // SAFETY: a page this program mapped and holds no reference into.
+        check("mprotect", unsafe {
+            libc::mprotect((a + 3 * PAGE) as *mut _, PAGE, libc::PROT_NONE) == 0
+        })?;
+    }
+    stop();
+    let _ = std::fs::remove_file(path);
+    Ok(())
+}
+
 fn main() -> ExitCode {
     let name = std::env::args().nth(1).unwrap_or_default();
     let _ = std::io::stdin().lock().read_line(&mut String::new());
@@ -227,6 +264,7 @@ fn main() -> ExitCode {
         "anon-then-file" => anon_then_file(),
         "stack-growth" => stack_growth(),
         "burst" => burst(),
+        "loader" => loader(),
         other => Err(format!("unknown scenario {other:?}")),
     };
     match r {
