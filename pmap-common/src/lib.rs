@@ -115,6 +115,10 @@ impl From<EventHead> for Event {
     }
 }
 
+/// Words of the kernel's `TARGETS` bitmap, one bit per process id: Linux
+/// ids are below `PID_MAX_LIMIT`, 2^22 on 64-bit machines.
+pub const TARGET_WORDS: u32 = (1 << 22) / 64;
+
 /// Indices into the per-CPU `COUNTERS` array.
 pub mod counter {
     /// Events that did not fit in the ring buffer.

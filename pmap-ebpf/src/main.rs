@@ -17,17 +17,20 @@ use aya_ebpf::{
         bpf_probe_read_kernel, bpf_probe_read_user, generated::bpf_task_pt_regs,
     },
     macros::{map, tracepoint},
-    maps::{HashMap, PerCpuArray, RingBuf},
+    maps::{Array, PerCpuArray, RingBuf},
     programs::TracePointContext,
 };
 use pmap_common::{
     Event, EventHead, FLAG_NO_ARGS, FLAG_SP_WORD, FLAG_STACK, FLAG_STACK_END, MAX_STACK_DEPTH,
-    config, counter, kind,
+    TARGET_WORDS, config, counter, kind,
 };
 
-/// Process ids (init namespace) to report. Filled by userspace.
+/// Process ids (init namespace) to report, one bit each. Filled by
+/// userspace. A bitmap rather than a hash: every memory-mapping call of
+/// every process on the machine is tested against it, and an array lookup
+/// is a bounds check the verifier inlines, where a hash lookup hashes.
 #[map]
-static TARGETS: HashMap<u32, u32> = HashMap::with_max_entries(256, 0);
+static TARGETS: Array<u64> = Array::with_max_entries(TARGET_WORDS, 0);
 
 /// Records for userspace. The size is set by userspace at load time.
 #[map]
@@ -150,9 +153,8 @@ fn config() -> u64 {
 fn current() -> Option<(u32, u32)> {
     let pid_tgid = bpf_get_current_pid_tgid();
     let tgid = (pid_tgid >> 32) as u32;
-    // SAFETY: only presence is tested; the value is never read.
-    unsafe { TARGETS.get(&tgid) }?;
-    Some((tgid, pid_tgid as u32))
+    let word = TARGETS.get(tgid / 64)?;
+    (word >> (tgid % 64) & 1 != 0).then_some((tgid, pid_tgid as u32))
 }
 
 #[inline(always)]

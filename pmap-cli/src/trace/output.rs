@@ -10,7 +10,7 @@ use super::{
     insight::DeltaNotes,
     model::Change,
     session::{Cause, Delta, Session, Stats},
-    syscalls::{Call, describe_call},
+    syscalls::{Call, CallText},
 };
 use crate::region::Region;
 
@@ -117,6 +117,17 @@ struct DeltaRecord<'a> {
 /// the kernel's permission letters (p/s kept) and the raw name.
 /// One region in a delta: `00007f0000000000      16K rw-p name`. Written
 /// straight into the output (deltas come by the hundred thousand).
+/// Seconds with six decimals, rounded as `{:.6}` does, without the float
+/// formatting (the tracer prints one per delta).
+struct Micros(f64);
+
+impl std::fmt::Display for Micros {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        let us = (self.0 * 1e6).round() as u64;
+        write!(f, "{}.{:06}", us / 1_000_000, us % 1_000_000)
+    }
+}
+
 struct RegionRow<'a>(&'a Region);
 
 impl std::fmt::Display for RegionRow<'_> {
@@ -242,37 +253,36 @@ impl<W: Write> Printer<W> {
                 more,
             });
         }
-        let cause = match &d.cause {
-            Cause::Syscall(call, ev) => describe_call(*call, ev),
-            Cause::Observed => "observed (no syscall: stack growth or file unlinked)".into(),
-            Cause::Resync => "resync (re-read from the kernel)".into(),
-            Cause::Polled => "observed by polling (no thread or syscall known)".into(),
-            Cause::Exec => "execve: new program, map re-read".into(),
-            Cause::Settled => "settled: the kernel's rows for addresses the calls above changed \
-                 (merges and names their arguments do not give)"
-                .into(),
-        };
-        let tid = if d.tid != 0 {
-            format!(" tid {}", d.tid)
+        write!(self.out, "+{} pid {}", Micros(t), d.pid)?;
+        if d.tid != 0 {
+            write!(self.out, " tid {}", d.tid)?;
+        }
+        match &d.cause {
+            Cause::Syscall(call, ev) => write!(self.out, " {}", CallText(*call, ev))?,
+            Cause::Observed => self
+                .out
+                .write_all(b" observed (no syscall: stack growth or file unlinked)")?,
+            Cause::Resync => self.out.write_all(b" resync (re-read from the kernel)")?,
+            Cause::Polled => self
+                .out
+                .write_all(b" observed by polling (no thread or syscall known)")?,
+            Cause::Exec => self.out.write_all(b" execve: new program, map re-read")?,
+            Cause::Settled => self.out.write_all(
+                b" settled: the kernel's rows for addresses the calls above changed \
+                 (merges and names their arguments do not give)",
+            )?,
+        }
+        if d.change.is_empty() && matches!(d.cause, Cause::Syscall(..)) && !d.from_arguments {
+            self.out.write_all(b"   (map unchanged now)")?;
         } else {
-            String::new()
-        };
-        let shape = if d.from_arguments {
-            format!(
-                "{}   (from the call's arguments: a later call changed these addresses before the tracer looked)",
-                shape(&d.change)
-            )
-        } else if d.change.is_empty() && matches!(d.cause, Cause::Syscall(..)) {
-            "   (map unchanged now)".to_string()
-        } else if d.superseded {
-            format!(
-                "{}   (changed again by a later call before the tracer looked: the rows show both)",
-                shape(&d.change)
-            )
-        } else {
-            shape(&d.change)
-        };
-        writeln!(self.out, "+{t:.6} pid {}{tid} {cause}{shape}", d.pid)?;
+            write_shape(&mut self.out, &d.change)?;
+            if d.from_arguments {
+                self.out.write_all(b"   (from the call's arguments: a later call changed these addresses before the tracer looked)")?;
+            } else if d.superseded {
+                self.out.write_all(b"   (changed again by a later call before the tracer looked: the rows show both)")?;
+            }
+        }
+        self.out.write_all(b"\n")?;
         write_change(&mut self.out, &d.change)?;
         notes.write_text(&mut self.out, NOTE_INDENT)
     }
@@ -411,13 +421,14 @@ fn calls_line(st: &Stats) -> String {
 }
 
 /// `   1 region -> 3` when a change split or merged regions.
-fn shape(c: &Change) -> String {
+/// `   1 region -> 3` when a change splits or merges regions.
+fn write_shape(out: &mut impl Write, c: &Change) -> io::Result<()> {
     let (before, after) = (c.removed.len(), c.added.len());
     if before == 0 || after == 0 || before == after {
-        return String::new();
+        return Ok(());
     }
     let plural = |n: usize| if n == 1 { "region" } else { "regions" };
-    format!("   {before} {} -> {after}", plural(before))
+    write!(out, "   {before} {} -> {after}", plural(before))
 }
 
 /// The rows of a change: `~` for a region that kept its start address and
@@ -431,20 +442,21 @@ fn write_change(out: &mut dyn Write, c: &Change) -> io::Result<()> {
         match same_start {
             Some(slot) => {
                 let new = slot.take().expect("found as Some above");
-                writeln!(
+                write!(
                     out,
-                    "  ~ {}  ->  {}K {}{}",
+                    "  ~ {}  ->  {}K {}",
                     region_row(old),
                     new.size() / 1024,
                     new.perms.as_str(),
-                    if new.name == old.name {
-                        String::new()
-                    } else if new.name.is_empty() {
-                        " [ anon ]".to_string()
-                    } else {
-                        format!(" {}", String::from_utf8_lossy(&new.name))
-                    }
                 )?;
+                if new.name != old.name {
+                    if new.name.is_empty() {
+                        out.write_all(b" [ anon ]")?;
+                    } else {
+                        write!(out, " {}", String::from_utf8_lossy(&new.name))?;
+                    }
+                }
+                out.write_all(b"\n")?;
             }
             None => writeln!(out, "  - {}", region_row(old))?,
         }
@@ -473,6 +485,24 @@ mod tests {
             text,
             "  ~ 0000000000001000      16K rw-p [ anon ]  ->  4K r--p\n  + 0000000000002000      12K rw-p [ anon ]\n"
         );
-        assert_eq!(shape(&c), "   1 region -> 2");
+        let mut shape = Vec::new();
+        write_shape(&mut shape, &c).expect("write to a Vec");
+        assert_eq!(shape, b"   1 region -> 2");
+    }
+
+    #[test]
+    fn micros_print_as_six_decimals_do() {
+        // (Exact ties may round the other way: no matter for a timestamp.)
+        for t in [
+            0.0,
+            0.0000004,
+            0.0000006,
+            0.060800123,
+            1.5,
+            12.999_999_6,
+            3600.25,
+        ] {
+            assert_eq!(Micros(t).to_string(), format!("{t:.6}"), "{t}");
+        }
     }
 }

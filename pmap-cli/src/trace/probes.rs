@@ -5,13 +5,13 @@
 
 use std::{fmt, path::Path};
 
-use anyhow::{Context as _, Result};
+use anyhow::{Context as _, Result, bail};
 use aya::{
     Ebpf, EbpfLoader,
-    maps::{HashMap, MapData, PerCpuArray, RingBuf},
+    maps::{Array, MapData, PerCpuArray, RingBuf},
     programs::TracePoint,
 };
-use pmap_common::{EVENT_HEAD_SIZE, EVENT_SIZE, Event, EventHead, counter};
+use pmap_common::{EVENT_HEAD_SIZE, EVENT_SIZE, Event, EventHead, TARGET_WORDS, counter};
 use tokio::io::unix::AsyncFd;
 
 /// The object built from `pmap-ebpf` by build.rs.
@@ -213,7 +213,7 @@ pub struct Probes {
     // Kept for its Drop: it owns the programs and their links.
     _ebpf: Ebpf,
     ring: AsyncFd<RingBuf<MapData>>,
-    targets: HashMap<MapData, u32, u32>,
+    targets: Array<MapData, u64>,
     counters: PerCpuArray<MapData, u64>,
     /// Tracepoints that were attached, for the "tracing" line.
     pub attached: Vec<String>,
@@ -276,7 +276,7 @@ impl Probes {
         // owns the RingBuf, and nothing else registers it with the reactor.
         let ring = unsafe { AsyncFd::register_with_interest(ring, tokio::io::Interest::READABLE) }
             .context("registering the ring buffer with the event loop failed")?;
-        let targets = HashMap::try_from(ebpf.take_map("TARGETS").context("no TARGETS map")?)?;
+        let targets = Array::try_from(ebpf.take_map("TARGETS").context("no TARGETS map")?)?;
         let counters =
             PerCpuArray::try_from(ebpf.take_map("COUNTERS").context("no COUNTERS map")?)?;
         Ok(Probes {
@@ -290,15 +290,29 @@ impl Probes {
 
     /// Starts reporting the process `tgid` (all its threads).
     pub fn add_target(&mut self, tgid: u32) -> Result<()> {
-        self.targets
-            .insert(tgid, 1, 0)
+        self.set_target(tgid, true)
             .with_context(|| format!("adding process {tgid} to the kernel filter failed"))
     }
 
     /// Stops reporting the process `tgid`.
     pub fn remove_target(&mut self, tgid: u32) {
-        // Absent already is fine.
-        let _ = self.targets.remove(&tgid);
+        // A failure leaves the bit set: the session ignores events of a
+        // process it no longer follows.
+        let _ = self.set_target(tgid, false);
+    }
+
+    /// Sets or clears `tgid`'s bit. Only this process writes the bitmap,
+    /// from one thread, so reading and writing back the word is safe.
+    fn set_target(&mut self, tgid: u32, on: bool) -> Result<()> {
+        let index = tgid / 64;
+        if index >= TARGET_WORDS {
+            bail!("process id {tgid} is above the kernel's limit (2^22)");
+        }
+        let bit = 1u64 << (tgid % 64);
+        let word = self.targets.get(&index, 0)?;
+        let word = if on { word | bit } else { word & !bit };
+        self.targets.set(index, word, 0)?;
+        Ok(())
     }
 
     /// Events lost so far because the ring buffer was full (all CPUs).

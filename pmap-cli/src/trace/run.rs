@@ -2,6 +2,7 @@
 //! demand, and end cleanly.
 
 use std::{
+    borrow::Cow,
     io::{self, Write},
     time::Duration,
 };
@@ -62,10 +63,10 @@ struct Tracer<'r, W: Write> {
 impl<W: Write> Tracer<'_, W> {
     /// The part of `d` that `-A` lets through: only its rows that overlap
     /// the range; `None` when nothing is left. Without `-A`, all of it.
-    fn in_range(&self, d: &Delta) -> Option<Delta> {
+    fn in_range<'d>(&self, d: &'d Delta) -> Option<Cow<'d, Delta>> {
         let everything = self.range.low == 0 && self.range.high == u64::MAX;
         if everything {
-            return Some(d.clone());
+            return Some(Cow::Borrowed(d));
         }
         // A call whose change was already undone when the tracer asked
         // (`map unchanged now`) has no rows to test: not shown under -A.
@@ -78,7 +79,7 @@ impl<W: Write> Tracer<'_, W> {
         let mut part = d.clone();
         part.change.removed = keep(&d.change.removed);
         part.change.added = keep(&d.change.added);
-        (!part.change.is_empty()).then_some(part)
+        (!part.change.is_empty()).then_some(Cow::Owned(part))
     }
 
     fn print_delta(&mut self, d: &Delta) -> Result<()> {

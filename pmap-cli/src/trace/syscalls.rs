@@ -1,7 +1,7 @@
 //! What each traced syscall means: its name, how to show its arguments, and
 //! which address ranges it may have changed (to ask the kernel about).
 
-use std::fmt::Write as _;
+use std::fmt::{self, Write as _};
 
 use pmap_common::Event;
 
@@ -226,64 +226,61 @@ fn failure_changes_nothing(call: Call, ev: &Event) -> bool {
     }
 }
 
-fn prot(p: u64) -> String {
-    let mut s = String::with_capacity(3);
-    s.push(if p & libc::PROT_READ as u64 != 0 {
-        'r'
-    } else {
-        '-'
-    });
-    s.push(if p & libc::PROT_WRITE as u64 != 0 {
-        'w'
-    } else {
-        '-'
-    });
-    s.push(if p & libc::PROT_EXEC as u64 != 0 {
-        'x'
-    } else {
-        '-'
-    });
-    s
+/// `rw-`: the PROT_* bits of an argument.
+struct Prot(u64);
+
+impl fmt::Display for Prot {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        let bit = |b: i32, c: char| if self.0 & b as u64 != 0 { c } else { '-' };
+        f.write_char(bit(libc::PROT_READ, 'r'))?;
+        f.write_char(bit(libc::PROT_WRITE, 'w'))?;
+        f.write_char(bit(libc::PROT_EXEC, 'x'))
+    }
 }
 
-fn map_flags(f: u64) -> String {
-    const NAMES: &[(i32, &str)] = &[
-        (libc::MAP_SHARED, "SHARED"),
-        (libc::MAP_PRIVATE, "PRIVATE"),
-        (
-            libc::MAP_SHARED_VALIDATE & !libc::MAP_SHARED & !libc::MAP_PRIVATE,
-            "SHARED_VALIDATE",
-        ),
-        (libc::MAP_FIXED, "FIXED"),
-        (libc::MAP_ANONYMOUS, "ANONYMOUS"),
-        (libc::MAP_GROWSDOWN, "GROWSDOWN"),
-        (libc::MAP_DENYWRITE, "DENYWRITE"),
-        (libc::MAP_EXECUTABLE, "EXECUTABLE"),
-        (libc::MAP_LOCKED, "LOCKED"),
-        (libc::MAP_NORESERVE, "NORESERVE"),
-        (libc::MAP_POPULATE, "POPULATE"),
-        (libc::MAP_NONBLOCK, "NONBLOCK"),
-        (libc::MAP_STACK, "STACK"),
-        (libc::MAP_HUGETLB, "HUGETLB"),
-        (libc::MAP_SYNC, "SYNC"),
-        (libc::MAP_FIXED_NOREPLACE, "FIXED_NOREPLACE"),
-    ];
-    let mut rest = f;
-    let mut parts = Vec::new();
-    for &(bit, name) in NAMES {
-        let bit = bit as u64;
-        if bit != 0 && f & bit == bit {
-            parts.push(name.to_string());
-            rest &= !bit;
+/// `PRIVATE|ANONYMOUS`: the MAP_* bits of an argument.
+struct MapFlags(u64);
+
+impl fmt::Display for MapFlags {
+    fn fmt(&self, out: &mut fmt::Formatter<'_>) -> fmt::Result {
+        let f = self.0;
+        const NAMES: &[(i32, &str)] = &[
+            (libc::MAP_SHARED, "SHARED"),
+            (libc::MAP_PRIVATE, "PRIVATE"),
+            (
+                libc::MAP_SHARED_VALIDATE & !libc::MAP_SHARED & !libc::MAP_PRIVATE,
+                "SHARED_VALIDATE",
+            ),
+            (libc::MAP_FIXED, "FIXED"),
+            (libc::MAP_ANONYMOUS, "ANONYMOUS"),
+            (libc::MAP_GROWSDOWN, "GROWSDOWN"),
+            (libc::MAP_DENYWRITE, "DENYWRITE"),
+            (libc::MAP_EXECUTABLE, "EXECUTABLE"),
+            (libc::MAP_LOCKED, "LOCKED"),
+            (libc::MAP_NORESERVE, "NORESERVE"),
+            (libc::MAP_POPULATE, "POPULATE"),
+            (libc::MAP_NONBLOCK, "NONBLOCK"),
+            (libc::MAP_STACK, "STACK"),
+            (libc::MAP_HUGETLB, "HUGETLB"),
+            (libc::MAP_SYNC, "SYNC"),
+            (libc::MAP_FIXED_NOREPLACE, "FIXED_NOREPLACE"),
+        ];
+        let mut rest = f;
+        let mut sep = "";
+        for &(bit, name) in NAMES {
+            let bit = bit as u64;
+            if bit != 0 && f & bit == bit {
+                write!(out, "{sep}{name}")?;
+                sep = "|";
+                rest &= !bit;
+            }
         }
-    }
-    if rest != 0 {
-        parts.push(format!("{rest:#x}"));
-    }
-    if parts.is_empty() {
-        "0".into()
-    } else {
-        parts.join("|")
+        if rest != 0 {
+            write!(out, "{sep}{rest:#x}")?;
+        } else if sep.is_empty() {
+            out.write_char('0')?;
+        }
+        Ok(())
     }
 }
 
@@ -316,57 +313,80 @@ fn advice(a: u64) -> String {
     format!("MADV_{name}")
 }
 
-fn hex_or_null(v: u64) -> String {
-    if v == 0 {
-        "NULL".into()
-    } else {
-        format!("{v:#x}")
+/// An address argument: `NULL` or hex.
+struct HexOrNull(u64);
+
+impl fmt::Display for HexOrNull {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        if self.0 == 0 {
+            f.write_str("NULL")
+        } else {
+            write!(f, "{:#x}", self.0)
+        }
     }
 }
 
-/// `mmap(NULL, 16384, rw-, PRIVATE|ANONYMOUS, -1, 0)`.
-pub fn describe_call(call: Call, ev: &Event) -> String {
-    let a = &ev.args;
-    let args = match call {
-        Call::Mmap => format!(
-            "{}, {}, {}, {}, {}, {:#x}",
-            hex_or_null(a[0]),
-            a[1],
-            prot(a[2]),
-            map_flags(a[3]),
-            a[4] as i32,
-            a[5]
-        ),
-        Call::Munmap | Call::Mlock | Call::Munlock => format!("{:#x}, {}", a[0], a[1]),
-        Call::Mprotect => format!("{:#x}, {}, {}", a[0], a[1], prot(a[2])),
-        Call::PkeyMprotect => format!("{:#x}, {}, {}, {}", a[0], a[1], prot(a[2]), a[3] as i32),
-        Call::Brk => hex_or_null(a[0]),
-        Call::Mremap => format!(
-            "{:#x}, {}, {}, {}, {}",
-            a[0],
-            a[1],
-            a[2],
-            mremap_flags(a[3]),
-            hex_or_null(a[4])
-        ),
-        Call::Madvise => format!("{:#x}, {}, {}", a[0], a[1], advice(a[2])),
-        Call::Shmat => format!("{}, {}, {:#o}", a[0] as i32, hex_or_null(a[1]), a[2]),
-        Call::Shmdt => format!("{:#x}", a[0]),
-        Call::Mseal | Call::Mlock2 => format!("{:#x}, {}, {:#x}", a[0], a[1], a[2]),
-        Call::Mlockall => format!("{:#x}", a[0]),
-        Call::Munlockall => String::new(),
-        Call::Mbind => format!("{:#x}, {}, {}, ...", a[0], a[1], a[2]),
-        Call::RemapFilePages => format!("{:#x}, {}, {}, {}, {:#x}", a[0], a[1], a[2], a[3], a[4]),
-    };
-    let mut s = format!("{}({args}) = ", call.name());
-    if ev.ret < 0 {
-        let _ = write!(s, "-1 {}", errno_name(-ev.ret));
-    } else if call.returns_address() {
-        let _ = write!(s, "{:#x}", ev.ret);
-    } else {
-        let _ = write!(s, "{}", ev.ret);
+/// `mmap(NULL, 16384, rw-, PRIVATE|ANONYMOUS, -1, 0) = 0x7f...`: a call,
+/// its arguments and result, written straight to the output (the tracer
+/// writes one per delta).
+pub struct CallText<'a>(pub Call, pub &'a Event);
+
+impl fmt::Display for CallText<'_> {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        let (call, ev) = (self.0, self.1);
+        let a = &ev.args;
+        write!(f, "{}(", call.name())?;
+        match call {
+            Call::Mmap => write!(
+                f,
+                "{}, {}, {}, {}, {}, {:#x}",
+                HexOrNull(a[0]),
+                a[1],
+                Prot(a[2]),
+                MapFlags(a[3]),
+                a[4] as i32,
+                a[5]
+            ),
+            Call::Munmap | Call::Mlock | Call::Munlock => write!(f, "{:#x}, {}", a[0], a[1]),
+            Call::Mprotect => write!(f, "{:#x}, {}, {}", a[0], a[1], Prot(a[2])),
+            Call::PkeyMprotect => {
+                write!(f, "{:#x}, {}, {}, {}", a[0], a[1], Prot(a[2]), a[3] as i32)
+            }
+            Call::Brk => write!(f, "{}", HexOrNull(a[0])),
+            Call::Mremap => write!(
+                f,
+                "{:#x}, {}, {}, {}, {}",
+                a[0],
+                a[1],
+                a[2],
+                mremap_flags(a[3]),
+                HexOrNull(a[4])
+            ),
+            Call::Madvise => write!(f, "{:#x}, {}, {}", a[0], a[1], advice(a[2])),
+            Call::Shmat => write!(f, "{}, {}, {:#o}", a[0] as i32, HexOrNull(a[1]), a[2]),
+            Call::Shmdt => write!(f, "{:#x}", a[0]),
+            Call::Mseal | Call::Mlock2 => write!(f, "{:#x}, {}, {:#x}", a[0], a[1], a[2]),
+            Call::Mlockall => write!(f, "{:#x}", a[0]),
+            Call::Munlockall => Ok(()),
+            Call::Mbind => write!(f, "{:#x}, {}, {}, ...", a[0], a[1], a[2]),
+            Call::RemapFilePages => {
+                write!(f, "{:#x}, {}, {}, {}, {:#x}", a[0], a[1], a[2], a[3], a[4])
+            }
+        }?;
+        f.write_str(") = ")?;
+        if ev.ret < 0 {
+            write!(f, "-1 {}", errno_name(-ev.ret))
+        } else if call.returns_address() {
+            write!(f, "{:#x}", ev.ret)
+        } else {
+            write!(f, "{}", ev.ret)
+        }
     }
-    s
+}
+
+/// [`CallText`] as a string.
+pub fn describe_call(call: Call, ev: &Event) -> String {
+    CallText(call, ev).to_string()
 }
 
 fn mremap_flags(f: u64) -> String {
