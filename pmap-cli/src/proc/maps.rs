@@ -191,9 +191,9 @@ impl<R: io::Read> MapsReader<R> {
     }
 }
 
-/// All regions of process `pid`, from `/proc/PID/maps`.
-pub fn read(pid: u32) -> io::Result<Vec<Region>> {
-    let mut reader = MapsReader::open(pid)?;
+/// All regions in `file`, an open `/proc/PID/maps`.
+pub fn read(file: File) -> io::Result<Vec<Region>> {
+    let mut reader = MapsReader::new(file);
     let mut out = Vec::new();
     let mut r = Region::default();
     while reader.next_into(&mut r)? {
@@ -332,7 +332,7 @@ mod tests {
 
     #[test]
     fn reads_own_maps() {
-        let regions = read(std::process::id()).expect("read own maps");
+        let regions = read(File::open("/proc/self/maps").expect("open own maps")).expect("read own maps");
         assert!(regions.iter().any(|r| r.name == b"[stack]"));
         assert!(regions.windows(2).all(|w| w[0].end <= w[1].start));
     }

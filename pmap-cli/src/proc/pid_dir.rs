@@ -73,6 +73,12 @@ impl PidDir {
         Ok(unsafe { File::from_raw_fd(fd) })
     }
 
+    /// The entries of directory `name` (`task`) of this process, through
+    /// the held directory (its `/proc/self/fd` link), not by id.
+    pub fn read_dir(&self, name: &str) -> io::Result<std::fs::ReadDir> {
+        std::fs::read_dir(format!("/proc/self/fd/{}/{name}", self.fd.as_raw_fd()))
+    }
+
     /// The whole of file `name`.
     pub fn read(&self, name: &str) -> io::Result<Vec<u8>> {
         let mut buf = Vec::new();

@@ -351,8 +351,8 @@ pub fn parse(bytes: &[u8]) -> io::Result<Vec<SmapsEntry>> {
 }
 
 /// All entries of `/proc/PID/smaps`.
-pub fn read(pid: u32) -> io::Result<Vec<SmapsEntry>> {
-    let mut reader = SmapsReader::open(pid)?;
+pub fn read(file: File) -> io::Result<Vec<SmapsEntry>> {
+    let mut reader = SmapsReader::new(LineReader::new(file));
     let mut out = Vec::new();
     let mut e = SmapsEntry::default();
     while reader.next_into(&mut e)? {
@@ -499,7 +499,7 @@ Size:                  4 kB
 
     #[test]
     fn reads_own_smaps() {
-        let v = read(std::process::id()).expect("read own smaps");
+        let v = read(File::open("/proc/self/smaps").expect("open own smaps")).expect("read own smaps");
         assert!(v.iter().any(|e| e.region.name == b"[stack]"));
         assert!(
             v.iter()

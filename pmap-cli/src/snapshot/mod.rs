@@ -194,7 +194,7 @@ pub fn render_pid(
     };
     match process::fetch_in(&dir) {
         None => Ok(Rendered::Missing),
-        Some(info) => render_in(out, &dir, &info, opts, columns),
+        Some(info) => render_process_in(out, &dir, &info, opts, columns),
     }
 }
 
@@ -206,7 +206,7 @@ pub fn render_process(
     columns: &mut SmapsColumns,
 ) -> Result<Rendered, Fatal> {
     match PidDir::open(info.pid) {
-        Ok(dir) => render_in(out, &dir, info, opts, columns),
+        Ok(dir) => render_process_in(out, &dir, info, opts, columns),
         Err(_) => Ok(Rendered::Vanished),
     }
 }
@@ -217,7 +217,7 @@ pub fn render_process(
 /// memory, then judged (see `proc::pid_dir::judge_read`); a process that
 /// exec'd meanwhile, or whose rows came out of order because the map
 /// changed during the read, is read again.
-fn render_in(
+pub fn render_process_in(
     out: &mut impl Write,
     dir: &PidDir,
     info: &ProcessInfo,
@@ -798,7 +798,7 @@ fn run_pids(
     let mut columns = SmapsColumns::default();
     let mut status = 0u8;
     for (dir, info) in &found {
-        match render_in(out, dir, info, &opts, &mut columns)? {
+        match render_process_in(out, dir, info, &opts, &mut columns)? {
             Rendered::Shown => {}
             Rendered::Overlaps(n) => ctx.warn(&format!(
                 "process {} changed its memory map during each of the {ATTEMPTS} reads; \

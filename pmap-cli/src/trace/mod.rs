@@ -33,7 +33,7 @@ use clap::Parser;
 
 use crate::{
     format::{self, Format, Options, Range, SmapsColumns},
-    proc::process,
+    proc::{pid_dir::PidDir, process},
     region::Region,
 };
 
@@ -64,17 +64,25 @@ fn table_options(a: &args::TraceArgs) -> Result<Options, String> {
 
 /// Prints one table exactly as `pmap` with the same options would: from the
 /// model for the maps formats, from `/proc/PID/smaps` (read now, after the
-/// model was confirmed against the kernel) for the smaps formats.
+/// model was confirmed against the kernel) for the smaps formats. Every
+/// file is read through the session's open `/proc/PID`, so a table is never
+/// of another process that took the id.
 fn table_renderer(
     opts: Options,
-) -> impl FnMut(&mut dyn Write, u32, &[Region]) -> std::io::Result<()> {
+) -> impl FnMut(&mut dyn Write, &PidDir, &[Region]) -> std::io::Result<()> {
     let mut columns = SmapsColumns::default();
-    move |mut out, pid, regions| {
-        let Some(info) = process::fetch(pid) else {
+    move |mut out, dir, regions| {
+        let Some(info) = process::fetch_in(dir) else {
             return Ok(());
         };
         if opts.format.uses_smaps() {
-            return match crate::snapshot::render_process(&mut out, &info, &opts, &mut columns) {
+            return match crate::snapshot::render_process_in(
+                &mut out,
+                dir,
+                &info,
+                &opts,
+                &mut columns,
+            ) {
                 Ok(_) => Ok(()),
                 Err(crate::snapshot::Fatal::Io(e)) => Err(e),
                 Err(crate::snapshot::Fatal::Message(m)) => Err(std::io::Error::other(m)),

@@ -12,14 +12,14 @@ use super::{
     session::{Cause, Delta, Session, Stats},
     syscalls::{Call, CallText},
 };
-use crate::region::Region;
+use crate::{proc::pid_dir::PidDir, region::Region};
 
 /// Indent of insight lines under a delta or after a table.
 const NOTE_INDENT: &str = "    ";
 
 /// Renders one complete table (header line through totals) exactly as
 /// `pmap` prints it for the same format options.
-pub type TableRenderer = dyn FnMut(&mut dyn Write, u32, &[Region]) -> io::Result<()>;
+pub type TableRenderer = dyn FnMut(&mut dyn Write, &PidDir, &[Region]) -> io::Result<()>;
 
 pub struct Printer<W: Write> {
     out: W,
@@ -200,7 +200,7 @@ impl<W: Write> Printer<W> {
             });
         }
         writeln!(self.out, "--- table pid {} ({reason}) +{t:.3}s ---", s.pid)?;
-        render(&mut self.out, s.pid, &regions)?;
+        render(&mut self.out, s.dir(), &regions)?;
         writeln!(self.out, "--- end table ---")
     }
 

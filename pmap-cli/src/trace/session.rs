@@ -247,6 +247,12 @@ impl Session {
         Ok(s)
     }
 
+    /// The process's `/proc` directory, held open since the session began:
+    /// what is read through it is this process's even if its id is reused.
+    pub fn dir(&self) -> &PidDir {
+        &self.dir
+    }
+
     pub fn model(&self) -> &RegionModel {
         &self.model
     }

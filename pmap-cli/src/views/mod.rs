@@ -22,12 +22,15 @@ use args::ViewArgs;
 
 use crate::core_file;
 use crate::format::{self, Format, Options, SmapsColumns};
-use crate::proc::process::ProcessInfo;
 use crate::proc::smaps::SmapsEntry;
+use crate::proc::{pid_dir::PidDir, process::ProcessInfo};
 
 /// What one process looks like to the views: header facts and its regions
 /// (with smaps fields when the view needs them, else empty fields).
 pub struct Snapshot {
+    /// The process's `/proc` directory: every file of it is read through
+    /// this, so all describe one process even if its id is reused.
+    pub dir: PidDir,
     pub info: ProcessInfo,
     pub entries: Vec<SmapsEntry>,
     /// Whether `entries` carry smaps fields.
@@ -36,13 +39,17 @@ pub struct Snapshot {
 
 /// Reads a process for the views; `None` if it does not exist.
 pub fn read_snapshot(pid: u32, smaps: bool) -> io::Result<Option<Snapshot>> {
-    let Some(info) = crate::proc::process::fetch(pid) else {
+    let Ok(dir) = PidDir::open(pid) else {
         return Ok(None);
     };
+    let Some(info) = crate::proc::process::fetch_in(&dir) else {
+        return Ok(None);
+    };
+    // A thread's directory shows its process's map.
     let entries = if smaps {
-        crate::proc::smaps::read(info.tgid)?
+        crate::proc::smaps::read(dir.open_file("smaps")?)?
     } else {
-        crate::proc::maps::read(info.tgid)?
+        crate::proc::maps::read(dir.open_file("maps")?)?
             .into_iter()
             .map(|region| SmapsEntry {
                 region,
@@ -51,6 +58,7 @@ pub fn read_snapshot(pid: u32, smaps: bool) -> io::Result<Option<Snapshot>> {
             .collect()
     };
     Ok(Some(Snapshot {
+        dir,
         info,
         entries,
         has_smaps: smaps,

@@ -20,17 +20,18 @@
 use std::collections::BTreeMap;
 
 use super::Snapshot;
-use crate::region::Region;
+use crate::{proc::pid_dir::PidDir, region::Region};
 
 /// New names by region start address.
 pub type Labels = BTreeMap<u64, Vec<u8>>;
 
 const ARENA: u64 = 64 * 1024 * 1024;
 
-/// The stack pointer of each thread of `pid` that the kernel tells.
-pub fn thread_stack_pointers(pid: u32) -> Vec<(u32, u64)> {
+/// The stack pointer of each thread of the process of `proc_dir` that the
+/// kernel tells.
+pub fn thread_stack_pointers(proc_dir: &PidDir) -> Vec<(u32, u64)> {
     let mut out = Vec::new();
-    let Ok(dir) = std::fs::read_dir(format!("/proc/{pid}/task")) else {
+    let Ok(dir) = proc_dir.read_dir("task") else {
         return out;
     };
     for ent in dir.flatten() {
@@ -89,7 +90,7 @@ pub fn label(snap: &Snapshot) -> Labels {
     let pid = snap.info.tgid;
     label_regions(
         regions,
-        &thread_stack_pointers(pid),
+        &thread_stack_pointers(&snap.dir),
         &jit_symbols(pid),
         true,
     )

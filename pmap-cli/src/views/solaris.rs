@@ -18,7 +18,7 @@ use std::io::{self, Write};
 
 use super::Snapshot;
 use super::args::ViewArgs;
-use crate::proc::smaps::SmapsEntry;
+use crate::proc::{pid_dir::PidDir, smaps::SmapsEntry};
 
 #[derive(Clone, Debug, PartialEq, Eq, serde::Serialize)]
 #[serde(untagged)]
@@ -54,11 +54,12 @@ struct Numa {
     nodes: BTreeMap<u32, u64>,
 }
 
-fn read_numa(pid: u32) -> BTreeMap<u64, Numa> {
+fn read_numa(dir: &PidDir) -> BTreeMap<u64, Numa> {
     let mut out = BTreeMap::new();
-    let Ok(text) = std::fs::read_to_string(format!("/proc/{pid}/numa_maps")) else {
+    let Ok(raw) = dir.read("numa_maps") else {
         return out;
     };
+    let text = String::from_utf8_lossy(&raw);
     for line in text.lines() {
         let mut it = line.split_whitespace();
         let (Some(addr), Some(policy)) = (it.next(), it.next()) else {
@@ -105,7 +106,7 @@ struct Run {
 /// aligned block is present with physically contiguous, aligned frames
 /// flagged THP or hugetlb: smaller large folios (page-cache folios, mTHP)
 /// count as base pages.
-fn page_runs(pid: u32, start: u64, end: u64, base_kb: u64, huge_kb: u64) -> Option<Vec<Run>> {
+fn page_runs(dir: &PidDir, start: u64, end: u64, base_kb: u64, huge_kb: u64) -> Option<Vec<Run>> {
     use std::os::unix::fs::FileExt;
     const PRESENT: u64 = 1 << 63;
     const PFN_MASK: u64 = (1 << 55) - 1;
@@ -115,7 +116,7 @@ fn page_runs(pid: u32, start: u64, end: u64, base_kb: u64, huge_kb: u64) -> Opti
     if pages > (1 << 22) {
         return None; // Over 16 GiB: too slow to walk page by page.
     }
-    let pagemap = std::fs::File::open(format!("/proc/{pid}/pagemap")).ok()?;
+    let pagemap = dir.open_file("pagemap").ok()?;
     let kflags = std::fs::File::open("/proc/kpageflags").ok()?;
     let mut raw = vec![0u8; pages * 8];
     pagemap.read_exact_at(&mut raw, start / 4096 * 8).ok()?;
@@ -255,7 +256,7 @@ impl Table {
             columns.extend(["Pgsz", "MMU", "THP", "Hugetlb"].map(String::from));
         }
         let numa = if v.numa {
-            read_numa(snap.info.tgid)
+            read_numa(&snap.dir)
         } else {
             BTreeMap::new()
         };
@@ -295,7 +296,7 @@ impl Table {
             };
             let runs = if v.page_sizes {
                 page_runs(
-                    snap.info.tgid,
+                    &snap.dir,
                     r.start,
                     r.end,
                     f("KernelPageSize").max(4),
