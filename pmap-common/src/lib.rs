@@ -123,10 +123,8 @@ pub const TARGET_WORDS: u32 = (1 << 22) / 64;
 pub mod counter {
     /// Events that did not fit in the ring buffer.
     pub const LOST: u32 = 0;
-    /// Syscall exits whose argument registers could not be read.
-    pub const UNPAIRED: u32 = 1;
     /// Number of counters.
-    pub const COUNT: u32 = 2;
+    pub const COUNT: u32 = 1;
 }
 
 /// Bits of the kernel program's `CONFIG` global.

@@ -234,10 +234,9 @@ fn try_sys_exit(ctx: &TracePointContext) -> Option<()> {
     let regs = user_regs();
     // Syscalls with fewer than six arguments leave garbage in the rest;
     // userspace reads only as many as the syscall takes.
+    // Without them the record says so (`FLAG_NO_ARGS`), and userspace
+    // asks the kernel about the whole map.
     let args = regs.as_ref().map(|r| REGS_ARGS.map(|i| r[i]));
-    if args.is_none() {
-        bump(counter::UNPAIRED);
-    }
     let flags = wakeup_flags();
     // The stack is read at exit, straight into the record: the user
     // registers and stack are as they were at entry (the calling thread is

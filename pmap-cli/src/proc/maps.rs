@@ -332,7 +332,8 @@ mod tests {
 
     #[test]
     fn reads_own_maps() {
-        let regions = read(File::open("/proc/self/maps").expect("open own maps")).expect("read own maps");
+        let regions =
+            read(File::open("/proc/self/maps").expect("open own maps")).expect("read own maps");
         assert!(regions.iter().any(|r| r.name == b"[stack]"));
         assert!(regions.windows(2).all(|w| w[0].end <= w[1].start));
     }

@@ -499,7 +499,8 @@ Size:                  4 kB
 
     #[test]
     fn reads_own_smaps() {
-        let v = read(File::open("/proc/self/smaps").expect("open own smaps")).expect("read own smaps");
+        let v =
+            read(File::open("/proc/self/smaps").expect("open own smaps")).expect("read own smaps");
         assert!(v.iter().any(|e| e.region.name == b"[stack]"));
         assert!(
             v.iter()

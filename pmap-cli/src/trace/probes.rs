@@ -320,11 +320,6 @@ impl Probes {
         self.counter(counter::LOST)
     }
 
-    /// Syscall exits seen without their entry.
-    pub fn unpaired(&self) -> u64 {
-        self.counter(counter::UNPAIRED)
-    }
-
     fn counter(&self, index: u32) -> u64 {
         self.counters
             .get(&index, 0)
