@@ -96,6 +96,8 @@ pub enum Unavailable {
     Tracefs(std::io::Error),
     /// The kernel has no tracepoint for these syscalls.
     Tracepoints(Vec<String>),
+    /// The kernel has no BTF, which `bpf_task_pt_regs` needs.
+    NoBtf,
     /// This binary was built without its kernel programs.
     NotBuilt,
 }
@@ -128,6 +130,12 @@ impl fmt::Display for Unavailable {
                  (needs CONFIG_FTRACE_SYSCALLS=y)",
                 names.join(", ")
             ),
+            Unavailable::NoBtf => write!(
+                f,
+                "this kernel has no BTF ({BTF} is missing; needs CONFIG_DEBUG_INFO_BTF=y): \
+                 the kernel program reads each call's arguments from the registers saved at \
+                 syscall entry, which needs it"
+            ),
             Unavailable::NotBuilt => write!(
                 f,
                 "this pmap was built with PMAP_NO_EBPF=1, without its eBPF programs; \
@@ -140,6 +148,8 @@ impl fmt::Display for Unavailable {
 impl std::error::Error for Unavailable {}
 
 const CAP_SYS_ADMIN: u32 = 21;
+/// The kernel's own type information (BTF).
+const BTF: &str = "/sys/kernel/btf/vmlinux";
 const CAP_PERFMON: u32 = 38;
 const CAP_BPF: u32 = 39;
 
@@ -160,6 +170,9 @@ pub fn check_environment() -> Result<&'static str, Unavailable> {
             missing.push("CAP_PERFMON");
         }
         return Err(Unavailable::Capabilities(missing));
+    }
+    if !Path::new(BTF).exists() {
+        return Err(Unavailable::NoBtf);
     }
     let root = tracefs_root()?;
     let missing: Vec<String> = SYSCALLS
