@@ -12,7 +12,7 @@ use super::{
     session::{Cause, Delta, Session, Stats},
     syscalls::{Call, CallText},
 };
-use crate::{proc::pid_dir::PidDir, region::Region};
+use crate::{format::num, proc::pid_dir::PidDir, region::Region};
 
 /// Indent of insight lines under a delta or after a table.
 const NOTE_INDENT: &str = "    ";
@@ -26,6 +26,8 @@ pub struct Printer<W: Write> {
     json: bool,
     /// CLOCK_MONOTONIC at start, to turn kernel timestamps into offsets.
     start_ns: u64,
+    /// A delta's rows, built before one write.
+    scratch: Vec<u8>,
 }
 
 /// CLOCK_MONOTONIC now, in nanoseconds (the clock bpf_ktime_get_ns reads).
@@ -128,28 +130,26 @@ impl std::fmt::Display for Micros {
     }
 }
 
-struct RegionRow<'a>(&'a Region);
-
-impl std::fmt::Display for RegionRow<'_> {
-    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        let r = self.0;
-        write!(
-            f,
-            "{:016x} {:>7}K {} ",
-            r.start,
-            r.size() / 1024,
-            r.perms.as_str()
-        )?;
-        if r.name.is_empty() {
-            f.write_str("[ anon ]")
-        } else {
-            f.write_str(&String::from_utf8_lossy(&r.name))
-        }
-    }
+/// `0000560a1b2c3000      16K rw-p name`: a region as deltas show it,
+/// appended to `buf` (one per row of every delta: no `fmt` machinery).
+fn push_row(buf: &mut Vec<u8>, r: &Region) {
+    num::hex_zero(buf, r.start, 16);
+    buf.push(b' ');
+    num::dec_right(buf, r.size() / 1024, 7);
+    buf.extend_from_slice(b"K ");
+    buf.extend_from_slice(r.perms.as_str().as_bytes());
+    buf.push(b' ');
+    push_name(buf, &r.name, b"[ anon ]");
 }
 
-fn region_row(r: &Region) -> RegionRow<'_> {
-    RegionRow(r)
+/// A region's name as text (invalid UTF-8 replaced, as everywhere in
+/// trace output), or `anon` for an empty one.
+fn push_name(buf: &mut Vec<u8>, name: &[u8], anon: &[u8]) {
+    if name.is_empty() {
+        buf.extend_from_slice(anon);
+    } else {
+        buf.extend_from_slice(String::from_utf8_lossy(name).as_bytes());
+    }
 }
 
 impl<W: Write> Printer<W> {
@@ -158,6 +158,7 @@ impl<W: Write> Printer<W> {
             out,
             json,
             start_ns,
+            scratch: Vec::new(),
         }
     }
 
@@ -283,7 +284,9 @@ impl<W: Write> Printer<W> {
             }
         }
         self.out.write_all(b"\n")?;
-        write_change(&mut self.out, &d.change)?;
+        self.scratch.clear();
+        write_change(&mut self.scratch, &d.change);
+        self.out.write_all(&self.scratch)?;
         notes.write_text(&mut self.out, NOTE_INDENT)
     }
 
@@ -433,7 +436,7 @@ fn write_shape(out: &mut impl Write, c: &Change) -> io::Result<()> {
 
 /// The rows of a change: `~` for a region that kept its start address and
 /// changed, `-` for one gone, `+` for one new.
-fn write_change(out: &mut dyn Write, c: &Change) -> io::Result<()> {
+fn write_change(buf: &mut Vec<u8>, c: &Change) {
     let mut added: Vec<Option<&Region>> = c.added.iter().map(Some).collect();
     for old in &c.removed {
         let same_start = added
@@ -442,29 +445,29 @@ fn write_change(out: &mut dyn Write, c: &Change) -> io::Result<()> {
         match same_start {
             Some(slot) => {
                 let new = slot.take().expect("found as Some above");
-                write!(
-                    out,
-                    "  ~ {}  ->  {}K {}",
-                    region_row(old),
-                    new.size() / 1024,
-                    new.perms.as_str(),
-                )?;
+                buf.extend_from_slice(b"  ~ ");
+                push_row(buf, old);
+                buf.extend_from_slice(b"  ->  ");
+                num::dec(buf, new.size() / 1024);
+                buf.extend_from_slice(b"K ");
+                buf.extend_from_slice(new.perms.as_str().as_bytes());
                 if new.name != old.name {
-                    if new.name.is_empty() {
-                        out.write_all(b" [ anon ]")?;
-                    } else {
-                        write!(out, " {}", String::from_utf8_lossy(&new.name))?;
-                    }
+                    buf.push(b' ');
+                    push_name(buf, &new.name, b"[ anon ]");
                 }
-                out.write_all(b"\n")?;
             }
-            None => writeln!(out, "  - {}", region_row(old))?,
+            None => {
+                buf.extend_from_slice(b"  - ");
+                push_row(buf, old);
+            }
         }
+        buf.push(b'\n');
     }
     for new in added.into_iter().flatten() {
-        writeln!(out, "  + {}", region_row(new))?;
+        buf.extend_from_slice(b"  + ");
+        push_row(buf, new);
+        buf.push(b'\n');
     }
-    Ok(())
 }
 
 #[cfg(test)]
@@ -479,7 +482,7 @@ mod tests {
             added: vec![r(0x1000, 0x2000, b"r--p"), r(0x2000, 0x5000, b"rw-p")],
         };
         let mut out = Vec::new();
-        write_change(&mut out, &c).expect("write to a Vec");
+        write_change(&mut out, &c);
         let text = String::from_utf8(out).expect("utf8");
         assert_eq!(
             text,
