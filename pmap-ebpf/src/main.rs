@@ -11,10 +11,11 @@
 #![no_main]
 
 use aya_ebpf::{
-    bindings::{BPF_RB_AVAIL_DATA, BPF_RB_FORCE_WAKEUP, BPF_RB_NO_WAKEUP, BPF_RB_RING_SIZE},
+    EbpfContext,
+    bindings::{BPF_RB_AVAIL_DATA, BPF_RB_FORCE_WAKEUP, BPF_RB_NO_WAKEUP},
     helpers::{
-        bpf_get_current_pid_tgid, bpf_get_current_task_btf, bpf_ktime_get_ns,
-        bpf_probe_read_kernel, bpf_probe_read_user, generated::bpf_task_pt_regs,
+        bpf_get_current_pid_tgid, bpf_get_current_task_btf, bpf_ktime_get_ns, bpf_probe_read_user,
+        generated::bpf_task_pt_regs,
     },
     macros::{map, tracepoint},
     maps::{Array, PerCpuArray, RingBuf},
@@ -43,6 +44,11 @@ static COUNTERS: PerCpuArray<u64> = PerCpuArray::with_max_entries(counter::COUNT
 /// `pmap_common::config` bits, set by userspace at load time.
 #[unsafe(no_mangle)]
 static CONFIG: u64 = 0;
+
+/// A quarter of the ring buffer's size in bytes, set by userspace at load
+/// time (a constant costs less than asking the ring for its size).
+#[unsafe(no_mangle)]
+static WAKE_AT: u64 = 0;
 
 // Offsets in the tracepoint records (see events/*/format in tracefs).
 const SYSCALL_NR: usize = 8;
@@ -89,8 +95,17 @@ fn user_regs() -> Option<UserRegs> {
     if regs == 0 {
         return None;
     }
-    // SAFETY: a probe read checks its address; a failure is an error.
-    unsafe { bpf_probe_read_kernel((regs as usize + PT_REGS_BP * 8) as *const UserRegs) }.ok()
+    // The helper's result is a typed kernel pointer (BTF), so the verifier
+    // lets the program load its fields directly (each load guarded by the
+    // kernel's exception table), which costs far less than a probe read
+    // of the whole block.
+    let base = (regs as usize + PT_REGS_BP * 8) as *const u64;
+    let mut out: UserRegs = [0; 16];
+    for (i, slot) in out.iter_mut().enumerate() {
+        // SAFETY: within `struct pt_regs`, whose fields are all u64.
+        *slot = unsafe { core::ptr::read_volatile(base.add(i)) };
+    }
+    Some(out)
 }
 
 /// Fills `stack` with the user stack of the current syscall; returns the
@@ -165,6 +180,15 @@ fn bump(index: u32) {
     }
 }
 
+/// A field of a `sys_exit` record, loaded directly: the record is the
+/// program's context, which the verifier lets it read without a helper.
+#[inline(always)]
+fn field<T: Copy>(ctx: &TracePointContext, offset: usize) -> T {
+    // SAFETY: callers pass the offset of an aligned field of type T within
+    // the record (see the tracepoint's format file).
+    unsafe { core::ptr::read_volatile(ctx.as_ptr().cast::<u8>().add(offset).cast::<T>()) }
+}
+
 #[inline(always)]
 fn read<T>(ctx: &TracePointContext, offset: usize) -> Option<T> {
     // SAFETY: bpf_probe_read_kernel checks the address; a failure is an error.
@@ -178,8 +202,9 @@ fn read<T>(ctx: &TracePointContext, offset: usize) -> Option<T> {
 #[inline(always)]
 fn wakeup_flags() -> u64 {
     let avail = EVENTS.query(BPF_RB_AVAIL_DATA as u64);
-    let size = EVENTS.query(BPF_RB_RING_SIZE as u64);
-    if avail.saturating_mul(4) >= size {
+    // SAFETY: as for CONFIG.
+    let wake_at = unsafe { core::ptr::read_volatile(&WAKE_AT) };
+    if avail >= wake_at {
         BPF_RB_FORCE_WAKEUP as u64
     } else {
         BPF_RB_NO_WAKEUP as u64
@@ -229,14 +254,20 @@ unsafe fn fill_head(
 #[inline(always)]
 fn try_sys_exit(ctx: &TracePointContext) -> Option<()> {
     let (tgid, tid) = current()?;
-    let nr = read::<i32>(ctx, SYSCALL_NR)? as u32;
-    let ret = read::<i64>(ctx, SYSCALL_RET)?;
-    let regs = user_regs();
+    let nr = field::<i32>(ctx, SYSCALL_NR) as u32;
+    let ret = field::<i64>(ctx, SYSCALL_RET);
+    // Zeros, not an absent value, when there are no registers: every
+    // register the verifier sees must be written on every path, and the
+    // compiler may otherwise hoist a use of the block out of its branch.
+    let (have_regs, regs) = match user_regs() {
+        Some(r) => (true, r),
+        None => (false, [0; 16]),
+    };
     // Syscalls with fewer than six arguments leave garbage in the rest;
     // userspace reads only as many as the syscall takes.
     // Without them the record says so (`FLAG_NO_ARGS`), and userspace
     // asks the kernel about the whole map.
-    let args = regs.as_ref().map(|r| REGS_ARGS.map(|i| r[i]));
+    let args = have_regs.then(|| REGS_ARGS.map(|i| regs[i]));
     let flags = wakeup_flags();
     // The stack is read at exit, straight into the record: the user
     // registers and stack are as they were at entry (the calling thread is
@@ -263,9 +294,10 @@ fn try_sys_exit(ctx: &TracePointContext) -> Option<()> {
             unsafe {
                 fill_head(ev.cast::<EventHead>(), tgid, tid, nr, ret, args);
                 (*ev).stack = [0; MAX_STACK_DEPTH];
-                let (len, stack_flags) = match &regs {
-                    Some(r) => capture_stack(&mut (*ev).stack, r),
-                    None => (0, 0),
+                let (len, stack_flags) = if have_regs {
+                    capture_stack(&mut (*ev).stack, &regs)
+                } else {
+                    (0, 0)
                 };
                 (*ev).stack_len = len;
                 (*ev).flags |= stack_flags;

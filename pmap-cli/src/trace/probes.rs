@@ -244,6 +244,7 @@ impl Probes {
         let mut ebpf = EbpfLoader::new()
             .map_max_entries("EVENTS", opts.ring_size)
             .override_global("CONFIG", &config, true)
+            .override_global("WAKE_AT", &(u64::from(opts.ring_size) / 4), true)
             .load(OBJECT)
             .context("loading the eBPF programs into the kernel failed")?;
 
