@@ -36,5 +36,6 @@ pub fn workload_bin(name: &str) -> PathBuf {
 }
 
 pub mod pmap_table;
+pub mod rng;
 pub mod trace_harness;
 pub mod views_util;

@@ -16,7 +16,7 @@ use std::{
     time::{Duration, Instant},
 };
 
-use pmap_tests::{pmap_bin, pmap_table, workload_bin};
+use pmap_tests::{pmap_bin, pmap_table, rng::Rng, workload_bin};
 
 const MODES: [&str; 4] = ["", "-x", "-X", "-XX"];
 
@@ -59,18 +59,6 @@ fn pmap(mode: &str, pid: u32) -> Command {
     c
 }
 
-/// A small xorshift generator: the delays differ from run to run without
-/// a dependency.
-struct Rng(u64);
-impl Rng {
-    fn next(&mut self) -> u64 {
-        self.0 ^= self.0 << 13;
-        self.0 ^= self.0 >> 7;
-        self.0 ^= self.0 << 17;
-        self.0
-    }
-}
-
 /// How one pmap run on a target killed at a random moment ended.
 #[derive(Debug, Default)]
 struct Outcomes {
@@ -97,7 +85,8 @@ struct Outcomes {
 /// the rows it printed, saying the table above is incomplete.
 #[test]
 fn target_killed_mid_read_never_prints_a_partial_table() {
-    let mut rng = Rng(u64::from(std::process::id()) << 20 | 0x9e37);
+    // Seeded by the process id: the delays differ from run to run.
+    let mut rng = Rng::new(u64::from(std::process::id()));
     let runs_per_mode = 16;
     let mut report = Vec::new();
     for mode in MODES {
@@ -127,7 +116,7 @@ fn target_killed_mid_read_never_prints_a_partial_table() {
             // Anywhere from before pmap looks at the process to after it
             // would have finished.
             let span = took.as_micros() as u64 * 5 / 4 + 1;
-            std::thread::sleep(Duration::from_micros(rng.next() % span));
+            std::thread::sleep(Duration::from_micros(rng.next_u64() % span));
             let _ = target.0.kill();
             if run % 2 == 0 {
                 let _ = target.0.wait();

@@ -117,6 +117,8 @@ pub struct StatFacts {
     pub start_time: u64,
     /// `startstack`: changes with execve (a new stack, randomly placed).
     pub start_stack: u64,
+    /// `start_brk`: where the heap begins (0 where the kernel hides it).
+    pub start_brk: u64,
 }
 
 impl StatFacts {
@@ -139,6 +141,8 @@ impl StatFacts {
             kernel_thread: flags & PF_KTHREAD != 0,
             start_time: num(22)?,
             start_stack: num(28)?,
+            // Field 47 is in kernels since 3.3.
+            start_brk: num(47).unwrap_or(0),
         })
     }
 

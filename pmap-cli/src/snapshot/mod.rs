@@ -354,36 +354,41 @@ struct Walk {
     cut: Option<Table>,
 }
 
-/// What to do with the row just read.
-enum Take {
-    Row,
-    Skip,
-    Done,
-}
-
 impl Walk {
-    /// Judges the outcome `got` of reading the next row `r`. A process
-    /// reaped mid-read fails the read with ESRCH: not bad data.
-    fn take(&mut self, got: io::Result<bool>, r: &Region) -> Result<Take, Fatal> {
-        match got {
-            Ok(true) => {}
-            Ok(false) => return Ok(Take::Done),
-            Err(e) if gone(&e) => {
-                self.cut = Some(Table::Gone);
-                return Ok(Take::Done);
+    /// Reads every row with `next` (into `item`, whose region is
+    /// `region(item)`) and hands each one admitted to `row`, until the end
+    /// of the file, a cut (the process reaped mid-read: ESRCH, not bad
+    /// data; or the map changed under the read), or `row` returning false
+    /// (a row past the `-A` range: procps-ng stops reading there). Returns
+    /// whether the read went on to its end.
+    fn each<T>(
+        &mut self,
+        item: &mut T,
+        mut next: impl FnMut(&mut T) -> io::Result<bool>,
+        region: fn(&T) -> &Region,
+        mut row: impl FnMut(&T) -> Result<bool, Fatal>,
+    ) -> Result<bool, Fatal> {
+        loop {
+            match next(item) {
+                Ok(true) => {}
+                Ok(false) => return Ok(true),
+                Err(e) if gone(&e) => {
+                    self.cut = Some(Table::Gone);
+                    return Ok(true);
+                }
+                Err(e) => return Err(Fatal::Message(format!("{}: {e}", self.path))),
             }
-            Err(e) => return Err(Fatal::Message(format!("{}: {e}", self.path))),
-        }
-        self.order.drop_overlaps |= self.through.get();
-        match self.order.admit(r) {
-            Admit::Keep => {
-                self.rows += 1;
-                Ok(Take::Row)
+            self.order.drop_overlaps |= self.through.get();
+            match self.order.admit(region(item)) {
+                Admit::Keep => self.rows += 1,
+                Admit::Skip => continue,
+                Admit::Raced => {
+                    self.cut = Some(Table::Raced);
+                    return Ok(true);
+                }
             }
-            Admit::Skip => Ok(Take::Skip),
-            Admit::Raced => {
-                self.cut = Some(Table::Raced);
-                Ok(Take::Done)
+            if !row(item)? {
+                return Ok(false);
             }
         }
     }
@@ -446,65 +451,52 @@ fn read_table(
         rows: 0,
         cut: None,
     };
-    let mut whole = true;
-    match &opts.format {
+    let whole = match &opts.format {
         Format::Default | Format::Device => {
             let mut reader = MapsReader::new(Prefetch::new(f));
             let mut t = MapsTable::begin(out, opts, info)?;
-            let mut r = Region::default();
-            loop {
-                let got = reader.next_into(&mut r);
-                match walk.take(got, &r)? {
-                    Take::Row => {}
-                    Take::Skip => continue,
-                    Take::Done => break,
-                }
-                if t.row(&r)? == Row::Stop {
-                    whole = false;
-                    break;
-                }
-            }
+            let whole = walk.each(
+                &mut Region::default(),
+                |r| reader.next_into(r),
+                |r| r,
+                |r| Ok(t.row(r)? == Row::Continue),
+            )?;
             t.finish()?;
+            whole
         }
         Format::Extended => {
             let mut reader = SmapsReader::new(LineReader::new(Prefetch::new(f)));
             let mut t = ExtendedTable::begin(out, opts, info)?;
-            let mut e = SmapsEntry::default();
-            loop {
-                let got = reader.next_into(&mut e);
-                match walk.take(got, &e.region)? {
-                    Take::Row => {}
-                    Take::Skip => continue,
-                    Take::Done => break,
-                }
-                if t.row(&e)? == Row::Stop {
-                    whole = false;
-                    break;
-                }
-            }
+            let whole = walk.each(
+                &mut SmapsEntry::default(),
+                |e| reader.next_into(e),
+                |e| &e.region,
+                |e| Ok(t.row(e)? == Row::Continue),
+            )?;
             t.finish()?;
+            whole
         }
         Format::MoreExtended | Format::All | Format::Rc(_) => {
             let mut reader = SmapsReader::new(LineReader::new(Prefetch::new(f)));
             let mut t = SmapsTable::new(opts, columns);
-            let mut e = SmapsEntry::default();
-            loop {
-                let got = reader.next_into(&mut e);
-                match walk.take(got, &e.region)? {
-                    Take::Row => {}
-                    Take::Skip => continue,
-                    Take::Done => break,
-                }
-                t.add(&e).map_err(|err| match err {
-                    TableError::Io(e) => Fatal::Io(e),
-                    other => Fatal::Message(format!("ERROR: {other}")),
-                })?;
-            }
+            walk.each(
+                &mut SmapsEntry::default(),
+                |e| reader.next_into(e),
+                |e| &e.region,
+                |e| {
+                    t.add(e).map_err(|err| match err {
+                        TableError::Io(e) => Fatal::Io(e),
+                        other => Fatal::Message(format!("ERROR: {other}")),
+                    })?;
+                    Ok(true)
+                },
+            )?;
             if walk.cut.is_none() {
                 t.print(out)?;
             }
+            true
         }
-    }
+    };
     let Walk {
         order, rows, cut, ..
     } = walk;

@@ -366,6 +366,33 @@ mod tests {
     }
 
     #[test]
+    fn a_piece_of_a_file_mapping_not_yet_named_keeps_its_file_offset() {
+        let mut m = RegionModel::new(vec![]);
+        apply(
+            &mut m,
+            Call::Mmap,
+            &event(
+                [0, 0x3000, 1, libc::MAP_PRIVATE as u64, 5, 0x3000],
+                0x30_0000,
+            ),
+        );
+        apply(
+            &mut m,
+            Call::Mprotect,
+            &event([0x30_1000, 0x1000, 0, 0, 0, 0], 0),
+        );
+        let got: Vec<(u64, u64)> = m.regions().map(|r| (r.start, r.offset)).collect();
+        assert_eq!(
+            got,
+            vec![
+                (0x30_0000, 0x3000),
+                (0x30_1000, 0x4000),
+                (0x30_2000, 0x5000)
+            ]
+        );
+    }
+
+    #[test]
     fn brk_grows_and_shrinks_the_heap() {
         let mut m = RegionModel::new(vec![]);
         apply(

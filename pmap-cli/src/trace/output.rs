@@ -115,10 +115,6 @@ struct DeltaRecord<'a> {
     more: Map<String, Value>,
 }
 
-/// `  + 00007f0000000000     16K rw-p  [ anon ]`: like a table row, with
-/// the kernel's permission letters (p/s kept) and the raw name.
-/// One region in a delta: `00007f0000000000      16K rw-p name`. Written
-/// straight into the output (deltas come by the hundred thousand).
 /// Seconds with six decimals, rounded as `{:.6}` does, without the float
 /// formatting (the tracer prints one per delta).
 struct Micros(f64);
@@ -130,8 +126,9 @@ impl std::fmt::Display for Micros {
     }
 }
 
-/// `0000560a1b2c3000      16K rw-p name`: a region as deltas show it,
-/// appended to `buf` (one per row of every delta: no `fmt` machinery).
+/// `0000560a1b2c3000      16K rw-p name`: a region as deltas show it, with
+/// the kernel's permission letters (p/s kept) and the raw name, appended to
+/// `buf` (one per row of every delta: no `fmt` machinery).
 fn push_row(buf: &mut Vec<u8>, r: &Region) {
     num::hex_zero(buf, r.start, 16);
     buf.push(b' ');
@@ -139,14 +136,14 @@ fn push_row(buf: &mut Vec<u8>, r: &Region) {
     buf.extend_from_slice(b"K ");
     buf.extend_from_slice(r.perms.as_str().as_bytes());
     buf.push(b' ');
-    push_name(buf, &r.name, b"[ anon ]");
+    push_name(buf, &r.name);
 }
 
 /// A region's name as text (invalid UTF-8 replaced, as everywhere in
-/// trace output), or `anon` for an empty one.
-fn push_name(buf: &mut Vec<u8>, name: &[u8], anon: &[u8]) {
+/// trace output), or `[ anon ]` for an empty one.
+fn push_name(buf: &mut Vec<u8>, name: &[u8]) {
     if name.is_empty() {
-        buf.extend_from_slice(anon);
+        buf.extend_from_slice(b"[ anon ]");
     } else {
         buf.extend_from_slice(String::from_utf8_lossy(name).as_bytes());
     }
@@ -453,7 +450,7 @@ fn write_change(buf: &mut Vec<u8>, c: &Change) {
                 buf.extend_from_slice(new.perms.as_str().as_bytes());
                 if new.name != old.name {
                     buf.push(b' ');
-                    push_name(buf, &new.name, b"[ anon ]");
+                    push_name(buf, &new.name);
                 }
             }
             None => {

@@ -72,38 +72,6 @@ pub struct Stats {
     pub processes_forked: u64,
 }
 
-/// Parsed `/proc/PID/stat` fields the session needs.
-struct StatInfo {
-    /// 'Z' (zombie) or 'X' (dead) mean the address space is gone.
-    state: u8,
-    start_time: u64,
-    start_brk: u64,
-}
-
-/// Reads `stat` through the process's own `/proc` directory: it fails once
-/// the process is reaped, even if its id is given to a new process.
-fn read_stat(dir: &PidDir) -> io::Result<StatInfo> {
-    let raw = dir.read("stat")?;
-    // The command name (field 2) may hold spaces and parentheses: fields
-    // are counted after its last ')'.
-    let close = raw
-        .iter()
-        .rposition(|&b| b == b')')
-        .ok_or_else(|| io::Error::new(io::ErrorKind::InvalidData, "malformed stat"))?;
-    let rest = String::from_utf8_lossy(&raw[close + 1..]);
-    let fields: Vec<&str> = rest.split_whitespace().collect();
-    // fields[0] is field 3 (state).
-    let field = |n: usize| -> u64 { fields.get(n - 3).and_then(|f| f.parse().ok()).unwrap_or(0) };
-    Ok(StatInfo {
-        state: fields
-            .first()
-            .and_then(|f| f.bytes().next())
-            .unwrap_or(b'?'),
-        start_time: field(22),
-        start_brk: field(47),
-    })
-}
-
 /// How long after a table-time check a call on the addresses that differed
 /// may end and still count as under way during the check. The kernel
 /// programs see calls at their exit only (no entry time is recorded, which
@@ -214,7 +182,7 @@ impl Session {
     /// Opens the process and takes the seed snapshot.
     pub fn open(pid: u32) -> Result<Session, OpenError> {
         let dir = PidDir::open(pid).map_err(|e| open_error(pid, e))?;
-        let stat = read_stat(&dir).map_err(|e| open_error(pid, e))?;
+        let stat = dir.stat().map_err(|e| open_error(pid, e))?;
         let mut view = open_view(&dir).map_err(|e| open_error(pid, e))?;
         let regions = view.all().map_err(|e| {
             // ESRCH: the process has no address space (any more).
@@ -269,8 +237,8 @@ impl Session {
     /// Whether the process is still the one we opened (not exited, not a
     /// reused PID).
     pub fn still_same_process(&self) -> bool {
-        matches!(read_stat(&self.dir),
-            Ok(s) if s.start_time == self.start_time && s.state != b'Z' && s.state != b'X')
+        matches!(self.dir.stat(),
+            Ok(s) if s.start_time == self.start_time && !s.is_zombie())
     }
 
     fn note_peaks(&mut self) {
@@ -367,7 +335,7 @@ impl Session {
     fn reopen(&mut self) -> io::Result<()> {
         self.view = open_view(&self.dir)?;
         self.gate = read_gate(&self.dir);
-        if let Ok(stat) = read_stat(&self.dir) {
+        if let Ok(stat) = self.dir.stat() {
             self.start_brk = stat.start_brk;
         }
         Ok(())

@@ -7,8 +7,8 @@
 //! split a block into several; the workload does not care: blocks are only
 //! address bookkeeping, and the tracer is checked against the kernel.
 
-use crate::rng::Rng;
 use crate::sys::{self, PAGE};
+use pmap_tests::rng::Rng;
 
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub enum Backing {

@@ -23,7 +23,6 @@
 mod blocks;
 mod ops;
 mod resources;
-mod rng;
 mod sys;
 mod threads;
 mod world;
@@ -33,7 +32,7 @@ use std::process::ExitCode;
 use std::sync::{Arc, Mutex};
 
 use ops::{MAX_BLOCKS, Op, Outcome};
-use rng::Rng;
+use pmap_tests::rng::Rng;
 use threads::Worker;
 use world::World;
 

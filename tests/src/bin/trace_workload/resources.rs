@@ -7,8 +7,8 @@ use std::os::fd::IntoRawFd;
 use std::path::PathBuf;
 use std::sync::atomic::{AtomicI32, Ordering};
 
-use crate::rng::Rng;
 use crate::sys::{self, PAGE};
+use pmap_tests::rng::Rng;
 
 /// Pages in each temp file and memfd.
 pub const FILE_PAGES: usize = 64;

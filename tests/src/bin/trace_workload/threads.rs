@@ -8,9 +8,9 @@ use std::sync::mpsc::{Receiver, Sender, channel};
 use std::sync::{Arc, Mutex};
 
 use crate::ops::{Op, Outcome};
-use crate::rng::Rng;
 use crate::sys::{self, PAGE};
 use crate::world::World;
+use pmap_tests::rng::Rng;
 
 enum Job {
     Run(Op, u64),

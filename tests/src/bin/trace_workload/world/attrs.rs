@@ -3,8 +3,8 @@
 
 use super::{World, done_or, random_prot};
 use crate::ops::{MAX_BRK_PAGES, Outcome};
-use crate::rng::Rng;
 use crate::sys::{self, PAGE};
+use pmap_tests::rng::Rng;
 
 impl World {
     pub(super) fn protect(&mut self, rng: &mut Rng, pkey: bool) -> Outcome {

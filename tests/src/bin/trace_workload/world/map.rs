@@ -5,8 +5,8 @@ use super::{World, pages, random_prot};
 use crate::blocks::{Backing, Block};
 use crate::ops::{MAX_SEALED, MAX_SHM_ATTACHES, Outcome};
 use crate::resources::FILE_PAGES;
-use crate::rng::Rng;
 use crate::sys::{self, PAGE};
+use pmap_tests::rng::Rng;
 
 impl World {
     /// Maps a whole file; used at setup for the file unlinked later.

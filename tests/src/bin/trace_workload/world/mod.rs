@@ -9,8 +9,8 @@ mod remap;
 use crate::blocks::{Backing, Blocks, Page};
 use crate::ops::{MAX_BLOCKS, MAX_PAGES, Op, Outcome, Stats};
 use crate::resources::{FILE_PAGES, Resources};
-use crate::rng::Rng;
 use crate::sys;
+use pmap_tests::rng::Rng;
 
 pub struct World {
     pub blocks: Blocks,

@@ -4,8 +4,8 @@
 use super::{World, pages};
 use crate::blocks::{Backing, Block, Page};
 use crate::ops::Outcome;
-use crate::rng::Rng;
 use crate::sys::{self, PAGE};
+use pmap_tests::rng::Rng;
 
 impl World {
     /// The trailing run of equal protection of a movable block.

@@ -1,5 +1,6 @@
-//! A small seeded generator (splitmix64): the op sequence is a function of
-//! the seed alone, with no dependency on an outside crate's algorithm.
+//! A small seeded generator (splitmix64) for workloads and tests: a
+//! workload's op sequence is a function of its seed alone, with no
+//! dependency on an outside crate's algorithm.
 
 pub struct Rng(u64);
 
