@@ -795,7 +795,7 @@ fn run_pids(
             Rendered::Overlaps(n) => ctx.warn(&format!(
                 "process {} changed its memory map during each of the {ATTEMPTS} reads; \
                  the table shows the last read, less {n} regions that overlapped regions \
-                 read before them",
+                 read before them; stop the process (kill -STOP) for a consistent table",
                 info.pid
             )),
             Rendered::Unreadable => status |= 1,

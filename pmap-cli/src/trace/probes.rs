@@ -134,7 +134,8 @@ impl fmt::Display for Unavailable {
                 f,
                 "this kernel has no BTF ({BTF} is missing; needs CONFIG_DEBUG_INFO_BTF=y): \
                  the kernel program reads each call's arguments from the registers saved at \
-                 syscall entry, which needs it"
+                 syscall entry, which needs it; use a kernel built with BTF, or \
+                 `--backend poll`"
             ),
             Unavailable::NotBuilt => write!(
                 f,
