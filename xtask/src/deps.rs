@@ -16,6 +16,8 @@ pub struct Needs {
     /// What `cargo xtask bench` measures against: GNU time (peak RSS),
     /// bpftrace and strace (the alternatives to `pmap trace`).
     pub bench: bool,
+    /// The programs the end-to-end tests run as targets and references.
+    pub tests: bool,
 }
 
 impl Needs {
@@ -23,11 +25,13 @@ impl Needs {
         fuzz: true,
         lints: true,
         bench: true,
+        tests: true,
     };
     pub const BUILD: Needs = Needs {
         fuzz: false,
         lints: false,
         bench: false,
+        tests: false,
     };
 }
 
@@ -37,6 +41,21 @@ const APT_PACKAGES: &[&str] = &["llvm-22-dev", "libpolly-22-dev", "bpftool"];
 
 /// Debian packages the benchmarks run (see `Needs::bench`).
 const APT_BENCH_PACKAGES: &[&str] = &["time", "bpftrace", "strace"];
+
+/// Debian packages the end-to-end tests use (see `Needs::tests`): procps-ng's
+/// `pmap` is the byte-for-byte reference; gdb's `gcore` writes core files;
+/// python3, node and java are real targets (allocators, JITs); chromium
+/// renders the HTML report; setcap/setpriv run the tracer unprivileged.
+const APT_TEST_PACKAGES: &[&str] = &[
+    "procps",
+    "gdb",
+    "python3",
+    "nodejs",
+    "default-jre-headless",
+    "chromium",
+    "libcap2-bin",
+    "util-linux",
+];
 
 /// bpf-linker's last release verified to build against Debian's LLVM 22.
 const BPF_LINKER_VERSION: &str = "0.13.0";
@@ -54,6 +73,7 @@ pub fn ensure(needs: Needs) -> Result<()> {
     let wanted: Vec<&str> = APT_PACKAGES
         .iter()
         .chain(if needs.bench { APT_BENCH_PACKAGES } else { &[] })
+        .chain(if needs.tests { APT_TEST_PACKAGES } else { &[] })
         .copied()
         .collect();
     let missing_apt: Vec<&str> = wanted

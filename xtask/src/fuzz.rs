@@ -42,6 +42,7 @@ pub fn main(args: &[String]) -> Result<()> {
         fuzz: true,
         lints: false,
         bench: false,
+        tests: false,
     })?;
     let all = targets()?;
     let chosen: Vec<String> = match args.first().map(String::as_str) {

@@ -59,6 +59,7 @@ pub fn main(args: &[String]) -> Result<()> {
         fuzz: fuzz_smoke,
         lints: lint,
         bench: false,
+        tests: true,
     })?;
 
     if lint {

@@ -167,6 +167,7 @@ pub fn build(opts: &Opts, with_ebpf: bool) -> Result<Bins> {
             fuzz: false,
             lints: false,
             bench: true,
+            tests: true,
         })?;
         cargo_build(
             &[
