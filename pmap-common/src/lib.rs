@@ -58,6 +58,144 @@ pub struct EventHead {
     pub _pad: u32,
 }
 
+/// Most regions the kernel program captures for one call. A call whose
+/// range holds more regions than this is flagged [`capture::FULL`] and
+/// userspace asks the kernel instead.
+pub const MAX_CAPTURE: usize = 4;
+
+/// One `vm_area_struct` as the kernel program read it at syscall exit.
+#[repr(C)]
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+pub struct Vma {
+    pub start: u64,
+    pub end: u64,
+    /// `vm_flags` (VM_READ 1, VM_WRITE 2, VM_EXEC 4, VM_MAYSHARE 0x80...).
+    pub flags: u64,
+    /// `vm_pgoff`, in pages.
+    pub pgoff: u64,
+    /// The mapped file's inode number; 0 for anonymous memory (a file's
+    /// inode number is never 0).
+    pub ino: u64,
+    /// The file's device (`s_dev`, kernel encoding: major << 20 | minor).
+    pub dev: u32,
+    pub _pad: u32,
+}
+
+/// What the kernel program captured at a call's exit: the regions covering
+/// the call's range, read before the calling thread ran another instruction.
+#[repr(C)]
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+pub struct Capture {
+    /// `mm->brk` at exit (0 if no region was read).
+    pub brk: u64,
+    /// One of [`capture`].
+    pub status: u32,
+    /// Valid entries in `vmas`, in address order.
+    pub count: u32,
+    pub vmas: [Vma; MAX_CAPTURE],
+}
+
+/// [`Capture::status`] values.
+pub mod capture {
+    /// The call has no range the program walks (or it failed before one).
+    pub const NONE: u32 = 0;
+    /// Every region of the planned ranges was read.
+    pub const OK: u32 = 1;
+    /// The map lock was held by another thread (`bpf_find_vma` -EBUSY).
+    pub const BUSY: u32 = 2;
+    /// The ranges hold more than [`super::MAX_CAPTURE`] regions.
+    pub const FULL: u32 = 3;
+}
+
+/// Syscall numbers (x86_64) the walk plan needs.
+pub mod nr {
+    pub const MMAP: u32 = 9;
+    pub const MPROTECT: u32 = 10;
+    pub const MUNMAP: u32 = 11;
+    pub const BRK: u32 = 12;
+    pub const MREMAP: u32 = 25;
+    pub const MADVISE: u32 = 28;
+    pub const SHMAT: u32 = 30;
+    pub const MLOCK: u32 = 149;
+    pub const MUNLOCK: u32 = 150;
+    pub const MBIND: u32 = 237;
+    pub const MLOCK2: u32 = 325;
+    pub const PKEY_MPROTECT: u32 = 329;
+    pub const MSEAL: u32 = 462;
+}
+
+/// `MREMAP_DONTUNMAP`: the old range stays mapped after a move.
+pub const MREMAP_DONTUNMAP: u64 = 4;
+const PAGE: u64 = 4096;
+
+/// `x` rounded up to a page (saturating).
+#[inline(always)]
+pub const fn page_up(x: u64) -> u64 {
+    match x.checked_add(PAGE - 1) {
+        Some(v) => v & !(PAGE - 1),
+        None => u64::MAX & !(PAGE - 1),
+    }
+}
+
+/// Whether a raw syscall return value is an error (-4095..=-1).
+#[inline(always)]
+pub const fn failed(ret: i64) -> bool {
+    ret < 0 && ret >= -4095
+}
+
+/// The address range whose regions the kernel program reads at a call's
+/// exit, `(0, 0)` for none. It reads the region holding `lo`, then the one
+/// starting where that ends, and so on until it passes `hi`; it stops at
+/// the first gap. Shared by both sides: userspace uses it to know what a
+/// capture covers. A call that only removes regions (munmap, a moving
+/// mremap's old range, brk shrinking) needs no walk for that part: the
+/// kernel never merges at an unmap, so its effect is known from the call.
+#[inline(always)]
+pub fn walk_plan(nr: u32, args: &[u64; 6], ret: i64) -> (u64, u64) {
+    match nr {
+        nr::MMAP if !failed(ret) => (ret as u64, ret as u64 + page_up(args[1])),
+        nr::MPROTECT
+        | nr::PKEY_MPROTECT
+        | nr::MADVISE
+        | nr::MLOCK
+        | nr::MUNLOCK
+        | nr::MLOCK2
+        | nr::MBIND
+        | nr::MSEAL => (
+            args[0] & !(PAGE - 1),
+            page_up(args[0].saturating_add(args[1])),
+        ),
+        // The region just below the new break: the heap as it is now (or
+        // whatever lies below an empty heap).
+        nr::BRK => {
+            let top = page_up(ret as u64);
+            (top.saturating_sub(1), top)
+        }
+        nr::MREMAP if !failed(ret) => (ret as u64, ret as u64 + page_up(args[2])),
+        nr::SHMAT if !failed(ret) => (ret as u64, ret as u64 + 1),
+        _ => (0, 0),
+    }
+}
+
+/// Byte offsets of the kernel fields the capture reads, found in the
+/// running kernel's BTF at load time (they differ between kernels, and
+/// Rust eBPF has no CO-RE field relocations).
+#[repr(C)]
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+pub struct KernelOffsets {
+    pub vm_start: u64,
+    pub vm_end: u64,
+    pub vm_flags: u64,
+    pub vm_pgoff: u64,
+    pub vm_file: u64,
+    pub task_mm: u64,
+    pub f_inode: u64,
+    pub i_ino: u64,
+    pub i_sb: u64,
+    pub s_dev: u64,
+    pub mm_brk: u64,
+}
+
 /// One change-causing call (or scheduler event) of a traced process, with
 /// room for a user stack. Records without a stack (the usual case) cross the
 /// ring buffer as an [`EventHead`], and are read back into this type.
@@ -82,6 +220,8 @@ pub struct Event {
     /// Number of valid entries in `stack`.
     pub stack_len: u32,
     pub _pad: u32,
+    /// The regions read at the call's exit (syscall records only).
+    pub capture: Capture,
     /// The user stack, innermost first; `stack_len` entries are valid:
     /// the instruction pointer, the word at the stack pointer
     /// (`FLAG_SP_WORD`), then return addresses from the frame-pointer walk.
@@ -90,13 +230,40 @@ pub struct Event {
 
 /// Byte size of a record without a stack ([`EventHead`]).
 pub const EVENT_HEAD_SIZE: usize = 8 + 8 * 6 + 8 + 4 * 6;
+/// Byte size of a [`Capture`].
+pub const CAPTURE_SIZE: usize = 16 + 48 * MAX_CAPTURE;
+/// Byte size of a syscall record without a stack ([`EventCapture`]).
+pub const EVENT_CAPTURE_SIZE: usize = EVENT_HEAD_SIZE + CAPTURE_SIZE;
 /// Byte size of a record with a stack ([`Event`]).
-pub const EVENT_SIZE: usize = EVENT_HEAD_SIZE + 8 * MAX_STACK_DEPTH;
+pub const EVENT_SIZE: usize = EVENT_CAPTURE_SIZE + 8 * MAX_STACK_DEPTH;
+const _: () = assert!(core::mem::size_of::<Vma>() == 48);
+const _: () = assert!(core::mem::size_of::<Capture>() == CAPTURE_SIZE);
 const _: () = assert!(core::mem::size_of::<EventHead>() == EVENT_HEAD_SIZE);
+const _: () = assert!(core::mem::size_of::<EventCapture>() == EVENT_CAPTURE_SIZE);
 const _: () = assert!(core::mem::size_of::<Event>() == EVENT_SIZE);
-const _: () = assert!(core::mem::offset_of!(Event, stack) == EVENT_HEAD_SIZE);
+const _: () = assert!(core::mem::offset_of!(Event, capture) == EVENT_HEAD_SIZE);
+const _: () = assert!(core::mem::offset_of!(EventCapture, capture) == EVENT_HEAD_SIZE);
+const _: () = assert!(core::mem::offset_of!(Event, stack) == EVENT_CAPTURE_SIZE);
 const _: () = assert!(core::mem::offset_of!(Event, _pad) == core::mem::offset_of!(EventHead, _pad));
 const _: () = assert!(core::mem::align_of::<Event>() == 8);
+
+/// A syscall record without a stack: the head and the capture, the first
+/// [`EVENT_CAPTURE_SIZE`] bytes of an [`Event`].
+#[repr(C)]
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+pub struct EventCapture {
+    pub head: EventHead,
+    pub capture: Capture,
+}
+
+impl From<EventCapture> for Event {
+    fn from(c: EventCapture) -> Event {
+        Event {
+            capture: c.capture,
+            ..Event::from(c.head)
+        }
+    }
+}
 
 impl From<EventHead> for Event {
     fn from(h: EventHead) -> Event {
@@ -110,6 +277,7 @@ impl From<EventHead> for Event {
             flags: h.flags,
             stack_len: 0,
             _pad: h._pad,
+            capture: Capture::default(),
             stack: [0; MAX_STACK_DEPTH],
         }
     }
@@ -140,4 +308,6 @@ mod pod {
     // is a valid value.
     unsafe impl aya::Pod for super::Event {}
     unsafe impl aya::Pod for super::EventHead {}
+    unsafe impl aya::Pod for super::EventCapture {}
+    unsafe impl aya::Pod for super::KernelOffsets {}
 }

@@ -14,16 +14,19 @@ use aya_ebpf::{
     EbpfContext,
     bindings::{BPF_RB_AVAIL_DATA, BPF_RB_FORCE_WAKEUP, BPF_RB_NO_WAKEUP},
     helpers::{
-        bpf_get_current_pid_tgid, bpf_get_current_task_btf, bpf_ktime_get_ns, bpf_probe_read_user,
-        generated::bpf_task_pt_regs,
+        bpf_get_current_pid_tgid, bpf_get_current_task_btf, bpf_ktime_get_ns,
+        bpf_probe_read_user,
+        generated::{self as raw, bpf_find_vma, bpf_task_pt_regs},
     },
     macros::{map, tracepoint},
     maps::{Array, PerCpuArray, RingBuf},
     programs::TracePointContext,
 };
+use aya_ebpf::cty::c_void;
 use pmap_common::{
-    Event, EventHead, FLAG_NO_ARGS, FLAG_SP_WORD, FLAG_STACK, FLAG_STACK_END, MAX_STACK_DEPTH,
-    TARGET_WORDS, config, counter, kind,
+    Capture, Event, EventCapture, EventHead, FLAG_NO_ARGS, FLAG_SP_WORD, FLAG_STACK,
+    FLAG_STACK_END, KernelOffsets, MAX_CAPTURE, MAX_STACK_DEPTH, TARGET_WORDS, Vma, capture,
+    config, counter, kind, walk_plan,
 };
 
 /// Process ids (init namespace) to report, one bit each. Filled by
@@ -49,6 +52,23 @@ static CONFIG: u64 = 0;
 /// time (a constant costs less than asking the ring for its size).
 #[unsafe(no_mangle)]
 static WAKE_AT: u64 = 0;
+
+/// Where the capture finds the kernel's fields, from its BTF; set by
+/// userspace at load time.
+#[unsafe(no_mangle)]
+static OFFSETS: KernelOffsets = KernelOffsets {
+    vm_start: 0,
+    vm_end: 0,
+    vm_flags: 0,
+    vm_pgoff: 0,
+    vm_file: 0,
+    task_mm: 0,
+    f_inode: 0,
+    i_ino: 0,
+    i_sb: 0,
+    s_dev: 0,
+    mm_brk: 0,
+};
 
 // Offsets in the tracepoint records (see events/*/format in tracefs).
 const SYSCALL_NR: usize = 8;
@@ -211,6 +231,130 @@ fn wakeup_flags() -> u64 {
     }
 }
 
+/// Reads a u64 at `base + offset` of kernel memory; 0 if unreadable (the
+/// helper zeroes its destination on failure). No branch on the result:
+/// every branch here multiplies the paths the verifier walks, once per
+/// lookup of the walk.
+#[inline(always)]
+fn kernel_u64(base: u64, offset: u64) -> u64 {
+    let mut v: u64 = 0;
+    // SAFETY: a probe read checks its address and writes only `v`.
+    unsafe {
+        raw::bpf_probe_read_kernel(
+            (&raw mut v).cast(),
+            8,
+            (base.wrapping_add(offset)) as *const c_void,
+        )
+    };
+    v
+}
+
+/// The offsets userspace found in BTF.
+#[inline(always)]
+fn offsets() -> KernelOffsets {
+    // SAFETY: as for CONFIG.
+    unsafe { core::ptr::read_volatile(&OFFSETS) }
+}
+
+/// `bpf_find_vma`'s callback: copies the fields of the region holding the
+/// address into the walk's [`Vma`] (on the caller's stack). Called with
+/// the map lock held for reading, so the region cannot change under it.
+/// For an anonymous region `vm_file` is null and the reads through it
+/// fail, leaving inode and device 0.
+#[inline(never)]
+extern "C" fn on_vma(_task: *mut c_void, vma: *mut c_void, ctx: *mut c_void) -> i64 {
+    let o = offsets();
+    let base = vma as u64;
+    let file = kernel_u64(base, o.vm_file);
+    let inode = kernel_u64(file, o.f_inode);
+    let sb = kernel_u64(inode, o.i_sb);
+    // SAFETY: `ctx` is the walk's Vma, on its stack, for this call.
+    unsafe {
+        *ctx.cast::<Vma>() = Vma {
+            start: kernel_u64(base, o.vm_start),
+            end: kernel_u64(base, o.vm_end),
+            flags: kernel_u64(base, o.vm_flags),
+            pgoff: kernel_u64(base, o.vm_pgoff),
+            ino: kernel_u64(inode, o.i_ino),
+            dev: kernel_u64(sb, o.s_dev) as u32,
+            _pad: 0,
+        };
+    }
+    0
+}
+
+const EBUSY: i64 = 16;
+
+/// Stores the `i`th captured region; constant offsets into the record,
+/// which the verifier checks without tracking an index.
+#[inline(always)]
+fn store(c: &mut Capture, i: u32, v: Vma) -> bool {
+    match i {
+        0 => c.vmas[0] = v,
+        1 => c.vmas[1] = v,
+        2 => c.vmas[2] = v,
+        3 => c.vmas[3] = v,
+        _ => return false,
+    }
+    true
+}
+const _: () = assert!(MAX_CAPTURE == 4, "store() names each slot");
+
+/// Reads the regions covering the call's ranges (`walk_plan`) as they are
+/// at its exit: the calling thread is still in the kernel, so nothing it
+/// does later can be in them. Userspace diffs its model against these
+/// instead of asking the kernel later, when other calls may have run.
+#[inline(always)]
+fn capture_regions(c: &mut Capture, nr: u32, args: &[u64; 6], ret: i64) {
+    let (lo, hi) = walk_plan(nr, args, ret);
+    c.brk = 0;
+    c.count = 0;
+    if lo >= hi {
+        c.status = capture::NONE;
+        return;
+    }
+    c.status = capture::OK;
+    let mut v = Vma::default();
+    // SAFETY: the current task, valid for the whole program run.
+    let task = unsafe { bpf_get_current_task_btf() };
+    let mut addr = lo;
+    let mut count = 0u32;
+    // Every branch but the one that stored a region leaves the loop: the
+    // verifier then walks a handful of paths per lookup, not their product.
+    for _ in 0..MAX_CAPTURE + 1 {
+        if addr >= hi {
+            break;
+        }
+        // SAFETY: the callback has the signature bpf_find_vma expects, and
+        // its context is the Vma on this stack.
+        let r = unsafe {
+            bpf_find_vma(
+                task,
+                addr,
+                on_vma as *mut c_void,
+                (&raw mut v).cast(),
+                0,
+            )
+        };
+        if r != 0 {
+            // -ENOENT is a gap: nothing more of the range is mapped.
+            if r == -EBUSY {
+                c.status = capture::BUSY;
+            }
+            break;
+        }
+        if v.end <= addr || !store(c, count, v) {
+            c.status = capture::FULL;
+            break;
+        }
+        count += 1;
+        addr = v.end;
+    }
+    c.count = count;
+    let task = task as u64;
+    c.brk = kernel_u64(kernel_u64(task, offsets().task_mm), offsets().mm_brk);
+}
+
 #[tracepoint]
 pub fn sys_exit(ctx: TracePointContext) -> u32 {
     try_sys_exit(&ctx);
@@ -274,12 +418,16 @@ fn try_sys_exit(ctx: &TracePointContext) -> Option<()> {
     // inside the syscall), and no map has to carry it from entry to exit.
     match config() & config::STACKS != 0 {
         false => {
-            let Some(mut entry) = EVENTS.reserve::<EventHead>(0) else {
+            let Some(mut entry) = EVENTS.reserve::<EventCapture>(0) else {
                 bump(counter::LOST);
                 return None;
             };
-            // SAFETY: a reserved slot of size_of::<EventHead>() bytes.
-            unsafe { fill_head(entry.as_mut_ptr(), tgid, tid, nr, ret, args) };
+            let ev = entry.as_mut_ptr();
+            // SAFETY: a reserved slot of size_of::<EventCapture>() bytes.
+            unsafe {
+                fill_head(&raw mut (*ev).head, tgid, tid, nr, ret, args);
+                capture_regions(&mut (*ev).capture, nr, &(*ev).head.args, ret);
+            }
             entry.submit(flags);
         }
         true => {
@@ -293,6 +441,7 @@ fn try_sys_exit(ctx: &TracePointContext) -> Option<()> {
             // EventHead (asserted in pmap-common).
             unsafe {
                 fill_head(ev.cast::<EventHead>(), tgid, tid, nr, ret, args);
+                capture_regions(&mut (*ev).capture, nr, &(*ev).args, ret);
                 (*ev).stack = [0; MAX_STACK_DEPTH];
                 let (len, stack_flags) = if have_regs {
                     capture_stack(&mut (*ev).stack, &regs)

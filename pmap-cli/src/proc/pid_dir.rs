@@ -79,6 +79,17 @@ impl PidDir {
         std::fs::read_dir(format!("/proc/self/fd/{}/{name}", self.fd.as_raw_fd()))
     }
 
+    /// What `name` (e.g. `fd/3`) leads to, followed, through the held
+    /// directory.
+    pub fn metadata(&self, name: &str) -> io::Result<std::fs::Metadata> {
+        std::fs::metadata(format!("/proc/self/fd/{}/{name}", self.fd.as_raw_fd()))
+    }
+
+    /// The target of link `name` (e.g. `fd/3`), through the held directory.
+    pub fn read_link(&self, name: &str) -> io::Result<std::path::PathBuf> {
+        std::fs::read_link(format!("/proc/self/fd/{}/{name}", self.fd.as_raw_fd()))
+    }
+
     /// The whole of file `name`.
     pub fn read(&self, name: &str) -> io::Result<Vec<u8>> {
         let mut buf = Vec::new();

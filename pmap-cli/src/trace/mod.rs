@@ -2,6 +2,9 @@
 //!
 //! - `probes`: loads and attaches the eBPF programs, reads the ring buffer.
 //! - `query`: asks the kernel what a range looks like now (PROCMAP_QUERY).
+//! - `btf`: kernel field offsets for the capture, from the kernel's BTF.
+//! - `capture`: a call's effect from the regions the kernel program read
+//!   at its exit (exact: nothing later can be in them).
 //! - `model`: the region model of one process (replace rows, diff).
 //! - `ranges`: a merged set of address ranges.
 //! - `session`: one traced process: applies events to its model.
@@ -14,6 +17,8 @@
 //! - `run`: the event loop.
 pub mod args;
 pub mod batch;
+pub mod btf;
+pub mod capture;
 pub mod effect;
 pub mod insight;
 pub mod launch;

@@ -11,7 +11,10 @@ use aya::{
     maps::{Array, MapData, PerCpuArray, RingBuf},
     programs::TracePoint,
 };
-use pmap_common::{EVENT_HEAD_SIZE, EVENT_SIZE, Event, EventHead, TARGET_WORDS, counter};
+use pmap_common::{
+    EVENT_CAPTURE_SIZE, EVENT_HEAD_SIZE, EVENT_SIZE, Event, EventCapture, EventHead, TARGET_WORDS,
+    counter,
+};
 use tokio::io::unix::AsyncFd;
 
 /// The object built from `pmap-ebpf` by build.rs.
@@ -242,8 +245,10 @@ impl Probes {
         } else {
             0
         };
+        let offsets = super::btf::running_kernel_offsets(BTF)?;
         let mut ebpf = EbpfLoader::new()
             .map_max_entries("EVENTS", opts.ring_size)
+            .override_global("OFFSETS", &offsets, true)
             .override_global("CONFIG", &config, true)
             .override_global("WAKE_AT", &(u64::from(opts.ring_size) / 4), true)
             .load(OBJECT)
@@ -364,11 +369,18 @@ impl Probes {
     }
 }
 
-/// Decodes one ring buffer record (an `EventHead` without a stack, or a
-/// whole `Event`); `None` if its size is neither, or a record without a
-/// stack claims one.
+/// Decodes one ring buffer record (a scheduler record's `EventHead`, a
+/// syscall record's `EventCapture`, or a whole `Event` with its stack);
+/// `None` if its size is none of these, or a record without a stack claims
+/// one.
 pub fn decode(bytes: &[u8]) -> Option<Event> {
     match bytes.len() {
+        // SAFETY: as below, for size_of::<EventCapture>().
+        EVENT_CAPTURE_SIZE => {
+            Some(unsafe { std::ptr::read_unaligned(bytes.as_ptr().cast::<EventCapture>()) })
+                .filter(|c| c.head.stack_len == 0)
+                .map(Event::from)
+        }
         // SAFETY: the length is exactly size_of::<EventHead>(), a repr(C)
         // struct of integers only (any bit pattern is valid), and
         // read_unaligned does not require the slice to be aligned.
@@ -405,12 +417,16 @@ mod tests {
         raw[8..16].copy_from_slice(&0x1234u64.to_ne_bytes()); // args[0]
         let tgid_at = 8 + 8 * 6 + 8;
         raw[tgid_at..tgid_at + 4].copy_from_slice(&42u32.to_ne_bytes());
-        raw[EVENT_HEAD_SIZE..EVENT_HEAD_SIZE + 8].copy_from_slice(&0xabcu64.to_ne_bytes());
+        raw[EVENT_HEAD_SIZE..EVENT_HEAD_SIZE + 8].copy_from_slice(&0x5000u64.to_ne_bytes()); // brk
+        raw[EVENT_CAPTURE_SIZE..EVENT_CAPTURE_SIZE + 8].copy_from_slice(&0xabcu64.to_ne_bytes());
         let ev = decode(&raw).expect("decodes");
         assert_eq!(
-            (ev.exit_ns, ev.args[0], ev.tgid, ev.stack[0]),
-            (7, 0x1234, 42, 0xabc)
+            (ev.exit_ns, ev.args[0], ev.tgid, ev.capture.brk, ev.stack[0]),
+            (7, 0x1234, 42, 0x5000, 0xabc)
         );
+        // The same record without its stack.
+        let capture = decode(&raw[..EVENT_CAPTURE_SIZE]).expect("decodes");
+        assert_eq!((capture.capture.brk, capture.stack[0]), (0x5000, 0));
         // The same record without its stack.
         let short = decode(&raw[..EVENT_HEAD_SIZE]).expect("decodes");
         assert_eq!((short.exit_ns, short.args[0], short.tgid), (7, 0x1234, 42));

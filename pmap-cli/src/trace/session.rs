@@ -7,6 +7,7 @@ use pmap_common::{Event, FLAG_NO_ARGS, kind};
 
 use super::{
     batch::LaterCalls,
+    capture::{self, Fallback},
     effect,
     model::{Change, RegionModel},
     output::monotonic_ns,
@@ -52,6 +53,10 @@ pub struct Delta {
     /// kernel: a later call in the same batch changed these addresses, so
     /// the kernel could no longer show this one's effect (see `effect`).
     pub from_arguments: bool,
+    /// Why `change` is not from the call's own capture (it was read from
+    /// the kernel afterwards, and may hold a later call's change too);
+    /// `None` for an exact delta, and for changes that are not calls.
+    pub fallback: Option<Fallback>,
 }
 
 /// Counts kept for the summary.
@@ -70,6 +75,22 @@ pub struct Stats {
     pub threads_started: u64,
     /// Child processes forked while traced (not traced themselves).
     pub processes_forked: u64,
+    /// Calls whose delta came from their own capture: exactly what they
+    /// did.
+    pub exact: u64,
+    /// Calls whose delta had to be read from the kernel afterwards, by
+    /// reason.
+    pub fallbacks: BTreeMap<Fallback, u64>,
+    /// Calls that ended before the table they follow was read (its rows
+    /// hold their effect): applied, not printed.
+    pub before_table: u64,
+}
+
+impl Stats {
+    /// Calls whose delta was read from the kernel afterwards.
+    pub fn fallback_total(&self) -> u64 {
+        self.fallbacks.values().sum()
+    }
 }
 
 /// How long after a table-time check a call on the addresses that differed
@@ -94,6 +115,14 @@ fn read_gate(dir: &PidDir) -> Option<Region> {
 /// directory.
 fn open_view(dir: &PidDir) -> io::Result<KernelView> {
     KernelView::from_file(dir.open_file("maps")?)
+}
+
+/// Names the kernel gives special mappings (`vm_ops->name`, arch names).
+fn is_special(name: &[u8]) -> bool {
+    matches!(
+        name,
+        b"[vdso]" | b"[vvar]" | b"[vvar_vclock]" | b"[vsyscall]" | b"[uprobes]" | b"[sigpage]"
+    )
 }
 
 /// The main stack grows on page faults, with no syscall.
@@ -170,6 +199,16 @@ pub struct Session {
     gate: Option<Region>,
     start_time: u64,
     start_brk: u64,
+    start_stack: u64,
+    /// The program break as of the last applied call.
+    brk: u64,
+    /// CLOCK_MONOTONIC ns just before the last full read of the map (the
+    /// seed, or the table after an exec): calls that ended earlier are in
+    /// it already.
+    seeded_ns: u64,
+    /// Names of mapped files by (major, minor, inode), as the kernel last
+    /// printed them: a capture carries the file's identity, not its path.
+    file_names: std::collections::HashMap<(u32, u32, u64), Vec<u8>>,
     pub stats: Stats,
     pub exited: bool,
     unconfirmed: Vec<Unconfirmed>,
@@ -184,6 +223,7 @@ impl Session {
         let dir = PidDir::open(pid).map_err(|e| open_error(pid, e))?;
         let stat = dir.stat().map_err(|e| open_error(pid, e))?;
         let mut view = open_view(&dir).map_err(|e| open_error(pid, e))?;
+        let seeded_ns = monotonic_ns();
         let regions = view.all().map_err(|e| {
             // ESRCH: the process has no address space (any more).
             match dir.stat() {
@@ -206,11 +246,16 @@ impl Session {
             gate,
             start_time: stat.start_time,
             start_brk: stat.start_brk,
+            start_stack: stat.start_stack,
+            brk: 0,
+            seeded_ns,
+            file_names: Default::default(),
             stats: Stats::default(),
             exited: false,
             unconfirmed: Vec::new(),
             dirty: RangeSet::default(),
         };
+        s.brk = s.heap().1.max(s.start_brk);
         s.note_peaks();
         Ok(s)
     }
@@ -337,7 +382,10 @@ impl Session {
         self.gate = read_gate(&self.dir);
         if let Ok(stat) = self.dir.stat() {
             self.start_brk = stat.start_brk;
+            self.start_stack = stat.start_stack;
         }
+        self.brk = self.start_brk;
+        self.file_names.clear();
         Ok(())
     }
 
@@ -441,6 +489,7 @@ impl Session {
             change,
             superseded: false,
             from_arguments: false,
+            fallback: None,
         }
     }
 
@@ -531,7 +580,9 @@ impl Session {
                 }
                 // The open maps file belongs to the old address space.
                 self.reopen()?;
+                self.seeded_ns = monotonic_ns();
                 let change = self.resync()?;
+                self.brk = self.heap().1.max(self.start_brk);
                 return Ok(Some(self.delta(ev.tid, ev.exit_ns, Cause::Exec, change)));
             }
             kind::EXIT => {
@@ -565,6 +616,24 @@ impl Session {
             self.footprint(ev)
         };
         self.explain(ev.exit_ns, &what);
+        let before_table = ev.exit_ns < self.seeded_ns;
+        let fallback = match capture::effect(call, ev, self.brk, |addr| {
+            Self::attachment_extent(addr, self.model.regions())
+        }) {
+            Ok(e) => match self.apply_capture(call, ev, e) {
+                Ok(change) => {
+                    self.stats.exact += 1;
+                    if before_table {
+                        self.stats.before_table += 1;
+                        return Ok(None);
+                    }
+                    return Ok(self.call_delta(call, ev, change, keep_failed));
+                }
+                Err(f) => f,
+            },
+            Err(f) => f,
+        };
+        *self.stats.fallbacks.entry(fallback).or_default() += 1;
         let overtaken = ev.flags & FLAG_NO_ARGS == 0
             && ev.ret >= 0
             && effect::derivable(call)
@@ -617,7 +686,162 @@ impl Session {
             change,
         );
         d.superseded = superseded;
+        d.fallback = Some(fallback);
         Ok(Some(d))
+    }
+
+    /// The delta of a call whose change is exact, if there is one to print:
+    /// a call that changed nothing is printed only if it maps or unmaps
+    /// (so every such call is seen), or failed and `keep_failed` is set.
+    fn call_delta(
+        &self,
+        call: Call,
+        ev: &Event,
+        change: Change,
+        keep_failed: bool,
+    ) -> Option<Delta> {
+        let failed = ev.ret < 0;
+        if change.is_empty() && !(call.maps_or_unmaps() && !failed) && !(keep_failed && failed) {
+            return None;
+        }
+        Some(self.delta(
+            ev.tid,
+            ev.exit_ns,
+            Cause::Syscall(call, Box::new(*ev)),
+            change,
+        ))
+    }
+
+    /// Applies a call's effect as its capture shows it (see `capture`).
+    /// Fails only if a new file mapping cannot be named; the model is then
+    /// untouched.
+    fn apply_capture(
+        &mut self,
+        call: Call,
+        ev: &Event,
+        e: capture::Effect,
+    ) -> Result<Change, Fallback> {
+        let brk_after = match ev.capture.brk {
+            0 if call == Call::Brk => ev.ret as u64,
+            0 => self.brk,
+            b => b,
+        };
+        let Some((lo, hi)) = capture::reach(&e) else {
+            self.brk = brk_after;
+            return Ok(Change::default());
+        };
+        let old: Vec<Region> = self.model.within(lo, hi).cloned().collect();
+        let mut rows = Vec::with_capacity(e.captured.len());
+        for v in &e.captured {
+            let mut r = capture::row(v);
+            self.name_captured(&mut r, call, ev, &old, brk_after)?;
+            rows.push(r);
+        }
+        let new = capture::overlay(&old, &e.cleared, &rows);
+        let (lo, hi) = old
+            .iter()
+            .chain(&new)
+            .fold((lo, hi), |(lo, hi), r| (lo.min(r.start), hi.max(r.end)));
+        let change = self.model.replace(lo, hi, new);
+        self.brk = brk_after;
+        self.account(&change);
+        Ok(change)
+    }
+
+    /// Names a captured row as `/proc/PID/maps` would (fs/proc/task_mmu.c
+    /// `get_vma_name`): a file's path, a special mapping's name, `[heap]`,
+    /// `[stack]`, or an anonymous region's own name.
+    fn name_captured(
+        &mut self,
+        r: &mut Region,
+        call: Call,
+        ev: &Event,
+        old: &[Region],
+        brk: u64,
+    ) -> Result<(), Fallback> {
+        let overlaps = |o: &&Region| o.start < r.end && o.end > r.start;
+        if r.inode != 0 || r.dev_major != 0 || r.dev_minor != 0 || r.offset != 0 {
+            return self.name_file(r, ev, old);
+        }
+        // A special mapping ([vdso], [vvar], ...) keeps its name; it
+        // never merges with anything.
+        if let Some(o) = old.iter().filter(overlaps).find(|o| is_special(&o.name)) {
+            r.name = o.name.clone();
+            return Ok(());
+        }
+        if r.start <= brk && r.end >= self.start_brk && self.start_brk != 0 {
+            r.name = b"[heap]".to_vec();
+        } else if r.start <= self.start_stack && r.end >= self.start_stack {
+            r.name = b"[stack]".to_vec();
+        } else if call != Call::Mmap
+            && call != Call::Mremap
+            && let Some(o) = old
+                .iter()
+                .filter(overlaps)
+                .find(|o| o.name.starts_with(b"[anon:") || o.name.starts_with(b"[anon_shmem:"))
+        {
+            // A named anonymous region keeps its name through splits and
+            // merges (regions merge only with equal names).
+            r.name = o.name.clone();
+        }
+        Ok(())
+    }
+
+    /// Names a captured file row: from the rows it overlapped, from the
+    /// names seen for that file, from the kernel's row at that address now,
+    /// or from the descriptor the mmap was given.
+    fn name_file(&mut self, r: &mut Region, ev: &Event, old: &[Region]) -> Result<(), Fallback> {
+        let id = (r.dev_major, r.dev_minor, r.inode);
+        let same = |o: &Region| (o.dev_major, o.dev_minor, o.inode) == id;
+        if let Some(o) = old.iter().find(|o| same(o) && o.start < r.end && o.end > r.start) {
+            r.name = o.name.clone();
+            return Ok(());
+        }
+        if let Some(n) = self.file_names.get(&id) {
+            r.name = n.clone();
+            return Ok(());
+        }
+        if let Some(o) = self.model.regions().find(|o| same(o)) {
+            r.name = o.name.clone();
+            self.file_names.insert(id, r.name.clone());
+            return Ok(());
+        }
+        // The kernel's row there now, if it is still this mapping.
+        if let Ok(Some(k)) = self.view.query(r.start)
+            && k.start == r.start
+            && k.offset == r.offset
+            && (same(&k) || k.perms == r.perms)
+        {
+            // The kernel prints the user-visible inode (overlayfs shows
+            // its own), so its device and inode win too.
+            self.file_names.insert(id, k.name.clone());
+            (r.name, r.dev_major, r.dev_minor, r.inode) = (k.name, k.dev_major, k.dev_minor, k.inode);
+            return Ok(());
+        }
+        if ev.kind == pmap_common::nr::MMAP
+            && let Some(name) = self.fd_name(ev.args[4] as i32, id)
+        {
+            self.file_names.insert(id, name.clone());
+            r.name = name;
+            return Ok(());
+        }
+        Err(Fallback::Unnamed)
+    }
+
+    /// The path of the process's descriptor `fd`, if it is the file `id`.
+    fn fd_name(&self, fd: i32, id: (u32, u32, u64)) -> Option<Vec<u8>> {
+        use std::os::unix::{ffi::OsStrExt, fs::MetadataExt};
+        if fd < 0 {
+            return None;
+        }
+        let link = format!("fd/{fd}");
+        let meta = self.dir.metadata(&link).ok()?;
+        let dev = meta.dev();
+        if (libc::major(dev), libc::minor(dev), meta.ino()) != id {
+            return None;
+        }
+        let target = self.dir.read_link(&link).ok()?;
+        Some(target.as_os_str().as_bytes().to_vec())
     }
 
     /// Applies what a call did from its arguments (see `effect`); its

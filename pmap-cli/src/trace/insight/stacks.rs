@@ -309,7 +309,7 @@ mod tests {
             kind: 10,
             flags,
             stack_len: stack.len() as u32,
-            _pad: 0,
+            ..Event::default()
         };
         ev.stack[..stack.len()].copy_from_slice(stack);
         ev
