@@ -61,7 +61,7 @@ pub struct EventHead {
 /// Most regions the kernel program captures for one call. A call whose
 /// range holds more regions than this is flagged [`capture::FULL`] and
 /// userspace asks the kernel instead.
-pub const MAX_CAPTURE: usize = 4;
+pub const MAX_CAPTURE: usize = 6;
 
 /// One `vm_area_struct` as the kernel program read it at syscall exit.
 #[repr(C)]
@@ -128,12 +128,21 @@ pub mod nr {
 pub const MREMAP_DONTUNMAP: u64 = 4;
 const PAGE: u64 = 4096;
 
+/// Whether a madvise `advice` can change regions (it sets or clears a
+/// `vm_flags` bit, which splits and merges them: MADV_NORMAL, RANDOM,
+/// SEQUENTIAL, and DONTFORK through KEEPONFORK). The others (DONTNEED,
+/// FREE, WILLNEED, COLD, PAGEOUT, POPULATE_*, ...) work on pages only.
+#[inline(always)]
+pub const fn advice_changes_regions(advice: u64) -> bool {
+    advice <= 2 || (advice >= 10 && advice <= 19)
+}
+
 /// `x` rounded up to a page (saturating).
 #[inline(always)]
 pub const fn page_up(x: u64) -> u64 {
     match x.checked_add(PAGE - 1) {
         Some(v) => v & !(PAGE - 1),
-        None => u64::MAX & !(PAGE - 1),
+        None => !(PAGE - 1),
     }
 }
 
@@ -154,6 +163,7 @@ pub const fn failed(ret: i64) -> bool {
 pub fn walk_plan(nr: u32, args: &[u64; 6], ret: i64) -> (u64, u64) {
     match nr {
         nr::MMAP if !failed(ret) => (ret as u64, ret as u64 + page_up(args[1])),
+        nr::MADVISE if !advice_changes_regions(args[2]) => (0, 0),
         nr::MPROTECT
         | nr::PKEY_MPROTECT
         | nr::MADVISE

@@ -10,19 +10,18 @@
 #![no_std]
 #![no_main]
 
+use aya_ebpf::cty::c_void;
 use aya_ebpf::{
     EbpfContext,
     bindings::{BPF_RB_AVAIL_DATA, BPF_RB_FORCE_WAKEUP, BPF_RB_NO_WAKEUP},
     helpers::{
-        bpf_get_current_pid_tgid, bpf_get_current_task_btf, bpf_ktime_get_ns,
-        bpf_probe_read_user,
+        bpf_get_current_pid_tgid, bpf_get_current_task_btf, bpf_ktime_get_ns, bpf_probe_read_user,
         generated::{self as raw, bpf_find_vma, bpf_task_pt_regs},
     },
     macros::{map, tracepoint},
     maps::{Array, PerCpuArray, RingBuf},
     programs::TracePointContext,
 };
-use aya_ebpf::cty::c_void;
 use pmap_common::{
     Capture, Event, EventCapture, EventHead, FLAG_NO_ARGS, FLAG_SP_WORD, FLAG_STACK,
     FLAG_STACK_END, KernelOffsets, MAX_CAPTURE, MAX_STACK_DEPTH, TARGET_WORDS, Vma, capture,
@@ -284,6 +283,10 @@ extern "C" fn on_vma(_task: *mut c_void, vma: *mut c_void, ctx: *mut c_void) -> 
 }
 
 const EBUSY: i64 = 16;
+const PAGE: u64 = 4096;
+/// Lookups one call's walk may make: a region each, or a page of a hole
+/// (madvise).
+const WALK_LOOKUPS: usize = 8;
 
 /// Stores the `i`th captured region; constant offsets into the record,
 /// which the verifier checks without tracking an index.
@@ -294,11 +297,13 @@ fn store(c: &mut Capture, i: u32, v: Vma) -> bool {
         1 => c.vmas[1] = v,
         2 => c.vmas[2] = v,
         3 => c.vmas[3] = v,
+        4 => c.vmas[4] = v,
+        5 => c.vmas[5] = v,
         _ => return false,
     }
     true
 }
-const _: () = assert!(MAX_CAPTURE == 4, "store() names each slot");
+const _: () = assert!(MAX_CAPTURE == 6, "store() names each slot");
 
 /// Reads the regions covering the call's ranges (`walk_plan`) as they are
 /// at its exit: the calling thread is still in the kernel, so nothing it
@@ -319,29 +324,31 @@ fn capture_regions(c: &mut Capture, nr: u32, args: &[u64; 6], ret: i64) {
     let task = unsafe { bpf_get_current_task_btf() };
     let mut addr = lo;
     let mut count = 0u32;
-    // Every branch but the one that stored a region leaves the loop: the
-    // verifier then walks a handful of paths per lookup, not their product.
-    for _ in 0..MAX_CAPTURE + 1 {
+    // madvise goes on past holes (and then fails with ENOMEM), and an
+    // mremap may move several regions with holes between them (6.17+): their
+    // walks step over holes, a page at a time. Every other call stops at
+    // a hole.
+    let skip_holes = nr == pmap_common::nr::MADVISE || nr == pmap_common::nr::MREMAP;
+    // Every branch but storing a region or stepping over a hole's page
+    // leaves the loop, which keeps the paths the verifier walks few.
+    for _ in 0..WALK_LOOKUPS {
         if addr >= hi {
             break;
         }
         // SAFETY: the callback has the signature bpf_find_vma expects, and
         // its context is the Vma on this stack.
-        let r = unsafe {
-            bpf_find_vma(
-                task,
-                addr,
-                on_vma as *mut c_void,
-                (&raw mut v).cast(),
-                0,
-            )
-        };
+        let r = unsafe { bpf_find_vma(task, addr, on_vma as *mut c_void, (&raw mut v).cast(), 0) };
         if r != 0 {
-            // -ENOENT is a gap: nothing more of the range is mapped.
             if r == -EBUSY {
                 c.status = capture::BUSY;
+                break;
             }
-            break;
+            // -ENOENT: a hole.
+            if !skip_holes {
+                break;
+            }
+            addr = (addr | (PAGE - 1)) + 1;
+            continue;
         }
         if v.end <= addr || !store(c, count, v) {
             c.status = capture::FULL;
@@ -349,6 +356,9 @@ fn capture_regions(c: &mut Capture, nr: u32, args: &[u64; 6], ret: i64) {
         }
         count += 1;
         addr = v.end;
+    }
+    if addr < hi && skip_holes && c.status == capture::OK {
+        c.status = capture::FULL;
     }
     c.count = count;
     let task = task as u64;

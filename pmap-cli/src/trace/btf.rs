@@ -78,10 +78,10 @@ impl Btf {
             let kind = (info >> 24) & 0x1f;
             let data = at + 12;
             let extra = match kind {
-                1 | 14 | 17 => 4,                       // INT, VAR, DECL_TAG
-                3 => 12,                                // ARRAY
+                1 | 14 | 17 => 4,                      // INT, VAR, DECL_TAG
+                3 => 12,                               // ARRAY
                 4 | 5 | 15 | 19 => 12 * vlen as usize, // STRUCT, UNION, DATASEC, ENUM64
-                6 | 13 => 8 * vlen as usize,            // ENUM, FUNC_PROTO
+                6 | 13 => 8 * vlen as usize,           // ENUM, FUNC_PROTO
                 2 | 7..=12 | 16 | 18 => 0,
                 k => bail!("unknown BTF kind {k}"),
             };

@@ -16,8 +16,9 @@
 //! captured regions. This module decides that from an event; the session
 //! names the captured rows and applies them to its model.
 
-use pmap_common::{Event, MREMAP_DONTUNMAP, Vma, capture, failed, page_up, walk_plan};
-
+use pmap_common::{
+    Event, MREMAP_DONTUNMAP, Vma, advice_changes_regions, capture, failed, page_up, walk_plan,
+};
 
 use super::syscalls::Call;
 use crate::region::{Perms, Region};
@@ -34,8 +35,8 @@ pub enum Fallback {
     /// mapped: another thread changed the range in between.
     Uncovered,
     /// A call this tracer does not capture (mlockall, munlockall,
-    /// remap_file_pages, a failed mmap or mremap, an mremap with
-    /// MREMAP_DONTUNMAP), or one whose arguments could not be read.
+    /// remap_file_pages, an mremap with MREMAP_DONTUNMAP), or one whose
+    /// arguments could not be read.
     NotCaptured,
     /// The kernel gave no name for a new file mapping.
     Unnamed,
@@ -142,14 +143,23 @@ pub fn effect(
     let covers = |(lo, hi): (u64, u64)| covered_to(&caps, lo) >= hi;
     let cleared = match call {
         Call::Munmap if ok => vec![(a[0], a[0].saturating_add(page_up(a[1])))],
-        // A failed munmap, shmat or shmdt changes nothing.
-        Call::Munmap | Call::Shmat | Call::Shmdt if !ok => vec![],
+        // A failed munmap, shmat or shmdt changes nothing; nor does a
+        // failed mmap or mremap (the kernel undoes what it began: since
+        // 6.12 an overlaid range is put back).
+        Call::Munmap | Call::Shmat | Call::Shmdt | Call::Mmap | Call::Mremap if !ok => vec![],
+        // Advice on pages, not regions.
+        Call::Madvise if !advice_changes_regions(a[2]) => vec![],
         Call::Shmdt => vec![attachment(a[0])],
         Call::Mmap | Call::Shmat if ok => {
             let (lo, hi) = walk;
             let hi = match call {
                 // The attachment's size is the captured region's.
-                Call::Shmat => caps.first().filter(|v| v.start == lo).ok_or(Fallback::Uncovered)?.end,
+                Call::Shmat => {
+                    caps.first()
+                        .filter(|v| v.start == lo)
+                        .ok_or(Fallback::Uncovered)?
+                        .end
+                }
                 _ => hi,
             };
             if !covers((lo, hi)) {
@@ -166,7 +176,12 @@ pub fn effect(
         | Call::Mbind
         | Call::Mseal => {
             let (lo, hi) = walk;
-            let to = covered_to(&caps, lo).min(hi);
+            // The madvise walk steps over holes, to the end of the range
+            // (else the record says FULL): every region there was read.
+            let to = match call {
+                Call::Madvise => hi,
+                _ => covered_to(&caps, lo).min(hi),
+            };
             if to < hi {
                 // Regions up to a hole: a successful call has none, so the
                 // map changed under it. mprotect stops at the first hole
@@ -189,12 +204,22 @@ pub fn effect(
             }
         }
         Call::Mremap if ok => {
-            let new = walk;
-            if !covers(new) {
-                return Err(Fallback::Uncovered);
-            }
             let (old_lo, old_len, new_len) = (a[0], page_up(a[1]), page_up(a[2]));
             let moved = ev.ret as u64 != old_lo;
+            if !moved && new_len <= old_len {
+                // Shrinking in place (or to the same size) unmaps the tail
+                // and checks nothing else: the rest need not be mapped.
+                return Ok(Effect {
+                    cleared: vec![(old_lo + new_len, old_lo + old_len)],
+                    captured: caps,
+                });
+            }
+            // Its walk steps over holes (a move of several regions keeps
+            // the holes between them): a complete walk read every region.
+            let new = walk;
+            if c.status != capture::OK || (!covers(new) && !moved) {
+                return Err(Fallback::Uncovered);
+            }
             let old = if old_len == 0 {
                 // A duplicate of a shared mapping: the old one stays.
                 None
@@ -204,9 +229,8 @@ pub fn effect(
                 return Err(Fallback::NotCaptured);
             } else if moved {
                 Some((old_lo, old_lo + old_len))
-            } else if new_len < old_len {
-                Some((old_lo + new_len, old_lo + old_len))
             } else {
+                // Grown in place: the new range holds the old.
                 None
             };
             std::iter::once(new).chain(old).collect()
@@ -332,21 +356,39 @@ mod tests {
     #[test]
     fn an_mmap_merged_into_its_neighbour_replaces_it() {
         let old = [r(0x1000, 0x3000, b"rw-p")];
-        let ev = event(nr::MMAP, [0, 0x1000, 3, 0x22, 0, 0], 0x3000, &[vma(0x1000, 0x4000, RW)]);
-        assert_eq!(apply(&old, Call::Mmap, &ev), vec![r(0x1000, 0x4000, b"rw-p")]);
+        let ev = event(
+            nr::MMAP,
+            [0, 0x1000, 3, 0x22, 0, 0],
+            0x3000,
+            &[vma(0x1000, 0x4000, RW)],
+        );
+        assert_eq!(
+            apply(&old, Call::Mmap, &ev),
+            vec![r(0x1000, 0x4000, b"rw-p")]
+        );
     }
 
     #[test]
     fn an_mprotect_to_the_same_protection_changes_nothing() {
         let old = [r(0x1000, 0x5000, b"rw-p")];
-        let ev = event(nr::MPROTECT, [0x2000, 0x1000, 3, 0, 0, 0], 0, &[vma(0x1000, 0x5000, RW)]);
+        let ev = event(
+            nr::MPROTECT,
+            [0x2000, 0x1000, 3, 0, 0, 0],
+            0,
+            &[vma(0x1000, 0x5000, RW)],
+        );
         assert_eq!(apply(&old, Call::Mprotect, &ev), old.to_vec());
     }
 
     #[test]
     fn an_mprotect_in_the_middle_splits_in_three() {
         let old = [r(0x1000, 0x5000, b"rw-p")];
-        let ev = event(nr::MPROTECT, [0x2000, 0x1000, 1, 0, 0, 0], 0, &[vma(0x2000, 0x3000, VM_READ)]);
+        let ev = event(
+            nr::MPROTECT,
+            [0x2000, 0x1000, 1, 0, 0, 0],
+            0,
+            &[vma(0x2000, 0x3000, VM_READ)],
+        );
         assert_eq!(
             apply(&old, Call::Mprotect, &ev),
             vec![
@@ -365,8 +407,14 @@ mod tests {
         let ev = event(nr::MUNMAP, [0x2000, 0x1000, 0, 0, 0, 0], 0, &[]);
         let rows = apply(&[f.clone()], Call::Munmap, &ev);
         assert_eq!(rows.len(), 2);
-        assert_eq!((rows[0].start, rows[0].end, rows[0].offset), (0x1000, 0x2000, 0x10000));
-        assert_eq!((rows[1].start, rows[1].end, rows[1].offset), (0x3000, 0x5000, 0x12000));
+        assert_eq!(
+            (rows[0].start, rows[0].end, rows[0].offset),
+            (0x1000, 0x2000, 0x10000)
+        );
+        assert_eq!(
+            (rows[1].start, rows[1].end, rows[1].offset),
+            (0x3000, 0x5000, 0x12000)
+        );
     }
 
     #[test]
@@ -378,16 +426,30 @@ mod tests {
             0x9000,
             &[vma(0x9000, 0xd000, RW)],
         );
-        assert_eq!(apply(&old, Call::Mremap, &ev), vec![r(0x9000, 0xd000, b"rw-p")]);
+        assert_eq!(
+            apply(&old, Call::Mremap, &ev),
+            vec![r(0x9000, 0xd000, b"rw-p")]
+        );
     }
 
     #[test]
     fn a_capture_that_misses_the_new_mapping_falls_back() {
-        let ev = event(nr::MMAP, [0, 0x2000, 3, 0x22, 0, 0], 0x3000, &[vma(0x3000, 0x4000, RW)]);
-        assert_eq!(effect(Call::Mmap, &ev, 0, |_| (0, 0)), Err(Fallback::Uncovered));
+        let ev = event(
+            nr::MMAP,
+            [0, 0x2000, 3, 0x22, 0, 0],
+            0x3000,
+            &[vma(0x3000, 0x4000, RW)],
+        );
+        assert_eq!(
+            effect(Call::Mmap, &ev, 0, |_| (0, 0)),
+            Err(Fallback::Uncovered)
+        );
         let mut busy = ev;
         busy.capture.status = capture::BUSY;
-        assert_eq!(effect(Call::Mmap, &busy, 0, |_| (0, 0)), Err(Fallback::Busy));
+        assert_eq!(
+            effect(Call::Mmap, &busy, 0, |_| (0, 0)),
+            Err(Fallback::Busy)
+        );
     }
 
     #[test]
@@ -395,7 +457,12 @@ mod tests {
         // [0x1000,0x2000) mapped, then a hole: the call changed only the
         // first page and failed with ENOMEM.
         let old = [r(0x1000, 0x2000, b"rw-p"), r(0x3000, 0x4000, b"rw-p")];
-        let ev = event(nr::MPROTECT, [0x1000, 0x3000, 1, 0, 0, 0], -12, &[vma(0x1000, 0x2000, VM_READ)]);
+        let ev = event(
+            nr::MPROTECT,
+            [0x1000, 0x3000, 1, 0, 0, 0],
+            -12,
+            &[vma(0x1000, 0x2000, VM_READ)],
+        );
         assert_eq!(
             apply(&old, Call::Mprotect, &ev),
             vec![r(0x1000, 0x2000, b"r--p"), r(0x3000, 0x4000, b"rw-p")]
@@ -405,12 +472,25 @@ mod tests {
     #[test]
     fn brk_grows_and_shrinks_from_the_previous_break() {
         let old = [r(0x1000, 0x3000, b"rw-p")];
-        let grow = event(nr::BRK, [0x5000, 0, 0, 0, 0, 0], 0x5000, &[vma(0x1000, 0x5000, RW)]);
+        let grow = event(
+            nr::BRK,
+            [0x5000, 0, 0, 0, 0, 0],
+            0x5000,
+            &[vma(0x1000, 0x5000, RW)],
+        );
         let e = effect(Call::Brk, &grow, 0x3000, |_| (0, 0)).expect("captured");
         assert_eq!(e.cleared, vec![(0x3000, 0x5000)]);
-        let shrink = event(nr::BRK, [0x1800, 0, 0, 0, 0, 0], 0x1800, &[vma(0x1000, 0x2000, RW)]);
+        let shrink = event(
+            nr::BRK,
+            [0x1800, 0, 0, 0, 0, 0],
+            0x1800,
+            &[vma(0x1000, 0x2000, RW)],
+        );
         let e = effect(Call::Brk, &shrink, 0x3000, |_| (0, 0)).expect("captured");
         let caps: Vec<Region> = e.captured.iter().map(row).collect();
-        assert_eq!(overlay(&old, &e.cleared, &caps), vec![r(0x1000, 0x2000, b"rw-p")]);
+        assert_eq!(
+            overlay(&old, &e.cleared, &caps),
+            vec![r(0x1000, 0x2000, b"rw-p")]
+        );
     }
 }

@@ -7,6 +7,7 @@ use serde::{Serialize, Serializer, ser::SerializeStruct};
 use serde_json::{Map, Value, json};
 
 use super::{
+    capture::Fallback,
     insight::DeltaNotes,
     model::Change,
     session::{Cause, Delta, Session, Stats},
@@ -108,11 +109,56 @@ struct DeltaRecord<'a> {
     ktime_ns: u64,
     superseded: bool,
     from_arguments: bool,
+    /// The delta is exactly what the call did (from its capture).
+    exact: bool,
+    /// Why it is not (see `capture::Fallback::name`).
+    #[serde(skip_serializing_if = "Option::is_none")]
+    fallback: Option<&'static str>,
     removed: Regions<'a>,
     added: Regions<'a>,
     /// The cause's keys and insight's (see `DeltaNotes::add_json`).
     #[serde(flatten)]
     more: Map<String, Value>,
+}
+
+/// Fallback counts by reason, every reason present (0 when none).
+fn fallbacks_json(st: &Stats) -> Value {
+    let m: Map<String, Value> = Fallback::ALL
+        .iter()
+        .map(|f| {
+            (
+                f.name().to_string(),
+                json!(st.fallbacks.get(f).copied().unwrap_or(0)),
+            )
+        })
+        .collect();
+    Value::Object(m)
+}
+
+/// `N exact (each call's own capture), M read from the kernel afterwards
+/// (raced 2, ...)`.
+fn deltas_line(st: &Stats) -> String {
+    let mut line = format!(
+        "{} exact (from each call's capture), {} read from the kernel afterwards",
+        st.exact,
+        st.fallback_total()
+    );
+    let reasons: Vec<String> = st
+        .fallbacks
+        .iter()
+        .filter(|(_, n)| **n > 0)
+        .map(|(f, n)| format!("{} {n}", f.name()))
+        .collect();
+    if !reasons.is_empty() {
+        line.push_str(&format!(" ({})", reasons.join(", ")));
+    }
+    if st.before_table > 0 {
+        line.push_str(&format!(
+            "; {} calls ended before the table they follow was read (in it, not printed)",
+            st.before_table
+        ));
+    }
+    line
 }
 
 /// Seconds with six decimals, rounded as `{:.6}` does, without the float
@@ -246,6 +292,8 @@ impl<W: Write> Printer<W> {
                 ktime_ns: d.ktime_ns,
                 superseded: d.superseded,
                 from_arguments: d.from_arguments,
+                exact: matches!(d.cause, Cause::Syscall(..)) && d.fallback.is_none(),
+                fallback: d.fallback.map(|f| f.name()),
                 removed: Regions(&d.change.removed),
                 added: Regions(&d.change.added),
                 more,
@@ -270,7 +318,10 @@ impl<W: Write> Printer<W> {
                  (merges and names their arguments do not give)",
             )?,
         }
-        if d.change.is_empty() && matches!(d.cause, Cause::Syscall(..)) && !d.from_arguments {
+        let call = matches!(d.cause, Cause::Syscall(..));
+        if d.change.is_empty() && call && d.fallback.is_none() {
+            self.out.write_all(b"   (no change to the map)")?;
+        } else if d.change.is_empty() && call && !d.from_arguments {
             self.out.write_all(b"   (map unchanged now)")?;
         } else {
             write_shape(&mut self.out, &d.change)?;
@@ -278,6 +329,12 @@ impl<W: Write> Printer<W> {
                 self.out.write_all(b"   (from the call's arguments: a later call changed these addresses before the tracer looked)")?;
             } else if d.superseded {
                 self.out.write_all(b"   (changed again by a later call before the tracer looked: the rows show both)")?;
+            } else if let Some(f) = d.fallback.filter(|_| call) {
+                write!(
+                    self.out,
+                    "   (read from the kernel after the call: {})",
+                    f.name()
+                )?;
             }
         }
         self.out.write_all(b"\n")?;
@@ -371,6 +428,8 @@ impl<W: Write> Printer<W> {
                 "bytes_mapped": st.bytes_mapped, "bytes_unmapped": st.bytes_unmapped,
                 "peak_mapped": st.peak_mapped, "regions": s.model().len(),
                 "peak_regions": st.peak_regions, "lost": lost, "corrections": st.corrections,
+                "exact_deltas": st.exact, "fallback_deltas": fallbacks_json(st),
+                "before_table": st.before_table,
                 "threads_started": st.threads_started,
                 "processes_forked": st.processes_forked, "insight": insight,
             }));
@@ -397,6 +456,7 @@ impl<W: Write> Printer<W> {
             "events lost: {lost}, model corrections: {}",
             st.corrections
         )?;
+        writeln!(self.out, "deltas: {}", deltas_line(st))?;
         writeln!(self.out, "--- end summary ---")
     }
 }

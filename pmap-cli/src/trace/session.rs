@@ -701,7 +701,12 @@ impl Session {
         keep_failed: bool,
     ) -> Option<Delta> {
         let failed = ev.ret < 0;
-        if change.is_empty() && !(call.maps_or_unmaps() && !failed) && !(keep_failed && failed) {
+        let shown_anyway = if failed {
+            keep_failed
+        } else {
+            call.maps_or_unmaps()
+        };
+        if change.is_empty() && !shown_anyway {
             return None;
         }
         Some(self.delta(
@@ -793,7 +798,10 @@ impl Session {
     fn name_file(&mut self, r: &mut Region, ev: &Event, old: &[Region]) -> Result<(), Fallback> {
         let id = (r.dev_major, r.dev_minor, r.inode);
         let same = |o: &Region| (o.dev_major, o.dev_minor, o.inode) == id;
-        if let Some(o) = old.iter().find(|o| same(o) && o.start < r.end && o.end > r.start) {
+        if let Some(o) = old
+            .iter()
+            .find(|o| same(o) && o.start < r.end && o.end > r.start)
+        {
             r.name = o.name.clone();
             return Ok(());
         }
@@ -815,7 +823,8 @@ impl Session {
             // The kernel prints the user-visible inode (overlayfs shows
             // its own), so its device and inode win too.
             self.file_names.insert(id, k.name.clone());
-            (r.name, r.dev_major, r.dev_minor, r.inode) = (k.name, k.dev_major, k.dev_minor, k.inode);
+            (r.name, r.dev_major, r.dev_minor, r.inode) =
+                (k.name, k.dev_major, k.dev_minor, k.inode);
             return Ok(());
         }
         if ev.kind == pmap_common::nr::MMAP

@@ -1,0 +1,199 @@
+//! Every delta of `pmap trace` is exactly what its call did: compared, call
+//! by call, with what the traced program itself recorded of its map just
+//! before and just after each call (`exact_workload`, which reads its map
+//! with PROCMAP_QUERY into buffers made before the calls).
+//!
+//! Needs root and the eBPF programs, like every trace test.
+
+use std::{
+    io::{BufRead, BufReader, Write},
+    process::{Command, Stdio},
+    time::Duration,
+};
+
+use pmap_tests::{trace_harness::Tracer, workload_bin};
+use serde_json::Value;
+
+/// A row as both sides print it, without the derived size.
+fn row(v: &Value) -> String {
+    let f = |k: &str| v.get(k).map(|x| x.to_string()).unwrap_or_default();
+    format!(
+        "{} {} {} {} {} {} {}",
+        f("start"),
+        f("end"),
+        f("perms"),
+        f("offset"),
+        f("dev"),
+        f("inode"),
+        f("name")
+    )
+}
+
+fn rows(v: &Value, key: &str) -> Vec<String> {
+    let mut r: Vec<String> = v
+        .get(key)
+        .and_then(Value::as_array)
+        .map(|a| a.iter().map(row).collect())
+        .unwrap_or_default();
+    r.sort();
+    r
+}
+
+/// (syscall, ret, first two arguments): what ties a delta to a call.
+fn key(v: &Value) -> (String, i64, u64, u64) {
+    let args = v.get("args").and_then(Value::as_array);
+    let arg = |i: usize| {
+        args.and_then(|a| a.get(i))
+            .and_then(Value::as_u64)
+            .unwrap_or(u64::MAX)
+    };
+    (
+        v.get("syscall")
+            .and_then(Value::as_str)
+            .unwrap_or("")
+            .to_string(),
+        v.get("ret").and_then(Value::as_i64).unwrap_or(i64::MIN),
+        arg(0),
+        arg(1),
+    )
+}
+
+struct Outcome {
+    calls: usize,
+    shown: usize,
+    wrong: Vec<String>,
+    summary: Value,
+}
+
+fn run(seed: u64, calls: u64, extra: &[&str]) -> Outcome {
+    let mut w = Command::new(workload_bin("exact_workload"))
+        .args(["--seed", &seed.to_string(), "--calls", &calls.to_string()])
+        .stdin(Stdio::piped())
+        .stdout(Stdio::piped())
+        .spawn()
+        .expect("starting exact_workload");
+    let mut out = BufReader::new(w.stdout.take().expect("stdout piped"));
+    let mut ready = String::new();
+    out.read_line(&mut ready).expect("reading the workload");
+    assert_eq!(ready.trim(), "ready", "the workload did not start");
+    let pid = w.id().to_string();
+    let mut args = vec!["--json"];
+    args.extend_from_slice(extra);
+    args.push(&pid);
+    let mut tracer = Tracer::spawn(&args);
+    tracer.wait_tracing(Duration::from_secs(60));
+    w.stdin
+        .take()
+        .expect("stdin piped")
+        .write_all(b"go\n")
+        .expect("starting the calls");
+    let recorded: Vec<Value> = out
+        .lines()
+        .map(|l| serde_json::from_str(&l.expect("workload output")).expect("workload JSON"))
+        .collect();
+    assert!(w.wait().expect("workload").success(), "the workload failed");
+    let status = tracer.wait_exit(Duration::from_secs(60));
+    assert!(status.success(), "pmap trace failed: {}", tracer.context());
+    let lines: Vec<Value> = tracer
+        .stdout()
+        .iter()
+        .map(|l| serde_json::from_str(l).unwrap_or_else(|e| panic!("not JSON ({e}): {l}")))
+        .collect();
+    let deltas: Vec<&Value> = lines
+        .iter()
+        .filter(|v| v["type"] == "delta" && v["cause"] == "syscall")
+        .collect();
+    let summary = lines
+        .iter()
+        .find(|v| v["type"] == "summary")
+        .cloned()
+        .unwrap_or_else(|| panic!("no summary: {}", tracer.context()));
+    // The deltas of the setup (before the first recorded call) are not
+    // ours: align on the first call that changed the map, then take back
+    // the calls before it that have a delta too (changing nothing, they
+    // may have none).
+    let changed = |c: &Value| !rows(c, "removed").is_empty() || !rows(c, "added").is_empty();
+    let mut i = recorded
+        .iter()
+        .position(changed)
+        .expect("the workload changed its map");
+    let mut j = deltas
+        .iter()
+        .position(|d| key(d) == key(&recorded[i]))
+        .unwrap_or_else(|| panic!("no delta for call {i}: {}", tracer.context()));
+    while i > 0 && j > 0 && key(deltas[j - 1]) == key(&recorded[i - 1]) {
+        (i, j) = (i - 1, j - 1);
+    }
+    let recorded = &recorded[i..];
+    let mut shown = 0;
+    let mut wrong = Vec::new();
+    for c in recorded {
+        let (removed, added) = (rows(c, "removed"), rows(c, "added"));
+        match deltas.get(j) {
+            Some(d) if key(d) == key(c) => {
+                j += 1;
+                shown += 1;
+                let (r, a) = (rows(d, "removed"), rows(d, "added"));
+                if (&r, &a) != (&removed, &added) {
+                    wrong.push(format!(
+                        "call {} {:?}:\n  kernel: -{removed:?}\n          +{added:?}\n  trace:  -{r:?}\n          +{a:?} (exact {}, fallback {})",
+                        c["i"], key(c), d["exact"], d["fallback"]
+                    ));
+                }
+            }
+            // Not shown: right only if the call changed nothing.
+            _ if removed.is_empty() && added.is_empty() => {}
+            other => wrong.push(format!(
+                "call {} {:?} changed the map but has no delta (next delta: {:?}):\n  -{removed:?}\n  +{added:?}",
+                c["i"],
+                key(c),
+                other.map(|d| key(d))
+            )),
+        }
+    }
+    Outcome {
+        calls: recorded.len() + i,
+        shown,
+        wrong,
+        summary,
+    }
+}
+
+fn check(seed: u64, calls: u64, extra: &[&str]) {
+    let o = run(seed, calls, extra);
+    eprintln!(
+        "seed {seed}: {} calls, {} deltas shown, {} wrong; summary: exact {} fallbacks {}",
+        o.calls,
+        o.shown,
+        o.wrong.len(),
+        o.summary["exact_deltas"],
+        o.summary["fallback_deltas"]
+    );
+    assert_eq!(o.calls as u64, calls);
+    // Most calls change the map; a run that showed few checked little.
+    assert!(
+        o.shown * 2 > o.calls,
+        "only {} of {} calls had a delta",
+        o.shown,
+        o.calls
+    );
+    assert!(
+        o.wrong.is_empty(),
+        "seed {seed}: {} of {} deltas are not what the call did:\n{}",
+        o.wrong.len(),
+        o.calls,
+        o.wrong[..o.wrong.len().min(8)].join("\n")
+    );
+}
+
+#[test]
+fn every_delta_is_what_its_call_did() {
+    for seed in [1, 2, 3] {
+        check(seed, 2000, &[]);
+    }
+}
+
+#[test]
+fn every_delta_is_exact_with_stacks_too() {
+    check(4, 1000, &["--stacks"]);
+}
