@@ -5,28 +5,26 @@
 
 use libfuzzer_sys::fuzz_target;
 use pmap_cli::trace::probes::decode;
-use pmap_common::{EVENT_HEAD_SIZE, EVENT_SIZE, Event};
+use pmap_common::{EVENT_CAPTURE_SIZE, EVENT_HEAD_SIZE, EVENT_SIZE, Event};
 
 fuzz_target!(|data: &[u8]| {
     let Some(ev) = decode(data) else {
         // stack_len sits in the head's last 8 bytes but one u32.
-        let claims_stack = data.len() == EVENT_HEAD_SIZE
-            && data[EVENT_HEAD_SIZE - 8..EVENT_HEAD_SIZE - 4] != [0; 4];
+        let short = data.len() == EVENT_HEAD_SIZE || data.len() == EVENT_CAPTURE_SIZE;
+        let claims_stack = short && data[EVENT_HEAD_SIZE - 8..EVENT_HEAD_SIZE - 4] != [0; 4];
         assert!(
-            claims_stack || (data.len() != EVENT_SIZE && data.len() != EVENT_HEAD_SIZE),
+            claims_stack || (data.len() != EVENT_SIZE && !short),
             "a well-formed record was refused"
         );
         return;
     };
-    assert!(data.len() == EVENT_SIZE || data.len() == EVENT_HEAD_SIZE);
+    assert!([EVENT_HEAD_SIZE, EVENT_CAPTURE_SIZE, EVENT_SIZE].contains(&data.len()));
     // SAFETY: Event is repr(C), Copy, of integer fields with explicit padding,
     // so viewing it as EVENT_SIZE bytes reads only initialised memory.
     let bytes =
         unsafe { std::slice::from_raw_parts((&ev as *const Event).cast::<u8>(), EVENT_SIZE) };
-    // A record without a stack is the head of an Event; the rest reads as
-    // zeros (no stack) except stack_len, which is 0 as well.
+    // A shorter record (a scheduler record's head, a syscall record
+    // without a stack) is the start of an Event; the rest reads as zeros.
     assert_eq!(&bytes[..data.len()], data, "decode changed the record");
-    if data.len() == EVENT_HEAD_SIZE {
-        assert!(bytes[EVENT_HEAD_SIZE..].iter().all(|&b| b == 0));
-    }
+    assert!(bytes[data.len()..].iter().all(|&b| b == 0));
 });
