@@ -3,7 +3,7 @@
 
 use std::{collections::BTreeMap, io};
 
-use pmap_common::{Event, FLAG_NO_ARGS, kind};
+use pmap_common::{Event, FLAG_NO_ARGS, failed, kind, nr};
 
 use super::{
     batch::LaterCalls,
@@ -208,7 +208,7 @@ pub struct Session {
     seeded_ns: u64,
     /// Names of mapped files by (major, minor, inode), as the kernel last
     /// printed them: a capture carries the file's identity, not its path.
-    file_names: std::collections::HashMap<(u32, u32, u64), Vec<u8>>,
+    file_names: std::collections::HashMap<(u32, u32, u64), Region>,
     pub stats: Stats,
     pub exited: bool,
     unconfirmed: Vec<Unconfirmed>,
@@ -798,6 +798,12 @@ impl Session {
     fn name_file(&mut self, r: &mut Region, ev: &Event, old: &[Region]) -> Result<(), Fallback> {
         let id = (r.dev_major, r.dev_minor, r.inode);
         let same = |o: &Region| (o.dev_major, o.dev_minor, o.inode) == id;
+        // The name, device and inode the kernel prints (for SysV segments
+        // and overlayfs, not those of the file the region holds).
+        let take = |r: &mut Region, k: &Region| {
+            (r.name, r.dev_major, r.dev_minor, r.inode) =
+                (k.name.clone(), k.dev_major, k.dev_minor, k.inode);
+        };
         if let Some(o) = old
             .iter()
             .find(|o| same(o) && o.start < r.end && o.end > r.start)
@@ -805,13 +811,49 @@ impl Session {
             r.name = o.name.clone();
             return Ok(());
         }
-        if let Some(n) = self.file_names.get(&id) {
-            r.name = n.clone();
+        // A row it overlapped that maps the same file pages at the same
+        // place (a split or merge of it), shown with another identity. Not
+        // for calls that make new mappings: a new mapping over an old one
+        // of the same kind (shared anonymous memory) is another object.
+        let base = r.start.wrapping_sub(r.offset);
+        let creates = matches!(ev.kind, nr::MMAP | nr::MREMAP | nr::SHMAT);
+        if !creates
+            && let Some(o) = old
+                .iter()
+                .find(|o| {
+                    o.inode != 0
+                        && o.start < r.end
+                        && o.end > r.start
+                        && o.start.wrapping_sub(o.offset) == base
+                        && o.perms.shared() == r.perms.shared()
+                })
+                .cloned()
+        {
+            take(r, &o);
             return Ok(());
         }
-        if let Some(o) = self.model.regions().find(|o| same(o)) {
-            r.name = o.name.clone();
-            self.file_names.insert(id, r.name.clone());
+        // A region mremap moved: the row it came from, at the old address
+        // with the same file offset.
+        if ev.kind == nr::MREMAP && !failed(ev.ret) {
+            let from = ev.args[0].wrapping_add(r.start.wrapping_sub(ev.ret as u64));
+            if let Some(o) = self
+                .model
+                .containing(from)
+                .filter(|o| o.inode != 0 && o.offset + (from - o.start) == r.offset)
+                .cloned()
+            {
+                take(r, &o);
+                return Ok(());
+            }
+        }
+        if let Some(k) = self.file_names.get(&id) {
+            let k = k.clone();
+            take(r, &k);
+            return Ok(());
+        }
+        if let Some(o) = self.model.regions().find(|o| same(o)).cloned() {
+            self.file_names.insert(id, o.clone());
+            take(r, &o);
             return Ok(());
         }
         // The kernel's row there now, if it is still this mapping.
@@ -820,18 +862,17 @@ impl Session {
             && k.offset == r.offset
             && (same(&k) || k.perms == r.perms)
         {
-            // The kernel prints the user-visible inode (overlayfs shows
-            // its own), so its device and inode win too.
-            self.file_names.insert(id, k.name.clone());
-            (r.name, r.dev_major, r.dev_minor, r.inode) =
-                (k.name, k.dev_major, k.dev_minor, k.inode);
+            if same(&k) {
+                self.file_names.insert(id, k.clone());
+            }
+            take(r, &k);
             return Ok(());
         }
-        if ev.kind == pmap_common::nr::MMAP
+        if ev.kind == nr::MMAP
             && let Some(name) = self.fd_name(ev.args[4] as i32, id)
         {
-            self.file_names.insert(id, name.clone());
             r.name = name;
+            self.file_names.insert(id, r.clone());
             return Ok(());
         }
         Err(Fallback::Unnamed)
