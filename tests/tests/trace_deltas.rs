@@ -61,13 +61,71 @@ fn key(v: &Value) -> (String, i64, u64, u64) {
 struct Outcome {
     calls: usize,
     shown: usize,
+    /// Deltas that are not what the call did, with what went wrong.
     wrong: Vec<String>,
+    /// Of `shown`, those that say they are exact.
+    exact: usize,
+    /// Of `wrong`, those that said they were exact (the rest said why not).
+    wrong_exact: usize,
     summary: Value,
 }
 
-fn run(seed: u64, calls: u64, extra: &[&str]) -> Outcome {
+/// The workload's record of each call against the trace's deltas of the
+/// same thread, in order.
+fn compare(recorded: &[Value], deltas: &[&Value], tracer: &Tracer, o: &mut Outcome) {
+    // The deltas of the setup (before the first recorded call) are not
+    // ours: align on the first call that changed the map, then take back
+    // the calls before it that have a delta too (changing nothing, they
+    // may have none).
+    let changed = |c: &Value| !rows(c, "removed").is_empty() || !rows(c, "added").is_empty();
+    let Some(mut i) = recorded.iter().position(changed) else {
+        return;
+    };
+    let mut j = deltas
+        .iter()
+        .position(|d| key(d) == key(&recorded[i]))
+        .unwrap_or_else(|| panic!("no delta for call {i}: {}", tracer.context()));
+    while i > 0 && j > 0 && key(deltas[j - 1]) == key(&recorded[i - 1]) {
+        (i, j) = (i - 1, j - 1);
+    }
+    o.calls += recorded.len();
+    for c in &recorded[i..] {
+        let (removed, added) = (rows(c, "removed"), rows(c, "added"));
+        match deltas.get(j) {
+            Some(d) if key(d) == key(c) => {
+                j += 1;
+                o.shown += 1;
+                let exact = d["exact"] == true;
+                o.exact += usize::from(exact);
+                let (r, a) = (rows(d, "removed"), rows(d, "added"));
+                if (&r, &a) != (&removed, &added) {
+                    o.wrong_exact += usize::from(exact);
+                    o.wrong.push(format!(
+                        "call {} tid {} {:?}:\n  kernel: -{removed:?}\n          +{added:?}\n  trace:  -{r:?}\n          +{a:?} (exact {}, fallback {})",
+                        c["i"], c["tid"], key(c), d["exact"], d["fallback"]
+                    ));
+                }
+            }
+            // Not shown: right only if the call changed nothing.
+            _ if removed.is_empty() && added.is_empty() => {}
+            other => {
+                o.wrong_exact += 1;
+                o.wrong.push(format!(
+                    "call {} tid {} {:?} changed the map but has no delta (next delta: {:?}):\n  -{removed:?}\n  +{added:?}",
+                    c["i"],
+                    c["tid"],
+                    key(c),
+                    other.map(|d| key(d))
+                ))
+            }
+        }
+    }
+}
+
+fn run(seed: u64, calls: u64, threads: u64, extra: &[&str]) -> Outcome {
     let mut w = Command::new(workload_bin("exact_workload"))
         .args(["--seed", &seed.to_string(), "--calls", &calls.to_string()])
+        .args(["--threads", &threads.to_string()])
         .stdin(Stdio::piped())
         .stdout(Stdio::piped())
         .spawn()
@@ -99,76 +157,54 @@ fn run(seed: u64, calls: u64, extra: &[&str]) -> Outcome {
         .iter()
         .map(|l| serde_json::from_str(l).unwrap_or_else(|e| panic!("not JSON ({e}): {l}")))
         .collect();
-    let deltas: Vec<&Value> = lines
-        .iter()
-        .filter(|v| v["type"] == "delta" && v["cause"] == "syscall")
-        .collect();
     let summary = lines
         .iter()
         .find(|v| v["type"] == "summary")
         .cloned()
         .unwrap_or_else(|| panic!("no summary: {}", tracer.context()));
-    // The deltas of the setup (before the first recorded call) are not
-    // ours: align on the first call that changed the map, then take back
-    // the calls before it that have a delta too (changing nothing, they
-    // may have none).
-    let changed = |c: &Value| !rows(c, "removed").is_empty() || !rows(c, "added").is_empty();
-    let mut i = recorded
-        .iter()
-        .position(changed)
-        .expect("the workload changed its map");
-    let mut j = deltas
-        .iter()
-        .position(|d| key(d) == key(&recorded[i]))
-        .unwrap_or_else(|| panic!("no delta for call {i}: {}", tracer.context()));
-    while i > 0 && j > 0 && key(deltas[j - 1]) == key(&recorded[i - 1]) {
-        (i, j) = (i - 1, j - 1);
-    }
-    let recorded = &recorded[i..];
-    let mut shown = 0;
-    let mut wrong = Vec::new();
-    for c in recorded {
-        let (removed, added) = (rows(c, "removed"), rows(c, "added"));
-        match deltas.get(j) {
-            Some(d) if key(d) == key(c) => {
-                j += 1;
-                shown += 1;
-                let (r, a) = (rows(d, "removed"), rows(d, "added"));
-                if (&r, &a) != (&removed, &added) {
-                    wrong.push(format!(
-                        "call {} {:?}:\n  kernel: -{removed:?}\n          +{added:?}\n  trace:  -{r:?}\n          +{a:?} (exact {}, fallback {})",
-                        c["i"], key(c), d["exact"], d["fallback"]
-                    ));
-                }
-            }
-            // Not shown: right only if the call changed nothing.
-            _ if removed.is_empty() && added.is_empty() => {}
-            other => wrong.push(format!(
-                "call {} {:?} changed the map but has no delta (next delta: {:?}):\n  -{removed:?}\n  +{added:?}",
-                c["i"],
-                key(c),
-                other.map(|d| key(d))
-            )),
-        }
-    }
-    Outcome {
-        calls: recorded.len() + i,
-        shown,
-        wrong,
+    let mut o = Outcome {
+        calls: 0,
+        shown: 0,
+        wrong: Vec::new(),
+        exact: 0,
+        wrong_exact: 0,
         summary,
+    };
+    let mut tids: Vec<&Value> = recorded.iter().map(|c| &c["tid"]).collect();
+    tids.dedup();
+    assert_eq!(tids.len() as u64, threads, "one run of calls per thread");
+    for tid in tids {
+        let mine: Vec<Value> = recorded
+            .iter()
+            .filter(|c| &c["tid"] == tid)
+            .cloned()
+            .collect();
+        let deltas: Vec<&Value> = lines
+            .iter()
+            .filter(|v| v["type"] == "delta" && v["cause"] == "syscall" && &v["tid"] == tid)
+            .collect();
+        compare(&mine, &deltas, &tracer, &mut o);
     }
+    o
 }
 
-fn check(seed: u64, calls: u64, extra: &[&str]) {
-    let o = run(seed, calls, extra);
+fn report(what: &str, o: &Outcome) {
     eprintln!(
-        "seed {seed}: {} calls, {} deltas shown, {} wrong; summary: exact {} fallbacks {}",
+        "{what}: {} calls, {} deltas shown, {} exact, {} wrong ({} of them marked exact); \
+         summary: exact {} fallbacks {}",
         o.calls,
         o.shown,
+        o.exact,
         o.wrong.len(),
+        o.wrong_exact,
         o.summary["exact_deltas"],
         o.summary["fallback_deltas"]
     );
+}
+
+fn check(seed: u64, calls: u64, extra: &[&str]) {
+    let o = run(seed, calls, 1, extra);
+    report(&format!("seed {seed}"), &o);
     assert_eq!(o.calls as u64, calls);
     // Most calls change the map; a run that showed few checked little.
     assert!(
@@ -196,4 +232,40 @@ fn every_delta_is_what_its_call_did() {
 #[test]
 fn every_delta_is_exact_with_stacks_too() {
     check(4, 1000, &["--stacks"]);
+}
+
+/// Four threads, each making its calls in a window of its own (and reading
+/// the whole map after each one, which contends for the map lock far more
+/// than real programs do): a delta that says it is exact shows only its
+/// own call's change; one the tracer could not capture (the lock held by
+/// another thread at the call's exit) says why. How often each happens is
+/// printed; the tables' exactness under threads is trace_exact's.
+#[test]
+fn with_threads_exact_deltas_show_only_their_call() {
+    let o = run(5, 1000, 4, &[]);
+    report("4 threads", &o);
+    assert_eq!(o.calls, 4000);
+    assert!(
+        o.shown * 2 > o.calls,
+        "only {} of {} calls had a delta",
+        o.shown,
+        o.calls
+    );
+    // Known gap: a fallback's rows (read from the kernel later than its
+    // call) can reach beyond the ranges the tracer marks uncertain, and a
+    // later exact delta on them is then off. Measured at 0.1-0.3% of
+    // exact deltas here; more than 1% is a regression.
+    assert!(
+        o.wrong_exact * 100 <= o.exact,
+        "{} of {} deltas marked exact are not what the call did:\n{}",
+        o.wrong_exact,
+        o.exact,
+        o.wrong[..o.wrong.len().min(8)].join("\n")
+    );
+    // Every delta says whether it is exact. Here, with every thread
+    // reading the whole map after each call, the map lock is busy at many
+    // exits (6-12% of calls), and each such fallback makes the next calls
+    // on the same addresses uncertain for a few milliseconds: 28-51% of
+    // deltas were exact in the runs measured. None at all is a regression.
+    assert!(o.exact > 0, "no delta was exact");
 }

@@ -40,15 +40,20 @@ pub enum Fallback {
     NotCaptured,
     /// The kernel gave no name for a new file mapping.
     Unnamed,
+    /// The capture was taken, but rows it replaced came from a fallback
+    /// earlier in the batch (read later than their call), so the
+    /// difference may not be this call's alone.
+    Uncertain,
 }
 
 impl Fallback {
-    pub const ALL: [Fallback; 5] = [
+    pub const ALL: [Fallback; 6] = [
         Fallback::Busy,
         Fallback::Full,
         Fallback::Uncovered,
         Fallback::NotCaptured,
         Fallback::Unnamed,
+        Fallback::Uncertain,
     ];
 
     /// A short name, for the summary and JSON.
@@ -59,6 +64,7 @@ impl Fallback {
             Fallback::Uncovered => "raced",
             Fallback::NotCaptured => "not_captured",
             Fallback::Unnamed => "unnamed_file",
+            Fallback::Uncertain => "after_fallback",
         }
     }
 }

@@ -117,6 +117,15 @@ fn open_view(dir: &PidDir) -> io::Result<KernelView> {
     KernelView::from_file(dir.open_file("maps")?)
 }
 
+/// The addresses a change's rows span.
+fn hull(c: &Change) -> Option<(u64, u64)> {
+    c.removed
+        .iter()
+        .chain(&c.added)
+        .map(|r| (r.start, r.end))
+        .reduce(|(a, b), (c, d)| (a.min(c), b.max(d)))
+}
+
 /// Names the kernel gives special mappings (`vm_ops->name`, arch names).
 fn is_special(name: &[u8]) -> bool {
     matches!(
@@ -215,7 +224,18 @@ pub struct Session {
     /// Ranges whose rows were derived from call arguments and not yet
     /// replaced by the kernel's (see `settle`).
     dirty: RangeSet,
+    /// Ranges whose rows were read from the kernel (a fallback, `settle`,
+    /// a table) or derived from arguments later than calls that may still
+    /// be applied on them, as (lo, hi, until): a captured call on them that
+    /// ended before `until` compares its capture with rows that may hold
+    /// its own or a later call's change, so its delta is not certain to be
+    /// its own alone (the rows it leaves are exact all the same).
+    uncertain: Vec<(u64, u64, u64)>,
 }
+
+/// How long after the kernel was read a call may end and still have
+/// changed the map before that read (it was inside the kernel then).
+const READ_IN_FLIGHT_NS: u64 = 5_000_000;
 
 impl Session {
     /// Opens the process and takes the seed snapshot.
@@ -254,6 +274,7 @@ impl Session {
             exited: false,
             unconfirmed: Vec::new(),
             dirty: RangeSet::default(),
+            uncertain: Vec::new(),
         };
         s.brk = s.heap().1.max(s.start_brk);
         s.note_peaks();
@@ -334,9 +355,19 @@ impl Session {
     /// tables and the next batch start from the kernel's view.
     pub fn settle(&mut self) -> io::Result<Option<Delta>> {
         let mut change = Change::default();
+        let read_ns = monotonic_ns();
+        // Rows derived from arguments are the kernel's from now on.
+        for u in self.uncertain.iter_mut().filter(|u| u.2 == u64::MAX) {
+            u.2 = read_ns + READ_IN_FLIGHT_NS;
+        }
         while let Some((lo, hi)) = self.dirty.pop() {
             match self.sync_range(lo, hi) {
-                Ok(c) => change.then(c),
+                Ok(c) => {
+                    // What was read, which may reach beyond the range.
+                    let (l, h) = hull(&c).map_or((lo, hi), |(l, h)| (l.min(lo), h.max(hi)));
+                    self.uncertain.push((l, h, read_ns + READ_IN_FLIGHT_NS));
+                    change.then(c)
+                }
                 Err(e) if is_gone(&e) => {
                     self.dirty.clear();
                     return Ok(None);
@@ -354,6 +385,9 @@ impl Session {
     /// Re-reads everything from the kernel; returns what differed.
     pub fn resync(&mut self) -> io::Result<Change> {
         self.dirty.clear();
+        self.uncertain.clear();
+        self.uncertain
+            .push((0, u64::MAX, monotonic_ns() + READ_IN_FLIGHT_NS));
         let fresh = self.view.all()?;
         let change = self.model.replace_all(fresh);
         self.account(&change);
@@ -400,6 +434,9 @@ impl Session {
     /// becomes a model correction (see `expire`).
     pub fn check(&mut self) -> io::Result<Option<Delta>> {
         self.dirty.clear();
+        self.uncertain.clear();
+        self.uncertain
+            .push((0, u64::MAX, monotonic_ns() + READ_IN_FLIGHT_NS));
         let fresh = self.view.all()?;
         let checked_at = monotonic_ns();
         let change = self.model.replace_all(fresh);
@@ -621,11 +658,27 @@ impl Session {
             Self::attachment_extent(addr, self.model.regions())
         }) {
             Ok(e) => match self.apply_capture(call, ev, e) {
-                Ok(change) => {
-                    self.stats.exact += 1;
+                Ok((change, certain)) => {
+                    if certain {
+                        self.stats.exact += 1;
+                    } else {
+                        *self.stats.fallbacks.entry(Fallback::Uncertain).or_default() += 1;
+                    }
                     if before_table {
                         self.stats.before_table += 1;
                         return Ok(None);
+                    }
+                    if !certain {
+                        // Shown even if it looks like no change: the rows
+                        // it is compared with may hold its own effect.
+                        let mut d = self.delta(
+                            ev.tid,
+                            ev.exit_ns,
+                            Cause::Syscall(call, Box::new(*ev)),
+                            change,
+                        );
+                        d.fallback = Some(Fallback::Uncertain);
+                        return Ok(Some(d));
                     }
                     return Ok(self.call_delta(call, ev, change, keep_failed));
                 }
@@ -650,9 +703,19 @@ impl Session {
             None
         };
         if let Some(e) = derived {
-            return Ok(self.apply_effect(call, ev, e));
+            return Ok(self.apply_effect(call, ev, e, fallback));
         }
         let mut change = Change::default();
+        // The call's own range is read from the kernel now, not as of the
+        // call: whatever the call did there may be undone or redone by
+        // later calls already, and their deltas cannot show only theirs.
+        if let Affected::Ranges(rs) = &what {
+            let until = monotonic_ns() + READ_IN_FLIGHT_NS;
+            for &(lo, hi) in rs {
+                let (lo, hi) = self.model.extent(lo, hi);
+                self.uncertain.push((lo, hi, until));
+            }
+        }
         let synced = match what {
             Affected::Nothing => Ok(()),
             Affected::All => self.resync_unaccounted().map(|c| change = c),
@@ -667,6 +730,11 @@ impl Session {
             // exec'd or exited since): the exec record re-seeds the model.
             Err(e) if is_gone(&e) => return Ok(None),
             other => other?,
+        }
+        // The rows just read are the kernel's now, not as of this call.
+        if let Some((lo, hi)) = hull(&change) {
+            self.uncertain
+                .push((lo, hi, monotonic_ns() + READ_IN_FLIGHT_NS));
         }
         self.account(&change);
         // A successful call that can change the map but shows no change was
@@ -725,7 +793,7 @@ impl Session {
         call: Call,
         ev: &Event,
         e: capture::Effect,
-    ) -> Result<Change, Fallback> {
+    ) -> Result<(Change, bool), Fallback> {
         let brk_after = match ev.capture.brk {
             0 if call == Call::Brk => ev.ret as u64,
             0 => self.brk,
@@ -733,7 +801,7 @@ impl Session {
         };
         let Some((lo, hi)) = capture::reach(&e) else {
             self.brk = brk_after;
-            return Ok(Change::default());
+            return Ok((Change::default(), true));
         };
         let old: Vec<Region> = self.model.within(lo, hi).cloned().collect();
         let mut rows = Vec::with_capacity(e.captured.len());
@@ -747,10 +815,13 @@ impl Session {
             .iter()
             .chain(&new)
             .fold((lo, hi), |(lo, hi), r| (lo.min(r.start), hi.max(r.end)));
+        let ended = ev.exit_ns;
+        self.uncertain.retain(|u| u.2 > ended);
+        let certain = !self.uncertain.iter().any(|&(l, h, _)| l < hi && h > lo);
         let change = self.model.replace(lo, hi, new);
         self.brk = brk_after;
         self.account(&change);
-        Ok(change)
+        Ok((change, certain))
     }
 
     /// Names a captured row as `/proc/PID/maps` would (fs/proc/task_mmu.c
@@ -901,6 +972,7 @@ impl Session {
         call: Call,
         ev: &Event,
         parts: Vec<effect::Effect>,
+        fallback: Fallback,
     ) -> Option<Delta> {
         let mut change = Change::default();
         for mut e in parts {
@@ -912,6 +984,8 @@ impl Session {
                 .chain(&c.added)
                 .fold((e.lo, e.hi), |(lo, hi), r| (lo.min(r.start), hi.max(r.end)));
             self.dirty.insert(lo, hi);
+            // Approximate until `settle` reads them.
+            self.uncertain.push((lo, hi, u64::MAX));
             change.then(c);
         }
         if change.is_empty() && !call.maps_or_unmaps() {
@@ -927,6 +1001,7 @@ impl Session {
         // Nothing left to show: an earlier delta, which asked the kernel
         // after this call, showed its effect already (`map unchanged now`).
         d.from_arguments = !d.change.is_empty();
+        d.fallback = Some(fallback);
         Some(d)
     }
 

@@ -181,7 +181,7 @@ struct Call {
 }
 
 /// One call chosen by `rng` on the window at `base`.
-fn call(rng: &mut Rng, base: u64, fd: i32, brk0: u64) -> Call {
+fn call(rng: &mut Rng, base: u64, fd: i32, brk0: u64, alone: bool) -> Option<Call> {
     let page = |n: u64| base + n * PAGE;
     let start = rng.below(WINDOW - 8);
     let len = 1 + rng.below(8);
@@ -202,7 +202,11 @@ fn call(rng: &mut Rng, base: u64, fd: i32, brk0: u64) -> Call {
         }
     };
     let fixed = (libc::MAP_FIXED | libc::MAP_PRIVATE | libc::MAP_ANONYMOUS) as u64;
-    let (name, nr, args, arity) = match rng.below(12) {
+    let pick = rng.below(12);
+    if !alone && (pick == 8 || pick == 10) {
+        return None;
+    }
+    let (name, nr, args, arity) = match pick {
         0 | 1 => (
             "mmap",
             libc::SYS_mmap,
@@ -296,25 +300,114 @@ fn call(rng: &mut Rng, base: u64, fd: i32, brk0: u64) -> Call {
         ),
     };
     let ret = sys(nr, args);
-    Call {
+    Some(Call {
         name,
         args,
         arity,
         ret,
+    })
+}
+
+/// What one thread works on and records into, all made before the calls.
+struct Lane {
+    seed: u64,
+    calls: u64,
+    base: u64,
+    /// Threaded runs leave out what could reach another lane's window:
+    /// brk, and mmaps where the kernel chooses the address.
+    alone: bool,
+    fd: i32,
+    brk0: u64,
+    maps: File,
+    before: Vec<Row>,
+    after: Vec<Row>,
+    out: Vec<u8>,
+}
+
+impl Lane {
+    fn new(seed: u64, calls: u64, alone: bool, fd: i32, brk0: u64) -> Lane {
+        // Touched now (zeroed), so the calls fault in no new heap pages
+        // (faults change no region, but keep the run even).
+        let mut out: Vec<u8> = vec![0; 32 << 20];
+        out.clear();
+        Lane {
+            seed,
+            calls,
+            base: 0,
+            alone,
+            fd,
+            brk0,
+            maps: File::open("/proc/self/maps").expect("opening /proc/self/maps"),
+            before: Vec::with_capacity(MAX_ROWS),
+            after: Vec::with_capacity(MAX_ROWS),
+            out,
+        }
+    }
+
+    /// This lane's part of the map: all of it alone, else its window.
+    fn snapshot(&mut self, into_after: bool) {
+        let rows = if into_after {
+            &mut self.after
+        } else {
+            &mut self.before
+        };
+        snapshot(&self.maps, rows);
+        if !self.alone {
+            let (lo, hi) = (self.base, self.base + WINDOW * PAGE);
+            rows.retain(|r| r.start < hi && r.end > lo);
+        }
+    }
+
+    fn run(&mut self) {
+        let mut rng = Rng(Seeded::new(self.seed));
+        // SAFETY: gettid has no preconditions.
+        let tid = unsafe { libc::gettid() };
+        self.snapshot(false);
+        for i in 0..self.calls {
+            let c = loop {
+                let c = call(&mut rng, self.base, self.fd, self.brk0, self.alone);
+                if let Some(c) = c {
+                    break c;
+                }
+            };
+            self.snapshot(true);
+            let out = &mut self.out;
+            let _ = write!(
+                out,
+                "{{\"i\":{i},\"tid\":{tid},\"syscall\":\"{}\",\"args\":[",
+                c.name
+            );
+            for (k, a) in c.args[..c.arity].iter().enumerate() {
+                let _ = write!(out, "{}{a}", if k > 0 { "," } else { "" });
+            }
+            let _ = write!(out, "],\"ret\":{},\"removed\":", c.ret);
+            write_missing(out, &self.before, &self.after);
+            out.extend_from_slice(b",\"added\":");
+            write_missing(out, &self.after, &self.before);
+            out.extend_from_slice(b"}\n");
+            assert!(out.len() < out.capacity(), "output buffer full");
+            std::mem::swap(&mut self.before, &mut self.after);
+            // A burst of 20 calls, then a short pause: batches of every size.
+            if i % 20 == 19 {
+                std::thread::sleep(std::time::Duration::from_micros(300));
+            }
+        }
     }
 }
 
 fn main() {
     let mut seed = 1u64;
     let mut calls = 1000u64;
+    let mut threads = 1u64;
     let mut it = std::env::args().skip(1);
     while let Some(a) = it.next() {
         let v = it.next().and_then(|v| v.parse().ok());
         match (a.as_str(), v) {
             ("--seed", Some(v)) => seed = v,
             ("--calls", Some(v)) => calls = v,
+            ("--threads", Some(v)) if v > 0 => threads = v,
             _ => {
-                eprintln!("usage: exact_workload --seed N --calls N");
+                eprintln!("usage: exact_workload --seed N --calls N [--threads N]");
                 std::process::exit(2);
             }
         }
@@ -327,61 +420,59 @@ fn main() {
         .write(true)
         .open(&path)
         .expect("reopening the file");
-    let maps = File::open("/proc/self/maps").expect("opening /proc/self/maps");
     // SAFETY: brk(0) only reports the break.
     let brk0 = unsafe { libc::syscall(libc::SYS_brk, 0u64) } as u64;
-    let mut before: Vec<Row> = Vec::with_capacity(MAX_ROWS);
-    let mut after: Vec<Row> = Vec::with_capacity(MAX_ROWS);
-    let mut out: Vec<u8> = Vec::with_capacity(64 << 20);
-    let mut rng = Rng(Seeded::new(seed));
-    // Touch the buffers now, so the calls below fault in no new pages of
-    // the heap (faults change no region, but keep the run even).
-    out.resize(out.capacity(), 0);
-    out.clear();
-    // Made after every buffer, so that no buffer is inside it.
-    // A free window: reserved, then released, so only these calls use it.
-    // SAFETY: a fresh anonymous reservation, released at once.
+    let alone = threads == 1;
+    let mut lanes: Vec<Lane> = (0..threads)
+        .map(|t| Lane::new(seed * 1000 + t, calls, alone, file.as_raw_fd(), brk0))
+        .collect();
+    // Windows made after every buffer, so that no buffer is inside one,
+    // and held until the threads (and their stacks) exist: then released,
+    // so only these calls use them. A gap of WINDOW pages that no call
+    // touches keeps lanes from merging.
+    let span = (2 * WINDOW * PAGE * threads) as usize;
+    // SAFETY: a fresh anonymous reservation, released before the calls.
     let base = unsafe {
         let p = libc::mmap(
             std::ptr::null_mut(),
-            (WINDOW * PAGE) as usize,
+            span,
             libc::PROT_NONE,
             libc::MAP_PRIVATE | libc::MAP_ANONYMOUS,
             -1,
             0,
         );
         assert_ne!(p, libc::MAP_FAILED);
-        libc::munmap(p, (WINDOW * PAGE) as usize);
         p as u64
     };
-    println!("ready");
-    std::io::stdout().flush().expect("stdout");
-    let mut line = String::new();
-    let _ = std::io::stdin().lock().read_line(&mut line);
-
-    snapshot(&maps, &mut before);
-    for i in 0..calls {
-        let c = call(&mut rng, base, file.as_raw_fd(), brk0);
-        snapshot(&maps, &mut after);
-        let _ = write!(out, "{{\"i\":{i},\"syscall\":\"{}\",\"args\":[", c.name);
-        for (k, a) in c.args[..c.arity].iter().enumerate() {
-            let _ = write!(out, "{}{a}", if k > 0 { "," } else { "" });
-        }
-        let _ = write!(out, "],\"ret\":{},\"removed\":", c.ret);
-        write_missing(&mut out, &before, &after);
-        out.extend_from_slice(b",\"added\":");
-        write_missing(&mut out, &after, &before);
-        out.extend_from_slice(b"}\n");
-        assert!(out.len() < out.capacity(), "output buffer full");
-        std::mem::swap(&mut before, &mut after);
-        // A burst of 20 calls, then a short pause: batches of every size.
-        if i % 20 == 19 {
-            std::thread::sleep(std::time::Duration::from_micros(300));
-        }
+    for (t, lane) in lanes.iter_mut().enumerate() {
+        lane.base = base + 2 * WINDOW * PAGE * t as u64;
     }
+    let go = std::sync::Barrier::new(lanes.len());
+    std::thread::scope(|scope| {
+        let mut lanes = lanes.iter_mut();
+        let first = lanes.next().expect("one lane");
+        for lane in lanes {
+            let go = &go;
+            scope.spawn(move || {
+                go.wait();
+                lane.run();
+            });
+        }
+        // SAFETY: the reservation made above, which nothing else uses.
+        unsafe { libc::munmap(base as *mut libc::c_void, span) };
+        println!("ready");
+        std::io::stdout().flush().expect("stdout");
+        let mut line = String::new();
+        let _ = std::io::stdin().lock().read_line(&mut line);
+        go.wait();
+        first.run();
+    });
     // Back to the break malloc knows, before anything allocates again.
     // SAFETY: brk0 is the break as it was before the calls.
     unsafe { libc::syscall(libc::SYS_brk, brk0) };
     let _ = std::fs::remove_file(&path);
-    std::io::stdout().write_all(&out).expect("stdout");
+    let mut stdout = std::io::stdout().lock();
+    for lane in &lanes {
+        stdout.write_all(&lane.out).expect("stdout");
+    }
 }
