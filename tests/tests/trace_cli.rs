@@ -679,7 +679,9 @@ fn the_largest_gap_is_in_the_mmap_area() {
 /// node with a perf map, after it optimised the user's one hot function.
 fn node_with_hot_function() -> Talker {
     let node = program("node");
-    let t = Talker::spawn(Command::new(node).args([
+    // --perf-basic-prof also writes an isolate-*-v8.log into the current
+    // directory: keep it out of the source tree.
+    let t = Talker::spawn(Command::new(node).current_dir(std::env::temp_dir()).args([
         "--perf-basic-prof",
         "-e",
         "function userHotFunction(n) { let s = 0; for (let i = 0; i < n; i++) s += (i * 7) % 13; return s; }\n\
