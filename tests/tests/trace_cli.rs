@@ -234,10 +234,16 @@ fn a_closed_output_ends_the_trace_of_an_idle_process() {
         .arg("60")
         .spawn()
         .expect("starting sleep");
-    let (_t, pid) = closed_output_ends(&[&idle.id().to_string()]);
+    let report = std::env::temp_dir().join(format!("pmap-trace-closed-{}.html", idle.id()));
+    let report_s = report.to_string_lossy().into_owned();
+    let (_t, pid) = closed_output_ends(&["--report", &report_s, &idle.id().to_string()]);
     assert_eq!(pid, idle.id());
     // Attach mode never touches the target.
     assert!(alive(idle.id()), "the traced process was ended");
+    // The report is a file of its own: still written.
+    let html = std::fs::read_to_string(&report).expect("the report was written");
+    assert!(html.starts_with("<!DOCTYPE html>"));
+    let _ = std::fs::remove_file(&report);
     let _ = idle.kill();
     let _ = idle.wait();
 }

@@ -747,7 +747,8 @@ async fn trace(args: TraceArgs, range: Range, render: &mut TableRenderer) -> Res
         Err(_) => "the trace stopped",
     };
     let finished = match ended {
-        Ok(End::OutputClosed) => Ok(()),
+        // Nothing more can be printed; the report is a file of its own.
+        Ok(End::OutputClosed) => tracer.insight.finish(),
         Ok(_) => tracer.finish(),
         Err(e) => Err(e),
     };
