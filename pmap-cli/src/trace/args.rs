@@ -95,10 +95,13 @@ pub struct TraceArgs {
     /// Write a self-contained HTML report (timeline, call sites, W^X) at the end.
     #[arg(long, value_name = "FILE.html")]
     pub report: Option<std::path::PathBuf>,
-    /// Processes to trace (all their threads).
+    /// Processes to trace (all their threads); a thread id stands for its
+    /// process.
     #[arg(value_name = "PID", required_unless_present = "command")]
     pub pids: Vec<String>,
-    /// A command to start and trace from its first instruction.
+    /// A command to start and trace from its first instruction. Its stdout
+    /// goes to stderr, out of the trace, unless -o is given; it is ended
+    /// (SIGTERM) when the trace ends first.
     #[arg(last = true, value_name = "COMMAND")]
     pub command: Vec<OsString>,
 }
