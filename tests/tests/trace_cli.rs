@@ -817,6 +817,7 @@ fn periods_and_paths_are_checked_at_the_start() {
         "give at least 0.01",
     );
     refused_at_start(&["--duration", "nan"], "'nan' is not a number of seconds");
+    refused_at_start(&["--duration", "1e30"], "1e30 seconds is too long");
     refused_at_start(
         &["--jit-symbols", "0"],
         "give a count of 1 or more, or `all`",

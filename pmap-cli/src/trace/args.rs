@@ -106,9 +106,17 @@ pub struct TraceArgs {
     pub command: Vec<OsString>,
 }
 
+/// The longest time in seconds (about 31 years): timers further away
+/// would overflow the clock's arithmetic.
+const MAX_SECS: f64 = 1e9;
+
 /// A number of seconds: finite, not negative.
 fn secs(s: &str) -> Result<f64, String> {
     match s.parse::<f64>() {
+        Ok(v) if v > MAX_SECS => Err(format!(
+            "{s} seconds is too long: give at most {MAX_SECS:e} (about 31 years), or leave the \
+             option out"
+        )),
         Ok(v) if v.is_finite() && v >= 0.0 => Ok(v),
         Ok(_) => Err(format!(
             "'{s}' is not a number of seconds (give a finite number, 0 or more, e.g. 2.5)"

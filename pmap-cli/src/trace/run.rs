@@ -789,8 +789,8 @@ async fn event_loop<W: Write>(
     // SAFETY: isatty has no preconditions.
     let tty = launched.is_none() && unsafe { libc::isatty(0) } == 1;
     let mut stdin = tty.then(|| tokio::io::BufReader::new(tokio::io::stdin()).lines());
-    // Also how soon a closed output is noticed (the issue asks for about
-    // a second at most).
+    // Also how soon a closed output is noticed: well under the second
+    // after which someone who typed `| head` wonders why it hangs.
     let mut liveness = tokio::time::interval(Duration::from_millis(200));
     let mut summary_tick = args
         .summary_interval
