@@ -320,6 +320,12 @@ fn sigint_ends_a_launched_command() {
 }
 
 #[test]
+fn sighup_ends_a_launched_command() {
+    let _serial = serial();
+    launched_sleep_ends(&[], |t| t.signal(libc::SIGHUP), "hung up (SIGHUP)");
+}
+
+#[test]
 fn a_command_that_ignores_sigterm_is_killed() {
     let _serial = serial();
     let py = python3();
