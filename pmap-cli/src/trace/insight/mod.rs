@@ -488,7 +488,6 @@ fn protections(
     if ev.ret < 0 {
         return Vec::new();
     }
-    let page_up = |n: u64| n.saturating_add(4095) & !4095;
     let prot = (a[2] & 7) as u8;
     match call {
         Call::Mmap => {
