@@ -442,6 +442,7 @@ impl Insight {
     }
 }
 
+/// `n` rounded up to whole pages, as the kernel rounds a call's length.
 fn page_up(n: u64) -> u64 {
     n.saturating_add(4095) & !4095
 }
