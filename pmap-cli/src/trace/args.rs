@@ -48,15 +48,19 @@ pub struct TraceArgs {
     /// Only regions in this address range, in tables and deltas (hex).
     #[arg(short = 'A', long = "range", value_name = "LOW[,HIGH]")]
     pub range: Option<String>,
-    /// Stop after this many seconds.
-    #[arg(long, value_name = "SECS")]
+    /// Stop after this many seconds (in launch mode, the command is then
+    /// ended too: SIGTERM, and SIGKILL if it is still there 2 s later).
+    #[arg(long, value_name = "SECS", value_parser = duration_secs)]
     pub duration: Option<f64>,
-    /// Print the full table every SECS seconds.
-    #[arg(long, value_name = "SECS")]
+    /// Print the full table every SECS seconds (at least 0.1).
+    #[arg(long, value_name = "SECS", value_parser = period_secs)]
     pub interval: Option<f64>,
     /// JSON Lines output: one object per record (see the README).
     #[arg(long)]
     pub json: bool,
+    /// Write the trace to FILE instead of stdout (created or truncated).
+    #[arg(short = 'o', long = "output", value_name = "FILE")]
+    pub output: Option<std::path::PathBuf>,
     /// Ring buffer size in bytes: a power of two, at least the page size.
     #[arg(long, value_name = "BYTES", default_value_t = DEFAULT_RING_SIZE, value_parser = ring_size)]
     pub ring_size: u32,
@@ -69,8 +73,8 @@ pub struct TraceArgs {
     /// How to watch the process.
     #[arg(long, value_enum, default_value_t = Backend::Auto)]
     pub backend: Backend,
-    /// With the poll backend: seconds between looks.
-    #[arg(long, value_name = "SECS", default_value_t = 0.1)]
+    /// With the poll backend: seconds between looks (at least 0.01).
+    #[arg(long, value_name = "SECS", default_value_t = 0.1, value_parser = poll_secs)]
     pub poll_interval: f64,
     /// Capture the user stack of every change and show who made it.
     #[arg(long)]
@@ -81,18 +85,94 @@ pub struct TraceArgs {
     /// Add who created and last changed each region to tables.
     #[arg(long)]
     pub provenance: bool,
-    /// Print the summary so far every SECS seconds.
-    #[arg(long, value_name = "SECS")]
+    /// Print the summary so far every SECS seconds (at least 0.1).
+    #[arg(long, value_name = "SECS", value_parser = period_secs)]
     pub summary_interval: Option<f64>,
+    /// JIT functions named per line (under a delta, after a table), newest
+    /// first: a number, or `all`.
+    #[arg(long, value_name = "N|all", default_value = "5", value_parser = jit_symbols)]
+    pub jit_symbols: usize,
     /// Write a self-contained HTML report (timeline, call sites, W^X) at the end.
     #[arg(long, value_name = "FILE.html")]
     pub report: Option<std::path::PathBuf>,
-    /// Processes to trace (all their threads).
+    /// Processes to trace (all their threads); a thread id stands for its
+    /// process.
     #[arg(value_name = "PID", required_unless_present = "command")]
     pub pids: Vec<String>,
-    /// A command to start and trace from its first instruction.
+    /// A command to start and trace from its first instruction. Its stdout
+    /// goes to stderr, out of the trace, unless -o is given; it is ended
+    /// (SIGTERM) when the trace ends first.
     #[arg(last = true, value_name = "COMMAND")]
     pub command: Vec<OsString>,
+}
+
+/// The longest time in seconds (about 31 years): timers further away
+/// would overflow the clock's arithmetic.
+const MAX_SECS: f64 = 1e9;
+
+/// A number of seconds: finite, not negative.
+fn secs(s: &str) -> Result<f64, String> {
+    match s.parse::<f64>() {
+        Ok(v) if v > MAX_SECS => Err(format!(
+            "{s} seconds is too long: give at most {MAX_SECS:e} (about 31 years), or leave the \
+             option out"
+        )),
+        Ok(v) if v.is_finite() && v >= 0.0 => Ok(v),
+        Ok(_) => Err(format!(
+            "'{s}' is not a number of seconds (give a finite number, 0 or more, e.g. 2.5)"
+        )),
+        Err(_) => Err(format!(
+            "'{s}' is not a number of seconds (give a decimal number, e.g. 2.5)"
+        )),
+    }
+}
+
+/// `--duration`: 0 is allowed (the initial table and the summary only).
+fn duration_secs(s: &str) -> Result<f64, String> {
+    secs(s)
+}
+
+/// The shortest `--interval`/`--summary-interval`: a table is confirmed
+/// against the kernel before it is printed, and more often than this the
+/// output is nothing but tables.
+const MIN_PERIOD: f64 = 0.1;
+
+fn period_secs(s: &str) -> Result<f64, String> {
+    let v = secs(s)?;
+    if v < MIN_PERIOD {
+        return Err(format!(
+            "{s} seconds is too short: give at least {MIN_PERIOD} (a period of 0 would print \
+             without pause); to print a table once, send SIGUSR1"
+        ));
+    }
+    Ok(v)
+}
+
+/// The shortest `--poll-interval`: each look reads the whole map.
+const MIN_POLL: f64 = 0.01;
+
+fn poll_secs(s: &str) -> Result<f64, String> {
+    let v = secs(s)?;
+    if v < MIN_POLL {
+        return Err(format!(
+            "{s} seconds is too short: give at least {MIN_POLL} (each look reads the whole map \
+             of every traced process)"
+        ));
+    }
+    Ok(v)
+}
+
+/// `--jit-symbols`: a count, or `all` (no limit).
+fn jit_symbols(s: &str) -> Result<usize, String> {
+    if s.eq_ignore_ascii_case("all") {
+        return Ok(usize::MAX);
+    }
+    match s.parse::<usize>() {
+        Ok(n) if n > 0 => Ok(n),
+        _ => Err(format!(
+            "'{s}' is not a number of functions: give a count of 1 or more, or `all`"
+        )),
+    }
 }
 
 fn ring_size(s: &str) -> Result<u32, String> {

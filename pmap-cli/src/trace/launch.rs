@@ -5,14 +5,24 @@
 //! after the exec, at its first instruction. The tracer then adds it to the
 //! kernel filter, takes the seed snapshot, and detaches, which lets it run.
 //! ptrace is used for nothing else.
+//!
+//! The command lives as long as the trace: when the trace ends before it
+//! (`--duration`, SIGINT, SIGTERM, SIGHUP, a closed output, an error), it is
+//! ended as `timeout` ends a command: SIGTERM, then SIGKILL if it is still
+//! there after a grace period. A command left running, unseen, after its
+//! trace is over is what nobody expects of `pmap trace -- COMMAND`.
 
 use std::{
     ffi::OsString,
-    os::unix::process::CommandExt,
-    process::{Child, Command},
+    os::{fd::AsFd, unix::process::CommandExt},
+    process::{Child, Command, Stdio},
+    time::{Duration, Instant},
 };
 
 use anyhow::{Context as _, Result, bail};
+
+/// How long the command has to end after SIGTERM before it gets SIGKILL.
+pub const KILL_GRACE: Duration = Duration::from_secs(2);
 
 pub struct Launched {
     pub pid: u32,
@@ -20,18 +30,34 @@ pub struct Launched {
     released: bool,
     /// Exit status once reaped.
     pub status: Option<std::process::ExitStatus>,
+    /// The program's name, for messages.
+    name: String,
 }
 
 impl Launched {
     /// Starts `command` and waits until it is stopped after its execve.
-    pub fn start(command: &[OsString]) -> Result<Launched> {
+    /// With `stdout_to_stderr`, the command's stdout is the tracer's
+    /// stderr: the trace is on stdout, and the command's own output must
+    /// not be mixed into it (it would break `--json | jq`).
+    pub fn start(command: &[OsString], stdout_to_stderr: bool) -> Result<Launched> {
         let (prog, args) = command.split_first().context("no command given after --")?;
         let mut cmd = Command::new(prog);
         cmd.args(args);
+        if stdout_to_stderr {
+            let err = std::io::stderr()
+                .as_fd()
+                .try_clone_to_owned()
+                .context("duplicating stderr for the command's output failed")?;
+            cmd.stdout(Stdio::from(err));
+        }
         // SAFETY: the closure runs in the forked child before exec and only
-        // calls ptrace, which is async-signal-safe.
+        // calls prctl and ptrace, which are async-signal-safe.
         unsafe {
             cmd.pre_exec(|| {
+                // If the tracer dies without ending the command (SIGKILL),
+                // the command still gets SIGTERM (the tracer's main thread,
+                // which forks it, lives as long as the tracer).
+                libc::prctl(libc::PR_SET_PDEATHSIG, libc::SIGTERM, 0, 0, 0);
                 if libc::ptrace(libc::PTRACE_TRACEME, 0, 0, 0) != 0 {
                     return Err(std::io::Error::last_os_error());
                 }
@@ -63,6 +89,7 @@ impl Launched {
             child,
             released: false,
             status: None,
+            name: prog.to_string_lossy().into_owned(),
         })
     }
 
@@ -90,11 +117,53 @@ impl Launched {
             self.status = Some(st);
         }
     }
+
+    /// Ends the command if it still runs, as `timeout` does: SIGTERM (and
+    /// SIGCONT, so that a stopped command sees it), then SIGKILL after
+    /// `KILL_GRACE`; waits for it and says on stderr what was done and
+    /// `why`. Nothing is said if it had ended already.
+    pub fn end(&mut self, why: &str) {
+        self.reap();
+        if self.status.is_some() {
+            return;
+        }
+        let pid = self.pid as libc::pid_t;
+        // SAFETY: signalling our own child, not reaped yet: its id cannot
+        // belong to another process.
+        unsafe {
+            libc::kill(pid, libc::SIGTERM);
+            libc::kill(pid, libc::SIGCONT);
+        }
+        let deadline = Instant::now() + KILL_GRACE;
+        while Instant::now() < deadline {
+            self.reap();
+            if self.status.is_some() {
+                eprintln!(
+                    "pmap trace: {why}: ended the command {} (pid {}) with SIGTERM",
+                    self.name, self.pid
+                );
+                return;
+            }
+            std::thread::sleep(Duration::from_millis(10));
+        }
+        let _ = self.child.kill();
+        self.status = self.child.wait().ok();
+        eprintln!(
+            "pmap trace: {why}: the command {} (pid {}) was still running {}s after SIGTERM: \
+             killed it (SIGKILL)",
+            self.name,
+            self.pid,
+            KILL_GRACE.as_secs()
+        );
+    }
 }
 
 impl Drop for Launched {
     fn drop(&mut self) {
-        if !self.released {
+        if self.released {
+            // An error ended the trace: the command ends with it.
+            self.end("the trace stopped");
+        } else {
             // Never leave a stopped, traced child behind on an error path.
             let _ = self.child.kill();
             // SAFETY: detaching our own tracee; errors are irrelevant here.

@@ -29,6 +29,8 @@ pub struct Printer<W: Write> {
     start_ns: u64,
     /// A delta's rows, built before one write.
     scratch: Vec<u8>,
+    /// The poll backend: threads are counted by looking, not traced.
+    polled: bool,
 }
 
 /// CLOCK_MONOTONIC now, in nanoseconds (the clock bpf_ktime_get_ns reads).
@@ -196,12 +198,13 @@ fn push_name(buf: &mut Vec<u8>, name: &[u8]) {
 }
 
 impl<W: Write> Printer<W> {
-    pub fn new(out: W, json: bool, start_ns: u64) -> Printer<W> {
+    pub fn new(out: W, json: bool, start_ns: u64, polled: bool) -> Printer<W> {
         Printer {
             out,
             json,
             start_ns,
             scratch: Vec::new(),
+            polled,
         }
     }
 
@@ -384,6 +387,19 @@ impl<W: Write> Printer<W> {
         }
     }
 
+    /// Poll backend: a thread found in `/proc/PID/task` that was not there
+    /// at the last look (who started it is not known).
+    pub fn thread_seen(&mut self, pid: u32, tid: u32) -> io::Result<()> {
+        if self.json {
+            return Ok(());
+        }
+        let t = self.now();
+        writeln!(
+            self.out,
+            "+{t:.6} pid {pid} new thread {tid} (seen by polling)"
+        )
+    }
+
     pub fn exit(&mut self, pid: u32) -> io::Result<()> {
         let t = self.now();
         if self.json {
@@ -431,10 +447,13 @@ impl<W: Write> Printer<W> {
                 "exact_deltas": st.exact, "fallback_deltas": fallbacks_json(st),
                 "before_table": st.before_table,
                 "threads_started": st.threads_started,
+                "threads_counted_by": if self.polled { "polling" } else { "tracing" },
                 "processes_forked": st.processes_forked, "insight": insight,
             }));
         }
         writeln!(self.out, "--- summary pid {} +{t:.3}s ---", s.pid)?;
+        // Every traced call, whether it changed the map or not (the
+        // insight section's `allocator calls` splits them).
         writeln!(self.out, "calls: {}", calls_line(st))?;
         writeln!(
             self.out,
@@ -443,14 +462,27 @@ impl<W: Write> Printer<W> {
             st.bytes_unmapped / 1024,
             st.peak_mapped / 1024
         )?;
-        writeln!(
-            self.out,
-            "regions: {} now, {} at peak; threads started: {}, processes forked: {}",
-            s.model().len(),
-            st.peak_regions,
-            st.threads_started,
-            st.processes_forked
-        )?;
+        if self.polled {
+            // No fork events without eBPF: only threads can be seen (in
+            // /proc/PID/task), and only those alive at one of the looks.
+            writeln!(
+                self.out,
+                "regions: {} now, {} at peak; threads started: {} (seen by polling: one that \
+                 ended between two looks is missed), processes forked: unknown with polling",
+                s.model().len(),
+                st.peak_regions,
+                st.threads_started,
+            )?;
+        } else {
+            writeln!(
+                self.out,
+                "regions: {} now, {} at peak; threads started: {}, processes forked: {}",
+                s.model().len(),
+                st.peak_regions,
+                st.threads_started,
+                st.processes_forked
+            )?;
+        }
         writeln!(
             self.out,
             "events lost: {lost}, model corrections: {}",

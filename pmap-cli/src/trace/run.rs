@@ -3,7 +3,11 @@
 
 use std::{
     borrow::Cow,
+    collections::{BTreeSet, HashMap},
+    fs::File,
     io::{self, Write},
+    os::fd::{AsRawFd, RawFd},
+    path::Path,
     time::Duration,
 };
 
@@ -26,7 +30,11 @@ use super::{
     session::{Delta, Session},
     syscalls::Affected,
 };
-use crate::{format::Range, region::Region};
+use crate::{
+    format::Range,
+    proc::{pid_dir::PidDir, process},
+    region::Region,
+};
 
 /// How long a difference found at table time may wait for the event that
 /// explains it before it counts as a model correction.
@@ -44,6 +52,96 @@ fn is_broken_pipe(e: &anyhow::Error) -> bool {
     })
 }
 
+/// Why the event loop stopped.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+enum End {
+    /// Every traced process exited.
+    Exited,
+    Duration,
+    Signal(&'static str),
+    /// The reader of the output went away (`| head`).
+    OutputClosed,
+}
+
+impl End {
+    /// Why a launched command is ended, for the message saying so.
+    fn why(self) -> &'static str {
+        match self {
+            End::Exited => "the trace ended",
+            End::Duration => "--duration reached",
+            End::Signal("SIGINT") => "interrupted (SIGINT)",
+            End::Signal("SIGTERM") => "terminated (SIGTERM)",
+            End::Signal("SIGHUP") => "hung up (SIGHUP)",
+            End::Signal(_) => "stopped by a signal",
+            End::OutputClosed => "the trace's output was closed",
+        }
+    }
+}
+
+/// Whether the reader of `fd` has gone away: a pipe or socket whose other
+/// end is closed reports POLLERR or POLLHUP (a terminal that hung up,
+/// POLLHUP). A regular file never does. Checked on a timer, so that a
+/// trace whose target is idle (nothing to write, so no EPIPE) still ends
+/// when its reader has.
+fn output_closed(fd: RawFd) -> bool {
+    let mut p = libc::pollfd {
+        fd,
+        events: 0,
+        revents: 0,
+    };
+    // SAFETY: one valid pollfd, no waiting.
+    let n = unsafe { libc::poll(&mut p, 1, 0) };
+    n == 1 && p.revents & (libc::POLLERR | libc::POLLHUP) != 0
+}
+
+/// The process `pid` is a thread of, when it is a thread and not the
+/// process itself (`pmap TID` shows the thread's process; so does trace).
+fn process_of_thread(pid: u32) -> Option<u32> {
+    let info = process::fetch_in(&PidDir::open(pid).ok()?)?;
+    (info.tgid != 0 && info.tgid != pid).then_some(info.tgid)
+}
+
+/// Checks that the report can be written at `path`, so that a mistyped
+/// path fails at the start and not after a long trace. Nothing is created.
+fn check_report_path(path: &Path) -> Result<()> {
+    let shown = path.display();
+    if path.is_dir() {
+        bail!("--report {shown}: that is a directory; give the path of an .html file to write");
+    }
+    let parent = match path.parent() {
+        Some(p) if !p.as_os_str().is_empty() => p,
+        _ => Path::new("."),
+    };
+    if !parent.is_dir() {
+        bail!(
+            "--report {shown}: the directory {} does not exist; create it first or give another path",
+            parent.display()
+        );
+    }
+    let target = if path.exists() { path } else { parent };
+    let c = std::ffi::CString::new(target.as_os_str().as_encoded_bytes())
+        .context("--report: the path holds a NUL byte")?;
+    // SAFETY: `c` is a NUL-terminated path; access only reads it.
+    if unsafe { libc::access(c.as_ptr(), libc::W_OK) } != 0 {
+        let e = io::Error::last_os_error();
+        bail!(
+            "--report {shown}: cannot write {} ({e}); give a path in a writable directory",
+            target.display()
+        );
+    }
+    Ok(())
+}
+
+/// Opens `-o FILE` (created or truncated), before anything is traced.
+fn open_output(path: &Path) -> Result<File> {
+    File::create(path).with_context(|| {
+        format!(
+            "-o {}: cannot create the output file; check that its directory exists and is writable",
+            path.display()
+        )
+    })
+}
+
 struct Tracer<'r, W: Write> {
     /// None with the poll backend.
     probes: Option<Probes>,
@@ -58,6 +156,9 @@ struct Tracer<'r, W: Write> {
     buf: Vec<Event>,
     insight: Insight,
     json: bool,
+    /// Poll backend: the threads of each process seen at the last look
+    /// (threads are counted from `/proc/PID/task`, there are no events).
+    tasks: HashMap<u32, BTreeSet<u32>>,
 }
 
 impl<W: Write> Tracer<'_, W> {
@@ -315,10 +416,16 @@ impl<W: Write> Tracer<'_, W> {
             self.printer.summary(
                 &self.sessions[i],
                 lost,
-                self.insight.summary_json(pid, model),
+                self.insight
+                    .summary_json(pid, model, &self.sessions[i].stats.calls),
             )?;
             if !self.json {
-                self.insight.summary(pid, model, self.printer.raw())?;
+                self.insight.summary(
+                    pid,
+                    model,
+                    &self.sessions[i].stats.calls,
+                    self.printer.raw(),
+                )?;
             }
         }
         self.printer.flush()?;
@@ -336,10 +443,16 @@ impl<W: Write> Tracer<'_, W> {
             self.printer.summary(
                 &self.sessions[i],
                 lost,
-                self.insight.summary_json(pid, model),
+                self.insight
+                    .summary_json(pid, model, &self.sessions[i].stats.calls),
             )?;
             if !self.json {
-                self.insight.summary(pid, model, self.printer.raw())?;
+                self.insight.summary(
+                    pid,
+                    model,
+                    &self.sessions[i].stats.calls,
+                    self.printer.raw(),
+                )?;
             }
         }
         self.printer.flush()?;
@@ -374,8 +487,35 @@ impl<W: Write> Tracer<'_, W> {
                 continue;
             }
             self.reread(i, super::session::Cause::Polled)?;
+            self.poll_threads(i)?;
         }
         self.printer.flush()?;
+        Ok(())
+    }
+
+    /// Poll backend: the threads of process `i` now; new ones are counted
+    /// and printed (a thread that starts and ends between two looks is
+    /// missed: the summary says the count is by polling).
+    fn poll_threads(&mut self, i: usize) -> Result<()> {
+        let s = &mut self.sessions[i];
+        let Ok(dir) = s.dir().read_dir("task") else {
+            return Ok(());
+        };
+        let now: BTreeSet<u32> = dir
+            .flatten()
+            .filter_map(|e| e.file_name().to_str()?.parse().ok())
+            .collect();
+        let Some(known) = self.tasks.get_mut(&s.pid) else {
+            // The first look: these threads were there before the trace.
+            self.tasks.insert(s.pid, now);
+            return Ok(());
+        };
+        let new: Vec<u32> = now.difference(known).copied().collect();
+        *known = now;
+        for tid in new {
+            s.stats.threads_started += 1;
+            self.printer.thread_seen(s.pid, tid)?;
+        }
         Ok(())
     }
 
@@ -439,6 +579,19 @@ async fn trace(args: TraceArgs, range: Range, render: &mut TableRenderer) -> Res
     if !pids.is_empty() && !args.command.is_empty() {
         bail!("give either PIDs or `-- COMMAND`, not both");
     }
+    // Arguments that can only fail at the end are checked now, before
+    // anything is loaded or started.
+    if let Some(r) = &args.report {
+        check_report_path(r)?;
+    }
+    let output: Box<dyn Write> = match &args.output {
+        Some(path) => Box::new(open_output(path)?),
+        None => Box::new(io::stdout().lock()),
+    };
+    let out_fd = match &args.output {
+        Some(_) => None,
+        None => Some(io::stdout().as_raw_fd()),
+    };
     let start_ns = monotonic_ns();
     let mut probes = match args.backend {
         Backend::Poll => None,
@@ -465,6 +618,24 @@ async fn trace(args: TraceArgs, range: Range, render: &mut TableRenderer) -> Res
     if unsafe { libc::getuid() } != 0 {
         privileges::drop_all().context("dropping capabilities after attaching failed")?;
     }
+    // A thread id (as `top -H` shows it) means its process: the kernel
+    // filter and the map are per process.
+    let mut procs: Vec<u32> = Vec::with_capacity(pids.len());
+    for pid in pids {
+        let pid = match process_of_thread(pid) {
+            Some(tgid) => {
+                eprintln!(
+                    "pmap trace: {pid} is a thread of process {tgid}; tracing process {tgid} (all its threads)"
+                );
+                tgid
+            }
+            None => pid,
+        };
+        if !procs.contains(&pid) {
+            procs.push(pid);
+        }
+    }
+    let pids = procs;
     let me = std::process::id();
     if pids.contains(&me) {
         bail!("refusing to trace itself (pid {me}): its own output would feed its own trace");
@@ -472,11 +643,12 @@ async fn trace(args: TraceArgs, range: Range, render: &mut TableRenderer) -> Res
 
     // Launch mode: the child is stopped right after execve, before its
     // first instruction; it is added to the filter, seeded, then released.
+    // Its stdout goes to our stderr when the trace is on stdout.
     let mut launched = None;
     let pids = if args.command.is_empty() {
         pids
     } else {
-        let l = Launched::start(&args.command)?;
+        let l = Launched::start(&args.command, args.output.is_none())?;
         let pid = l.pid;
         launched = Some(l);
         vec![pid]
@@ -491,16 +663,17 @@ async fn trace(args: TraceArgs, range: Range, render: &mut TableRenderer) -> Res
         }
         sessions.push(Session::open(pid)?);
     }
-    let stdout = io::stdout().lock();
+    let polled = probes.is_none();
     let mut tracer = Tracer {
         probes,
         sessions,
         // Room for what a 2 ms drain prints under a storm: one write per
         // drain instead of one per 8 KiB.
         printer: Printer::new(
-            io::BufWriter::with_capacity(256 * 1024, stdout),
+            io::BufWriter::with_capacity(256 * 1024, output),
             args.json,
             start_ns,
+            polled,
         ),
         render,
         show_failed: args.show_failed,
@@ -514,9 +687,17 @@ async fn trace(args: TraceArgs, range: Range, render: &mut TableRenderer) -> Res
             provenance: args.provenance,
             report: args.report.clone(),
             start_ns,
+            jit_symbols: args.jit_symbols,
         }),
         json: args.json,
+        tasks: HashMap::new(),
     };
+    if polled {
+        // The threads there at the start are not counted as started.
+        for i in 0..tracer.sessions.len() {
+            tracer.poll_threads(i)?;
+        }
+    }
     if !args.no_initial_table {
         for i in 0..tracer.sessions.len() {
             tracer.table(i, "initial")?;
@@ -544,12 +725,62 @@ async fn trace(args: TraceArgs, range: Range, render: &mut TableRenderer) -> Res
         l.release()?;
     }
 
+    let ended = event_loop(
+        &mut tracer,
+        &args,
+        &mut launched,
+        out_fd,
+        Signals {
+            usr1: &mut usr1,
+            int: &mut int,
+            term: &mut term,
+            hup: &mut hup,
+        },
+    )
+    .await;
+    // Whatever ended the trace, a launched command does not outlive it
+    // (see launch.rs); a traced process that was running already is never
+    // touched. Its final table and summary come first, while it still runs.
+    let why = match &ended {
+        Ok(end) => end.why(),
+        Err(e) if is_broken_pipe(e) => End::OutputClosed.why(),
+        Err(_) => "the trace stopped",
+    };
+    let finished = match ended {
+        // Nothing more can be printed; the report is a file of its own.
+        Ok(End::OutputClosed) => tracer.insight.finish(),
+        Ok(_) => tracer.finish(),
+        Err(e) => Err(e),
+    };
+    if let Some(l) = &mut launched {
+        l.end(why);
+    }
+    finished?;
+    Ok(0)
+}
+
+struct Signals<'a> {
+    usr1: &'a mut tokio::signal::unix::Signal,
+    int: &'a mut tokio::signal::unix::Signal,
+    term: &'a mut tokio::signal::unix::Signal,
+    hup: &'a mut tokio::signal::unix::Signal,
+}
+
+/// Streams deltas and prints tables on demand until something ends the
+/// trace; says what.
+async fn event_loop<W: Write>(
+    tracer: &mut Tracer<'_, W>,
+    args: &TraceArgs,
+    launched: &mut Option<Launched>,
+    out_fd: Option<RawFd>,
+    sig: Signals<'_>,
+) -> Result<End> {
     let deadline = args
         .duration
-        .map(|s| tokio::time::Instant::now() + Duration::from_secs_f64(s.max(0.0)));
+        .map(|s| tokio::time::Instant::now() + Duration::from_secs_f64(s));
     let mut interval = args
         .interval
-        .map(|s| tokio::time::interval(Duration::from_secs_f64(s.max(0.01))));
+        .map(|s| tokio::time::interval(Duration::from_secs_f64(s)));
     if let Some(iv) = &mut interval {
         iv.tick().await; // the first tick is immediate
     }
@@ -558,10 +789,12 @@ async fn trace(args: TraceArgs, range: Range, render: &mut TableRenderer) -> Res
     // SAFETY: isatty has no preconditions.
     let tty = launched.is_none() && unsafe { libc::isatty(0) } == 1;
     let mut stdin = tty.then(|| tokio::io::BufReader::new(tokio::io::stdin()).lines());
+    // Also how soon a closed output is noticed: well under the second
+    // after which someone who typed `| head` wonders why it hangs.
     let mut liveness = tokio::time::interval(Duration::from_millis(200));
     let mut summary_tick = args
         .summary_interval
-        .map(|s| tokio::time::interval(Duration::from_secs_f64(s.max(0.01))));
+        .map(|s| tokio::time::interval(Duration::from_secs_f64(s)));
     if let Some(iv) = &mut summary_tick {
         iv.tick().await; // the first tick is immediate
     }
@@ -576,7 +809,7 @@ async fn trace(args: TraceArgs, range: Range, render: &mut TableRenderer) -> Res
     let mut poll_tick = tracer
         .probes
         .is_none()
-        .then(|| tokio::time::interval(Duration::from_secs_f64(args.poll_interval.max(0.001))));
+        .then(|| tokio::time::interval(Duration::from_secs_f64(args.poll_interval)));
 
     loop {
         tokio::select! {
@@ -584,22 +817,22 @@ async fn trace(args: TraceArgs, range: Range, render: &mut TableRenderer) -> Res
                 r?;
                 tracer.pump()?;
                 if tracer.sessions.iter().all(|s| s.exited) {
-                    break;
+                    return Ok(End::Exited);
                 }
             }
             _ = async { match &mut drain_tick { Some(t) => { t.tick().await; } None => std::future::pending().await } } => {
                 tracer.pump()?;
                 if tracer.sessions.iter().all(|s| s.exited) {
-                    break;
+                    return Ok(End::Exited);
                 }
             }
             _ = async { match &mut poll_tick { Some(t) => { t.tick().await; } None => std::future::pending().await } } => tracer.poll()?,
-            _ = usr1.recv() => tracer.tables("SIGUSR1")?,
+            _ = sig.usr1.recv() => tracer.tables("SIGUSR1")?,
             _ = async { match &mut summary_tick { Some(iv) => { iv.tick().await; } None => std::future::pending().await } } => tracer.interim_summary()?,
-            _ = int.recv() => break,
-            _ = term.recv() => break,
-            _ = hup.recv() => break,
-            _ = async { match deadline { Some(d) => tokio::time::sleep_until(d).await, None => std::future::pending().await } } => break,
+            _ = sig.int.recv() => return Ok(End::Signal("SIGINT")),
+            _ = sig.term.recv() => return Ok(End::Signal("SIGTERM")),
+            _ = sig.hup.recv() => return Ok(End::Signal("SIGHUP")),
+            _ = async { match deadline { Some(d) => tokio::time::sleep_until(d).await, None => std::future::pending().await } } => return Ok(End::Duration),
             _ = async { match &mut interval { Some(iv) => { iv.tick().await; } None => std::future::pending().await } } => tracer.tables("interval")?,
             line = async { match &mut stdin { Some(l) => l.next_line().await, None => std::future::pending().await } } => {
                 match line {
@@ -608,16 +841,17 @@ async fn trace(args: TraceArgs, range: Range, render: &mut TableRenderer) -> Res
                 }
             }
             _ = liveness.tick() => {
+                if out_fd.is_some_and(output_closed) {
+                    return Ok(End::OutputClosed);
+                }
                 tracer.expire(CONFIRM_GRACE_NS);
-                if let Some(l) = &mut launched {
+                if let Some(l) = launched.as_mut() {
                     l.reap();
                 }
                 if tracer.all_exited() {
-                    break;
+                    return Ok(End::Exited);
                 }
             }
         }
     }
-    tracer.finish()?;
-    Ok(0)
 }

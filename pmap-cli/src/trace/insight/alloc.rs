@@ -82,6 +82,7 @@ pub struct AllocStats {
 }
 
 impl AllocStats {
+    /// A call that changed the map, covering `bytes`.
     pub fn call(&mut self, name: &'static str, bytes: u64) {
         self.by_call.entry(name).or_default().add(bytes);
     }
@@ -191,11 +192,25 @@ impl AllocStats {
         v
     }
 
-    pub fn json(&self) -> Value {
-        let by_call: serde_json::Map<String, Value> = self
-            .by_call
-            .iter()
-            .map(|(k, c)| (k.to_string(), json!({"calls": c.calls, "bytes": c.bytes})))
+    /// `totals`: every traced call by syscall (the tracer's summary
+    /// counts), so that `calls` here is the summary's figure and
+    /// `changed_map` the part of it that changed the map.
+    pub fn json(&self, totals: &BTreeMap<&'static str, u64>) -> Value {
+        let names: std::collections::BTreeSet<&str> = totals
+            .keys()
+            .copied()
+            .chain(self.by_call.keys().copied())
+            .collect();
+        let by_call: serde_json::Map<String, Value> = names
+            .into_iter()
+            .map(|k| {
+                let c = self.by_call.get(k).copied().unwrap_or_default();
+                let all = totals.get(k).copied().unwrap_or(c.calls);
+                (
+                    k.to_string(),
+                    json!({"calls": all, "changed_map": c.calls, "bytes": c.bytes}),
+                )
+            })
             .collect();
         let classes: Vec<Value> = self
             .classes

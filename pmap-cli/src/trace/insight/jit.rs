@@ -220,11 +220,13 @@ impl JitMap {
             .chain(self.syms.range(lo..hi).map(|(&k, s)| (k, s)))
     }
 
-    /// Functions in `[lo, hi)`.
+    /// Functions in `[lo, hi)`, newest first: the code a program just
+    /// generated (its own hot functions) is what a reader looks for, not
+    /// the runtime's start-up code at the lowest addresses.
     pub fn within(&self, lo: u64, hi: u64) -> Vec<&str> {
-        self.overlapping(lo, hi)
-            .map(|(_, s)| s.name.as_str())
-            .collect()
+        let mut v: Vec<&JitSym> = self.overlapping(lo, hi).map(|(_, s)| s).collect();
+        v.sort_by_key(|s| std::cmp::Reverse(s.seq));
+        v.into_iter().map(|s| s.name.as_str()).collect()
     }
 
     /// The function holding `addr` and the offset in it.
@@ -302,7 +304,8 @@ fn parse_jitdump(buf: &[u8], header: bool) -> (usize, Vec<Record>) {
     (at, out)
 }
 
-/// `3 JIT functions: a, b, c, ...` (at most `max` names).
+/// `3 JIT functions: a, b, c, ...` (at most `max` names, in the order
+/// given: newest first from `within`).
 pub fn list(names: &[&str], max: usize) -> String {
     let mut s = format!(
         "{} JIT function{}: ",
@@ -318,7 +321,10 @@ pub fn list(names: &[&str], max: usize) -> String {
             .join(", "),
     );
     if names.len() > max {
-        s.push_str(&format!(", ... {} more", names.len() - max));
+        s.push_str(&format!(
+            ", ... {} more (--jit-symbols all lists them)",
+            names.len() - max
+        ));
     }
     s
 }
@@ -391,9 +397,10 @@ mod tests {
         let mut m = JitMap::at(path.clone());
         m.refresh(true);
         assert_eq!(m.lookup(0x1010), Some(("LazyCompile:~foo a.js:1", 0x10)));
+        // Newest first.
         assert_eq!(
             m.within(0x0, 0x3000),
-            vec!["LazyCompile:~foo a.js:1", "bar"]
+            vec!["bar", "LazyCompile:~foo a.js:1"]
         );
         // The partial last line completes later.
         let mut f = std::fs::OpenOptions::new()

@@ -29,7 +29,7 @@ mod timeline;
 mod wx;
 
 use std::{
-    collections::HashMap,
+    collections::{BTreeMap, HashMap},
     io::{self, Write},
     rc::Rc,
     time::Instant,
@@ -71,6 +71,9 @@ pub struct InsightOptions {
     pub report: Option<std::path::PathBuf>,
     /// CLOCK_MONOTONIC when the trace started (times are shown from it).
     pub start_ns: u64,
+    /// JIT functions named per line, newest first (`--jit-symbols`;
+    /// `usize::MAX` for all).
+    pub jit_symbols: usize,
 }
 
 /// Notes about W^X under one delta, at most (the rest are counted).
@@ -238,9 +241,20 @@ impl Insight {
             what: what(&d.cause),
             site,
         };
-        let creates = match event {
-            Some((call, _)) => matches!(call, Call::Mmap | Call::Shmat),
-            None => matches!(d.cause, Cause::Exec),
+        // What the call made new: an added region is created by it only if
+        // it lies inside that range. A region the call merged into a
+        // neighbour (or one it split off an older region) keeps the older
+        // region's creation and is marked changed.
+        let created_range: Option<(u64, u64)> = match event {
+            Some((Call::Mmap, ev)) if ev.ret >= 0 => {
+                let lo = ev.ret as u64;
+                Some((lo, lo.saturating_add(page_up(ev.args[1]))))
+            }
+            // shmat's size is not in its arguments; segments never merge.
+            Some((Call::Shmat, _)) => Some((0, u64::MAX)),
+            Some(_) => None,
+            None if matches!(d.cause, Cause::Exec) => Some((0, u64::MAX)),
+            None => None,
         };
         let map_stack = event.is_some_and(|(call, ev)| {
             call == Call::Mmap && ev.args[3] & libc::MAP_STACK as u64 != 0
@@ -248,8 +262,9 @@ impl Insight {
         let Proc {
             regions, wx, jit, ..
         } = p;
-        regions.apply(&d.change, |_, from, info| {
-            if creates || from.is_empty() {
+        regions.apply(&d.change, |a, from, info| {
+            let made = created_range.is_some_and(|(lo, hi)| lo <= a.start && a.end <= hi);
+            if made || from.is_empty() {
                 *info = RegionInfo {
                     created: Some(stamp.clone()),
                     map_stack,
@@ -324,7 +339,12 @@ impl Insight {
                         Call::Munmap => None,
                         _ => Some(wx_prot(ev.args[2])),
                     };
-                    notes.push(Note::jit_symbols(call.name(), prot.as_deref(), &names, 5));
+                    notes.push(Note::jit_symbols(
+                        call.name(),
+                        prot.as_deref(),
+                        &names,
+                        self.opts.jit_symbols,
+                    ));
                 }
             }
         }
@@ -366,7 +386,7 @@ impl Insight {
                         r.start,
                         r.end,
                         r.perms.as_str(),
-                        jit::list(&names, 5)
+                        jit::list(&names, self.opts.jit_symbols)
                     ));
                 }
             }
@@ -388,11 +408,14 @@ impl Insight {
         Ok(())
     }
 
-    /// Writes the text summary sections for process `pid`.
+    /// Writes the text summary sections for process `pid`. `calls` are
+    /// the tracer's counts of every traced call (its summary's `calls:`),
+    /// so that both sections give the same totals.
     pub fn summary(
         &mut self,
         pid: u32,
         model: &RegionModel,
+        calls: &BTreeMap<Call, (u64, u64)>,
         out: &mut dyn Write,
     ) -> io::Result<()> {
         let t_ns = self.t_ns(0);
@@ -401,17 +424,27 @@ impl Insight {
         let p = self.procs.entry(pid).or_insert_with(|| Proc::new(pid));
         p.sample_rss(true);
         p.jit.refresh(true);
-        summary::text(p, model, t_ns, stacks, cost, out)
+        summary::text(p, model, calls, t_ns, stacks, cost, out)
     }
 
     /// The same as JSON, merged into the `summary` record under "insight".
-    pub fn summary_json(&mut self, pid: u32, model: &RegionModel) -> Option<Value> {
+    pub fn summary_json(
+        &mut self,
+        pid: u32,
+        model: &RegionModel,
+        calls: &BTreeMap<Call, (u64, u64)>,
+    ) -> Option<Value> {
         let t_ns = self.t_ns(0);
         let p = self.procs.entry(pid).or_insert_with(|| Proc::new(pid));
         p.sample_rss(true);
         p.jit.refresh(true);
-        Some(summary::json(p, model, t_ns))
+        Some(summary::json(p, model, calls, t_ns))
     }
+}
+
+/// `n` rounded up to whole pages, as the kernel rounds a call's length.
+fn page_up(n: u64) -> u64 {
+    n.saturating_add(4095) & !4095
 }
 
 fn wx_prot(p: u64) -> String {
@@ -456,7 +489,6 @@ fn protections(
     if ev.ret < 0 {
         return Vec::new();
     }
-    let page_up = |n: u64| n.saturating_add(4095) & !4095;
     let prot = (a[2] & 7) as u8;
     match call {
         Call::Mmap => {
@@ -506,8 +538,13 @@ fn account(
     notes: &mut Vec<Note>,
 ) {
     let a = &ev.args;
+    // Calls are counted here only when they changed the map (the
+    // tracer's summary counts every call; the two are shown together).
+    let changed = !change.is_empty();
     if ev.ret < 0 {
-        p.alloc.call(call.name(), 0);
+        if changed {
+            p.alloc.call(call.name(), 0);
+        }
         return;
     }
     let grew = match call {
@@ -564,7 +601,9 @@ fn account(
         Call::Munmap | Call::Mprotect | Call::PkeyMprotect | Call::Madvise => a[1],
         _ => grew,
     };
-    p.alloc.call(call.name(), bytes);
+    if changed {
+        p.alloc.call(call.name(), bytes);
+    }
     if grew > 0
         && let Some(s) = site
     {

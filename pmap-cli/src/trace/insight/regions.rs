@@ -77,9 +77,12 @@ impl RegionTable {
         let added = Sorted::new(&change.added);
         for a in &change.added {
             let from: Vec<&Region> = removed.overlapping(a.start, a.end).collect();
+            // A region made of several (a merge) is as old as its oldest
+            // piece; a piece with no record was there before the trace.
             let mut info = from
                 .iter()
-                .find_map(|o| old.get(&o.start).cloned())
+                .map(|o| old.get(&o.start).cloned().unwrap_or_default())
+                .min_by_key(|i| i.created.as_ref().map(|c| c.t_ns))
                 .unwrap_or_default();
             update(a, &from, &mut info);
             self.info.insert(a.start, info);
@@ -133,5 +136,33 @@ mod tests {
         assert_eq!(gone.len(), 1);
         assert!(gone[0].1.map_stack);
         assert!(t.get(0x8000).is_none());
+    }
+
+    #[test]
+    fn a_merge_with_a_region_from_before_the_trace_is_as_old_as_it() {
+        let mut t = RegionTable::default();
+        let stamp = |t_ns| Stamp {
+            tid: 1,
+            t_ns,
+            what: "mmap",
+            site: None,
+        };
+        // 0x2000-0x3000 was made while traced; 0x3000-0x5000 was there at
+        // the start (no record).
+        t.apply(
+            &Change {
+                removed: vec![],
+                added: vec![r(0x2000, 0x3000, b"rw-p")],
+            },
+            |_, _, info| info.created = Some(stamp(5)),
+        );
+        let merge = Change {
+            removed: vec![r(0x2000, 0x3000, b"rw-p"), r(0x3000, 0x5000, b"rw-p")],
+            added: vec![r(0x2000, 0x5000, b"rw-p")],
+        };
+        let mut created = Vec::new();
+        t.apply(&merge, |_, _, info| created.push(info.created.clone()));
+        assert_eq!(created.len(), 1);
+        assert!(created[0].is_none(), "{created:?}");
     }
 }

@@ -163,8 +163,8 @@ pub fn recognise(model: &RegionModel, table: &RegionTable) -> Vec<Structure> {
 pub struct Fragmentation {
     pub regions: usize,
     pub max_map_count: Option<u64>,
-    /// Largest gap between two mappings, leaving out the space between
-    /// the program and heap and the mmap area.
+    /// Largest gap between two mappings of the mmap area (the regions
+    /// between the program and heap and the main stack).
     pub largest_gap: u64,
     pub gap_at: u64,
 }
@@ -178,8 +178,11 @@ pub fn fragmentation(model: &RegionModel) -> Fragmentation {
             .and_then(|s| s.trim().parse().ok()),
         ..Default::default()
     };
-    // Gaps between neighbours below the stack; the widest of them is the
-    // space between the program and heap and the mmap area, not a hole.
+    // Gaps between neighbours below the stack, in address order. The
+    // widest is the unused space between the program and heap and the
+    // mmap area (terabytes); the mmap area is what lies above it. Gaps
+    // below it (the random one under the heap, or between the program's
+    // segments) are not holes an allocator could fill.
     let mut gaps: Vec<(u64, u64)> = Vec::new();
     let mut prev: Option<&Region> = None;
     for r in model.regions().take_while(|r| r.start < stack) {
@@ -190,8 +193,20 @@ pub fn fragmentation(model: &RegionModel) -> Fragmentation {
         }
         prev = Some(r);
     }
-    gaps.sort_unstable_by(|a, b| b.cmp(a));
-    if let Some(&(gap, at)) = gaps.get(1) {
+    let Some(widest) = gaps
+        .iter()
+        .enumerate()
+        .max_by_key(|(_, g)| g.0)
+        .map(|(i, _)| i)
+    else {
+        return f;
+    };
+    // The first of equal sizes: the lowest address.
+    let in_area = gaps[widest + 1..]
+        .iter()
+        .copied()
+        .reduce(|best, g| if g.0 > best.0 { g } else { best });
+    if let Some((gap, at)) = in_area {
         f.largest_gap = gap;
         f.gap_at = at;
     }
@@ -265,5 +280,21 @@ mod tests {
             ]
         );
         assert_eq!(s[0].committed, 0x21000);
+    }
+
+    #[test]
+    fn the_largest_gap_is_looked_for_in_the_mmap_area_only() {
+        let model = RegionModel::new(vec![
+            // program, then a 16M gap (brk randomisation), then the heap
+            r(0x5555_0000_0000, 0x5555_0001_0000, b"r-xp"),
+            r(0x5555_0101_0000, 0x5555_0102_0000, b"rw-p"),
+            // the mmap area, with a 1M hole and a 64K hole
+            r(0x7f00_0000_0000, 0x7f00_0010_0000, b"rw-p"),
+            r(0x7f00_0020_0000, 0x7f00_0030_0000, b"rw-p"),
+            r(0x7f00_0031_0000, 0x7f00_0040_0000, b"rw-p"),
+        ]);
+        let f = fragmentation(&model);
+        assert_eq!(f.largest_gap, 0x10_0000);
+        assert_eq!(f.gap_at, 0x7f00_0010_0000);
     }
 }

@@ -1,7 +1,7 @@
 //! The insight sections of the summary (text and JSON), and provenance
 //! lines after tables.
 
-use std::{io, io::Write, time::Duration};
+use std::{collections::BTreeMap, io, io::Write, time::Duration};
 
 use serde_json::{Value, json};
 
@@ -11,7 +11,7 @@ use super::{
     regions::{RegionTable, Stamp},
     structures,
 };
-use crate::trace::model::RegionModel;
+use crate::trace::{model::RegionModel, syscalls::Call};
 
 /// The name of the region holding `addr`, as tables show it.
 fn region_name(model: &RegionModel, addr: u64) -> Option<String> {
@@ -70,9 +70,40 @@ pub fn provenance(model: &RegionModel, table: &RegionTable) -> Vec<String> {
     out
 }
 
+/// `madvise 90, 3 changed the map (12K)`, per syscall, most calls first
+/// (the order of the tracer's `calls:` line): every traced call, from
+/// the tracer's counts, and those of them that changed the map, with the
+/// bytes they covered, from the deltas insight saw.
+fn calls_line(calls: &BTreeMap<Call, (u64, u64)>, a: &AllocStats) -> String {
+    let mut all: Vec<(&'static str, u64)> =
+        calls.iter().map(|(c, (n, _))| (c.name(), *n)).collect();
+    // A call insight saw that the tracer did not count (none should be).
+    for (name, c) in &a.by_call {
+        if !all.iter().any(|(n, _)| n == name) {
+            all.push((name, c.calls));
+        }
+    }
+    all.sort_by(|x, y| y.1.cmp(&x.1).then(x.0.cmp(y.0)));
+    if all.is_empty() {
+        return "none".into();
+    }
+    all.iter()
+        .map(|(name, n)| {
+            let c = a.by_call.get(name).copied().unwrap_or_default();
+            format!(
+                "{name} {n}, {} changed the map ({})",
+                c.calls,
+                human(c.bytes)
+            )
+        })
+        .collect::<Vec<_>>()
+        .join("; ")
+}
+
 pub fn text(
     p: &Proc,
     model: &RegionModel,
+    calls: &BTreeMap<Call, (u64, u64)>,
     now_ns: u64,
     stacks: bool,
     cost: (Duration, u64, usize),
@@ -117,20 +148,7 @@ pub fn text(
     }
 
     // Calls and bytes.
-    let calls: Vec<String> = a
-        .by_call
-        .iter()
-        .map(|(k, c)| format!("{k} {} ({})", c.calls, human(c.bytes)))
-        .collect();
-    writeln!(
-        out,
-        "allocator calls (bytes): {}",
-        if calls.is_empty() {
-            "none".into()
-        } else {
-            calls.join(", ")
-        }
-    )?;
+    writeln!(out, "allocator calls: {}", calls_line(calls, a))?;
     if !a.classes.is_empty() {
         writeln!(out, "mmap sizes:")?;
         let max = a
@@ -257,11 +275,18 @@ pub fn text(
     writeln!(out, "--- end insight ---")
 }
 
-pub fn json(p: &Proc, model: &RegionModel, now_ns: u64) -> Value {
+pub fn json(
+    p: &Proc,
+    model: &RegionModel,
+    calls: &BTreeMap<Call, (u64, u64)>,
+    now_ns: u64,
+) -> Value {
     let findings = p.wx.findings(now_ns, &|a| region_name(model, a));
+    let totals: BTreeMap<&'static str, u64> =
+        calls.iter().map(|(c, (n, _))| (c.name(), *n)).collect();
     json!({
         "wx": p.wx.json(&findings),
-        "alloc": p.alloc.json(),
+        "alloc": p.alloc.json(&totals),
         "fragmentation": structures::fragmentation(model).json(),
         "structures": structures::json(&structures::recognise(model, &p.regions)),
         "jit": {"perf_map_functions": p.jit.seen, "dropped": p.jit.dropped},
