@@ -1,4 +1,4 @@
-//! Our `pmap PID...` against procps-ng 4.0.2's `/usr/bin/pmap`, byte for
+//! Our `pmap PID...` against procps-ng's `/usr/bin/pmap` (4.0.2 in Debian 12), byte for
 //! byte (stdout, stderr, exit status), on real stopped processes, in every
 //! mode. Where we print a corrected figure (README.md, "Compatibility with procps-ng"), the test
 //! checks the figure itself and everything else byte for byte.
@@ -678,7 +678,7 @@ fn kernel_names(reference: &Path, pid: u32) {
 
 #[test]
 fn sleeping_process_every_mode() {
-    let Some(reference) = reference() else { return };
+    let reference = reference();
     let s = sleeper();
     all_modes(&reference, s.pid);
     kernel_names(&reference, s.pid);
@@ -686,7 +686,7 @@ fn sleeping_process_every_mode() {
 
 #[test]
 fn odd_names_every_mode() {
-    let Some(reference) = reference() else { return };
+    let reference = reference();
     let dir = TempDir::new("odd");
     let p = odd_maps(&dir.0, &[]);
     // The names the test is about are really there.
@@ -726,7 +726,7 @@ fn odd_names_every_mode() {
 
 #[test]
 fn python_file_and_anonymous_mappings_and_odd_arguments() {
-    let Some(reference) = reference() else { return };
+    let reference = reference();
     let script = "import mmap,sys,time\n\
                   f=open('/etc/passwd','rb')\n\
                   m=mmap.mmap(f.fileno(),0,prot=mmap.PROT_READ)\n\
@@ -760,7 +760,7 @@ fn python_file_and_anonymous_mappings_and_odd_arguments() {
 
 #[test]
 fn many_threads_and_thread_ids() {
-    let Some(reference) = reference() else { return };
+    let reference = reference();
     let dir = TempDir::new("threads");
     let p = odd_maps(&dir.0, &["--threads", "64"]);
     let tids: Vec<u32> = std::fs::read_dir(format!("/proc/{}/task", p.pid))
@@ -786,7 +786,7 @@ fn many_threads_and_thread_ids() {
 
 #[test]
 fn sixty_thousand_mappings() {
-    let Some(reference) = reference() else { return };
+    let reference = reference();
     let dir = TempDir::new("many");
     let p = odd_maps(&dir.0, &["--maps", "60000"]);
     assert!(regions(p.pid).len() > 60_000);
@@ -797,7 +797,7 @@ fn sixty_thousand_mappings() {
 
 #[test]
 fn kernel_threads_zombies_missing_and_several_pids() {
-    let Some(reference) = reference() else { return };
+    let reference = reference();
     let s = sleeper();
     // A zombie: a child that exited and was never reaped.
     let mut cmd = Command::new("python3");
@@ -902,7 +902,7 @@ fn blank_output(mut o: Output) -> Output {
 
 #[test]
 fn unreadable_maps() {
-    let Some(reference) = reference() else { return };
+    let reference = reference();
     let s = sleeper();
     // An unprivileged user may not read root's maps. Our binary is copied
     // where that user can run it.
@@ -929,7 +929,7 @@ fn unreadable_maps() {
 
 #[test]
 fn command_line_handling() {
-    let Some(reference) = reference() else { return };
+    let reference = reference();
     let s = sleeper();
     let pid = s.pid.to_string();
     let p = pid.as_str();
@@ -1006,11 +1006,16 @@ fn command_line_handling() {
     let many: Vec<u32> = vec![s.pid; 300];
     let args = with_pid(&["-q"], &many);
     let theirs = run(&reference, &args, &Env::default());
-    assert_eq!(
-        (theirs.status, theirs.stderr.as_slice()),
-        (1, &b"pmap: library failed pids statistics\n"[..])
-    );
     let mine = run(&ours(), &args, &Env::default());
+    // procps-ng 4.0.2 gives up; a release that does not must print ours.
+    if theirs.status == 1 {
+        assert_eq!(
+            theirs.stderr.as_slice(),
+            &b"pmap: library failed pids statistics\n"[..]
+        );
+    } else {
+        assert_eq!(usage_and_version(theirs), mine, "300 pids");
+    }
     assert_eq!((mine.status, mine.stderr.as_slice()), (0, &b""[..]));
     let header = format!("{}:   sleep 100000\n", s.pid);
     let one = run(&ours(), &with_pid(&["-q"], &[s.pid]), &Env::default()).stdout;
@@ -1034,7 +1039,7 @@ fn command_line_handling() {
 /// `-C`), sections, warnings, ShowPath toggling `-p`.
 #[test]
 fn rc_files() {
-    let Some(reference) = reference() else { return };
+    let reference = reference();
     let s = sleeper();
     let pid = s.pid.to_string();
     let p = pid.as_str();

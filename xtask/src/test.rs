@@ -92,10 +92,20 @@ pub fn main(args: &[String]) -> Result<()> {
     run_tests(tests)
 }
 
+/// The variable `pmap_tests::skip` reads (tests/src/lib.rs): the file where
+/// a test records a check this machine cannot run, one line each.
+const SKIP_FILE_VAR: &str = "PMAP_TEST_SKIPS";
+
 /// Runs cargo test, passing its output through, then prints the totals of
 /// all its `test result:` lines: cargo's own last summary is that of the
 /// last test binary (often a doc-test run with no tests), not of the run.
+/// Checks the tests skipped (see `SKIP_FILE_VAR`) are listed with their
+/// reasons and counted with the ignored tests.
 fn run_tests(mut c: Command) -> Result<()> {
+    let skip_file = std::env::temp_dir().join(format!("pmap-test-skips-{}", std::process::id()));
+    // A file left by an earlier run with this pid would be counted again.
+    let _ = std::fs::remove_file(&skip_file);
+    c.env(SKIP_FILE_VAR, &skip_file);
     let shown = crate::util::show(&c);
     eprintln!("xtask: $ {shown}");
     // One pipe for both streams keeps cargo's "Running ..." lines (stderr)
@@ -118,9 +128,21 @@ fn run_tests(mut c: Command) -> Result<()> {
     }
     out.flush()?;
     let status = child.wait()?;
+    let skips = match std::fs::read_to_string(&skip_file) {
+        Ok(text) => text,
+        Err(e) if e.kind() == std::io::ErrorKind::NotFound => String::new(),
+        Err(e) => return Err(e).context(format!("reading {}", skip_file.display())),
+    };
+    let _ = std::fs::remove_file(&skip_file);
+    for line in skips.lines() {
+        println!("xtask: {line}");
+    }
+    totals.skipped_checks = skips.lines().count() as u64;
     println!(
         "xtask: {} passed, {} failed, {} skipped",
-        totals.passed, totals.failed, totals.ignored
+        totals.passed,
+        totals.failed,
+        totals.skipped()
     );
     if !status.success() {
         bail!("`{shown}` failed ({status})");
@@ -134,9 +156,16 @@ struct Totals {
     passed: u64,
     failed: u64,
     ignored: u64,
+    /// Checks inside passing tests that this machine could not run
+    /// (`pmap-test-skip:` lines).
+    skipped_checks: u64,
 }
 
 impl Totals {
+    fn skipped(&self) -> u64 {
+        self.ignored + self.skipped_checks
+    }
+
     fn add(&mut self, line: &str) {
         let Some(rest) = line.strip_prefix("test result: ") else {
             return;
@@ -226,7 +255,8 @@ mod tests {
             Totals {
                 passed: 16,
                 failed: 2,
-                ignored: 2
+                ignored: 2,
+                skipped_checks: 0,
             }
         );
     }

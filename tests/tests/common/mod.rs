@@ -14,16 +14,37 @@ use std::{
 /// procps-ng's pmap, the reference.
 pub const REFERENCE: &str = "/usr/bin/pmap";
 
-/// The reference, or `None` (after saying the test is skipped) when it is
-/// not installed.
-pub fn reference() -> Option<PathBuf> {
+/// The reference. Panics when it is missing or is not procps-ng's: a
+/// compatibility test with nothing to compare with must fail.
+pub fn reference() -> PathBuf {
     let p = PathBuf::from(REFERENCE);
-    if p.exists() {
-        Some(p)
-    } else {
-        eprintln!("SKIPPED: {REFERENCE} (procps-ng) is not installed; nothing to compare with");
-        None
-    }
+    assert!(
+        p.exists(),
+        "{REFERENCE} (procps-ng's pmap, the reference of these tests) is not installed: \
+         install it with `cargo xtask deps` (as root; Debian package procps)"
+    );
+    let version = reference_version();
+    assert!(
+        version.starts_with("pmap from procps-ng "),
+        "{REFERENCE} is not procps-ng's pmap (it says {version:?}): these tests compare with \
+         Debian's procps package"
+    );
+    p
+}
+
+/// The reference's `-V` line, e.g. `pmap from procps-ng 4.0.2\n`: the
+/// version text ours replaces (not fixed, so that any procps-ng release
+/// installed here is the reference).
+pub fn reference_version() -> String {
+    static LINE: std::sync::OnceLock<String> = std::sync::OnceLock::new();
+    LINE.get_or_init(|| {
+        let out = Command::new(REFERENCE)
+            .arg("-V")
+            .output()
+            .unwrap_or_else(|e| panic!("running {REFERENCE} -V: {e}"));
+        String::from_utf8_lossy(&out.stdout).into_owned()
+    })
+    .clone()
 }
 
 /// What one run printed.
@@ -181,12 +202,14 @@ pub const K_HELP: &[u8] = b" -k, --use-kernel-name       use names provided by k
 pub fn usage_and_version(mut o: Output) -> Output {
     for text in [&mut o.stdout, &mut o.stderr] {
         let anchor = b" -p, --show-path             show path in the mapping\n";
-        if let Some(at) = find(text, anchor) {
+        // A procps-ng that has the `-k` line (4.0.6 on) needs no insertion.
+        if let Some(at) = find(text, anchor).filter(|_| find(text, K_HELP).is_none()) {
             let at = at + anchor.len();
             text.splice(at..at, K_HELP.iter().copied());
         }
-        let v = b"pmap from procps-ng 4.0.2\n";
-        if let Some(at) = find(text, v) {
+        let version = reference_version();
+        let v = version.as_bytes();
+        if let Some(at) = find(text, v).filter(|_| !v.is_empty()) {
             let ours = format!("pmap from pmap-rs {}\n", env!("CARGO_PKG_VERSION"));
             text.splice(at..at + v.len(), ours.bytes());
         }
