@@ -2,6 +2,8 @@
 //! procps-ng's pmap and ours side by side, and readable diffs.
 #![allow(dead_code, reason = "each test binary uses a different subset")]
 
+pub mod layout;
+
 use std::{
     ffi::{OsStr, OsString},
     io::{BufRead, BufReader},
@@ -151,47 +153,6 @@ pub fn check(args: &[OsString], expected: &Output, actual: &Output) -> Result<()
         r += &diff("stderr", &expected.stderr, &actual.stderr);
     }
     Err(r)
-}
-
-/// Runs both and compares after `expect` turns the reference output into
-/// what ours must print. Some figures (Pss of shared libraries) move when
-/// any other process on the machine maps or unmaps the same files, so a
-/// mismatch is retried: ours must equal the reference run just before or
-/// just after it, in one of 5 attempts.
-pub fn compare_with(
-    ours: &Path,
-    reference: &Path,
-    args: &[OsString],
-    env: &Env,
-    expect: &dyn Fn(Output) -> Output,
-) {
-    compare_view(ours, reference, args, env, expect, &|o| o);
-}
-
-/// Like `compare_with`, comparing `view(expect(reference))` with
-/// `view(ours)`.
-pub fn compare_view(
-    ours: &Path,
-    reference: &Path,
-    args: &[OsString],
-    env: &Env,
-    expect: &dyn Fn(Output) -> Output,
-    view: &dyn Fn(Output) -> Output,
-) {
-    let mut last = String::new();
-    for _ in 0..5 {
-        let before = view(expect(run(reference, args, env)));
-        let mine = view(run(ours, args, env));
-        if mine == before {
-            return;
-        }
-        let after = view(expect(run(reference, args, env)));
-        if mine == after {
-            return;
-        }
-        last = check(args, &after, &mine).err().unwrap_or_default();
-    }
-    panic!("{last}");
 }
 
 /// The help line procps-ng 4.0.6 added for `-k`, which 4.0.2 lacks.
