@@ -247,18 +247,33 @@ fn map_changing_during_the_read_gives_consistent_tables() {
             Command::new(workload_bin(bin))
                 .args(args)
                 .stdin(Stdio::piped())
-                .stdout(Stdio::null())
+                .stdout(Stdio::piped())
                 .spawn()
                 .unwrap_or_else(|e| panic!("{bin} starts: {e}")),
         );
         let pid = target.0.id();
         let mut go = target.0.stdin.take().expect("piped stdin");
-        // many_maps reads its go line after mapping; the storm at once.
-        std::thread::sleep(Duration::from_millis(300));
+        if bin == "many_maps" {
+            // It reads its go line once its mappings exist, after `ready`.
+            let mut line = String::new();
+            BufReader::new(target.0.stdout.take().expect("piped stdout"))
+                .read_line(&mut line)
+                .expect("many_maps's ready line");
+            assert!(line.starts_with("ready "), "many_maps said {line:?}");
+        }
         writeln!(go).expect("start the changes");
         drop(go);
-        std::thread::sleep(Duration::from_millis(100));
-        let raced = racing_reads(pid, 200);
+        // Proof that the map changes under a reader: without it the runs
+        // below would check tables of a still map.
+        let (mut raced, mut tries) = (0, 0);
+        while raced == 0 && tries < 4000 {
+            raced += racing_reads(pid, 200);
+            tries += 200;
+        }
+        assert!(
+            raced > 0,
+            "{bin}: no plain read of smaps out of {tries} saw the map change; the target is not racing"
+        );
         let mut warned = 0;
         for mode in MODES {
             for run in 0..runs {
@@ -283,7 +298,7 @@ fn map_changing_during_the_read_gives_consistent_tables() {
         }
         drop(target);
         report.push(format!(
-            "{bin}: plain reads of smaps with overlapping rows {raced}/200; \
+            "{bin}: plain reads of smaps with overlapping rows {raced}/{tries}; \
              pmap runs that fell back to dropping overlaps {warned}/{}",
             runs * MODES.len()
         ));
