@@ -100,6 +100,29 @@ fn missing(name: &str, package: &str) -> ! {
     )
 }
 
+/// A kernel thread's pid: the lowest pid whose `stat` flags have
+/// PF_KTHREAD (kthreadd, pid 2, on most systems, but not in every pid
+/// namespace or kernel).
+pub fn kernel_thread() -> u32 {
+    const PF_KTHREAD: u64 = 0x0020_0000;
+    let mut pids: Vec<u32> = std::fs::read_dir("/proc")
+        .expect("reading /proc")
+        .filter_map(|e| e.ok()?.file_name().to_str()?.parse().ok())
+        .collect();
+    pids.sort_unstable();
+    pids.into_iter()
+        .find(|pid| {
+            let Ok(stat) = std::fs::read_to_string(format!("/proc/{pid}/stat")) else {
+                return false;
+            };
+            // Fields after `(comm)`: state ppid pgrp session tty_nr tpgid flags.
+            stat.rsplit_once(')')
+                .and_then(|(_, rest)| rest.split_whitespace().nth(6)?.parse::<u64>().ok())
+                .is_some_and(|flags| flags & PF_KTHREAD != 0)
+        })
+        .expect("no kernel thread in /proc (a pid namespace without them?)")
+}
+
 pub mod pmap_table;
 pub mod rng;
 pub mod trace_harness;

@@ -830,7 +830,7 @@ fn kernel_threads_zombies_missing_and_several_pids() {
         })
         .expect("a zombie appears");
     let missing = 0x7fff_fff0u32;
-    let kthread = 2;
+    let kthread = pmap_tests::kernel_thread();
     for f in FORMATS {
         for pids in [
             vec![kthread],
