@@ -190,8 +190,8 @@ pub struct Stopped {
 }
 
 impl Stopped {
-    /// Starts `cmd` with stdout piped, waits for it to print `ready`, then
-    /// stops it.
+    /// Starts `cmd` with stdout piped, waits for it to print `ready` (or
+    /// `ready ...`), then stops it.
     pub fn start(mut cmd: Command) -> Stopped {
         cmd.stdout(Stdio::piped()).stdin(Stdio::null());
         let mut child = cmd
@@ -202,7 +202,11 @@ impl Stopped {
         BufReader::new(stdout)
             .read_line(&mut line)
             .expect("reading the workload's ready line");
-        assert_eq!(line.trim(), "ready", "workload {cmd:?} did not get ready");
+        // `ready`, or `ready DETAILS` (many_maps says how many regions).
+        assert!(
+            line.trim() == "ready" || line.starts_with("ready "),
+            "workload {cmd:?} did not get ready: {line:?}"
+        );
         let pid = child.id();
         stop(pid);
         Stopped { child, pid }
