@@ -185,10 +185,21 @@ fn names_label_stacks_guards_arenas_memfd_shm_and_jit() {
             "{out}"
         );
     }
-    // Each thread that used malloc got an arena: 64 MiB aligned, with its reserve.
+    // Each thread that used malloc got an arena: 64 MiB aligned, its
+    // PROT_NONE reserve right after it up to 64 MiB (alignment alone also
+    // matches other anonymous regions now and then).
     let arenas: Vec<&MapsLine> = maps
-        .iter()
-        .filter(|m| m.start.is_multiple_of(64 << 20) && m.perms == "rw-p" && m.name.is_empty())
+        .windows(2)
+        .filter(|p| {
+            let (m, reserve) = (&p[0], &p[1]);
+            m.start.is_multiple_of(64 << 20)
+                && m.perms == "rw-p"
+                && m.name.is_empty()
+                && reserve.start == m.end
+                && reserve.perms == "---p"
+                && reserve.end - m.start == 64 << 20
+        })
+        .map(|p| &p[0])
         .collect();
     // Both threads malloc (views_workload), so glibc made at least one.
     assert!(!arenas.is_empty(), "no malloc arena in the map:\n{out}");
