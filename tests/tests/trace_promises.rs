@@ -1,7 +1,8 @@
 //! README promises about `pmap trace` that no other test held it to: the
 //! smaps formats (`-X`, `-XX`) and `-k` in its tables, `--provenance`,
-//! `--summary-interval`, and no eBPF object left in the kernel after a
-//! trace ended by `--duration`, a closed pipe or the target's exit.
+//! `--summary-interval`, no eBPF object left in the kernel after a trace
+//! ended by `--duration`, a closed pipe or the target's exit, and polling
+//! (with the reason said) on a kernel without BTF.
 //!
 //! Root and a real kernel are needed, as for every trace test.
 
@@ -471,4 +472,67 @@ fn no_bpf_object_left_after_the_output_closes() {
         .collect();
     assert!(noise.is_empty(), "{noise:?}");
     assert_released(&h, "closed output");
+}
+
+/// `pmap trace ARGS` where `/sys/kernel/btf/vmlinux` does not exist: a
+/// private mount namespace with an empty tmpfs over `/sys/kernel/btf`,
+/// the view of a kernel built without BTF.
+fn without_btf(args: &[&str]) -> Command {
+    let script = "mount -t tmpfs none /sys/kernel/btf && exec \"$@\"";
+    let mut c = Command::new(pmap_tests::tool("unshare", "util-linux"));
+    c.args([
+        "--mount",
+        "--propagation",
+        "private",
+        "sh",
+        "-c",
+        script,
+        "sh",
+    ])
+    .arg(pmap_tests::pmap_bin())
+    .arg("trace")
+    .args(args)
+    .stdin(Stdio::null());
+    c
+}
+
+/// README: without BTF `pmap trace` polls instead and says why;
+/// `--backend ebpf` fails with that reason.
+#[test]
+fn without_btf_it_polls_and_says_why() {
+    let _serial = serial();
+    let mut py = Py::start();
+    let pid = py.pid().to_string();
+    let mut tracer = without_btf(&["--duration", "2", "--poll-interval", "0.1", &pid])
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped())
+        .spawn()
+        .expect("unshare runs");
+    // The target maps memory once the tracer is tracing (a line read).
+    let mut err = BufReader::new(tracer.stderr.take().expect("piped stderr"));
+    let mut stderr = String::new();
+    while !stderr.contains("pmap trace: tracing") {
+        let n = err.read_line(&mut stderr).expect("the tracer's stderr");
+        assert!(n > 0, "the tracer ended before tracing: {stderr}");
+    }
+    let addr = py.map();
+    let out = tracer.wait_with_output().expect("the tracer ends");
+    std::io::Read::read_to_string(&mut err, &mut stderr).expect("the tracer's stderr");
+    let stdout = String::from_utf8_lossy(&out.stdout);
+    assert!(out.status.success(), "{stderr}");
+    assert!(stderr.contains("eBPF cannot be used here"), "{stderr}");
+    assert!(stderr.contains("this kernel has no BTF"), "{stderr}");
+    assert!(stderr.contains("(poll: every 0.1s)"), "{stderr}");
+    assert!(
+        stdout.contains("observed by polling") && stdout.contains(&format!("{addr:016x}")),
+        "no polled delta of the mmap at {addr:#x}:\n{stdout}"
+    );
+
+    let out = without_btf(&["--backend", "ebpf", "--duration", "1", &pid])
+        .output()
+        .expect("unshare runs");
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    assert_eq!(out.status.code(), Some(1), "{stderr}");
+    assert!(stderr.contains("this kernel has no BTF"), "{stderr}");
+    assert!(stderr.contains("--backend poll"), "{stderr}");
 }
