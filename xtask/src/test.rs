@@ -128,16 +128,12 @@ fn run_tests(mut c: Command) -> Result<()> {
     }
     out.flush()?;
     let status = child.wait()?;
-    let skips = match std::fs::read_to_string(&skip_file) {
-        Ok(text) => text,
-        Err(e) if e.kind() == std::io::ErrorKind::NotFound => String::new(),
-        Err(e) => return Err(e).context(format!("reading {}", skip_file.display())),
-    };
+    let skips = read_skips(&skip_file)?;
     let _ = std::fs::remove_file(&skip_file);
-    for line in skips.lines() {
+    for line in &skips {
         println!("xtask: {line}");
     }
-    totals.skipped_checks = skips.lines().count() as u64;
+    totals.skipped_checks = skips.len() as u64;
     println!(
         "xtask: {} passed, {} failed, {} skipped",
         totals.passed,
@@ -148,6 +144,16 @@ fn run_tests(mut c: Command) -> Result<()> {
         bail!("`{shown}` failed ({status})");
     }
     Ok(())
+}
+
+/// The `pmap-test-skip:` lines the tests wrote (none if no test wrote the
+/// file).
+fn read_skips(path: &std::path::Path) -> Result<Vec<String>> {
+    match std::fs::read_to_string(path) {
+        Ok(text) => Ok(text.lines().map(str::to_string).collect()),
+        Err(e) if e.kind() == std::io::ErrorKind::NotFound => Ok(Vec::new()),
+        Err(e) => Err(e).context(format!("reading {}", path.display())),
+    }
 }
 
 /// Sums of libtest's `test result: ok. 3 passed; 0 failed; 1 ignored; ...`.
@@ -237,7 +243,23 @@ fn test_args(rest: &[String]) -> Vec<String> {
 
 #[cfg(test)]
 mod tests {
-    use super::{Totals, test_args};
+    use super::{Totals, read_skips, test_args};
+
+    #[test]
+    fn skipped_checks_are_read_one_per_line() {
+        let path = std::env::temp_dir().join(format!("xtask-skips-test-{}", std::process::id()));
+        let _ = std::fs::remove_file(&path);
+        assert_eq!(read_skips(&path).expect("no file"), Vec::<String>::new());
+        std::fs::write(
+            &path,
+            "pmap-test-skip: views::numa: -L: no NUMA\npmap-test-skip: views::numa: THP: none\n",
+        )
+        .expect("write");
+        let skips = read_skips(&path).expect("read");
+        let _ = std::fs::remove_file(&path);
+        assert_eq!(skips.len(), 2);
+        assert_eq!(skips[1], "pmap-test-skip: views::numa: THP: none");
+    }
 
     #[test]
     fn totals_sum_every_result_line() {
