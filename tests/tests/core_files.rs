@@ -210,16 +210,12 @@ fn check_core(core: &Path, w: &Workload, live: &[MapsLine], kernel: bool) {
 
 #[test]
 fn gcore_core_matches_the_live_map() {
-    if Command::new("gcore").arg("--version").output().is_err() {
-        eprintln!("SKIPPED: gcore (gdb) is not installed");
-        return;
-    }
     let dir = TempDir::new("gcore");
     let w = start_workload(&dir.0, false);
     w.stop();
     let live = read_maps(w.pid());
     let prefix = dir.0.join("g");
-    let st = Command::new("gcore")
+    let st = Command::new(pmap_tests::tool("gcore", "gdb"))
         .arg("-o")
         .arg(&prefix)
         .arg(w.pid().to_string())
@@ -240,15 +236,17 @@ struct CorePattern {
 const CORE_PATTERN: &str = "/proc/sys/kernel/core_pattern";
 
 impl CorePattern {
-    fn set(pattern: &str) -> Option<CorePattern> {
+    /// Panics when the pattern cannot be set: the test needs root (as
+    /// `cargo xtask test` runs), and without it would check nothing.
+    fn set(pattern: &str) -> CorePattern {
         let old = std::fs::read_to_string(CORE_PATTERN).expect("read core_pattern");
-        match std::fs::write(CORE_PATTERN, pattern) {
-            Ok(()) => Some(CorePattern { old }),
-            Err(e) => {
-                eprintln!("SKIPPED: cannot set {CORE_PATTERN} ({e}); run as root");
-                None
-            }
+        if let Err(e) = std::fs::write(CORE_PATTERN, pattern) {
+            panic!(
+                "cannot set {CORE_PATTERN} ({e}): this test needs root to have the kernel \
+                 write a core where it can find it; run it as root (`cargo xtask test` must)"
+            );
         }
+        CorePattern { old }
     }
 }
 
@@ -263,9 +261,7 @@ impl Drop for CorePattern {
 #[test]
 fn kernel_core_matches_the_live_map() {
     let dir = TempDir::new("kcore");
-    let Some(_pattern) = CorePattern::set(&format!("{}/core.%p", dir.0.display())) else {
-        return;
-    };
+    let _pattern = CorePattern::set(&format!("{}/core.%p", dir.0.display()));
     let mut w = start_workload(&dir.0, true);
     w.stop();
     let live = read_maps(w.pid());
@@ -330,15 +326,11 @@ fn variant(dir: &Path, src: &Path, name: &str, edit: impl FnOnce(&mut Vec<u8>)) 
 
 #[test]
 fn bad_core_files_give_one_line_errors_and_others_still_print() {
-    if Command::new("gcore").arg("--version").output().is_err() {
-        eprintln!("SKIPPED: gcore (gdb) is not installed");
-        return;
-    }
     let dir = TempDir::new("badcore");
     let w = start_workload(&dir.0, false);
     w.stop();
     let prefix = dir.0.join("g");
-    let st = Command::new("gcore")
+    let st = Command::new(pmap_tests::tool("gcore", "gdb"))
         .arg("-o")
         .arg(&prefix)
         .arg(w.pid().to_string())

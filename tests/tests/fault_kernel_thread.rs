@@ -6,16 +6,9 @@ use std::{process::Command, time::Duration};
 
 use pmap_tests::pmap_bin;
 
-/// kthreadd is pid 2 on Linux; check it is a kernel thread first.
-fn kthreadd() -> u32 {
-    let stat = std::fs::read_to_string("/proc/2/stat").expect("/proc/2/stat");
-    assert!(stat.contains("(kthreadd)"), "pid 2 is not kthreadd: {stat}");
-    2
-}
-
 #[test]
 fn a_kernel_thread_is_refused_in_one_line() {
-    let pid = kthreadd().to_string();
+    let pid = pmap_tests::kernel_thread().to_string();
     for backend in ["ebpf", "poll"] {
         let started = std::time::Instant::now();
         let out = Command::new(pmap_bin())
@@ -27,7 +20,7 @@ fn a_kernel_thread_is_refused_in_one_line() {
         assert!(started.elapsed() < Duration::from_secs(10), "{backend}");
         assert_eq!(
             stderr.trim_end(),
-            "pmap trace: process 2 is a kernel thread: it has no memory map to trace",
+            format!("pmap trace: process {pid} is a kernel thread: it has no memory map to trace"),
             "{backend}"
         );
         assert!(out.stdout.is_empty(), "{backend}");

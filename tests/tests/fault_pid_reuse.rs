@@ -67,9 +67,21 @@ fn reuse_is_not_attached(backend: &str) {
     let _ = old.kill();
     let _ = old.wait();
     let mut new = take_pid(pid);
-    // Let the new process exec and map its libraries (events for the
-    // PID), then ask for tables, and wait past the next poll.
-    std::thread::sleep(Duration::from_millis(500));
+    // The new process must make calls the tracer could take for the old
+    // one's: wait until it has exec'd and its loader has mapped libc (an
+    // mmap for the PID), then ask for tables, and wait past the next poll.
+    let deadline = std::time::Instant::now() + Duration::from_secs(30);
+    loop {
+        let maps = std::fs::read_to_string(format!("/proc/{pid}/maps")).unwrap_or_default();
+        if maps.contains("/sleep") && maps.contains("libc.so") {
+            break;
+        }
+        assert!(
+            std::time::Instant::now() < deadline,
+            "{backend}: the new process {pid} never mapped sleep and libc:\n{maps}"
+        );
+        std::thread::sleep(Duration::from_millis(5));
+    }
     t.request_table(kpid);
     std::thread::sleep(Duration::from_secs(if backend == "poll" { 5 } else { 1 }));
     t.request_table(kpid);

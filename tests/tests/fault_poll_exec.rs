@@ -36,8 +36,11 @@ fn poll_backend_follows_an_exec() {
     let mut go = target.stdin.take().expect("piped stdin");
     writeln!(go).expect("let bash exec");
     drop(go);
-    // Several polls after the exec.
-    std::thread::sleep(Duration::from_millis(800));
+    // The table is asked for once the tracer has reported the exec (a line
+    // read), not after a guess at how long that takes.
+    let exec_line = format!(" pid {pid} execve: new program");
+    t.wait_stdout(Duration::from_secs(30), |l| l.contains(&exec_line))
+        .unwrap_or_else(|| panic!("the exec was not reported\n{}", t.context()));
     let table = t.request_table(pid);
     assert!(table.body[0].contains("sleep"), "{:?}", table.body[0]);
     assert_table_matches(&table, &reference_pmap(pid, &[]), "after exec (poll)", &t);

@@ -247,18 +247,33 @@ fn map_changing_during_the_read_gives_consistent_tables() {
             Command::new(workload_bin(bin))
                 .args(args)
                 .stdin(Stdio::piped())
-                .stdout(Stdio::null())
+                .stdout(Stdio::piped())
                 .spawn()
                 .unwrap_or_else(|e| panic!("{bin} starts: {e}")),
         );
         let pid = target.0.id();
         let mut go = target.0.stdin.take().expect("piped stdin");
-        // many_maps reads its go line after mapping; the storm at once.
-        std::thread::sleep(Duration::from_millis(300));
+        if bin == "many_maps" {
+            // It reads its go line once its mappings exist, after `ready`.
+            let mut line = String::new();
+            BufReader::new(target.0.stdout.take().expect("piped stdout"))
+                .read_line(&mut line)
+                .expect("many_maps's ready line");
+            assert!(line.starts_with("ready "), "many_maps said {line:?}");
+        }
         writeln!(go).expect("start the changes");
         drop(go);
-        std::thread::sleep(Duration::from_millis(100));
-        let raced = racing_reads(pid, 200);
+        // Proof that the map changes under a reader: without it the runs
+        // below would check tables of a still map.
+        let (mut raced, mut tries) = (0, 0);
+        while raced == 0 && tries < 4000 {
+            raced += racing_reads(pid, 200);
+            tries += 200;
+        }
+        assert!(
+            raced > 0,
+            "{bin}: no plain read of smaps out of {tries} saw the map change; the target is not racing"
+        );
         let mut warned = 0;
         for mode in MODES {
             for run in 0..runs {
@@ -283,10 +298,109 @@ fn map_changing_during_the_read_gives_consistent_tables() {
         }
         drop(target);
         report.push(format!(
-            "{bin}: plain reads of smaps with overlapping rows {raced}/200; \
+            "{bin}: plain reads of smaps with overlapping rows {raced}/{tries}; \
              pmap runs that fell back to dropping overlaps {warned}/{}",
             runs * MODES.len()
         ));
     }
     eprintln!("{}", report.join("\n"));
+}
+
+/// many_maps, which execs `sleep` when it reads its go line.
+fn many_maps_then_sleep() -> (Killed, std::process::ChildStdin) {
+    let sleep = pmap_tests::tool("sleep", "coreutils");
+    let mut child = Command::new(workload_bin("many_maps"))
+        .arg(MAPS)
+        .arg("--exec-on-go")
+        .arg(&sleep)
+        .stdin(Stdio::piped())
+        .stdout(Stdio::piped())
+        .spawn()
+        .expect("many_maps starts");
+    let go = child.stdin.take().expect("piped stdin");
+    let mut line = String::new();
+    BufReader::new(child.stdout.take().expect("piped stdout"))
+        .read_line(&mut line)
+        .expect("many_maps's ready line");
+    assert!(line.starts_with("ready "), "many_maps said {line:?}");
+    (Killed(child), go)
+}
+
+/// README: "An execve during the read makes it read again (3 tries, then
+/// status 1)". A 20,000-region target execs `sleep` at a random moment
+/// while pmap reads it, in every mode: pmap prints the whole table of one
+/// program or of the other, never rows of both; or, for a table too large
+/// to hold back (`-XX`), the rows it printed and one line saying the
+/// program was replaced and the table above is incomplete, status 1.
+#[test]
+fn execve_mid_read_shows_one_program_whole() {
+    let mut rng = Rng::new(u64::from(std::process::id()));
+    let mut report = Vec::new();
+    for mode in MODES {
+        let (target, _go) = many_maps_then_sleep();
+        let started = Instant::now();
+        let full = pmap(mode, target.0.id()).output().expect("pmap runs");
+        let took = started.elapsed();
+        drop(target);
+        let full = pmap_table::parse(mode, &String::from_utf8_lossy(&full.stdout))
+            .unwrap_or_else(|e| panic!("{mode}: {e}"));
+        let want_rows = full.rows.len();
+        let (mut old, mut new, mut incomplete) = (0, 0, 0);
+        for run in 0..12 {
+            let (target, mut go) = many_maps_then_sleep();
+            let pid = target.0.id();
+            let reader = pmap(mode, pid)
+                .stdout(Stdio::piped())
+                .stderr(Stdio::piped())
+                .spawn()
+                .expect("pmap starts");
+            let span = took.as_micros() as u64 * 5 / 4 + 1;
+            std::thread::sleep(Duration::from_micros(rng.next_u64() % span));
+            writeln!(go).expect("let many_maps exec");
+            let out = reader.wait_with_output().expect("pmap finishes");
+            drop(target);
+            let stdout = String::from_utf8_lossy(&out.stdout);
+            let stderr = String::from_utf8_lossy(&out.stderr);
+            let what = format!(
+                "{mode} run {run}: {:?}, {} bytes of output, stderr {stderr:?}",
+                out.status,
+                stdout.len()
+            );
+            let first = stdout.lines().next().unwrap_or_default();
+            match out.status.code() {
+                Some(0) => {
+                    assert_eq!(stderr, "", "{what}");
+                    let got =
+                        pmap_table::parse(mode, &stdout).unwrap_or_else(|e| panic!("{what}: {e}"));
+                    got.check_consistent()
+                        .unwrap_or_else(|e| panic!("{what}: {e}"));
+                    if first.contains("many_maps") {
+                        assert_eq!(got.rows.len(), want_rows, "{what}: part of the old map");
+                        old += 1;
+                    } else {
+                        assert!(first.contains("sleep"), "{what}: {first:?}");
+                        // sleep maps a few dozen regions, many_maps 20,000.
+                        assert!(got.rows.len() < 100, "{what}: rows of the old map");
+                        new += 1;
+                    }
+                }
+                Some(1) => {
+                    assert_eq!(stderr.lines().count(), 1, "{what}");
+                    assert!(
+                        stderr.starts_with(&format!(
+                            "pmap: process {pid} replaced its program (execve) while its memory \
+                             map was being read; the table above is incomplete"
+                        )) && !stdout.is_empty(),
+                        "{what}"
+                    );
+                    incomplete += 1;
+                }
+                _ => panic!("{what}\n{stdout}"),
+            }
+        }
+        report.push(format!(
+            "{mode:>3}: whole old table {old}, whole new table {new}, incomplete {incomplete}"
+        ));
+    }
+    eprintln!("execve during the read, by mode:\n{}", report.join("\n"));
 }

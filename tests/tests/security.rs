@@ -15,7 +15,7 @@ use pmap_tests::pmap_bin;
 const NOBODY: [&str; 3] = ["--reuid=nobody", "--regid=nogroup", "--clear-groups"];
 
 fn as_nobody(prog: &Path) -> Command {
-    let mut c = Command::new("setpriv");
+    let mut c = Command::new(pmap_tests::tool("setpriv", "util-linux"));
     c.args(NOBODY).arg(prog);
     c
 }
@@ -23,9 +23,10 @@ fn as_nobody(prog: &Path) -> Command {
 /// A python process owned by `nobody` that maps and unmaps memory for a
 /// while; returns it and its pid (python prints it first).
 fn nobody_mapper() -> (Child, u32) {
-    let mut child = Command::new("setpriv")
+    let mut child = Command::new(pmap_tests::tool("setpriv", "util-linux"))
         .args(NOBODY)
-        .args(["/usr/bin/python3", "-c"])
+        .arg(pmap_tests::program("python3", "python3"))
+        .arg("-c")
         .arg(
             "import mmap, os, sys, time\n\
              print(os.getpid(), flush=True)\n\
@@ -48,7 +49,7 @@ fn capable_copy(caps: &str) -> (tempdir::Dir, PathBuf) {
     let bin = dir.path().join("pmap");
     std::fs::copy(pmap_bin(), &bin).expect("copy pmap");
     if !caps.is_empty() {
-        let st = Command::new("setcap")
+        let st = Command::new(pmap_tests::tool("setcap", "libcap2-bin"))
             .arg(caps)
             .arg(&bin)
             .status()
@@ -94,13 +95,30 @@ fn ensure_tracefs() {
     }
 }
 
-fn cap_eff(pid: u32) -> u64 {
-    let status = std::fs::read_to_string(format!("/proc/{pid}/status")).unwrap_or_default();
-    status
-        .lines()
-        .find_map(|l| l.strip_prefix("CapEff:"))
-        .and_then(|h| u64::from_str_radix(h.trim(), 16).ok())
-        .expect("CapEff line")
+/// Every capability set (effective, permitted, inheritable, ambient) of
+/// every thread of `pid` that is not empty: capabilities belong to threads,
+/// and a set left in one of them would still be usable.
+fn caps_left(pid: u32) -> Vec<String> {
+    let mut left = Vec::new();
+    let tasks = std::fs::read_dir(format!("/proc/{pid}/task")).expect("task dir");
+    for t in tasks {
+        let tid = t.expect("task entry").file_name();
+        let tid = tid.to_string_lossy();
+        let Ok(status) = std::fs::read_to_string(format!("/proc/{pid}/task/{tid}/status")) else {
+            continue; // the thread ended
+        };
+        for set in ["CapEff:", "CapPrm:", "CapInh:", "CapAmb:"] {
+            let v = status
+                .lines()
+                .find_map(|l| l.strip_prefix(set))
+                .and_then(|h| u64::from_str_radix(h.trim(), 16).ok())
+                .unwrap_or_else(|| panic!("no {set} line for thread {tid}"));
+            if v != 0 {
+                left.push(format!("thread {tid} {set} {v:#x}"));
+            }
+        }
+    }
+    left
 }
 
 /// Waits (bounded) until `path` holds `needle`.
@@ -135,7 +153,8 @@ fn file_capabilities_trace_own_process_with_ebpf_and_drop_every_capability() {
         "a file-capability install must use eBPF: {err}"
     );
     // Once attached, nothing is left to misuse.
-    assert_eq!(cap_eff(tracer.id()), 0, "capabilities still effective");
+    let left = caps_left(tracer.id());
+    assert!(left.is_empty(), "capabilities kept: {left:?}");
     let st = tracer.wait().expect("tracer ends");
     let _ = target.kill();
     let _ = target.wait();

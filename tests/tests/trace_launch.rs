@@ -11,16 +11,18 @@ use std::path::{Path, PathBuf};
 use std::time::Duration;
 
 use pmap_tests::trace_harness::{
-    Tracer, assert_table_matches, bpf_objects_of, find_elf, non_table_lines, reference_pmap,
-    serial, wait_stopped_or_gone,
+    Tracer, assert_table_matches, bpf_objects_of, non_table_lines, reference_pmap, serial,
+    wait_stopped_or_gone,
 };
 
 const LD_SO: &str = "ld-linux-x86-64.so.2";
 
 fn program(name: &str) -> PathBuf {
-    find_elf(name).unwrap_or_else(|| {
-        panic!("{name} (an ELF executable) is not installed; these tests need it")
-    })
+    let package = match name {
+        "node" => "nodejs",
+        other => other,
+    };
+    pmap_tests::program(name, package)
 }
 
 /// The name the kernel shows for the program's own mapping.

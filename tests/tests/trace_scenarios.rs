@@ -15,6 +15,12 @@ use pmap_tests::trace_harness::{
 /// Runs a scenario under `pmap trace`, checking every checkpoint; returns
 /// the tracer (exited).
 fn run(name: &str, checkpoints: usize) -> Tracer {
+    run_with(name, checkpoints, &|_, _, _| {})
+}
+
+/// `run`, calling `at(checkpoint, tracer, Before | After)` around each
+/// checkpoint's table check.
+fn run_with(name: &str, checkpoints: usize, at: &dyn Fn(usize, &Tracer, Phase)) -> Tracer {
     let mut wl = Workload::spawn_bin("trace_scenarios", &[name]);
     let pid = wl.pid();
     let mut t = Tracer::spawn(&[&pid.to_string()]);
@@ -24,9 +30,11 @@ fn run(name: &str, checkpoints: usize) -> Tracer {
     loop {
         match wl.wait_event(Duration::from_secs(30)) {
             Event::Stopped => {
+                at(seen, &t, Phase::Before);
                 let table = t.request_table(pid);
                 let what = format!("scenario {name}, checkpoint {seen}");
                 assert_table_matches(&table, &reference_pmap(pid, &[]), &what, &t);
+                at(seen, &t, Phase::After);
                 seen += 1;
                 wl.cont();
             }
@@ -55,6 +63,30 @@ fn run(name: &str, checkpoints: usize) -> Tracer {
         printed.join("\n")
     );
     t
+}
+
+#[derive(Clone, Copy, PartialEq, Eq)]
+enum Phase {
+    Before,
+    After,
+}
+
+/// SIGSTOPs `pid` and waits until the kernel reports it stopped.
+fn stop_and_wait(pid: u32) {
+    // SAFETY: a signal to our own child.
+    unsafe { libc::kill(pid as i32, libc::SIGSTOP) };
+    let deadline = std::time::Instant::now() + Duration::from_secs(10);
+    loop {
+        let stat = std::fs::read_to_string(format!("/proc/{pid}/stat")).unwrap_or_default();
+        if stat
+            .rsplit_once(')')
+            .is_some_and(|(_, r)| r.trim_start().starts_with('T'))
+        {
+            return;
+        }
+        assert!(std::time::Instant::now() < deadline, "{pid} did not stop");
+        std::thread::sleep(Duration::from_millis(1));
+    }
 }
 
 #[test]
@@ -100,6 +132,12 @@ fn anon_mmap_then_file_overlay() {
         .iter()
         .filter(|(h, _)| h.contains(" mmap(NULL, 4096, ---, PRIVATE|ANONYMOUS"))
         .collect::<Vec<_>>();
+    // The loop below checks these deltas: there must be some.
+    assert!(
+        !anon.is_empty(),
+        "no delta of the anonymous mmap\n{}",
+        t.context()
+    );
     for (header, body) in anon {
         let file_lines: Vec<&String> = body
             .iter()
@@ -156,11 +194,25 @@ fn stack_growth_is_observed() {
 
 /// One delta per call, showing that call's own effect, even when the calls
 /// come faster than the tracer can ask the kernel about each (README, Trace
-/// mode: a delta derived from the call's arguments says so).
+/// mode: a delta derived from the call's arguments says so). The tracer is
+/// stopped during the burst, so that all 300 calls wait in the ring and
+/// reach it together, whatever the machine's load (its 2 ms drains would
+/// otherwise fall anywhere among them).
 #[test]
 fn burst_gives_each_call_its_own_delta() {
     let _serial = serial();
-    let t = run("burst", 2);
+    let t = run_with(
+        "burst",
+        2,
+        &|checkpoint, t, phase| match (checkpoint, phase) {
+            (0, Phase::After) => stop_and_wait(t.pid()),
+            // SAFETY: a signal to our own child.
+            (1, Phase::Before) => unsafe {
+                libc::kill(t.pid() as i32, libc::SIGCONT);
+            },
+            _ => {}
+        },
+    );
     let out = t.stdout();
     let blocks = delta_blocks(&out);
     let burst: Vec<&(String, Vec<String>)> = blocks
@@ -212,8 +264,9 @@ fn burst_gives_each_call_its_own_delta() {
             t.context()
         );
     }
-    // Each delta is the call's own, from its capture: none shows a later
-    // call's change, none needs deriving from arguments.
+    // One batch, and still each delta is the call's own, from its
+    // capture: none shows a later call's change, none needs deriving from
+    // arguments.
     assert!(
         superseded == 0 && derived == 0,
         "{superseded} deltas superseded, {derived} derived from arguments, of 300\n{}",

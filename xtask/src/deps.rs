@@ -45,7 +45,9 @@ const APT_BENCH_PACKAGES: &[&str] = &["time", "bpftrace", "strace"];
 /// Debian packages the end-to-end tests use (see `Needs::tests`): procps-ng's
 /// `pmap` is the byte-for-byte reference; gdb's `gcore` writes core files;
 /// python3, node and java are real targets (allocators, JITs); chromium
-/// renders the HTML report; setcap/setpriv run the tracer unprivileged.
+/// renders the HTML report; setcap/setpriv run the tracer unprivileged;
+/// unshare (util-linux) and mount hide the kernel's BTF from one tracer,
+/// and mount mounts tracefs.
 const APT_TEST_PACKAGES: &[&str] = &[
     "procps",
     "gdb",
@@ -55,6 +57,7 @@ const APT_TEST_PACKAGES: &[&str] = &[
     "chromium",
     "libcap2-bin",
     "util-linux",
+    "mount",
 ];
 
 /// bpf-linker's last release verified to build against Debian's LLVM 22.

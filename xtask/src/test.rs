@@ -92,10 +92,20 @@ pub fn main(args: &[String]) -> Result<()> {
     run_tests(tests)
 }
 
+/// The variable `pmap_tests::skip` reads (tests/src/lib.rs): the file where
+/// a test records a check this machine cannot run, one line each.
+const SKIP_FILE_VAR: &str = "PMAP_TEST_SKIPS";
+
 /// Runs cargo test, passing its output through, then prints the totals of
 /// all its `test result:` lines: cargo's own last summary is that of the
 /// last test binary (often a doc-test run with no tests), not of the run.
+/// Checks the tests skipped (see `SKIP_FILE_VAR`) are listed with their
+/// reasons and counted with the ignored tests.
 fn run_tests(mut c: Command) -> Result<()> {
+    let skip_file = std::env::temp_dir().join(format!("pmap-test-skips-{}", std::process::id()));
+    // A file left by an earlier run with this pid would be counted again.
+    let _ = std::fs::remove_file(&skip_file);
+    c.env(SKIP_FILE_VAR, &skip_file);
     let shown = crate::util::show(&c);
     eprintln!("xtask: $ {shown}");
     // One pipe for both streams keeps cargo's "Running ..." lines (stderr)
@@ -118,14 +128,32 @@ fn run_tests(mut c: Command) -> Result<()> {
     }
     out.flush()?;
     let status = child.wait()?;
+    let skips = read_skips(&skip_file)?;
+    let _ = std::fs::remove_file(&skip_file);
+    for line in &skips {
+        println!("xtask: {line}");
+    }
+    totals.skipped_checks = skips.len() as u64;
     println!(
         "xtask: {} passed, {} failed, {} skipped",
-        totals.passed, totals.failed, totals.ignored
+        totals.passed,
+        totals.failed,
+        totals.skipped()
     );
     if !status.success() {
         bail!("`{shown}` failed ({status})");
     }
     Ok(())
+}
+
+/// The `pmap-test-skip:` lines the tests wrote (none if no test wrote the
+/// file).
+fn read_skips(path: &std::path::Path) -> Result<Vec<String>> {
+    match std::fs::read_to_string(path) {
+        Ok(text) => Ok(text.lines().map(str::to_string).collect()),
+        Err(e) if e.kind() == std::io::ErrorKind::NotFound => Ok(Vec::new()),
+        Err(e) => Err(e).context(format!("reading {}", path.display())),
+    }
 }
 
 /// Sums of libtest's `test result: ok. 3 passed; 0 failed; 1 ignored; ...`.
@@ -134,9 +162,16 @@ struct Totals {
     passed: u64,
     failed: u64,
     ignored: u64,
+    /// Checks inside passing tests that this machine could not run
+    /// (`pmap-test-skip:` lines).
+    skipped_checks: u64,
 }
 
 impl Totals {
+    fn skipped(&self) -> u64 {
+        self.ignored + self.skipped_checks
+    }
+
     fn add(&mut self, line: &str) {
         let Some(rest) = line.strip_prefix("test result: ") else {
             return;
@@ -208,7 +243,23 @@ fn test_args(rest: &[String]) -> Vec<String> {
 
 #[cfg(test)]
 mod tests {
-    use super::{Totals, test_args};
+    use super::{Totals, read_skips, test_args};
+
+    #[test]
+    fn skipped_checks_are_read_one_per_line() {
+        let path = std::env::temp_dir().join(format!("xtask-skips-test-{}", std::process::id()));
+        let _ = std::fs::remove_file(&path);
+        assert_eq!(read_skips(&path).expect("no file"), Vec::<String>::new());
+        std::fs::write(
+            &path,
+            "pmap-test-skip: views::numa: -L: no NUMA\npmap-test-skip: views::numa: THP: none\n",
+        )
+        .expect("write");
+        let skips = read_skips(&path).expect("read");
+        let _ = std::fs::remove_file(&path);
+        assert_eq!(skips.len(), 2);
+        assert_eq!(skips[1], "pmap-test-skip: views::numa: THP: none");
+    }
 
     #[test]
     fn totals_sum_every_result_line() {
@@ -226,7 +277,8 @@ mod tests {
             Totals {
                 passed: 16,
                 failed: 2,
-                ignored: 2
+                ignored: 2,
+                skipped_checks: 0,
             }
         );
     }

@@ -16,6 +16,10 @@
 //! of one writable page to read-only (its region merges with both
 //! neighbours: 3 regions -> 1) followed later by its undo (1 -> 3), so a
 //! tracer sees steady traffic on a map that stays about N regions large.
+//!
+//! `--exec-on-go PROGRAM`: after `ready`, wait for a line on stdin, then
+//! execve PROGRAM with the argument `1000` (e.g. `/usr/bin/sleep`): the map
+//! is replaced at a moment the test chooses.
 
 use std::io::{BufRead, Write};
 use std::os::fd::AsRawFd;
@@ -33,10 +37,14 @@ fn run() -> Result<(), String> {
     let mut n = DEFAULT_N;
     let mut file = false;
     let mut churn: Option<f64> = None;
+    let mut exec_on_go: Option<String> = None;
     let mut args = std::env::args().skip(1);
     while let Some(a) = args.next() {
         match a.as_str() {
             "--file" => file = true,
+            "--exec-on-go" => {
+                exec_on_go = Some(args.next().ok_or("--exec-on-go needs a program")?);
+            }
             "--churn" => {
                 let v = args
                     .next()
@@ -84,6 +92,17 @@ fn run() -> Result<(), String> {
     writeln!(out, "ready {regions}").map_err(|e| format!("writing to stdout: {e}"))?;
     out.flush().map_err(|e| format!("flushing stdout: {e}"))?;
     drop(out);
+    if let Some(program) = exec_on_go {
+        let mut line = String::new();
+        std::io::stdin()
+            .lock()
+            .read_line(&mut line)
+            .map_err(|e| format!("waiting for the go line on stdin: {e}"))?;
+        let err = std::os::unix::process::CommandExt::exec(
+            std::process::Command::new(&program).arg("1000"),
+        );
+        return Err(format!("execve {program}: {err}"));
+    }
     if let Some(rate) = churn {
         let mut line = String::new();
         std::io::stdin()

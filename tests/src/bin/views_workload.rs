@@ -109,6 +109,9 @@ fn main() {
             .spawn(move || {
                 // SAFETY: gettid has no preconditions.
                 let tid = unsafe { libc::gettid() };
+                // A malloc from this thread makes glibc give it an arena,
+                // which `--names` must label.
+                std::hint::black_box(vec![0u8; 4096]);
                 let _ = tx.send(tid);
                 loop {
                     std::thread::sleep(std::time::Duration::from_secs(3600));

@@ -128,6 +128,12 @@ impl Tracer {
             .wait(timeout, |ls| ls.iter().find(|l| pred(l)).cloned())
     }
 
+    /// Waits for a stdout line that satisfies `pred` (searching all of stdout).
+    pub fn wait_stdout(&self, timeout: Duration, pred: impl Fn(&str) -> bool) -> Option<String> {
+        self.out
+            .wait(timeout, |ls| ls.iter().find(|l| pred(l)).cloned())
+    }
+
     pub fn signal(&self, sig: i32) {
         // SAFETY: sending a signal to our own child process.
         let rc = unsafe { libc::kill(self.pid() as i32, sig) };

@@ -2,6 +2,8 @@
 //! procps-ng's pmap and ours side by side, and readable diffs.
 #![allow(dead_code, reason = "each test binary uses a different subset")]
 
+pub mod layout;
+
 use std::{
     ffi::{OsStr, OsString},
     io::{BufRead, BufReader},
@@ -14,16 +16,37 @@ use std::{
 /// procps-ng's pmap, the reference.
 pub const REFERENCE: &str = "/usr/bin/pmap";
 
-/// The reference, or `None` (after saying the test is skipped) when it is
-/// not installed.
-pub fn reference() -> Option<PathBuf> {
+/// The reference. Panics when it is missing or is not procps-ng's: a
+/// compatibility test with nothing to compare with must fail.
+pub fn reference() -> PathBuf {
     let p = PathBuf::from(REFERENCE);
-    if p.exists() {
-        Some(p)
-    } else {
-        eprintln!("SKIPPED: {REFERENCE} (procps-ng) is not installed; nothing to compare with");
-        None
-    }
+    assert!(
+        p.exists(),
+        "{REFERENCE} (procps-ng's pmap, the reference of these tests) is not installed: \
+         install it with `cargo xtask deps` (as root; Debian package procps)"
+    );
+    let version = reference_version();
+    assert!(
+        version.starts_with("pmap from procps-ng "),
+        "{REFERENCE} is not procps-ng's pmap (it says {version:?}): these tests compare with \
+         Debian's procps package"
+    );
+    p
+}
+
+/// The reference's `-V` line, e.g. `pmap from procps-ng 4.0.2\n`: the
+/// version text ours replaces (not fixed, so that any procps-ng release
+/// installed here is the reference).
+pub fn reference_version() -> String {
+    static LINE: std::sync::OnceLock<String> = std::sync::OnceLock::new();
+    LINE.get_or_init(|| {
+        let out = Command::new(REFERENCE)
+            .arg("-V")
+            .output()
+            .unwrap_or_else(|e| panic!("running {REFERENCE} -V: {e}"));
+        String::from_utf8_lossy(&out.stdout).into_owned()
+    })
+    .clone()
 }
 
 /// What one run printed.
@@ -132,47 +155,6 @@ pub fn check(args: &[OsString], expected: &Output, actual: &Output) -> Result<()
     Err(r)
 }
 
-/// Runs both and compares after `expect` turns the reference output into
-/// what ours must print. Some figures (Pss of shared libraries) move when
-/// any other process on the machine maps or unmaps the same files, so a
-/// mismatch is retried: ours must equal the reference run just before or
-/// just after it, in one of 5 attempts.
-pub fn compare_with(
-    ours: &Path,
-    reference: &Path,
-    args: &[OsString],
-    env: &Env,
-    expect: &dyn Fn(Output) -> Output,
-) {
-    compare_view(ours, reference, args, env, expect, &|o| o);
-}
-
-/// Like `compare_with`, comparing `view(expect(reference))` with
-/// `view(ours)`.
-pub fn compare_view(
-    ours: &Path,
-    reference: &Path,
-    args: &[OsString],
-    env: &Env,
-    expect: &dyn Fn(Output) -> Output,
-    view: &dyn Fn(Output) -> Output,
-) {
-    let mut last = String::new();
-    for _ in 0..5 {
-        let before = view(expect(run(reference, args, env)));
-        let mine = view(run(ours, args, env));
-        if mine == before {
-            return;
-        }
-        let after = view(expect(run(reference, args, env)));
-        if mine == after {
-            return;
-        }
-        last = check(args, &after, &mine).err().unwrap_or_default();
-    }
-    panic!("{last}");
-}
-
 /// The help line procps-ng 4.0.6 added for `-k`, which 4.0.2 lacks.
 pub const K_HELP: &[u8] = b" -k, --use-kernel-name       use names provided by kernel\n";
 
@@ -181,12 +163,14 @@ pub const K_HELP: &[u8] = b" -k, --use-kernel-name       use names provided by k
 pub fn usage_and_version(mut o: Output) -> Output {
     for text in [&mut o.stdout, &mut o.stderr] {
         let anchor = b" -p, --show-path             show path in the mapping\n";
-        if let Some(at) = find(text, anchor) {
+        // A procps-ng that has the `-k` line (4.0.6 on) needs no insertion.
+        if let Some(at) = find(text, anchor).filter(|_| find(text, K_HELP).is_none()) {
             let at = at + anchor.len();
             text.splice(at..at, K_HELP.iter().copied());
         }
-        let v = b"pmap from procps-ng 4.0.2\n";
-        if let Some(at) = find(text, v) {
+        let version = reference_version();
+        let v = version.as_bytes();
+        if let Some(at) = find(text, v).filter(|_| !v.is_empty()) {
             let ours = format!("pmap from pmap-rs {}\n", env!("CARGO_PKG_VERSION"));
             text.splice(at..at + v.len(), ours.bytes());
         }
@@ -206,8 +190,8 @@ pub struct Stopped {
 }
 
 impl Stopped {
-    /// Starts `cmd` with stdout piped, waits for it to print `ready`, then
-    /// stops it.
+    /// Starts `cmd` with stdout piped, waits for it to print `ready` (or
+    /// `ready ...`), then stops it.
     pub fn start(mut cmd: Command) -> Stopped {
         cmd.stdout(Stdio::piped()).stdin(Stdio::null());
         let mut child = cmd
@@ -218,7 +202,11 @@ impl Stopped {
         BufReader::new(stdout)
             .read_line(&mut line)
             .expect("reading the workload's ready line");
-        assert_eq!(line.trim(), "ready", "workload {cmd:?} did not get ready");
+        // `ready`, or `ready DETAILS` (many_maps says how many regions).
+        assert!(
+            line.trim() == "ready" || line.starts_with("ready "),
+            "workload {cmd:?} did not get ready: {line:?}"
+        );
         let pid = child.id();
         stop(pid);
         Stopped { child, pid }
