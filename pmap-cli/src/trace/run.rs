@@ -270,10 +270,10 @@ impl<W: Write> Tracer<'_, W> {
                 }
             }
             Ok(None) => {}
-            // The process may be gone between the event and our question.
-            Err(e) if !self.sessions[i].still_same_process() => {
+            // The process may be gone between the event and our question:
+            // its exit record follows, and the summary says it exited.
+            Err(_) if !self.sessions[i].still_same_process() => {
                 self.sessions[i].exited = true;
-                log::debug!("process {} gone: {e}", ev.tgid);
             }
             Err(e) => {
                 return Err(e).with_context(|| format!("reading the map of process {}", ev.tgid));
