@@ -1,13 +1,13 @@
 //! An execve in attach mode: the table printed after it and the deltas
-//! that follow add up, with no delta showing a change the table already
-//! holds (the new program's loader calls used to be printed after a table
-//! that contained their effect: merges of rows that were never there).
+//! that follow add up, and no delta after it is of a call that ended before
+//! the table was read (the new program's loader calls used to be printed
+//! after a table that already held their effect, with earlier times).
 //!
 //! Needs root and the eBPF programs, like every trace test.
 
 use std::{
     collections::BTreeSet,
-    io::Write,
+    io::{BufRead, BufReader, Write},
     process::{Command, Stdio},
     time::Duration,
 };
@@ -27,22 +27,34 @@ fn key(r: &Value) -> String {
 fn deltas_after_an_exec_table_apply_to_it() {
     let python = program("python3", "python3");
     let script = format!(
-        "read line; exec {} -c 'import mmap, time\nm = [mmap.mmap(-1, 1 << 20) for _ in range(8)]\ntime.sleep(0.3)'",
+        "read line; exec {} -c 'import mmap, time\nprint(\"started\", flush=True)\ntime.sleep(0.5)\nm = [mmap.mmap(-1, 1 << 20) for _ in range(8)]\ntime.sleep(0.3)'",
         python.display()
     );
     let mut sh = Command::new("sh")
         .args(["-c", &script])
         .stdin(Stdio::piped())
+        .stdout(Stdio::piped())
         .spawn()
         .expect("starting sh");
     let pid = sh.id().to_string();
     let mut tracer = Tracer::spawn(&["--json", &pid]);
     tracer.wait_tracing(Duration::from_secs(60));
+    // The tracer is held while the new program starts, so that its exec
+    // record and the loader's calls reach it together and the table after
+    // the exec is read when the loader is done (as on a busy machine).
+    tracer.signal(libc::SIGSTOP);
     sh.stdin
         .take()
         .expect("stdin piped")
         .write_all(b"go\n")
         .expect("letting sh exec");
+    // Started: the loader is done.
+    let mut started = String::new();
+    BufReader::new(sh.stdout.take().expect("stdout piped"))
+        .read_line(&mut started)
+        .expect("reading python3");
+    assert_eq!(started.trim(), "started");
+    tracer.signal(libc::SIGCONT);
     assert!(
         sh.wait().expect("sh").success(),
         "the traced program failed"
@@ -64,11 +76,19 @@ fn deltas_after_an_exec_table_apply_to_it() {
         .iter()
         .map(key)
         .collect();
+    let table_t = lines[at]["t"].as_f64().expect("t");
     let mut checked = 0;
     for (i, d) in lines[at + 1..].iter().enumerate() {
         if d["type"] != "delta" {
             continue;
         }
+        // A call that ended before the table's read is in the table.
+        assert!(
+            d["t"].as_f64().expect("t") >= table_t,
+            "delta {} after the exec table (read at {table_t}) is of a call that ended before it:\n{d}\n{}",
+            i + 1,
+            tracer.context()
+        );
         for r in d["removed"].as_array().expect("removed") {
             assert!(
                 model.remove(&key(r)),

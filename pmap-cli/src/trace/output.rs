@@ -235,7 +235,8 @@ impl<W: Write> Printer<W> {
         reason: &str,
         render: &mut TableRenderer,
     ) -> io::Result<()> {
-        let t = self.now();
+        // When its read began: the calls that ended before are in it.
+        let t = self.t(s.table_read_ns());
         let regions = s.table_regions();
         if self.json {
             return self.record(&TableRecord {

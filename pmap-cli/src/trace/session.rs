@@ -291,6 +291,12 @@ impl Session {
         &self.model
     }
 
+    /// CLOCK_MONOTONIC ns when the last full read of the map (the table
+    /// printed last) began.
+    pub fn table_read_ns(&self) -> u64 {
+        self.seeded_ns
+    }
+
     /// The regions as `/proc/PID/maps` lists them (the gate page last).
     pub fn table_regions(&self) -> Vec<Region> {
         let mut v = self.model.to_vec();
@@ -437,6 +443,9 @@ impl Session {
         self.uncertain.clear();
         self.uncertain
             .push((0, u64::MAX, monotonic_ns() + READ_IN_FLIGHT_NS));
+        // The table printed after this shows the map as read now: calls
+        // that ended before are in it, and are not shown again after it.
+        self.seeded_ns = monotonic_ns();
         let fresh = self.view.all()?;
         let checked_at = monotonic_ns();
         let change = self.model.replace_all(fresh);
@@ -686,6 +695,11 @@ impl Session {
             },
             Err(f) => f,
         };
+        if before_table {
+            // The table read after it holds its effect already.
+            self.stats.before_table += 1;
+            return Ok(None);
+        }
         *self.stats.fallbacks.entry(fallback).or_default() += 1;
         let overtaken = ev.flags & FLAG_NO_ARGS == 0
             && ev.ret >= 0
