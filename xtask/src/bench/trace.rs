@@ -694,10 +694,9 @@ fn throughput(
          `pmap trace --json --no-initial-table PID...` on `bench_loop --keep {KEEP}` running \
          paced (absolute schedule) or flat out for about {}s. Rates are map-changing syscalls \
          per second (3 per iteration), each one ring buffer event. With --keep each 16 KiB \
-         mapping is unmapped {KEEP} iterations later, so it lives long enough to be seen; \
-         the tracer prints one `delta` per change it can still confirm in the kernel when it \
-         processes the event, so mmap and the mprotect right after it usually arrive as one \
-         delta (about 2 deltas per iteration, not 3). Latency: \
+         mapping is unmapped {KEEP} iterations later; each call that changed the map has \
+         its own `delta` (one per syscall, from the regions the kernel program read at the \
+         call's exit; an older tracer printed about 2 per iteration). Latency: \
          CLOCK_MONOTONIC when the harness reads the `delta` line from the tracer's stdout \
          minus the record's `ktime_ns` (syscall exit). \"lost\" is the larger of the sum of \
          `pmap trace: lost N events` lines on stderr, the `lost` records and the summary.\n",
