@@ -12,7 +12,7 @@ use std::{
 };
 
 use anyhow::{Context as _, Result, bail};
-use pmap_common::{Event, kind};
+use pmap_common::{Event, capture, kind};
 use tokio::{
     io::AsyncBufReadExt,
     signal::unix::{SignalKind, signal},
@@ -203,20 +203,32 @@ impl<W: Write> Tracer<'_, W> {
         let mut buf = std::mem::take(&mut self.buf);
         probes.drain(&mut buf);
         buf.sort_by_key(|e| e.exit_ns);
-        let footprints: Vec<(u32, Affected)> = buf
-            .iter()
-            .map(|ev| {
-                let what = self
-                    .sessions
-                    .iter()
-                    .find(|s| s.pid == ev.tgid)
-                    .map_or(Affected::Nothing, |s| s.footprint(ev));
-                (ev.tgid, what)
-            })
-            .collect();
+        // What later calls of the batch change matters only to a call
+        // whose capture cannot be used (the tracer then derives or asks);
+        // a batch of captured calls skips working it out.
+        let needed = buf.iter().any(|ev| {
+            matches!(ev.capture.status, capture::BUSY | capture::FULL)
+                || ev.flags & pmap_common::FLAG_NO_ARGS != 0
+        });
+        let footprints: Vec<(u32, Affected)> = if needed {
+            buf.iter()
+                .map(|ev| {
+                    let what = self
+                        .sessions
+                        .iter()
+                        .find(|s| s.pid == ev.tgid)
+                        .map_or(Affected::Nothing, |s| s.footprint(ev));
+                    (ev.tgid, what)
+                })
+                .collect()
+        } else {
+            Vec::new()
+        };
         let mut later = LaterCalls::new(&footprints);
-        for (i, (ev, (pid, what))) in buf.iter().zip(&footprints).enumerate() {
-            later.take(i, *pid, what);
+        for (i, ev) in buf.iter().enumerate() {
+            if let Some((pid, what)) = footprints.get(i) {
+                later.take(i, *pid, what);
+            }
             self.apply(ev, &later)?;
         }
         buf.clear();

@@ -551,6 +551,15 @@ impl Session {
         thread
     }
 
+    /// Like [`Session::footprint`], with a shmat's extent as the kernel
+    /// holds it now (its size is not in the arguments).
+    fn footprint_now(&mut self, call: Call, ev: &Event) -> io::Result<Affected> {
+        if call == Call::Shmat && ev.ret > 0 && ev.flags & FLAG_NO_ARGS == 0 {
+            return Ok(Affected::Ranges(vec![self.attached_now(ev.ret as u64)?]));
+        }
+        Ok(self.footprint(ev))
+    }
+
     /// Where `ev` may have changed the map, as far as the event and the
     /// model tell without asking the kernel (a shmat's size is not in its
     /// arguments: only its first page is given).
@@ -651,17 +660,19 @@ impl Session {
         if ev.ret < 0 {
             entry.1 += 1;
         }
-        let what = if call == Call::Shmat && ev.ret > 0 && ev.flags & FLAG_NO_ARGS == 0 {
-            // What the kernel holds now: the size is not in the arguments.
-            let addr = ev.ret as u64;
-            match self.attached_now(addr) {
+        // Where the call may have changed the map, from its arguments:
+        // needed to explain a difference a table check found, and by the
+        // fallback below; a captured call needs neither (worked out only
+        // when asked: this runs for every call).
+        let mut what = None;
+        if self.has_unconfirmed() {
+            let w = match self.footprint_now(call, ev) {
                 Err(e) if is_gone(&e) => return Ok(None),
-                other => Affected::Ranges(vec![other?]),
-            }
-        } else {
-            self.footprint(ev)
-        };
-        self.explain(ev.exit_ns, &what);
+                other => other?,
+            };
+            self.explain(ev.exit_ns, &w);
+            what = Some(w);
+        }
         let before_table = ev.exit_ns < self.seeded_ns;
         let fallback = match capture::effect(call, ev, self.brk, |addr| {
             Self::attachment_extent(addr, self.model.regions())
@@ -701,6 +712,13 @@ impl Session {
             return Ok(None);
         }
         *self.stats.fallbacks.entry(fallback).or_default() += 1;
+        let what = match what {
+            Some(w) => w,
+            None => match self.footprint_now(call, ev) {
+                Err(e) if is_gone(&e) => return Ok(None),
+                other => other?,
+            },
+        };
         let overtaken = ev.flags & FLAG_NO_ARGS == 0
             && ev.ret >= 0
             && effect::derivable(call)
