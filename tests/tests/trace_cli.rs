@@ -325,6 +325,30 @@ fn sighup_ends_a_launched_command() {
     launched_sleep_ends(&[], |t| t.signal(libc::SIGHUP), "hung up (SIGHUP)");
 }
 
+/// A command that ends by itself ends the trace, and is not said to be
+/// ended by it: its exit record reaches the tracer before it can be
+/// reaped, and it must not be signalled then.
+#[test]
+fn a_command_that_exits_by_itself_is_not_signalled() {
+    let _serial = serial();
+    let py = python3();
+    for _ in 0..5 {
+        let mut t = Tracer::spawn(&["--", &py, "-c", "import mmap\nm = mmap.mmap(-1, 1 << 20)\n"]);
+        let status = t.wait_exit(Duration::from_secs(60));
+        assert!(status.success(), "pmap trace failed: {}", t.context());
+        let said: Vec<String> = t
+            .stderr()
+            .into_iter()
+            .filter(|l| l.contains("ended the command") || l.contains("killed it"))
+            .collect();
+        assert!(
+            said.is_empty(),
+            "a command that exited by itself was said to be ended: {said:?}\n{}",
+            t.context()
+        );
+    }
+}
+
 #[test]
 fn a_command_that_ignores_sigterm_is_killed() {
     let _serial = serial();

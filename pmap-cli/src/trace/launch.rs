@@ -118,6 +118,17 @@ impl Launched {
         }
     }
 
+    /// Waits up to `limit` for the command to end by itself (it is
+    /// exiting), reaping it.
+    pub fn wait_for(&mut self, limit: Duration) {
+        let deadline = Instant::now() + limit;
+        self.reap();
+        while self.status.is_none() && Instant::now() < deadline {
+            std::thread::sleep(Duration::from_millis(5));
+            self.reap();
+        }
+    }
+
     /// Ends the command if it still runs, as `timeout` does: SIGTERM (and
     /// SIGCONT, so that a stopped command sees it), then SIGKILL after
     /// `KILL_GRACE`; waits for it and says on stderr what was done and

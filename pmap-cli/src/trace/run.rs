@@ -753,6 +753,9 @@ async fn trace(args: TraceArgs, range: Range, render: &mut TableRenderer) -> Res
     // Whatever ended the trace, a launched command does not outlive it
     // (see launch.rs); a traced process that was running already is never
     // touched. Its final table and summary come first, while it still runs.
+    // Every traced process exited: the command is exiting (its exit record
+    // comes before it can be reaped), not to be signalled.
+    let exiting = matches!(ended, Ok(End::Exited));
     let why = match &ended {
         Ok(end) => end.why(),
         Err(e) if is_broken_pipe(e) => End::OutputClosed.why(),
@@ -765,6 +768,9 @@ async fn trace(args: TraceArgs, range: Range, render: &mut TableRenderer) -> Res
         Err(e) => Err(e),
     };
     if let Some(l) = &mut launched {
+        if exiting {
+            l.wait_for(std::time::Duration::from_secs(2));
+        }
         l.end(why);
     }
     finished?;
