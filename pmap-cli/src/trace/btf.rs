@@ -197,7 +197,13 @@ pub fn running_kernel_offsets(path: &str) -> Result<KernelOffsets> {
     let data = std::fs::read(path).with_context(|| format!("reading the kernel's BTF ({path})"))?;
     Btf::parse(&data)
         .and_then(|b| b.kernel_offsets())
-        .with_context(|| format!("finding vm_area_struct's fields in {path}"))
+        .with_context(|| {
+            format!(
+                "finding vm_area_struct's fields in {path}, which the kernel program needs to \
+                 read each call's regions; use a kernel with BTF (CONFIG_DEBUG_INFO_BTF=y), or \
+                 `--backend poll`"
+            )
+        })
 }
 
 #[cfg(test)]

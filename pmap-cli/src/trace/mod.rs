@@ -5,6 +5,8 @@
 //! - `btf`: kernel field offsets for the capture, from the kernel's BTF.
 //! - `capture`: a call's effect from the regions the kernel program read
 //!   at its exit (exact: nothing later can be in them).
+//! - `delta`: a change of the map and why, and the summary's counts.
+//! - `clock`: CLOCK_MONOTONIC, the kernel programs' clock.
 //! - `model`: the region model of one process (replace rows, diff).
 //! - `ranges`: a merged set of address ranges.
 //! - `session`: one traced process: applies events to its model.
@@ -19,6 +21,8 @@ pub mod args;
 pub mod batch;
 pub mod btf;
 pub mod capture;
+pub mod clock;
+pub mod delta;
 pub mod effect;
 pub mod insight;
 pub mod launch;

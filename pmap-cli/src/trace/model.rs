@@ -48,6 +48,15 @@ impl Change {
         self.added.sort_by_key(|r| r.start);
     }
 
+    /// The addresses its rows span, removed and added.
+    pub fn span(&self) -> Option<(u64, u64)> {
+        self.removed
+            .iter()
+            .chain(&self.added)
+            .map(|r| (r.start, r.end))
+            .reduce(|(a, b), (c, d)| (a.min(c), b.max(d)))
+    }
+
     /// Bytes of address space covered after the change and not before.
     pub fn newly_mapped(&self) -> u64 {
         uncovered_by(&self.added, &self.removed)

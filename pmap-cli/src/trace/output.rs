@@ -8,9 +8,11 @@ use serde_json::{Map, Value, json};
 
 use super::{
     capture::Fallback,
+    clock::monotonic_ns,
+    delta::{Cause, Delta, Stats},
     insight::DeltaNotes,
     model::Change,
-    session::{Cause, Delta, Session, Stats},
+    session::Session,
     syscalls::{Call, CallText},
 };
 use crate::{format::num, proc::pid_dir::PidDir, region::Region};
@@ -31,17 +33,6 @@ pub struct Printer<W: Write> {
     scratch: Vec<u8>,
     /// The poll backend: threads are counted by looking, not traced.
     polled: bool,
-}
-
-/// CLOCK_MONOTONIC now, in nanoseconds (the clock bpf_ktime_get_ns reads).
-pub fn monotonic_ns() -> u64 {
-    let mut ts = libc::timespec {
-        tv_sec: 0,
-        tv_nsec: 0,
-    };
-    // SAFETY: ts is a valid timespec to write into.
-    unsafe { libc::clock_gettime(libc::CLOCK_MONOTONIC, &mut ts) };
-    ts.tv_sec as u64 * 1_000_000_000 + ts.tv_nsec as u64
 }
 
 /// A region as a JSON object, serialized straight into the output:

@@ -22,12 +22,14 @@ use super::{
     args::Backend,
     args::TraceArgs,
     batch::LaterCalls,
+    clock::monotonic_ns,
+    delta::Delta,
     insight::{Insight, InsightOptions},
     launch::Launched,
-    output::{Printer, TableRenderer, monotonic_ns},
+    output::{Printer, TableRenderer},
     privileges,
     probes::{ProbeOptions, Probes, check_environment},
-    session::{Delta, Session},
+    session::Session,
     syscalls::Affected,
 };
 use crate::{
@@ -313,7 +315,7 @@ impl<W: Write> Tracer<'_, W> {
             if self.sessions[i].exited {
                 continue;
             }
-            self.reread(i, super::session::Cause::Resync)?;
+            self.reread(i, super::delta::Cause::Resync)?;
             self.table(i, "resync")?;
         }
         Ok(())
@@ -473,12 +475,12 @@ impl<W: Write> Tracer<'_, W> {
 
     /// Re-reads process `i` from the kernel and prints what differed as a
     /// delta with `cause` (a resync after loss, or a poll).
-    fn reread(&mut self, i: usize, cause: super::session::Cause) -> Result<()> {
+    fn reread(&mut self, i: usize, cause: super::delta::Cause) -> Result<()> {
         match self.sessions[i].reread() {
             Ok((change, true)) => {
                 // An execve the events did not show (poll, or lost).
                 self.printer.exec(self.sessions[i].pid)?;
-                let d = self.sessions[i].delta(0, 0, super::session::Cause::Exec, change);
+                let d = self.sessions[i].delta(0, 0, super::delta::Cause::Exec, change);
                 self.print_delta(&d)?;
                 self.table(i, "exec")?;
             }
@@ -498,7 +500,7 @@ impl<W: Write> Tracer<'_, W> {
             if self.sessions[i].exited {
                 continue;
             }
-            self.reread(i, super::session::Cause::Polled)?;
+            self.reread(i, super::delta::Cause::Polled)?;
             self.poll_threads(i)?;
         }
         self.printer.flush()?;

@@ -1,97 +1,22 @@
 //! One traced process: its region model, the kernel view that confirms it,
 //! and what happened to it. Events go in; records for the printer come out.
 
-use std::{collections::BTreeMap, io};
+use std::io;
 
 use pmap_common::{Event, FLAG_NO_ARGS, failed, kind, nr};
 
 use super::{
     batch::LaterCalls,
     capture::{self, Fallback},
+    clock::monotonic_ns,
+    delta::{Cause, Delta, Stats},
     effect,
     model::{Change, RegionModel},
-    output::monotonic_ns,
     query::{KernelView, is_gone},
     ranges::RangeSet,
     syscalls::{Affected, Call, affected, map_shared},
 };
 use crate::{proc::pid_dir::PidDir, region::Region};
-
-/// Why a delta happened.
-#[derive(Clone, Debug)]
-pub enum Cause {
-    /// A traced syscall (the event carries its arguments and result).
-    Syscall(Call, Box<Event>),
-    /// Seen in the kernel's view with no syscall behind it (stack growth).
-    Observed,
-    /// Re-read from the kernel after lost events.
-    Resync,
-    /// Seen by the poll backend between two looks.
-    Polled,
-    /// The program was replaced by execve.
-    Exec,
-    /// The kernel's rows for addresses that calls derived from their
-    /// arguments changed (the merges and names arguments do not give).
-    Settled,
-}
-
-/// A change of one process's map, ready to print.
-#[derive(Clone, Debug)]
-pub struct Delta {
-    pub pid: u32,
-    /// Thread that caused it (0 when unknown).
-    pub tid: u32,
-    /// CLOCK_MONOTONIC nanoseconds at syscall exit (0 when not a syscall).
-    pub ktime_ns: u64,
-    pub cause: Cause,
-    pub change: Change,
-    /// The kernel's view of the call's own addresses, when the tracer
-    /// looked, is not what this call left: a later call changed them
-    /// first, and its effect is part of `change`.
-    pub superseded: bool,
-    /// `change` is derived from the call's arguments, not read from the
-    /// kernel: a later call in the same batch changed these addresses, so
-    /// the kernel could no longer show this one's effect (see `effect`).
-    pub from_arguments: bool,
-    /// Why `change` is not from the call's own capture (it was read from
-    /// the kernel afterwards, and may hold a later call's change too);
-    /// `None` for an exact delta, and for changes that are not calls.
-    pub fallback: Option<Fallback>,
-}
-
-/// Counts kept for the summary.
-#[derive(Clone, Debug, Default)]
-pub struct Stats {
-    /// Calls and failed calls, by syscall.
-    pub calls: BTreeMap<Call, (u64, u64)>,
-    pub bytes_mapped: u64,
-    pub bytes_unmapped: u64,
-    pub peak_mapped: u64,
-    pub peak_regions: usize,
-    /// Differences between the model and the kernel found at table time
-    /// that no traced event or stack growth explains.
-    pub corrections: u64,
-    /// Threads created while traced.
-    pub threads_started: u64,
-    /// Child processes forked while traced (not traced themselves).
-    pub processes_forked: u64,
-    /// Calls whose delta came from their own capture: exactly what they
-    /// did.
-    pub exact: u64,
-    /// Calls whose delta had to be read from the kernel afterwards, by
-    /// reason.
-    pub fallbacks: BTreeMap<Fallback, u64>,
-    /// Calls that ended before the table they follow was read (its rows
-    /// hold their effect): applied, not printed.
-    pub before_table: u64,
-}
-
-impl Stats {
-    /// Calls whose delta was read from the kernel afterwards.
-    pub fn fallback_total(&self) -> u64 {
-        self.fallbacks.values().sum()
-    }
-}
 
 /// How long after a table-time check a call on the addresses that differed
 /// may end and still count as under way during the check. The kernel
@@ -115,15 +40,6 @@ fn read_gate(dir: &PidDir) -> Option<Region> {
 /// directory.
 fn open_view(dir: &PidDir) -> io::Result<KernelView> {
     KernelView::from_file(dir.open_file("maps")?)
-}
-
-/// The addresses a change's rows span.
-fn hull(c: &Change) -> Option<(u64, u64)> {
-    c.removed
-        .iter()
-        .chain(&c.added)
-        .map(|r| (r.start, r.end))
-        .reduce(|(a, b), (c, d)| (a.min(c), b.max(d)))
 }
 
 /// Names the kernel gives special mappings (`vm_ops->name`, arch names).
@@ -370,7 +286,7 @@ impl Session {
             match self.sync_range(lo, hi) {
                 Ok(c) => {
                     // What was read, which may reach beyond the range.
-                    let (l, h) = hull(&c).map_or((lo, hi), |(l, h)| (l.min(lo), h.max(hi)));
+                    let (l, h) = c.span().map_or((lo, hi), |(l, h)| (l.min(lo), h.max(hi)));
                     self.uncertain.push((l, h, read_ns + READ_IN_FLIGHT_NS));
                     change.then(c)
                 }
@@ -764,7 +680,7 @@ impl Session {
             other => other?,
         }
         // The rows just read are the kernel's now, not as of this call.
-        if let Some((lo, hi)) = hull(&change) {
+        if let Some((lo, hi)) = change.span() {
             self.uncertain
                 .push((lo, hi, monotonic_ns() + READ_IN_FLIGHT_NS));
         }
@@ -1011,10 +927,8 @@ impl Session {
             self.name_files(&mut e.rows);
             let c = self.model.replace(e.lo, e.hi, e.rows);
             let (lo, hi) = c
-                .removed
-                .iter()
-                .chain(&c.added)
-                .fold((e.lo, e.hi), |(lo, hi), r| (lo.min(r.start), hi.max(r.end)));
+                .span()
+                .map_or((e.lo, e.hi), |(l, h)| (l.min(e.lo), h.max(e.hi)));
             self.dirty.insert(lo, hi);
             // Approximate until `settle` reads them.
             self.uncertain.push((lo, hi, u64::MAX));

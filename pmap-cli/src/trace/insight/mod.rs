@@ -51,9 +51,9 @@ use self::{
     wx::WxStats,
 };
 use super::{
+    clock::monotonic_ns,
+    delta::{Cause, Delta},
     model::{Change, RegionModel},
-    output::monotonic_ns,
-    session::{Cause, Delta},
     syscalls::Call,
 };
 use crate::region::Region;
