@@ -284,6 +284,66 @@ extern "C" fn on_vma(_task: *mut c_void, vma: *mut c_void, ctx: *mut c_void) -> 
 
 const EBUSY: i64 = 16;
 const PAGE: u64 = 4096;
+/// How long one call's walk waits, in all, for another thread to release
+/// the map lock (`bpf_find_vma` only tries it). Writers hold it for a few
+/// microseconds; a call not captured costs the tracer a read of the kernel
+/// later and leaves the deltas near it uncertain.
+const LOCK_WAIT_NS: u64 = 100_000;
+/// Tries of the lock per lookup; the deadline ends the wait first.
+const LOCK_TRIES: u32 = 1 << 16;
+
+/// One lookup that waits out a busy map lock (see [`find_waiting`]).
+#[repr(C)]
+struct Lookup {
+    addr: u64,
+    deadline: u64,
+    ret: i64,
+    vma: Vma,
+}
+
+/// `bpf_loop`'s callback: one try of the lookup; goes on only while the
+/// lock is busy and the deadline is not reached.
+#[inline(never)]
+extern "C" fn try_lookup(_i: u64, ctx: *mut c_void) -> i64 {
+    // SAFETY: `ctx` is the caller's Lookup, on its stack, for this loop.
+    let l = unsafe { &mut *ctx.cast::<Lookup>() };
+    // SAFETY: as in `capture_regions`; the callback and its context are
+    // what bpf_find_vma expects.
+    l.ret = unsafe {
+        bpf_find_vma(
+            bpf_get_current_task_btf(),
+            l.addr,
+            on_vma as *mut c_void,
+            (&raw mut l.vma).cast(),
+            0,
+        )
+    };
+    // SAFETY: no arguments.
+    let waiting = l.ret == -EBUSY && unsafe { bpf_ktime_get_ns() } < l.deadline;
+    i64::from(!waiting)
+}
+
+/// `bpf_find_vma` at `l.addr`, tried again while another thread holds the
+/// map lock, until `l.deadline`. A loop of the kernel's (`bpf_loop`), whose
+/// body the verifier checks once, where an unrolled retry would multiply
+/// the walk's paths. Not inlined: a call of its own keeps its registers
+/// out of the caller's (inlined, LLVM left a register unwritten on a path
+/// the verifier walks).
+#[inline(never)]
+fn find_waiting(l: &mut Lookup) -> i64 {
+    l.ret = -EBUSY;
+    // SAFETY: the callback has the signature bpf_loop expects, and its
+    // context is the Lookup on this stack.
+    unsafe {
+        raw::bpf_loop(
+            LOCK_TRIES,
+            try_lookup as *mut c_void,
+            (l as *mut Lookup).cast(),
+            0,
+        )
+    };
+    l.ret
+}
 /// Lookups one call's walk may make: a region each, or a page of a hole
 /// (madvise).
 const WALK_LOOKUPS: usize = 8;
@@ -319,9 +379,13 @@ fn capture_regions(c: &mut Capture, nr: u32, args: &[u64; 6], ret: i64) {
         return;
     }
     c.status = capture::OK;
-    let mut v = Vma::default();
-    // SAFETY: the current task, valid for the whole program run.
-    let task = unsafe { bpf_get_current_task_btf() };
+    let mut l = Lookup {
+        addr: lo,
+        // SAFETY: no arguments.
+        deadline: unsafe { bpf_ktime_get_ns() } + LOCK_WAIT_NS,
+        ret: 0,
+        vma: Vma::default(),
+    };
     let mut addr = lo;
     let mut count = 0u32;
     // madvise goes on past holes (and then fails with ENOMEM), and an
@@ -331,13 +395,14 @@ fn capture_regions(c: &mut Capture, nr: u32, args: &[u64; 6], ret: i64) {
     let skip_holes = nr == pmap_common::nr::MADVISE || nr == pmap_common::nr::MREMAP;
     // Every branch but storing a region or stepping over a hole's page
     // leaves the loop, which keeps the paths the verifier walks few.
+    // SAFETY: the current task, valid for the whole program run.
+    let task = unsafe { bpf_get_current_task_btf() };
+    // Only the first lookup waits for the lock: once it is had, the next
+    // lookups, microseconds later, rarely find it taken again (and a wait
+    // inside the unrolled walk would multiply the paths the verifier
+    // walks).
+    let mut r = find_waiting(&mut l);
     for _ in 0..WALK_LOOKUPS {
-        if addr >= hi {
-            break;
-        }
-        // SAFETY: the callback has the signature bpf_find_vma expects, and
-        // its context is the Vma on this stack.
-        let r = unsafe { bpf_find_vma(task, addr, on_vma as *mut c_void, (&raw mut v).cast(), 0) };
         if r != 0 {
             if r == -EBUSY {
                 c.status = capture::BUSY;
@@ -348,14 +413,29 @@ fn capture_regions(c: &mut Capture, nr: u32, args: &[u64; 6], ret: i64) {
                 break;
             }
             addr = (addr | (PAGE - 1)) + 1;
-            continue;
+        } else {
+            let v = l.vma;
+            if v.end <= addr || !store(c, count, v) {
+                c.status = capture::FULL;
+                break;
+            }
+            count += 1;
+            addr = v.end;
         }
-        if v.end <= addr || !store(c, count, v) {
-            c.status = capture::FULL;
+        if addr >= hi {
             break;
         }
-        count += 1;
-        addr = v.end;
+        // SAFETY: the callback has the signature bpf_find_vma expects, and
+        // its context is the Vma on this stack.
+        r = unsafe {
+            bpf_find_vma(
+                task,
+                addr,
+                on_vma as *mut c_void,
+                (&raw mut l.vma).cast(),
+                0,
+            )
+        };
     }
     if addr < hi && skip_holes && c.status == capture::OK {
         c.status = capture::FULL;

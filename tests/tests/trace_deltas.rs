@@ -252,9 +252,10 @@ fn with_threads_exact_deltas_show_only_their_call() {
         o.calls
     );
     // Known gap: a fallback's rows (read from the kernel later than its
-    // call) can reach beyond the ranges the tracer marks uncertain, and a
-    // later exact delta on them is then off. Measured at 0.1-0.3% of
-    // exact deltas here; more than 1% is a regression.
+    // call) can disagree with the model beyond the ranges the tracer marks
+    // uncertain, and a later exact delta there is then off. Measured at
+    // 0-0.1% of exact deltas here since the kernel program waits out a
+    // busy map lock; more than 1% is a regression.
     assert!(
         o.wrong_exact * 100 <= o.exact,
         "{} of {} deltas marked exact are not what the call did:\n{}",
@@ -263,9 +264,17 @@ fn with_threads_exact_deltas_show_only_their_call() {
         o.wrong[..o.wrong.len().min(8)].join("\n")
     );
     // Every delta says whether it is exact. Here, with every thread
-    // reading the whole map after each call, the map lock is busy at many
-    // exits (6-12% of calls), and each such fallback makes the next calls
-    // on the same addresses uncertain for a few milliseconds: 28-51% of
-    // deltas were exact in the runs measured. None at all is a regression.
-    assert!(o.exact > 0, "no delta was exact");
+    // reading the whole map after each call, the map lock is often taken
+    // at a call's exit; the kernel program waits up to 100 us for it, and
+    // past that the call falls back (2-8% of calls on a loaded 2-core
+    // machine, where lock holders are preempted), and makes the next calls
+    // on the same addresses uncertain for a while: 64-86% of deltas were
+    // exact in the runs measured under load (25-50% before the wait).
+    // Under 40% is a regression.
+    assert!(
+        o.exact * 10 >= o.shown * 4,
+        "only {} of {} deltas are exact",
+        o.exact,
+        o.shown
+    );
 }

@@ -654,6 +654,21 @@ impl Session {
             return Ok(self.apply_effect(call, ev, e, fallback));
         }
         let mut change = Change::default();
+        // Rows read from the kernel since this call ended may hold its
+        // effect already: a failed call that changed part of its range
+        // (mprotect, madvise, mlock stop at the first hole) then shows no
+        // change here, and is printed all the same, so that it is not
+        // lost from view.
+        let ended = ev.exit_ns;
+        let read_since = match &what {
+            Affected::Ranges(rs) => rs.iter().any(|&(lo, hi)| {
+                self.uncertain
+                    .iter()
+                    .any(|&(l, h, until)| until > ended && l < hi && h > lo)
+            }),
+            Affected::All => true,
+            Affected::Nothing => false,
+        };
         // The call's own range is read from the kernel now, not as of the
         // call: whatever the call did there may be undone or redone by
         // later calls already, and their deltas cannot show only theirs.
@@ -690,7 +705,7 @@ impl Session {
         // asks the kernel when it processes the event, and a later call on
         // the same range may have happened by then). Printed, so that every
         // mapping call is seen; failed calls are only counted by default.
-        let visible = ev.ret >= 0 && call.maps_or_unmaps();
+        let visible = (ev.ret >= 0 && call.maps_or_unmaps()) || (ev.ret < 0 && read_since);
         if change.is_empty() && !visible && !(keep_failed && ev.ret < 0) {
             return Ok(None);
         }
