@@ -15,8 +15,20 @@ pub mod kind {
     /// one (the whole process is gone).
     pub const EXIT: u32 = 0x1_0001;
     /// A thread of the target created a task; `args[0]` is the new task's
-    /// id. Whether it is a thread (same process) is decided in userspace.
+    /// id, `args[1]` holds [`super::fork`] bits.
     pub const FORK: u32 = 0x1_0002;
+}
+
+/// Bits of a [`kind::FORK`] record's `args[1]`.
+pub mod fork {
+    /// The new task is a process (created without `CLONE_THREAD`), as the
+    /// creating call's flags say. Unset for a thread, and when the call is
+    /// not one whose flags the program reads (a task the kernel creates on
+    /// the process's behalf, such as an io_uring worker, is a thread).
+    pub const PROCESS: u64 = 1;
+    /// The new process was added to the kernel filter at its creation
+    /// (`config::FOLLOW`): it is traced from its first instruction.
+    pub const FOLLOWED: u64 = 2;
 }
 
 /// Bit in [`Event::flags`]: the user registers holding the call's arguments
@@ -309,6 +321,9 @@ pub mod counter {
 pub mod config {
     /// Capture the user stack of every syscall event.
     pub const STACKS: u64 = 1;
+    /// Follow forks: a process a traced process creates is traced too,
+    /// from the moment it is created (`pmap trace -f`).
+    pub const FOLLOW: u64 = 2;
 }
 
 #[cfg(feature = "user")]

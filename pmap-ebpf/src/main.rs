@@ -9,6 +9,12 @@
 //! reported, so nothing about other processes crosses the ring buffer.
 #![no_std]
 #![no_main]
+// `atomic_or`/`atomic_and` on the kernel filter's words: the BPF target has
+// the instructions but no atomic read-modify-write types.
+#![feature(core_intrinsics)]
+#![allow(internal_features)]
+
+use core::intrinsics::AtomicOrdering;
 
 use aya_ebpf::cty::c_void;
 use aya_ebpf::{
@@ -25,7 +31,7 @@ use aya_ebpf::{
 use pmap_common::{
     Capture, Event, EventCapture, EventHead, FLAG_NO_ARGS, FLAG_SP_WORD, FLAG_STACK,
     FLAG_STACK_END, KernelOffsets, MAX_CAPTURE, MAX_STACK_DEPTH, TARGET_WORDS, Vma, capture,
-    config, counter, kind, walk_plan,
+    config, counter, fork, kind, walk_plan,
 };
 
 /// Process ids (init namespace) to report, one bit each. Filled by
@@ -189,6 +195,39 @@ fn current() -> Option<(u32, u32)> {
     let tgid = (pid_tgid >> 32) as u32;
     let word = TARGETS.get(tgid / 64)?;
     (word >> (tgid % 64) & 1 != 0).then_some((tgid, pid_tgid as u32))
+}
+
+/// Adds process `pid` to the kernel filter, so that its calls are traced
+/// from now on.
+#[inline(always)]
+fn add_target(pid: u32) {
+    if let Some(word) = TARGETS.get_ptr_mut(pid / 64) {
+        // SAFETY: an 8-byte aligned slot of the map's value memory. Other
+        // CPUs may change other bits of it at once, hence an atomic or (the
+        // BPF target has no atomic types, only the instruction).
+        unsafe {
+            core::intrinsics::atomic_or::<u64, u64, { AtomicOrdering::Relaxed }>(
+                word,
+                1 << (pid % 64),
+            )
+        };
+    }
+}
+
+/// Takes process `pid` out of the kernel filter (it exited): done here,
+/// not by userspace, which would have to read and write back a word whose
+/// other bits this program may be setting at the same moment.
+#[inline(always)]
+fn remove_target(pid: u32) {
+    if let Some(word) = TARGETS.get_ptr_mut(pid / 64) {
+        // SAFETY: as in `add_target`.
+        unsafe {
+            core::intrinsics::atomic_and::<u64, u64, { AtomicOrdering::Relaxed }>(
+                word,
+                !(1 << (pid % 64)),
+            )
+        };
+    }
 }
 
 #[inline(always)]
@@ -586,16 +625,66 @@ pub fn sched_exit(ctx: TracePointContext) -> u32 {
     if let Some((tgid, tid)) = current() {
         let dead = read::<u8>(&ctx, EXIT_GROUP_DEAD).unwrap_or(0) as u64;
         let pid = read::<i32>(&ctx, EXIT_PID).unwrap_or(0) as u64;
+        if dead != 0 {
+            remove_target(tgid);
+        }
         emit(tgid, tid, kind::EXIT, dead, pid);
     }
     0
 }
 
+/// Syscall numbers (x86_64) of the calls that create tasks, and the flag
+/// that makes a task a thread.
+const NR_CLONE: u64 = 56;
+const NR_FORK: u64 = 57;
+const NR_VFORK: u64 = 58;
+const NR_CLONE3: u64 = 435;
+const CLONE_THREAD: u64 = 0x10000;
+/// Index of `orig_ax` (the syscall number) in [`UserRegs`].
+const REGS_NR: usize = 15 - PT_REGS_BP;
+
+/// Whether the task being created by the current call is a process, from
+/// the call's own flags (the tracepoint gives only the new task's id).
+#[inline(always)]
+fn creates_process() -> bool {
+    let Some(regs) = user_regs() else {
+        return false;
+    };
+    let a0 = regs[REGS_ARGS[0]];
+    let flags = match regs[REGS_NR] {
+        NR_FORK | NR_VFORK => 0,
+        NR_CLONE => a0,
+        // clone3(struct clone_args *): `flags` is its first field.
+        NR_CLONE3 => {
+            let mut f: u64 = CLONE_THREAD;
+            // SAFETY: a probe read checks the user address and writes only
+            // `f`, which stays CLONE_THREAD if it fails.
+            unsafe {
+                raw::bpf_probe_read_user((&raw mut f).cast(), 8, a0 as *const c_void);
+            }
+            f
+        }
+        _ => CLONE_THREAD,
+    };
+    flags & CLONE_THREAD == 0
+}
+
 #[tracepoint]
 pub fn sched_fork(ctx: TracePointContext) -> u32 {
     if let Some((tgid, tid)) = current() {
-        let child = read::<i32>(&ctx, FORK_CHILD_PID).unwrap_or(0) as u64;
-        emit(tgid, tid, kind::FORK, child, 0);
+        let child = read::<i32>(&ctx, FORK_CHILD_PID).unwrap_or(0) as u32;
+        let mut how = 0;
+        if creates_process() {
+            how = fork::PROCESS;
+            // The child cannot run before this returns (it is woken after
+            // it is fully made), so it is traced from its first
+            // instruction.
+            if config() & config::FOLLOW != 0 && child != 0 {
+                add_target(child);
+                how |= fork::FOLLOWED;
+            }
+        }
+        emit(tgid, tid, kind::FORK, u64::from(child), how);
     }
     0
 }

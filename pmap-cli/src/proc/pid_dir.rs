@@ -119,6 +119,8 @@ const PF_KTHREAD: u64 = 0x0020_0000;
 pub struct StatFacts {
     /// 'R', 'S', ... 'Z' (zombie), 'X' (dead).
     pub state: u8,
+    /// The parent process.
+    pub ppid: u32,
     /// Exiting: set before the address space is released, while the
     /// state still says running (a large map takes a while to free).
     pub exiting: bool,
@@ -148,6 +150,7 @@ impl StatFacts {
         let flags = num(9)?;
         Some(StatFacts {
             state,
+            ppid: u32::try_from(num(4)?).ok()?,
             exiting: flags & PF_EXITING != 0,
             kernel_thread: flags & PF_KTHREAD != 0,
             start_time: num(22)?,

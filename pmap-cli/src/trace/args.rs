@@ -95,6 +95,27 @@ pub struct TraceArgs {
     /// Write a self-contained HTML report (timeline, call sites, W^X) at the end.
     #[arg(long, value_name = "FILE.html")]
     pub report: Option<std::path::PathBuf>,
+    /// Follow forks (as strace -f): every process a traced process creates
+    /// is traced too, recursively, from its first instruction. Its map
+    /// starts as a copy of its parent's.
+    #[arg(short = 'f', long = "follow")]
+    pub follow: bool,
+    /// Only print deltas of these calls (comma-separated names, e.g.
+    /// mmap,munmap). Tables stay whole; the summary counts every call.
+    #[arg(long = "syscall", value_name = "LIST", value_delimiter = ',')]
+    pub syscalls: Vec<String>,
+    /// Only print deltas whose rows cover at least SIZE bytes (the larger of
+    /// what they remove and what they add): bytes, or e.g. 64K, 1M, 2G.
+    #[arg(long, value_name = "SIZE", value_parser = super::focus::parse_size)]
+    pub min_size: Option<u64>,
+    /// Only print deltas of calls made by these threads (comma-separated
+    /// thread ids).
+    #[arg(long = "tid", value_name = "TID", value_delimiter = ',')]
+    pub tids: Vec<u32>,
+    /// Only print deltas with a region whose name contains TEXT (e.g.
+    /// libc.so, [heap], [anon:).
+    #[arg(long, value_name = "TEXT")]
+    pub name: Option<String>,
     /// Processes to trace (all their threads); a thread id stands for its
     /// process.
     #[arg(value_name = "PID", required_unless_present = "command")]
@@ -183,6 +204,20 @@ fn ring_size(s: &str) -> Result<u32, String> {
 }
 
 impl TraceArgs {
+    /// The focus filters, checked.
+    pub fn focus(&self) -> Result<super::focus::Focus, String> {
+        Ok(super::focus::Focus {
+            syscalls: if self.syscalls.is_empty() {
+                None
+            } else {
+                Some(super::focus::parse_syscalls(&self.syscalls)?)
+            },
+            min_size: self.min_size.unwrap_or(0),
+            tids: (!self.tids.is_empty()).then(|| self.tids.iter().copied().collect()),
+            name: self.name.as_ref().map(|n| n.as_bytes().to_vec()),
+        })
+    }
+
     /// The PIDs, checked: decimal, positive, as `pmap` takes them.
     pub fn parse_pids(&self) -> Result<Vec<u32>, String> {
         self.pids

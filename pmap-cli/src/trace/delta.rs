@@ -31,6 +31,8 @@ pub enum Cause {
 #[derive(Clone, Debug)]
 pub struct Delta {
     pub pid: u32,
+    /// The process's parent (see `Session::ppid`).
+    pub ppid: u32,
     /// Thread that caused it (0 when unknown).
     pub tid: u32,
     /// CLOCK_MONOTONIC nanoseconds at syscall exit (0 when not a syscall).
@@ -79,6 +81,29 @@ pub struct Stats {
 }
 
 impl Stats {
+    /// Adds `other`'s counts to these (a total over processes). Peaks are
+    /// added too: the processes' peaks need not have been at one time, so
+    /// the total's is an upper bound.
+    pub fn add(&mut self, other: &Stats) {
+        for (call, (n, f)) in &other.calls {
+            let e = self.calls.entry(*call).or_default();
+            e.0 += n;
+            e.1 += f;
+        }
+        self.bytes_mapped += other.bytes_mapped;
+        self.bytes_unmapped += other.bytes_unmapped;
+        self.peak_mapped += other.peak_mapped;
+        self.peak_regions += other.peak_regions;
+        self.corrections += other.corrections;
+        self.threads_started += other.threads_started;
+        self.processes_forked += other.processes_forked;
+        self.exact += other.exact;
+        for (f, n) in &other.fallbacks {
+            *self.fallbacks.entry(*f).or_default() += n;
+        }
+        self.before_table += other.before_table;
+    }
+
     /// Calls whose delta was read from the kernel afterwards.
     pub fn fallback_total(&self) -> u64 {
         self.fallbacks.values().sum()

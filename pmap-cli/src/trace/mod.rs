@@ -24,6 +24,7 @@ pub mod capture;
 pub mod clock;
 pub mod delta;
 pub mod effect;
+pub mod focus;
 pub mod insight;
 pub mod launch;
 pub mod model;

@@ -87,6 +87,7 @@ struct TableRecord<'a> {
     #[serde(rename = "type")]
     kind: &'static str,
     pid: u32,
+    ppid: u32,
     t: f64,
     reason: &'a str,
     regions: Regions<'a>,
@@ -97,6 +98,7 @@ struct DeltaRecord<'a> {
     #[serde(rename = "type")]
     kind: &'static str,
     pid: u32,
+    ppid: u32,
     t: f64,
     tid: u32,
     ktime_ns: u64,
@@ -233,13 +235,19 @@ impl<W: Write> Printer<W> {
             return self.record(&TableRecord {
                 kind: "table",
                 pid: s.pid,
+                ppid: s.ppid,
                 t,
                 reason,
                 regions: Regions(&regions),
             });
         }
+        // A followed child gone before it could be opened has no header
+        // to print (its command line); the tracer prints no table of it.
+        let Some(dir) = s.dir() else {
+            return Ok(());
+        };
         writeln!(self.out, "--- table pid {} ({reason}) +{t:.3}s ---", s.pid)?;
-        render(&mut self.out, s.dir(), &regions)?;
+        render(&mut self.out, dir, &regions)?;
         writeln!(self.out, "--- end table ---")
     }
 
@@ -282,6 +290,7 @@ impl<W: Write> Printer<W> {
             return self.record(&DeltaRecord {
                 kind: "delta",
                 pid: d.pid,
+                ppid: d.ppid,
                 t,
                 tid: d.tid,
                 ktime_ns: d.ktime_ns,
@@ -355,6 +364,26 @@ impl<W: Write> Printer<W> {
         Ok(())
     }
 
+    /// A process created by a traced one and traced from its creation on
+    /// (`-f`): its map starts as a copy of its parent's, as the kernel
+    /// made it, and its own deltas follow.
+    pub fn fork(&mut self, ppid: u32, tid: u32, child: &Session, ktime_ns: u64) -> io::Result<()> {
+        let t = self.t(ktime_ns);
+        let regions = child.model().len();
+        if self.json {
+            return self.line(json!({
+                "type": "fork", "pid": child.pid, "ppid": ppid, "tid": tid, "t": t,
+                "regions": regions, "copy_of": ppid,
+            }));
+        }
+        writeln!(
+            self.out,
+            "+{t:.6} pid {ppid} tid {tid} forked process {} (traced: its map starts as a copy of \
+             pid {ppid}'s, {regions} regions)",
+            child.pid
+        )
+    }
+
     /// A task created by a traced thread: a new thread (traced, it shares
     /// the map) or a forked child process (not traced).
     pub fn task(
@@ -392,10 +421,10 @@ impl<W: Write> Printer<W> {
         )
     }
 
-    pub fn exit(&mut self, pid: u32) -> io::Result<()> {
+    pub fn exit(&mut self, pid: u32, ppid: u32) -> io::Result<()> {
         let t = self.now();
         if self.json {
-            return self.line(json!({"type": "exit", "pid": pid, "t": t}));
+            return self.line(json!({"type": "exit", "pid": pid, "ppid": ppid, "t": t}));
         }
         writeln!(self.out, "+{t:.6} pid {pid} exited")
     }
@@ -432,7 +461,7 @@ impl<W: Write> Printer<W> {
                 .map(|(c, (_, f))| (c.name().to_string(), json!(f)))
                 .collect();
             return self.line(json!({
-                "type": "summary", "pid": s.pid, "t": t, "calls": calls, "failed": failed,
+                "type": "summary", "pid": s.pid, "ppid": s.ppid, "t": t, "calls": calls, "failed": failed,
                 "bytes_mapped": st.bytes_mapped, "bytes_unmapped": st.bytes_unmapped,
                 "peak_mapped": st.peak_mapped, "regions": s.model().len(),
                 "peak_regions": st.peak_regions, "lost": lost, "corrections": st.corrections,
@@ -482,6 +511,61 @@ impl<W: Write> Printer<W> {
         )?;
         writeln!(self.out, "deltas: {}", deltas_line(st))?;
         writeln!(self.out, "--- end summary ---")
+    }
+}
+
+impl<W: Write> Printer<W> {
+    /// The total over every process traced (printed when there was more
+    /// than one: a tree followed with `-f`, or several PIDs).
+    pub fn total(&mut self, sessions: &[Session], lost: u64) -> io::Result<()> {
+        let t = self.now();
+        let mut st = Stats::default();
+        for s in sessions {
+            st.add(&s.stats);
+        }
+        let regions: usize = sessions.iter().map(|s| s.model().len()).sum();
+        let pids: Vec<u32> = sessions.iter().map(|s| s.pid).collect();
+        if self.json {
+            let calls: Map<String, Value> = st
+                .calls
+                .iter()
+                .map(|(c, (n, _))| (c.name().to_string(), json!(n)))
+                .collect();
+            let failed: Map<String, Value> = st
+                .calls
+                .iter()
+                .map(|(c, (_, f))| (c.name().to_string(), json!(f)))
+                .collect();
+            return self.line(json!({
+                "type": "total", "t": t, "processes": pids.len(), "pids": pids,
+                "calls": calls, "failed": failed,
+                "bytes_mapped": st.bytes_mapped, "bytes_unmapped": st.bytes_unmapped,
+                "regions": regions, "lost": lost, "corrections": st.corrections,
+                "exact_deltas": st.exact, "fallback_deltas": fallbacks_json(&st),
+                "before_table": st.before_table, "threads_started": st.threads_started,
+                "processes_forked": st.processes_forked,
+            }));
+        }
+        writeln!(self.out, "--- total: {} processes +{t:.3}s ---", pids.len())?;
+        writeln!(self.out, "calls: {}", calls_line(&st))?;
+        writeln!(
+            self.out,
+            "mapped {}K, unmapped {}K",
+            st.bytes_mapped / 1024,
+            st.bytes_unmapped / 1024
+        )?;
+        writeln!(
+            self.out,
+            "regions: {regions} now; threads started: {}, processes forked: {}",
+            st.threads_started, st.processes_forked
+        )?;
+        writeln!(
+            self.out,
+            "events lost: {lost}, model corrections: {}",
+            st.corrections
+        )?;
+        writeln!(self.out, "deltas: {}", deltas_line(&st))?;
+        writeln!(self.out, "--- end total ---")
     }
 }
 

@@ -56,6 +56,8 @@ pub struct ProbeOptions {
     pub ring_size: u32,
     /// Capture user stacks with every syscall event.
     pub stacks: bool,
+    /// Add the processes traced processes create to the kernel filter.
+    pub follow: bool,
 }
 
 impl Default for ProbeOptions {
@@ -63,6 +65,7 @@ impl Default for ProbeOptions {
         Self {
             ring_size: DEFAULT_RING_SIZE,
             stacks: false,
+            follow: false,
         }
     }
 }
@@ -240,11 +243,13 @@ impl Probes {
     /// Loads and attaches everything. Must run inside a tokio runtime.
     pub fn load(opts: &ProbeOptions) -> Result<Probes> {
         check_environment()?;
-        let config: u64 = if opts.stacks {
-            pmap_common::config::STACKS
-        } else {
-            0
-        };
+        let mut config = 0;
+        if opts.stacks {
+            config |= pmap_common::config::STACKS;
+        }
+        if opts.follow {
+            config |= pmap_common::config::FOLLOW;
+        }
         let offsets = super::btf::running_kernel_offsets(BTF)?;
         let mut ebpf = EbpfLoader::new()
             .map_max_entries("EVENTS", opts.ring_size)
@@ -310,28 +315,21 @@ impl Probes {
 
     /// Starts reporting the process `tgid` (all its threads).
     pub fn add_target(&mut self, tgid: u32) -> Result<()> {
-        self.set_target(tgid, true)
+        self.set_target(tgid)
             .with_context(|| format!("adding process {tgid} to the kernel filter failed"))
     }
 
-    /// Stops reporting the process `tgid`.
-    pub fn remove_target(&mut self, tgid: u32) {
-        // A failure leaves the bit set: the session ignores events of a
-        // process it no longer follows.
-        let _ = self.set_target(tgid, false);
-    }
-
-    /// Sets or clears `tgid`'s bit. Only this process writes the bitmap,
-    /// from one thread, so reading and writing back the word is safe.
-    fn set_target(&mut self, tgid: u32, on: bool) -> Result<()> {
+    /// Sets `tgid`'s bit. The kernel program sets bits too (a followed
+    /// fork) and clears them (a process's exit), so this reads and writes
+    /// back a word only before tracing starts, from one thread.
+    fn set_target(&mut self, tgid: u32) -> Result<()> {
         let index = tgid / 64;
         if index >= TARGET_WORDS {
             bail!("process id {tgid} is above the kernel's limit (2^22)");
         }
         let bit = 1u64 << (tgid % 64);
         let word = self.targets.get(&index, 0)?;
-        let word = if on { word | bit } else { word & !bit };
-        self.targets.set(index, word, 0)?;
+        self.targets.set(index, word | bit, 0)?;
         Ok(())
     }
 

@@ -12,7 +12,7 @@ use std::{
 };
 
 use anyhow::{Context as _, Result, bail};
-use pmap_common::{Event, capture, kind};
+use pmap_common::{Event, capture, fork, kind};
 use tokio::{
     io::AsyncBufReadExt,
     signal::unix::{SignalKind, signal},
@@ -24,11 +24,13 @@ use super::{
     batch::LaterCalls,
     clock::monotonic_ns,
     delta::Delta,
+    focus::Focus,
     insight::{Insight, InsightOptions},
     launch::Launched,
     output::{Printer, TableRenderer},
     privileges,
     probes::{ProbeOptions, Probes, check_environment},
+    query::is_gone,
     session::Session,
     syscalls::Affected,
 };
@@ -152,9 +154,9 @@ struct Tracer<'r, W: Write> {
     render: &'r mut TableRenderer,
     show_failed: bool,
     range: Range,
+    /// Which deltas are printed (`--syscall`, `--min-size`, ...).
+    focus: Focus,
     lost_seen: u64,
-    /// Processes whose exit took them out of the kernel filter.
-    untargeted: Vec<u32>,
     buf: Vec<Event>,
     insight: Insight,
     json: bool,
@@ -190,6 +192,9 @@ impl<W: Write> Tracer<'_, W> {
             Some(s) => self.insight.observe(d, s.model()),
             None => Default::default(),
         };
+        if !self.focus.admits(d) {
+            return Ok(());
+        }
         if let Some(shown) = self.in_range(d) {
             self.printer.delta(&shown, &notes)?;
         }
@@ -236,7 +241,6 @@ impl<W: Write> Tracer<'_, W> {
         buf.clear();
         self.buf = buf;
         self.settle()?;
-        self.untarget_exited();
         self.expire(CONFIRM_GRACE_NS);
         self.check_lost()?;
         self.printer.flush()?;
@@ -249,6 +253,8 @@ impl<W: Write> Tracer<'_, W> {
             match self.sessions[i].settle() {
                 Ok(Some(d)) => self.print_delta(&d)?,
                 Ok(None) => {}
+                // As in `apply`: exec'd again or exiting, its record follows.
+                Err(e) if is_gone(&e) && self.sessions[i].still_same_process() => {}
                 Err(_) if !self.sessions[i].still_same_process() => {
                     self.sessions[i].exited = true;
                 }
@@ -269,11 +275,7 @@ impl<W: Write> Tracer<'_, W> {
             self.printer.exec(ev.tgid)?;
         }
         if ev.kind == kind::FORK {
-            let child = ev.args[0] as u32;
-            let thread = self.sessions[i].note_new_task(child);
-            self.printer
-                .task(ev.tgid, ev.tid, child, thread, ev.exit_ns)?;
-            return Ok(());
+            return self.fork(i, ev);
         }
         let applied = self.sessions[i].apply(ev, self.show_failed, later);
         match applied {
@@ -284,6 +286,10 @@ impl<W: Write> Tracer<'_, W> {
                 }
             }
             Ok(None) => {}
+            // The address space asked about is gone, the process is not:
+            // it exec'd again, or is exiting (its map released, not yet a
+            // zombie). Its exec or exit record follows and says which.
+            Err(e) if is_gone(&e) && self.sessions[i].still_same_process() => {}
             // The process may be gone between the event and our question:
             // its exit record follows, and the summary says it exited.
             Err(_) if !self.sessions[i].still_same_process() => {
@@ -293,6 +299,30 @@ impl<W: Write> Tracer<'_, W> {
                 return Err(e).with_context(|| format!("reading the map of process {}", ev.tgid));
             }
         }
+        Ok(())
+    }
+
+    /// A task created by a thread of session `i`: a thread (it shares the
+    /// map), or a process, which is traced from here on if it was added
+    /// to the kernel filter at its creation (`-f`).
+    fn fork(&mut self, i: usize, ev: &Event) -> Result<()> {
+        let child = ev.args[0] as u32;
+        let process = ev.args[1] & fork::PROCESS != 0;
+        let followed = ev.args[1] & fork::FOLLOWED != 0;
+        self.sessions[i].note_new_task(!process);
+        let parent = &self.sessions[i];
+        if followed && !self.sessions.iter().any(|s| s.pid == child && !s.exited) {
+            // Its calls are in the ring from its first instruction on, after
+            // this record (it runs only once its creation is done).
+            let s = Session::forked(parent, child, ev.exit_ns);
+            self.printer.fork(parent.pid, ev.tid, &s, ev.exit_ns)?;
+            // An id seen before is a new process now: its old session goes.
+            self.sessions.retain(|s| s.pid != child);
+            self.sessions.push(s);
+            return Ok(());
+        }
+        self.printer
+            .task(ev.tgid, ev.tid, child, !process, ev.exit_ns)?;
         Ok(())
     }
 
@@ -383,6 +413,9 @@ impl<W: Write> Tracer<'_, W> {
         match checked {
             Ok(Some(observed)) => self.print_delta(&observed)?,
             Ok(None) => {}
+            // Exec'd again since (or exiting): that record follows, with
+            // its own table (or the exit).
+            Err(e) if is_gone(&e) && s.still_same_process() => return Ok(()),
             Err(_) => {
                 s.exited = true;
                 return Ok(());
@@ -422,7 +455,8 @@ impl<W: Write> Tracer<'_, W> {
         for i in 0..self.sessions.len() {
             if self.sessions[i].exited || !self.sessions[i].still_same_process() {
                 self.sessions[i].exited = true;
-                self.printer.exit(self.sessions[i].pid)?;
+                self.printer
+                    .exit(self.sessions[i].pid, self.sessions[i].ppid)?;
             }
             let lost = self.lost_seen;
             let pid = self.sessions[i].pid;
@@ -441,6 +475,9 @@ impl<W: Write> Tracer<'_, W> {
                     self.printer.raw(),
                 )?;
             }
+        }
+        if self.sessions.len() > 1 {
+            self.printer.total(&self.sessions, self.lost_seen)?;
         }
         self.printer.flush()?;
         self.insight.finish()?;
@@ -512,7 +549,7 @@ impl<W: Write> Tracer<'_, W> {
     /// missed: the summary says the count is by polling).
     fn poll_threads(&mut self, i: usize) -> Result<()> {
         let s = &mut self.sessions[i];
-        let Ok(dir) = s.dir().read_dir("task") else {
+        let Some(Ok(dir)) = s.dir().map(|d| d.read_dir("task")) else {
             return Ok(());
         };
         let now: BTreeSet<u32> = dir
@@ -533,28 +570,19 @@ impl<W: Write> Tracer<'_, W> {
         Ok(())
     }
 
-    fn all_exited(&mut self) -> bool {
-        for s in &mut self.sessions {
-            if !s.exited && !s.still_same_process() {
-                s.exited = true;
-            }
+    fn all_exited(&mut self) -> Result<bool> {
+        let gone: Vec<usize> = (0..self.sessions.len())
+            .filter(|&i| !self.sessions[i].exited && !self.sessions[i].still_same_process())
+            .collect();
+        // A process's calls reach the ring before its exit: once it is
+        // found gone, what the ring holds now has all of them (a followed
+        // child may have made its calls, exited and been reaped since the
+        // last drain).
+        self.pump()?;
+        for i in gone {
+            self.sessions[i].exited = true;
         }
-        self.untarget_exited();
-        self.sessions.iter().all(|s| s.exited)
-    }
-
-    /// Takes processes that exited out of the kernel's filter: a new
-    /// process given the same id must send nothing through the ring.
-    fn untarget_exited(&mut self) {
-        let Some(probes) = &mut self.probes else {
-            return;
-        };
-        for s in self.sessions.iter().filter(|s| s.exited) {
-            if !self.untargeted.contains(&s.pid) {
-                probes.remove_target(s.pid);
-                self.untargeted.push(s.pid);
-            }
-        }
+        Ok(self.sessions.iter().all(|s| s.exited))
     }
 }
 
@@ -562,6 +590,7 @@ fn load(args: &TraceArgs) -> Result<Probes> {
     Probes::load(&ProbeOptions {
         ring_size: args.ring_size,
         stacks: args.stacks,
+        follow: args.follow,
     })
 }
 
@@ -589,6 +618,7 @@ async fn trace(args: TraceArgs, range: Range, render: &mut TableRenderer) -> Res
     let mut int = signal(SignalKind::interrupt())?;
     let mut term = signal(SignalKind::terminate())?;
     let mut hup = signal(SignalKind::hangup())?;
+    let focus = args.focus().map_err(anyhow::Error::msg)?;
     let pids = args.parse_pids().map_err(anyhow::Error::msg)?;
     if !pids.is_empty() && !args.command.is_empty() {
         bail!("give either PIDs or `-- COMMAND`, not both");
@@ -692,8 +722,8 @@ async fn trace(args: TraceArgs, range: Range, render: &mut TableRenderer) -> Res
         render,
         show_failed: args.show_failed,
         range,
+        focus,
         lost_seen: 0,
-        untargeted: Vec::new(),
         buf: Vec::new(),
         insight: Insight::new(InsightOptions {
             stacks: args.stacks,
@@ -868,7 +898,7 @@ async fn event_loop<W: Write>(
                 if let Some(l) = launched.as_mut() {
                     l.reap();
                 }
-                if tracer.all_exited() {
+                if tracer.all_exited()? {
                     return Ok(End::Exited);
                 }
             }

@@ -36,6 +36,11 @@ fn read_gate(dir: &PidDir) -> Option<Region> {
         .filter(|r| r.name == b"[vsyscall]")
 }
 
+/// What reading a process that is gone fails with.
+fn gone() -> io::Error {
+    io::Error::from_raw_os_error(libc::ESRCH)
+}
+
 /// A view of the address space the process has now, through its own
 /// directory.
 fn open_view(dir: &PidDir) -> io::Result<KernelView> {
@@ -116,10 +121,15 @@ fn open_error(pid: u32, e: io::Error) -> OpenError {
 
 pub struct Session {
     pub pid: u32,
+    /// The parent process: the one it was followed from (`-f`), else its
+    /// parent when the trace began.
+    pub ppid: u32,
     /// `/proc/PID`, held open: every later read goes through it, so none
-    /// can reach a new process given the same id.
-    dir: PidDir,
-    view: KernelView,
+    /// can reach a new process given the same id. None for a followed
+    /// child that was gone before the tracer could open it: its captured
+    /// calls are still exact; reads fail as for an exited process.
+    dir: Option<PidDir>,
+    view: Option<KernelView>,
     model: RegionModel,
     gate: Option<Region>,
     start_time: u64,
@@ -176,8 +186,9 @@ impl Session {
         let gate = read_gate(&dir);
         let mut s = Session {
             pid,
-            dir,
-            view,
+            ppid: stat.ppid,
+            dir: Some(dir),
+            view: Some(view),
             model,
             gate,
             start_time: stat.start_time,
@@ -197,10 +208,80 @@ impl Session {
         Ok(s)
     }
 
+    /// A process forked by `parent` (followed with `-f`), at CLOCK_MONOTONIC
+    /// `fork_ns`. Its map starts as a copy of its parent's, as the kernel
+    /// made it: only the child's own calls change it from there. No table
+    /// is read: the child may have run, and changed its map, by now.
+    pub fn forked(parent: &Session, pid: u32, fork_ns: u64) -> Session {
+        let mut s = Session {
+            pid,
+            ppid: parent.pid,
+            dir: None,
+            view: None,
+            model: parent.model.clone(),
+            gate: parent.gate.clone(),
+            start_time: 0,
+            start_brk: parent.start_brk,
+            start_stack: parent.start_stack,
+            brk: parent.brk,
+            seeded_ns: fork_ns,
+            file_names: parent.file_names.clone(),
+            stats: Stats {
+                peak_mapped: parent.model.mapped(),
+                peak_regions: parent.model.len(),
+                ..Stats::default()
+            },
+            exited: false,
+            unconfirmed: Vec::new(),
+            // Rows the parent holds from its arguments or from reads since
+            // calls still in flight are as uncertain in the copy.
+            dirty: parent.dirty.clone(),
+            uncertain: parent.uncertain.clone(),
+        };
+        s.open_dir();
+        s
+    }
+
+    /// Opens the `/proc` directory of a followed child if it is not open
+    /// yet: at its fork record it may not be there (or no longer). Taken
+    /// only if the process there is a child of the parent it was forked
+    /// by, so that an id reused since is not taken for it.
+    fn open_dir(&mut self) {
+        if self.dir.is_some() {
+            return;
+        }
+        let Ok(dir) = PidDir::open(self.pid) else {
+            return;
+        };
+        let Ok(st) = dir.stat() else {
+            return;
+        };
+        // Its parent, or init if the parent exited since (a subreaper
+        // adopting it is not recognised: its calls are still exact, its
+        // tables and fallbacks are not read).
+        if st.ppid != self.ppid && st.ppid != 1 {
+            return;
+        }
+        self.view = open_view(&dir).ok();
+        self.start_time = st.start_time;
+        self.dir = Some(dir);
+    }
+
     /// The process's `/proc` directory, held open since the session began:
     /// what is read through it is this process's even if its id is reused.
-    pub fn dir(&self) -> &PidDir {
-        &self.dir
+    /// None for a followed child gone before it could be opened.
+    pub fn dir(&self) -> Option<&PidDir> {
+        self.dir.as_ref()
+    }
+
+    /// The directory, or ESRCH (as for an exited process) without one.
+    fn proc_dir(&self) -> io::Result<&PidDir> {
+        self.dir.as_ref().ok_or_else(gone)
+    }
+
+    /// The kernel's view of the map, or ESRCH without one.
+    fn view(&mut self) -> io::Result<&mut KernelView> {
+        self.view.as_mut().ok_or_else(gone)
     }
 
     pub fn model(&self) -> &RegionModel {
@@ -225,7 +306,7 @@ impl Session {
     /// Whether the process is still the one we opened (not exited, not a
     /// reused PID).
     pub fn still_same_process(&self) -> bool {
-        matches!(self.dir.stat(),
+        matches!(self.proc_dir().and_then(PidDir::stat),
             Ok(s) if s.start_time == self.start_time && !s.is_zombie())
     }
 
@@ -248,7 +329,7 @@ impl Session {
         (lo, hi) = self.model.extent(lo, hi);
         loop {
             (lo, hi) = self.absorb_dirty(lo, hi);
-            let fresh = self.view.range(lo, hi)?;
+            let fresh = self.view()?.range(lo, hi)?;
             let klo = fresh.first().map_or(lo, |r| r.start.min(lo));
             let khi = fresh.last().map_or(hi, |r| r.end.max(hi));
             let (mlo, mhi) = self.model.extent(klo, khi);
@@ -310,7 +391,7 @@ impl Session {
         self.uncertain.clear();
         self.uncertain
             .push((0, u64::MAX, monotonic_ns() + READ_IN_FLIGHT_NS));
-        let fresh = self.view.all()?;
+        let fresh = self.view()?.all()?;
         let change = self.model.replace_all(fresh);
         self.account(&change);
         Ok(change)
@@ -334,9 +415,12 @@ impl Session {
 
     /// After an execve: a view, gate and brk of the new address space.
     fn reopen(&mut self) -> io::Result<()> {
-        self.view = open_view(&self.dir)?;
-        self.gate = read_gate(&self.dir);
-        if let Ok(stat) = self.dir.stat() {
+        let dir = self.proc_dir()?;
+        let view = open_view(dir)?;
+        let gate = read_gate(dir);
+        let stat = dir.stat();
+        (self.view, self.gate) = (Some(view), gate);
+        if let Ok(stat) = stat {
             self.start_brk = stat.start_brk;
             self.start_stack = stat.start_stack;
         }
@@ -362,7 +446,7 @@ impl Session {
         // The table printed after this shows the map as read now: calls
         // that ended before are in it, and are not shown again after it.
         self.seeded_ns = monotonic_ns();
-        let fresh = self.view.all()?;
+        let fresh = self.view()?.all()?;
         let checked_at = monotonic_ns();
         let change = self.model.replace_all(fresh);
         if change.is_empty() {
@@ -445,6 +529,7 @@ impl Session {
     pub fn delta(&self, tid: u32, ktime_ns: u64, cause: Cause, change: Change) -> Delta {
         Delta {
             pid: self.pid,
+            ppid: self.ppid,
             tid,
             ktime_ns,
             cause,
@@ -455,16 +540,13 @@ impl Session {
         }
     }
 
-    /// Whether task `tid` is a thread of this process (else a forked child
-    /// process, or gone already).
-    pub fn note_new_task(&mut self, tid: u32) -> bool {
-        let thread = self.dir.open_file(&format!("task/{tid}")).is_ok();
+    /// Counts a task this process created: a thread, or a child process.
+    pub fn note_new_task(&mut self, thread: bool) {
         if thread {
             self.stats.threads_started += 1;
         } else {
             self.stats.processes_forked += 1;
         }
-        thread
     }
 
     /// Like [`Session::footprint`], with a shmat's extent as the kernel
@@ -541,6 +623,7 @@ impl Session {
         if self.exited {
             return Ok(None);
         }
+        self.open_dir();
         match ev.kind {
             kind::EXEC => {
                 // Exited since (its exit event may have been lost): a new
@@ -590,6 +673,7 @@ impl Session {
             what = Some(w);
         }
         let before_table = ev.exit_ns < self.seeded_ns;
+
         let fallback = match capture::effect(call, ev, self.brk, |addr| {
             Self::attachment_extent(addr, self.model.regions())
         }) {
@@ -891,7 +975,7 @@ impl Session {
             return Ok(());
         }
         // The kernel's row there now, if it is still this mapping.
-        if let Ok(Some(k)) = self.view.query(r.start)
+        if let Ok(Some(k)) = self.view().and_then(|v| v.query(r.start))
             && k.start == r.start
             && k.offset == r.offset
             && (same(&k) || k.perms == r.perms)
@@ -919,12 +1003,13 @@ impl Session {
             return None;
         }
         let link = format!("fd/{fd}");
-        let meta = self.dir.metadata(&link).ok()?;
+        let dir = self.dir.as_ref()?;
+        let meta = dir.metadata(&link).ok()?;
         let dev = meta.dev();
         if (libc::major(dev), libc::minor(dev), meta.ino()) != id {
             return None;
         }
-        let target = self.dir.read_link(&link).ok()?;
+        let target = dir.read_link(&link).ok()?;
         Some(target.as_os_str().as_bytes().to_vec())
     }
 
@@ -974,7 +1059,7 @@ impl Session {
     /// that says `(fd 3)` where the kernel says `libc.so.6` helps nobody.
     fn name_files(&mut self, rows: &mut [Region]) {
         for r in rows.iter_mut().filter(|r| effect::unnamed_file(r)) {
-            let Ok(now) = self.view.range(r.start, r.end) else {
+            let Ok(now) = self.view().and_then(|v| v.range(r.start, r.end)) else {
                 return;
             };
             let base = r.start.wrapping_sub(r.offset);
@@ -1062,7 +1147,7 @@ impl Session {
     fn attached_now(&mut self, addr: u64) -> io::Result<(u64, u64)> {
         let mut seen = Vec::new();
         let mut at = addr;
-        while let Some(r) = self.view.query(at)? {
+        while let Some(r) = self.view()?.query(at)? {
             let part = r.start >= addr
                 && r.offset == r.start - addr
                 && seen.first().is_none_or(|f: &Region| {
@@ -1079,7 +1164,7 @@ impl Session {
 
     fn resync_unaccounted(&mut self) -> io::Result<Change> {
         self.dirty.clear();
-        let fresh = self.view.all()?;
+        let fresh = self.view()?.all()?;
         Ok(self.model.replace_all(fresh))
     }
 }

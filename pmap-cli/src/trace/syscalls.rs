@@ -28,6 +28,32 @@ pub enum Call {
 }
 
 impl Call {
+    /// Every traced call, in the order `--help` lists them.
+    pub const ALL: [Call; 17] = [
+        Call::Mmap,
+        Call::Munmap,
+        Call::Mprotect,
+        Call::PkeyMprotect,
+        Call::Brk,
+        Call::Mremap,
+        Call::Madvise,
+        Call::Shmat,
+        Call::Shmdt,
+        Call::Mseal,
+        Call::Mlock,
+        Call::Mlock2,
+        Call::Munlock,
+        Call::Mlockall,
+        Call::Munlockall,
+        Call::Mbind,
+        Call::RemapFilePages,
+    ];
+
+    /// The call named `name` (as [`Call::name`] spells it).
+    pub fn from_name(name: &str) -> Option<Call> {
+        Call::ALL.into_iter().find(|c| c.name() == name)
+    }
+
     pub fn from_nr(nr: u32) -> Option<Call> {
         Some(match nr as i64 {
             libc::SYS_mmap => Call::Mmap,

@@ -1,0 +1,456 @@
+//! `pmap trace -f`: every process a traced process creates is traced from
+//! its first instruction, each with its own deltas, tables and summary; and
+//! the focus filters (`--syscall`, `--min-size`, `--tid`, `--name`) narrow
+//! the deltas printed, never the tables or the counts.
+//!
+//! Needs root and the eBPF programs, like every trace test.
+
+use std::{
+    collections::{HashMap, HashSet},
+    io::{BufRead, BufReader, Write},
+    process::{Child, ChildStdin, ChildStdout, Command, Stdio},
+    time::{Duration, Instant},
+};
+
+use pmap_tests::{
+    trace_harness::{Tracer, assert_table_matches, parse_summary, reference_pmap},
+    workload_bin,
+};
+use serde_json::Value;
+
+const MIB: u64 = 1 << 20;
+
+/// The JSON records the tracer printed.
+fn records(t: &Tracer) -> Vec<Value> {
+    t.stdout()
+        .iter()
+        .map(|l| serde_json::from_str(l).unwrap_or_else(|e| panic!("not JSON ({e}): {l}")))
+        .collect()
+}
+
+fn of_type<'a>(rs: &'a [Value], kind: &str) -> Vec<&'a Value> {
+    rs.iter().filter(|r| r["type"] == kind).collect()
+}
+
+fn u(v: &Value) -> u64 {
+    v.as_u64().unwrap_or(u64::MAX)
+}
+
+/// The process id in the tracer's `tracing pid N` line.
+fn traced_pid(line: &str) -> u32 {
+    line.split("tracing pid ")
+        .nth(1)
+        .and_then(|r| r.split(|c: char| !c.is_ascii_digit()).next())
+        .and_then(|n| n.parse().ok())
+        .unwrap_or_else(|| panic!("no pid in {line:?}"))
+}
+
+/// A program that prints `ready PID` and waits for a line on stdin.
+struct Waiting {
+    child: Child,
+    stdin: ChildStdin,
+    out: BufReader<ChildStdout>,
+    pid: u32,
+}
+
+impl Waiting {
+    fn spawn(cmd: &mut Command) -> Waiting {
+        let mut child = cmd
+            .stdin(Stdio::piped())
+            .stdout(Stdio::piped())
+            .spawn()
+            .unwrap_or_else(|e| panic!("starting {cmd:?}: {e}"));
+        let stdin = child.stdin.take().expect("stdin piped");
+        let mut out = BufReader::new(child.stdout.take().expect("stdout piped"));
+        let mut ready = String::new();
+        out.read_line(&mut ready).expect("reading the workload");
+        let pid = ready
+            .strip_prefix("ready ")
+            .and_then(|p| p.trim().parse().ok())
+            .unwrap_or_else(|| panic!("the workload said {ready:?}, not `ready PID`"));
+        Waiting {
+            child,
+            stdin,
+            out,
+            pid,
+        }
+    }
+
+    fn say(&mut self, line: &str) {
+        writeln!(self.stdin, "{line}").expect("writing to the workload");
+        self.stdin.flush().expect("writing to the workload");
+    }
+
+    fn line(&mut self) -> String {
+        let mut l = String::new();
+        self.out.read_line(&mut l).expect("reading the workload");
+        l.trim().to_string()
+    }
+}
+
+fn python() -> Command {
+    let mut c = Command::new("python3");
+    c.arg("-u").arg("-c");
+    c
+}
+
+/// `sh -c 'python3 ...; true'`: sh forks the python3 that maps 7 MiB (the
+/// `; true` keeps sh from exec'ing it in place), so the mapping is made by
+/// a process created after the trace began, a grandchild of the tracer.
+///
+/// Python waits a moment before its mmap: after an execve the tracer reads
+/// the new program's map from /proc when it gets to the exec record, and
+/// calls that ended before that read are in the table it prints, not shown
+/// as deltas (counted as `before_table` in the summary). Under load, with
+/// dozens of processes (pyenv's shims fork many), that read can come after
+/// a short program's first calls: a known gap (see issue 12's note).
+#[test]
+fn a_grandchilds_mmap_is_traced_under_its_own_pid() {
+    let script = "import mmap, time; time.sleep(0.5); m = mmap.mmap(-1, 7 << 20); m[0] = 1";
+    let cmd = format!("python3 -c '{script}'; true");
+    let mut t = Tracer::spawn(&["-f", "--json", "--no-initial-table", "--", "sh", "-c", &cmd]);
+    let root = traced_pid(&t.wait_tracing(Duration::from_secs(60)));
+    let status = t.wait_exit(Duration::from_secs(120));
+    assert!(status.success(), "pmap trace failed: {}", t.context());
+    let rs = records(&t);
+    let parent: HashMap<u64, u64> = of_type(&rs, "fork")
+        .iter()
+        .map(|f| (u(&f["pid"]), u(&f["ppid"])))
+        .collect();
+    let big = of_type(&rs, "delta")
+        .into_iter()
+        .find(|d| d["syscall"] == "mmap" && d["args"][1] == 7 * MIB && d["exact"] == true)
+        .unwrap_or_else(|| panic!("no exact delta of the 7 MiB mmap\n{}", t.context()));
+    let pid = u(&big["pid"]);
+    assert_ne!(
+        pid,
+        u64::from(root),
+        "the mmap was made by sh's child, not sh"
+    );
+    assert_eq!(big["ppid"], parent[&pid], "the delta's ppid is its fork's");
+    // Its ancestry, through the fork records, reaches the launched sh.
+    let mut p = pid;
+    let mut hops = 0;
+    while p != u64::from(root) {
+        p = *parent
+            .get(&p)
+            .unwrap_or_else(|| panic!("no fork record of pid {p}\n{}", t.context()));
+        hops += 1;
+        assert!(hops < 50, "a cycle in the fork records");
+    }
+    let added = big["added"].as_array().expect("added rows");
+    assert!(
+        added.iter().any(|r| r["size"] == 7 * MIB),
+        "the delta adds the 7 MiB region: {big}"
+    );
+    // Each process has its own summary, and a total closes the trace.
+    let summaries: HashSet<u64> = of_type(&rs, "summary")
+        .iter()
+        .map(|s| u(&s["pid"]))
+        .collect();
+    assert!(summaries.contains(&pid) && summaries.contains(&u64::from(root)));
+    let total = of_type(&rs, "total");
+    assert_eq!(total.len(), 1, "one total record");
+    assert_eq!(u(&total[0]["processes"]), summaries.len() as u64);
+}
+
+/// Fifty children in a row, each mapping memory as its very first action
+/// and exiting at once, twenty times: every child's call is seen, under
+/// the child's pid, exact, and the tracer ends cleanly each time.
+#[test]
+fn every_short_lived_childs_first_call_is_seen() {
+    for run in 0..20 {
+        let mut w = Waiting::spawn(Command::new(workload_bin("fork_children")).arg("50"));
+        let pid = w.pid.to_string();
+        let mut t = Tracer::spawn(&["-f", "--json", "--no-initial-table", &pid]);
+        t.wait_tracing(Duration::from_secs(60));
+        w.say("go");
+        let children: Vec<(u64, u64)> = (0..50)
+            .map(|_| {
+                let l = w.line();
+                let mut f = l.split(' ').skip(1).map(|n| n.parse::<u64>().ok());
+                match (f.next().flatten(), f.next().flatten()) {
+                    (Some(p), Some(b)) => (p, b),
+                    _ => panic!("the workload said {l:?}, not `child PID BYTES`"),
+                }
+            })
+            .collect();
+        assert!(w.child.wait().expect("workload").success());
+        let status = t.wait_exit(Duration::from_secs(60));
+        assert!(
+            status.success(),
+            "run {run}: pmap trace failed: {}",
+            t.context()
+        );
+        let rs = records(&t);
+        let forks: HashMap<u64, u64> = of_type(&rs, "fork")
+            .iter()
+            .map(|f| (u(&f["pid"]), u(&f["ppid"])))
+            .collect();
+        let deltas = of_type(&rs, "delta");
+        for &(child, bytes) in &children {
+            assert_eq!(
+                forks.get(&child),
+                Some(&u64::from(w.pid)),
+                "run {run}: no fork record of child {child}\n{}",
+                t.context()
+            );
+            let seen = deltas.iter().any(|d| {
+                u(&d["pid"]) == child
+                    && d["syscall"] == "mmap"
+                    && u(&d["args"][1]) == bytes
+                    && d["exact"] == true
+            });
+            assert!(
+                seen,
+                "run {run}: child {child}'s mmap of {bytes} bytes was not traced\n{}",
+                t.context()
+            );
+        }
+        assert_eq!(
+            u(&of_type(&rs, "total")[0]["processes"]),
+            51,
+            "run {run}: the parent and its 50 children"
+        );
+    }
+}
+
+/// Whether `pid` is stopped (state `T` in /proc/PID/stat).
+fn stopped(pid: u32) -> bool {
+    std::fs::read_to_string(format!("/proc/{pid}/stat"))
+        .ok()
+        .and_then(|s| {
+            s.rsplit_once(')')
+                .map(|(_, r)| r.trim_start().starts_with('T'))
+        })
+        .unwrap_or(false)
+}
+
+fn wait_stopped(pids: &[u32]) {
+    let start = Instant::now();
+    while !pids.iter().all(|&p| stopped(p)) {
+        assert!(
+            start.elapsed() < Duration::from_secs(30),
+            "workers {pids:?} did not all stop within 30s"
+        );
+        std::thread::sleep(Duration::from_millis(20));
+    }
+}
+
+fn cont(pids: &[u32]) {
+    for &p in pids {
+        // SAFETY: sends a signal to our own workload's workers.
+        unsafe { libc::kill(p as i32, libc::SIGCONT) };
+    }
+}
+
+/// A forking server (python3 `os.fork` workers that map, unmap and
+/// re-protect memory, then stop at checkpoints): at each checkpoint each
+/// worker's table equals `pmap WORKER`, and no worker's model needed a
+/// correction (its copy of the parent's map and its own deltas were right).
+#[test]
+fn each_forked_workers_table_is_exact_at_checkpoints() {
+    let server = r#"
+import mmap, os, signal, sys
+print("ready", os.getpid())
+sys.stdin.readline()
+workers = []
+for w in range(3):
+    pid = os.fork()
+    if pid == 0:
+        keep = []
+        for rnd in range(2):
+            for k in range(24):
+                keep.append(mmap.mmap(-1, (k + 1 + w) * 4096))
+            for m in keep[::3]:
+                m.close()
+            keep = [m for m in keep if not m.closed]
+            os.kill(os.getpid(), signal.SIGSTOP)
+        os._exit(0)
+    workers.append(pid)
+print(" ".join(map(str, workers)))
+sys.stdin.readline()
+for pid in workers:
+    os.waitpid(pid, 0)
+"#;
+    let mut w = Waiting::spawn(python().arg(server));
+    let pid = w.pid.to_string();
+    let mut t = Tracer::spawn(&["-f", "--no-initial-table", &pid]);
+    t.wait_tracing(Duration::from_secs(60));
+    w.say("go");
+    let workers: Vec<u32> = w
+        .line()
+        .split(' ')
+        .map(|p| p.parse().expect("worker pid"))
+        .collect();
+    assert_eq!(workers.len(), 3);
+    for checkpoint in 1..=2 {
+        wait_stopped(&workers);
+        let tables = t.request_tables(&workers);
+        for (table, &worker) in tables.iter().zip(&workers) {
+            let what = format!("checkpoint {checkpoint}, worker {worker}");
+            assert_table_matches(table, &reference_pmap(worker, &[]), &what, &t);
+        }
+        cont(&workers);
+    }
+    w.say("quit");
+    assert!(w.child.wait().expect("server").success());
+    let status = t.wait_exit(Duration::from_secs(60));
+    assert!(status.success(), "pmap trace failed: {}", t.context());
+    let lines = t.stdout();
+    for &worker in &workers {
+        let s = parse_summary(&lines, worker)
+            .unwrap_or_else(|| panic!("no summary of worker {worker}\n{}", t.context()));
+        assert_eq!(
+            s.corrections,
+            0,
+            "worker {worker}'s model needed corrections:\n{}",
+            t.context()
+        );
+    }
+}
+
+/// The focus filters, alone and combined. One workload: a thread of its
+/// own maps 4 KiB and 2 MiB anonymous regions and a 64 KiB file region
+/// (named `pmap-focus-...`), then unmaps them all; the main thread does the
+/// same. Each filter's deltas all pass it, the ones expected are there, and
+/// the summary counts every call whatever the filter.
+#[test]
+fn focus_filters_narrow_the_deltas_not_the_counts() {
+    let file = std::env::temp_dir()
+        .join(format!("pmap-focus-{}", std::process::id()))
+        .display()
+        .to_string();
+    std::fs::write(&file, vec![0u8; 65536]).expect("writing the scratch file");
+    let script = format!(
+        r#"
+import mmap, os, sys, threading, time
+go = threading.Event()
+def work():
+    go.wait()
+    a = mmap.mmap(-1, 4096)
+    b = mmap.mmap(-1, 2 << 20)
+    with open({file:?}, "r+b") as f:
+        c = mmap.mmap(f.fileno(), 65536)
+    # Mapped long enough for the tracer to name it: a file mapping made
+    # and unmapped within its batch, with the descriptor closed, has no
+    # name the tracer can find (a known gap of issue 11).
+    time.sleep(0.2)
+    for m in (a, b, c):
+        m.close()
+t = threading.Thread(target=work)
+t.start()
+print("ready", os.getpid())
+print(t.native_id)
+sys.stdin.readline()
+go.set()
+t.join()
+work()
+"#
+    );
+    let run = |filters: &[&str]| -> (Vec<Value>, u64) {
+        let mut w = Waiting::spawn(python().arg(&script));
+        let tid: u64 = w.line().parse().expect("the worker thread's id");
+        let pid = w.pid.to_string();
+        let tid_s = tid.to_string();
+        let mut args: Vec<&str> = vec!["--json", "--no-initial-table"];
+        for f in filters {
+            args.push(if *f == "TID" { &tid_s } else { f });
+        }
+        args.push(&pid);
+        let mut t = Tracer::spawn(&args);
+        t.wait_tracing(Duration::from_secs(60));
+        w.say("go");
+        assert!(w.child.wait().expect("workload").success());
+        let status = t.wait_exit(Duration::from_secs(60));
+        assert!(
+            status.success(),
+            "pmap trace {filters:?} failed: {}",
+            t.context()
+        );
+        (records(&t), tid)
+    };
+    let deltas = |rs: &[Value]| -> Vec<Value> {
+        of_type(rs, "delta")
+            .into_iter()
+            .filter(|d| d["cause"] == "syscall" || d["cause"] == "observed")
+            .cloned()
+            .collect()
+    };
+    let calls = |rs: &[Value]| of_type(rs, "summary")[0]["calls"].clone();
+    let size = |d: &Value| {
+        let sum = |k: &str| -> u64 {
+            d[k].as_array()
+                .map(|a| a.iter().map(|r| u(&r["size"])).sum())
+                .unwrap_or(0)
+        };
+        sum("removed").max(sum("added"))
+    };
+    let names = |d: &Value| -> Vec<String> {
+        ["removed", "added"]
+            .iter()
+            .flat_map(|k| d[*k].as_array().cloned().unwrap_or_default())
+            .map(|r| r["name"].as_str().unwrap_or("").to_string())
+            .collect()
+    };
+    let big_mmaps = |ds: &[Value], tid: Option<u64>| {
+        ds.iter()
+            .filter(|d| d["syscall"] == "mmap" && u(&d["args"][1]) == 2 * MIB)
+            .filter(|d| tid.is_none_or(|t| u(&d["tid"]) == t))
+            .count()
+    };
+
+    // Each run makes these calls, and maybe more of Python's own.
+    let counts_ours = |rs: &[Value]| {
+        let c = calls(rs);
+        assert!(
+            u(&c["mmap"]) >= 6 && u(&c["munmap"]) >= 6,
+            "the summary counts every call: {c}"
+        );
+    };
+    let (all, _) = run(&[]);
+    counts_ours(&all);
+    assert_eq!(
+        big_mmaps(&deltas(&all), None),
+        2,
+        "both 2 MiB mmaps unfiltered: {:?}",
+        of_type(&all, "delta")
+            .iter()
+            .map(|d| (d["syscall"].clone(), d["args"].clone()))
+            .collect::<Vec<_>>()
+    );
+
+    let (rs, _) = run(&["--syscall", "munmap"]);
+    let ds = deltas(&rs);
+    assert!(
+        !ds.is_empty() && ds.iter().all(|d| d["syscall"] == "munmap"),
+        "{ds:?}"
+    );
+    counts_ours(&rs);
+
+    let (rs, _) = run(&["--min-size", "1M"]);
+    let ds = deltas(&rs);
+    assert!(ds.iter().all(|d| size(d) >= MIB), "{ds:?}");
+    assert_eq!(big_mmaps(&ds, None), 2);
+
+    let (rs, tid) = run(&["--tid", "TID"]);
+    let ds = deltas(&rs);
+    assert!(ds.iter().all(|d| u(&d["tid"]) == tid), "{ds:?}");
+    assert_eq!(big_mmaps(&ds, Some(tid)), 1, "the thread's own 2 MiB mmap");
+
+    let (rs, _) = run(&["--name", "pmap-focus-"]);
+    let ds = deltas(&rs);
+    assert!(!ds.is_empty(), "the file mapping's deltas");
+    assert!(
+        ds.iter()
+            .all(|d| names(d).iter().any(|n| n.contains("pmap-focus-"))),
+        "{ds:?}"
+    );
+
+    let (rs, tid) = run(&["--syscall", "mmap", "--min-size", "1M", "--tid", "TID"]);
+    let ds = deltas(&rs);
+    assert_eq!(ds.len(), 1, "only the thread's 2 MiB mmap: {ds:?}");
+    assert_eq!(big_mmaps(&ds, Some(tid)), 1);
+    counts_ours(&rs);
+    let _ = std::fs::remove_file(&file);
+}
