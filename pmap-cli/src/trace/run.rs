@@ -637,7 +637,7 @@ async fn trace(args: TraceArgs, range: Range, render: &mut TableRenderer) -> Res
         None => Some(io::stdout().as_raw_fd()),
     };
     let start_ns = monotonic_ns();
-    let mut probes = match args.backend {
+    let probes = match args.backend {
         Backend::Poll => None,
         Backend::Ebpf => Some(load(&args)?),
         Backend::Auto => match check_environment() {
@@ -653,6 +653,13 @@ async fn trace(args: TraceArgs, range: Range, render: &mut TableRenderer) -> Res
             }
         },
     };
+    if probes.is_none() && args.follow {
+        eprintln!(
+            "pmap trace: -f: polling cannot see forks, so no child is followed; the eBPF \
+             backend (root, or CAP_BPF and CAP_PERFMON) follows them"
+        );
+    }
+    let mut probes = probes;
 
     // Nothing below needs a capability: the maps and links are open fds.
     // A user running a copy installed with file capabilities drops them
