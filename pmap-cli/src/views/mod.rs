@@ -1,5 +1,5 @@
 //! Views of a process beyond procps-ng's tables: `--json`, `--summary`,
-//! `--sort`, `--names`, Solaris's `-S -r -a -F -L -s`, and core files.
+//! `--sort`, `--names`, Solaris's `-S -r -a -F -L -s -l`, and core files.
 //!
 //! `main.rs` hands the command line here first ([`main_if_views`]); only an
 //! invocation that uses one of these options or names a core file is taken,
@@ -9,6 +9,7 @@
 
 pub mod args;
 pub mod help;
+pub mod link_names;
 pub mod names;
 pub mod solaris;
 pub mod sort;
@@ -201,7 +202,7 @@ fn print_core(
             return Ok(false);
         }
     };
-    if v.summary || v.sort.is_some() || v.solaris_table() {
+    if v.summary || v.sort.is_some() || v.needs_live() {
         out.flush()?;
         writeln!(
             err,
@@ -215,6 +216,7 @@ fn print_core(
         quiet: v.quiet,
         show_path: v.show_path,
         names: v.names,
+        link_names: v.link_names,
     };
     core_file::cli::print_cores(&[path], &opts, v.json, out, err)
 }
