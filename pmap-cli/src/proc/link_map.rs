@@ -216,7 +216,7 @@ impl std::fmt::Display for LiveError {
             LiveError::Access { file, err } => {
                 write!(
                     f,
-                    "cannot read the dynamic linker's link map: {file}: {err}"
+                    "cannot read the dynamic linker's link map: /proc/PID/{file}: {err}"
                 )?;
                 if matches!(err.kind(), io::ErrorKind::PermissionDenied)
                     || err.raw_os_error() == Some(libc::EPERM)
@@ -299,14 +299,32 @@ mod tests {
             (0x9000, words(&[1, 0xa000, 0, 0, 0])),
             (0xa000, words(&[bias, 0xb000, bias + 0x3000, 0xa100])),
             (0xa100, words(&[0x7f00_0000, 0xb100, 0x7f00_1000, 0])),
-            (0xb000, b"\0".to_vec()),
-            (0xb100, b"/lib/libz.so.1\0".to_vec()),
+            // Names are read up to the end of their page.
+            (0xb000, vec![0; 256]),
+            (
+                0xb100,
+                [&b"/lib/libz.so.1\0"[..], &[0xee; 4096 - 0x100 - 15]].concat(),
+            ),
         ]);
         let got = walk(&mem, &[(AT_PHDR, bias + 0x40), (AT_PHNUM, 2)]).expect("walk");
         assert_eq!(got.len(), 2);
         assert_eq!(got[0].name, b"");
         assert_eq!(got[1].name, b"/lib/libz.so.1");
         assert_eq!(got[1].dynamic, 0x7f00_1000);
+    }
+
+    #[test]
+    fn a_refused_read_says_why_and_what_to_do() {
+        let e = LiveError::Access {
+            file: "mem",
+            err: io::Error::from_raw_os_error(libc::EACCES),
+        };
+        let msg = e.to_string();
+        assert!(msg.contains("/proc/PID/mem: Permission denied"), "{msg}");
+        assert!(
+            msg.contains("ptrace access") && msg.contains("CAP_SYS_PTRACE"),
+            "{msg}"
+        );
     }
 
     #[test]

@@ -172,7 +172,14 @@ pub fn run(v: &ViewArgs, out: &mut dyn Write, err: &mut dyn Write) -> io::Result
             Err(e) if e.kind() == io::ErrorKind::BrokenPipe => return Err(e),
             Err(e) => {
                 out.flush()?;
-                writeln!(err, "pmap: process {pid}: {e}")?;
+                // A bare EACCES/EPERM from /proc: say what it takes.
+                let hint =
+                    if e.kind() == io::ErrorKind::PermissionDenied && e.raw_os_error().is_some() {
+                        " (reading another user's process needs root or CAP_SYS_PTRACE)"
+                    } else {
+                        ""
+                    };
+                writeln!(err, "pmap: process {pid}: {e}{hint}")?;
                 status |= 1;
             }
         }
