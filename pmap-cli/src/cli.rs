@@ -90,6 +90,7 @@ pub fn command() -> Command {
                 .action(ArgAction::Version)
                 .help("output version information and exit"),
         )
+        .subcommands(crate::self_docs::subcommands())
         .subcommand(
             <crate::trace::args::TraceArgs as clap::CommandFactory>::command()
                 .name("trace")

@@ -48,7 +48,7 @@ const APT_BENCH_PACKAGES: &[&str] = &["time", "bpftrace", "strace"];
 /// renders the HTML report; setcap/setpriv run the tracer unprivileged;
 /// unshare (util-linux) and mount hide the kernel's BTF from one tracer,
 /// and mount mounts tracefs; zlib1g is the library the `-l` test dlopens
-/// by its soname.
+/// by its soname; man-db renders the page `pmap man` prints.
 const APT_TEST_PACKAGES: &[&str] = &[
     "procps",
     "gdb",
@@ -60,6 +60,7 @@ const APT_TEST_PACKAGES: &[&str] = &[
     "util-linux",
     "mount",
     "zlib1g",
+    "man-db",
 ];
 
 /// bpf-linker's last release verified to build against Debian's LLVM 22.
