@@ -33,7 +33,7 @@ pub fn read(path: &Path) -> Result<Vec<LinkObject>, String> {
 pub fn apply(core: &mut super::Core) -> Result<(), String> {
     let objects = read(&core.path)?;
     let names: HashMap<u64, Vec<u8>> =
-        crate::views::link_names::assign(&objects, core.regions.iter().map(|r| &r.region));
+        crate::proc::link_map::assign(&objects, core.regions.iter().map(|r| &r.region));
     for r in &mut core.regions {
         if let Some(name) = names.get(&r.region.start) {
             r.region.name.clone_from(name);

@@ -8,53 +8,6 @@
 use std::collections::HashMap;
 use std::io;
 
-use crate::proc::link_map::LinkObject;
-use crate::region::Region;
-
-/// What identifies the object's file among the regions: device and inode
-/// where known (live), else the path (core files record no inode), else
-/// only the region itself (the vDSO).
-#[derive(PartialEq, Eq)]
-enum Key<'a> {
-    Inode(u32, u32, u64),
-    Path(&'a [u8]),
-    Only(u64),
-}
-
-fn key(r: &Region) -> Key<'_> {
-    if r.inode != 0 {
-        Key::Inode(r.dev_major, r.dev_minor, r.inode)
-    } else if r.name.starts_with(b"/") {
-        Key::Path(&r.name)
-    } else {
-        Key::Only(r.start)
-    }
-}
-
-/// The link-map name of each region that belongs to a loaded object, by
-/// region start. An object's regions are those of the file that holds its
-/// dynamic section (`l_ld`).
-pub fn assign<'a>(
-    objects: &[LinkObject],
-    regions: impl Iterator<Item = &'a Region>,
-) -> HashMap<u64, Vec<u8>> {
-    let sorted: Vec<&Region> = regions.collect();
-    let mut out = HashMap::new();
-    for o in objects.iter().filter(|o| !o.name.is_empty()) {
-        let Some(home) = sorted
-            .iter()
-            .find(|r| (r.start..r.end).contains(&o.dynamic))
-        else {
-            continue;
-        };
-        let k = key(home);
-        for r in sorted.iter().filter(|r| key(r) == k) {
-            out.entry(r.start).or_insert_with(|| o.name.clone());
-        }
-    }
-    out
-}
-
 /// The Mapping column for a link-map name: as procps shows file names (the
 /// part after the last `/`, the whole path with `-p`), a name without `/`
 /// (`linux-vdso.so.1`, a bare soname) as it is; bytes that are not
@@ -78,55 +31,15 @@ pub fn live(snap: &super::Snapshot) -> io::Result<HashMap<u64, Vec<u8>>> {
         };
         io::Error::new(kind, format!("-l: {e}"))
     })?;
-    Ok(assign(&objects, snap.entries.iter().map(|e| &e.region)))
+    Ok(crate::proc::link_map::assign(
+        &objects,
+        snap.entries.iter().map(|e| &e.region),
+    ))
 }
 
 #[cfg(test)]
 mod tests {
     use super::*;
-
-    fn region(start: u64, end: u64, inode: u64, name: &str) -> Region {
-        Region {
-            start,
-            end,
-            inode,
-            name: name.as_bytes().to_vec(),
-            ..Region::default()
-        }
-    }
-
-    #[test]
-    fn objects_name_the_regions_of_their_file() {
-        let regions = [
-            region(0x1000, 0x2000, 7, "/usr/bin/app"),
-            region(0x10000, 0x11000, 9, "/usr/lib/libz.so.1.2.13"),
-            region(0x11000, 0x12000, 9, "/usr/lib/libz.so.1.2.13"),
-            region(0x12000, 0x13000, 0, ""),
-            region(0x20000, 0x22000, 0, "[vdso]"),
-            region(0x30000, 0x31000, 0, "/core/lib/libc.so.6"),
-            region(0x31000, 0x32000, 0, "/core/lib/libc.so.6"),
-        ];
-        let obj = |name: &str, dynamic| LinkObject {
-            name: name.as_bytes().to_vec(),
-            base: 0,
-            dynamic,
-        };
-        let objects = [
-            obj("", 0x1800),
-            obj("/lib/libz.so.1", 0x11800),
-            obj("linux-vdso.so.1", 0x21000),
-            obj("/lib/libc.so.6", 0x31800),
-            obj("/gone.so", 0x90000),
-        ];
-        let got = assign(&objects, regions.iter());
-        assert_eq!(got.get(&0x1000), None);
-        assert_eq!(got[&0x10000], b"/lib/libz.so.1");
-        assert_eq!(got[&0x11000], b"/lib/libz.so.1");
-        assert_eq!(got.get(&0x12000), None);
-        assert_eq!(got[&0x20000], b"linux-vdso.so.1");
-        assert_eq!(got[&0x30000], b"/lib/libc.so.6");
-        assert_eq!(got.len(), 5);
-    }
 
     #[test]
     fn display_like_procps_names() {
