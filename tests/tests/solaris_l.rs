@@ -101,6 +101,24 @@ fn l_names_libz_by_its_soname_and_the_vdso() {
         "{row}"
     );
 
+    // With -A keeping only libz's first region (its dynamic section, by
+    // which its regions are found, lies in a later one), still libz.so.1.
+    let first = maps
+        .iter()
+        .find(|m| m.start == libz_rows[0])
+        .expect("libz's first region");
+    let range = format!("{:x},{:x}", first.start, first.end - 1);
+    let ranged = pmap_ok(&["-l", "-A", &range, &pid]);
+    assert!(
+        row_at(&ranged, first.start).ends_with(" libz.so.1"),
+        "{ranged}"
+    );
+    assert_eq!(
+        ranged.lines().filter(|l| l.contains(" libz")).count(),
+        1,
+        "{ranged}"
+    );
+
     // -l combines with -x, -S, -a and -s: the same names in each table.
     for opts in [&["-x"][..], &["-S"], &["-a"], &["-s"], &["-x", "-S", "-a"]] {
         let args: Vec<&str> = opts.iter().copied().chain(["-l", pid.as_str()]).collect();

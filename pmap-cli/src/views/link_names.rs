@@ -24,6 +24,10 @@ pub fn display(name: &[u8], show_path: bool) -> Vec<u8> {
 /// The link-map names of a live process's regions; an error (refused
 /// `/proc/PID/mem`, a damaged list) says what failed, why and what to do.
 pub fn live(snap: &super::Snapshot) -> io::Result<HashMap<u64, Vec<u8>>> {
+    if snap.entries.is_empty() {
+        // A kernel thread (or a range with nothing in it): no objects.
+        return Ok(HashMap::new());
+    }
     let objects = crate::proc::link_map::read_live(&snap.dir).map_err(|e| {
         let kind = match &e {
             crate::proc::link_map::LiveError::Access { err, .. } => err.kind(),
@@ -31,10 +35,11 @@ pub fn live(snap: &super::Snapshot) -> io::Result<HashMap<u64, Vec<u8>>> {
         };
         io::Error::new(kind, format!("-l: {e}"))
     })?;
-    Ok(crate::proc::link_map::assign(
-        &objects,
-        snap.entries.iter().map(|e| &e.region),
-    ))
+    // The whole map, not only the rows `-A` kept: an object's regions are
+    // found through the one holding its dynamic section, which may be
+    // outside the range.
+    let all = crate::proc::maps::read(snap.dir.open_file("maps")?)?;
+    Ok(crate::proc::link_map::assign(&objects, all.iter()))
 }
 
 #[cfg(test)]
