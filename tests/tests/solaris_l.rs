@@ -194,7 +194,7 @@ fn l_is_refused_clearly_without_access() {
     assert!(
         err.contains(&format!("pmap: process {}:", w.pid()))
             && err.contains("Permission denied")
-            && err.contains("root or CAP_SYS_PTRACE"),
+            && err.contains("run pmap as its owner, or as root with CAP_SYS_PTRACE"),
         "{err}"
     );
 }

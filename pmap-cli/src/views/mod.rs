@@ -173,12 +173,13 @@ pub fn run(v: &ViewArgs, out: &mut dyn Write, err: &mut dyn Write) -> io::Result
             Err(e) => {
                 out.flush()?;
                 // A bare EACCES/EPERM from /proc: say what it takes.
-                let hint =
-                    if e.kind() == io::ErrorKind::PermissionDenied && e.raw_os_error().is_some() {
-                        " (reading another user's process needs root or CAP_SYS_PTRACE)"
-                    } else {
-                        ""
-                    };
+                let hint = if e.kind() == io::ErrorKind::PermissionDenied
+                    && e.raw_os_error().is_some()
+                {
+                    " (reading a process's map takes the access a debugger has to it: run pmap as its owner, or as root with CAP_SYS_PTRACE)"
+                } else {
+                    ""
+                };
                 writeln!(err, "pmap: process {pid}: {e}{hint}")?;
                 status |= 1;
             }
