@@ -64,7 +64,7 @@ fn argv_from_stack(mem: &CoreMem) -> Option<Vec<Vec<u8>>> {
         if v == pointers.len() as u64 {
             break;
         }
-        if v < base || pointers.len() > 1 << 16 {
+        if v < base || pointers.len() > 4096 {
             return None; // Not a pointer into the stack: not argv.
         }
         pointers.push(v);
@@ -73,10 +73,16 @@ fn argv_from_stack(mem: &CoreMem) -> Option<Vec<Vec<u8>>> {
     if pointers.is_empty() {
         return None;
     }
-    Some(
-        pointers
-            .into_iter()
-            .map(|a| read_c_string(mem, a))
-            .collect(),
-    )
+    // At most what a live /proc/PID/cmdline gives (128 KiB).
+    let mut argv = Vec::new();
+    let mut total = 0;
+    for a in pointers {
+        let arg = read_c_string(mem, a);
+        total += arg.len() + 1;
+        argv.push(arg);
+        if total >= 128 * 1024 {
+            break;
+        }
+    }
+    Some(argv)
 }
