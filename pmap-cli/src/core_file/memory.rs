@@ -8,7 +8,7 @@ use std::ffi::OsStr;
 use std::fs::File;
 use std::io;
 use std::os::unix::ffi::OsStrExt;
-use std::os::unix::fs::FileExt;
+use std::os::unix::fs::{FileExt, OpenOptionsExt};
 use std::path::Path;
 
 use super::elf::{self, Segment};
@@ -72,7 +72,18 @@ impl Memory for CoreMem {
             return self.core.read_exact_at(buf, s.offset + (addr - s.vaddr));
         }
         if let Some(f) = self.files.iter().find(|f| f.start <= addr && end <= f.end) {
-            let file = File::open(OsStr::from_bytes(&f.name))?;
+            // Non-blocking, and only a regular file: a core names any path,
+            // and opening a FIFO or a device could hang or mean nothing.
+            let file = std::fs::OpenOptions::new()
+                .read(true)
+                .custom_flags(libc::O_NONBLOCK)
+                .open(OsStr::from_bytes(&f.name))?;
+            if !file.metadata()?.is_file() {
+                return Err(io::Error::new(
+                    io::ErrorKind::InvalidInput,
+                    "the mapped file is not a regular file",
+                ));
+            }
             return file.read_exact_at(buf, f.offset + (addr - f.start));
         }
         Err(io::Error::new(
