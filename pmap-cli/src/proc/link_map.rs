@@ -292,7 +292,18 @@ pub fn read_live(dir: &PidDir) -> Result<Vec<LinkObject>, LiveError> {
     let auxv = dir.read("auxv").map_err(access("auxv"))?;
     let mem = ProcMem(dir.open_file("mem").map_err(access("mem"))?);
     let auxv = crate::core_file::notes::auxv(&auxv);
-    match walk(&mem, &auxv) {
+    // A running process may be inside dlopen/dlclose, its list half
+    // updated: a walk that fails to read is tried again.
+    let mut result = walk(&mem, &auxv);
+    for _ in 0..2 {
+        if !matches!(&result, Err(WalkError::Read { err, .. }) if err.kind() != io::ErrorKind::PermissionDenied)
+        {
+            break;
+        }
+        std::thread::sleep(std::time::Duration::from_millis(10));
+        result = walk(&mem, &auxv);
+    }
+    match result {
         Ok(objects) => Ok(objects),
         Err(WalkError::Static | WalkError::NoDebug) => Ok(Vec::new()),
         Err(WalkError::Read { err, .. })
