@@ -10,27 +10,32 @@
 use std::{fs, path::PathBuf};
 
 use anyhow::{Context, Result};
-use clap_complete::Shell;
+use clap_complete::{Generator, Shell};
 
 fn main() -> Result<()> {
     let out = std::env::args_os()
         .nth(1)
         .map(PathBuf::from)
         .context("usage: pmap-docs OUT_DIR")?;
-    let cmd = pmap_cli::cli::command();
-
+    // The same pages and completions as `pmap man` and `pmap completions`.
     let man = out.join("man");
     fs::create_dir_all(&man).with_context(|| format!("creating {}", man.display()))?;
-    clap_mangen::generate_to(cmd.clone(), &man)
-        .with_context(|| format!("writing man pages into {}", man.display()))?;
+    for (name, page) in pmap_cli::self_docs::man_pages() {
+        let path = man.join(&name);
+        let mut text = Vec::new();
+        page.render(&mut text)
+            .with_context(|| format!("rendering {name}"))?;
+        fs::write(&path, text).with_context(|| format!("writing {}", path.display()))?;
+    }
 
     let completions = out.join("completions");
     fs::create_dir_all(&completions)
         .with_context(|| format!("creating {}", completions.display()))?;
     for shell in [Shell::Bash, Shell::Zsh, Shell::Fish] {
-        let mut cmd = cmd.clone();
-        clap_complete::generate_to(shell, &mut cmd, "pmap", &completions)
-            .with_context(|| format!("writing {shell} completions"))?;
+        let path = completions.join(shell.file_name("pmap"));
+        let mut text = Vec::new();
+        pmap_cli::self_docs::completions(shell, &mut text);
+        fs::write(&path, text).with_context(|| format!("writing {}", path.display()))?;
     }
     Ok(())
 }

@@ -34,7 +34,13 @@ pub fn command() -> Command {
                 .num_args(1..)
                 .help("Process ids (also 0x.. hex, 0.. octal, or /proc/N); a thread id shows its process"),
         )
-        .arg(flag("extended", 'x', Some("extended"), "show details (RSS and dirty size)"))
+        .arg(flag(
+            "extended",
+            'x',
+            Some("extended"),
+            "show details (RSS and dirty size); with -S, -a, -s, -L, -r or -l the Solaris table: \
+             RSS, Anon, Locked (mlock), Dirty, and Mode rwxsR (R: MAP_NORESERVE)",
+        ))
         .arg(
             Arg::new("more-extended")
                 .short('X')
@@ -84,6 +90,7 @@ pub fn command() -> Command {
                 .action(ArgAction::Version)
                 .help("output version information and exit"),
         )
+        .subcommands(crate::self_docs::subcommands())
         .subcommand(
             <crate::trace::args::TraceArgs as clap::CommandFactory>::command()
                 .name("trace")

@@ -11,6 +11,7 @@ pub mod core_file;
 pub mod format;
 pub mod proc;
 pub mod region;
+pub mod self_docs;
 pub mod snapshot;
 pub mod trace;
 pub mod views;

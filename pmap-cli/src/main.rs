@@ -5,6 +5,10 @@ fn main() -> ExitCode {
     if args.get(1).is_some_and(|a| a == "trace") {
         return pmap_cli::trace::main(args);
     }
+    // `pmap man [PAGE]`, `pmap completions SHELL`.
+    if pmap_cli::self_docs::wanted(&args) {
+        return pmap_cli::self_docs::main(&args);
+    }
     // --json, --summary, --sort, --names, -S -r -a -F -L -s and core files;
     // anything else is procps-ng's command line.
     if let Some(code) = pmap_cli::views::main_if_views(&args) {

@@ -108,9 +108,11 @@ pub struct MapsLine {
     pub name: String,
 }
 
-/// Parses `/proc/PID/maps` (names kept as the kernel prints them).
+/// Parses `/proc/PID/maps` (names kept as the kernel prints them, bytes
+/// that are not UTF-8 as U+FFFD).
 pub fn read_maps(pid: u32) -> Vec<MapsLine> {
-    let text = std::fs::read_to_string(format!("/proc/{pid}/maps")).expect("read maps");
+    let raw = std::fs::read(format!("/proc/{pid}/maps")).expect("read maps");
+    let text = String::from_utf8_lossy(&raw);
     text.lines()
         .map(|l| {
             let mut f = l.splitn(6, ' ');

@@ -132,6 +132,16 @@ fn check_core(core: &Path, w: &Workload, live: &[MapsLine], kernel: bool) {
     let prefix = format!("core '{}' of {}:   ", core.display(), w.pid());
     assert!(header.starts_with(&prefix), "header {header:?}");
     assert!(header.contains("views_workload"), "command in {header:?}");
+    // The arguments too, as the live header has them (gcore's NT_PRPSINFO
+    // holds only argv[0]; pmap reads argv from the dumped stack). The
+    // workload's argument is the directory the core is written in.
+    let dir = core.parent().expect("the core's directory");
+    let command = format!(
+        "{} {}",
+        workload_bin("views_workload").display(),
+        dir.display()
+    );
+    assert_eq!(&header[prefix.len()..], command, "{header:?}");
     compare(live, &rows, kernel);
     let mapped: u64 = rows.iter().map(|r| r.kbytes).sum();
     assert!(

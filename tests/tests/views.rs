@@ -252,21 +252,22 @@ fn swap_and_anon_columns_follow_smaps_and_a_counts_shared() {
     assert_eq!(
         head,
         [
-            "Address", "Kbytes", "RSS", "Anon", "Dirty", "Swap", "SwapPss", "Mode", "Mapping"
+            "Address", "Kbytes", "RSS", "Anon", "Locked", "Dirty", "Swap", "SwapPss", "Mode",
+            "Mapping"
         ]
     );
     for l in rows_of(&out) {
         let f: Vec<&str> = l.split_whitespace().collect();
         let k = &sm[&addr(l)];
-        if l.ends_with("[ anon ]") && f[7] == "rw---" {
+        if l.ends_with("[ anon ]") && f[8] == "rw---" {
             assert_eq!(f[2], k["Rss"].to_string(), "{l}");
         }
-        let shared = f[7].as_bytes()[3] == b's';
+        let shared = f[8].as_bytes()[3] == b's';
         if shared {
-            assert_eq!((f[3], f[5]), ("-", "-"), "shared mappings without -a: {l}");
+            assert_eq!((f[3], f[6]), ("-", "-"), "shared mappings without -a: {l}");
         } else {
             assert_eq!(f[3], k["Anonymous"].to_string(), "{l}");
-            assert_eq!(f[5], k["Swap"].to_string(), "{l}");
+            assert_eq!(f[6], k["Swap"].to_string(), "{l}");
         }
     }
     let total: u64 = sm.values().map(|f| f["Size"]).sum();

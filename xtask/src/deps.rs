@@ -47,7 +47,8 @@ const APT_BENCH_PACKAGES: &[&str] = &["time", "bpftrace", "strace"];
 /// python3, node and java are real targets (allocators, JITs); chromium
 /// renders the HTML report; setcap/setpriv run the tracer unprivileged;
 /// unshare (util-linux) and mount hide the kernel's BTF from one tracer,
-/// and mount mounts tracefs.
+/// and mount mounts tracefs; zlib1g is the library the `-l` test dlopens
+/// by its soname; man-db renders the page `pmap man` prints.
 const APT_TEST_PACKAGES: &[&str] = &[
     "procps",
     "gdb",
@@ -58,6 +59,8 @@ const APT_TEST_PACKAGES: &[&str] = &[
     "libcap2-bin",
     "util-linux",
     "mount",
+    "zlib1g",
+    "man-db",
 ];
 
 /// bpf-linker's last release verified to build against Debian's LLVM 22.

@@ -34,6 +34,12 @@ pub fn print_cores(
                 if opts.names {
                     label(&mut core);
                 }
+                if opts.link_names
+                    && let Err(why) = super::link_map::apply(&mut core)
+                {
+                    out.flush()?;
+                    writeln!(err, "pmap: {}: -l: {why}", path.display())?;
+                }
                 if json {
                     crate::format::json::write_core(out, &core, opts)?;
                 } else {

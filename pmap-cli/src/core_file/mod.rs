@@ -9,7 +9,10 @@
 //! what [`print`] documents as unavailable.
 
 pub mod cli;
+mod cmdline;
 mod elf;
+pub mod link_map;
+mod memory;
 pub mod notes;
 pub mod print;
 
@@ -103,16 +106,14 @@ pub struct Core {
     pub regions: Vec<CoreRegion>,
     /// Page size from `AT_PAGESZ` (4096 if the core does not say).
     pub page_size: u64,
+    /// The command line for the header, escaped (see `cmdline`).
+    pub cmdline: Vec<u8>,
 }
 
 impl Core {
-    /// The command line as `pr_psargs` has it, or `pr_fname` if empty.
+    /// The command line with its arguments, as the live header has it.
     pub fn command(&self) -> &[u8] {
-        if self.process.psargs.is_empty() {
-            &self.process.fname
-        } else {
-            &self.process.psargs
-        }
+        &self.cmdline
     }
 }
 
@@ -203,12 +204,14 @@ fn read_inner(path: &Path) -> Result<Core, CoreProblem> {
         });
     }
     add_undumped_files(&mut regions, &files);
+    let cmdline = cmdline::command(memory::CoreMem::open(path).ok().as_ref(), &process);
     Ok(Core {
         path: path.to_path_buf(),
         process,
         threads,
         regions,
         page_size: aux(notes::AT_PAGESZ).unwrap_or(4096),
+        cmdline,
     })
 }
 

@@ -33,6 +33,8 @@ pub struct CoreOptions {
     pub show_path: bool,
     /// `--names`: label thread stacks, guards, arenas, memfd, SysV shm.
     pub names: bool,
+    /// `-l`: the dynamic linker's names, where the core holds its link map.
+    pub link_names: bool,
 }
 
 /// `core 'FILE' of PID:   COMMAND`.
@@ -60,11 +62,16 @@ pub fn mode(r: &CoreRegion) -> [u8; 5] {
 }
 
 /// The mapping column: the file's base name (whole path with `-p`), or
-/// `[ stack ]` / `[ anon ]` as procps names unnamed regions.
+/// `[ stack ]` / `[ anon ]` as procps names unnamed regions. Bytes that are
+/// not printable ASCII print as `?`, as in the live tables (procps-ng).
 pub fn mapping_name(r: &CoreRegion, show_path: bool) -> Vec<u8> {
-    let name = &r.region.name;
+    let mut scratch = Vec::new();
+    let name = crate::format::names::sanitize(&r.region.name, &mut scratch);
     if name.starts_with(b"[ ") {
-        return name.clone(); // A `--names` label.
+        return name.to_vec(); // A `--names` label.
+    }
+    if !name.is_empty() && !name.starts_with(b"[") && !name.contains(&b'/') {
+        return name.to_vec(); // A `-l` link-map name such as `linux-vdso.so.1`.
     }
     if let Some(slash) = name.iter().rposition(|&c| c == b'/') {
         if show_path {

@@ -10,7 +10,9 @@
 //!   its map was complete.
 //! - `lines`: chunked line splitting shared by the parsers.
 //! - `prefetch`: reading a file ahead on a second thread.
+//! - `link_map`: the dynamic linker's names of the loaded objects (`-l`).
 pub mod lines;
+pub mod link_map;
 pub mod maps;
 pub mod pid_dir;
 pub mod prefetch;

@@ -204,6 +204,14 @@ fn utf8_len(c: u8) -> Option<usize> {
     }
 }
 
+/// A raw command line (`/proc/PID/cmdline` bytes, or a core's `argv`) as
+/// the header prints it: blanks for NULs, then escaped; `None` if empty.
+pub fn escape_cmdline(raw: Vec<u8>) -> Option<Vec<u8>> {
+    let mut raw = raw;
+    raw.truncate(CMDLINE_MAX);
+    cmdline_from_raw(raw).map(|c| escape_str(&c, locale_is_utf8))
+}
+
 /// libproc2's `escape_str` on a string without NULs.
 pub fn escape_str(src: &[u8], utf8: fn() -> bool) -> Vec<u8> {
     let mut s = src.to_vec();

@@ -622,6 +622,7 @@ fn options(args: &[Vec<u8>], ctx: &mut Ctx, out: &mut impl Write) -> io::Result<
             }
             b'h' => {
                 out.write_all(usage_text(&ctx.prog).as_bytes())?;
+                out.write_all(crate::self_docs::BEYOND_PROCPS.as_bytes())?;
                 return Ok(Flow::Exit(0));
             }
             b'V' => {
@@ -866,7 +867,8 @@ mod tests {
         assert_eq!((out.as_str(), st), ("", 1));
         assert_eq!(err, usage_text("pmap"));
         let (out, _, st) = pmap(&["--help"]);
-        assert_eq!((out, st), (usage_text("pmap"), 0));
+        let help = usage_text("pmap") + crate::self_docs::BEYOND_PROCPS;
+        assert_eq!((out, st), (help, 0));
         let (out, _, st) = pmap(&["-V"]);
         assert_eq!(
             (out.as_str(), st),

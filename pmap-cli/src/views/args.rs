@@ -1,5 +1,5 @@
 //! The command line of the views beyond procps-ng (`--json`, `--summary`,
-//! `--sort`, `--names`, Solaris's `-S -r -a -F -L -s`, core files). It is only
+//! `--sort`, `--names`, Solaris's `-S -r -a -F -L -s -l`, core files). It is only
 //! used when one of those is present ([`wants_views`]), so the procps-ng
 //! compatible parser keeps every invocation procps-ng accepts.
 
@@ -73,6 +73,8 @@ pub struct ViewArgs {
     pub numa: bool,
     /// `-s`: page sizes.
     pub page_sizes: bool,
+    /// `-l`: the dynamic linker's names of loaded objects.
+    pub link_names: bool,
     pub operands: Vec<OsString>,
     /// `--help-views`.
     pub help: bool,
@@ -83,6 +85,11 @@ pub struct ViewArgs {
 impl ViewArgs {
     /// Whether a Solaris-style table is asked for.
     pub fn solaris_table(&self) -> bool {
+        self.needs_live() || self.link_names
+    }
+
+    /// Whether a Solaris option asks for what only a live process has.
+    pub fn needs_live(&self) -> bool {
         self.swap || self.reserved || self.numa || self.page_sizes || self.all_shared
     }
 }
@@ -123,7 +130,7 @@ pub fn wants_views(args: &[OsString]) -> bool {
                 match c {
                     // `-r` included: procps-ng only warns that it is
                     // ignored; here it shows reserved address space.
-                    b'S' | b'a' | b'F' | b'L' | b's' | b'r' => return true,
+                    b'S' | b'a' | b'F' | b'L' | b's' | b'r' | b'l' => return true,
                     b'A' | b'C' | b'N' => {
                         if i + 1 == b.len() {
                             it.next();
@@ -215,7 +222,7 @@ pub fn parse(args: &[OsString]) -> Result<ViewArgs, String> {
                 "--read-rc-from" => v.rc = Some(Some(value("a file")?.into())),
                 _ => {
                     return Err(format!(
-                        "option {name} cannot be combined with --json, --summary, --sort, --names, -S, -r, -a, -F, -L, -s or core files"
+                        "option {name} cannot be combined with --json, --summary, --sort, --names, -S, -r, -a, -F, -L, -s, -l or core files"
                     ));
                 }
             }
@@ -236,6 +243,7 @@ pub fn parse(args: &[OsString]) -> Result<ViewArgs, String> {
                 b'F' => {} // Solaris: force grabbing a process; Linux needs no grab.
                 b'L' => v.numa = true,
                 b's' => v.page_sizes = true,
+                b'l' => v.link_names = true,
                 b'c' => v.rc = Some(None),
                 b'C' => {
                     let rest = &b[i + 1..];
@@ -261,7 +269,7 @@ pub fn parse(args: &[OsString]) -> Result<ViewArgs, String> {
                 }
                 c => {
                     return Err(format!(
-                        "option -{} cannot be combined with --json, --summary, --sort, --names, -S, -r, -a, -F, -L, -s or core files",
+                        "option -{} cannot be combined with --json, --summary, --sort, --names, -S, -r, -a, -F, -L, -s, -l or core files",
                         char::from(c)
                     ));
                 }
@@ -329,6 +337,8 @@ mod tests {
             &["--summary", "1"],
             &["--names", "1"],
             &["--help-views"],
+            &["-l", "1"],
+            &["-xl", "1"],
         ] {
             assert!(wants_views(&os(args)), "{args:?}");
         }

@@ -22,8 +22,18 @@ Views beyond procps-ng pmap (sizes in KiB):
                    [ memfd:NAME ], [ shm key=0x.. id=N ], [ heap ], [ vdso ],
                    [ jit: N symbols ] (from /tmp/perf-PID.map)
 
-Solaris pmap options (combine with -x):
- -x                with these: RSS, Anon (smaps Anonymous), Dirty columns
+Solaris pmap options (combine with -x and with each other):
+ -x                with these: RSS, Anon (smaps Anonymous), Locked (smaps
+                   Locked: KiB locked with mlock), Dirty columns
+ Mode              rwxsR: s shared, R no swap reserved (MAP_NORESERVE,
+                   smaps VmFlags nr)
+ -l                unresolved dynamic linker map names: each loaded
+                   object's regions named as the dynamic linker loaded it
+                   (its link map: r_debug from the executable's DT_DEBUG),
+                   e.g. libz.so.1 for the file libz.so.1.2.13,
+                   linux-vdso.so.1 for [vdso]; the executable keeps its
+                   file name. Reads /proc/PID/mem: needs ptrace access
+                   (the process's owner, root or CAP_SYS_PTRACE)
  -S                Swap, SwapPss columns (smaps)
  -a                count shared mappings in Anon and Swap (else '-')
  --reserved, -r    only reserved address space (PROT_NONE): Kind column
@@ -47,7 +57,11 @@ Core files (an argument naming a file, not a number):
                    is ---:----- (not in a core); shared is known only for
                    SysV and /dev/zero mappings
                    Mode ??? : gcore left the mapping out; NT_FILE lists it
- header            core 'FILE' of PID:   COMMAND
+ header            core 'FILE' of PID:   COMMAND ARGS (the arguments from
+                   the dumped stack; gcore's NT_PRPSINFO has only argv[0])
+ -l                the link map where the core holds it (gcore and kernel
+                   cores dump the dynamic linker's data): the same names
+                   as live; else a warning and NT_FILE's resolved names
  --names, --json   work on cores (stacks from the threads' registers)
 ";
 
@@ -75,6 +89,11 @@ pub fn clap_args() -> Vec<clap::Arg> {
         flag("force", "Accepted for Solaris compatibility; does nothing").short('F'),
         flag("numa", "Resident KiB per NUMA node from numa_maps (Solaris -L)").short('L'),
         flag("pagesizes", "Page sizes per run of pages (Solaris -s)").short('s'),
+        flag(
+            "link-names",
+            "Name loaded objects as the dynamic linker does (libz.so.1, linux-vdso.so.1), from its link map (Solaris -l); also for cores",
+        )
+        .short('l'),
         flag("help-views", "Describe these options and their columns").long("help-views"),
     ]
 }

@@ -1,5 +1,5 @@
 //! Views of a process beyond procps-ng's tables: `--json`, `--summary`,
-//! `--sort`, `--names`, Solaris's `-S -r -a -F -L -s`, and core files.
+//! `--sort`, `--names`, Solaris's `-S -r -a -F -L -s -l`, and core files.
 //!
 //! `main.rs` hands the command line here first ([`main_if_views`]); only an
 //! invocation that uses one of these options or names a core file is taken,
@@ -9,6 +9,7 @@
 
 pub mod args;
 pub mod help;
+pub mod link_names;
 pub mod names;
 pub mod solaris;
 pub mod sort;
@@ -171,7 +172,15 @@ pub fn run(v: &ViewArgs, out: &mut dyn Write, err: &mut dyn Write) -> io::Result
             Err(e) if e.kind() == io::ErrorKind::BrokenPipe => return Err(e),
             Err(e) => {
                 out.flush()?;
-                writeln!(err, "pmap: process {pid}: {e}")?;
+                // A bare EACCES/EPERM from /proc: say what it takes.
+                let hint = if e.kind() == io::ErrorKind::PermissionDenied
+                    && e.raw_os_error().is_some()
+                {
+                    " (reading a process's map takes the access a debugger has to it: run pmap as its owner, or as root with CAP_SYS_PTRACE)"
+                } else {
+                    ""
+                };
+                writeln!(err, "pmap: process {pid}: {e}{hint}")?;
                 status |= 1;
             }
         }
@@ -201,7 +210,7 @@ fn print_core(
             return Ok(false);
         }
     };
-    if v.summary || v.sort.is_some() || v.solaris_table() {
+    if v.summary || v.sort.is_some() || v.needs_live() {
         out.flush()?;
         writeln!(
             err,
@@ -215,6 +224,7 @@ fn print_core(
         quiet: v.quiet,
         show_path: v.show_path,
         names: v.names,
+        link_names: v.link_names,
     };
     core_file::cli::print_cores(&[path], &opts, v.json, out, err)
 }

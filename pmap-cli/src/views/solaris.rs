@@ -2,13 +2,17 @@
 //!
 //! | option | columns added |
 //! |---|---|
-//! | `-x` | `RSS`, `Anon` (smaps `Anonymous`), `Dirty` (private + shared dirty) |
+//! | `-x` | `RSS`, `Anon` (smaps `Anonymous`), `Locked` (smaps `Locked`: mlock'ed), `Dirty` (private + shared dirty) |
 //! | `-S` | `Swap`, `SwapPss` |
 //! | `-a` | counts shared mappings in `Anon` and `Swap` (else `-` there, as Solaris); adds both columns if missing |
 //! | `-s` | `Pgsz` (KernelPageSize), `MMU` (MMUPageSize), `THP` (AnonHugePages + FilePmdMapped + ShmemPmdMapped), `Hugetlb`; one row per run of one page size when `/proc/PID/pagemap` and `/proc/kpageflags` are readable (root) |
 //! | `-L` | `Policy` and one column per NUMA node (`N0`...) of resident KiB, from `/proc/PID/numa_maps` |
 //! | `-r` | only reserved address space (`PROT_NONE` regions) with a `Kind` column (`stack guard`, `arena reserve`, `guard`, `reservation`) and a total |
 //! | `-F` | accepted, no effect (Linux needs no process grab) |
+//! | `-l` | no column: loaded objects' regions named as the dynamic linker has them (`link_names`) |
+//!
+//! Mode is Solaris's `rwxsR`: `s` shared, `R` no swap reserved (MAP_NORESERVE,
+//! VmFlags `nr`).
 //!
 //! Sizes are KiB. Every table ends with a `total kB` line over its numeric
 //! columns (unless `-q`).
@@ -209,17 +213,25 @@ fn kb_text(kb: u64) -> String {
 
 fn mode(e: &SmapsEntry) -> String {
     let p = e.region.perms.0;
+    let noreserve = e
+        .vm_flags
+        .as_deref()
+        .is_some_and(|f| f.split(|&c| c == b' ').any(|flag| flag == b"nr"));
     String::from_utf8_lossy(&[
         p[0],
         p[1],
         p[2],
         if p[3] == b's' { b's' } else { b'-' },
-        b'-',
+        if noreserve { b'R' } else { b'-' },
     ])
     .into_owned()
 }
 
-fn mapping(e: &SmapsEntry, snap: &Snapshot, v: &ViewArgs) -> String {
+fn mapping(e: &SmapsEntry, snap: &Snapshot, v: &ViewArgs, link: Option<&Vec<u8>>) -> String {
+    if let Some(name) = link {
+        return String::from_utf8_lossy(&super::link_names::display(name, v.show_path))
+            .into_owned();
+    }
     let mut buf = Vec::new();
     let mut scratch = Vec::new();
     let opts = crate::format::Options {
@@ -243,7 +255,7 @@ impl Table {
         let extended = v.format == crate::format::Format::Extended;
         let mut columns: Vec<String> = vec!["Kbytes".into()];
         if extended {
-            columns.extend(["RSS", "Anon", "Dirty"].map(String::from));
+            columns.extend(["RSS", "Anon", "Locked", "Dirty"].map(String::from));
         } else if v.all_shared {
             columns.push("Anon".into());
         }
@@ -277,6 +289,11 @@ impl Table {
             Default::default()
         };
         let huge_kb = pmd_size_kb();
+        let links = if v.link_names {
+            super::link_names::live(snap)?
+        } else {
+            Default::default()
+        };
 
         let mut rows = Vec::new();
         for e in &snap.entries {
@@ -326,6 +343,7 @@ impl Table {
                             Cell::Dash
                         }
                         "Anon" => private_only(f("Anonymous")),
+                        "Locked" => Cell::Num(f("Locked")),
                         "Dirty" => Cell::Num(f("Private_Dirty") + f("Shared_Dirty")),
                         "Swap" => private_only(f("Swap")),
                         "SwapPss" => private_only(f("SwapPss")),
@@ -364,7 +382,7 @@ impl Table {
                     start: run.start,
                     cells,
                     mode: mode(e),
-                    mapping: mapping(e, snap, v),
+                    mapping: mapping(e, snap, v, links.get(&r.start)),
                 });
             }
         }

@@ -158,9 +158,25 @@ pub fn check(args: &[OsString], expected: &Output, actual: &Output) -> Result<()
 /// The help line procps-ng 4.0.6 added for `-k`, which 4.0.2 lacks.
 pub const K_HELP: &[u8] = b" -k, --use-kernel-name       use names provided by kernel\n";
 
+/// What `pmap --help` prints after procps-ng's text (and only there: the
+/// usage text printed on errors is procps-ng's alone).
+pub const BEYOND_PROCPS: &[u8] = b"
+Beyond procps-ng:
+ pmap trace PID | -- COMMAND  the memory map live, change by change (--help)
+ pmap exporter                memory-map metrics for Prometheus (coming)
+ pmap --help-views            --json, --summary, --sort, --names, Solaris's
+                              -S -a -r -s -L -l, core files, and their columns
+ pmap man [PAGE]              print a man page (pmap man --list)
+ pmap completions SHELL       print completions for bash, zsh or fish
+";
+
 /// The reference output adjusted for our documented differences in the
-/// usage text (the `-k` line) and the version line.
+/// usage text (the `-k` line, and the section `--help` adds at its end)
+/// and the version line.
 pub fn usage_and_version(mut o: Output) -> Output {
+    if o.stdout.ends_with(b"\nFor more details see pmap(1).\n") {
+        o.stdout.extend_from_slice(BEYOND_PROCPS);
+    }
     for text in [&mut o.stdout, &mut o.stderr] {
         let anchor = b" -p, --show-path             show path in the mapping\n";
         // A procps-ng that has the `-k` line (4.0.6 on) needs no insertion.
