@@ -17,6 +17,16 @@ pub mod kind {
     /// A thread of the target created a task; `args[0]` is the new task's
     /// id, `args[1]` holds [`super::fork`] bits.
     pub const FORK: u32 = 0x1_0002;
+    /// A process not traced so far matched `--comm` or `--cgroup` at one of
+    /// its mapping calls and was added to the kernel filter; `args[0]` is
+    /// [`super::matched`]`::COMM` or `::CGROUP`. Its calls follow.
+    pub const MATCHED: u32 = 0x1_0003;
+}
+
+/// Why a process joined the trace ([`kind::MATCHED`]'s `args[0]`).
+pub mod matched {
+    pub const COMM: u64 = 1;
+    pub const CGROUP: u64 = 2;
 }
 
 /// Bits of a [`kind::FORK`] record's `args[1]`.
@@ -324,6 +334,12 @@ pub mod config {
     /// Follow forks: a process a traced process creates is traced too,
     /// from the moment it is created (`pmap trace -f`).
     pub const FOLLOW: u64 = 2;
+    /// Trace every process a thread of which, named `COMM_NAME`, makes a
+    /// mapping call (`--comm`).
+    pub const COMM: u64 = 4;
+    /// Trace every process in the cgroup `CGROUP_ID` (at `CGROUP_LEVEL`) or
+    /// below it that makes a mapping call (`--cgroup`).
+    pub const CGROUP: u64 = 8;
 }
 
 #[cfg(feature = "user")]

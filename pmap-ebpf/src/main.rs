@@ -21,7 +21,8 @@ use aya_ebpf::{
     EbpfContext,
     bindings::{BPF_RB_AVAIL_DATA, BPF_RB_FORCE_WAKEUP, BPF_RB_NO_WAKEUP},
     helpers::{
-        bpf_get_current_pid_tgid, bpf_get_current_task_btf, bpf_ktime_get_ns, bpf_probe_read_user,
+        bpf_get_current_comm, bpf_get_current_pid_tgid, bpf_get_current_task_btf, bpf_ktime_get_ns,
+        bpf_probe_read_user,
         generated::{self as raw, bpf_find_vma, bpf_task_pt_regs},
     },
     macros::{map, tracepoint},
@@ -31,7 +32,7 @@ use aya_ebpf::{
 use pmap_common::{
     Capture, Event, EventCapture, EventHead, FLAG_NO_ARGS, FLAG_SP_WORD, FLAG_STACK,
     FLAG_STACK_END, KernelOffsets, MAX_CAPTURE, MAX_STACK_DEPTH, TARGET_WORDS, Vma, capture,
-    config, counter, fork, kind, walk_plan,
+    config, counter, fork, kind, matched, walk_plan,
 };
 
 /// Process ids (init namespace) to report, one bit each. Filled by
@@ -52,6 +53,23 @@ static COUNTERS: PerCpuArray<u64> = PerCpuArray::with_max_entries(counter::COUNT
 /// `pmap_common::config` bits, set by userspace at load time.
 #[unsafe(no_mangle)]
 static CONFIG: u64 = 0;
+
+/// `--comm`: the thread name to match, NUL-padded as the kernel keeps it
+/// (16 bytes, read as two words); set by userspace at load time.
+#[unsafe(no_mangle)]
+static COMM_NAME: [u64; 2] = [0; 2];
+
+/// `--cgroup`: the group's id (its directory's inode number) and its depth
+/// below the root, set by userspace at load time.
+#[unsafe(no_mangle)]
+static CGROUP_ID: u64 = 0;
+#[unsafe(no_mangle)]
+static CGROUP_LEVEL: u32 = 0;
+
+/// The tracer's own process id: never picked up by `--comm`/`--cgroup`
+/// (its own output would feed its trace).
+#[unsafe(no_mangle)]
+static TRACER_TGID: u32 = 0;
 
 /// A quarter of the ring buffer's size in bytes, set by userspace at load
 /// time (a constant costs less than asking the ring for its size).
@@ -228,6 +246,64 @@ fn remove_target(pid: u32) {
             )
         };
     }
+}
+
+/// A process not traced yet that matches `--comm` or `--cgroup`: added to
+/// the filter (its later calls are traced from the filter alone), and a
+/// record tells userspace to read its map. Runs only when one of the two
+/// is given, for a mapping call of a process that is not traced: one
+/// helper call and a comparison.
+///
+/// Not inlined, and returning the ids as one word (0: not joined): inlined
+/// into the exit program, LLVM left a register unwritten on a path the
+/// verifier walks.
+#[inline(never)]
+fn joined() -> u64 {
+    let c = config();
+    if c & (config::COMM | config::CGROUP) == 0 {
+        return 0;
+    }
+    let pid_tgid = bpf_get_current_pid_tgid();
+    let (tgid, tid) = ((pid_tgid >> 32) as u32, pid_tgid as u32);
+    // SAFETY: plain integers written only by the loader.
+    if tgid == unsafe { core::ptr::read_volatile(&TRACER_TGID) } {
+        return 0;
+    }
+    let mut why = 0;
+    if c & config::COMM != 0 {
+        // SAFETY: as above.
+        let want = unsafe { core::ptr::read_volatile(&COMM_NAME) };
+        if let Ok(comm) = bpf_get_current_comm() {
+            let lo = u64::from_ne_bytes([
+                comm[0], comm[1], comm[2], comm[3], comm[4], comm[5], comm[6], comm[7],
+            ]);
+            let hi = u64::from_ne_bytes([
+                comm[8], comm[9], comm[10], comm[11], comm[12], comm[13], comm[14], comm[15],
+            ]);
+            if [lo, hi] == want {
+                why = matched::COMM;
+            }
+        }
+    }
+    if why == 0 && c & config::CGROUP != 0 {
+        // SAFETY: as above; the helper only reads the current task.
+        let (id, level) = unsafe {
+            (
+                core::ptr::read_volatile(&CGROUP_ID),
+                core::ptr::read_volatile(&CGROUP_LEVEL),
+            )
+        };
+        // SAFETY: no pointers.
+        if unsafe { raw::bpf_get_current_ancestor_cgroup_id(level as i32) } == id {
+            why = matched::CGROUP;
+        }
+    }
+    if why == 0 {
+        return 0;
+    }
+    add_target(tgid);
+    emit(tgid, tid, kind::MATCHED, why, 0);
+    pid_tgid
 }
 
 #[inline(always)]
@@ -526,7 +602,13 @@ unsafe fn fill_head(
 
 #[inline(always)]
 fn try_sys_exit(ctx: &TracePointContext) -> Option<()> {
-    let (tgid, tid) = current()?;
+    let (tgid, tid) = match current() {
+        Some(ids) => ids,
+        None => match joined() {
+            0 => return None,
+            ids => ((ids >> 32) as u32, ids as u32),
+        },
+    };
     let nr = field::<i32>(ctx, SYSCALL_NR) as u32;
     let ret = field::<i64>(ctx, SYSCALL_RET);
     // Zeros, not an absent value, when there are no registers: every

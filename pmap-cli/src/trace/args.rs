@@ -100,6 +100,16 @@ pub struct TraceArgs {
     /// starts as a copy of its parent's.
     #[arg(short = 'f', long = "follow")]
     pub follow: bool,
+    /// Trace every process whose command name (as /proc/PID/comm shows it)
+    /// is NAME: those running now, and those that get it later (from their
+    /// first mapping call), with the processes they fork.
+    #[arg(long, value_name = "NAME")]
+    pub comm: Option<String>,
+    /// Trace every process in this cgroup v2 group or below it (a
+    /// container, a systemd service): a directory under /sys/fs/cgroup, or
+    /// its path below it. Those in it now, and those that join it later.
+    #[arg(long, value_name = "PATH")]
+    pub cgroup: Option<String>,
     /// Only print deltas of these calls (comma-separated names, e.g.
     /// mmap,munmap). Tables stay whole; the summary counts every call.
     #[arg(long = "syscall", value_name = "LIST", value_delimiter = ',')]
@@ -118,7 +128,7 @@ pub struct TraceArgs {
     pub name: Option<String>,
     /// Processes to trace (all their threads); a thread id stands for its
     /// process.
-    #[arg(value_name = "PID", required_unless_present = "command")]
+    #[arg(value_name = "PID", required_unless_present_any = ["command", "comm", "cgroup"])]
     pub pids: Vec<String>,
     /// A command to start and trace from its first instruction. Its stdout
     /// goes to stderr, out of the trace, unless -o is given; it is ended

@@ -25,6 +25,7 @@ pub mod clock;
 pub mod delta;
 pub mod effect;
 pub mod focus;
+pub mod group;
 pub mod insight;
 pub mod launch;
 pub mod model;

@@ -384,6 +384,23 @@ impl<W: Write> Printer<W> {
         )
     }
 
+    /// A process that joined the trace by matching `--comm` or `--cgroup`
+    /// (`by`); its table follows.
+    pub fn joined(&mut self, s: &Session, by: &str) -> io::Result<()> {
+        let t = self.now();
+        if self.json {
+            return self.line(json!({
+                "type": "joined", "pid": s.pid, "ppid": s.ppid, "t": t, "by": by,
+            }));
+        }
+        let what = if by == "comm" {
+            "its command name matches --comm"
+        } else {
+            "it is in the --cgroup group"
+        };
+        writeln!(self.out, "+{t:.6} pid {} joined the trace: {what}", s.pid)
+    }
+
     /// A task created by a traced thread: a new thread (traced, it shares
     /// the map) or a forked child process (not traced).
     pub fn task(

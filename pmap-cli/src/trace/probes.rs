@@ -58,6 +58,12 @@ pub struct ProbeOptions {
     pub stacks: bool,
     /// Add the processes traced processes create to the kernel filter.
     pub follow: bool,
+    /// `--comm`: the thread name (NUL-padded to the kernel's 16 bytes)
+    /// whose processes join the trace at their next mapping call.
+    pub comm: Option<[u8; 16]>,
+    /// `--cgroup`: the group's id and depth; its processes, and those of
+    /// the groups below it, join the trace at their next mapping call.
+    pub cgroup: Option<(u64, u32)>,
 }
 
 impl Default for ProbeOptions {
@@ -66,6 +72,8 @@ impl Default for ProbeOptions {
             ring_size: DEFAULT_RING_SIZE,
             stacks: false,
             follow: false,
+            comm: None,
+            cgroup: None,
         }
     }
 }
@@ -247,8 +255,20 @@ impl Probes {
         if opts.stacks {
             config |= pmap_common::config::STACKS;
         }
-        if opts.follow {
+        // A group's processes fork into it: following them is implied.
+        if opts.follow || opts.comm.is_some() || opts.cgroup.is_some() {
             config |= pmap_common::config::FOLLOW;
+        }
+        let mut comm_name = [0u64; 2];
+        if let Some(c) = opts.comm {
+            config |= pmap_common::config::COMM;
+            for (w, chunk) in comm_name.iter_mut().zip(c.chunks_exact(8)) {
+                *w = u64::from_ne_bytes(chunk.try_into().expect("8-byte chunks"));
+            }
+        }
+        let (cgroup_id, cgroup_level) = opts.cgroup.unwrap_or((0, 0));
+        if opts.cgroup.is_some() {
+            config |= pmap_common::config::CGROUP;
         }
         let offsets = super::btf::running_kernel_offsets(BTF)?;
         let mut ebpf = EbpfLoader::new()
@@ -256,6 +276,10 @@ impl Probes {
             .override_global("OFFSETS", &offsets, true)
             .override_global("CONFIG", &config, true)
             .override_global("WAKE_AT", &(u64::from(opts.ring_size) / 4), true)
+            .override_global("COMM_NAME", &comm_name, true)
+            .override_global("CGROUP_ID", &cgroup_id, true)
+            .override_global("CGROUP_LEVEL", &cgroup_level, true)
+            .override_global("TRACER_TGID", &std::process::id(), true)
             .load(OBJECT)
             .context("loading the eBPF programs into the kernel failed")?;
 

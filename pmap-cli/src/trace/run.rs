@@ -25,6 +25,7 @@ use super::{
     clock::monotonic_ns,
     delta::Delta,
     focus::Focus,
+    group::{self, Cgroup},
     insight::{Insight, InsightOptions},
     launch::Launched,
     output::{Printer, TableRenderer},
@@ -154,6 +155,8 @@ struct Tracer<'r, W: Write> {
     render: &'r mut TableRenderer,
     show_failed: bool,
     range: Range,
+    /// `--comm`/`--cgroup`: processes may join while the trace runs.
+    groups: Option<Groups>,
     /// Which deltas are printed (`--syscall`, `--min-size`, ...).
     focus: Focus,
     lost_seen: u64,
@@ -268,6 +271,9 @@ impl<W: Write> Tracer<'_, W> {
     }
 
     fn apply(&mut self, ev: &Event, later: &LaterCalls) -> Result<()> {
+        if ev.kind == kind::MATCHED {
+            return self.join(ev.tgid, ev.args[0]);
+        }
         let Some(i) = self.sessions.iter().position(|s| s.pid == ev.tgid) else {
             return Ok(());
         };
@@ -533,6 +539,13 @@ impl<W: Write> Tracer<'_, W> {
 
     /// Poll backend: one look at every process, printing what changed.
     fn poll(&mut self) -> Result<()> {
+        // Polling sees a process join a group only at a look.
+        if let Some(g) = &self.groups {
+            let (by, found) = g.members();
+            for pid in found {
+                self.join(pid, by)?;
+            }
+        }
         for i in 0..self.sessions.len() {
             if self.sessions[i].exited {
                 continue;
@@ -582,16 +595,97 @@ impl<W: Write> Tracer<'_, W> {
         for i in gone {
             self.sessions[i].exited = true;
         }
-        Ok(self.sessions.iter().all(|s| s.exited))
+        Ok(self.done())
+    }
+
+    /// Every traced process exited, and no more can join (`--comm` and
+    /// `--cgroup` wait for them until the trace is ended otherwise).
+    fn done(&self) -> bool {
+        self.groups.is_none() && self.sessions.iter().all(|s| s.exited)
+    }
+
+    /// A process that matched `--comm` or `--cgroup` (the kernel program
+    /// added it to its filter at a mapping call, or polling found it):
+    /// traced from now on, starting with its table.
+    fn join(&mut self, pid: u32, by: u64) -> Result<()> {
+        if self.sessions.iter().any(|s| s.pid == pid && !s.exited) {
+            return Ok(());
+        }
+        // Gone already, or not readable: nothing to show of it.
+        let Ok(s) = Session::open(pid) else {
+            return Ok(());
+        };
+        let by = if by == pmap_common::matched::COMM {
+            "comm"
+        } else {
+            "cgroup"
+        };
+        self.sessions.retain(|s| s.pid != pid);
+        self.printer.joined(&s, by)?;
+        self.sessions.push(s);
+        let i = self.sessions.len() - 1;
+        if self.probes.is_none() {
+            self.poll_threads(i)?;
+        }
+        self.table(i, "initial")
     }
 }
 
-fn load(args: &TraceArgs) -> Result<Probes> {
+fn load(args: &TraceArgs, groups: Option<&Groups>) -> Result<Probes> {
     Probes::load(&ProbeOptions {
         ring_size: args.ring_size,
         stacks: args.stacks,
         follow: args.follow,
+        comm: groups.and_then(|g| g.comm.as_ref()).map(|c| c.0),
+        cgroup: groups
+            .and_then(|g| g.cgroup.as_ref())
+            .map(|c| (c.id, c.level)),
     })
+}
+
+/// `--comm` and `--cgroup`, checked.
+struct Groups {
+    /// The name as the kernel keeps it, and as text.
+    comm: Option<([u8; 16], String)>,
+    cgroup: Option<Cgroup>,
+}
+
+impl Groups {
+    fn from_args(args: &TraceArgs) -> Result<Option<Groups>> {
+        let comm = args
+            .comm
+            .as_deref()
+            .map(group::parse_comm)
+            .transpose()
+            .map_err(anyhow::Error::msg)?;
+        if let Some((_, kept)) = &comm
+            && Some(kept.as_str()) != args.comm.as_deref()
+        {
+            eprintln!(
+                "pmap trace: --comm: the kernel keeps the first 15 bytes of a command name; \
+                 matching '{kept}'"
+            );
+        }
+        let cgroup = args
+            .cgroup
+            .as_deref()
+            .map(group::parse_cgroup)
+            .transpose()
+            .map_err(anyhow::Error::msg)?;
+        Ok((comm.is_some() || cgroup.is_some()).then_some(Groups { comm, cgroup }))
+    }
+
+    /// The processes that match now, and which option (the first that
+    /// applies) they match by.
+    fn members(&self) -> (u64, Vec<u32>) {
+        let by = if self.comm.is_some() {
+            pmap_common::matched::COMM
+        } else {
+            pmap_common::matched::CGROUP
+        };
+        let comm = self.comm.as_ref().map(|c| c.1.as_str());
+        (by, group::members(comm, self.cgroup.as_ref()))
+    }
 }
 
 /// Runs the tracer; returns the exit status.
@@ -619,6 +713,7 @@ async fn trace(args: TraceArgs, range: Range, render: &mut TableRenderer) -> Res
     let mut term = signal(SignalKind::terminate())?;
     let mut hup = signal(SignalKind::hangup())?;
     let focus = args.focus().map_err(anyhow::Error::msg)?;
+    let groups = Groups::from_args(&args)?;
     let pids = args.parse_pids().map_err(anyhow::Error::msg)?;
     if !pids.is_empty() && !args.command.is_empty() {
         bail!("give either PIDs or `-- COMMAND`, not both");
@@ -639,9 +734,9 @@ async fn trace(args: TraceArgs, range: Range, render: &mut TableRenderer) -> Res
     let start_ns = monotonic_ns();
     let probes = match args.backend {
         Backend::Poll => None,
-        Backend::Ebpf => Some(load(&args)?),
+        Backend::Ebpf => Some(load(&args, groups.as_ref())?),
         Backend::Auto => match check_environment() {
-            Ok(_) => Some(load(&args)?),
+            Ok(_) => Some(load(&args, groups.as_ref())?),
             Err(why) => {
                 eprintln!(
                     "pmap trace: eBPF cannot be used here: {why}\n\
@@ -714,6 +809,21 @@ async fn trace(args: TraceArgs, range: Range, render: &mut TableRenderer) -> Res
         }
         sessions.push(Session::open(pid)?);
     }
+    // The groups' processes there now (one that is gone by the time it is
+    // opened is skipped); later ones join as they come.
+    if let Some(g) = &groups {
+        for pid in g.members().1 {
+            if pids.contains(&pid) {
+                continue;
+            }
+            if let Some(p) = &mut probes {
+                p.add_target(pid)?;
+            }
+            if let Ok(s) = Session::open(pid) {
+                sessions.push(s);
+            }
+        }
+    }
     let polled = probes.is_none();
     let mut tracer = Tracer {
         probes,
@@ -729,6 +839,7 @@ async fn trace(args: TraceArgs, range: Range, render: &mut TableRenderer) -> Res
         render,
         show_failed: args.show_failed,
         range,
+        groups,
         focus,
         lost_seen: 0,
         buf: Vec::new(),
@@ -767,11 +878,26 @@ async fn trace(args: TraceArgs, range: Range, render: &mut TableRenderer) -> Res
         }
         None => format!("poll: every {}s", args.poll_interval),
     };
-    let list: Vec<String> = pids.iter().map(u32::to_string).collect();
-    eprintln!(
-        "pmap trace: tracing pid {} ({how}); SIGUSR1 prints the table",
-        list.join(", pid ")
-    );
+    let list: Vec<String> = tracer.sessions.iter().map(|s| s.pid.to_string()).collect();
+    let what = match (&tracer.groups, list.is_empty()) {
+        (None, _) => format!("pid {}", list.join(", pid ")),
+        (Some(g), _) => {
+            let mut parts = Vec::new();
+            if let Some((_, name)) = &g.comm {
+                parts.push(format!("--comm {name}"));
+            }
+            if let Some(c) = &g.cgroup {
+                parts.push(format!("--cgroup {}", c.path));
+            }
+            let now = if list.is_empty() {
+                "none yet".to_string()
+            } else {
+                format!("pid {}", list.join(", pid "))
+            };
+            format!("{} ({now}; others as they come)", parts.join(" and "))
+        }
+    };
+    eprintln!("pmap trace: tracing {what} ({how}); SIGUSR1 prints the table");
     if let Some(l) = &mut launched {
         l.release()?;
     }
@@ -873,13 +999,13 @@ async fn event_loop<W: Write>(
             r = async { match &mut tracer.probes { Some(p) => p.readable().await, None => std::future::pending().await } } => {
                 r?;
                 tracer.pump()?;
-                if tracer.sessions.iter().all(|s| s.exited) {
+                if tracer.done() {
                     return Ok(End::Exited);
                 }
             }
             _ = async { match &mut drain_tick { Some(t) => { t.tick().await; } None => std::future::pending().await } } => {
                 tracer.pump()?;
-                if tracer.sessions.iter().all(|s| s.exited) {
+                if tracer.done() {
                     return Ok(End::Exited);
                 }
             }

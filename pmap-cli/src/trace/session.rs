@@ -986,6 +986,12 @@ impl Session {
             take(r, &k);
             return Ok(());
         }
+        // Shared anonymous memory is a file of the kernel's own (shmem)
+        // that `/proc` always names so (mm/shmem.c `shmem_zero_setup`).
+        if ev.kind == nr::MMAP && ev.args[3] & libc::MAP_ANONYMOUS as u64 != 0 {
+            r.name = b"/dev/zero (deleted)".to_vec();
+            return Ok(());
+        }
         if ev.kind == nr::MMAP
             && let Some(name) = self.fd_name(ev.args[4] as i32, id)
         {
