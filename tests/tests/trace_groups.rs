@@ -12,7 +12,7 @@ use std::{
     time::Duration,
 };
 
-use pmap_tests::{trace_harness::Tracer, workload_bin};
+use pmap_tests::{pmap_bin, trace_harness::Tracer, workload_bin};
 use serde_json::Value;
 
 const MIB: u64 = 1 << 20;
@@ -59,12 +59,19 @@ for line in sys.stdin:
 
 impl Py {
     fn spawn() -> Py {
-        let mut child = Command::new("python3")
-            .args(["-u", "-c", SCRIPT])
+        let mut c = Command::new("python3");
+        c.args(["-u", "-c", SCRIPT]);
+        Py::spawn_cmd(c)
+    }
+
+    fn spawn_cmd(mut cmd: Command) -> Py {
+        let mut child = cmd
             .stdin(Stdio::piped())
             .stdout(Stdio::piped())
             .spawn()
-            .expect("starting python3 (Debian package python3)");
+            .unwrap_or_else(|e| {
+                panic!("starting {cmd:?} ({e}): Debian packages python3, util-linux")
+            });
         let stdin = child.stdin.take().expect("stdin");
         let mut out = BufReader::new(child.stdout.take().expect("stdout"));
         let mut l = String::new();
@@ -270,5 +277,57 @@ fn cgroup_traces_its_processes_and_those_that_join_it() {
         rs.iter()
             .filter(|r| u(&r["pid"]) == cpid)
             .collect::<Vec<_>>()
+    );
+}
+
+/// A process in a PID namespace of its own, as in a container: traced by
+/// the id we see, its JSON records also give its own (`ns_pid`). A tracer
+/// inside such a namespace cannot use the kernel's ids: with `--backend
+/// ebpf` it says so and exits 1; by default it falls back to polling.
+#[test]
+fn a_process_in_its_own_pid_namespace_shows_its_own_id_too() {
+    let mut c = Command::new("unshare");
+    c.args([
+        "--pid",
+        "--fork",
+        "--mount-proc",
+        "python3",
+        "-u",
+        "-c",
+        SCRIPT,
+    ]);
+    let mut py = Py::spawn_cmd(c);
+    assert_eq!(py.pid, 1, "python3 is the first process of its namespace");
+    // unshare forks python3: its only child.
+    let unshare = py.child.id();
+    let kids = std::fs::read_to_string(format!("/proc/{unshare}/task/{unshare}/children"))
+        .expect("unshare's children");
+    let host: u32 = kids.trim().parse().expect("one child pid");
+    let host_s = host.to_string();
+    let mut t = Tracer::spawn(&["--json", "--no-initial-table", &host_s]);
+    t.wait_tracing(Duration::from_secs(60));
+    py.ask("2");
+    py.quit();
+    let status = t.wait_exit(Duration::from_secs(60));
+    assert!(status.success(), "pmap trace failed: {}", t.context());
+    let rs = records(&t);
+    let d = rs
+        .iter()
+        .find(|d| d["type"] == "delta" && d["syscall"] == "mmap" && u(&d["args"][1]) == 2 * MIB)
+        .unwrap_or_else(|| panic!("no delta of the 2 MiB mmap: {rs:?}"));
+    assert_eq!(u(&d["pid"]), u64::from(host), "shown by the id we see");
+    assert_eq!(u(&d["ns_pid"]), 1, "and its own id: {d}");
+
+    let out = Command::new("unshare")
+        .args(["--pid", "--fork", "--mount-proc"])
+        .arg(pmap_bin())
+        .args(["trace", "--backend", "ebpf", "--", "true"])
+        .output()
+        .expect("running unshare");
+    let err = String::from_utf8_lossy(&out.stderr);
+    assert_eq!(out.status.code(), Some(1), "{err}");
+    assert!(
+        err.contains("PID namespace other than the host's") && err.contains("--backend poll"),
+        "{err}"
     );
 }

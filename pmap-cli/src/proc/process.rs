@@ -71,6 +71,24 @@ pub fn fetch_in(dir: &PidDir) -> Option<ProcessInfo> {
     })
 }
 
+/// The process's ids in each PID namespace it is in, from the one `/proc`
+/// was mounted in to its own (`NSpid:` of `status`); one id when it is in
+/// no other namespace than ours.
+pub fn ns_pids(dir: &PidDir) -> Vec<u32> {
+    let Ok(status) = dir.read("status") else {
+        return Vec::new();
+    };
+    status
+        .split(|&b| b == b'\n')
+        .find_map(|l| l.strip_prefix(b"NSpid:"))
+        .map(|ids| {
+            ids.split(|b| b.is_ascii_whitespace())
+                .filter_map(|f| std::str::from_utf8(f).ok()?.parse().ok())
+                .collect()
+        })
+        .unwrap_or_default()
+}
+
 /// `Tgid:\t123` (parsed like C's `atoi`).
 fn tgid_from_status(status: &[u8]) -> Option<u32> {
     let at = memchr::memmem::find(status, b"Tgid:")?;

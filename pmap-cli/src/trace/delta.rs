@@ -33,6 +33,8 @@ pub struct Delta {
     pub pid: u32,
     /// The process's parent (see `Session::ppid`).
     pub ppid: u32,
+    /// Its id in its own PID namespace, or 0 (see `Session::ns_pid`).
+    pub ns_pid: u32,
     /// Thread that caused it (0 when unknown).
     pub tid: u32,
     /// CLOCK_MONOTONIC nanoseconds at syscall exit (0 when not a syscall).

@@ -113,6 +113,7 @@ mod tests {
         Delta {
             pid: 1,
             ppid: 0,
+            ns_pid: 0,
             tid,
             ktime_ns: 0,
             cause: Cause::Observed,

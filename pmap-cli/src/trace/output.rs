@@ -88,6 +88,8 @@ struct TableRecord<'a> {
     kind: &'static str,
     pid: u32,
     ppid: u32,
+    #[serde(skip_serializing_if = "is_zero")]
+    ns_pid: u32,
     t: f64,
     reason: &'a str,
     regions: Regions<'a>,
@@ -99,6 +101,9 @@ struct DeltaRecord<'a> {
     kind: &'static str,
     pid: u32,
     ppid: u32,
+    /// The process's id in its own PID namespace, where it differs.
+    #[serde(skip_serializing_if = "is_zero")]
+    ns_pid: u32,
     t: f64,
     tid: u32,
     ktime_ns: u64,
@@ -114,6 +119,10 @@ struct DeltaRecord<'a> {
     /// The cause's keys and insight's (see `DeltaNotes::add_json`).
     #[serde(flatten)]
     more: Map<String, Value>,
+}
+
+fn is_zero(n: &u32) -> bool {
+    *n == 0
 }
 
 /// Fallback counts by reason, every reason present (0 when none).
@@ -236,6 +245,7 @@ impl<W: Write> Printer<W> {
                 kind: "table",
                 pid: s.pid,
                 ppid: s.ppid,
+                ns_pid: s.ns_pid,
                 t,
                 reason,
                 regions: Regions(&regions),
@@ -291,6 +301,7 @@ impl<W: Write> Printer<W> {
                 kind: "delta",
                 pid: d.pid,
                 ppid: d.ppid,
+                ns_pid: d.ns_pid,
                 t,
                 tid: d.tid,
                 ktime_ns: d.ktime_ns,
@@ -477,7 +488,7 @@ impl<W: Write> Printer<W> {
                 .iter()
                 .map(|(c, (_, f))| (c.name().to_string(), json!(f)))
                 .collect();
-            return self.line(json!({
+            let mut v = json!({
                 "type": "summary", "pid": s.pid, "ppid": s.ppid, "t": t, "calls": calls, "failed": failed,
                 "bytes_mapped": st.bytes_mapped, "bytes_unmapped": st.bytes_unmapped,
                 "peak_mapped": st.peak_mapped, "regions": s.model().len(),
@@ -487,7 +498,11 @@ impl<W: Write> Printer<W> {
                 "threads_started": st.threads_started,
                 "threads_counted_by": if self.polled { "polling" } else { "tracing" },
                 "processes_forked": st.processes_forked, "insight": insight,
-            }));
+            });
+            if s.ns_pid != 0 {
+                v["ns_pid"] = json!(s.ns_pid);
+            }
+            return self.line(v);
         }
         writeln!(self.out, "--- summary pid {} +{t:.3}s ---", s.pid)?;
         // Every traced call, whether it changed the map or not (the

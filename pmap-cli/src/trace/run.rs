@@ -631,6 +631,14 @@ impl<W: Write> Tracer<'_, W> {
     }
 }
 
+/// Whether this process is in the initial PID namespace, whose proc inode
+/// number is fixed (`PROC_PID_INIT_INO` in include/linux/proc_ns.h).
+fn in_host_pid_namespace() -> bool {
+    use std::os::unix::fs::MetadataExt;
+    const PROC_PID_INIT_INO: u64 = 0xEFFF_FFFC;
+    std::fs::metadata("/proc/self/ns/pid").map_or(true, |m| m.ino() == PROC_PID_INIT_INO)
+}
+
 fn load(args: &TraceArgs, groups: Option<&Groups>) -> Result<Probes> {
     Probes::load(&ProbeOptions {
         ring_size: args.ring_size,
@@ -732,21 +740,33 @@ async fn trace(args: TraceArgs, range: Range, render: &mut TableRenderer) -> Res
         None => Some(io::stdout().as_raw_fd()),
     };
     let start_ns = monotonic_ns();
-    let probes = match args.backend {
-        Backend::Poll => None,
-        Backend::Ebpf => Some(load(&args, groups.as_ref())?),
-        Backend::Auto => match check_environment() {
-            Ok(_) => Some(load(&args, groups.as_ref())?),
-            Err(why) => {
-                eprintln!(
-                    "pmap trace: eBPF cannot be used here: {why}\n\
-                     pmap trace: falling back to polling the kernel's view every {}s (--backend poll): \
-                     changes are observed, not traced (no thread, no syscall; changes between two looks are merged)",
-                    args.poll_interval
-                );
-                None
-            }
-        },
+    // The kernel program sees ids as the host's PID namespace numbers
+    // them; from inside another namespace (a container's) every id would be
+    // wrong. Polling reads /proc as this namespace sees it, and works there.
+    const OTHER_NS: &str = "this tracer runs in a PID namespace other than the host's \
+        (a container's), where the ids the kernel reports are not this namespace's; run it \
+        on the host (e.g. `nsenter -t 1 -p -- pmap trace ...`, or a container started with \
+        --pid=host)";
+    let usable = match in_host_pid_namespace() {
+        true => check_environment().map_err(|e| e.to_string()),
+        false => Err(OTHER_NS.to_string()),
+    };
+    let probes = match (args.backend, usable) {
+        (Backend::Poll, _) => None,
+        (Backend::Ebpf, Err(why)) if !in_host_pid_namespace() => {
+            bail!("the eBPF backend cannot be used: {why}, or use --backend poll")
+        }
+        (Backend::Ebpf, _) => Some(load(&args, groups.as_ref())?),
+        (Backend::Auto, Ok(_)) => Some(load(&args, groups.as_ref())?),
+        (Backend::Auto, Err(why)) => {
+            eprintln!(
+                "pmap trace: eBPF cannot be used here: {why}\n\
+                 pmap trace: falling back to polling the kernel's view every {}s (--backend poll): \
+                 changes are observed, not traced (no thread, no syscall; changes between two looks are merged)",
+                args.poll_interval
+            );
+            None
+        }
     };
     if probes.is_none() && args.follow {
         eprintln!(

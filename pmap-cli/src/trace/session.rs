@@ -36,6 +36,14 @@ fn read_gate(dir: &PidDir) -> Option<Region> {
         .filter(|r| r.name == b"[vsyscall]")
 }
 
+/// `pid`'s id in its own PID namespace, if that is not `pid`.
+fn own_ns_pid(dir: &PidDir, pid: u32) -> u32 {
+    match crate::proc::process::ns_pids(dir).last() {
+        Some(&own) if own != pid => own,
+        _ => 0,
+    }
+}
+
 /// What reading a process that is gone fails with.
 fn gone() -> io::Error {
     io::Error::from_raw_os_error(libc::ESRCH)
@@ -124,6 +132,9 @@ pub struct Session {
     /// The parent process: the one it was followed from (`-f`), else its
     /// parent when the trace began.
     pub ppid: u32,
+    /// Its id in its own PID namespace (a container's), when that is not
+    /// the id we see; 0 otherwise.
+    pub ns_pid: u32,
     /// `/proc/PID`, held open: every later read goes through it, so none
     /// can reach a new process given the same id. None for a followed
     /// child that was gone before the tracer could open it: its captured
@@ -187,6 +198,7 @@ impl Session {
         let mut s = Session {
             pid,
             ppid: stat.ppid,
+            ns_pid: own_ns_pid(&dir, pid),
             dir: Some(dir),
             view: Some(view),
             model,
@@ -216,6 +228,7 @@ impl Session {
         let mut s = Session {
             pid,
             ppid: parent.pid,
+            ns_pid: 0,
             dir: None,
             view: None,
             model: parent.model.clone(),
@@ -263,6 +276,7 @@ impl Session {
             return;
         }
         self.view = open_view(&dir).ok();
+        self.ns_pid = own_ns_pid(&dir, self.pid);
         self.start_time = st.start_time;
         self.dir = Some(dir);
     }
@@ -530,6 +544,7 @@ impl Session {
         Delta {
             pid: self.pid,
             ppid: self.ppid,
+            ns_pid: self.ns_pid,
             tid,
             ktime_ns,
             cause,
