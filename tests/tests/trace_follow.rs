@@ -454,3 +454,54 @@ work()
     counts_ours(&rs);
     let _ = std::fs::remove_file(&file);
 }
+
+/// Regions marked `MADV_DONTFORK` (one before the trace began, one during
+/// it) are not in a followed child's map: its table, at a checkpoint where
+/// it is stopped, equals `pmap CHILD`, with no model correction.
+#[test]
+fn a_childs_map_leaves_out_what_fork_does_not_copy() {
+    let script = r#"
+import mmap, os, signal, sys
+a = mmap.mmap(-1, 1 << 20)
+a.madvise(mmap.MADV_DONTFORK)
+print("ready", os.getpid())
+sys.stdin.readline()
+b = mmap.mmap(-1, 2 << 20)
+b.madvise(mmap.MADV_DONTFORK)
+c = mmap.mmap(-1, 3 << 20)
+pid = os.fork()
+if pid == 0:
+    os.kill(os.getpid(), signal.SIGSTOP)
+    os._exit(0)
+print(pid)
+sys.stdin.readline()
+os.kill(pid, signal.SIGCONT)
+os.waitpid(pid, 0)
+"#;
+    let mut w = Waiting::spawn(python().arg(script));
+    let pid = w.pid.to_string();
+    let mut t = Tracer::spawn(&["-f", "--no-initial-table", &pid]);
+    t.wait_tracing(Duration::from_secs(60));
+    w.say("go");
+    let child: u32 = w.line().parse().expect("the child's pid");
+    wait_stopped(&[child]);
+    let tables = t.request_tables(&[child]);
+    assert_table_matches(
+        &tables[0],
+        &reference_pmap(child, &[]),
+        "the forked child",
+        &t,
+    );
+    w.say("quit");
+    assert!(w.child.wait().expect("python3").success());
+    let status = t.wait_exit(Duration::from_secs(60));
+    assert!(status.success(), "pmap trace failed: {}", t.context());
+    let s = parse_summary(&t.stdout(), child)
+        .unwrap_or_else(|| panic!("no summary of the child\n{}", t.context()));
+    assert_eq!(
+        s.corrections,
+        0,
+        "the child's model needed corrections (regions fork does not copy were in it?):\n{}",
+        t.context()
+    );
+}

@@ -82,6 +82,8 @@ const VM_READ: u64 = 0x1;
 const VM_WRITE: u64 = 0x2;
 const VM_EXEC: u64 = 0x4;
 const VM_MAYSHARE: u64 = 0x80;
+/// `MADV_DONTFORK`: a fork does not copy the region.
+pub const VM_DONTCOPY: u64 = 0x0002_0000;
 
 /// The permissions column as `/proc/PID/maps` prints it from `vm_flags`
 /// (`s` is VM_MAYSHARE, not VM_SHARED: fs/proc/task_mmu.c).

@@ -50,6 +50,38 @@ impl RangeSet {
         (l, h)
     }
 
+    /// Takes `[lo, hi)` out, cutting the ranges it overlaps.
+    pub fn remove(&mut self, lo: u64, hi: u64) {
+        let hit: Vec<(u64, u64)> = self
+            .0
+            .range(..hi)
+            .rev()
+            .take_while(|&(_, &e)| e > lo)
+            .map(|(&s, &e)| (s, e))
+            .collect();
+        for (s, e) in hit {
+            self.0.remove(&s);
+            if s < lo {
+                self.0.insert(s, lo);
+            }
+            if e > hi {
+                self.0.insert(hi, e);
+            }
+        }
+    }
+
+    /// Whether `[lo, hi)` lies wholly inside one range.
+    pub fn contains(&self, lo: u64, hi: u64) -> bool {
+        self.0
+            .range(..=lo)
+            .next_back()
+            .is_some_and(|(_, &e)| e >= hi)
+    }
+
+    pub fn iter(&self) -> impl Iterator<Item = (u64, u64)> + '_ {
+        self.0.iter().map(|(&s, &e)| (s, e))
+    }
+
     pub fn pop(&mut self) -> Option<(u64, u64)> {
         self.0.pop_first()
     }
@@ -74,5 +106,18 @@ mod tests {
         assert_eq!(s.cover(0x3000, 0x5000), (0x3000, 0x5000));
         assert_eq!(s.take(0x2fff, 0x5001), (0x1000, 0x6000));
         assert_eq!(s.pop(), None);
+    }
+
+    #[test]
+    fn removing_cuts_what_it_overlaps() {
+        let mut s = RangeSet::default();
+        s.insert(0x1000, 0x5000);
+        s.insert(0x8000, 0x9000);
+        s.remove(0x2000, 0x3000);
+        assert!(s.contains(0x1000, 0x2000) && s.contains(0x3000, 0x5000));
+        assert!(!s.contains(0x1000, 0x3000) && !s.contains(0x2000, 0x2800));
+        s.remove(0x4000, 0x8800);
+        assert!(s.contains(0x3000, 0x4000) && s.contains(0x8800, 0x9000));
+        assert!(!s.contains(0x8000, 0x8800));
     }
 }

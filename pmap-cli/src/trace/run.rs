@@ -157,6 +157,9 @@ struct Tracer<'r, W: Write> {
     range: Range,
     /// `--comm`/`--cgroup`: processes may join while the trace runs.
     groups: Option<Groups>,
+    /// Forks are followed (`-f`, or a group): sessions keep track of the
+    /// regions a fork does not copy.
+    follow: bool,
     /// Which deltas are printed (`--syscall`, `--min-size`, ...).
     focus: Focus,
     lost_seen: u64,
@@ -620,6 +623,10 @@ impl<W: Write> Tracer<'_, W> {
         } else {
             "cgroup"
         };
+        let mut s = s;
+        if self.follow {
+            s.track_no_fork();
+        }
         self.sessions.retain(|s| s.pid != pid);
         self.printer.joined(&s, by)?;
         self.sessions.push(s);
@@ -845,6 +852,12 @@ async fn trace(args: TraceArgs, range: Range, render: &mut TableRenderer) -> Res
         }
     }
     let polled = probes.is_none();
+    let probes_follow = !polled && (args.follow || groups.is_some());
+    if probes_follow {
+        for s in &mut sessions {
+            s.track_no_fork();
+        }
+    }
     let mut tracer = Tracer {
         probes,
         sessions,
@@ -859,6 +872,7 @@ async fn trace(args: TraceArgs, range: Range, render: &mut TableRenderer) -> Res
         render,
         show_failed: args.show_failed,
         range,
+        follow: probes_follow,
         groups,
         focus,
         lost_seen: 0,

@@ -44,6 +44,24 @@ fn own_ns_pid(dir: &PidDir, pid: u32) -> u32 {
     }
 }
 
+/// Adds the regions of `smaps` whose `VmFlags` has `dc` (VM_DONTCOPY).
+fn no_fork_in_smaps(smaps: &[u8], set: &mut RangeSet) {
+    let mut range = None;
+    for line in smaps.split(|&b| b == b'\n') {
+        if let Some(flags) = line.strip_prefix(b"VmFlags:") {
+            if let Some((lo, hi)) = range.take()
+                && flags.split(|b| b.is_ascii_whitespace()).any(|f| f == b"dc")
+            {
+                set.insert(lo, hi);
+            }
+        } else if line.first().is_some_and(u8::is_ascii_hexdigit)
+            && let Ok(r) = crate::proc::maps::parse_line(line)
+        {
+            range = Some((r.start, r.end));
+        }
+    }
+}
+
 /// What reading a process that is gone fails with.
 fn gone() -> io::Error {
     io::Error::from_raw_os_error(libc::ESRCH)
@@ -161,6 +179,10 @@ pub struct Session {
     /// Ranges whose rows were derived from call arguments and not yet
     /// replaced by the kernel's (see `settle`).
     dirty: RangeSet,
+    /// Regions a fork does not copy (`MADV_DONTFORK`, VM_DONTCOPY), kept
+    /// only when forks are followed: from smaps at each full read of the
+    /// map, then from the flags each capture reads.
+    no_fork: Option<RangeSet>,
     /// Ranges whose rows were read from the kernel (a fallback, `settle`,
     /// a table) or derived from arguments later than calls that may still
     /// be applied on them, as (lo, hi, until): a captured call on them that
@@ -213,6 +235,7 @@ impl Session {
             exited: false,
             unconfirmed: Vec::new(),
             dirty: RangeSet::default(),
+            no_fork: None,
             uncertain: Vec::new(),
         };
         s.brk = s.heap().1.max(s.start_brk);
@@ -225,13 +248,24 @@ impl Session {
     /// made it: only the child's own calls change it from there. No table
     /// is read: the child may have run, and changed its map, by now.
     pub fn forked(parent: &Session, pid: u32, fork_ns: u64) -> Session {
+        // What the kernel's dup_mmap copies: every region but those marked
+        // VM_DONTCOPY (whole regions: the flag is per region).
+        let mut model = parent.model.clone();
+        for (lo, hi) in parent.no_fork.iter().flat_map(RangeSet::iter) {
+            let keep: Vec<Region> = model
+                .within(lo, hi)
+                .filter(|r| r.start < lo || r.end > hi)
+                .cloned()
+                .collect();
+            model.replace(lo, hi, keep);
+        }
         let mut s = Session {
             pid,
             ppid: parent.pid,
             ns_pid: 0,
             dir: None,
             view: None,
-            model: parent.model.clone(),
+            model,
             gate: parent.gate.clone(),
             start_time: 0,
             start_brk: parent.start_brk,
@@ -249,10 +283,22 @@ impl Session {
             // Rows the parent holds from its arguments or from reads since
             // calls still in flight are as uncertain in the copy.
             dirty: parent.dirty.clone(),
+            // None of its regions came from a VM_DONTCOPY one.
+            no_fork: parent.no_fork.as_ref().map(|_| RangeSet::default()),
             uncertain: parent.uncertain.clone(),
         };
         s.open_dir();
         s
+    }
+
+    /// Keeps track of the regions a fork does not copy, from now on (see
+    /// `no_fork`): for a process whose forks are followed.
+    pub fn track_no_fork(&mut self) {
+        let mut set = RangeSet::default();
+        if let Ok(smaps) = self.proc_dir().and_then(|d| d.read("smaps")) {
+            no_fork_in_smaps(&smaps, &mut set);
+        }
+        self.no_fork = Some(set);
     }
 
     /// Opens the `/proc` directory of a followed child if it is not open
@@ -651,6 +697,9 @@ impl Session {
                 self.reopen()?;
                 self.seeded_ns = monotonic_ns();
                 let change = self.resync()?;
+                if self.no_fork.is_some() {
+                    self.track_no_fork();
+                }
                 self.brk = self.heap().1.max(self.start_brk);
                 return Ok(Some(self.delta(ev.tid, ev.exit_ns, Cause::Exec, change)));
             }
@@ -881,6 +930,17 @@ impl Session {
         self.uncertain.retain(|u| u.2 > ended);
         let certain = !self.uncertain.iter().any(|&(l, h, _)| l < hi && h > lo);
         let change = self.model.replace(lo, hi, new);
+        if let Some(set) = &mut self.no_fork {
+            for &(l, h) in &e.cleared {
+                set.remove(l, h);
+            }
+            for v in &e.captured {
+                match v.flags & capture::VM_DONTCOPY {
+                    0 => set.remove(v.start, v.end),
+                    _ => set.insert(v.start, v.end),
+                }
+            }
+        }
         self.brk = brk_after;
         self.account(&change);
         Ok((change, certain))
