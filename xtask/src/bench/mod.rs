@@ -5,6 +5,7 @@
 //! noise of a shared machine falls on all of them alike, and prints a
 //! Markdown report (also written to `--out FILE`).
 
+mod follow;
 mod proc;
 mod report;
 mod snapshot;
@@ -20,10 +21,11 @@ use std::{
 use anyhow::{Context, Result, bail};
 
 const USAGE: &str = "\
-usage: cargo xtask bench snapshot|trace [OPTIONS]
+usage: cargo xtask bench snapshot|trace|follow [OPTIONS]
 
   snapshot   pmap vs cat /proc/PID/{maps,smaps} vs procps-ng pmap on 1k/10k/60k mappings
   trace      pmap trace: overhead, throughput, latency, own cost, cost to others
+  follow     pmap trace -f/--comm/--cgroup: cost to others, a forking server
 
 options:
   --quick        fewer rounds and smaller loops (about a minute)
@@ -96,6 +98,7 @@ pub fn main(args: &[String]) -> Result<()> {
     let report = match name {
         "snapshot" => snapshot::run(&opts)?,
         "trace" => trace::run(&opts)?,
+        "follow" => follow::run(&opts)?,
         "-h" | "--help" => {
             print!("{USAGE}");
             return Ok(());

@@ -291,7 +291,8 @@ fn record_tracer(d: &mut CfgData, tr: &TracerResult) {
     }
 }
 
-fn paired(a: &Samples, b: &Samples) -> f64 {
+/// The median of the per-round ratios of `a` to `b` (rounds paired).
+pub(super) fn paired(a: &Samples, b: &Samples) -> f64 {
     let mut s = Samples::default();
     for (&x, &y) in a.values().iter().zip(b.values()) {
         if y > 0.0 {
@@ -301,7 +302,8 @@ fn paired(a: &Samples, b: &Samples) -> f64 {
     s.median()
 }
 
-fn fx(v: f64) -> String {
+/// `1.23x`, or `n/a`.
+pub(super) fn fx(v: f64) -> String {
     if v.is_nan() {
         "n/a".into()
     } else {
