@@ -505,3 +505,52 @@ os.waitpid(pid, 0)
         t.context()
     );
 }
+
+/// With polling, `-f` finds the children of traced processes at each look
+/// (said on stderr), reads each one's table then, and shows what changes
+/// after: a child that lives long enough is followed.
+#[test]
+fn polling_follows_children_it_finds_at_each_look() {
+    let script = "import mmap, time; time.sleep(1); m = mmap.mmap(-1, 7 << 20); time.sleep(1)";
+    let cmd = format!("python3 -c '{script}'; true");
+    let mut t = Tracer::spawn(&[
+        "-f",
+        "--backend",
+        "poll",
+        "--json",
+        "--no-initial-table",
+        "--",
+        "sh",
+        "-c",
+        &cmd,
+    ]);
+    t.wait_tracing(Duration::from_secs(60));
+    let status = t.wait_exit(Duration::from_secs(60));
+    assert!(status.success(), "pmap trace failed: {}", t.context());
+    assert!(
+        t.stderr()
+            .iter()
+            .any(|l| l.contains("-f with polling: children are found at each look")),
+        "polling says what -f can do: {}",
+        t.context()
+    );
+    let rs = records(&t);
+    let joined: Vec<u64> = rs
+        .iter()
+        .filter(|r| r["type"] == "joined" && r["by"] == "fork")
+        .map(|r| u(&r["pid"]))
+        .collect();
+    assert!(!joined.is_empty(), "no child was followed: {}", t.context());
+    let seen = rs.iter().any(|d| {
+        d["type"] == "delta"
+            && joined.contains(&u(&d["pid"]))
+            && d["added"]
+                .as_array()
+                .is_some_and(|a| a.iter().any(|r| u(&r["size"]) == 7 * MIB))
+    });
+    assert!(
+        seen,
+        "the child's 7 MiB mapping was not seen: {}",
+        t.context()
+    );
+}

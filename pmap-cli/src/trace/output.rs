@@ -395,8 +395,9 @@ impl<W: Write> Printer<W> {
         )
     }
 
-    /// A process that joined the trace by matching `--comm` or `--cgroup`
-    /// (`by`); its table follows.
+    /// A process that joined the trace by matching `--comm` or `--cgroup`,
+    /// or found by polling as a child of a traced one (`by`: `comm`,
+    /// `cgroup`, `fork`); its table follows.
     pub fn joined(&mut self, s: &Session, by: &str) -> io::Result<()> {
         let t = self.now();
         if self.json {
@@ -404,10 +405,10 @@ impl<W: Write> Printer<W> {
                 "type": "joined", "pid": s.pid, "ppid": s.ppid, "t": t, "by": by,
             }));
         }
-        let what = if by == "comm" {
-            "its command name matches --comm"
-        } else {
-            "it is in the --cgroup group"
+        let what = match by {
+            "comm" => "its command name matches --comm",
+            "cgroup" => "it is in the --cgroup group",
+            _ => "a child of a traced process (-f, seen by polling: its map as read now)",
         };
         writeln!(self.out, "+{t:.6} pid {} joined the trace: {what}", s.pid)
     }

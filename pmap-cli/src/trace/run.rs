@@ -160,6 +160,8 @@ struct Tracer<'r, W: Write> {
     /// Forks are followed (`-f`, or a group): sessions keep track of the
     /// regions a fork does not copy.
     follow: bool,
+    /// `-f` with polling: children are looked for at each look.
+    follow_polled: bool,
     /// Which deltas are printed (`--syscall`, `--min-size`, ...).
     focus: Focus,
     lost_seen: u64,
@@ -275,7 +277,7 @@ impl<W: Write> Tracer<'_, W> {
 
     fn apply(&mut self, ev: &Event, later: &LaterCalls) -> Result<()> {
         if ev.kind == kind::MATCHED {
-            return self.join(ev.tgid, ev.args[0]);
+            return self.join(ev.tgid, matched_by(ev.args[0]));
         }
         let Some(i) = self.sessions.iter().position(|s| s.pid == ev.tgid) else {
             return Ok(());
@@ -546,7 +548,19 @@ impl<W: Write> Tracer<'_, W> {
         if let Some(g) = &self.groups {
             let (by, found) = g.members();
             for pid in found {
-                self.join(pid, by)?;
+                self.join(pid, matched_by(by))?;
+            }
+        }
+        // `-f`: the children of traced processes, as they are now.
+        if self.follow_polled {
+            let kids: Vec<u32> = self
+                .sessions
+                .iter()
+                .filter(|s| !s.exited)
+                .flat_map(|s| children_of(s.pid))
+                .collect();
+            for pid in kids {
+                self.join(pid, "fork")?;
             }
         }
         for i in 0..self.sessions.len() {
@@ -610,20 +624,14 @@ impl<W: Write> Tracer<'_, W> {
     /// A process that matched `--comm` or `--cgroup` (the kernel program
     /// added it to its filter at a mapping call, or polling found it):
     /// traced from now on, starting with its table.
-    fn join(&mut self, pid: u32, by: u64) -> Result<()> {
+    fn join(&mut self, pid: u32, by: &'static str) -> Result<()> {
         if self.sessions.iter().any(|s| s.pid == pid && !s.exited) {
             return Ok(());
         }
         // Gone already, or not readable: nothing to show of it.
-        let Ok(s) = Session::open(pid) else {
+        let Ok(mut s) = Session::open(pid) else {
             return Ok(());
         };
-        let by = if by == pmap_common::matched::COMM {
-            "comm"
-        } else {
-            "cgroup"
-        };
-        let mut s = s;
         if self.follow {
             s.track_no_fork();
         }
@@ -636,6 +644,31 @@ impl<W: Write> Tracer<'_, W> {
         }
         self.table(i, "initial")
     }
+}
+
+/// `--comm` or `--cgroup`, from a `kind::MATCHED` record.
+fn matched_by(code: u64) -> &'static str {
+    if code == pmap_common::matched::COMM {
+        "comm"
+    } else {
+        "cgroup"
+    }
+}
+
+/// The child processes of every thread of `pid` (`/proc/PID/task/TID/children`).
+fn children_of(pid: u32) -> Vec<u32> {
+    let Ok(tasks) = std::fs::read_dir(format!("/proc/{pid}/task")) else {
+        return Vec::new();
+    };
+    tasks
+        .flatten()
+        .filter_map(|t| std::fs::read_to_string(t.path().join("children")).ok())
+        .flat_map(|c| {
+            c.split_whitespace()
+                .filter_map(|p| p.parse().ok())
+                .collect::<Vec<u32>>()
+        })
+        .collect()
 }
 
 /// Whether this process is in the initial PID namespace, whose proc inode
@@ -777,8 +810,10 @@ async fn trace(args: TraceArgs, range: Range, render: &mut TableRenderer) -> Res
     };
     if probes.is_none() && args.follow {
         eprintln!(
-            "pmap trace: -f: polling cannot see forks, so no child is followed; the eBPF \
-             backend (root, or CAP_BPF and CAP_PERFMON) follows them"
+            "pmap trace: -f with polling: children are found at each look (every {}s), with \
+             their table read then; one that lives less than that is missed. The eBPF backend \
+             (root, or CAP_BPF and CAP_PERFMON) follows them from their first instruction",
+            args.poll_interval
         );
     }
     let mut probes = probes;
@@ -873,6 +908,7 @@ async fn trace(args: TraceArgs, range: Range, render: &mut TableRenderer) -> Res
         show_failed: args.show_failed,
         range,
         follow: probes_follow,
+        follow_polled: polled && args.follow,
         groups,
         focus,
         lost_seen: 0,
