@@ -447,11 +447,12 @@ impl Session {
 
     /// Re-reads everything from the kernel; returns what differed.
     pub fn resync(&mut self) -> io::Result<Change> {
+        // Nothing is forgotten before the read succeeds.
+        let fresh = self.view()?.all()?;
         self.dirty.clear();
         self.uncertain.clear();
         self.uncertain
             .push((0, u64::MAX, monotonic_ns() + READ_IN_FLIGHT_NS));
-        let fresh = self.view()?.all()?;
         let change = self.model.replace_all(fresh);
         self.account(&change);
         Ok(change)
@@ -499,14 +500,16 @@ impl Session {
     /// the kernel before this check explains it; what stays unexplained
     /// becomes a model correction (see `expire`).
     pub fn check(&mut self) -> io::Result<Option<Delta>> {
+        // The table printed after this shows the map as read now: calls
+        // that ended before are in it, and are not shown again after it.
+        // Only once the read succeeded: a failed one holds none of them.
+        let read_at = monotonic_ns();
+        let fresh = self.view()?.all()?;
+        self.seeded_ns = read_at;
         self.dirty.clear();
         self.uncertain.clear();
         self.uncertain
             .push((0, u64::MAX, monotonic_ns() + READ_IN_FLIGHT_NS));
-        // The table printed after this shows the map as read now: calls
-        // that ended before are in it, and are not shown again after it.
-        self.seeded_ns = monotonic_ns();
-        let fresh = self.view()?.all()?;
         let checked_at = monotonic_ns();
         let change = self.model.replace_all(fresh);
         if change.is_empty() {
@@ -693,10 +696,21 @@ impl Session {
                     self.exited = true;
                     return Ok(None);
                 }
-                // The open maps file belongs to the old address space.
-                self.reopen()?;
-                self.seeded_ns = monotonic_ns();
-                let change = self.resync()?;
+                // The open maps file belongs to the old address space. A
+                // read can find the address space it opened gone if the
+                // process exec'd once more meanwhile: then the newest one
+                // is read (that exec's own record finds it read already).
+                let mut tries = 0;
+                let change = loop {
+                    self.reopen()?;
+                    self.seeded_ns = monotonic_ns();
+                    match self.resync() {
+                        Err(e) if is_gone(&e) && tries < 3 && self.still_same_process() => {
+                            tries += 1;
+                        }
+                        other => break other?,
+                    }
+                };
                 if self.no_fork.is_some() {
                     self.track_no_fork();
                 }
