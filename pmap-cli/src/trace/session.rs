@@ -1,7 +1,7 @@
 //! One traced process: its region model, the kernel view that confirms it,
 //! and what happened to it. Events go in; records for the printer come out.
 
-use std::io;
+use std::{cell::RefCell, collections::HashMap, io, rc::Rc};
 
 use pmap_common::{Event, FLAG_NO_ARGS, failed, kind, nr};
 
@@ -61,6 +61,10 @@ fn no_fork_in_smaps(smaps: &[u8], set: &mut RangeSet) {
         }
     }
 }
+
+/// Names of mapped files by (major, minor, inode), as the kernel printed
+/// them (see `Session::file_names`).
+type FileNames = Rc<RefCell<HashMap<(u32, u32, u64), Region>>>;
 
 /// What reading a process that is gone fails with.
 fn gone() -> io::Error {
@@ -172,7 +176,10 @@ pub struct Session {
     seeded_ns: u64,
     /// Names of mapped files by (major, minor, inode), as the kernel last
     /// printed them: a capture carries the file's identity, not its path.
-    file_names: std::collections::HashMap<(u32, u32, u64), Region>,
+    /// Shared by a process and the processes it forks (followed with
+    /// `-f`), which map the same files: a short-lived child's libraries are
+    /// named from what its parent or a sibling showed.
+    file_names: FileNames,
     pub stats: Stats,
     pub exited: bool,
     unconfirmed: Vec<Unconfirmed>,
@@ -272,7 +279,7 @@ impl Session {
             start_stack: parent.start_stack,
             brk: parent.brk,
             seeded_ns: fork_ns,
-            file_names: parent.file_names.clone(),
+            file_names: Rc::clone(&parent.file_names),
             stats: Stats {
                 peak_mapped: parent.model.mapped(),
                 peak_regions: parent.model.len(),
@@ -486,7 +493,6 @@ impl Session {
             self.start_stack = stat.start_stack;
         }
         self.brk = self.start_brk;
-        self.file_names.clear();
         Ok(())
     }
 
@@ -1053,13 +1059,13 @@ impl Session {
                 return Ok(());
             }
         }
-        if let Some(k) = self.file_names.get(&id) {
-            let k = k.clone();
+        let known = self.file_names.borrow().get(&id).cloned();
+        if let Some(k) = known {
             take(r, &k);
             return Ok(());
         }
         if let Some(o) = self.model.regions().find(|o| same(o)).cloned() {
-            self.file_names.insert(id, o.clone());
+            self.file_names.borrow_mut().insert(id, o.clone());
             take(r, &o);
             return Ok(());
         }
@@ -1070,7 +1076,7 @@ impl Session {
             && (same(&k) || k.perms == r.perms)
         {
             if same(&k) {
-                self.file_names.insert(id, k.clone());
+                self.file_names.borrow_mut().insert(id, k.clone());
             }
             take(r, &k);
             return Ok(());
@@ -1085,7 +1091,7 @@ impl Session {
             && let Some(name) = self.fd_name(ev.args[4] as i32, id)
         {
             r.name = name;
-            self.file_names.insert(id, r.clone());
+            self.file_names.borrow_mut().insert(id, r.clone());
             return Ok(());
         }
         Err(Fallback::Unnamed)
