@@ -3,7 +3,10 @@
 
 use std::io::{self, Write};
 
-use serde::{Serialize, Serializer, ser::SerializeStruct};
+use serde::{
+    Serialize, Serializer,
+    ser::{SerializeMap, SerializeStruct},
+};
 use serde_json::{Map, Value, json};
 
 use super::{
@@ -95,30 +98,118 @@ struct TableRecord<'a> {
     regions: Regions<'a>,
 }
 
-#[derive(Serialize)]
+/// A delta as a JSON record, serialized straight into the output: the
+/// tracer writes one per traced call, and building a `Value` map for each
+/// (the cause's keys, the notes') cost more than the rest of the record.
+/// Keys: the fixed ones first, then the cause's and the notes' in
+/// alphabetical order.
 struct DeltaRecord<'a> {
-    #[serde(rename = "type")]
-    kind: &'static str,
-    pid: u32,
-    ppid: u32,
-    /// The process's id in its own PID namespace, where it differs.
-    #[serde(skip_serializing_if = "is_zero")]
-    ns_pid: u32,
+    d: &'a Delta,
     t: f64,
-    tid: u32,
-    ktime_ns: u64,
-    superseded: bool,
-    from_arguments: bool,
-    /// The delta is exactly what the call did (from its capture).
-    exact: bool,
-    /// Why it is not (see `capture::Fallback::name`).
-    #[serde(skip_serializing_if = "Option::is_none")]
-    fallback: Option<&'static str>,
-    removed: Regions<'a>,
-    added: Regions<'a>,
-    /// The cause's keys and insight's (see `DeltaNotes::add_json`).
-    #[serde(flatten)]
-    more: Map<String, Value>,
+    notes: &'a DeltaNotes,
+}
+
+impl Serialize for DeltaRecord<'_> {
+    fn serialize<S: Serializer>(&self, s: S) -> Result<S::Ok, S::Error> {
+        let (d, notes) = (self.d, self.notes);
+        let call = match &d.cause {
+            Cause::Syscall(call, ev) => Some((*call, &**ev)),
+            _ => None,
+        };
+        let stack = notes.stack.as_deref();
+        let mut m = s.serialize_map(None)?;
+        m.serialize_entry("type", "delta")?;
+        m.serialize_entry("pid", &d.pid)?;
+        m.serialize_entry("ppid", &d.ppid)?;
+        if d.ns_pid != 0 {
+            m.serialize_entry("ns_pid", &d.ns_pid)?;
+        }
+        m.serialize_entry("t", &self.t)?;
+        m.serialize_entry("tid", &d.tid)?;
+        m.serialize_entry("ktime_ns", &d.ktime_ns)?;
+        m.serialize_entry("superseded", &d.superseded)?;
+        m.serialize_entry("from_arguments", &d.from_arguments)?;
+        // Exactly what the call did (from its capture).
+        m.serialize_entry("exact", &(call.is_some() && d.fallback.is_none()))?;
+        if let Some(f) = d.fallback {
+            m.serialize_entry("fallback", f.name())?;
+        }
+        m.serialize_entry("removed", &Regions(&d.change.removed))?;
+        m.serialize_entry("added", &Regions(&d.change.added))?;
+        if let Some((call, ev)) = call {
+            m.serialize_entry("args", &ev.args[..call.arity()])?;
+        }
+        if let Some(st) = stack {
+            m.serialize_entry("call_site", &st.site.as_deref())?;
+        }
+        m.serialize_entry(
+            "cause",
+            match d.cause {
+                Cause::Syscall(..) => "syscall",
+                Cause::Observed | Cause::Polled => "observed",
+                Cause::Resync => "resync",
+                Cause::Exec => "exec",
+                Cause::Settled => "settled",
+            },
+        )?;
+        if let Some(st) = stack {
+            m.serialize_entry("frames", &Frames(&st.frames))?;
+            m.serialize_entry("frames_hidden", &st.hidden)?;
+        }
+        m.serialize_entry("notes", &NotesJson(&notes.notes))?;
+        if let Some((_, ev)) = call {
+            m.serialize_entry("ret", &ev.ret)?;
+            let depth = (ev.stack_len as usize).min(ev.stack.len());
+            if depth > 0 {
+                m.serialize_entry("stack", &HexWords(&ev.stack[..depth]))?;
+            }
+        }
+        if let Some(st) = stack {
+            m.serialize_entry("stack_truncated", &st.truncated)?;
+        }
+        if let Some((call, _)) = call {
+            m.serialize_entry("syscall", call.name())?;
+        }
+        m.end()
+    }
+}
+
+/// `[{"addr": "0x..", "name": "..."}, ...]`.
+struct Frames<'a>(&'a [(u64, std::rc::Rc<str>)]);
+
+impl Serialize for Frames<'_> {
+    fn serialize<S: Serializer>(&self, s: S) -> Result<S::Ok, S::Error> {
+        s.collect_seq(self.0.iter().map(|(a, n)| Frame(*a, n)))
+    }
+}
+
+struct Frame<'a>(u64, &'a str);
+
+impl Serialize for Frame<'_> {
+    fn serialize<S: Serializer>(&self, s: S) -> Result<S::Ok, S::Error> {
+        let mut m = s.serialize_struct("Frame", 2)?;
+        m.serialize_field("addr", &Hex(self.0))?;
+        m.serialize_field("name", self.1)?;
+        m.end()
+    }
+}
+
+/// The notes' JSON objects, by reference.
+struct NotesJson<'a>(&'a [crate::trace::insight::Note]);
+
+impl Serialize for NotesJson<'_> {
+    fn serialize<S: Serializer>(&self, s: S) -> Result<S::Ok, S::Error> {
+        s.collect_seq(self.0.iter().map(|n| &n.json))
+    }
+}
+
+/// `["0x7f..", ...]`.
+struct HexWords<'a>(&'a [u64]);
+
+impl Serialize for HexWords<'_> {
+    fn serialize<S: Serializer>(&self, s: S) -> Result<S::Ok, S::Error> {
+        s.collect_seq(self.0.iter().map(|&w| Hex(w)))
+    }
 }
 
 fn is_zero(n: &u32) -> bool {
@@ -270,49 +361,7 @@ impl<W: Write> Printer<W> {
             self.now()
         };
         if self.json {
-            let mut v = Value::Object(Map::new());
-            match &d.cause {
-                Cause::Syscall(call, ev) => {
-                    v["cause"] = json!("syscall");
-                    v["syscall"] = json!(call.name());
-                    v["args"] = json!(&ev.args[..call.arity()]);
-                    v["ret"] = json!(ev.ret);
-                    let depth = (ev.stack_len as usize).min(ev.stack.len());
-                    if depth > 0 {
-                        let frames: Vec<String> = ev.stack[..depth]
-                            .iter()
-                            .map(|a| format!("{a:#x}"))
-                            .collect();
-                        v["stack"] = json!(frames);
-                    }
-                }
-                Cause::Observed => v["cause"] = json!("observed"),
-                Cause::Resync => v["cause"] = json!("resync"),
-                Cause::Polled => v["cause"] = json!("observed"),
-                Cause::Exec => v["cause"] = json!("exec"),
-                Cause::Settled => v["cause"] = json!("settled"),
-            }
-            notes.add_json(&mut v);
-            let more = match v {
-                Value::Object(m) => m,
-                _ => Map::new(),
-            };
-            return self.record(&DeltaRecord {
-                kind: "delta",
-                pid: d.pid,
-                ppid: d.ppid,
-                ns_pid: d.ns_pid,
-                t,
-                tid: d.tid,
-                ktime_ns: d.ktime_ns,
-                superseded: d.superseded,
-                from_arguments: d.from_arguments,
-                exact: matches!(d.cause, Cause::Syscall(..)) && d.fallback.is_none(),
-                fallback: d.fallback.map(|f| f.name()),
-                removed: Regions(&d.change.removed),
-                added: Regions(&d.change.added),
-                more,
-            });
+            return self.record(&DeltaRecord { d, t, notes });
         }
         write!(self.out, "+{} pid {}", Micros(t), d.pid)?;
         if d.tid != 0 {
@@ -689,6 +738,85 @@ mod tests {
         let mut shape = Vec::new();
         write_shape(&mut shape, &c).expect("write to a Vec");
         assert_eq!(shape, b"   1 region -> 2");
+    }
+
+    #[test]
+    fn a_delta_record_carries_the_calls_and_the_notes_keys() {
+        use crate::trace::insight::{DeltaNotes, Note};
+        let mut ev = pmap_common::Event::default();
+        ev.args = [0x7f00_0000_0000, 4096, 5, 0, 0, 0];
+        ev.ret = 0;
+        ev.stack_len = 1;
+        ev.stack[0] = 0x1007;
+        let d = Delta {
+            pid: 7,
+            ppid: 1,
+            ns_pid: 0,
+            tid: 8,
+            ktime_ns: 5,
+            cause: Cause::Syscall(Call::Mprotect, Box::new(ev)),
+            change: Change {
+                removed: vec![r(0x1000, 0x2000, b"rw-p")],
+                added: vec![r(0x1000, 0x2000, b"r-xp")],
+            },
+            superseded: false,
+            from_arguments: false,
+            fallback: None,
+        };
+        let site: std::rc::Rc<str> = "jit+0x1e [app]".into();
+        let notes = DeltaNotes {
+            stack: Some(std::rc::Rc::new(crate::trace::insight::StackNote {
+                frames: vec![
+                    (0x1007, "__mprotect+0x7 [libc.so.6]".into()),
+                    (0x5100, site.clone()),
+                ],
+                hidden: 0,
+                truncated: true,
+                site: Some(site.clone()),
+            })),
+            notes: vec![Note::churn(262144, 8, 1, None)],
+        };
+        let v: Value = serde_json::to_value(DeltaRecord {
+            d: &d,
+            t: 1.5,
+            notes: &notes,
+        })
+        .expect("serializes");
+        assert_eq!(
+            (&v["type"], &v["pid"], &v["ppid"], &v["tid"], &v["exact"]),
+            (
+                &json!("delta"),
+                &json!(7),
+                &json!(1),
+                &json!(8),
+                &json!(true)
+            )
+        );
+        assert!(v.get("ns_pid").is_none() && v.get("fallback").is_none());
+        assert_eq!(v["syscall"], "mprotect");
+        assert_eq!(v["args"], json!([0x7f00_0000_0000u64, 4096, 5]));
+        assert_eq!((&v["cause"], &v["ret"]), (&json!("syscall"), &json!(0)));
+        assert_eq!(v["stack"], json!(["0x1007"]));
+        assert_eq!(
+            v["frames"][1],
+            json!({"addr": "0x5100", "name": "jit+0x1e [app]"})
+        );
+        assert_eq!(
+            (&v["frames_hidden"], &v["stack_truncated"]),
+            (&json!(0), &json!(true))
+        );
+        assert_eq!(v["call_site"], "jit+0x1e [app]");
+        assert_eq!(v["notes"][0]["kind"], "churn");
+        assert_eq!(v["added"][0]["perms"], "r-xp");
+        // Without a stack or notes: no stack keys, and an empty notes list.
+        let bare: Value = serde_json::to_value(DeltaRecord {
+            d: &d,
+            t: 1.5,
+            notes: &DeltaNotes::default(),
+        })
+        .expect("serializes");
+        assert!(bare.get("frames").is_none() && bare.get("call_site").is_none());
+        assert_eq!(bare["notes"], json!([]));
     }
 
     #[test]

@@ -185,7 +185,7 @@ fn fork_storm(s: &mut String, bins: &Bins, opts: &Opts) -> Result<()> {
         "forked",
         "followed",
         "events lost",
-        "tracer peak RSS",
+        "tracer peak RSS MiB",
         "tracer CPU s",
         "tracer CPU / child",
     ]);

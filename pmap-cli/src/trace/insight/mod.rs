@@ -38,12 +38,11 @@ use std::{
 use pmap_common::Event;
 use serde_json::Value;
 
-pub use self::notes::DeltaNotes;
+pub use self::notes::{DeltaNotes, Note, StackNote};
 
 use self::{
     alloc::{AllocStats, PATTERN_MIN, human},
     jit::JitMap,
-    notes::Note,
     regions::{RegionInfo, RegionTable, Stamp},
     stacks::{Stack, StackCache},
     symbols::Symbols,

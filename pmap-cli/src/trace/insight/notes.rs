@@ -182,24 +182,6 @@ impl DeltaNotes {
             .map(String::from)
             .collect()
     }
-
-    /// Adds this delta's keys to its JSON record `v` (an object).
-    pub fn add_json(&self, v: &mut Value) {
-        let Value::Object(m) = v else { return };
-        if let Some(s) = &self.stack {
-            let frames: Vec<Value> = s
-                .frames
-                .iter()
-                .map(|(a, n)| json!({"addr": hex(*a), "name": &**n}))
-                .collect();
-            m.insert("frames".into(), json!(frames));
-            m.insert("frames_hidden".into(), json!(s.hidden));
-            m.insert("stack_truncated".into(), json!(s.truncated));
-            m.insert("call_site".into(), json!(s.site.as_deref()));
-        }
-        let notes: Vec<Value> = self.notes.iter().map(|n| n.json.clone()).collect();
-        m.insert("notes".into(), Value::Array(notes));
-    }
 }
 
 #[cfg(test)]
@@ -239,14 +221,8 @@ mod tests {
                  by jit_make_executable+0x1e [tiny_jit]",
             ]
         );
-        let mut v = json!({"type": "delta"});
-        d.add_json(&mut v);
-        assert_eq!(v["frames"][1]["addr"], "0x5100");
-        assert_eq!(v["frames"][1]["name"], &*site);
-        assert_eq!(v["stack_truncated"], true);
-        assert_eq!(v["frames_hidden"], 0);
-        assert_eq!(v["call_site"], &*site);
-        let n = &v["notes"][0];
+        // The delta record's keys for the stack are output.rs's (its tests).
+        let n = &d.notes[0].json;
         assert_eq!(n["kind"], "wx_flip");
         assert_eq!(n["text"], d.lines()[3]);
         assert_eq!(
@@ -280,8 +256,5 @@ mod tests {
                 "churn: 256K mapped and unmapped again 8 times, each within 1s"
             ]
         );
-        let mut v = json!({});
-        DeltaNotes::default().add_json(&mut v);
-        assert_eq!(v, json!({"notes": []}));
     }
 }
