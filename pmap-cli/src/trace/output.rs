@@ -743,10 +743,12 @@ mod tests {
     #[test]
     fn a_delta_record_carries_the_calls_and_the_notes_keys() {
         use crate::trace::insight::{DeltaNotes, Note};
-        let mut ev = pmap_common::Event::default();
-        ev.args = [0x7f00_0000_0000, 4096, 5, 0, 0, 0];
-        ev.ret = 0;
-        ev.stack_len = 1;
+        let mut ev = pmap_common::Event {
+            args: [0x7f00_0000_0000, 4096, 5, 0, 0, 0],
+            ret: 0,
+            stack_len: 1,
+            ..Default::default()
+        };
         ev.stack[0] = 0x1007;
         let d = Delta {
             pid: 7,
