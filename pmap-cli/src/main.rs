@@ -5,6 +5,9 @@ fn main() -> ExitCode {
     if args.get(1).is_some_and(|a| a == "trace") {
         return pmap_cli::trace::main(args);
     }
+    if args.get(1).is_some_and(|a| a == "exporter") {
+        return pmap_cli::exporter::main(args);
+    }
     // --json, --summary, --sort, --names, -S -r -a -F -L -s and core files;
     // anything else is procps-ng's command line.
     if let Some(code) = pmap_cli::views::main_if_views(&args) {

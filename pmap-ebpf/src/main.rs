@@ -10,6 +10,9 @@
 #![no_std]
 #![no_main]
 
+/// `pmap exporter`'s per-process counters.
+mod counters;
+
 use aya_ebpf::cty::c_void;
 use aya_ebpf::{
     EbpfContext,
