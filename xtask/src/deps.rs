@@ -47,7 +47,8 @@ const APT_BENCH_PACKAGES: &[&str] = &["time", "bpftrace", "strace"];
 /// python3, node and java are real targets (allocators, JITs); chromium
 /// renders the HTML report; setcap/setpriv run the tracer unprivileged;
 /// unshare (util-linux) and mount hide the kernel's BTF from one tracer,
-/// and mount mounts tracefs.
+/// and mount mounts tracefs; prometheus is the real server that scrapes
+/// `pmap exporter`.
 const APT_TEST_PACKAGES: &[&str] = &[
     "procps",
     "gdb",
@@ -58,6 +59,7 @@ const APT_TEST_PACKAGES: &[&str] = &[
     "libcap2-bin",
     "util-linux",
     "mount",
+    "prometheus",
 ];
 
 /// bpf-linker's last release verified to build against Debian's LLVM 22.

@@ -68,6 +68,8 @@ pub struct Collection {
     pub unreadable: usize,
     /// Kernel updates lost (eBPF only).
     pub lost: Option<u64>,
+    /// Processes the kernel map holds now (eBPF only).
+    pub kernel_entries: Option<usize>,
 }
 
 /// Collects, and keeps what the `other` counters need between collections.
@@ -94,6 +96,7 @@ impl Collector {
         let mut out = Collection {
             max_map_count: max_map_count(),
             lost: kernel.map(Counters::lost),
+            kernel_entries: kernel.map(Counters::entries),
             ..Collection::default()
         };
         let mut all = Vec::new();

@@ -142,6 +142,13 @@ pub fn render(c: &Collection, backend: &Backend, duration: f64) -> String {
             "Counter updates the kernel could not make (eBPF)",
             l,
         );
+        let e = Gauge::<i64>::default();
+        e.set(c.kernel_entries.unwrap_or(0) as i64);
+        reg.register(
+            "pmap_exporter_kernel_processes",
+            "Processes with counters in the kernel map (removed when they exit)",
+            e,
+        );
     } else {
         let unavailable = Family::<Labels, Gauge>::default();
         for m in KERNEL_ONLY {
