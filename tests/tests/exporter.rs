@@ -573,10 +573,10 @@ fn a_thousand_short_lived_processes_leave_no_series_and_no_growth() {
         rss.push(vm_rss_kib(exporter.proc.child.id()));
     }
     eprintln!("exporter RSS after each wave: {rss:?} KiB; kernel entries: {entries:?}");
-    // Memory after the first wave is the steady state: no growth per wave
-    // beyond allocator noise.
+    // The first wave warms the allocator up; after it, a leak of even 2 KiB
+    // per process that came and went would add 1 MiB over the last 500.
     assert!(
-        rss[3] <= rss[0] + 2048,
+        rss[3] <= rss[1] + 1024,
         "exporter RSS grows with processes that came and went: {rss:?} KiB"
     );
     assert!(
