@@ -152,19 +152,7 @@ impl Collector {
         }
         let comm = String::from_utf8_lossy(dir.read("comm")?.trim_ascii_end()).into_owned();
         let cgroup = cgroup_of(&dir.read("cgroup").unwrap_or_default());
-        let wanted = match &self.selection {
-            Selection::All => true,
-            Selection::Comm(c) => *c == comm,
-            // The cgroup itself or one below it.
-            Selection::Cgroup(g) => {
-                g == "/"
-                    || cgroup == *g
-                    || cgroup
-                        .strip_prefix(g.as_str())
-                        .is_some_and(|r| r.starts_with('/'))
-            }
-        };
-        if !wanted {
+        if !selects(&self.selection, &comm, &cgroup) {
             return Ok(None);
         }
         let mut reader = MapsReader::new(dir.open_file("maps")?);
@@ -187,6 +175,22 @@ impl Collector {
             kinds: Vec::new(),
             counters: None,
         }))
+    }
+}
+
+/// Whether a process with this command name and cgroup is selected.
+fn selects(selection: &Selection, comm: &str, cgroup: &str) -> bool {
+    match selection {
+        Selection::All => true,
+        Selection::Comm(c) => c == comm,
+        // The cgroup itself or one below it.
+        Selection::Cgroup(g) => {
+            g == "/"
+                || cgroup == g
+                || cgroup
+                    .strip_prefix(g.as_str())
+                    .is_some_and(|r| r.starts_with('/'))
+        }
     }
 }
 
@@ -283,6 +287,18 @@ mod tests {
         assert_eq!(kind_of("x (data)"), "data");
         assert_eq!(kind_of("thread stacks"), "thread stacks");
         assert_eq!(kind_of("guard/reserved"), "guard/reserved");
+    }
+
+    #[test]
+    fn cgroup_selects_itself_and_below() {
+        let g = Selection::Cgroup("/system.slice/a.service".into());
+        assert!(selects(&g, "x", "/system.slice/a.service"));
+        assert!(selects(&g, "x", "/system.slice/a.service/worker"));
+        assert!(!selects(&g, "x", "/system.slice/a.service2"));
+        assert!(!selects(&g, "x", "/system.slice"));
+        assert!(selects(&Selection::Cgroup("/".into()), "x", "/user.slice"));
+        assert!(selects(&Selection::Comm("x".into()), "x", ""));
+        assert!(!selects(&Selection::Comm("x".into()), "xy", ""));
     }
 
     #[test]
