@@ -15,7 +15,7 @@ use std::{
     time::{Duration, Instant},
 };
 
-use pmap_tests::trace_harness::{bpftool_ids, serial};
+use pmap_tests::trace_harness::{bpf_objects_of, bpftool_ids, serial};
 use pmap_tests::{pmap_bin, tool, workload_bin};
 
 const NOBODY: [&str; 3] = ["--reuid=nobody", "--regid=nogroup", "--clear-groups"];
@@ -182,23 +182,40 @@ impl Exporter {
         body
     }
 
-    /// SIGTERM: exits 0, and every eBPF program and link it had is gone.
-    fn stop_cleanly(mut self, before: &[Vec<u64>; 2]) {
+    /// SIGTERM: exits 0, and every eBPF program, link and map it held
+    /// (`ebpf`: it must hold some) is gone from the kernel. Its own
+    /// objects, not a before/after diff of the kernel's lists, so that
+    /// other eBPF users on the machine cannot make this fail or pass.
+    fn stop_cleanly(mut self, ebpf: bool) {
+        let held = bpf_objects_of(self.proc.child.id());
+        assert_eq!(
+            !held.progs.is_empty() && !held.links.is_empty(),
+            ebpf,
+            "eBPF programs and links the exporter holds: {held:?}\n{}",
+            self.proc.stderr()
+        );
         let st = self.proc.terminate(Duration::from_secs(30));
         assert!(
             st.success(),
             "exporter exited with {st}:\n{}",
             self.proc.stderr()
         );
+        // The kernel frees them asynchronously after the last descriptor.
         let deadline = Instant::now() + Duration::from_secs(10);
         loop {
-            let after = [bpftool_ids("prog"), bpftool_ids("link")];
-            let left: Vec<(&str, u64)> = ["prog", "link"]
-                .iter()
-                .zip(&after)
-                .zip(before)
-                .flat_map(|((k, a), b)| a.iter().filter(|i| !b.contains(i)).map(|i| (*k, *i)))
-                .collect();
+            let left: Vec<(&str, u64)> = [
+                ("prog", &held.progs),
+                ("link", &held.links),
+                ("map", &held.maps),
+            ]
+            .into_iter()
+            .flat_map(|(kind, ids)| {
+                let now = bpftool_ids(kind);
+                ids.iter()
+                    .filter(move |i| now.contains(i))
+                    .map(move |i| (kind, *i))
+            })
+            .collect();
             if left.is_empty() {
                 break;
             }
@@ -209,10 +226,6 @@ impl Exporter {
             std::thread::sleep(Duration::from_millis(200));
         }
     }
-}
-
-fn bpf_now() -> [Vec<u64>; 2] {
-    [bpftool_ids("prog"), bpftool_ids("link")]
 }
 
 /// A Prometheus server on 127.0.0.1 scraping `target_port` every 500 ms.
@@ -420,7 +433,6 @@ const WAIT: Duration = Duration::from_secs(30);
 #[test]
 fn prometheus_stores_the_mappings_of_a_stopped_process_exactly() {
     let _serial = serial();
-    let before = bpf_now();
     let target = Target::start(&["maps", "3000"]);
     target.stop();
     let lines = maps_lines(target.pid);
@@ -484,13 +496,12 @@ fn prometheus_stores_the_mappings_of_a_stopped_process_exactly() {
     // The exporter times itself.
     prom.wait_value("pmap_exporter_scrape_duration_seconds", WAIT, |v| v > 0.0);
     drop(prom);
-    exporter.stop_cleanly(&before);
+    exporter.stop_cleanly(true);
 }
 
 #[test]
 fn a_w_x_flip_shows_in_wx_flips_total() {
     let _serial = serial();
-    let before = bpf_now();
     // Counting starts when the exporter has attached: start it first.
     let exporter = Exporter::start(&["--comm", "exporter_target"]);
     let prom = Prometheus::start(exporter.port);
@@ -531,13 +542,12 @@ fn a_w_x_flip_shows_in_wx_flips_total() {
         "--comm exporter_target shows others: {comms:?}"
     );
     drop(prom);
-    exporter.stop_cleanly(&before);
+    exporter.stop_cleanly(true);
 }
 
 #[test]
 fn a_thousand_short_lived_processes_leave_no_series_and_no_growth() {
     let _serial = serial();
-    let before = bpf_now();
     let exporter = Exporter::start(&["--all", "--top", "2000"]);
     let prom = Prometheus::start(exporter.port);
     let mine = "pmap_mappings{comm=\"exporter_target\"}";
@@ -584,7 +594,7 @@ fn a_thousand_short_lived_processes_leave_no_series_and_no_growth() {
         "kernel entries of exited processes are not removed: {entries:?}"
     );
     drop(prom);
-    exporter.stop_cleanly(&before);
+    exporter.stop_cleanly(true);
 }
 
 /// The exporter's `pmap_exporter_kernel_processes`.
@@ -639,9 +649,7 @@ fn unprivileged_it_polls_serves_gauges_and_names_what_it_cannot_count() {
         "this test runs as root: unreadable to nobody"
     );
     drop(prom);
-    let mut exporter = exporter;
-    let st = exporter.proc.terminate(Duration::from_secs(30));
-    assert!(st.success(), "exporter exited with {st}");
+    exporter.stop_cleanly(false);
 }
 
 #[test]
@@ -658,11 +666,10 @@ fn refuses_addresses_beyond_loopback() {
 #[test]
 fn only_get_metrics_is_served() {
     let _serial = serial();
-    let before = bpf_now();
     let exporter = Exporter::start(&["--backend", "poll"]);
     let (code, _) = http_get(exporter.port, "/nothing").expect("answers");
     assert_eq!(code, 404);
     let text = exporter.metrics();
     assert!(text.contains("# TYPE pmap_mappings gauge"), "{text}");
-    exporter.stop_cleanly(&before);
+    exporter.stop_cleanly(false);
 }
