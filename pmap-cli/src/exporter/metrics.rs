@@ -47,7 +47,11 @@ pub fn render(c: &Collection, backend: &Backend, duration: f64) -> String {
 
     let series = |labels: Labels, maps: u64, w: u64, counters: Option<&ProcCounters>| {
         mappings.get_or_create(&labels).set(maps as i64);
-        ratio.get_or_create(&labels).set(maps as f64 / max);
+        // A ratio of a sum over processes would mean nothing: each process
+        // has its own limit.
+        if labels[0].1 != "other" {
+            ratio.get_or_create(&labels).set(maps as f64 / max);
+        }
         rwx.get_or_create(&labels).set(w as i64);
         if let Some(k) = counters {
             for (i, (_, name)) in SYSCALLS.iter().enumerate() {
