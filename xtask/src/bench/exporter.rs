@@ -254,7 +254,7 @@ fn start_bpftrace() -> Result<Running> {
 }
 
 fn loop_cost(s: &mut String, bins: &Bins, opts: &Opts) -> Result<()> {
-    let rounds = opts.rounds_or(5, 2);
+    let rounds = opts.rounds_or(7, 2);
     let iters = if opts.quick { 50_000 } else { 100_000 };
     let args = vec!["--iters".to_string(), iters.to_string()];
     #[derive(Clone, Copy, PartialEq)]
@@ -293,7 +293,9 @@ fn loop_cost(s: &mut String, bins: &Bins, opts: &Opts) -> Result<()> {
          bench_loop (N = {iters}: mmap 16 KiB, touch, mprotect 4 KiB, munmap) while nothing \
          runs, while `pmap exporter --all` counts every process, and while bpftrace counts per \
          process and syscall at the same {} sys_exit tracepoints plus the mprotect entries. \
-         {rounds} rounds, interleaved; ratios are medians of per-round ratios.\n",
+         {rounds} rounds, interleaved; ratios are medians of per-round ratios. The loop's CPU \
+         time (user+sys) is what the kernel programs add to each call; its wall time also \
+         carries waits for a CPU on this shared machine.\n",
         SYSCALLS.len()
     );
     let mut t = Table::new(&[
@@ -302,15 +304,19 @@ fn loop_cost(s: &mut String, bins: &Bins, opts: &Opts) -> Result<()> {
         "loop min ms",
         "ratio vs nothing",
         "loop CPU ms",
+        "CPU ratio vs nothing",
     ]);
+    // Median of the per-round ratios: both sides of one saw the same load.
+    let paired = |x: &Samples, y: &Samples| {
+        let mut r = Samples::default();
+        for (a, b) in x.values().iter().zip(y.values()) {
+            r.push(a / b);
+        }
+        r.median()
+    };
     for (i, c) in cfgs.iter().enumerate() {
-        let ratio = {
-            let mut r = Samples::default();
-            for (a, b) in wall[i].values().iter().zip(wall[0].values()) {
-                r.push(a / b);
-            }
-            r.median()
-        };
+        let ratio = paired(&wall[i], &wall[0]);
+        let cpu_ratio = paired(&cpu[i], &cpu[0]);
         t.row(vec![
             match c {
                 W::Nothing => "nothing",
@@ -326,6 +332,11 @@ fn loop_cost(s: &mut String, bins: &Bins, opts: &Opts) -> Result<()> {
                 format!("{ratio:.2}x")
             },
             ms(cpu[i].median()),
+            if i == 0 {
+                String::new()
+            } else {
+                format!("{cpu_ratio:.2}x")
+            },
         ]);
     }
     if !on_path(BPFTRACE) {
