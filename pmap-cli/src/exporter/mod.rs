@@ -81,6 +81,18 @@ fn counters(backend: Backend) -> Result<Option<Counters>> {
     }
 }
 
+/// Hands the heap a collection freed back to the kernel. Reading the
+/// `smaps` of a process with 60,000 regions takes tens of MiB for a moment;
+/// glibc would keep them for the rest of a long-running exporter's life.
+fn release_freed_memory() {
+    #[cfg(target_env = "gnu")]
+    // SAFETY: malloc_trim only returns free heap pages to the kernel; it
+    // has no preconditions and touches no live allocation.
+    unsafe {
+        libc::malloc_trim(0);
+    }
+}
+
 async fn run(a: ExporterArgs) -> Result<()> {
     let mut term = signal(SignalKind::terminate()).context("watching for SIGTERM failed")?;
     let mut int = signal(SignalKind::interrupt()).context("watching for SIGINT failed")?;
@@ -127,6 +139,8 @@ async fn run(a: ExporterArgs) -> Result<()> {
                         let start = Instant::now();
                         let c = collector.collect(kernel.as_ref());
                         let body = metrics::render(&c, &backend, start.elapsed().as_secs_f64());
+                        drop(c);
+                        release_freed_memory();
                         cached = Some((start, body.clone()));
                         body
                     }
