@@ -224,7 +224,8 @@ impl Exporter {
     }
 }
 
-/// A Prometheus server on 127.0.0.1 scraping `target_port` every 500 ms.
+/// A Prometheus server on 127.0.0.1 scraping `target_port` every 500 ms
+/// ([`Prometheus::start_every`] for another interval).
 pub struct Prometheus {
     pub proc: Logged,
     pub port: u16,
@@ -233,6 +234,12 @@ pub struct Prometheus {
 
 impl Prometheus {
     pub fn start(target_port: u16) -> Prometheus {
+        Prometheus::start_every(target_port, Duration::from_millis(500))
+    }
+
+    /// Scraping every `every`, which is also the scrape timeout.
+    pub fn start_every(target_port: u16, every: Duration) -> Prometheus {
+        let every = every.as_millis();
         let bin = tool("prometheus", "prometheus");
         let dir = TempDir::new("prometheus");
         let port = free_port();
@@ -240,7 +247,7 @@ impl Prometheus {
         std::fs::write(
             &config,
             format!(
-                "global:\n  scrape_interval: 500ms\n  scrape_timeout: 500ms\n\
+                "global:\n  scrape_interval: {every}ms\n  scrape_timeout: {every}ms\n\
                  scrape_configs:\n  - job_name: pmap\n    static_configs:\n      - targets: ['127.0.0.1:{target_port}']\n"
             ),
         )

@@ -135,7 +135,10 @@ fn a_w_x_flip_shows_in_wx_flips_total() {
 fn a_thousand_short_lived_processes_leave_no_series_and_no_growth() {
     let _serial = serial();
     let exporter = Exporter::start(&["--all", "--top", "2000"]);
-    let prom = Prometheus::start(exporter.port);
+    // --top 2000 reads the smaps of every process on the machine at each
+    // scrape: in a debug build on a loaded machine that takes over a
+    // second, past the default 500 ms timeout.
+    let prom = Prometheus::start_every(exporter.port, Duration::from_secs(3));
     let mine = "pmap_mappings{comm=\"exporter_target\"}";
     let mut rss = Vec::new();
     let mut entries = Vec::new();
