@@ -430,3 +430,63 @@ pub fn vm_rss_kib(pid: u32) -> u64 {
         .and_then(|v| v.trim().trim_end_matches(" kB").trim().parse().ok())
         .expect("VmRSS in status")
 }
+
+/// A cgroup v2 directory made for a test, with one child (`inner`);
+/// removed on drop (after its processes are gone: drop them first).
+pub struct TestCgroup {
+    /// Where it is, e.g. /sys/fs/cgroup/unified/pmap-exporter-test-123.
+    pub dir: PathBuf,
+    /// Its path as /proc/PID/cgroup shows it.
+    pub path: String,
+}
+
+impl TestCgroup {
+    pub fn new() -> TestCgroup {
+        let mounts =
+            std::fs::read_to_string("/proc/self/mounts").expect("reading /proc/self/mounts");
+        let mount = mounts
+            .lines()
+            .map(|l| l.split(' ').collect::<Vec<_>>())
+            .find(|f| f.get(2) == Some(&"cgroup2"))
+            .and_then(|f| f.get(1).map(|m| m.to_string()))
+            .expect("no cgroup v2 hierarchy mounted (needs a kernel with cgroup2)");
+        let name = format!("pmap-exporter-test-{}", std::process::id());
+        let dir = PathBuf::from(mount).join(&name);
+        std::fs::create_dir_all(dir.join("inner"))
+            .unwrap_or_else(|e| panic!("creating cgroup {}: {e}", dir.display()));
+        TestCgroup {
+            dir,
+            path: format!("/{name}"),
+        }
+    }
+
+    /// Moves `pid` into the cgroup (`inner`: into its child).
+    pub fn adopt(&self, pid: u32, inner: bool) {
+        let dir = if inner {
+            self.dir.join("inner")
+        } else {
+            self.dir.clone()
+        };
+        std::fs::write(dir.join("cgroup.procs"), pid.to_string())
+            .unwrap_or_else(|e| panic!("moving {pid} into {}: {e}", dir.display()));
+    }
+}
+
+impl Default for TestCgroup {
+    fn default() -> Self {
+        TestCgroup::new()
+    }
+}
+
+impl Drop for TestCgroup {
+    fn drop(&mut self) {
+        // A cgroup can be removed once its processes are reaped.
+        for _ in 0..50 {
+            let _ = std::fs::remove_dir(self.dir.join("inner"));
+            if std::fs::remove_dir(&self.dir).is_ok() {
+                return;
+            }
+            std::thread::sleep(Duration::from_millis(100));
+        }
+    }
+}

@@ -9,7 +9,8 @@
 use std::{process::Command, time::Duration};
 
 use pmap_tests::exporter_harness::{
-    Exporter, NOBODY, Prometheus, Target, http_get, mapped_bytes, maps_lines, vm_rss_kib,
+    Exporter, NOBODY, Prometheus, Target, TestCgroup, http_get, mapped_bytes, maps_lines,
+    vm_rss_kib,
 };
 use pmap_tests::pmap_bin;
 use pmap_tests::trace_harness::serial;
@@ -261,4 +262,41 @@ fn only_get_metrics_is_served() {
     let text = exporter.metrics();
     assert!(text.contains("# TYPE pmap_mappings gauge"), "{text}");
     exporter.stop_cleanly(false);
+}
+
+#[test]
+fn cgroup_selects_the_processes_in_it_and_below_it() {
+    let _serial = serial();
+    // Declared first, dropped last: after its processes are gone.
+    let cg = TestCgroup::new();
+    let inside = Target::start(&["maps", "30"]);
+    cg.adopt(inside.pid, false);
+    let below = Target::start(&["maps", "40"]);
+    cg.adopt(below.pid, true);
+    let outside = Target::start(&["maps", "50"]);
+    // The form under the mount point, as an operator copies it.
+    let exporter = Exporter::start(&["--cgroup", &cg.dir.to_string_lossy()]);
+    let text = exporter.metrics();
+    let mappings: Vec<&str> = text
+        .lines()
+        .filter(|l| l.starts_with("pmap_mappings{"))
+        .collect();
+    for (t, cgroup) in [
+        (&inside, cg.path.clone()),
+        (&below, format!("{}/inner", cg.path)),
+    ] {
+        let line = mappings
+            .iter()
+            .find(|l| l.contains(&format!("pid=\"{}\"", t.pid)))
+            .unwrap_or_else(|| panic!("{} in {cgroup} not shown: {mappings:?}", t.pid));
+        assert!(line.contains(&format!("cgroup=\"{cgroup}\"")), "{line}");
+    }
+    let others: Vec<&&str> = mappings
+        .iter()
+        .filter(|l| !l.contains("pid=\"other\""))
+        .filter(|l| !l.contains(&format!("cgroup=\"{}", cg.path)))
+        .collect();
+    assert!(others.is_empty(), "outside the cgroup: {others:?}");
+    assert!(!text.contains(&format!("pid=\"{}\"", outside.pid)));
+    exporter.stop_cleanly(true);
 }

@@ -39,7 +39,8 @@ pub struct ExporterArgs {
     #[arg(long, value_name = "NAME")]
     pub comm: Option<String>,
     /// Only processes in this cgroup (v2) or below it, as in
-    /// /proc/PID/cgroup (`/system.slice/x.service`) or under /sys/fs/cgroup.
+    /// /proc/PID/cgroup (`/system.slice/x.service`) or under /sys/fs/cgroup
+    /// (or /sys/fs/cgroup/unified beside cgroup v1).
     #[arg(long, value_name = "PATH")]
     pub cgroup: Option<String>,
     /// Scrapes closer together than SECS share one collection (at least 0).
@@ -69,7 +70,11 @@ impl ExporterArgs {
             return Selection::Comm(c.clone());
         }
         if let Some(g) = &self.cgroup {
-            let g = g.strip_prefix("/sys/fs/cgroup").unwrap_or(g);
+            // Where cgroup v2 is mounted: alone, or beside v1 (hybrid).
+            let g = ["/sys/fs/cgroup/unified", "/sys/fs/cgroup"]
+                .iter()
+                .find_map(|m| g.strip_prefix(m))
+                .unwrap_or(g);
             let g = g.trim_end_matches('/');
             return Selection::Cgroup(if g.starts_with('/') {
                 g.to_string()
@@ -127,6 +132,16 @@ mod tests {
         assert!(parse(&["--listen", "127.0.0.1:1", "--all", "--comm", "x"]).is_err());
         let a =
             parse(&["--listen", "127.0.0.1:1", "--cgroup", "/sys/fs/cgroup/a/b/"]).expect("parses");
+        assert_eq!(a.selection(), Selection::Cgroup("/a/b".into()));
+        let a = parse(&[
+            "--listen",
+            "127.0.0.1:1",
+            "--cgroup",
+            "/sys/fs/cgroup/unified/a",
+        ])
+        .expect("parses");
+        assert_eq!(a.selection(), Selection::Cgroup("/a".into()));
+        let a = parse(&["--listen", "127.0.0.1:1", "--cgroup", "a/b"]).expect("parses");
         assert_eq!(a.selection(), Selection::Cgroup("/a/b".into()));
         let a = parse(&["--listen", "127.0.0.1:1"]).expect("parses");
         assert_eq!(a.selection(), Selection::All);
