@@ -96,6 +96,11 @@ pub fn command() -> Command {
                 .name("trace")
                 .about("Trace a process's memory map live (eBPF; polling without privileges)"),
         )
+        .subcommand(
+            <crate::exporter::args::ExporterArgs as clap::CommandFactory>::command()
+                .name("exporter")
+                .about("Serve Prometheus metrics of processes' memory maps (eBPF counters; /proc gauges)"),
+        )
 }
 
 #[cfg(test)]

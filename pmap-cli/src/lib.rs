@@ -6,8 +6,10 @@
 //! - `format`: printers; they only format what they are given.
 //! - `snapshot`: the procps-compatible command line and its driver.
 //! - `trace`: `pmap trace`: probes, events, the live region model, deltas.
+//! - `exporter`: `pmap exporter`: Prometheus metrics of many processes.
 pub mod cli;
 pub mod core_file;
+pub mod exporter;
 pub mod format;
 pub mod proc;
 pub mod region;

@@ -5,6 +5,8 @@
 //! assertions below stop the build if that ever changes.
 #![no_std]
 
+pub mod counters;
+
 /// What a record describes. Syscall records carry the syscall's number
 /// (x86_64 numbering, as `__syscall_nr` in the tracepoint); the scheduler
 /// records use numbers above any syscall.
@@ -351,4 +353,5 @@ mod pod {
     unsafe impl aya::Pod for super::EventHead {}
     unsafe impl aya::Pod for super::EventCapture {}
     unsafe impl aya::Pod for super::KernelOffsets {}
+    unsafe impl aya::Pod for super::counters::ProcCounters {}
 }

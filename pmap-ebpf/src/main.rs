@@ -16,6 +16,9 @@
 
 use core::intrinsics::AtomicOrdering;
 
+/// `pmap exporter`'s per-process counters.
+mod counters;
+
 use aya_ebpf::cty::c_void;
 use aya_ebpf::{
     EbpfContext,

@@ -48,7 +48,8 @@ const APT_BENCH_PACKAGES: &[&str] = &["time", "bpftrace", "strace"];
 /// renders the HTML report; setcap/setpriv run the tracer unprivileged;
 /// unshare (util-linux) and mount hide the kernel's BTF from one tracer,
 /// and mount mounts tracefs; zlib1g is the library the `-l` test dlopens
-/// by its soname; man-db renders the page `pmap man` prints.
+/// by its soname; man-db renders the page `pmap man` prints; prometheus is
+/// the real server that scrapes `pmap exporter`.
 const APT_TEST_PACKAGES: &[&str] = &[
     "procps",
     "gdb",
@@ -61,6 +62,7 @@ const APT_TEST_PACKAGES: &[&str] = &[
     "mount",
     "zlib1g",
     "man-db",
+    "prometheus",
 ];
 
 /// bpf-linker's last release verified to build against Debian's LLVM 22.

@@ -18,7 +18,7 @@ use pmap_common::{
 use tokio::io::unix::AsyncFd;
 
 /// The object built from `pmap-ebpf` by build.rs.
-static OBJECT: &[u8] = aya::include_bytes_aligned!(concat!(env!("OUT_DIR"), "/pmap"));
+pub(crate) static OBJECT: &[u8] = aya::include_bytes_aligned!(concat!(env!("OUT_DIR"), "/pmap"));
 
 /// Memory-mapping syscalls that can add, remove, split, merge or re-protect
 /// regions, by tracepoint name. The programs read the syscall number from

@@ -537,6 +537,9 @@ impl<W: Write> Tracer<'_, W> {
                 self.print_delta(&d)?;
             }
             Ok(_) => {}
+            // Exec'd once more while being read (a chain of execs): the
+            // next look reads the newest map.
+            Err(e) if is_gone(&e) && self.sessions[i].still_same_process() => {}
             Err(_) => self.sessions[i].exited = true,
         }
         Ok(())

@@ -1,10 +1,11 @@
-//! `cargo xtask bench snapshot|trace`: benchmarks, compared side by side.
+//! `cargo xtask bench snapshot|trace|follow|exporter`: benchmarks, compared side by side.
 //!
 //! Every benchmark builds what it runs (release `pmap`, the workload bins of
 //! `tests/`), interleaves the commands it compares round-robin so that the
 //! noise of a shared machine falls on all of them alike, and prints a
 //! Markdown report (also written to `--out FILE`).
 
+mod exporter;
 mod follow;
 mod proc;
 mod report;
@@ -21,11 +22,12 @@ use std::{
 use anyhow::{Context, Result, bail};
 
 const USAGE: &str = "\
-usage: cargo xtask bench snapshot|trace|follow [OPTIONS]
+usage: cargo xtask bench snapshot|trace|follow|exporter [OPTIONS]
 
   snapshot   pmap vs cat /proc/PID/{maps,smaps} vs procps-ng pmap on 1k/10k/60k mappings
   trace      pmap trace: overhead, throughput, latency, own cost, cost to others
   follow     pmap trace -f/--comm/--cgroup: cost to others, a forking server
+  exporter   pmap exporter: own CPU at 1,000 processes, cost to a mapping loop vs bpftrace
 
 options:
   --quick        fewer rounds and smaller loops (about a minute)
@@ -99,6 +101,7 @@ pub fn main(args: &[String]) -> Result<()> {
         "snapshot" => snapshot::run(&opts)?,
         "trace" => trace::run(&opts)?,
         "follow" => follow::run(&opts)?,
+        "exporter" => exporter::run(&opts)?,
         "-h" | "--help" => {
             print!("{USAGE}");
             return Ok(());
