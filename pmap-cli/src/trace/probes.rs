@@ -21,27 +21,14 @@ use tokio::io::unix::AsyncFd;
 pub(crate) static OBJECT: &[u8] = aya::include_bytes_aligned!(concat!(env!("OUT_DIR"), "/pmap"));
 
 /// Memory-mapping syscalls that can add, remove, split, merge or re-protect
-/// regions, by tracepoint name. The programs read the syscall number from
-/// the record, so the names only choose where to attach.
-pub const SYSCALLS: &[&str] = &[
-    "mmap",
-    "munmap",
-    "mprotect",
-    "pkey_mprotect",
-    "brk",
-    "mremap",
-    "madvise",
-    "shmat",
-    "shmdt",
-    "mseal",
-    "mlock",
-    "mlock2",
-    "munlock",
-    "mlockall",
-    "munlockall",
-    "mbind",
-    "remap_file_pages",
-];
+/// regions, by tracepoint name (the list the exporter counts too, owned by
+/// `pmap_common`). The programs read the syscall number from the record,
+/// so the names only choose where to attach.
+pub fn syscalls() -> impl Iterator<Item = &'static str> {
+    pmap_common::counters::SYSCALLS
+        .iter()
+        .map(|&(_, name)| name)
+}
 
 /// Syscalls that older kernels lack; attaching goes on without them.
 const OPTIONAL: &[&str] = &["mseal"];
@@ -190,8 +177,7 @@ pub fn check_environment() -> Result<&'static str, Unavailable> {
         return Err(Unavailable::NoBtf);
     }
     let root = tracefs_root()?;
-    let missing: Vec<String> = SYSCALLS
-        .iter()
+    let missing: Vec<String> = syscalls()
         .filter(|s| !OPTIONAL.contains(s))
         .filter(|s| !Path::new(&format!("{root}/events/syscalls/sys_exit_{s}")).exists())
         .map(|s| s.to_string())
@@ -292,9 +278,9 @@ impl Probes {
                 .try_into()?;
             p.load()
                 .with_context(|| format!("the kernel refused the eBPF program {prog}"))?;
-            for s in SYSCALLS {
+            for s in syscalls() {
                 let tp = format!("{names}{s}");
-                if OPTIONAL.contains(s)
+                if OPTIONAL.contains(&s)
                     && !Path::new(&format!("{root}/events/{category}/{tp}")).exists()
                 {
                     continue;
