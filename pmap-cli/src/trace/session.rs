@@ -3,20 +3,27 @@
 
 use std::{cell::RefCell, collections::HashMap, io, rc::Rc};
 
-use pmap_common::{Event, FLAG_NO_ARGS, failed, kind, nr};
+use pmap_common::{Event, kind};
 
 use super::{
     batch::LaterCalls,
     capture::{self, Fallback},
     clock::monotonic_ns,
     delta::{Cause, Delta, Stats},
-    effect,
     model::{Change, RegionModel},
     query::{KernelView, is_gone},
     ranges::RangeSet,
-    syscalls::{Affected, Call, affected, map_shared},
+    syscalls::Call,
 };
 use crate::{proc::pid_dir::PidDir, region::Region};
+
+mod check;
+mod fallback;
+mod fork;
+mod naming;
+
+pub use check::Unconfirmed;
+use fork::own_ns_pid;
 
 /// How long after a table-time check a call on the addresses that differed
 /// may end and still count as under way during the check. The kernel
@@ -36,32 +43,6 @@ fn read_gate(dir: &PidDir) -> Option<Region> {
         .filter(|r| r.name == b"[vsyscall]")
 }
 
-/// `pid`'s id in its own PID namespace, if that is not `pid`.
-fn own_ns_pid(dir: &PidDir, pid: u32) -> u32 {
-    match crate::proc::process::ns_pids(dir).last() {
-        Some(&own) if own != pid => own,
-        _ => 0,
-    }
-}
-
-/// Adds the regions of `smaps` whose `VmFlags` has `dc` (VM_DONTCOPY).
-fn no_fork_in_smaps(smaps: &[u8], set: &mut RangeSet) {
-    let mut range = None;
-    for line in smaps.split(|&b| b == b'\n') {
-        if let Some(flags) = line.strip_prefix(b"VmFlags:") {
-            if let Some((lo, hi)) = range.take()
-                && flags.split(|b| b.is_ascii_whitespace()).any(|f| f == b"dc")
-            {
-                set.insert(lo, hi);
-            }
-        } else if line.first().is_some_and(u8::is_ascii_hexdigit)
-            && let Ok(r) = crate::proc::maps::parse_line(line)
-        {
-            range = Some((r.start, r.end));
-        }
-    }
-}
-
 /// Names of mapped files by (major, minor, inode), as the kernel printed
 /// them (see `Session::file_names`).
 type FileNames = Rc<RefCell<HashMap<(u32, u32, u64), Region>>>;
@@ -75,41 +56,6 @@ fn gone() -> io::Error {
 /// directory.
 fn open_view(dir: &PidDir) -> io::Result<KernelView> {
     KernelView::from_file(dir.open_file("maps")?)
-}
-
-/// Names the kernel gives special mappings (`vm_ops->name`, arch names).
-fn is_special(name: &[u8]) -> bool {
-    matches!(
-        name,
-        b"[vdso]" | b"[vvar]" | b"[vvar_vclock]" | b"[vsyscall]" | b"[uprobes]" | b"[sigpage]"
-    )
-}
-
-/// The main stack grows on page faults, with no syscall.
-fn is_stack(r: &Region) -> bool {
-    r.name == b"[stack]"
-}
-
-/// The same region, whose file was unlinked since: the kernel adds
-/// " (deleted)" to the name with no mapping syscall.
-fn just_unlinked(old: &Region, new: &Region) -> bool {
-    new.name.strip_suffix(b" (deleted)") == Some(&old.name[..])
-        && Region {
-            name: old.name.clone(),
-            ..new.clone()
-        } == *old
-}
-
-/// A difference between the model and the kernel found at table time,
-/// not yet explained by an event.
-#[derive(Clone, Debug)]
-pub struct Unconfirmed {
-    pub region: Region,
-    /// The model had this region and the kernel did not (else the other
-    /// way round).
-    pub in_model: bool,
-    /// CLOCK_MONOTONIC ns of the check.
-    pub checked_at: u64,
 }
 
 /// Why a process could not be traced.
@@ -248,90 +194,6 @@ impl Session {
         s.brk = s.heap().1.max(s.start_brk);
         s.note_peaks();
         Ok(s)
-    }
-
-    /// A process forked by `parent` (followed with `-f`), at CLOCK_MONOTONIC
-    /// `fork_ns`. Its map starts as a copy of its parent's, as the kernel
-    /// made it: only the child's own calls change it from there. No table
-    /// is read: the child may have run, and changed its map, by now.
-    pub fn forked(parent: &Session, pid: u32, fork_ns: u64) -> Session {
-        // What the kernel's dup_mmap copies: every region but those marked
-        // VM_DONTCOPY (whole regions: the flag is per region).
-        let mut model = parent.model.clone();
-        for (lo, hi) in parent.no_fork.iter().flat_map(RangeSet::iter) {
-            let keep: Vec<Region> = model
-                .within(lo, hi)
-                .filter(|r| r.start < lo || r.end > hi)
-                .cloned()
-                .collect();
-            model.replace(lo, hi, keep);
-        }
-        let mut s = Session {
-            pid,
-            ppid: parent.pid,
-            ns_pid: 0,
-            dir: None,
-            view: None,
-            model,
-            gate: parent.gate.clone(),
-            start_time: 0,
-            start_brk: parent.start_brk,
-            start_stack: parent.start_stack,
-            brk: parent.brk,
-            seeded_ns: fork_ns,
-            file_names: Rc::clone(&parent.file_names),
-            stats: Stats {
-                peak_mapped: parent.model.mapped(),
-                peak_regions: parent.model.len(),
-                ..Stats::default()
-            },
-            exited: false,
-            unconfirmed: Vec::new(),
-            // Rows the parent holds from its arguments or from reads since
-            // calls still in flight are as uncertain in the copy.
-            dirty: parent.dirty.clone(),
-            // None of its regions came from a VM_DONTCOPY one.
-            no_fork: parent.no_fork.as_ref().map(|_| RangeSet::default()),
-            uncertain: parent.uncertain.clone(),
-        };
-        s.open_dir();
-        s
-    }
-
-    /// Keeps track of the regions a fork does not copy, from now on (see
-    /// `no_fork`): for a process whose forks are followed.
-    pub fn track_no_fork(&mut self) {
-        let mut set = RangeSet::default();
-        if let Ok(smaps) = self.proc_dir().and_then(|d| d.read("smaps")) {
-            no_fork_in_smaps(&smaps, &mut set);
-        }
-        self.no_fork = Some(set);
-    }
-
-    /// Opens the `/proc` directory of a followed child if it is not open
-    /// yet: at its fork record it may not be there (or no longer). Taken
-    /// only if the process there is a child of the parent it was forked
-    /// by, so that an id reused since is not taken for it.
-    fn open_dir(&mut self) {
-        if self.dir.is_some() {
-            return;
-        }
-        let Ok(dir) = PidDir::open(self.pid) else {
-            return;
-        };
-        let Ok(st) = dir.stat() else {
-            return;
-        };
-        // Its parent, or init if the parent exited since (a subreaper
-        // adopting it is not recognised: its calls are still exact, its
-        // tables and fallbacks are not read).
-        if st.ppid != self.ppid && st.ppid != 1 {
-            return;
-        }
-        self.view = open_view(&dir).ok();
-        self.ns_pid = own_ns_pid(&dir, self.pid);
-        self.start_time = st.start_time;
-        self.dir = Some(dir);
     }
 
     /// The process's `/proc` directory, held open since the session began:
@@ -496,105 +358,6 @@ impl Session {
         Ok(())
     }
 
-    /// Compares the model with the kernel before a table is printed, and
-    /// takes the kernel's view, so the table is exact.
-    ///
-    /// Stack growth and unlinked files (changes without a syscall) come
-    /// back as an `Observed` delta. Any other difference is held as
-    /// unconfirmed: on a running process it may be a call whose event is
-    /// still on its way. A later event for those addresses that entered
-    /// the kernel before this check explains it; what stays unexplained
-    /// becomes a model correction (see `expire`).
-    pub fn check(&mut self) -> io::Result<Option<Delta>> {
-        // The table printed after this shows the map as read now: calls
-        // that ended before are in it, and are not shown again after it.
-        // Only once the read succeeded: a failed one holds none of them.
-        let read_at = monotonic_ns();
-        let fresh = self.view()?.all()?;
-        self.seeded_ns = read_at;
-        self.dirty.clear();
-        self.uncertain.clear();
-        self.uncertain
-            .push((0, u64::MAX, monotonic_ns() + READ_IN_FLIGHT_NS));
-        let checked_at = monotonic_ns();
-        let change = self.model.replace_all(fresh);
-        if change.is_empty() {
-            return Ok(None);
-        }
-        self.account(&change);
-        let mut observed = Change::default();
-        let mut added: Vec<Option<Region>> = change.added.into_iter().map(Some).collect();
-        for old in change.removed {
-            let pair = added.iter_mut().find(|a| {
-                a.as_ref().is_some_and(|new| {
-                    (is_stack(&old) && is_stack(new)) || just_unlinked(&old, new)
-                })
-            });
-            match pair.and_then(Option::take) {
-                Some(new) => {
-                    observed.removed.push(old);
-                    observed.added.push(new);
-                }
-                None => self.unconfirmed.push(Unconfirmed {
-                    region: old,
-                    in_model: true,
-                    checked_at,
-                }),
-            }
-        }
-        for new in added.into_iter().flatten() {
-            self.unconfirmed.push(Unconfirmed {
-                region: new,
-                in_model: false,
-                checked_at,
-            });
-        }
-        if observed.is_empty() {
-            return Ok(None);
-        }
-        Ok(Some(self.delta(0, 0, Cause::Observed, observed)))
-    }
-
-    /// Drops unconfirmed differences that an event explains: one for the
-    /// same addresses whose call may have been under way at the check (it
-    /// ended no later than [`IN_FLIGHT_NS`] after it).
-    fn explain(&mut self, exit_ns: u64, what: &Affected) {
-        if self.unconfirmed.is_empty() {
-            return;
-        }
-        self.unconfirmed.retain(|u| {
-            let explained = exit_ns <= u.checked_at.saturating_add(IN_FLIGHT_NS)
-                && match what {
-                    Affected::Nothing => false,
-                    Affected::All => true,
-                    // Touching counts: a call can merge or split the
-                    // neighbours on either side of its range.
-                    Affected::Ranges(rs) => rs
-                        .iter()
-                        .any(|&(lo, hi)| lo <= u.region.end && hi >= u.region.start),
-                };
-            !explained
-        });
-    }
-
-    /// Unconfirmed differences older than `grace_ns` (or all, with 0):
-    /// no event explained them, so the model was wrong. Counted as model
-    /// corrections and returned for reporting.
-    pub fn expire(&mut self, grace_ns: u64) -> Vec<Unconfirmed> {
-        let now = monotonic_ns();
-        let (old, keep): (Vec<Unconfirmed>, Vec<Unconfirmed>) =
-            std::mem::take(&mut self.unconfirmed)
-                .into_iter()
-                .partition(|u| now.saturating_sub(u.checked_at) >= grace_ns);
-        self.unconfirmed = keep;
-        self.stats.corrections += old.len() as u64;
-        old
-    }
-
-    pub fn has_unconfirmed(&self) -> bool {
-        !self.unconfirmed.is_empty()
-    }
-
     pub fn delta(&self, tid: u32, ktime_ns: u64, cause: Cause, change: Change) -> Delta {
         Delta {
             pid: self.pid,
@@ -619,39 +382,6 @@ impl Session {
         }
     }
 
-    /// Like [`Session::footprint`], with a shmat's extent as the kernel
-    /// holds it now (its size is not in the arguments).
-    fn footprint_now(&mut self, call: Call, ev: &Event) -> io::Result<Affected> {
-        if call == Call::Shmat && ev.ret > 0 && ev.flags & FLAG_NO_ARGS == 0 {
-            return Ok(Affected::Ranges(vec![self.attached_now(ev.ret as u64)?]));
-        }
-        Ok(self.footprint(ev))
-    }
-
-    /// Where `ev` may have changed the map, as far as the event and the
-    /// model tell without asking the kernel (a shmat's size is not in its
-    /// arguments: only its first page is given).
-    pub fn footprint(&self, ev: &Event) -> Affected {
-        match ev.kind {
-            kind::EXEC => return Affected::All,
-            kind::EXIT | kind::FORK => return Affected::Nothing,
-            _ => {}
-        }
-        let Some(call) = Call::from_nr(ev.kind) else {
-            return Affected::Nothing;
-        };
-        if ev.flags & FLAG_NO_ARGS != 0 {
-            // Its arguments could not be read: look at everything.
-            Affected::All
-        } else if call == Call::Shmdt {
-            // What the model holds: the attachment is gone from the kernel.
-            let addr = ev.args[0];
-            Affected::Ranges(vec![Self::attachment_extent(addr, self.model.regions())])
-        } else {
-            affected(call, ev, self.heap())
-        }
-    }
-
     /// The `[heap]` extent, or the program break's start. The heap
     /// begins at the break's start: a lookup there, not a scan of the map
     /// (this runs for every event).
@@ -660,19 +390,6 @@ impl Session {
             .containing(self.start_brk)
             .filter(|r| r.name == b"[heap]")
             .map_or((self.start_brk, self.start_brk), |r| (r.start, r.end))
-    }
-
-    /// The range `sync_range` would read for `[lo, hi)` as the model
-    /// stands (it may widen further by what the kernel answers).
-    fn sync_extent(&self, mut lo: u64, mut hi: u64) -> (u64, u64) {
-        loop {
-            let (l, h) = self.model.extent(lo, hi);
-            let (l, h) = self.dirty.cover(l, h);
-            if (l, h) == (lo, hi) {
-                return (lo, hi);
-            }
-            (lo, hi) = (l, h);
-        }
     }
 
     /// Applies one event. Returns the delta to print, if the map changed
@@ -795,98 +512,7 @@ impl Session {
             self.stats.before_table += 1;
             return Ok(None);
         }
-        *self.stats.fallbacks.entry(fallback).or_default() += 1;
-        let what = match what {
-            Some(w) => w,
-            None => match self.footprint_now(call, ev) {
-                Err(e) if is_gone(&e) => return Ok(None),
-                other => other?,
-            },
-        };
-        let overtaken = ev.flags & FLAG_NO_ARGS == 0
-            && ev.ret >= 0
-            && effect::derivable(call)
-            && match &what {
-                Affected::Ranges(rs) => rs.iter().any(|&(lo, hi)| {
-                    let (lo, hi) = self.sync_extent(lo, hi);
-                    later.change(self.pid, lo, hi)
-                }),
-                _ => false,
-            };
-        let derived = if overtaken {
-            effect::from_arguments(call, ev, &self.model, self.start_brk)
-        } else {
-            None
-        };
-        if let Some(e) = derived {
-            return Ok(self.apply_effect(call, ev, e, fallback));
-        }
-        let mut change = Change::default();
-        // Rows read from the kernel since this call ended may hold its
-        // effect already: a failed call that changed part of its range
-        // (mprotect, madvise, mlock stop at the first hole) then shows no
-        // change here, and is printed all the same, so that it is not
-        // lost from view.
-        let ended = ev.exit_ns;
-        let read_since = match &what {
-            Affected::Ranges(rs) => rs.iter().any(|&(lo, hi)| {
-                self.uncertain
-                    .iter()
-                    .any(|&(l, h, until)| until > ended && l < hi && h > lo)
-            }),
-            Affected::All => true,
-            Affected::Nothing => false,
-        };
-        // The call's own range is read from the kernel now, not as of the
-        // call: whatever the call did there may be undone or redone by
-        // later calls already, and their deltas cannot show only theirs.
-        if let Affected::Ranges(rs) = &what {
-            let until = monotonic_ns() + READ_IN_FLIGHT_NS;
-            for &(lo, hi) in rs {
-                let (lo, hi) = self.model.extent(lo, hi);
-                self.uncertain.push((lo, hi, until));
-            }
-        }
-        let synced = match what {
-            Affected::Nothing => Ok(()),
-            Affected::All => self.resync_unaccounted().map(|c| change = c),
-            Affected::Ranges(ranges) => ranges.into_iter().try_for_each(|(lo, hi)| {
-                let c = self.sync_range(lo, hi)?;
-                change.then(c);
-                Ok(())
-            }),
-        };
-        match synced {
-            // The address space this call changed is gone (the process
-            // exec'd or exited since): the exec record re-seeds the model.
-            Err(e) if is_gone(&e) => return Ok(None),
-            other => other?,
-        }
-        // The rows just read are the kernel's now, not as of this call.
-        if let Some((lo, hi)) = change.span() {
-            self.uncertain
-                .push((lo, hi, monotonic_ns() + READ_IN_FLIGHT_NS));
-        }
-        self.account(&change);
-        // A successful call that can change the map but shows no change was
-        // either a no-op or already shown by an earlier delta (the tracer
-        // asks the kernel when it processes the event, and a later call on
-        // the same range may have happened by then). Printed, so that every
-        // mapping call is seen; failed calls are only counted by default.
-        let visible = (ev.ret >= 0 && call.maps_or_unmaps()) || (ev.ret < 0 && read_since);
-        if change.is_empty() && !visible && !(keep_failed && ev.ret < 0) {
-            return Ok(None);
-        }
-        let superseded = ev.ret >= 0 && !change.is_empty() && !self.shows_own_effect(call, ev);
-        let mut d = self.delta(
-            ev.tid,
-            ev.exit_ns,
-            Cause::Syscall(call, Box::new(*ev)),
-            change,
-        );
-        d.superseded = superseded;
-        d.fallback = Some(fallback);
-        Ok(Some(d))
+        self.apply_fallback(call, ev, fallback, what, keep_failed, later)
     }
 
     /// The delta of a call whose change is exact, if there is one to print:
@@ -964,308 +590,5 @@ impl Session {
         self.brk = brk_after;
         self.account(&change);
         Ok((change, certain))
-    }
-
-    /// Names a captured row as `/proc/PID/maps` would (fs/proc/task_mmu.c
-    /// `get_vma_name`): a file's path, a special mapping's name, `[heap]`,
-    /// `[stack]`, or an anonymous region's own name.
-    fn name_captured(
-        &mut self,
-        r: &mut Region,
-        call: Call,
-        ev: &Event,
-        old: &[Region],
-        brk: u64,
-    ) -> Result<(), Fallback> {
-        let overlaps = |o: &&Region| o.start < r.end && o.end > r.start;
-        if r.inode != 0 || r.dev_major != 0 || r.dev_minor != 0 || r.offset != 0 {
-            return self.name_file(r, ev, old);
-        }
-        // A special mapping ([vdso], [vvar], ...) keeps its name; it
-        // never merges with anything.
-        if let Some(o) = old.iter().filter(overlaps).find(|o| is_special(&o.name)) {
-            r.name = o.name.clone();
-            return Ok(());
-        }
-        if r.start <= brk && r.end >= self.start_brk && self.start_brk != 0 {
-            r.name = b"[heap]".to_vec();
-        } else if r.start <= self.start_stack && r.end >= self.start_stack {
-            r.name = b"[stack]".to_vec();
-        } else if call != Call::Mmap
-            && call != Call::Mremap
-            && let Some(o) = old
-                .iter()
-                .filter(overlaps)
-                .find(|o| o.name.starts_with(b"[anon:") || o.name.starts_with(b"[anon_shmem:"))
-        {
-            // A named anonymous region keeps its name through splits and
-            // merges (regions merge only with equal names).
-            r.name = o.name.clone();
-        }
-        Ok(())
-    }
-
-    /// Names a captured file row: from the rows it overlapped, from the
-    /// names seen for that file, from the kernel's row at that address now,
-    /// or from the descriptor the mmap was given.
-    fn name_file(&mut self, r: &mut Region, ev: &Event, old: &[Region]) -> Result<(), Fallback> {
-        let id = (r.dev_major, r.dev_minor, r.inode);
-        let same = |o: &Region| (o.dev_major, o.dev_minor, o.inode) == id;
-        // The name, device and inode the kernel prints (for SysV segments
-        // and overlayfs, not those of the file the region holds).
-        let take = |r: &mut Region, k: &Region| {
-            (r.name, r.dev_major, r.dev_minor, r.inode) =
-                (k.name.clone(), k.dev_major, k.dev_minor, k.inode);
-        };
-        if let Some(o) = old
-            .iter()
-            .find(|o| same(o) && o.start < r.end && o.end > r.start)
-        {
-            r.name = o.name.clone();
-            return Ok(());
-        }
-        // A row it overlapped that maps the same file pages at the same
-        // place (a split or merge of it), shown with another identity. Not
-        // for calls that make new mappings: a new mapping over an old one
-        // of the same kind (shared anonymous memory) is another object.
-        let base = r.start.wrapping_sub(r.offset);
-        let creates = matches!(ev.kind, nr::MMAP | nr::MREMAP | nr::SHMAT);
-        if !creates
-            && let Some(o) = old
-                .iter()
-                .find(|o| {
-                    o.inode != 0
-                        && o.start < r.end
-                        && o.end > r.start
-                        && o.start.wrapping_sub(o.offset) == base
-                        && o.perms.shared() == r.perms.shared()
-                })
-                .cloned()
-        {
-            take(r, &o);
-            return Ok(());
-        }
-        // A region mremap moved: the row it came from, at the old address
-        // with the same file offset.
-        if ev.kind == nr::MREMAP && !failed(ev.ret) {
-            let from = ev.args[0].wrapping_add(r.start.wrapping_sub(ev.ret as u64));
-            if let Some(o) = self
-                .model
-                .containing(from)
-                .filter(|o| o.inode != 0 && o.offset + (from - o.start) == r.offset)
-                .cloned()
-            {
-                take(r, &o);
-                return Ok(());
-            }
-        }
-        let known = self.file_names.borrow().get(&id).cloned();
-        if let Some(k) = known {
-            take(r, &k);
-            return Ok(());
-        }
-        if let Some(o) = self.model.regions().find(|o| same(o)).cloned() {
-            self.file_names.borrow_mut().insert(id, o.clone());
-            take(r, &o);
-            return Ok(());
-        }
-        // The kernel's row there now, if it is still this mapping.
-        if let Ok(Some(k)) = self.view().and_then(|v| v.query(r.start))
-            && k.start == r.start
-            && k.offset == r.offset
-            && (same(&k) || k.perms == r.perms)
-        {
-            if same(&k) {
-                self.file_names.borrow_mut().insert(id, k.clone());
-            }
-            take(r, &k);
-            return Ok(());
-        }
-        // Shared anonymous memory is a file of the kernel's own (shmem)
-        // that `/proc` always names so (mm/shmem.c `shmem_zero_setup`).
-        if ev.kind == nr::MMAP && ev.args[3] & libc::MAP_ANONYMOUS as u64 != 0 {
-            r.name = b"/dev/zero (deleted)".to_vec();
-            return Ok(());
-        }
-        if ev.kind == nr::MMAP
-            && let Some(name) = self.fd_name(ev.args[4] as i32, id)
-        {
-            r.name = name;
-            self.file_names.borrow_mut().insert(id, r.clone());
-            return Ok(());
-        }
-        Err(Fallback::Unnamed)
-    }
-
-    /// The path of the process's descriptor `fd`, if it is the file `id`.
-    fn fd_name(&self, fd: i32, id: (u32, u32, u64)) -> Option<Vec<u8>> {
-        use std::os::unix::{ffi::OsStrExt, fs::MetadataExt};
-        if fd < 0 {
-            return None;
-        }
-        let link = format!("fd/{fd}");
-        let dir = self.dir.as_ref()?;
-        let meta = dir.metadata(&link).ok()?;
-        let dev = meta.dev();
-        if (libc::major(dev), libc::minor(dev), meta.ino()) != id {
-            return None;
-        }
-        let target = dir.read_link(&link).ok()?;
-        Some(target.as_os_str().as_bytes().to_vec())
-    }
-
-    /// Applies what a call did from its arguments (see `effect`); its
-    /// rows stay dirty until the kernel's replace them.
-    fn apply_effect(
-        &mut self,
-        call: Call,
-        ev: &Event,
-        parts: Vec<effect::Effect>,
-        fallback: Fallback,
-    ) -> Option<Delta> {
-        let mut change = Change::default();
-        for mut e in parts {
-            self.name_files(&mut e.rows);
-            let c = self.model.replace(e.lo, e.hi, e.rows);
-            let (lo, hi) = c
-                .span()
-                .map_or((e.lo, e.hi), |(l, h)| (l.min(e.lo), h.max(e.hi)));
-            self.dirty.insert(lo, hi);
-            // Approximate until `settle` reads them.
-            self.uncertain.push((lo, hi, u64::MAX));
-            change.then(c);
-        }
-        if change.is_empty() && !call.maps_or_unmaps() {
-            return None;
-        }
-        self.account(&change);
-        let mut d = self.delta(
-            ev.tid,
-            ev.exit_ns,
-            Cause::Syscall(call, Box::new(*ev)),
-            change,
-        );
-        // Nothing left to show: an earlier delta, which asked the kernel
-        // after this call, showed its effect already (`map unchanged now`).
-        d.from_arguments = !d.change.is_empty();
-        d.fallback = Some(fallback);
-        Some(d)
-    }
-
-    /// Gives rows derived from an mmap of a descriptor the name, device
-    /// and inode of the file the kernel has at their addresses now, if it
-    /// still maps the same page of a file there (a later call may have
-    /// replaced it; the descriptor itself is often closed already). Stacks
-    /// are named from these rows before the batch settles, and a delta
-    /// that says `(fd 3)` where the kernel says `libc.so.6` helps nobody.
-    fn name_files(&mut self, rows: &mut [Region]) {
-        for r in rows.iter_mut().filter(|r| effect::unnamed_file(r)) {
-            let Ok(now) = self.view().and_then(|v| v.range(r.start, r.end)) else {
-                return;
-            };
-            let base = r.start.wrapping_sub(r.offset);
-            if let Some(k) = now
-                .into_iter()
-                .find(|k| k.inode != 0 && k.start.wrapping_sub(k.offset) == base)
-            {
-                r.name = k.name;
-                r.dev_major = k.dev_major;
-                r.dev_minor = k.dev_minor;
-                r.inode = k.inode;
-            }
-        }
-    }
-
-    /// The addresses a SysV attachment at `addr` covers, as the kernel's
-    /// shmdt finds them: regions from `addr` on whose offset into the
-    /// segment equals their distance from `addr` (mprotect, mlock or munmap
-    /// may have split it, and the call's arguments do not give its size).
-    /// `regions` are the candidates in address order. Taking a region too
-    /// many only makes the tracer ask the kernel about it.
-    fn attachment_extent<'a>(addr: u64, regions: impl Iterator<Item = &'a Region>) -> (u64, u64) {
-        let mut hi = addr + 1;
-        let mut file = None;
-        for r in regions.skip_while(|r| r.end <= addr) {
-            let placed = r.start >= addr && r.offset == r.start - addr;
-            let id = (r.dev_major, r.dev_minor, r.inode);
-            match file {
-                None if placed => {
-                    file = Some(id);
-                    hi = r.end;
-                }
-                Some(f) if placed && f == id => hi = r.end,
-                _ => {}
-            }
-        }
-        (addr, hi)
-    }
-
-    /// Whether the model (just synced with the kernel) shows what this
-    /// successful call itself leaves on its own addresses. When it does
-    /// not, a later call changed them before the tracer looked, and the
-    /// delta says so instead of passing that change off as this call's.
-    fn shows_own_effect(&self, call: Call, ev: &Event) -> bool {
-        let a = &ev.args;
-        let covered = |lo: u64, hi: u64, ok: &dyn Fn(&Region) -> bool| {
-            let mut at = lo;
-            for r in self.model.within(lo, hi) {
-                if r.start > at || !ok(r) {
-                    return false;
-                }
-                at = r.end;
-            }
-            at >= hi
-        };
-        let perms_are = |prot: u64, shared: Option<bool>| {
-            move |r: &Region| {
-                r.perms.readable() == (prot & libc::PROT_READ as u64 != 0)
-                    && r.perms.writable() == (prot & libc::PROT_WRITE as u64 != 0)
-                    && r.perms.executable() == (prot & libc::PROT_EXEC as u64 != 0)
-                    && shared.is_none_or(|s| r.perms.shared() == s)
-            }
-        };
-        let len = |l: u64| l.saturating_add(4095) & !4095;
-        match call {
-            Call::Mmap => {
-                let shared = map_shared(a[3]);
-                let lo = ev.ret as u64;
-                covered(lo, lo + len(a[1]), &perms_are(a[2], Some(shared)))
-            }
-            Call::Mprotect | Call::PkeyMprotect => {
-                covered(a[0], a[0] + len(a[1]), &perms_are(a[2], None))
-            }
-            Call::Munmap => self.model.within(a[0], a[0] + len(a[1])).next().is_none(),
-            Call::Mremap => {
-                let lo = ev.ret as u64;
-                covered(lo, lo + len(a[2]), &|_| true)
-            }
-            _ => true,
-        }
-    }
-
-    /// The kernel's regions of the attachment made at `addr`, walked one
-    /// region at a time until one is not part of it.
-    fn attached_now(&mut self, addr: u64) -> io::Result<(u64, u64)> {
-        let mut seen = Vec::new();
-        let mut at = addr;
-        while let Some(r) = self.view()?.query(at)? {
-            let part = r.start >= addr
-                && r.offset == r.start - addr
-                && seen.first().is_none_or(|f: &Region| {
-                    (f.dev_major, f.dev_minor, f.inode) == (r.dev_major, r.dev_minor, r.inode)
-                });
-            if !part {
-                break;
-            }
-            at = r.end;
-            seen.push(r);
-        }
-        Ok(Self::attachment_extent(addr, seen.iter()))
-    }
-
-    fn resync_unaccounted(&mut self) -> io::Result<Change> {
-        self.dirty.clear();
-        let fresh = self.view()?.all()?;
-        Ok(self.model.replace_all(fresh))
     }
 }
