@@ -3,22 +3,23 @@
 
 use std::io::{self, Write};
 
-use serde::{
-    Serialize, Serializer,
-    ser::{SerializeMap, SerializeStruct},
-};
+use serde::Serialize;
 use serde_json::{Map, Value, json};
 
 use super::{
-    capture::Fallback,
     clock::monotonic_ns,
     delta::{Cause, Delta, Stats},
     insight::DeltaNotes,
-    model::Change,
     session::Session,
-    syscalls::{Call, CallText},
+    syscalls::CallText,
 };
-use crate::{format::num, proc::pid_dir::PidDir, region::Region};
+use crate::{proc::pid_dir::PidDir, region::Region};
+
+mod records;
+mod text;
+
+use records::{DeltaRecord, Regions, TableRecord, fallbacks_json};
+use text::{Micros, calls_line, deltas_line, write_change, write_shape};
 
 /// Indent of insight lines under a delta or after a table.
 const NOTE_INDENT: &str = "    ";
@@ -36,258 +37,6 @@ pub struct Printer<W: Write> {
     scratch: Vec<u8>,
     /// The poll backend: threads are counted by looking, not traced.
     polled: bool,
-}
-
-/// A region as a JSON object, serialized straight into the output:
-/// deltas come by the hundred thousand and tables by the 60,000 rows, and
-/// building a `Value` for each allocates a map per region.
-struct RegionJson<'a>(&'a Region);
-
-impl Serialize for RegionJson<'_> {
-    fn serialize<S: Serializer>(&self, s: S) -> Result<S::Ok, S::Error> {
-        let r = self.0;
-        let mut m = s.serialize_struct("Region", 8)?;
-        m.serialize_field("start", &Hex(r.start))?;
-        m.serialize_field("end", &Hex(r.end))?;
-        m.serialize_field("size", &r.size())?;
-        m.serialize_field("perms", r.perms.as_str())?;
-        m.serialize_field("offset", &r.offset)?;
-        m.serialize_field("dev", &Dev(r.dev_major, r.dev_minor))?;
-        m.serialize_field("inode", &r.inode)?;
-        m.serialize_field("name", &String::from_utf8_lossy(&r.name))?;
-        m.end()
-    }
-}
-
-/// `"0x7f0000000000"`.
-struct Hex(u64);
-
-impl Serialize for Hex {
-    fn serialize<S: Serializer>(&self, s: S) -> Result<S::Ok, S::Error> {
-        s.collect_str(&format_args!("{:#x}", self.0))
-    }
-}
-
-/// `"fd:01"`.
-struct Dev(u32, u32);
-
-impl Serialize for Dev {
-    fn serialize<S: Serializer>(&self, s: S) -> Result<S::Ok, S::Error> {
-        s.collect_str(&format_args!("{:02x}:{:02x}", self.0, self.1))
-    }
-}
-
-struct Regions<'a>(&'a [Region]);
-
-impl Serialize for Regions<'_> {
-    fn serialize<S: Serializer>(&self, s: S) -> Result<S::Ok, S::Error> {
-        s.collect_seq(self.0.iter().map(RegionJson))
-    }
-}
-
-#[derive(Serialize)]
-struct TableRecord<'a> {
-    #[serde(rename = "type")]
-    kind: &'static str,
-    pid: u32,
-    ppid: u32,
-    #[serde(skip_serializing_if = "is_zero")]
-    ns_pid: u32,
-    t: f64,
-    reason: &'a str,
-    regions: Regions<'a>,
-}
-
-/// A delta as a JSON record, serialized straight into the output: the
-/// tracer writes one per traced call, and building a `Value` map for each
-/// (the cause's keys, the notes') cost more than the rest of the record.
-/// Keys: the fixed ones first, then the cause's and the notes' in
-/// alphabetical order.
-struct DeltaRecord<'a> {
-    d: &'a Delta,
-    t: f64,
-    notes: &'a DeltaNotes,
-}
-
-impl Serialize for DeltaRecord<'_> {
-    fn serialize<S: Serializer>(&self, s: S) -> Result<S::Ok, S::Error> {
-        let (d, notes) = (self.d, self.notes);
-        let call = match &d.cause {
-            Cause::Syscall(call, ev) => Some((*call, &**ev)),
-            _ => None,
-        };
-        let stack = notes.stack.as_deref();
-        let mut m = s.serialize_map(None)?;
-        m.serialize_entry("type", "delta")?;
-        m.serialize_entry("pid", &d.pid)?;
-        m.serialize_entry("ppid", &d.ppid)?;
-        if d.ns_pid != 0 {
-            m.serialize_entry("ns_pid", &d.ns_pid)?;
-        }
-        m.serialize_entry("t", &self.t)?;
-        m.serialize_entry("tid", &d.tid)?;
-        m.serialize_entry("ktime_ns", &d.ktime_ns)?;
-        m.serialize_entry("superseded", &d.superseded)?;
-        m.serialize_entry("from_arguments", &d.from_arguments)?;
-        // Exactly what the call did (from its capture).
-        m.serialize_entry("exact", &(call.is_some() && d.fallback.is_none()))?;
-        if let Some(f) = d.fallback {
-            m.serialize_entry("fallback", f.name())?;
-        }
-        m.serialize_entry("removed", &Regions(&d.change.removed))?;
-        m.serialize_entry("added", &Regions(&d.change.added))?;
-        if let Some((call, ev)) = call {
-            m.serialize_entry("args", &ev.args[..call.arity()])?;
-        }
-        if let Some(st) = stack {
-            m.serialize_entry("call_site", &st.site.as_deref())?;
-        }
-        m.serialize_entry(
-            "cause",
-            match d.cause {
-                Cause::Syscall(..) => "syscall",
-                Cause::Observed | Cause::Polled => "observed",
-                Cause::Resync => "resync",
-                Cause::Exec => "exec",
-                Cause::Settled => "settled",
-            },
-        )?;
-        if let Some(st) = stack {
-            m.serialize_entry("frames", &Frames(&st.frames))?;
-            m.serialize_entry("frames_hidden", &st.hidden)?;
-        }
-        m.serialize_entry("notes", &NotesJson(&notes.notes))?;
-        if let Some((_, ev)) = call {
-            m.serialize_entry("ret", &ev.ret)?;
-            let depth = (ev.stack_len as usize).min(ev.stack.len());
-            if depth > 0 {
-                m.serialize_entry("stack", &HexWords(&ev.stack[..depth]))?;
-            }
-        }
-        if let Some(st) = stack {
-            m.serialize_entry("stack_truncated", &st.truncated)?;
-        }
-        if let Some((call, _)) = call {
-            m.serialize_entry("syscall", call.name())?;
-        }
-        m.end()
-    }
-}
-
-/// `[{"addr": "0x..", "name": "..."}, ...]`.
-struct Frames<'a>(&'a [(u64, std::rc::Rc<str>)]);
-
-impl Serialize for Frames<'_> {
-    fn serialize<S: Serializer>(&self, s: S) -> Result<S::Ok, S::Error> {
-        s.collect_seq(self.0.iter().map(|(a, n)| Frame(*a, n)))
-    }
-}
-
-struct Frame<'a>(u64, &'a str);
-
-impl Serialize for Frame<'_> {
-    fn serialize<S: Serializer>(&self, s: S) -> Result<S::Ok, S::Error> {
-        let mut m = s.serialize_struct("Frame", 2)?;
-        m.serialize_field("addr", &Hex(self.0))?;
-        m.serialize_field("name", self.1)?;
-        m.end()
-    }
-}
-
-/// The notes' JSON objects, by reference.
-struct NotesJson<'a>(&'a [crate::trace::insight::Note]);
-
-impl Serialize for NotesJson<'_> {
-    fn serialize<S: Serializer>(&self, s: S) -> Result<S::Ok, S::Error> {
-        s.collect_seq(self.0.iter().map(|n| &n.json))
-    }
-}
-
-/// `["0x7f..", ...]`.
-struct HexWords<'a>(&'a [u64]);
-
-impl Serialize for HexWords<'_> {
-    fn serialize<S: Serializer>(&self, s: S) -> Result<S::Ok, S::Error> {
-        s.collect_seq(self.0.iter().map(|&w| Hex(w)))
-    }
-}
-
-fn is_zero(n: &u32) -> bool {
-    *n == 0
-}
-
-/// Fallback counts by reason, every reason present (0 when none).
-fn fallbacks_json(st: &Stats) -> Value {
-    let m: Map<String, Value> = Fallback::ALL
-        .iter()
-        .map(|f| {
-            (
-                f.name().to_string(),
-                json!(st.fallbacks.get(f).copied().unwrap_or(0)),
-            )
-        })
-        .collect();
-    Value::Object(m)
-}
-
-/// `N exact (each call's own capture), M read from the kernel afterwards
-/// (raced 2, ...)`.
-fn deltas_line(st: &Stats) -> String {
-    let mut line = format!(
-        "{} exact (from each call's capture), {} read from the kernel afterwards",
-        st.exact,
-        st.fallback_total()
-    );
-    let reasons: Vec<String> = st
-        .fallbacks
-        .iter()
-        .filter(|(_, n)| **n > 0)
-        .map(|(f, n)| format!("{} {n}", f.name()))
-        .collect();
-    if !reasons.is_empty() {
-        line.push_str(&format!(" ({})", reasons.join(", ")));
-    }
-    if st.before_table > 0 {
-        line.push_str(&format!(
-            "; {} calls ended before the table they follow was read (in it, not printed)",
-            st.before_table
-        ));
-    }
-    line
-}
-
-/// Seconds with six decimals, rounded as `{:.6}` does, without the float
-/// formatting (the tracer prints one per delta).
-struct Micros(f64);
-
-impl std::fmt::Display for Micros {
-    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        let us = (self.0 * 1e6).round() as u64;
-        write!(f, "{}.{:06}", us / 1_000_000, us % 1_000_000)
-    }
-}
-
-/// `0000560a1b2c3000      16K rw-p name`: a region as deltas show it, with
-/// the kernel's permission letters (p/s kept) and the raw name, appended to
-/// `buf` (one per row of every delta: no `fmt` machinery).
-fn push_row(buf: &mut Vec<u8>, r: &Region) {
-    num::hex_zero(buf, r.start, 16);
-    buf.push(b' ');
-    num::dec_right(buf, r.size() / 1024, 7);
-    buf.extend_from_slice(b"K ");
-    buf.extend_from_slice(r.perms.as_str().as_bytes());
-    buf.push(b' ');
-    push_name(buf, &r.name);
-}
-
-/// A region's name as text (invalid UTF-8 replaced, as everywhere in
-/// trace output), or `[ anon ]` for an empty one.
-fn push_name(buf: &mut Vec<u8>, name: &[u8]) {
-    if name.is_empty() {
-        buf.extend_from_slice(b"[ anon ]");
-    } else {
-        buf.extend_from_slice(String::from_utf8_lossy(name).as_bytes());
-    }
 }
 
 impl<W: Write> Printer<W> {
@@ -651,76 +400,11 @@ impl<W: Write> Printer<W> {
     }
 }
 
-fn calls_line(st: &Stats) -> String {
-    if st.calls.is_empty() {
-        return "none".into();
-    }
-    let mut calls: Vec<(&Call, &(u64, u64))> = st.calls.iter().collect();
-    calls.sort_by(|a, b| b.1.0.cmp(&a.1.0).then(a.0.cmp(b.0)));
-    calls
-        .iter()
-        .map(|(c, (n, f))| {
-            if *f > 0 {
-                format!("{} {n} ({f} failed)", c.name())
-            } else {
-                format!("{} {n}", c.name())
-            }
-        })
-        .collect::<Vec<_>>()
-        .join(", ")
-}
-
-/// `   1 region -> 3` when a change split or merged regions.
-/// `   1 region -> 3` when a change splits or merges regions.
-fn write_shape(out: &mut impl Write, c: &Change) -> io::Result<()> {
-    let (before, after) = (c.removed.len(), c.added.len());
-    if before == 0 || after == 0 || before == after {
-        return Ok(());
-    }
-    let plural = |n: usize| if n == 1 { "region" } else { "regions" };
-    write!(out, "   {before} {} -> {after}", plural(before))
-}
-
-/// The rows of a change: `~` for a region that kept its start address and
-/// changed, `-` for one gone, `+` for one new.
-fn write_change(buf: &mut Vec<u8>, c: &Change) {
-    let mut added: Vec<Option<&Region>> = c.added.iter().map(Some).collect();
-    for old in &c.removed {
-        let same_start = added
-            .iter_mut()
-            .find(|a| a.is_some_and(|a| a.start == old.start));
-        match same_start {
-            Some(slot) => {
-                let new = slot.take().expect("found as Some above");
-                buf.extend_from_slice(b"  ~ ");
-                push_row(buf, old);
-                buf.extend_from_slice(b"  ->  ");
-                num::dec(buf, new.size() / 1024);
-                buf.extend_from_slice(b"K ");
-                buf.extend_from_slice(new.perms.as_str().as_bytes());
-                if new.name != old.name {
-                    buf.push(b' ');
-                    push_name(buf, &new.name);
-                }
-            }
-            None => {
-                buf.extend_from_slice(b"  - ");
-                push_row(buf, old);
-            }
-        }
-        buf.push(b'\n');
-    }
-    for new in added.into_iter().flatten() {
-        buf.extend_from_slice(b"  + ");
-        push_row(buf, new);
-        buf.push(b'\n');
-    }
-}
-
 #[cfg(test)]
 mod tests {
     use super::*;
     use crate::region::test_region as r;
+    use crate::trace::{model::Change, syscalls::Call};
 
     #[test]
     fn split_is_shown_as_change_plus_additions() {
