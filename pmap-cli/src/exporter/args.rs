@@ -4,6 +4,8 @@ use std::net::SocketAddr;
 
 use clap::{ArgGroup, Parser, ValueEnum};
 
+use crate::proc::groups::{self, Cgroup};
+
 #[derive(Clone, Copy, Debug, PartialEq, Eq, ValueEnum)]
 pub enum Backend {
     /// eBPF counters if they can be used here, else polling (said on stderr).
@@ -59,30 +61,23 @@ pub struct ExporterArgs {
 #[derive(Clone, Debug, PartialEq, Eq)]
 pub enum Selection {
     All,
+    /// The command name, as the kernel keeps it (15 bytes at most).
     Comm(String),
-    /// A cgroup v2 path as /proc/PID/cgroup shows it (starts with '/').
-    Cgroup(String),
+    /// A cgroup v2 group and the groups below it.
+    Cgroup(Cgroup),
 }
 
 impl ExporterArgs {
-    pub fn selection(&self) -> Selection {
+    /// What `--all`, `--comm` or `--cgroup` select, checked as `pmap trace`
+    /// checks them (a group that does not exist is an error).
+    pub fn selection(&self) -> Result<Selection, String> {
         if let Some(c) = &self.comm {
-            return Selection::Comm(c.clone());
+            return groups::parse_comm(c).map(|(_, kept)| Selection::Comm(kept));
         }
         if let Some(g) = &self.cgroup {
-            // Where cgroup v2 is mounted: alone, or beside v1 (hybrid).
-            let g = ["/sys/fs/cgroup/unified", "/sys/fs/cgroup"]
-                .iter()
-                .find_map(|m| g.strip_prefix(m))
-                .unwrap_or(g);
-            let g = g.trim_end_matches('/');
-            return Selection::Cgroup(if g.starts_with('/') {
-                g.to_string()
-            } else {
-                format!("/{g}")
-            });
+            return groups::parse_cgroup(g).map(Selection::Cgroup);
         }
-        Selection::All
+        Ok(Selection::All)
     }
 }
 
@@ -130,20 +125,15 @@ mod tests {
     #[test]
     fn selections_exclude_each_other() {
         assert!(parse(&["--listen", "127.0.0.1:1", "--all", "--comm", "x"]).is_err());
+        // The root group exists wherever the v2 hierarchy is mounted.
+        let a = parse(&["--listen", "127.0.0.1:1", "--cgroup", "/"]).expect("parses");
+        assert!(matches!(a.selection(), Ok(Selection::Cgroup(g)) if g.path == "/"));
+        let a = parse(&["--listen", "127.0.0.1:1", "--cgroup", "/no/such/group"]).expect("parses");
+        assert!(a.selection().is_err(), "a group that does not exist");
         let a =
-            parse(&["--listen", "127.0.0.1:1", "--cgroup", "/sys/fs/cgroup/a/b/"]).expect("parses");
-        assert_eq!(a.selection(), Selection::Cgroup("/a/b".into()));
-        let a = parse(&[
-            "--listen",
-            "127.0.0.1:1",
-            "--cgroup",
-            "/sys/fs/cgroup/unified/a",
-        ])
-        .expect("parses");
-        assert_eq!(a.selection(), Selection::Cgroup("/a".into()));
-        let a = parse(&["--listen", "127.0.0.1:1", "--cgroup", "a/b"]).expect("parses");
-        assert_eq!(a.selection(), Selection::Cgroup("/a/b".into()));
+            parse(&["--listen", "127.0.0.1:1", "--comm", "a-very-long-program"]).expect("parses");
+        assert_eq!(a.selection(), Ok(Selection::Comm("a-very-long-pro".into())));
         let a = parse(&["--listen", "127.0.0.1:1"]).expect("parses");
-        assert_eq!(a.selection(), Selection::All);
+        assert_eq!(a.selection(), Ok(Selection::All));
     }
 }

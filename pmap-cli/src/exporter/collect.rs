@@ -15,7 +15,7 @@ use pmap_common::counters::{ProcCounters, SYSCALL_SLOTS};
 
 use super::args::Selection;
 use super::kernel::Counters;
-use crate::proc::{maps::MapsReader, pid_dir::PidDir};
+use crate::proc::{groups, maps::MapsReader, pid_dir::PidDir};
 use crate::region::Region;
 use crate::views::{read_snapshot, summary};
 
@@ -184,13 +184,7 @@ fn selects(selection: &Selection, comm: &str, cgroup: &str) -> bool {
         Selection::All => true,
         Selection::Comm(c) => c == comm,
         // The cgroup itself or one below it.
-        Selection::Cgroup(g) => {
-            g == "/"
-                || cgroup == g
-                || cgroup
-                    .strip_prefix(g.as_str())
-                    .is_some_and(|r| r.starts_with('/'))
-        }
+        Selection::Cgroup(g) => g.holds(cgroup),
     }
 }
 
@@ -235,10 +229,9 @@ pub fn kind_of(category: &str) -> &str {
 
 /// The cgroup v2 path in a /proc/PID/cgroup file ("0::/path").
 fn cgroup_of(raw: &[u8]) -> String {
-    raw.split(|&c| c == b'\n')
-        .find_map(|l| l.strip_prefix(b"0::"))
-        .map(|p| String::from_utf8_lossy(p).into_owned())
+    groups::v2_path(&String::from_utf8_lossy(raw))
         .unwrap_or_default()
+        .to_string()
 }
 
 fn pids() -> Vec<u32> {
@@ -291,12 +284,19 @@ mod tests {
 
     #[test]
     fn cgroup_selects_itself_and_below() {
-        let g = Selection::Cgroup("/system.slice/a.service".into());
+        let group = |path: &str| {
+            Selection::Cgroup(groups::Cgroup {
+                path: path.into(),
+                id: 0,
+                level: 0,
+            })
+        };
+        let g = group("/system.slice/a.service");
         assert!(selects(&g, "x", "/system.slice/a.service"));
         assert!(selects(&g, "x", "/system.slice/a.service/worker"));
         assert!(!selects(&g, "x", "/system.slice/a.service2"));
         assert!(!selects(&g, "x", "/system.slice"));
-        assert!(selects(&Selection::Cgroup("/".into()), "x", "/user.slice"));
+        assert!(selects(&group("/"), "x", "/user.slice"));
         assert!(selects(&Selection::Comm("x".into()), "x", ""));
         assert!(!selects(&Selection::Comm("x".into()), "xy", ""));
     }

@@ -106,7 +106,8 @@ async fn run(a: ExporterArgs) -> Result<()> {
     let backend = metrics::Backend {
         name: if kernel.is_some() { "ebpf" } else { "poll" },
     };
-    let mut collector = Collector::new(a.selection(), a.top);
+    let selection = a.selection().map_err(anyhow::Error::msg)?;
+    let mut collector = Collector::new(selection, a.top);
     let min_gap = Duration::from_secs_f64(a.interval);
     let mut cached: Option<(Instant, String)> = None;
     eprintln!(

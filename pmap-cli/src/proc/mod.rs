@@ -11,6 +11,8 @@
 //! - `lines`: chunked line splitting shared by the parsers.
 //! - `prefetch`: reading a file ahead on a second thread.
 //! - `link_map`: the dynamic linker's names of the loaded objects (`-l`).
+//! - `groups`: processes by command name or cgroup (`--comm`, `--cgroup`).
+pub mod groups;
 pub mod lines;
 pub mod link_map;
 pub mod maps;

@@ -25,7 +25,6 @@ pub mod clock;
 pub mod delta;
 pub mod effect;
 pub mod focus;
-pub mod group;
 pub mod insight;
 pub mod launch;
 pub mod model;

@@ -6,10 +6,9 @@ use std::{collections::BTreeSet, io::Write};
 use anyhow::Result;
 
 use super::Tracer;
-use crate::trace::{
-    args::TraceArgs,
-    group::{self, Cgroup},
-    session::Session,
+use crate::{
+    proc::groups::{self as group, Cgroup},
+    trace::{args::TraceArgs, session::Session},
 };
 
 /// `--comm` or `--cgroup`, from a `kind::MATCHED` record.

@@ -1,7 +1,7 @@
-//! `--comm NAME` and `--cgroup PATH`: processes traced by what they are,
-//! not by id. Those there at the start are found in `/proc` here; those
-//! that come later are picked up by the kernel program at their first
-//! mapping call (`kind::MATCHED`).
+//! `--comm NAME` and `--cgroup PATH`: processes chosen by what they are,
+//! not by id (`pmap trace`, `pmap exporter`). Here: the arguments checked,
+//! and the processes that match now, found in `/proc`. (The tracer's
+//! kernel program picks up those that come later, `kind::MATCHED`.)
 
 use std::{
     fs,
@@ -16,7 +16,7 @@ const COMM_LEN: usize = 16;
 const CGROUP2_SUPER_MAGIC: i64 = 0x6367_7270;
 
 /// A cgroup v2 group, as `--cgroup` names it.
-#[derive(Clone, Debug)]
+#[derive(Clone, Debug, PartialEq, Eq)]
 pub struct Cgroup {
     /// Its path below the hierarchy's root, as `/proc/PID/cgroup` prints it
     /// (`/system.slice/foo.service`; `/` for the root).
@@ -116,15 +116,28 @@ pub fn parse_comm(arg: &str) -> Result<([u8; COMM_LEN], String), String> {
     Ok((out, String::from_utf8_lossy(kept).into_owned()))
 }
 
-/// Whether `pid`'s group (`/proc/PID/cgroup`, the `0::` line) is `g` or a
-/// group below it.
+impl Cgroup {
+    /// Whether the group at `path` (as `/proc/PID/cgroup` prints it) is
+    /// this one or a group below it.
+    pub fn holds(&self, path: &str) -> bool {
+        path == self.path
+            || self.path == "/"
+            || path
+                .strip_prefix(&self.path)
+                .is_some_and(|r| r.starts_with('/'))
+    }
+}
+
+/// The v2 group of a process, from the text of its `/proc/PID/cgroup` (the
+/// `0::` line); None without one.
+pub fn v2_path(cgroup_file: &str) -> Option<&str> {
+    cgroup_file.lines().find_map(|l| l.strip_prefix("0::"))
+}
+
+/// Whether `pid`'s group is `g` or a group below it.
 fn in_cgroup(pid: u32, g: &Cgroup) -> bool {
-    let Ok(text) = fs::read_to_string(format!("/proc/{pid}/cgroup")) else {
-        return false;
-    };
-    text.lines().filter_map(|l| l.strip_prefix("0::")).any(|p| {
-        p == g.path || g.path == "/" || p.strip_prefix(&g.path).is_some_and(|r| r.starts_with('/'))
-    })
+    fs::read_to_string(format!("/proc/{pid}/cgroup"))
+        .is_ok_and(|t| v2_path(&t).is_some_and(|p| g.holds(p)))
 }
 
 fn comm_is(pid: u32, name: &str) -> bool {
