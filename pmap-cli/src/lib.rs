@@ -6,11 +6,15 @@
 //! - `format`: printers; they only format what they are given.
 //! - `snapshot`: the procps-compatible command line and its driver.
 //! - `trace`: `pmap trace`: probes, events, the live region model, deltas.
+//! - `record`: the recordings `pmap trace --record` writes.
+//! - `replay`: `pmap replay`: a recording printed again, or the map at a moment.
 pub mod cli;
 pub mod core_file;
 pub mod format;
 pub mod proc;
+pub mod record;
 pub mod region;
+pub mod replay;
 pub mod self_docs;
 pub mod snapshot;
 pub mod trace;

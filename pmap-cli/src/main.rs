@@ -5,6 +5,9 @@ fn main() -> ExitCode {
     if args.get(1).is_some_and(|a| a == "trace") {
         return pmap_cli::trace::main(args);
     }
+    if args.get(1).is_some_and(|a| a == "replay") {
+        return pmap_cli::replay::main(args);
+    }
     // `pmap man [PAGE]`, `pmap completions SHELL`.
     if pmap_cli::self_docs::wanted(&args) {
         return pmap_cli::self_docs::main(&args);

@@ -37,6 +37,7 @@ use super::{
 use crate::{
     format::Range,
     proc::{pid_dir::PidDir, process},
+    record::{format::Record, writer::Recorder},
     region::Region,
 };
 
@@ -163,6 +164,8 @@ struct Tracer<'r, W: Write> {
     /// Poll backend: the threads of each process seen at the last look
     /// (threads are counted from `/proc/PID/task`, there are no events).
     tasks: HashMap<u32, BTreeSet<u32>>,
+    /// `--record FILE`.
+    recorder: Option<Recorder>,
 }
 
 impl<W: Write> Tracer<'_, W> {
@@ -192,13 +195,26 @@ impl<W: Write> Tracer<'_, W> {
             Some(s) => self.insight.observe(d, s.model()),
             None => Default::default(),
         };
-        if !self.focus.admits(d) {
-            return Ok(());
-        }
-        if let Some(shown) = self.in_range(d) {
+        self.printer.take_clock();
+        if self.focus.admits(d)
+            && let Some(shown) = self.in_range(d)
+        {
             self.printer.delta(&shown, &notes)?;
         }
+        // Every delta is recorded; the filters apply at replay.
+        let now = self.printer.take_clock().unwrap_or_else(monotonic_ns);
+        if let Some(r) = &mut self.recorder {
+            r.delta(d, now);
+        }
         Ok(())
+    }
+
+    /// Records what was just printed, at the time it was printed with.
+    fn record(&mut self, make: impl FnOnce(u64) -> Record) {
+        let now = self.printer.take_clock().unwrap_or_else(monotonic_ns);
+        if let Some(r) = &mut self.recorder {
+            r.record(&make(now));
+        }
     }
 
     /// Takes everything in the ring buffer and applies it, in time order
@@ -244,6 +260,9 @@ impl<W: Write> Tracer<'_, W> {
         self.expire(CONFIRM_GRACE_NS);
         self.check_lost()?;
         self.printer.flush()?;
+        if let Some(r) = &mut self.recorder {
+            r.after_batch(&self.sessions, monotonic_ns());
+        }
         Ok(())
     }
 
@@ -273,6 +292,8 @@ impl<W: Write> Tracer<'_, W> {
         };
         if ev.kind == kind::EXEC {
             self.printer.exec(ev.tgid)?;
+            let pid = ev.tgid;
+            self.record(|t| Record::Exec { t, pid });
         }
         if ev.kind == kind::FORK {
             return self.fork(i, ev);
@@ -316,6 +337,15 @@ impl<W: Write> Tracer<'_, W> {
             // this record (it runs only once its creation is done).
             let s = Session::forked(parent, child, ev.exit_ns);
             self.printer.fork(parent.pid, ev.tid, &s, ev.exit_ns)?;
+            let (ppid, tid, t) = (parent.pid, ev.tid, ev.exit_ns);
+            let regions = s.model().len() as u64;
+            self.record(|_| Record::Fork {
+                t,
+                ppid,
+                tid,
+                child,
+                regions,
+            });
             // An id seen before is a new process now: its old session goes.
             self.sessions.retain(|s| s.pid != child);
             self.sessions.push(s);
@@ -323,6 +353,14 @@ impl<W: Write> Tracer<'_, W> {
         }
         self.printer
             .task(ev.tgid, ev.tid, child, !process, ev.exit_ns)?;
+        let (pid, tid, t) = (ev.tgid, ev.tid, ev.exit_ns);
+        self.record(|_| Record::Task {
+            t,
+            pid,
+            tid,
+            child,
+            thread: !process,
+        });
         Ok(())
     }
 
@@ -341,6 +379,11 @@ impl<W: Write> Tracer<'_, W> {
              resynchronising from /proc (a larger --ring-size makes this rarer)"
         );
         self.printer.lost(new, lost)?;
+        self.record(|t| Record::Lost {
+            t,
+            count: new,
+            total: lost,
+        });
         for i in 0..self.sessions.len() {
             if self.sessions[i].exited {
                 continue;
@@ -423,6 +466,9 @@ impl<W: Write> Tracer<'_, W> {
         }
         self.printer
             .table(&self.sessions[i], reason, &mut *self.render)?;
+        if let Some(r) = &mut self.recorder {
+            r.table(&self.sessions[i], reason);
+        }
         let s = &self.sessions[i];
         let extra = self.insight.after_table(s.pid, s.model());
         self.printer.notes(&extra)?;
@@ -455,8 +501,9 @@ impl<W: Write> Tracer<'_, W> {
         for i in 0..self.sessions.len() {
             if self.sessions[i].exited || !self.sessions[i].still_same_process() {
                 self.sessions[i].exited = true;
-                self.printer
-                    .exit(self.sessions[i].pid, self.sessions[i].ppid)?;
+                let (pid, ppid) = (self.sessions[i].pid, self.sessions[i].ppid);
+                self.printer.exit(pid, ppid)?;
+                self.record(|t| Record::Exit { t, pid, ppid });
             }
             let lost = self.lost_seen;
             let pid = self.sessions[i].pid;
@@ -475,11 +522,16 @@ impl<W: Write> Tracer<'_, W> {
                     self.printer.raw(),
                 )?;
             }
+            self.record_summary(i);
         }
         if self.sessions.len() > 1 {
             self.printer.total(&self.sessions, self.lost_seen)?;
         }
         self.printer.flush()?;
+        self.record(|t| Record::End { t });
+        if let Some(r) = &mut self.recorder {
+            r.flush();
+        }
         self.insight.finish()?;
         Ok(())
     }
@@ -505,6 +557,7 @@ impl<W: Write> Tracer<'_, W> {
                     self.printer.raw(),
                 )?;
             }
+            self.record_summary(i);
         }
         self.printer.flush()?;
         Ok(())
@@ -516,7 +569,9 @@ impl<W: Write> Tracer<'_, W> {
         match self.sessions[i].reread() {
             Ok((change, true)) => {
                 // An execve the events did not show (poll, or lost).
-                self.printer.exec(self.sessions[i].pid)?;
+                let pid = self.sessions[i].pid;
+                self.printer.exec(pid)?;
+                self.record(|t| Record::Exec { t, pid });
                 let d = self.sessions[i].delta(0, 0, super::delta::Cause::Exec, change);
                 self.print_delta(&d)?;
                 self.table(i, "exec")?;
@@ -566,8 +621,26 @@ impl<W: Write> Tracer<'_, W> {
         for tid in new {
             s.stats.threads_started += 1;
             self.printer.thread_seen(s.pid, tid)?;
+            let now = self.printer.take_clock().unwrap_or_else(monotonic_ns);
+            if let Some(r) = &mut self.recorder {
+                r.record(&Record::ThreadSeen { t: now, pid: s.pid, tid });
+            }
         }
         Ok(())
+    }
+
+    fn record_summary(&mut self, i: usize) {
+        let s = &self.sessions[i];
+        let (pid, ppid, lost) = (s.pid, s.ppid, self.lost_seen);
+        let (regions, stats) = (s.model().len() as u64, Box::new(s.stats.clone()));
+        self.record(|t| Record::Summary {
+            t,
+            pid,
+            ppid,
+            lost,
+            regions,
+            stats,
+        });
     }
 
     fn all_exited(&mut self) -> Result<bool> {
@@ -628,6 +701,11 @@ async fn trace(args: TraceArgs, range: Range, render: &mut TableRenderer) -> Res
     if let Some(r) = &args.report {
         check_report_path(r)?;
     }
+    // Created now, so that a path that cannot be written fails at once.
+    let mut recorder = match &args.record {
+        Some(path) => Some(Recorder::create(path).map_err(anyhow::Error::msg)?),
+        None => None,
+    };
     let output: Box<dyn Write> = match &args.output {
         Some(path) => Box::new(open_output(path)?),
         None => Box::new(io::stdout().lock()),
@@ -742,7 +820,13 @@ async fn trace(args: TraceArgs, range: Range, render: &mut TableRenderer) -> Res
         }),
         json: args.json,
         tasks: HashMap::new(),
+        recorder: None,
     };
+    if let Some(r) = &mut recorder {
+        r.begin(start_ns, polled, args.stacks);
+        r.checkpoint(&tracer.sessions, monotonic_ns());
+    }
+    tracer.recorder = recorder;
     if polled {
         // The threads there at the start are not counted as started.
         for i in 0..tracer.sessions.len() {
