@@ -66,7 +66,14 @@ impl Recording {
     }
 
     pub fn from_bytes(data: Vec<u8>) -> Result<Recording, String> {
-        if data.len() < 10 || &data[..8] != MAGIC {
+        if data.len() < 10 && MAGIC.starts_with(&data[..data.len().min(8)]) {
+            return Err(format!(
+                "the recording ends inside its header ({} bytes): the tracer was killed as it \
+                 started, nothing was recorded",
+                data.len()
+            ));
+        }
+        if &data[..8] != MAGIC {
             return Err("not a pmap recording (it does not start as `pmap trace --record` \
                         writes them)"
                 .into());
