@@ -142,7 +142,7 @@ pub fn frame_at(data: &[u8], at: usize) -> Frame<'_> {
     let mut c = Cursor::new(&data[at.min(data.len())..]);
     let len = match c.u() {
         Ok(n) => n,
-        Err(_) if data.len() - at < 10 => return Frame::Cut,
+        Err(_) if data.len().saturating_sub(at) < 10 => return Frame::Cut,
         Err(e) => return Frame::Damaged(e),
     };
     if len as usize > MAX_FRAME || len == 0 {
