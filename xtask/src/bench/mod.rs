@@ -1,4 +1,4 @@
-//! `cargo xtask bench snapshot|trace`: benchmarks, compared side by side.
+//! `cargo xtask bench snapshot|trace|record`: benchmarks, compared side by side.
 //!
 //! Every benchmark builds what it runs (release `pmap`, the workload bins of
 //! `tests/`), interleaves the commands it compares round-robin so that the
@@ -6,6 +6,7 @@
 //! Markdown report (also written to `--out FILE`).
 
 mod proc;
+mod record;
 mod report;
 mod snapshot;
 mod stats;
@@ -20,10 +21,11 @@ use std::{
 use anyhow::{Context, Result, bail};
 
 const USAGE: &str = "\
-usage: cargo xtask bench snapshot|trace [OPTIONS]
+usage: cargo xtask bench snapshot|trace|record [OPTIONS]
 
   snapshot   pmap vs cat /proc/PID/{maps,smaps} vs procps-ng pmap on 1k/10k/60k mappings
   trace      pmap trace: overhead, throughput, latency, own cost, cost to others
+  record     pmap trace --record: cost to the traced loop, size; replay --at speed
 
 options:
   --quick        fewer rounds and smaller loops (about a minute)
@@ -96,6 +98,7 @@ pub fn main(args: &[String]) -> Result<()> {
     let report = match name {
         "snapshot" => snapshot::run(&opts)?,
         "trace" => trace::run(&opts)?,
+        "record" => record::run(&opts)?,
         "-h" | "--help" => {
             print!("{USAGE}");
             return Ok(());
