@@ -158,7 +158,11 @@ fn replay_at_equals_pmap_of_the_stopped_process_at_every_checkpoint() {
         }
     }
     let status = tracer.wait_exit(Duration::from_secs(30));
-    assert!(status.success(), "pmap trace: {status}\n{}", tracer.context());
+    assert!(
+        status.success(),
+        "pmap trace: {status}\n{}",
+        tracer.context()
+    );
     assert!(
         !tracer.stderr().iter().any(|l| l.contains("lost")),
         "the tracer lost events: the recording cannot be exact\n{}",
@@ -171,7 +175,11 @@ fn replay_at_equals_pmap_of_the_stopped_process_at_every_checkpoint() {
         let since = m.at_ns - start;
         let forms = [
             format!("+{}.{:09}", since / 1_000_000_000, since % 1_000_000_000),
-            format!("@{}.{:09}", m.at_ns / 1_000_000_000, m.at_ns % 1_000_000_000),
+            format!(
+                "@{}.{:09}",
+                m.at_ns / 1_000_000_000,
+                m.at_ns % 1_000_000_000
+            ),
             rfc3339_plus2(m.at_ns),
         ];
         for when in &forms {
@@ -220,7 +228,15 @@ fn record_churn(name: &str, extra: &[&str]) -> (PathBuf, Vec<u8>) {
     let out_file = rec_path(&format!("{name}.out"));
     let churn = pmap_tests::workload_bin("churn");
     let (rec_s, out_s) = (rec.to_string_lossy(), out_file.to_string_lossy());
-    let mut args = vec!["trace", "--record", &rec_s, "-o", &out_s, "--interval", "0.2"];
+    let mut args = vec![
+        "trace",
+        "--record",
+        &rec_s,
+        "-o",
+        &out_s,
+        "--interval",
+        "0.2",
+    ];
     args.extend_from_slice(extra);
     let churn_s = churn.to_string_lossy();
     args.extend_from_slice(&["--", &churn_s, "60"]);
@@ -242,7 +258,10 @@ fn replay_prints_what_the_trace_printed() {
         "replay differs from the trace (- trace, + replay):\n{}",
         diff(&want, &got)
     );
-    assert!(want.iter().any(|l| l.contains(" mmap(")), "no deltas traced");
+    assert!(
+        want.iter().any(|l| l.contains(" mmap(")),
+        "no deltas traced"
+    );
 
     // JSON: the same records, less the insight keys.
     let (rec, printed) = record_churn("json", &["--json"]);
@@ -250,7 +269,14 @@ fn replay_prints_what_the_trace_printed() {
     assert!(out.status.success(), "replay --json: {}", text(&out.stderr));
     let strip = |l: &String| {
         let mut v: serde_json::Value = serde_json::from_str(l).expect("a JSON line");
-        for k in ["notes", "insight", "frames", "frames_hidden", "stack_truncated", "call_site"] {
+        for k in [
+            "notes",
+            "insight",
+            "frames",
+            "frames_hidden",
+            "stack_truncated",
+            "call_site",
+        ] {
             v.as_object_mut().expect("an object").remove(k);
         }
         v
@@ -315,10 +341,16 @@ fn damaged_and_cut_recordings_are_read_up_to_the_damage() {
         out
     };
     let step = (whole.len() / 60).max(1);
-    for cut in (0..whole.len()).step_by(step).chain(whole.len() - 8..whole.len()) {
+    for cut in (0..whole.len())
+        .step_by(step)
+        .chain(whole.len() - 8..whole.len())
+    {
         let out = check(&whole[..cut], &format!("cut at {cut} of {}", whole.len()));
         if !text(&out.stderr).contains("header") {
-            assert!(out.status.success(), "cut at {cut}: a cut recording is not an error");
+            assert!(
+                out.status.success(),
+                "cut at {cut}: a cut recording is not an error"
+            );
         }
     }
     for at in (12..whole.len()).step_by(step) {

@@ -47,7 +47,10 @@ pub enum Record {
     Header(Header),
     /// Every live process's full table: not printed; lets a reader start
     /// here. Resets the encoder's state (names, cursors, times).
-    Checkpoint { t: u64, procs: Vec<ProcState> },
+    Checkpoint {
+        t: u64,
+        procs: Vec<ProcState>,
+    },
     /// A table the trace printed (`reason`: `initial`, `SIGUSR1`, ...).
     Table {
         t: u64,
@@ -56,8 +59,14 @@ pub enum Record {
     },
     /// Every delta the tracer found, printed or not (focus filters and
     /// `-A` are applied when it is replayed).
-    Delta { t: u64, delta: Delta },
-    Exec { t: u64, pid: u32 },
+    Delta {
+        t: u64,
+        delta: Delta,
+    },
+    Exec {
+        t: u64,
+        pid: u32,
+    },
     /// A process followed with `-f`: its map starts as a copy of its
     /// parent's.
     Fork {
@@ -78,9 +87,21 @@ pub enum Record {
         thread: bool,
     },
     /// Poll backend: a new thread seen in `/proc/PID/task`.
-    ThreadSeen { t: u64, pid: u32, tid: u32 },
-    Exit { t: u64, pid: u32, ppid: u32 },
-    Lost { t: u64, count: u64, total: u64 },
+    ThreadSeen {
+        t: u64,
+        pid: u32,
+        tid: u32,
+    },
+    Exit {
+        t: u64,
+        pid: u32,
+        ppid: u32,
+    },
+    Lost {
+        t: u64,
+        count: u64,
+        total: u64,
+    },
     Summary {
         t: u64,
         pid: u32,
@@ -90,7 +111,9 @@ pub enum Record {
         stats: Box<Stats>,
     },
     /// The trace ended normally: a recording without it was cut short.
-    End { t: u64 },
+    End {
+        t: u64,
+    },
 }
 
 impl Record {

@@ -74,9 +74,11 @@ impl Recording {
             ));
         }
         if &data[..8] != MAGIC {
-            return Err("not a pmap recording (it does not start as `pmap trace --record` \
+            return Err(
+                "not a pmap recording (it does not start as `pmap trace --record` \
                         writes them)"
-                .into());
+                    .into(),
+            );
         }
         let version = u16::from_le_bytes([data[8], data[9]]);
         if version != VERSION {

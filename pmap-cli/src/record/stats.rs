@@ -8,7 +8,10 @@ use crate::trace::{capture::Fallback, delta::Stats, syscalls::Call};
 pub fn put(b: &mut Vec<u8>, st: &Stats) {
     put_u(b, st.calls.len() as u64);
     for (call, (n, f)) in &st.calls {
-        put_u(b, Call::ALL.iter().position(|c| c == call).unwrap_or(0) as u64);
+        put_u(
+            b,
+            Call::ALL.iter().position(|c| c == call).unwrap_or(0) as u64,
+        );
         put_u(b, *n);
         put_u(b, *f);
     }
@@ -27,7 +30,10 @@ pub fn put(b: &mut Vec<u8>, st: &Stats) {
     }
     put_u(b, st.fallbacks.len() as u64);
     for (f, n) in &st.fallbacks {
-        put_u(b, Fallback::ALL.iter().position(|x| x == f).unwrap_or(0) as u64);
+        put_u(
+            b,
+            Fallback::ALL.iter().position(|x| x == f).unwrap_or(0) as u64,
+        );
         put_u(b, *n);
     }
 }

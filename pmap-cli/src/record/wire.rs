@@ -159,7 +159,9 @@ pub fn frame_at(data: &[u8], at: usize) -> Frame<'_> {
     let mut sum = [0u8; 4];
     sum.copy_from_slice(&data[end..end + 4]);
     if crc32fast::hash(payload) != u32::from_le_bytes(sum) {
-        return Frame::Damaged(Malformed("a record's checksum does not match its bytes".into()));
+        return Frame::Damaged(Malformed(
+            "a record's checksum does not match its bytes".into(),
+        ));
     }
     Frame::Whole {
         payload,
@@ -189,7 +191,13 @@ mod tests {
     fn frames_are_cut_or_damaged_never_misread() {
         let mut b = Vec::new();
         put_frame(&mut b, b"hello");
-        assert!(matches!(frame_at(&b, 0), Frame::Whole { payload: b"hello", .. }));
+        assert!(matches!(
+            frame_at(&b, 0),
+            Frame::Whole {
+                payload: b"hello",
+                ..
+            }
+        ));
         for n in 0..b.len() {
             assert_eq!(frame_at(&b[..n], 0), Frame::Cut, "cut at {n}");
         }

@@ -116,6 +116,7 @@ pub fn replay(rec: &Recording, opts: &Options, focus: &Focus, json: bool) -> io:
 pub fn info(rec: &Recording) -> io::Result<Outcome> {
     let h = &rec.header;
     let (mut records, mut deltas, mut checkpoints, mut last) = (0u64, 0u64, 0u64, h.start_ns);
+    let mut first_map = None;
     let mut pids = std::collections::BTreeSet::new();
     let mut outcome = Outcome::Complete;
     for r in rec.records() {
@@ -128,7 +129,8 @@ pub fn info(rec: &Recording) -> io::Result<Outcome> {
                         deltas += 1;
                         pids.insert(delta.pid);
                     }
-                    Record::Checkpoint { procs, .. } => {
+                    Record::Checkpoint { procs, t } => {
+                        first_map.get_or_insert(*t);
                         checkpoints += 1;
                         pids.extend(procs.iter().map(|p| p.pid));
                     }
@@ -151,6 +153,14 @@ pub fn info(rec: &Recording) -> io::Result<Outcome> {
         h.start_real_ns / 1_000_000_000,
         h.start_real_ns % 1_000_000_000
     )?;
+    // `--at` answers from the first map on (the probes load before it).
+    if let Some(t) = first_map {
+        writeln!(
+            out,
+            "first map: +{:.6}s",
+            secs(t.saturating_sub(h.start_ns))
+        )?;
+    }
     writeln!(
         out,
         "last record: +{:.6}s",

@@ -43,8 +43,7 @@ pub fn parse(when: &str, h: &Header) -> Result<u64, String> {
 fn secs_ns(s: &str) -> Option<i128> {
     let (whole, frac) = s.split_once('.').unwrap_or((s, ""));
     let digits = |x: &str| x.bytes().all(|b| b.is_ascii_digit());
-    if whole.is_empty() && frac.is_empty() || !digits(whole) || !digits(frac) || frac.len() > 9
-    {
+    if whole.is_empty() && frac.is_empty() || !digits(whole) || !digits(frac) || frac.len() > 9 {
         return None;
     }
     let w: i128 = if whole.is_empty() {

@@ -555,18 +555,13 @@ impl<W: Write> Printer<W> {
                 self.out,
                 "regions: {} now, {} at peak; threads started: {} (seen by polling: one that \
                  ended between two looks is missed), processes forked: unknown with polling",
-                regions,
-                st.peak_regions,
-                st.threads_started,
+                regions, st.peak_regions, st.threads_started,
             )?;
         } else {
             writeln!(
                 self.out,
                 "regions: {} now, {} at peak; threads started: {}, processes forked: {}",
-                regions,
-                st.peak_regions,
-                st.threads_started,
-                st.processes_forked
+                regions, st.peak_regions, st.threads_started, st.processes_forked
             )?;
         }
         writeln!(

@@ -623,7 +623,11 @@ impl<W: Write> Tracer<'_, W> {
             self.printer.thread_seen(s.pid, tid)?;
             let now = self.printer.take_clock().unwrap_or_else(monotonic_ns);
             if let Some(r) = &mut self.recorder {
-                r.record(&Record::ThreadSeen { t: now, pid: s.pid, tid });
+                r.record(&Record::ThreadSeen {
+                    t: now,
+                    pid: s.pid,
+                    tid,
+                });
             }
         }
         Ok(())

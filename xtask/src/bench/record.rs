@@ -207,15 +207,17 @@ pub fn run(opts: &Opts) -> Result<String> {
         .args(["replay", "--info", &big_s])
         .output()?;
     let info = String::from_utf8_lossy(&info.stdout);
-    let last: f64 = info
-        .lines()
-        .find_map(|l| l.strip_prefix("last record: +"))
-        .and_then(|l| l.strip_suffix('s'))
-        .and_then(|v| v.parse().ok())
-        .context("no `last record` in --info")?;
+    let secs_of = |key: &str| -> Result<f64> {
+        info.lines()
+            .find_map(|l| l.strip_prefix(key))
+            .and_then(|l| l.strip_suffix('s'))
+            .and_then(|v| v.parse().ok())
+            .with_context(|| format!("no `{key}` in --info: {info}"))
+    };
+    let (first, last) = (secs_of("first map: +")?, secs_of("last record: +")?);
     let points = [
-        ("near the start", format!("+{:.3}", last * 0.02)),
-        ("middle", format!("+{:.3}", last * 0.5)),
+        ("near the start", format!("+{:.6}", first + 0.001)),
+        ("middle", format!("+{:.6}", (first + last) / 2.0)),
         ("end", format!("+{:.6}", last - 0.001)),
     ];
     let mut at: Vec<Samples> = points.iter().map(|_| Samples::default()).collect();
