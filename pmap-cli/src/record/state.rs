@@ -73,7 +73,7 @@ impl State {
             return put_u(b, 0);
         }
         let d = v.wrapping_sub(self.cur) as i64;
-        if v % 4096 == 0 {
+        if v.is_multiple_of(4096) {
             put_u(b, zigzag(d >> 12) << 2 | 1);
         } else {
             put_u(b, 2);
@@ -232,7 +232,7 @@ impl State {
 
 /// A length: in pages when aligned (even), else 1 and the raw number.
 pub(super) fn put_len(b: &mut Vec<u8>, v: u64) {
-    if v % 4096 == 0 {
+    if v.is_multiple_of(4096) {
         put_u(b, v >> 11);
     } else {
         put_u(b, 1);

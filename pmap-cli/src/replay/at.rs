@@ -15,6 +15,9 @@ use crate::{
     trace::output::Printer,
 };
 
+/// A JSON table has no text body.
+type NoBody = fn(&mut dyn Write, &[Region]) -> io::Result<()>;
+
 /// The world at `t` (CLOCK_MONOTONIC ns); the error says why it is not
 /// known.
 pub fn world_at(rec: &Recording, t: u64) -> Result<World, String> {
@@ -87,8 +90,7 @@ pub fn main(
         let mut p = Printer::new(&mut out, true, rec.header.start_ns, rec.header.polled);
         for (pid, s) in &live {
             let rows: Vec<Region> = s.regions.values().cloned().collect();
-            let none: Option<fn(&mut dyn Write, &[Region]) -> io::Result<()>> = None;
-            p.table_of((*pid, s.ppid), t, "at", &rows, none)?;
+            p.table_of((*pid, s.ppid), t, "at", &rows, None::<NoBody>)?;
         }
         p.flush()?;
         return Ok(Outcome::Complete);
