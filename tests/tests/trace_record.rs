@@ -368,3 +368,65 @@ fn damaged_and_cut_recordings_are_read_up_to_the_damage() {
         text(&out.stderr)
     );
 }
+
+/// `leaky` keeps 3 x 256 KiB from `leak_big` and 2 x 64 KiB from
+/// `leak_small`, and maps and unmaps 128 KiB in `no_leak`: `--leaks` names
+/// exactly those two functions of the program, with those sizes (the
+/// dynamic loader's and libc's own mappings are listed too: they were made
+/// during the recording as well).
+#[test]
+fn leaks_name_the_functions_that_leaked() {
+    let _serial = serial();
+    let rec = rec_path("leaky.pmaprec");
+    let rec_s = rec.to_string_lossy().into_owned();
+    let leaky = pmap_tests::workload_bin("leaky");
+    let out = pmap(&[
+        "trace",
+        "--stacks",
+        "--record",
+        &rec_s,
+        "-o",
+        "/dev/null",
+        "--",
+        &leaky.to_string_lossy(),
+    ]);
+    assert!(out.status.success(), "pmap trace: {}", text(&out.stderr));
+    let out = pmap(&["replay", "--leaks", &rec_s]);
+    assert!(
+        out.status.success(),
+        "replay --leaks: {}",
+        text(&out.stderr)
+    );
+    let report = text(&out.stdout);
+    let ours: Vec<&str> = report.lines().filter(|l| l.contains("leaky::")).collect();
+    assert_eq!(
+        ours.len(),
+        2,
+        "two leaking functions of the program:\n{report}"
+    );
+    assert!(
+        ours[0].trim_start().starts_with("768K") && ours[0].contains("leaky::leak_big+"),
+        "largest first, leak_big's 768K:\n{report}"
+    );
+    assert!(
+        ours[1].trim_start().starts_with("128K") && ours[1].contains("leaky::leak_small+"),
+        "then leak_small's 128K:\n{report}"
+    );
+    assert!(
+        !report.contains("no_leak"),
+        "no_leak unmapped what it mapped:\n{report}"
+    );
+
+    let out = pmap(&["replay", "--leaks", "--folded", &rec_s]);
+    let folded = text(&out.stdout);
+    for (function, bytes) in [("leak_big", 786_432), ("leak_small", 131_072)] {
+        let line = folded
+            .lines()
+            .find(|l| l.contains(&format!("leaky::{function}+")))
+            .unwrap_or_else(|| panic!("no folded stack through {function}:\n{folded}"));
+        assert!(
+            line.ends_with(&format!(" {bytes}")) && line.contains(";mmap+"),
+            "`outer;...;mmap BYTES` for {function}: {line}"
+        );
+    }
+}

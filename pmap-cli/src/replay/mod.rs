@@ -6,8 +6,11 @@
 //! - `print`: the whole trace again, through the trace's own printer.
 //! - `at`: the map at a moment (checkpoint, then records up to it).
 //! - `when`: `+SECS`, RFC 3339, `@EPOCH` to a recording's clock.
+//! - `leaks`: what was mapped during the recording and still is, by call
+//!   site.
 
 pub mod at;
+pub mod leaks;
 pub mod print;
 pub mod when;
 
@@ -35,13 +38,22 @@ pub struct ReplayArgs {
     /// the recording began, an RFC 3339 time, or `@EPOCH[.frac]`.
     #[arg(long, value_name = "WHEN")]
     pub at: Option<String>,
-    /// With --at: only this process (default: every process alive then).
+    /// With --at or --leaks: only this process (default: every process).
     #[arg(long, value_name = "PID")]
     pub pid: Option<u32>,
     /// What the recording holds: when it began, how long, how many
     /// records, whether it is complete.
     #[arg(long)]
     pub info: bool,
+    /// The address space mapped by traced calls during the recording and
+    /// still mapped at its end (or --at WHEN), by call site, largest first
+    /// (call sites need `pmap trace --stacks`).
+    #[arg(long)]
+    pub leaks: bool,
+    /// With --leaks: one `outer;...;inner BYTES` line per stack, the input
+    /// of flame graph tools.
+    #[arg(long, requires = "leaks")]
+    pub folded: bool,
     /// Tables in extended format: not possible (the recording has no smaps
     /// data); refused with an explanation.
     #[arg(short = 'x', long = "extended")]
@@ -154,6 +166,8 @@ pub fn main(args: Vec<OsString>) -> ExitCode {
     let shown = a.file.display().to_string();
     let result = if a.info {
         print::info(&rec)
+    } else if a.leaks {
+        leaks::main(&rec, a.at.as_deref(), a.folded, a.pid)
     } else if let Some(w) = &a.at {
         at::main(&rec, w, a.pid, &opts, a.json)
     } else {
