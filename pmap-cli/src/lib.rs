@@ -8,8 +8,10 @@
 //! - `trace`: `pmap trace`: probes, events, the live region model, deltas.
 //! - `record`: the recordings `pmap trace --record` writes.
 //! - `replay`: `pmap replay`: a recording printed again, or the map at a moment.
+//! - `diff`: `pmap diff A B`: two moments of a map compared.
 pub mod cli;
 pub mod core_file;
+pub mod diff;
 pub mod format;
 pub mod proc;
 pub mod record;

@@ -77,7 +77,7 @@ fn minus(a: &[Region], b: &[Region]) -> Vec<(u64, u64)> {
 }
 
 #[derive(Default)]
-struct Tracker {
+pub struct Tracker {
     origins: HashMap<u32, Origins>,
     namer: Option<StackNamer>,
     /// Sites by raw stack: most calls come from a few places.
@@ -146,16 +146,19 @@ impl Tracker {
     }
 }
 
-pub fn main(
-    rec: &Recording,
-    at: Option<&str>,
-    folded: bool,
-    pid: Option<u32>,
-) -> io::Result<Outcome> {
-    let until = match at {
-        Some(w) => super::when::parse(w, &rec.header).map_err(io::Error::other)?,
-        None => u64::MAX,
-    };
+impl Tracker {
+    /// The call site that mapped the byte at `addr` of `pid` (with its
+    /// region still mapped), if a traced call did.
+    pub fn site_at(&self, pid: u32, addr: u64) -> Option<Rc<str>> {
+        let o = self.origins.get(&pid)?;
+        let (_, (end, site)) = o.range(..=addr).next_back()?;
+        (*end > addr).then(|| site.name.clone())
+    }
+}
+
+/// The records up to `until` (CLOCK_MONOTONIC ns) applied: the world, who
+/// mapped what, how reading ended and the last record's time.
+pub fn walk(rec: &Recording, until: u64) -> io::Result<(World, Tracker, Outcome, u64)> {
     let mut world = World::default();
     let mut t = Tracker::default();
     let mut outcome = Outcome::Complete;
@@ -187,6 +190,20 @@ pub fn main(
         }
         world.apply(&r);
     }
+    Ok((world, t, outcome, last))
+}
+
+pub fn main(
+    rec: &Recording,
+    at: Option<&str>,
+    folded: bool,
+    pid: Option<u32>,
+) -> io::Result<Outcome> {
+    let until = match at {
+        Some(w) => super::when::parse(w, &rec.header).map_err(io::Error::other)?,
+        None => u64::MAX,
+    };
+    let (world, t, outcome, last) = walk(rec, until)?;
     let mut out = io::BufWriter::new(io::stdout().lock());
     let secs = last.saturating_sub(rec.header.start_ns) as f64 / 1e9;
     for (p, proc) in &world.procs {
