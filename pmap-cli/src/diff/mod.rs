@@ -21,8 +21,16 @@ pub fn change(a: &[Region], b: &[Region], key: impl Fn(&Region) -> Region) -> Ch
     let (ka, kb): (HashSet<Region>, HashSet<Region>) =
         (a.iter().map(&key).collect(), b.iter().map(&key).collect());
     Change {
-        removed: a.iter().filter(|r| !kb.contains(&key(r))).cloned().collect(),
-        added: b.iter().filter(|r| !ka.contains(&key(r))).cloned().collect(),
+        removed: a
+            .iter()
+            .filter(|r| !kb.contains(&key(r)))
+            .cloned()
+            .collect(),
+        added: b
+            .iter()
+            .filter(|r| !ka.contains(&key(r)))
+            .cloned()
+            .collect(),
     }
 }
 
@@ -90,7 +98,8 @@ fn print(a: &source::Side, b: &source::Side) -> std::io::Result<()> {
     };
     let mut rows = Vec::new();
     crate::trace::output::write_change(&mut rows, &c);
-    // Who created each added region, where the recording knows.
+    // Who mapped each added region, where the recording knows (a region
+    // can hold the bytes of several calls, merged by the kernel).
     for line in String::from_utf8_lossy(&rows).lines() {
         out.write_all(line.as_bytes())?;
         if let (Some(rest), Some(creator)) = (line.strip_prefix("  + "), &b.creator) {
@@ -98,8 +107,14 @@ fn print(a: &source::Side, b: &source::Side) -> std::io::Result<()> {
                 .split_whitespace()
                 .next()
                 .and_then(|h| u64::from_str_radix(h, 16).ok());
-            if let Some(site) = start.and_then(creator) {
-                write!(out, "   (mapped by {site})")?;
+            let region = start.and_then(|s| c.added.iter().find(|r| r.start == s));
+            let sites = region.map(|r| creator(r.start, r.end)).unwrap_or_default();
+            if !sites.is_empty() {
+                let list: Vec<String> = sites
+                    .iter()
+                    .map(|(site, bytes)| format!("{site} {}", kb(*bytes)))
+                    .collect();
+                write!(out, "   (mapped by {})", list.join(", "))?;
             }
         }
         out.write_all(b"\n")?;

@@ -23,9 +23,8 @@ pub struct Side {
     /// RSS per region in KiB, when the source has it (a live process, a
     /// snapshot taken with -x/-X).
     pub rss_kb: Option<Vec<u64>>,
-    /// Who mapped the region starting at an address (a recording with
-    /// stacks).
-    pub creator: Option<Box<dyn Fn(u64) -> Option<Rc<str>>>>,
+    /// Who mapped the bytes of a range, and how many each (a recording).
+    pub creator: Option<Box<dyn Fn(u64, u64) -> Vec<(Rc<str>, u64)>>>,
     /// A core file: no device, inode or (mostly) shared flag recorded.
     pub core: bool,
 }
@@ -124,7 +123,7 @@ fn recording(file: &str, w: &str) -> Result<Side, String> {
         label: format!("{file}@{w} (pid {pid})"),
         regions,
         rss_kb: None,
-        creator: Some(Box::new(move |addr| tracker.site_at(pid, addr))),
+        creator: Some(Box::new(move |lo, hi| tracker.sites_in(pid, lo, hi))),
         core: false,
     })
 }
@@ -173,7 +172,10 @@ fn snapshot(spec: &str) -> Result<Side, String> {
     }
     regions.sort_by_key(|r| r.start);
     let pid = v["pid"].as_u64().unwrap_or(0);
-    let rss_kb = rss.iter().all(Option::is_some).then(|| rss.into_iter().flatten().collect());
+    let rss_kb = rss
+        .iter()
+        .all(Option::is_some)
+        .then(|| rss.into_iter().flatten().collect());
     Ok(Side {
         label: format!("snapshot {spec} (pid {pid})"),
         regions,

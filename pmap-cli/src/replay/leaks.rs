@@ -147,12 +147,26 @@ impl Tracker {
 }
 
 impl Tracker {
-    /// The call site that mapped the byte at `addr` of `pid` (with its
-    /// region still mapped), if a traced call did.
-    pub fn site_at(&self, pid: u32, addr: u64) -> Option<Rc<str>> {
-        let o = self.origins.get(&pid)?;
-        let (_, (end, site)) = o.range(..=addr).next_back()?;
-        (*end > addr).then(|| site.name.clone())
+    /// Who mapped the bytes of `[lo, hi)` of `pid` (those a traced call
+    /// mapped): call sites and their bytes, in address order of first use.
+    pub fn sites_in(&self, pid: u32, lo: u64, hi: u64) -> Vec<(Rc<str>, u64)> {
+        let mut out: Vec<(Rc<str>, u64)> = Vec::new();
+        let Some(o) = self.origins.get(&pid) else {
+            return out;
+        };
+        let first = o
+            .range(..=lo)
+            .next_back()
+            .filter(|(_, (end, _))| *end > lo)
+            .map_or(lo, |(k, _)| *k);
+        for (start, (end, site)) in o.range(first..hi) {
+            let bytes = (*end).min(hi) - (*start).max(lo);
+            match out.iter_mut().find(|(n, _)| *n == site.name) {
+                Some(e) => e.1 += bytes,
+                None => out.push((site.name.clone(), bytes)),
+            }
+        }
+        out
     }
 }
 
