@@ -96,6 +96,16 @@ pub fn command() -> Command {
                 .name("trace")
                 .about("Trace a process's memory map live (eBPF; polling without privileges)"),
         )
+        .subcommand(
+            <crate::replay::ReplayArgs as clap::CommandFactory>::command()
+                .name("replay")
+                .about("Print a recording (pmap trace --record) again, or the map at any moment"),
+        )
+        .subcommand(
+            <crate::diff::DiffArgs as clap::CommandFactory>::command()
+                .name("diff")
+                .about("What changed in a memory map between two moments"),
+        )
 }
 
 #[cfg(test)]

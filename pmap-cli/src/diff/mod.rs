@@ -8,12 +8,31 @@ pub mod source;
 
 use std::{collections::HashSet, ffi::OsString, io::Write, process::ExitCode};
 
+use clap::Parser;
+
 use crate::{region::Region, trace::model::Change};
 
-const USAGE: &str = "usage: pmap diff A B
-  A, B: PID (a live process), FILE@WHEN (a moment of a `pmap trace --record`
-  recording: +SECS, an RFC 3339 time or @EPOCH), a core file, or a saved
-  `pmap --json` snapshot";
+/// What changed in a memory map between two moments: regions removed,
+/// added and changed, size and RSS totals, and who mapped the added
+/// regions when B is a moment of a recording made with --stacks.
+#[derive(Debug, Parser)]
+#[command(
+    name = "pmap diff",
+    bin_name = "pmap diff",
+    version,
+    after_help = "A and B: a PID (a live process), FILE@WHEN (a moment of a `pmap trace --record` \
+                  recording: +SECS, an RFC 3339 time or @EPOCH), a core file, or a saved \
+                  `pmap --json` snapshot.\n\nExamples:\n  pmap diff app.pmaprec@+1 app.pmaprec@+30\n  \
+                  pmap diff before.json 4242\n  pmap diff core.4242 before.json"
+)]
+pub struct DiffArgs {
+    /// The earlier side.
+    #[arg(value_name = "A")]
+    pub a: String,
+    /// The later side.
+    #[arg(value_name = "B")]
+    pub b: String,
+}
 
 /// The rows of `a` and `b` that differ (rows whose `key` is in both are
 /// left out).
@@ -48,20 +67,14 @@ fn signed_kb(a: u64, b: u64) -> String {
 
 pub fn main(args: Vec<OsString>) -> ExitCode {
     // argv[0] is "pmap", argv[1] is "diff".
-    let specs: Vec<String> = args
-        .iter()
-        .skip(2)
-        .map(|a| a.to_string_lossy().into_owned())
-        .collect();
-    if specs.iter().any(|s| s == "-h" || s == "--help") {
-        println!("{USAGE}");
-        return ExitCode::SUCCESS;
-    }
-    let [a, b] = &specs[..] else {
-        eprintln!("pmap diff: give two things to compare\n{USAGE}");
-        return ExitCode::FAILURE;
+    let parsed = match DiffArgs::try_parse_from(args.into_iter().skip(1)) {
+        Ok(a) => a,
+        Err(e) => {
+            let _ = e.print();
+            return ExitCode::from(if e.use_stderr() { 1 } else { 0 });
+        }
     };
-    let (a, b) = match (source::read(a), source::read(b)) {
+    let (a, b) = match (source::read(&parsed.a), source::read(&parsed.b)) {
         (Ok(a), Ok(b)) => (a, b),
         (Err(e), _) | (_, Err(e)) => {
             eprintln!("pmap diff: {e}");
