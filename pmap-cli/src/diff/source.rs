@@ -15,6 +15,9 @@ use crate::{
     replay::{leaks, when},
 };
 
+/// Call sites and their bytes in `[lo, hi)`.
+pub type Creator = Box<dyn Fn(u64, u64) -> Vec<(Rc<str>, u64)>>;
+
 /// One side: its regions (address order) and what else is known.
 pub struct Side {
     /// How it is shown: `PID 4242`, `app.pmaprec@+2.5 (pid 4242)`, ...
@@ -24,7 +27,7 @@ pub struct Side {
     /// snapshot taken with -x/-X).
     pub rss_kb: Option<Vec<u64>>,
     /// Who mapped the bytes of a range, and how many each (a recording).
-    pub creator: Option<Box<dyn Fn(u64, u64) -> Vec<(Rc<str>, u64)>>>,
+    pub creator: Option<Creator>,
     /// A core file: no device, inode or (mostly) shared flag recorded.
     pub core: bool,
 }
