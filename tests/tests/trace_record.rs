@@ -288,6 +288,38 @@ fn replay_prints_what_the_trace_printed() {
         assert_eq!(a, b, "a replayed JSON record differs");
     }
 
+    // A process tree (-f): the fork line, each process's summary, the total.
+    let rec_f = rec_path("tree.pmaprec");
+    let out_f = rec_path("tree.out");
+    let (rec_fs, out_fs) = (rec_f.to_string_lossy(), out_f.to_string_lossy());
+    let out = pmap(&[
+        "trace",
+        "-f",
+        "--record",
+        &rec_fs,
+        "-o",
+        &out_fs,
+        "--",
+        "sh",
+        "-c",
+        "sleep 0.3 & wait",
+    ]);
+    assert!(out.status.success(), "pmap trace -f: {}", text(&out.stderr));
+    let printed = std::fs::read(&out_f).expect("reading the trace's output");
+    let replayed = pmap(&["replay", &rec_fs]);
+    let (want, got) = (without_insight(&lines(&printed)), lines(&replayed.stdout));
+    assert!(
+        want.iter().any(|l| l.contains("forked process"))
+            && want.iter().any(|l| l.starts_with("--- total")),
+        "the tree was not followed:\n{}",
+        want.join("\n")
+    );
+    assert!(
+        want == got,
+        "replay of -f differs (- trace, + replay):\n{}",
+        diff(&want, &got)
+    );
+
     // A focus filter applies as in the trace: only munmap deltas.
     let out = pmap(&["replay", "--syscall", "munmap", &rec.to_string_lossy()]);
     let ls = lines(&out.stdout);

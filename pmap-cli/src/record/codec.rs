@@ -38,6 +38,7 @@ mod tag {
     pub const LOST: u8 = 10;
     pub const SUMMARY: u8 = 11;
     pub const END: u8 = 12;
+    pub const TOTAL: u8 = 13;
 }
 
 /// Bits of a delta's flags word.
@@ -185,6 +186,15 @@ impl Encoder {
             Record::End { t } => {
                 b.push(tag::END);
                 s.put_time(b, *t);
+            }
+            Record::Total { t, pids, lost } => {
+                b.push(tag::TOTAL);
+                s.put_time(b, *t);
+                put_u(b, *lost);
+                put_u(b, pids.len() as u64);
+                for p in pids {
+                    put_u(b, u64::from(*p));
+                }
             }
         }
         self.state.world.apply(rec);
@@ -392,6 +402,16 @@ impl Decoder {
                 stats: Box::new(super::stats::get(c)?),
             },
             tag::END => Record::End { t: s.time(c)? },
+            tag::TOTAL => {
+                let t = s.time(c)?;
+                let lost = c.u()?;
+                let n = c.count()?;
+                let mut pids = Vec::with_capacity(n);
+                for _ in 0..n {
+                    pids.push(c.u32()?);
+                }
+                Record::Total { t, pids, lost }
+            }
             x => return bad(format!("record type {x} is not one this version writes")),
         })
     }

@@ -110,6 +110,13 @@ pub enum Record {
         regions: u64,
         stats: Box<Stats>,
     },
+    /// The total over several processes (`-f`, several PIDs): of their
+    /// last summaries.
+    Total {
+        t: u64,
+        pids: Vec<u32>,
+        lost: u64,
+    },
     /// The trace ended normally: a recording without it was cut short.
     End {
         t: u64,
@@ -131,6 +138,7 @@ impl Record {
             | Record::Exit { t, .. }
             | Record::Lost { t, .. }
             | Record::Summary { t, .. }
+            | Record::Total { t, .. }
             | Record::End { t } => *t,
         })
     }

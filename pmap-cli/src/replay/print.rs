@@ -3,6 +3,7 @@
 
 use std::{
     borrow::Cow,
+    collections::HashMap,
     io::{self, Write},
 };
 
@@ -12,7 +13,12 @@ use crate::{
         format::Record,
         reader::{Recording, Stop},
     },
-    trace::{delta::Delta, focus::Focus, insight::DeltaNotes, output::Printer},
+    trace::{
+        delta::{Delta, Stats},
+        focus::Focus,
+        insight::DeltaNotes,
+        output::Printer,
+    },
 };
 
 /// How reading ended, when it was not damage (an error).
@@ -53,6 +59,8 @@ pub fn replay(rec: &Recording, opts: &Options, focus: &Focus, json: bool) -> io:
         h.polled,
     );
     let mut outcome = Outcome::Complete;
+    // The last summary of each process, for a total.
+    let mut last: HashMap<u32, (Stats, u64)> = HashMap::new();
     for r in rec.records() {
         let r = match r {
             Ok(r) => r,
@@ -105,7 +113,19 @@ pub fn replay(rec: &Recording, opts: &Options, focus: &Focus, json: bool) -> io:
                 regions,
                 stats,
                 ..
-            } => p.summary_of((pid, ppid), &stats, regions as usize, lost, None)?,
+            } => {
+                p.summary_of((pid, ppid), &stats, regions as usize, lost, None)?;
+                last.insert(pid, (*stats, regions));
+            }
+            Record::Total { pids, lost, .. } => {
+                let mut st = Stats::default();
+                let mut regions = 0;
+                for (s, n) in pids.iter().filter_map(|p| last.get(p)) {
+                    st.add(s);
+                    regions += n;
+                }
+                p.total_of(&pids, &st, regions as usize, lost)?;
+            }
         }
     }
     p.flush()?;

@@ -578,13 +578,25 @@ impl<W: Write> Printer<W> {
     /// The total over every process traced (printed when there was more
     /// than one: a tree followed with `-f`, or several PIDs).
     pub fn total(&mut self, sessions: &[Session], lost: u64) -> io::Result<()> {
-        let t = self.now();
         let mut st = Stats::default();
         for s in sessions {
             st.add(&s.stats);
         }
         let regions: usize = sessions.iter().map(|s| s.model().len()).sum();
         let pids: Vec<u32> = sessions.iter().map(|s| s.pid).collect();
+        self.total_of(&pids, &st, regions, lost)
+    }
+
+    /// [`Printer::total`] of processes `pids` whose counts add up to `st`
+    /// and regions to `regions`.
+    pub fn total_of(
+        &mut self,
+        pids: &[u32],
+        st: &Stats,
+        regions: usize,
+        lost: u64,
+    ) -> io::Result<()> {
+        let t = self.now();
         if self.json {
             let calls: Map<String, Value> = st
                 .calls
@@ -601,13 +613,13 @@ impl<W: Write> Printer<W> {
                 "calls": calls, "failed": failed,
                 "bytes_mapped": st.bytes_mapped, "bytes_unmapped": st.bytes_unmapped,
                 "regions": regions, "lost": lost, "corrections": st.corrections,
-                "exact_deltas": st.exact, "fallback_deltas": fallbacks_json(&st),
+                "exact_deltas": st.exact, "fallback_deltas": fallbacks_json(st),
                 "before_table": st.before_table, "threads_started": st.threads_started,
                 "processes_forked": st.processes_forked,
             }));
         }
         writeln!(self.out, "--- total: {} processes +{t:.3}s ---", pids.len())?;
-        writeln!(self.out, "calls: {}", calls_line(&st))?;
+        writeln!(self.out, "calls: {}", calls_line(st))?;
         writeln!(
             self.out,
             "mapped {}K, unmapped {}K",

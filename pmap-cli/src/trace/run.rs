@@ -526,6 +526,11 @@ impl<W: Write> Tracer<'_, W> {
         }
         if self.sessions.len() > 1 {
             self.printer.total(&self.sessions, self.lost_seen)?;
+            let (pids, lost) = (
+                self.sessions.iter().map(|s| s.pid).collect(),
+                self.lost_seen,
+            );
+            self.record(|t| Record::Total { t, pids, lost });
         }
         self.printer.flush()?;
         self.record(|t| Record::End { t });
