@@ -73,7 +73,7 @@ impl Recording {
                 data.len()
             ));
         }
-        if &data[..8] != MAGIC {
+        if data.len() < 10 || &data[..8] != MAGIC {
             return Err(
                 "not a pmap recording (it does not start as `pmap trace --record` \
                         writes them)"

@@ -154,6 +154,11 @@ fn sample() -> Vec<Record> {
             regions: 4,
             stats: Box::new(stats),
         },
+        Record::Total {
+            t: 7_500,
+            pids: vec![42, 50],
+            lost: 3,
+        },
         Record::End { t: 8_000 },
     ]
 }
@@ -248,5 +253,19 @@ fn a_changed_byte_is_damage_or_a_cut_never_a_wrong_record() {
         // Records before the damage are the same; then it stops.
         let same = got.iter().zip(&good).take_while(|(a, b)| a == b).count();
         assert!(same + 1 >= got.len(), "byte {at}: a wrong record was read");
+    }
+}
+
+#[test]
+fn short_files_are_refused_not_a_panic() {
+    // Found by the fuzzer: shorter than the magic, and not its start.
+    for data in [
+        &b""[..],
+        b"P",
+        b"PMAP/PC",
+        b"PMAPREC\0\x01",
+        b"ELF\x7f and more bytes",
+    ] {
+        assert!(Recording::from_bytes(data.to_vec()).is_err(), "{data:?}");
     }
 }
