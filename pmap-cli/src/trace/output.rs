@@ -636,7 +636,7 @@ impl<W: Write> Printer<W> {
             "events lost: {lost}, model corrections: {}",
             st.corrections
         )?;
-        writeln!(self.out, "deltas: {}", deltas_line(&st))?;
+        writeln!(self.out, "deltas: {}", deltas_line(st))?;
         writeln!(self.out, "--- end total ---")
     }
 }
