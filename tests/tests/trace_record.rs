@@ -401,6 +401,67 @@ fn damaged_and_cut_recordings_are_read_up_to_the_damage() {
     );
 }
 
+/// A tracer killed outright (SIGKILL) leaves a recording that replays up
+/// to its last complete record, says it was cut short, and answers `--at`
+/// for any moment it holds.
+#[test]
+fn a_recording_of_a_killed_tracer_is_readable() {
+    let _serial = serial();
+    let rec = rec_path("killed.pmaprec");
+    let rec_s = rec.to_string_lossy().into_owned();
+    let churn = pmap_tests::workload_bin("churn");
+    let churn_s = churn.to_string_lossy().into_owned();
+    let mut tracer = Tracer::spawn(&[
+        "--record",
+        &rec_s,
+        "-o",
+        "/dev/null",
+        "--",
+        &churn_s,
+        "3000",
+    ]);
+    tracer.wait_tracing(Duration::from_secs(60));
+    std::thread::sleep(Duration::from_millis(800));
+    tracer.signal(libc::SIGKILL);
+    tracer.wait_exit(Duration::from_secs(10));
+
+    let out = pmap(&["replay", &rec_s]);
+    let err = text(&out.stderr);
+    assert!(out.status.success(), "a cut recording replays: {err}");
+    assert!(
+        err.contains("no end record") || err.contains("ends in the middle of a record"),
+        "stderr says it was cut short: {err:?}"
+    );
+    let calls = lines(&out.stdout)
+        .iter()
+        .filter(|l| l.contains(" mmap(") || l.contains(" munmap("))
+        .count();
+    assert!(
+        calls > 50,
+        "the calls before the kill were replayed: {calls}"
+    );
+    let info = text(&pmap(&["replay", "--info", &rec_s]).stdout);
+    assert!(info.contains("complete: no (cut short)"), "{info}");
+    let secs = |key: &str| -> f64 {
+        info.lines()
+            .find_map(|l| l.strip_prefix(key)?.strip_suffix('s')?.parse().ok())
+            .unwrap_or_else(|| panic!("no `{key}` in --info:\n{info}"))
+    };
+    let when = format!(
+        "+{:.6}",
+        (secs("first map: +") + secs("last record: +")) / 2.0
+    );
+    let out = pmap(&["replay", "--at", &when, &rec_s]);
+    assert!(out.status.success(), "--at {when}: {}", text(&out.stderr));
+    assert!(
+        lines(&out.stdout)
+            .last()
+            .is_some_and(|l| l.starts_with(" total ")),
+        "a whole table at {when}:\n{}",
+        text(&out.stdout)
+    );
+}
+
 /// `leaky` keeps 3 x 256 KiB from `leak_big` and 2 x 64 KiB from
 /// `leak_small`, and maps and unmaps 128 KiB in `no_leak`: `--leaks` names
 /// exactly those two functions of the program, with those sizes (the
