@@ -124,6 +124,12 @@ pub enum Record {
 }
 
 impl Record {
+    /// A delta that settles the rows of calls before it (stamped when it
+    /// was printed, after them): it belongs to their moment.
+    pub fn settles(&self) -> bool {
+        matches!(self, Record::Delta { delta, .. } if matches!(delta.cause, crate::trace::delta::Cause::Settled))
+    }
+
     /// When it happened (CLOCK_MONOTONIC ns); the header has no time.
     pub fn time(&self) -> Option<u64> {
         Some(match self {
@@ -163,8 +169,11 @@ impl World {
     pub fn apply(&mut self, rec: &Record) {
         match rec {
             Record::Checkpoint { procs, .. } => {
-                // Processes gone before it are gone for good.
-                self.procs.clear();
+                // A process it does not list is gone; its last rows stay
+                // (what it left mapped, for `--leaks`).
+                for p in self.procs.values_mut() {
+                    p.exited = true;
+                }
                 for p in procs {
                     self.set(p);
                 }

@@ -42,7 +42,7 @@ pub fn world_at(rec: &Recording, t: u64) -> Result<World, String> {
             }
             Ok(r) => {
                 let rt = r.time().unwrap_or(0);
-                if rt > t {
+                if rt > t && !r.settles() {
                     return Ok(world);
                 }
                 last = rt;

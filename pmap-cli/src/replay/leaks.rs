@@ -186,7 +186,7 @@ pub fn walk(rec: &Recording, until: u64) -> io::Result<(World, Tracker, Outcome,
             }
         };
         let rt = r.time().unwrap_or(0);
-        if rt > until {
+        if rt > until && !r.settles() {
             break;
         }
         last = last.max(rt);
