@@ -103,16 +103,22 @@ struct Moment {
 /// the map from the recorded calls alone.
 #[test]
 fn replay_at_equals_pmap_of_the_stopped_process_at_every_checkpoint() {
+    let _serial = serial();
+    for seed in ["13", "29"] {
+        replay_at_matches_pmap(seed);
+    }
+}
+
+fn replay_at_matches_pmap(seed: &str) {
     const OPS: &str = "900";
     const CHECKPOINT_EVERY: &str = "100";
-    let _serial = serial();
-    let rec = rec_path("workload.pmaprec");
+    let rec = rec_path(&format!("workload-{seed}.pmaprec"));
     let rec_s = rec.to_string_lossy().into_owned();
     let mut wl = Workload::spawn_bin(
         "trace_workload",
         &[
             "--seed",
-            "13",
+            seed,
             "--ops",
             OPS,
             "--checkpoint-every",
@@ -186,12 +192,12 @@ fn replay_at_equals_pmap_of_the_stopped_process_at_every_checkpoint() {
             let out = pmap(&["replay", "--at", when, "--pid", &pid_s, &rec_s]);
             assert!(
                 out.status.success(),
-                "checkpoint {i}: replay --at {when} failed: {}",
+                "seed {seed}, checkpoint {i}: replay --at {when} failed: {}",
                 text(&out.stderr)
             );
             assert!(
                 out.stdout == m.reference,
-                "checkpoint {i}: `pmap replay --at {when}` differs from {REFERENCE_PMAP} {pid} \
+                "seed {seed}, checkpoint {i}: `pmap replay --at {when}` differs from {REFERENCE_PMAP} {pid} \
                  of the stopped process (- pmap, + replay):\n{}",
                 diff(&lines(&m.reference), &lines(&out.stdout))
             );
