@@ -61,7 +61,9 @@ impl Recording {
     /// Reads `path` and its header; the error says what is wrong.
     pub fn open(path: &Path) -> Result<Recording, String> {
         let shown = path.display();
-        let data = std::fs::read(path).map_err(|e| format!("{shown}: cannot read it ({e})"))?;
+        let data = std::fs::read(path).map_err(|e| {
+            format!("{shown}: cannot read it ({e}); give the FILE `pmap trace --record FILE` wrote")
+        })?;
         Recording::from_bytes(data).map_err(|e| format!("{shown}: {e}"))
     }
 

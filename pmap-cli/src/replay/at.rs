@@ -25,7 +25,8 @@ pub fn world_at(rec: &Recording, t: u64) -> Result<World, String> {
     let rel = |ns: u64| format!("+{:.6}s", ns.saturating_sub(h.start_ns) as f64 / 1e9);
     let Some(from) = rec.checkpoint_before(t).map_err(|s| s.to_string())? else {
         return Err(format!(
-            "at {} the trace had not read the map yet (its first table is later)",
+            "at {} the trace had not read the map yet: give a later time (`pmap replay --info \
+             FILE` shows when the first map was read)",
             rel(t)
         ));
     };
@@ -35,7 +36,8 @@ pub fn world_at(rec: &Recording, t: u64) -> Result<World, String> {
         match r {
             Ok(Record::End { t: end }) if t > end => {
                 return Err(format!(
-                    "{} is after the trace ended ({}): the map then is not in the recording",
+                    "{} is after the trace ended ({}): the map then is not in the recording; give \
+                     a time up to the end",
                     rel(t),
                     rel(end)
                 ));
@@ -51,7 +53,8 @@ pub fn world_at(rec: &Recording, t: u64) -> Result<World, String> {
             Err(s @ Stop::Damaged { .. }) => return Err(s.to_string()),
             Err(s) => {
                 return Err(format!(
-                    "{} is after the recording's last record ({}): {s}; the map then is not known",
+                    "{} is after the recording's last record ({}): {s}; the map then is not known, \
+                     give a time up to the last record",
                     rel(t),
                     rel(last)
                 ));
