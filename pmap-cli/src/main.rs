@@ -8,6 +8,12 @@ fn main() -> ExitCode {
     if args.get(1).is_some_and(|a| a == "exporter") {
         return pmap_cli::exporter::main(args);
     }
+    if args.get(1).is_some_and(|a| a == "replay") {
+        return pmap_cli::replay::main(args);
+    }
+    if args.get(1).is_some_and(|a| a == "diff") {
+        return pmap_cli::diff::main(args);
+    }
     // `pmap man [PAGE]`, `pmap completions SHELL`.
     if pmap_cli::self_docs::wanted(&args) {
         return pmap_cli::self_docs::main(&args);

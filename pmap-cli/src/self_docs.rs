@@ -16,6 +16,9 @@ use clap_complete::Shell;
 pub const BEYOND_PROCPS: &str = "
 Beyond procps-ng:
  pmap trace PID | -- COMMAND  the memory map live, change by change (--help)
+ pmap replay FILE             a trace --record FILE again; --at WHEN: the map
+                              then; --leaks: what stayed mapped, by call site
+ pmap diff A B                a map at two moments, PIDs, cores or snapshots
  pmap exporter                memory-map metrics for Prometheus (coming)
  pmap --help-views            --json, --summary, --sort, --names, Solaris's
                               -S -a -r -s -L -l, core files, and their columns

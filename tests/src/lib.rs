@@ -125,6 +125,7 @@ pub fn kernel_thread() -> u32 {
 
 pub mod exporter_harness;
 pub mod pmap_table;
+pub mod recording;
 pub mod rng;
 pub mod trace_harness;
 pub mod views_util;

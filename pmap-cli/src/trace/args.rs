@@ -126,6 +126,10 @@ pub struct TraceArgs {
     /// libc.so, [heap], [anon:).
     #[arg(long, value_name = "TEXT")]
     pub name: Option<String>,
+    /// Also write a recording of the whole trace to FILE (created or
+    /// truncated), for `pmap replay` (see docs/recording.md).
+    #[arg(long, value_name = "FILE")]
+    pub record: Option<std::path::PathBuf>,
     /// Processes to trace (all their threads); a thread id stands for its
     /// process.
     #[arg(value_name = "PID", required_unless_present_any = ["command", "comm", "cgroup"])]

@@ -1,7 +1,10 @@
 //! Printing what the tracer found, as text or JSON Lines. Nothing here
 //! reads the process or changes state; it formats what it is given.
 
-use std::io::{self, Write};
+use std::{
+    cell::Cell,
+    io::{self, Write},
+};
 
 use serde::Serialize;
 use serde_json::{Map, Value, json};
@@ -19,7 +22,8 @@ mod records;
 mod text;
 
 use records::{DeltaRecord, Regions, TableRecord, fallbacks_json};
-use text::{Micros, calls_line, deltas_line, write_change, write_shape};
+pub use text::write_change;
+use text::{Micros, calls_line, deltas_line, write_shape};
 
 /// Indent of insight lines under a delta or after a table.
 const NOTE_INDENT: &str = "    ";
@@ -37,6 +41,11 @@ pub struct Printer<W: Write> {
     scratch: Vec<u8>,
     /// The poll backend: threads are counted by looking, not traced.
     polled: bool,
+    /// The clock as last read for a record's time, until taken (the
+    /// recorder stamps the record with the time printed).
+    clock_read: Cell<Option<u64>>,
+    /// `pmap replay`: the recorded time instead of the clock.
+    fixed_clock: Option<u64>,
 }
 
 impl<W: Write> Printer<W> {
@@ -47,7 +56,20 @@ impl<W: Write> Printer<W> {
             start_ns,
             scratch: Vec::new(),
             polled,
+            clock_read: Cell::new(None),
+            fixed_clock: None,
         }
+    }
+
+    /// The clock reading the last record printed used, once.
+    pub fn take_clock(&self) -> Option<u64> {
+        self.clock_read.take()
+    }
+
+    /// Records printed from now on are at `ns` (CLOCK_MONOTONIC), not at
+    /// the time they are printed: for replaying a recording.
+    pub fn set_clock(&mut self, ns: Option<u64>) {
+        self.fixed_clock = ns;
     }
 
     fn t(&self, ns: u64) -> f64 {
@@ -55,7 +77,9 @@ impl<W: Write> Printer<W> {
     }
 
     fn now(&self) -> f64 {
-        self.t(monotonic_ns())
+        let ns = self.fixed_clock.unwrap_or_else(monotonic_ns);
+        self.clock_read.set(Some(ns));
+        self.t(ns)
     }
 
     fn line(&mut self, v: Value) -> io::Result<()> {
@@ -78,26 +102,46 @@ impl<W: Write> Printer<W> {
         render: &mut TableRenderer,
     ) -> io::Result<()> {
         // When its read began: the calls that ended before are in it.
-        let t = self.t(s.table_read_ns());
         let regions = s.table_regions();
+        // A followed child gone before it could be opened has no header
+        // to print (its command line); the tracer prints no table of it.
+        let dir = s.dir();
+        self.table_of(
+            (s.pid, s.ppid, s.ns_pid),
+            s.table_read_ns(),
+            reason,
+            &regions,
+            dir.map(|dir| move |out: &mut dyn Write, regions: &[Region]| render(out, dir, regions)),
+        )
+    }
+
+    /// A table of `pid` read at `read_ns`; `render` prints its body (none:
+    /// no header could be read, no text table is printed).
+    pub fn table_of(
+        &mut self,
+        (pid, ppid, ns_pid): (u32, u32, u32),
+        read_ns: u64,
+        reason: &str,
+        regions: &[Region],
+        render: Option<impl FnOnce(&mut dyn Write, &[Region]) -> io::Result<()>>,
+    ) -> io::Result<()> {
+        let t = self.t(read_ns);
         if self.json {
             return self.record(&TableRecord {
                 kind: "table",
-                pid: s.pid,
-                ppid: s.ppid,
-                ns_pid: s.ns_pid,
+                pid,
+                ppid,
+                ns_pid,
                 t,
                 reason,
-                regions: Regions(&regions),
+                regions: Regions(regions),
             });
         }
-        // A followed child gone before it could be opened has no header
-        // to print (its command line); the tracer prints no table of it.
-        let Some(dir) = s.dir() else {
+        let Some(render) = render else {
             return Ok(());
         };
-        writeln!(self.out, "--- table pid {} ({reason}) +{t:.3}s ---", s.pid)?;
-        render(&mut self.out, dir, &regions)?;
+        writeln!(self.out, "--- table pid {pid} ({reason}) +{t:.3}s ---")?;
+        render(&mut self.out, regions)?;
         writeln!(self.out, "--- end table ---")
     }
 
@@ -177,19 +221,29 @@ impl<W: Write> Printer<W> {
     /// (`-f`): its map starts as a copy of its parent's, as the kernel
     /// made it, and its own deltas follow.
     pub fn fork(&mut self, ppid: u32, tid: u32, child: &Session, ktime_ns: u64) -> io::Result<()> {
+        self.fork_of(ppid, tid, child.pid, child.model().len(), ktime_ns)
+    }
+
+    /// [`Printer::fork`] of a child whose map has `regions` regions.
+    pub fn fork_of(
+        &mut self,
+        ppid: u32,
+        tid: u32,
+        child: u32,
+        regions: usize,
+        ktime_ns: u64,
+    ) -> io::Result<()> {
         let t = self.t(ktime_ns);
-        let regions = child.model().len();
         if self.json {
             return self.line(json!({
-                "type": "fork", "pid": child.pid, "ppid": ppid, "tid": tid, "t": t,
+                "type": "fork", "pid": child, "ppid": ppid, "tid": tid, "t": t,
                 "regions": regions, "copy_of": ppid,
             }));
         }
         writeln!(
             self.out,
-            "+{t:.6} pid {ppid} tid {tid} forked process {} (traced: its map starts as a copy of \
-             pid {ppid}'s, {regions} regions)",
-            child.pid
+            "+{t:.6} pid {ppid} tid {tid} forked process {child} (traced: its map starts as a \
+             copy of pid {ppid}'s, {regions} regions)",
         )
     }
 
@@ -274,8 +328,26 @@ impl<W: Write> Printer<W> {
     }
 
     pub fn summary(&mut self, s: &Session, lost: u64, insight: Option<Value>) -> io::Result<()> {
+        self.summary_of(
+            (s.pid, s.ppid, s.ns_pid),
+            &s.stats,
+            s.model().len(),
+            lost,
+            insight,
+        )
+    }
+
+    /// [`Printer::summary`] of a process (`pid`, `ppid`, `ns_pid`: 0 for
+    /// none) with these counts and `regions` regions now.
+    pub fn summary_of(
+        &mut self,
+        (pid, ppid, ns_pid): (u32, u32, u32),
+        st: &Stats,
+        regions: usize,
+        lost: u64,
+        insight: Option<Value>,
+    ) -> io::Result<()> {
         let t = self.now();
-        let st = &s.stats;
         if self.json {
             let calls: serde_json::Map<String, Value> = st
                 .calls
@@ -288,9 +360,9 @@ impl<W: Write> Printer<W> {
                 .map(|(c, (_, f))| (c.name().to_string(), json!(f)))
                 .collect();
             let mut v = json!({
-                "type": "summary", "pid": s.pid, "ppid": s.ppid, "t": t, "calls": calls, "failed": failed,
+                "type": "summary", "pid": pid, "ppid": ppid, "t": t, "calls": calls, "failed": failed,
                 "bytes_mapped": st.bytes_mapped, "bytes_unmapped": st.bytes_unmapped,
-                "peak_mapped": st.peak_mapped, "regions": s.model().len(),
+                "peak_mapped": st.peak_mapped, "regions": regions,
                 "peak_regions": st.peak_regions, "lost": lost, "corrections": st.corrections,
                 "exact_deltas": st.exact, "fallback_deltas": fallbacks_json(st),
                 "before_table": st.before_table,
@@ -298,12 +370,12 @@ impl<W: Write> Printer<W> {
                 "threads_counted_by": if self.polled { "polling" } else { "tracing" },
                 "processes_forked": st.processes_forked, "insight": insight,
             });
-            if s.ns_pid != 0 {
-                v["ns_pid"] = json!(s.ns_pid);
+            if ns_pid != 0 {
+                v["ns_pid"] = json!(ns_pid);
             }
             return self.line(v);
         }
-        writeln!(self.out, "--- summary pid {} +{t:.3}s ---", s.pid)?;
+        writeln!(self.out, "--- summary pid {pid} +{t:.3}s ---")?;
         // Every traced call, whether it changed the map or not (the
         // insight section's `allocator calls` splits them).
         writeln!(self.out, "calls: {}", calls_line(st))?;
@@ -321,18 +393,13 @@ impl<W: Write> Printer<W> {
                 self.out,
                 "regions: {} now, {} at peak; threads started: {} (seen by polling: one that \
                  ended between two looks is missed), processes forked: unknown with polling",
-                s.model().len(),
-                st.peak_regions,
-                st.threads_started,
+                regions, st.peak_regions, st.threads_started,
             )?;
         } else {
             writeln!(
                 self.out,
                 "regions: {} now, {} at peak; threads started: {}, processes forked: {}",
-                s.model().len(),
-                st.peak_regions,
-                st.threads_started,
-                st.processes_forked
+                regions, st.peak_regions, st.threads_started, st.processes_forked
             )?;
         }
         writeln!(
@@ -349,13 +416,25 @@ impl<W: Write> Printer<W> {
     /// The total over every process traced (printed when there was more
     /// than one: a tree followed with `-f`, or several PIDs).
     pub fn total(&mut self, sessions: &[Session], lost: u64) -> io::Result<()> {
-        let t = self.now();
         let mut st = Stats::default();
         for s in sessions {
             st.add(&s.stats);
         }
         let regions: usize = sessions.iter().map(|s| s.model().len()).sum();
         let pids: Vec<u32> = sessions.iter().map(|s| s.pid).collect();
+        self.total_of(&pids, &st, regions, lost)
+    }
+
+    /// [`Printer::total`] of processes `pids` whose counts add up to `st`
+    /// and regions to `regions`.
+    pub fn total_of(
+        &mut self,
+        pids: &[u32],
+        st: &Stats,
+        regions: usize,
+        lost: u64,
+    ) -> io::Result<()> {
+        let t = self.now();
         if self.json {
             let calls: Map<String, Value> = st
                 .calls
@@ -372,13 +451,13 @@ impl<W: Write> Printer<W> {
                 "calls": calls, "failed": failed,
                 "bytes_mapped": st.bytes_mapped, "bytes_unmapped": st.bytes_unmapped,
                 "regions": regions, "lost": lost, "corrections": st.corrections,
-                "exact_deltas": st.exact, "fallback_deltas": fallbacks_json(&st),
+                "exact_deltas": st.exact, "fallback_deltas": fallbacks_json(st),
                 "before_table": st.before_table, "threads_started": st.threads_started,
                 "processes_forked": st.processes_forked,
             }));
         }
         writeln!(self.out, "--- total: {} processes +{t:.3}s ---", pids.len())?;
-        writeln!(self.out, "calls: {}", calls_line(&st))?;
+        writeln!(self.out, "calls: {}", calls_line(st))?;
         writeln!(
             self.out,
             "mapped {}K, unmapped {}K",
@@ -395,7 +474,7 @@ impl<W: Write> Printer<W> {
             "events lost: {lost}, model corrections: {}",
             st.corrections
         )?;
-        writeln!(self.out, "deltas: {}", deltas_line(&st))?;
+        writeln!(self.out, "deltas: {}", deltas_line(st))?;
         writeln!(self.out, "--- end total ---")
     }
 }

@@ -16,6 +16,7 @@ use pmap_common::{Event, capture, fork, kind};
 use super::{
     args::TraceArgs,
     batch::LaterCalls,
+    clock::monotonic_ns,
     delta::Delta,
     focus::Focus,
     insight::Insight,
@@ -25,7 +26,11 @@ use super::{
     session::Session,
     syscalls::Affected,
 };
-use crate::{format::Range, region::Region};
+use crate::{
+    format::Range,
+    record::{format::Record, writer::Recorder},
+    region::Region,
+};
 
 mod event_loop;
 mod groups;
@@ -75,6 +80,8 @@ struct Tracer<'r, W: Write> {
     /// Poll backend: the threads of each process seen at the last look
     /// (threads are counted from `/proc/PID/task`, there are no events).
     tasks: HashMap<u32, BTreeSet<u32>>,
+    /// `--record FILE`.
+    recorder: Option<Recorder>,
 }
 
 impl<W: Write> Tracer<'_, W> {
@@ -104,13 +111,26 @@ impl<W: Write> Tracer<'_, W> {
             Some(s) => self.insight.observe(d, s.model()),
             None => Default::default(),
         };
-        if !self.focus.admits(d) {
-            return Ok(());
-        }
-        if let Some(shown) = self.in_range(d) {
+        self.printer.take_clock();
+        if self.focus.admits(d)
+            && let Some(shown) = self.in_range(d)
+        {
             self.printer.delta(&shown, &notes)?;
         }
+        // Every delta is recorded; the filters apply at replay.
+        let now = self.printer.take_clock().unwrap_or_else(monotonic_ns);
+        if let Some(r) = &mut self.recorder {
+            r.delta(d, now);
+        }
         Ok(())
+    }
+
+    /// Records what was just printed, at the time it was printed with.
+    fn record(&mut self, make: impl FnOnce(u64) -> Record) {
+        let now = self.printer.take_clock().unwrap_or_else(monotonic_ns);
+        if let Some(r) = &mut self.recorder {
+            r.record(&make(now));
+        }
     }
 
     /// Takes everything in the ring buffer and applies it, in time order
@@ -156,6 +176,9 @@ impl<W: Write> Tracer<'_, W> {
         self.expire(CONFIRM_GRACE_NS);
         self.check_lost()?;
         self.printer.flush()?;
+        if let Some(r) = &mut self.recorder {
+            r.after_batch(&self.sessions, monotonic_ns());
+        }
         Ok(())
     }
 
@@ -188,6 +211,8 @@ impl<W: Write> Tracer<'_, W> {
         };
         if ev.kind == kind::EXEC {
             self.printer.exec(ev.tgid)?;
+            let pid = ev.tgid;
+            self.record(|t| Record::Exec { t, pid });
         }
         if ev.kind == kind::FORK {
             return self.fork(i, ev);
@@ -231,6 +256,15 @@ impl<W: Write> Tracer<'_, W> {
             // this record (it runs only once its creation is done).
             let s = Session::forked(parent, child, ev.exit_ns);
             self.printer.fork(parent.pid, ev.tid, &s, ev.exit_ns)?;
+            let (ppid, tid, t) = (parent.pid, ev.tid, ev.exit_ns);
+            let regions = s.model().len() as u64;
+            self.record(|_| Record::Fork {
+                t,
+                ppid,
+                tid,
+                child,
+                regions,
+            });
             // An id seen before is a new process now: its old session goes.
             self.sessions.retain(|s| s.pid != child);
             self.sessions.push(s);
@@ -238,6 +272,14 @@ impl<W: Write> Tracer<'_, W> {
         }
         self.printer
             .task(ev.tgid, ev.tid, child, !process, ev.exit_ns)?;
+        let (pid, tid, t) = (ev.tgid, ev.tid, ev.exit_ns);
+        self.record(|_| Record::Task {
+            t,
+            pid,
+            tid,
+            child,
+            thread: !process,
+        });
         Ok(())
     }
 
@@ -256,6 +298,11 @@ impl<W: Write> Tracer<'_, W> {
              resynchronising from /proc (a larger --ring-size makes this rarer)"
         );
         self.printer.lost(new, lost)?;
+        self.record(|t| Record::Lost {
+            t,
+            count: new,
+            total: lost,
+        });
         for i in 0..self.sessions.len() {
             if self.sessions[i].exited {
                 continue;
@@ -338,6 +385,9 @@ impl<W: Write> Tracer<'_, W> {
         }
         self.printer
             .table(&self.sessions[i], reason, &mut *self.render)?;
+        if let Some(r) = &mut self.recorder {
+            r.table(&self.sessions[i], reason);
+        }
         let s = &self.sessions[i];
         let extra = self.insight.after_table(s.pid, s.model());
         self.printer.notes(&extra)?;
@@ -370,8 +420,9 @@ impl<W: Write> Tracer<'_, W> {
         for i in 0..self.sessions.len() {
             if self.sessions[i].exited || !self.sessions[i].still_same_process() {
                 self.sessions[i].exited = true;
-                self.printer
-                    .exit(self.sessions[i].pid, self.sessions[i].ppid)?;
+                let (pid, ppid) = (self.sessions[i].pid, self.sessions[i].ppid);
+                self.printer.exit(pid, ppid)?;
+                self.record(|t| Record::Exit { t, pid, ppid });
             }
             let lost = self.lost_seen;
             let pid = self.sessions[i].pid;
@@ -390,11 +441,21 @@ impl<W: Write> Tracer<'_, W> {
                     self.printer.raw(),
                 )?;
             }
+            self.record_summary(i);
         }
         if self.sessions.len() > 1 {
             self.printer.total(&self.sessions, self.lost_seen)?;
+            let (pids, lost) = (
+                self.sessions.iter().map(|s| s.pid).collect(),
+                self.lost_seen,
+            );
+            self.record(|t| Record::Total { t, pids, lost });
         }
         self.printer.flush()?;
+        self.record(|t| Record::End { t });
+        if let Some(r) = &mut self.recorder {
+            r.flush();
+        }
         self.insight.finish()?;
         Ok(())
     }
@@ -420,6 +481,7 @@ impl<W: Write> Tracer<'_, W> {
                     self.printer.raw(),
                 )?;
             }
+            self.record_summary(i);
         }
         self.printer.flush()?;
         Ok(())
@@ -431,7 +493,9 @@ impl<W: Write> Tracer<'_, W> {
         match self.sessions[i].reread() {
             Ok((change, true)) => {
                 // An execve the events did not show (poll, or lost).
-                self.printer.exec(self.sessions[i].pid)?;
+                let pid = self.sessions[i].pid;
+                self.printer.exec(pid)?;
+                self.record(|t| Record::Exec { t, pid });
                 let d = self.sessions[i].delta(0, 0, super::delta::Cause::Exec, change);
                 self.print_delta(&d)?;
                 self.table(i, "exec")?;
@@ -447,6 +511,20 @@ impl<W: Write> Tracer<'_, W> {
             Err(_) => self.sessions[i].exited = true,
         }
         Ok(())
+    }
+
+    fn record_summary(&mut self, i: usize) {
+        let s = &self.sessions[i];
+        let (pid, ppid, lost) = (s.pid, s.ppid, self.lost_seen);
+        let (regions, stats) = (s.model().len() as u64, Box::new(s.stats.clone()));
+        self.record(|t| Record::Summary {
+            t,
+            pid,
+            ppid,
+            lost,
+            regions,
+            stats,
+        });
     }
 
     fn all_exited(&mut self) -> Result<bool> {

@@ -1,4 +1,4 @@
-//! `cargo xtask bench snapshot|trace|follow|exporter`: benchmarks, compared side by side.
+//! `cargo xtask bench snapshot|trace|follow|exporter|record`: benchmarks, compared side by side.
 //!
 //! Every benchmark builds what it runs (release `pmap`, the workload bins of
 //! `tests/`), interleaves the commands it compares round-robin so that the
@@ -8,6 +8,7 @@
 mod exporter;
 mod follow;
 mod proc;
+mod record;
 mod report;
 mod snapshot;
 mod stats;
@@ -28,6 +29,7 @@ usage: cargo xtask bench snapshot|trace|follow|exporter [OPTIONS]
   trace      pmap trace: overhead, throughput, latency, own cost, cost to others
   follow     pmap trace -f/--comm/--cgroup: cost to others, a forking server
   exporter   pmap exporter: own CPU at 1,000 processes, cost to a mapping loop vs bpftrace
+  record     pmap trace --record: cost to the traced loop, size; replay --at speed
 
 options:
   --quick        fewer rounds and smaller loops (about a minute)
@@ -102,6 +104,7 @@ pub fn main(args: &[String]) -> Result<()> {
         "trace" => trace::run(&opts)?,
         "follow" => follow::run(&opts)?,
         "exporter" => exporter::run(&opts)?,
+        "record" => record::run(&opts)?,
         "-h" | "--help" => {
             print!("{USAGE}");
             return Ok(());

@@ -40,6 +40,38 @@ use serde_json::Value;
 
 pub use self::notes::{DeltaNotes, Note, StackNote};
 
+/// A stack's call site (if any frame is one) and its frames, innermost
+/// first.
+pub type NamedStack = (Option<std::rc::Rc<str>>, Vec<std::rc::Rc<str>>);
+
+/// Names recorded stacks after the trace (`pmap replay --leaks`), from the
+/// files still on disk: the same frames and call site a live trace shows.
+pub struct StackNamer {
+    syms: Symbols,
+    jit: JitMap,
+}
+
+impl Default for StackNamer {
+    fn default() -> Self {
+        StackNamer {
+            syms: Symbols::new(),
+            // No JIT map after the fact: anonymous code is named by address.
+            jit: JitMap::at(std::path::PathBuf::new()),
+        }
+    }
+}
+
+impl StackNamer {
+    /// The call site and every frame (innermost first) of `ev`'s stack,
+    /// checked against `model` (the process's rows at the call); `None`
+    /// without a stack.
+    pub fn name(&mut self, pid: u32, ev: &Event, model: &RegionModel) -> Option<NamedStack> {
+        let st = Stack::from_event(ev, model)?;
+        let frames = st.names(pid, model, &mut self.syms, &self.jit, usize::MAX);
+        Some((st.site(pid, model, &mut self.syms, &self.jit), frames))
+    }
+}
+
 use self::{
     alloc::{AllocStats, PATTERN_MIN, human},
     jit::JitMap,

@@ -102,7 +102,7 @@ pub(super) fn write_shape(out: &mut impl Write, c: &Change) -> io::Result<()> {
 
 /// The rows of a change: `~` for a region that kept its start address and
 /// changed, `-` for one gone, `+` for one new.
-pub(super) fn write_change(buf: &mut Vec<u8>, c: &Change) {
+pub fn write_change(buf: &mut Vec<u8>, c: &Change) {
     let mut added: Vec<Option<&Region>> = c.added.iter().map(Some).collect();
     for old in &c.removed {
         let same_start = added

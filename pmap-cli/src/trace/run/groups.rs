@@ -8,7 +8,8 @@ use anyhow::Result;
 use super::Tracer;
 use crate::{
     proc::groups::{self as group, Cgroup},
-    trace::{args::TraceArgs, session::Session},
+    record::format::Record,
+    trace::{args::TraceArgs, clock::monotonic_ns, session::Session},
 };
 
 /// `--comm` or `--cgroup`, from a `kind::MATCHED` record.
@@ -136,6 +137,14 @@ impl<W: Write> Tracer<'_, W> {
         for tid in new {
             s.stats.threads_started += 1;
             self.printer.thread_seen(s.pid, tid)?;
+            let now = self.printer.take_clock().unwrap_or_else(monotonic_ns);
+            if let Some(r) = &mut self.recorder {
+                r.record(&Record::ThreadSeen {
+                    t: now,
+                    pid: s.pid,
+                    tid,
+                });
+            }
         }
         Ok(())
     }

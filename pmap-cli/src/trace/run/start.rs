@@ -16,6 +16,7 @@ use super::{End, Groups, Signals, Tracer, event_loop, is_broken_pipe};
 use crate::{
     format::Range,
     proc::{pid_dir::PidDir, process},
+    record::writer::Recorder,
     trace::{
         args::{Backend, TraceArgs},
         clock::monotonic_ns,
@@ -114,6 +115,11 @@ pub(super) async fn trace(args: TraceArgs, range: Range, render: &mut TableRende
     if let Some(r) = &args.report {
         check_report_path(r)?;
     }
+    // Created now, so that a path that cannot be written fails at once.
+    let mut recorder = match &args.record {
+        Some(path) => Some(Recorder::create(path).map_err(anyhow::Error::msg)?),
+        None => None,
+    };
     let output: Box<dyn Write> = match &args.output {
         Some(path) => Box::new(open_output(path)?),
         None => Box::new(io::stdout().lock()),
@@ -266,7 +272,13 @@ pub(super) async fn trace(args: TraceArgs, range: Range, render: &mut TableRende
         }),
         json: args.json,
         tasks: HashMap::new(),
+        recorder: None,
     };
+    if let Some(r) = &mut recorder {
+        r.begin(start_ns, polled, args.stacks);
+        r.checkpoint(&tracer.sessions, monotonic_ns());
+    }
+    tracer.recorder = recorder;
     if polled {
         // The threads there at the start are not counted as started.
         for i in 0..tracer.sessions.len() {

@@ -2,7 +2,7 @@
 //! `pmap trace` exactness tests.
 //!
 //! ```text
-//! trace_workload --seed N --ops N --checkpoint-every N [--start stdin|stop|now] [--delay-us N] [--log-ops]
+//! trace_workload --seed N --ops N --checkpoint-every N [--start stdin|stop|now] [--delay-us N] [--log-ops] [--no-stack-growth]
 //! ```
 //!
 //! It sets up its files, memfds and SysV segments, then waits for a line on
@@ -58,6 +58,9 @@ struct Args {
     log_ops: bool,
     /// After each op, check the bookkeeping against /proc/self/maps (a test of the workload).
     verify: bool,
+    /// Never grow the main stack: every change is then a traced call (for
+    /// `pmap replay --at`, which sees only those).
+    no_stack_growth: bool,
 }
 
 fn parse_args() -> Result<Args, String> {
@@ -69,6 +72,7 @@ fn parse_args() -> Result<Args, String> {
         delay_us: 0,
         log_ops: false,
         verify: false,
+        no_stack_growth: false,
     };
     let mut it = std::env::args().skip(1);
     while let Some(flag) = it.next() {
@@ -81,6 +85,7 @@ fn parse_args() -> Result<Args, String> {
             "--delay-us" => a.delay_us = num(value()?)?,
             "--log-ops" => a.log_ops = true,
             "--verify" => a.verify = true,
+            "--no-stack-growth" => a.no_stack_growth = true,
             "--start" => {
                 a.start = match value()?.as_str() {
                     "stdin" => Start::Stdin,
@@ -199,7 +204,13 @@ fn run(args: &Args) -> Result<(), String> {
     for i in 1..=args.ops {
         let op = {
             let w = world.lock().expect("world lock");
-            choose(&mut rng, &weights(&w, workers.len(), stack_depth))
+            // (At the deepest depth the stack grows no more.)
+            let depth = if args.no_stack_growth {
+                MAX_STACK_DEPTH
+            } else {
+                stack_depth
+            };
+            choose(&mut rng, &weights(&w, workers.len(), depth))
         };
         let seed = rng.next_u64();
         let delegate = !op.main_only() && !workers.is_empty() && rng.chance(1, 4);

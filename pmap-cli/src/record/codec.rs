@@ -1,0 +1,553 @@
+//! Records to bytes and back (the layout is in docs/recording.md).
+//!
+//! Compactness comes from state both sides keep: times are differences
+//! from the previous record's, addresses differences from the last one
+//! written (in pages when aligned), a file's identity (device, inode,
+//! name) is written once and then referred to by number, and a delta's
+//! removed rows are only their start address: the reader has them in its
+//! [`World`]. A checkpoint resets that state, so a reader can start at
+//! any checkpoint.
+
+use pmap_common::{Event, MAX_STACK_DEPTH};
+
+pub use super::state::State;
+use super::{
+    format::{Header, Record},
+    wire::{Cursor, Malformed, bad, put_bytes, put_i, put_u},
+};
+use crate::{
+    region::Region,
+    trace::{
+        capture::Fallback,
+        delta::{Cause, Delta},
+        model::Change,
+        syscalls::Call,
+    },
+};
+
+mod tag {
+    pub const HEADER: u8 = 1;
+    pub const CHECKPOINT: u8 = 2;
+    pub const TABLE: u8 = 3;
+    pub const DELTA: u8 = 4;
+    pub const EXEC: u8 = 5;
+    pub const FORK: u8 = 6;
+    pub const TASK: u8 = 7;
+    pub const THREAD_SEEN: u8 = 8;
+    pub const EXIT: u8 = 9;
+    pub const LOST: u8 = 10;
+    pub const SUMMARY: u8 = 11;
+    pub const END: u8 = 12;
+    pub const TOTAL: u8 = 13;
+}
+
+/// Bits of a delta's flags word.
+mod df {
+    pub const CAUSE: u64 = 7;
+    pub const NEW_PID: u64 = 1 << 3;
+    pub const NEW_TID: u64 = 1 << 4;
+    pub const SUPERSEDED: u64 = 1 << 5;
+    pub const FROM_ARGUMENTS: u64 = 1 << 6;
+    pub const FALLBACK: u64 = 1 << 7;
+    pub const STACK: u64 = 1 << 8;
+    pub const EVENT_FLAGS: u64 = 1 << 9;
+    /// `ktime_ns` is 0 (not a syscall).
+    pub const NO_KTIME: u64 = 1 << 10;
+    /// `ktime_ns` is neither 0 nor the record's time: written out.
+    pub const OWN_KTIME: u64 = 1 << 11;
+}
+
+/// Which of a call's arguments are addresses (written as differences from
+/// the last address), and whether its result is one.
+fn address_args(call: Call) -> (&'static [usize], bool) {
+    match call {
+        Call::Mmap => (&[0], true),
+        Call::Brk => (&[0], true),
+        Call::Mremap => (&[0, 4], true),
+        Call::Shmat => (&[1], true),
+        Call::Munlockall => (&[], false),
+        _ => (&[0], false),
+    }
+}
+
+fn cause_code(c: &Cause) -> u64 {
+    match c {
+        Cause::Syscall(..) => 0,
+        Cause::Observed => 1,
+        Cause::Resync => 2,
+        Cause::Polled => 3,
+        Cause::Exec => 4,
+        Cause::Settled => 5,
+    }
+}
+
+/// Writes records (see [`Decoder`] for the other side).
+#[derive(Default)]
+pub struct Encoder {
+    pub state: State,
+}
+
+impl Encoder {
+    /// Appends `rec`'s payload to `b`, then applies it to the world.
+    pub fn encode(&mut self, rec: &Record, b: &mut Vec<u8>) {
+        let s = &mut self.state;
+        match rec {
+            Record::Header(h) => {
+                b.push(tag::HEADER);
+                put_u(b, h.start_ns);
+                put_u(b, h.start_real_ns);
+                put_u(b, u64::from(h.polled) | u64::from(h.stacks) << 1);
+                put_bytes(b, h.command.as_bytes());
+                s.reset(h.start_ns);
+            }
+            Record::Checkpoint { t, procs } => {
+                b.push(tag::CHECKPOINT);
+                put_u(b, *t);
+                s.reset(*t);
+                put_u(b, procs.len() as u64);
+                for p in procs {
+                    s.put_proc(b, p);
+                }
+            }
+            Record::Table { t, reason, proc } => {
+                b.push(tag::TABLE);
+                s.put_time(b, *t);
+                put_bytes(b, reason.as_bytes());
+                s.put_proc(b, proc);
+            }
+            Record::Delta { t, delta } => self.put_delta(b, *t, delta),
+            Record::Exec { t, pid } => {
+                b.push(tag::EXEC);
+                s.put_time(b, *t);
+                put_u(b, u64::from(*pid));
+            }
+            Record::Fork {
+                t,
+                ppid,
+                tid,
+                child,
+                regions,
+            } => {
+                b.push(tag::FORK);
+                s.put_time(b, *t);
+                for v in [ppid, tid, child] {
+                    put_u(b, u64::from(*v));
+                }
+                put_u(b, *regions);
+            }
+            Record::Task {
+                t,
+                pid,
+                tid,
+                child,
+                thread,
+            } => {
+                b.push(tag::TASK);
+                s.put_time(b, *t);
+                for v in [pid, tid, child] {
+                    put_u(b, u64::from(*v));
+                }
+                b.push(u8::from(*thread));
+            }
+            Record::ThreadSeen { t, pid, tid } => {
+                b.push(tag::THREAD_SEEN);
+                s.put_time(b, *t);
+                put_u(b, u64::from(*pid));
+                put_u(b, u64::from(*tid));
+            }
+            Record::Exit { t, pid, ppid } => {
+                b.push(tag::EXIT);
+                s.put_time(b, *t);
+                put_u(b, u64::from(*pid));
+                put_u(b, u64::from(*ppid));
+            }
+            Record::Lost { t, count, total } => {
+                b.push(tag::LOST);
+                s.put_time(b, *t);
+                put_u(b, *count);
+                put_u(b, *total);
+            }
+            Record::Summary {
+                t,
+                pid,
+                ppid,
+                lost,
+                regions,
+                stats,
+            } => {
+                b.push(tag::SUMMARY);
+                s.put_time(b, *t);
+                put_u(b, u64::from(*pid));
+                put_u(b, u64::from(*ppid));
+                put_u(b, *lost);
+                put_u(b, *regions);
+                super::stats::put(b, stats);
+            }
+            Record::End { t } => {
+                b.push(tag::END);
+                s.put_time(b, *t);
+            }
+            Record::Total { t, pids, lost } => {
+                b.push(tag::TOTAL);
+                s.put_time(b, *t);
+                put_u(b, *lost);
+                put_u(b, pids.len() as u64);
+                for p in pids {
+                    put_u(b, u64::from(*p));
+                }
+            }
+        }
+        self.state.world.apply(rec);
+    }
+
+    fn put_delta(&mut self, b: &mut Vec<u8>, t: u64, d: &Delta) {
+        let s = &mut self.state;
+        b.push(tag::DELTA);
+        s.put_time(b, t);
+        let mut flags = cause_code(&d.cause);
+        if d.pid != s.pid || d.ppid != s.ppid {
+            flags |= df::NEW_PID;
+        }
+        if d.tid != s.tid {
+            flags |= df::NEW_TID;
+        }
+        flags |= if d.superseded { df::SUPERSEDED } else { 0 };
+        flags |= if d.from_arguments {
+            df::FROM_ARGUMENTS
+        } else {
+            0
+        };
+        flags |= if d.fallback.is_some() {
+            df::FALLBACK
+        } else {
+            0
+        };
+        if let Cause::Syscall(_, ev) = &d.cause {
+            flags |= if ev.stack_len > 0 { df::STACK } else { 0 };
+            flags |= if ev.flags != 0 { df::EVENT_FLAGS } else { 0 };
+        }
+        if d.ktime_ns == 0 {
+            flags |= df::NO_KTIME;
+        } else if d.ktime_ns != t {
+            flags |= df::OWN_KTIME;
+        }
+        put_u(b, flags);
+        if flags & df::NEW_PID != 0 {
+            put_u(b, u64::from(d.pid));
+            put_u(b, u64::from(d.ppid));
+            (s.pid, s.ppid) = (d.pid, d.ppid);
+        }
+        if flags & df::NEW_TID != 0 {
+            put_u(b, u64::from(d.tid));
+            s.tid = d.tid;
+        }
+        if flags & df::OWN_KTIME != 0 {
+            put_u(b, d.ktime_ns);
+        }
+        if let Some(f) = d.fallback {
+            let i = Fallback::ALL.iter().position(|x| *x == f).unwrap_or(0);
+            b.push(i as u8);
+        }
+        if let Cause::Syscall(call, ev) = &d.cause {
+            let i = Call::ALL.iter().position(|x| x == call).unwrap_or(0);
+            b.push(i as u8);
+            if ev.flags != 0 {
+                put_u(b, u64::from(ev.flags));
+            }
+            let (addrs, ret_addr) = address_args(*call);
+            for (k, &a) in ev.args[..call.arity()].iter().enumerate() {
+                if addrs.contains(&k) {
+                    s.put_addr(b, a);
+                } else {
+                    put_i(b, a as i64);
+                }
+            }
+            if ret_addr && ev.ret > 0 {
+                b.push(1);
+                s.put_addr(b, ev.ret as u64);
+            } else {
+                put_i(b, ev.ret.wrapping_mul(2));
+            }
+            if ev.stack_len > 0 {
+                let n = (ev.stack_len as usize).min(MAX_STACK_DEPTH);
+                put_u(b, n as u64);
+                let mut prev = 0u64;
+                for &w in &ev.stack[..n] {
+                    put_i(b, w.wrapping_sub(prev) as i64);
+                    prev = w;
+                }
+            }
+        }
+        let (removed, added) = (&d.change.removed, &d.change.added);
+        put_u(b, removed.len() as u64);
+        put_u(b, added.len() as u64);
+        // Rows the reader has are written as their start only: a bit set
+        // in the mask marks one written whole.
+        let rows = s.world.procs.get(&d.pid).map(|p| &p.regions);
+        let known = |r: &Region| rows.and_then(|m| m.get(&r.start)) == Some(r);
+        let mask: u64 = if removed.len() <= 63 {
+            let m = removed
+                .iter()
+                .enumerate()
+                .filter(|(_, r)| !known(r))
+                .fold(0, |m, (i, _)| m | 1 << i);
+            put_u(b, m);
+            m
+        } else {
+            u64::MAX
+        };
+        for (i, r) in removed.iter().enumerate() {
+            if mask & (1 << i.min(63)) != 0 {
+                s.put_region(b, r);
+            } else {
+                s.put_addr(b, r.start);
+                s.cur = r.end & !4095;
+            }
+        }
+        for r in added {
+            s.put_region(b, r);
+        }
+    }
+}
+
+/// Reads records written by an [`Encoder`].
+#[derive(Default)]
+pub struct Decoder {
+    pub state: State,
+}
+
+impl Decoder {
+    pub fn decode(&mut self, payload: &[u8]) -> Result<Record, Malformed> {
+        let mut c = Cursor::new(payload);
+        let rec = self.record(&mut c)?;
+        if !c.at_end() {
+            return bad("a record has bytes after its last field");
+        }
+        self.state.world.apply(&rec);
+        Ok(rec)
+    }
+
+    fn record(&mut self, c: &mut Cursor) -> Result<Record, Malformed> {
+        let s = &mut self.state;
+        Ok(match c.u8()? {
+            tag::HEADER => {
+                let start_ns = c.u()?;
+                let start_real_ns = c.u()?;
+                let flags = c.u()?;
+                let command = String::from_utf8_lossy(c.bytes()?).into_owned();
+                s.reset(start_ns);
+                Record::Header(Header {
+                    start_ns,
+                    start_real_ns,
+                    polled: flags & 1 != 0,
+                    stacks: flags & 2 != 0,
+                    command,
+                })
+            }
+            tag::CHECKPOINT => {
+                let t = c.u()?;
+                s.reset(t);
+                let n = c.count()?;
+                let mut procs = Vec::with_capacity(n);
+                for _ in 0..n {
+                    procs.push(s.proc(c)?);
+                }
+                Record::Checkpoint { t, procs }
+            }
+            tag::TABLE => Record::Table {
+                t: s.time(c)?,
+                reason: String::from_utf8_lossy(c.bytes()?).into_owned(),
+                proc: s.proc(c)?,
+            },
+            tag::DELTA => self.delta(c)?,
+            tag::EXEC => Record::Exec {
+                t: s.time(c)?,
+                pid: c.u32()?,
+            },
+            tag::FORK => Record::Fork {
+                t: s.time(c)?,
+                ppid: c.u32()?,
+                tid: c.u32()?,
+                child: c.u32()?,
+                regions: c.u()?,
+            },
+            tag::TASK => Record::Task {
+                t: s.time(c)?,
+                pid: c.u32()?,
+                tid: c.u32()?,
+                child: c.u32()?,
+                thread: c.u8()? != 0,
+            },
+            tag::THREAD_SEEN => Record::ThreadSeen {
+                t: s.time(c)?,
+                pid: c.u32()?,
+                tid: c.u32()?,
+            },
+            tag::EXIT => Record::Exit {
+                t: s.time(c)?,
+                pid: c.u32()?,
+                ppid: c.u32()?,
+            },
+            tag::LOST => Record::Lost {
+                t: s.time(c)?,
+                count: c.u()?,
+                total: c.u()?,
+            },
+            tag::SUMMARY => Record::Summary {
+                t: s.time(c)?,
+                pid: c.u32()?,
+                ppid: c.u32()?,
+                lost: c.u()?,
+                regions: c.u()?,
+                stats: Box::new(super::stats::get(c)?),
+            },
+            tag::END => Record::End { t: s.time(c)? },
+            tag::TOTAL => {
+                let t = s.time(c)?;
+                let lost = c.u()?;
+                let n = c.count()?;
+                let mut pids = Vec::with_capacity(n);
+                for _ in 0..n {
+                    pids.push(c.u32()?);
+                }
+                Record::Total { t, pids, lost }
+            }
+            x => return bad(format!("record type {x} is not one this version writes")),
+        })
+    }
+
+    fn delta(&mut self, c: &mut Cursor) -> Result<Record, Malformed> {
+        let s = &mut self.state;
+        let t = s.time(c)?;
+        let flags = c.u()?;
+        if flags >> 12 != 0 {
+            return bad(format!(
+                "delta flags {flags:#x} hold bits this version does not write"
+            ));
+        }
+        if flags & df::NEW_PID != 0 {
+            (s.pid, s.ppid) = (c.u32()?, c.u32()?);
+        }
+        if flags & df::NEW_TID != 0 {
+            s.tid = c.u32()?;
+        }
+        let ktime_ns = match flags & (df::NO_KTIME | df::OWN_KTIME) {
+            0 => t,
+            df::NO_KTIME => 0,
+            df::OWN_KTIME => c.u()?,
+            _ => return bad("a delta's time is both absent and given"),
+        };
+        let fallback = if flags & df::FALLBACK != 0 {
+            let i = c.u8()?;
+            match Fallback::ALL.get(usize::from(i)) {
+                Some(f) => Some(*f),
+                None => return bad(format!("fallback number {i} is not one this version knows")),
+            }
+        } else {
+            None
+        };
+        let cause = match flags & df::CAUSE {
+            0 => {
+                let i = c.u8()?;
+                let Some(&call) = Call::ALL.get(usize::from(i)) else {
+                    return bad(format!("syscall number {i} is not one this version knows"));
+                };
+                let mut ev = Event {
+                    exit_ns: ktime_ns,
+                    tgid: s.pid,
+                    tid: s.tid,
+                    ..Event::default()
+                };
+                if flags & df::EVENT_FLAGS != 0 {
+                    ev.flags = c.u32()?;
+                }
+                let (addrs, ret_addr) = address_args(call);
+                for k in 0..call.arity() {
+                    ev.args[k] = if addrs.contains(&k) {
+                        s.addr(c)?
+                    } else {
+                        c.i()? as u64
+                    };
+                }
+                let r = c.i()?;
+                ev.ret = if ret_addr && r == -1 {
+                    // (1 as a zigzag number, which `ret * 2` never is.)
+                    s.addr(c)? as i64
+                } else {
+                    r / 2
+                };
+                if flags & df::STACK != 0 {
+                    let n = c.count()?;
+                    if n > MAX_STACK_DEPTH {
+                        return bad(format!("a stack of {n} frames (at most {MAX_STACK_DEPTH})"));
+                    }
+                    let mut prev = 0u64;
+                    for w in &mut ev.stack[..n] {
+                        prev = prev.wrapping_add(c.i()? as u64);
+                        *w = prev;
+                    }
+                    ev.stack_len = n as u32;
+                }
+                Cause::Syscall(call, Box::new(ev))
+            }
+            1 => Cause::Observed,
+            2 => Cause::Resync,
+            3 => Cause::Polled,
+            4 => Cause::Exec,
+            5 => Cause::Settled,
+            x => return bad(format!("cause number {x} is not one this version knows")),
+        };
+        let n_removed = c.count()?;
+        let n_added = c.count()?;
+        let mask = if n_removed <= 63 { c.u()? } else { u64::MAX };
+        let mut change = Change::default();
+        for i in 0..n_removed {
+            if mask & (1 << i.min(63)) != 0 {
+                change.removed.push(s.region(c)?);
+                continue;
+            }
+            let start = s.addr(c)?;
+            let row = s
+                .world
+                .procs
+                .get(&s.pid)
+                .and_then(|p| p.regions.get(&start));
+            let Some(row) = row else {
+                return bad(format!(
+                    "a delta of pid {} removes a region at {start:#x} that the recording never had",
+                    s.pid
+                ));
+            };
+            s.cur = row.end & !4095;
+            change.removed.push(row.clone());
+        }
+        for _ in 0..n_added {
+            change.added.push(s.region(c)?);
+        }
+        Ok(Record::Delta {
+            t,
+            delta: Delta {
+                pid: s.pid,
+                ppid: s.ppid,
+                // Not recorded (format version 1).
+                ns_pid: 0,
+                tid: s.tid,
+                ktime_ns,
+                cause,
+                change,
+                superseded: flags & df::SUPERSEDED != 0,
+                from_arguments: flags & df::FROM_ARGUMENTS != 0,
+                fallback,
+            },
+        })
+    }
+}
+
+/// The time of a checkpoint record, without decoding it (`None`: another
+/// record).
+pub fn checkpoint_time(payload: &[u8]) -> Option<u64> {
+    let (&first, rest) = payload.split_first()?;
+    (first == tag::CHECKPOINT)
+        .then(|| Cursor::new(rest).u().ok())
+        .flatten()
+}

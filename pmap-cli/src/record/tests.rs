@@ -1,0 +1,272 @@
+//! Records survive the trip through bytes, the world they add up to is
+//! the tracer's, and every cut of a recording reads up to the cut.
+
+use pmap_common::Event;
+
+use super::{
+    codec::Encoder,
+    format::{Header, ProcState, Record},
+    reader::{Recording, Stop},
+    wire::{MAGIC, VERSION, put_frame},
+};
+use crate::{
+    proc::process::ProcessInfo,
+    region::{Perms, Region},
+    trace::{
+        delta::{Cause, Delta, Stats},
+        model::Change,
+        syscalls::Call,
+    },
+};
+
+fn row(start: u64, end: u64, perms: &[u8; 4], name: &str) -> Region {
+    Region {
+        start,
+        end,
+        perms: Perms(*perms),
+        offset: if name.is_empty() { 0 } else { 0x2000 },
+        dev_major: if name.is_empty() { 0 } else { 8 },
+        dev_minor: if name.is_empty() { 0 } else { 1 },
+        inode: if name.is_empty() { 0 } else { 1234 },
+        name: name.as_bytes().to_vec(),
+    }
+}
+
+fn call(t: u64, call: Call, args: &[u64], ret: i64, change: Change) -> Record {
+    let mut ev = Event {
+        exit_ns: t,
+        ret,
+        tgid: 42,
+        tid: 43,
+        ..Event::default()
+    };
+    ev.args[..args.len()].copy_from_slice(args);
+    Record::Delta {
+        t,
+        delta: Delta {
+            pid: 42,
+            ppid: 1,
+            ns_pid: 0,
+            tid: 43,
+            ktime_ns: t,
+            cause: Cause::Syscall(call, Box::new(ev)),
+            change,
+            superseded: false,
+            from_arguments: false,
+            fallback: None,
+        },
+    }
+}
+
+fn sample() -> Vec<Record> {
+    let lib = row(
+        0x7f00_0000_0000,
+        0x7f00_0000_4000,
+        b"r-xp",
+        "/usr/lib/libc.so.6",
+    );
+    let anon = row(0x7f00_0001_0000, 0x7f00_0001_4000, b"rw-p", "");
+    let info = ProcessInfo {
+        pid: 42,
+        tgid: 42,
+        cmdline: b"./app --flag".to_vec(),
+        start_stack: 0x7ffd_0000_1000,
+    };
+    let new = row(0x7f00_0002_0000, 0x7f00_0002_4000, b"rw-p", "");
+    let (ro, rw) = (
+        row(0x7f00_0002_0000, 0x7f00_0002_1000, b"r--p", ""),
+        row(0x7f00_0002_1000, 0x7f00_0002_4000, b"rw-p", ""),
+    );
+    let mut stats = Stats::default();
+    stats.calls.insert(Call::Mmap, (3, 1));
+    stats.bytes_mapped = 0x4000;
+    vec![
+        Record::Header(Header {
+            start_ns: 1_000,
+            start_real_ns: 1_765_046_400_000_000_000,
+            polled: false,
+            stacks: true,
+            command: "pmap trace --record x 42".into(),
+        }),
+        Record::Checkpoint {
+            t: 2_000,
+            procs: vec![ProcState {
+                pid: 42,
+                ppid: 1,
+                info: Some(info),
+                regions: vec![lib.clone(), anon.clone()],
+            }],
+        },
+        call(
+            3_000,
+            Call::Mmap,
+            &[0, 0x4000, 3, 0x22, u64::MAX, 0],
+            new.start as i64,
+            Change {
+                removed: vec![],
+                added: vec![new.clone()],
+            },
+        ),
+        call(
+            2_500, // earlier than the previous record: times are signed
+            Call::Mprotect,
+            &[new.start, 0x1000, 1],
+            0,
+            Change {
+                removed: vec![new.clone()],
+                added: vec![ro.clone(), rw.clone()],
+            },
+        ),
+        // A row the world does not have exactly: written whole.
+        call(
+            4_000,
+            Call::Munmap,
+            &[0x7f00_0003_0000, 0x1000],
+            0,
+            Change {
+                removed: vec![row(0x7f00_0003_0000, 0x7f00_0003_1000, b"rw-s", "/x")],
+                added: vec![],
+            },
+        ),
+        call(
+            4_100,
+            Call::Mmap,
+            &[0, 1 << 40, 3, 0x22, u64::MAX, 0],
+            -12,
+            Change::default(),
+        ),
+        Record::Fork {
+            t: 5_000,
+            ppid: 42,
+            tid: 43,
+            child: 50,
+            regions: 4,
+        },
+        Record::Exit {
+            t: 6_000,
+            pid: 50,
+            ppid: 42,
+        },
+        Record::Summary {
+            t: 7_000,
+            pid: 42,
+            ppid: 1,
+            lost: 0,
+            regions: 4,
+            stats: Box::new(stats),
+        },
+        Record::Total {
+            t: 7_500,
+            pids: vec![42, 50],
+            lost: 3,
+        },
+        Record::End { t: 8_000 },
+    ]
+}
+
+fn bytes(records: &[Record]) -> Vec<u8> {
+    let mut out = MAGIC.to_vec();
+    out.extend_from_slice(&VERSION.to_le_bytes());
+    let mut enc = Encoder::default();
+    for r in records {
+        let mut payload = Vec::new();
+        enc.encode(r, &mut payload);
+        put_frame(&mut out, &payload);
+    }
+    out
+}
+
+#[test]
+fn records_round_trip() {
+    let recs = sample();
+    let rec = Recording::from_bytes(bytes(&recs)).expect("a valid recording");
+    let back: Vec<Record> = rec.records().map(|r| r.expect("no damage")).collect();
+    assert_eq!(back.len(), recs.len() - 1, "every record but the header");
+    for (a, b) in recs[1..].iter().zip(&back) {
+        assert_eq!(format!("{a:?}"), format!("{b:?}"));
+    }
+}
+
+#[test]
+fn the_world_is_the_rows_after_each_record() {
+    let rec = Recording::from_bytes(bytes(&sample())).expect("valid");
+    let w = crate::replay::at::world_at(&rec, 3_500).expect("known at 3500");
+    let rows: Vec<u64> = w.procs[&42].regions.keys().copied().collect();
+    // The mmap (3000) and the mprotect (2500, handled after it) applied.
+    assert_eq!(
+        rows,
+        [
+            0x7f00_0000_0000,
+            0x7f00_0001_0000,
+            0x7f00_0002_0000,
+            0x7f00_0002_1000
+        ]
+    );
+    let w = crate::replay::at::world_at(&rec, 5_500).expect("known at 5500");
+    assert!(!w.procs[&50].exited && w.procs[&50].regions.len() == 4);
+    assert!(
+        crate::replay::at::world_at(&rec, 1_500).is_err(),
+        "before the first checkpoint"
+    );
+    assert!(
+        crate::replay::at::world_at(&rec, 9_000).is_err(),
+        "after the end"
+    );
+}
+
+#[test]
+fn every_cut_reads_up_to_the_cut() {
+    let whole = bytes(&sample());
+    let all = Recording::from_bytes(whole.clone())
+        .expect("valid")
+        .records()
+        .count();
+    for n in 0..whole.len() {
+        let Ok(rec) = Recording::from_bytes(whole[..n].to_vec()) else {
+            continue;
+        };
+        let got: Vec<_> = rec.records().collect();
+        let last = got.last().expect("at least the reason it stopped");
+        assert!(
+            matches!(last, Err(Stop::Cut { .. } | Stop::NoEnd)),
+            "cut at {n}: {last:?}"
+        );
+        assert!(got.len() <= all);
+        assert!(got[..got.len() - 1].iter().all(Result::is_ok));
+    }
+}
+
+#[test]
+fn a_changed_byte_is_damage_or_a_cut_never_a_wrong_record() {
+    let whole = bytes(&sample());
+    let good: Vec<String> = Recording::from_bytes(whole.clone())
+        .expect("valid")
+        .records()
+        .map(|r| format!("{r:?}"))
+        .collect();
+    for at in 10..whole.len() {
+        let mut b = whole.clone();
+        b[at] ^= 0x10;
+        let Ok(rec) = Recording::from_bytes(b) else {
+            continue;
+        };
+        let got: Vec<String> = rec.records().map(|r| format!("{r:?}")).collect();
+        // Records before the damage are the same; then it stops.
+        let same = got.iter().zip(&good).take_while(|(a, b)| a == b).count();
+        assert!(same + 1 >= got.len(), "byte {at}: a wrong record was read");
+    }
+}
+
+#[test]
+fn short_files_are_refused_not_a_panic() {
+    // Found by the fuzzer: shorter than the magic, and not its start.
+    for data in [
+        &b""[..],
+        b"P",
+        b"PMAP/PC",
+        b"PMAPREC\0\x01",
+        b"ELF\x7f and more bytes",
+    ] {
+        assert!(Recording::from_bytes(data.to_vec()).is_err(), "{data:?}");
+    }
+}
