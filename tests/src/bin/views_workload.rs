@@ -34,6 +34,11 @@ fn touch(addr: usize, len: usize) {
 }
 
 fn main() {
+    // The kernel-core test dumps this process with SIGQUIT: a shell that
+    // started the tests in the background without job control has it
+    // ignored, and the ignoring is inherited.
+    // SAFETY: setting a signal's disposition to its default.
+    unsafe { libc::signal(libc::SIGQUIT, libc::SIG_DFL) };
     let dir = std::env::args().nth(1).unwrap_or_else(|| "/tmp".into());
     let rw = libc::PROT_READ | libc::PROT_WRITE;
 
