@@ -2,15 +2,16 @@
 //! eBPF-fed view of how it changes (`pmap trace`).
 //!
 //! - `proc`: readers of the kernel's view (`/proc/PID/maps`, `smaps`, `PROCMAP_QUERY`).
-//! - `region`: the region type every reader produces and every printer takes.
+//! - `map`: pure data: the region type, the region model, range sets, and
+//!   the classifier of what a region is.
 //! - `format`: printers; they only format what they are given.
 //! - `snapshot`: the procps-compatible command line and its driver.
 //! - `trace`: `pmap trace`: probes, events, the live region model, deltas.
 pub mod cli;
 pub mod core_file;
 pub mod format;
+pub mod map;
 pub mod proc;
-pub mod region;
 pub mod snapshot;
 pub mod trace;
 pub mod views;

@@ -16,7 +16,7 @@ pub mod print;
 use std::fmt;
 use std::path::{Path, PathBuf};
 
-use crate::region::{Perms, Region};
+use crate::map::region::{Perms, Region};
 use notes::{FileMapping, ProcessInfo, ThreadInfo};
 
 /// Why a file could not be read as a core. Each message says what to do.

@@ -184,7 +184,7 @@ struct RegionDoc {
     vm_flags: Option<Vec<String>>,
 }
 
-fn mapping_text(r: &crate::region::Region, opts: &Options, start_stack: u64) -> String {
+fn mapping_text(r: &crate::map::region::Region, opts: &Options, start_stack: u64) -> String {
     let mut buf = Vec::new();
     let mut scratch = Vec::new();
     crate::format::names::push_mapping_name(&mut buf, r, opts, start_stack, &mut scratch);

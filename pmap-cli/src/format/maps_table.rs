@@ -4,7 +4,7 @@
 use std::io::{self, Write};
 
 use super::{Format, Options, names::push_mapping_name, num};
-use crate::{proc::process::ProcessInfo, proc::smaps::SmapsEntry, region::Region};
+use crate::{map::region::Region, proc::process::ProcessInfo, proc::smaps::SmapsEntry};
 
 /// Whether the caller should keep feeding rows.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]

@@ -21,8 +21,8 @@ pub use maps_table::{ExtendedTable, MapsTable, Row};
 pub use smaps_table::{SmapsColumns, SmapsTable, TableError};
 
 use crate::{
+    map::region::Region,
     proc::{process::ProcessInfo, smaps::SmapsEntry},
-    region::Region,
 };
 
 /// Which table to print.
@@ -176,8 +176,8 @@ pub fn print_smaps_table(
 mod tests {
     use super::*;
     use crate::{
+        map::region::Region,
         proc::{maps::parse_line, smaps::SmapsField},
-        region::Region,
     };
 
     fn info() -> ProcessInfo {

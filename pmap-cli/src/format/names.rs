@@ -2,7 +2,7 @@
 //! `mapping_name`), and of the smaps tables.
 
 use super::{Options, num};
-use crate::region::Region;
+use crate::map::region::Region;
 
 /// procps-ng 4.0.2 replaces every byte that is not printable ASCII in a maps
 /// line by '?' (the kernel already escaped '\n' as `\012`).

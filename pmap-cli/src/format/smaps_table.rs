@@ -439,12 +439,12 @@ mod tests {
     use super::*;
     use crate::{
         format::{ExtendedTable, MapsTable, Range},
+        map::region::Region,
         proc::{
             maps::MapsReader,
             process::ProcessInfo,
             smaps::{SliceLines, SmapsReader},
         },
-        region::Region,
     };
 
     /// xorshift: deterministic pseudo-random mutations.

@@ -7,7 +7,7 @@
 use std::{fmt, fs::File, io};
 
 use super::lines::LineReader;
-use crate::region::{Perms, Region};
+use crate::map::region::{Perms, Region};
 
 /// A line that is not in the kernel's maps format.
 #[derive(Clone, Debug, PartialEq, Eq)]

@@ -9,7 +9,7 @@
 use std::sync::OnceLock;
 
 use super::maps::MapsReader;
-use crate::region::Region;
+use crate::map::region::Region;
 
 /// The device minor of SysV shared memory regions, if it could be found.
 pub fn shm_minor() -> Option<u32> {

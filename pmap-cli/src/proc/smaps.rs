@@ -11,7 +11,7 @@ use super::{
     lines::LineReader,
     maps::{ParseError, parse_line_into},
 };
-use crate::region::Region;
+use crate::map::region::Region;
 
 /// One `Key: value kB` line of an smaps entry (the value is in kB, or a
 /// plain number for `THPeligible`/`ProtectionKey`). A reader hands out the

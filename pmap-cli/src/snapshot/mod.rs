@@ -23,6 +23,7 @@ use crate::{
         ExtendedTable, Format, MapsTable, Options, Range, Row, SmapsColumns, SmapsTable,
         TableError, print_process_line,
     },
+    map::region::Region,
     proc::{
         lines::LineReader,
         maps::MapsReader,
@@ -32,7 +33,6 @@ use crate::{
         shm,
         smaps::{SmapsEntry, SmapsReader},
     },
-    region::Region,
 };
 use getopt::{Item, LongOpt};
 

@@ -7,8 +7,6 @@
 //!   at its exit (exact: nothing later can be in them).
 //! - `delta`: a change of the map and why, and the summary's counts.
 //! - `clock`: CLOCK_MONOTONIC, the kernel programs' clock.
-//! - `model`: the region model of one process (replace rows, diff).
-//! - `ranges`: a merged set of address ranges.
 //! - `session`: one traced process: applies events to its model.
 //! - `syscalls`: what each traced syscall means and may have changed.
 //! - `batch`: what the events not applied yet of a batch will change.
@@ -26,12 +24,10 @@ pub mod delta;
 pub mod effect;
 pub mod insight;
 pub mod launch;
-pub mod model;
 pub mod output;
 pub mod privileges;
 pub mod probes;
 pub mod query;
-pub mod ranges;
 pub mod run;
 pub mod session;
 pub mod syscalls;
@@ -42,8 +38,8 @@ use clap::Parser;
 
 use crate::{
     format::{self, Format, Options, Range, SmapsColumns},
+    map::region::Region,
     proc::{pid_dir::PidDir, process},
-    region::Region,
 };
 
 /// The table options of snapshot mode, from the trace command line.

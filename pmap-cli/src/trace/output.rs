@@ -11,11 +11,14 @@ use super::{
     clock::monotonic_ns,
     delta::{Cause, Delta, Stats},
     insight::DeltaNotes,
-    model::Change,
     session::Session,
     syscalls::{Call, CallText},
 };
-use crate::{format::num, proc::pid_dir::PidDir, region::Region};
+use crate::{
+    format::num,
+    map::{model::Change, region::Region},
+    proc::pid_dir::PidDir,
+};
 
 /// Indent of insight lines under a delta or after a table.
 const NOTE_INDENT: &str = "    ";
@@ -554,7 +557,7 @@ fn write_change(buf: &mut Vec<u8>, c: &Change) {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::region::test_region as r;
+    use crate::map::region::test_region as r;
 
     #[test]
     fn split_is_shown_as_change_plus_additions() {

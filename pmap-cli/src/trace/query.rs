@@ -8,7 +8,7 @@
 
 use std::{fs::File, io, os::fd::AsRawFd};
 
-use crate::region::{Perms, Region};
+use crate::map::region::{Perms, Region};
 
 /// `struct procmap_query` from `include/uapi/linux/fs.h`.
 #[repr(C)]

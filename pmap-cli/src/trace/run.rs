@@ -34,8 +34,8 @@ use super::{
 };
 use crate::{
     format::Range,
+    map::region::Region,
     proc::{pid_dir::PidDir, process},
-    region::Region,
 };
 
 /// How long a difference found at table time may wait for the event that

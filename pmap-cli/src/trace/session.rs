@@ -11,12 +11,17 @@ use super::{
     clock::monotonic_ns,
     delta::{Cause, Delta, Stats},
     effect,
-    model::{Change, RegionModel},
     query::{KernelView, is_gone},
-    ranges::RangeSet,
     syscalls::{Affected, Call, affected, map_shared},
 };
-use crate::{proc::pid_dir::PidDir, region::Region};
+use crate::{
+    map::{
+        model::{Change, RegionModel},
+        ranges::RangeSet,
+        region::Region,
+    },
+    proc::pid_dir::PidDir,
+};
 
 /// How long after a table-time check a call on the addresses that differed
 /// may end and still count as under way during the check. The kernel

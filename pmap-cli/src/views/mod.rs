@@ -234,13 +234,19 @@ fn print_process(
         return Ok(false);
     };
     snap.entries.retain(|e| v.range.contains(&e.region));
+    let roles = if v.names || v.summary {
+        names::roles(&snap)
+    } else {
+        Default::default()
+    };
     let labels = if v.names {
-        Some(names::label(&snap))
+        let regions: Vec<_> = snap.entries.iter().map(|e| &e.region).collect();
+        Some(names::labels(&regions, &roles, true))
     } else {
         None
     };
     if v.summary {
-        let rows = summary::summarize(&snap, labels.as_ref());
+        let rows = summary::summarize(&snap, &roles);
         if v.json {
             format::json::write_summary(out, &snap, &rows, v.sort)?;
         } else {

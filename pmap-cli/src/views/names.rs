@@ -20,12 +20,16 @@
 use std::collections::BTreeMap;
 
 use super::Snapshot;
-use crate::{proc::pid_dir::PidDir, region::Region};
+use crate::{
+    map::{
+        kind::{self, Name, Role, Roles},
+        region::Region,
+    },
+    proc::pid_dir::PidDir,
+};
 
 /// New names by region start address.
 pub type Labels = BTreeMap<u64, Vec<u8>>;
-
-const ARENA: u64 = 64 * 1024 * 1024;
 
 /// The stack pointer of each thread of the process of `proc_dir` that the
 /// kernel tells.
@@ -64,10 +68,6 @@ fn parse_hex(s: &str) -> Option<u64> {
     u64::from_str_radix(s.trim_start_matches("0x"), 16).ok()
 }
 
-fn is_anon(r: &Region) -> bool {
-    r.name.is_empty() && r.inode == 0
-}
-
 /// Symbol start addresses from `/tmp/perf-PID.map` (`START SIZE NAME`, hex).
 fn jit_symbols(pid: u32) -> Vec<u64> {
     let Ok(text) = std::fs::read(format!("/tmp/perf-{pid}.map")) else {
@@ -84,118 +84,72 @@ fn jit_symbols(pid: u32) -> Vec<u64> {
     v
 }
 
-/// Computes the labels for a process's regions (sorted by address).
+/// The roles of a process's regions (arenas, thread stacks, JIT code),
+/// from its threads' stack pointers and its JIT symbols.
+pub fn roles(snap: &Snapshot) -> Roles {
+    let regions: Vec<&Region> = snap.entries.iter().map(|e| &e.region).collect();
+    kind::roles(
+        &regions,
+        &thread_stack_pointers(&snap.dir),
+        &jit_symbols(snap.info.tgid),
+    )
+}
+
+/// Computes the labels for a process's regions.
 pub fn label(snap: &Snapshot) -> Labels {
     let regions: Vec<&Region> = snap.entries.iter().map(|e| &e.region).collect();
-    let pid = snap.info.tgid;
-    label_regions(
-        regions,
-        &thread_stack_pointers(&snap.dir),
-        &jit_symbols(pid),
-        true,
-    )
+    labels(&regions, &roles(snap), true)
 }
 
 /// The labels of `regions`, given each thread's stack pointer and the JIT
 /// symbol addresses (sorted). Also used for core files (threads from
 /// `NT_PRSTATUS`, and no inodes, so no SysV shm ids).
 pub fn label_regions(
-    mut regions: Vec<&Region>,
+    regions: Vec<&Region>,
     threads: &[(u32, u64)],
     syms: &[u64],
     inodes_known: bool,
 ) -> Labels {
-    regions.sort_by_key(|r| r.start);
-    let mut labels = Labels::new();
-    let find = |addr: u64| {
-        let i = regions.partition_point(|r| r.start <= addr);
-        regions[..i].last().filter(|r| addr < r.end).copied()
-    };
+    let roles = kind::roles(&regions, threads, syms);
+    labels(&regions, &roles, inodes_known)
+}
 
-    for r in &regions {
+/// A label for each region with a role or a name worth rewriting.
+pub fn labels(regions: &[&Region], roles: &Roles, inodes_known: bool) -> Labels {
+    let mut labels = Labels::new();
+    for r in regions {
         if let Some(l) = static_label(r, inodes_known) {
             labels.insert(r.start, l);
         }
     }
-
-    // Arenas: rw-p at a 64 MiB boundary, reserve tail up to the next one.
-    for (i, r) in regions.iter().enumerate() {
-        if is_anon(r)
-            && r.perms.as_str() == "rw-p"
-            && r.start.is_multiple_of(ARENA)
-            && r.size() <= ARENA
-        {
-            let tail = regions
-                .get(i + 1)
-                .filter(|t| t.start == r.end && is_anon(t) && t.perms.as_str() == "---p");
-            let ends_on_boundary = tail.map_or(r.end, |t| t.end) == r.start + ARENA;
-            if ends_on_boundary {
-                labels.insert(r.start, b"[ malloc arena ]".to_vec());
-                if let Some(t) = tail {
-                    labels.insert(t.start, b"[ malloc arena reserve ]".to_vec());
-                }
-            }
-        }
-    }
-
-    if !syms.is_empty() {
-        for r in &regions {
-            if is_anon(r) && r.perms.executable() {
-                let n =
-                    syms.partition_point(|&s| s < r.end) - syms.partition_point(|&s| s < r.start);
-                if n > 0 {
-                    labels.insert(r.start, format!("[ jit: {n} symbols ]").into_bytes());
-                }
-            }
-        }
-    }
-
-    for &(tid, sp) in threads {
-        let Some(stack) = find(sp) else { continue };
-        labels.insert(stack.start, format!("[ stack tid={tid} ]").into_bytes());
-        if let Some(guard) = stack.start.checked_sub(1).and_then(find)
-            && guard.end == stack.start
-            && is_anon(guard)
-            && guard.perms.as_str() == "---p"
-        {
-            labels.insert(
-                guard.start,
-                format!("[ stack guard tid={tid} ]").into_bytes(),
-            );
-        }
+    for (&start, role) in roles {
+        let l = match role {
+            Role::Arena => b"[ malloc arena ]".to_vec(),
+            Role::ArenaReserve => b"[ malloc arena reserve ]".to_vec(),
+            Role::Jit(n) => format!("[ jit: {n} symbols ]").into_bytes(),
+            Role::ThreadStack(tid) => format!("[ stack tid={tid} ]").into_bytes(),
+            Role::StackGuard(tid) => format!("[ stack guard tid={tid} ]").into_bytes(),
+        };
+        labels.insert(start, l);
     }
     labels
 }
 
 /// Labels that follow from the region's own name.
 fn static_label(r: &Region, inodes_known: bool) -> Option<Vec<u8>> {
-    let name = r.name.strip_suffix(b" (deleted)").unwrap_or(&r.name);
-    if let Some(m) = name.strip_prefix(b"/memfd:") {
-        let mut l = b"[ memfd:".to_vec();
-        l.extend_from_slice(m);
-        l.extend_from_slice(b" ]");
-        return Some(l);
-    }
-    if let Some(key) = name.strip_prefix(b"/SYSV")
-        && key.len() == 8
-        && key.iter().all(u8::is_ascii_hexdigit)
-    {
-        let key = String::from_utf8_lossy(key);
-        if !inodes_known {
-            return Some(format!("[ shm key=0x{key} ]").into_bytes());
+    let spaced = |prefix: &[u8], inner: &[u8]| [b"[ ", prefix, inner, b" ]"].concat();
+    match kind::name(r) {
+        Name::Memfd(m) => Some(spaced(b"memfd:", m)),
+        Name::Sysv(key) => {
+            let key = String::from_utf8_lossy(key);
+            if !inodes_known {
+                return Some(format!("[ shm key=0x{key} ]").into_bytes());
+            }
+            Some(format!("[ shm key=0x{key} id={} ]", r.inode).into_bytes())
         }
-        return Some(format!("[ shm key=0x{key} id={} ]", r.inode).into_bytes());
+        Name::DevZero if r.perms.shared() => Some(b"[ shared anon ]".to_vec()),
+        _ => kind::bracketed(&r.name).map(|inner| spaced(b"", inner)),
     }
-    if name == b"/dev/zero" && r.perms.shared() {
-        return Some(b"[ shared anon ]".to_vec());
-    }
-    if name.len() > 2 && name[0] == b'[' && name[name.len() - 1] == b']' && name[1] != b' ' {
-        let mut l = b"[ ".to_vec();
-        l.extend_from_slice(&name[1..name.len() - 1]);
-        l.extend_from_slice(b" ]");
-        return Some(l);
-    }
-    None
 }
 
 /// Renames the regions that have a label.
@@ -210,7 +164,7 @@ pub fn apply(entries: &mut [crate::proc::smaps::SmapsEntry], labels: &Labels) {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::region::Perms;
+    use crate::map::region::Perms;
 
     fn region(name: &str, perms: &str, inode: u64) -> Region {
         let p = perms.as_bytes();

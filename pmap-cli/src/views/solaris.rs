@@ -459,7 +459,7 @@ impl Table {
 }
 
 /// What a `PROT_NONE` region is, as far as its neighbours tell.
-fn reserved_kind(r: &crate::region::Region, label: Option<&Vec<u8>>) -> String {
+fn reserved_kind(r: &crate::map::region::Region, label: Option<&Vec<u8>>) -> String {
     match label.map(Vec::as_slice) {
         Some(l) if l.starts_with(b"[ stack guard") => "stack guard".into(),
         Some(b"[ malloc arena reserve ]") => "arena reserve".into(),

@@ -10,13 +10,12 @@
 //! tails, allocator and JIT reservations); `special` (`[vdso]`, `[vvar]`,
 //! `[vsyscall]`, `[uprobes]`); `anonymous` (the rest). Sizes in KiB.
 
-use std::collections::{HashMap, HashSet};
+use std::collections::HashMap;
 use std::io::{self, Write};
 
 use super::Snapshot;
 use super::args::SortKey;
-use super::names::Labels;
-use crate::region::Region;
+use crate::map::kind::{self, Roles};
 
 #[derive(Clone, Debug, Default, PartialEq, Eq)]
 pub struct Row {
@@ -45,93 +44,14 @@ impl Row {
     }
 }
 
-fn base_name(name: &[u8]) -> String {
-    let n = name.strip_suffix(b" (deleted)").unwrap_or(name);
-    let base = n.rsplit(|&c| c == b'/').next().unwrap_or(n);
-    String::from_utf8_lossy(base).into_owned()
-}
-
-fn category(r: &Region, label: Option<&[u8]>, code_files: &HashSet<&[u8]>) -> String {
-    if let Some(l) = label {
-        if l.starts_with(b"[ stack guard") || l == b"[ malloc arena reserve ]" {
-            return "guard/reserved".into();
-        }
-        if l.starts_with(b"[ stack") {
-            return "thread stacks".into();
-        }
-        if l == b"[ malloc arena ]" {
-            return "heap".into();
-        }
-    }
-    let name = r.name.as_slice();
-    match name {
-        b"[heap]" => return "heap".into(),
-        b"[stack]" => return "thread stacks".into(),
-        b"[vdso]" | b"[vvar]" | b"[vvar_vclock]" | b"[vsyscall]" | b"[uprobes]" => {
-            return "special".into();
-        }
-        _ => {}
-    }
-    let deleted_stripped = name.strip_suffix(b" (deleted)").unwrap_or(name);
-    if name.starts_with(b"/SYSV")
-        || name.starts_with(b"/memfd:")
-        || deleted_stripped == b"/dev/zero"
-        || name.starts_with(b"[anon_shmem:")
-    {
-        return "shared memory".into();
-    }
-    if name.starts_with(b"/") {
-        if code_files.contains(name) {
-            let part = if r.perms.executable() {
-                "code"
-            } else if r.perms.writable() {
-                "data"
-            } else if !r.perms.readable() {
-                return "guard/reserved".into();
-            } else {
-                "rodata"
-            };
-            return format!("{} ({part})", base_name(name));
-        }
-        return if r.perms.shared() {
-            "shared memory".into()
-        } else {
-            "mapped files".into()
-        };
-    }
-    if !r.perms.readable() && !r.perms.writable() && !r.perms.executable() {
-        return "guard/reserved".into();
-    }
-    if r.perms.shared() {
-        return "shared memory".into();
-    }
-    "anonymous".into()
-}
-
 /// Groups a process's regions into categories (unsorted).
-pub fn summarize(snap: &Snapshot, labels: Option<&Labels>) -> Vec<Row> {
-    let computed;
-    let labels = match labels {
-        Some(l) => l,
-        None => {
-            computed = super::names::label(snap);
-            &computed
-        }
-    };
-    let code_files: HashSet<&[u8]> = snap
-        .entries
-        .iter()
-        .filter(|e| e.region.perms.executable() && e.region.name.starts_with(b"/"))
-        .map(|e| e.region.name.as_slice())
-        .collect();
+pub fn summarize(snap: &Snapshot, roles: &Roles) -> Vec<Row> {
+    let code_files = kind::code_files(snap.entries.iter().map(|e| &e.region));
     let mut rows: HashMap<String, Row> = HashMap::new();
     for e in &snap.entries {
         let f = |n: &str| e.field(n).unwrap_or(0);
-        let cat = category(
-            &e.region,
-            labels.get(&e.region.start).map(Vec::as_slice),
-            &code_files,
-        );
+        let cat =
+            kind::category(&e.region, roles.get(&e.region.start).copied(), &code_files).to_string();
         let one = Row {
             category: String::new(),
             count: 1,
@@ -234,50 +154,6 @@ pub fn print(
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::region::Perms;
-
-    fn r(name: &str, perms: &str) -> Region {
-        let p = perms.as_bytes();
-        Region {
-            start: 0x1000,
-            end: 0x3000,
-            perms: Perms([p[0], p[1], p[2], p[3]]),
-            name: name.as_bytes().to_vec(),
-            ..Region::default()
-        }
-    }
-
-    #[test]
-    fn categories() {
-        let libc = b"/usr/lib/libc.so.6".as_slice();
-        let code: HashSet<&[u8]> = [libc].into_iter().collect();
-        let c =
-            |name: &str, perms: &str, label: Option<&[u8]>| category(&r(name, perms), label, &code);
-        assert_eq!(c("/usr/lib/libc.so.6", "r-xp", None), "libc.so.6 (code)");
-        assert_eq!(c("/usr/lib/libc.so.6", "r--p", None), "libc.so.6 (rodata)");
-        assert_eq!(c("/usr/lib/libc.so.6", "rw-p", None), "libc.so.6 (data)");
-        assert_eq!(c("/usr/lib/libc.so.6", "---p", None), "guard/reserved");
-        assert_eq!(c("/usr/share/locale/x", "r--p", None), "mapped files");
-        assert_eq!(c("/dev/shm/x", "rw-s", None), "shared memory");
-        assert_eq!(c("/memfd:a (deleted)", "rw-s", None), "shared memory");
-        assert_eq!(c("/SYSV00000000 (deleted)", "rw-s", None), "shared memory");
-        assert_eq!(c("[heap]", "rw-p", None), "heap");
-        assert_eq!(c("", "rw-p", Some(b"[ malloc arena ]")), "heap");
-        assert_eq!(
-            c("", "---p", Some(b"[ malloc arena reserve ]")),
-            "guard/reserved"
-        );
-        assert_eq!(c("", "rw-p", Some(b"[ stack tid=5 ]")), "thread stacks");
-        assert_eq!(
-            c("", "---p", Some(b"[ stack guard tid=5 ]")),
-            "guard/reserved"
-        );
-        assert_eq!(c("[stack]", "rw-p", None), "thread stacks");
-        assert_eq!(c("[vdso]", "r-xp", None), "special");
-        assert_eq!(c("", "---p", None), "guard/reserved");
-        assert_eq!(c("", "rw-p", None), "anonymous");
-        assert_eq!(c("[anon:x]", "rw-p", None), "anonymous");
-    }
 
     #[test]
     fn sorting_and_total() {

@@ -8,7 +8,7 @@
 
 use std::collections::BTreeMap;
 
-use crate::region::Region;
+use crate::map::region::Region;
 
 /// What one replacement changed: rows that went away and rows that came,
 /// leaving out rows that are identical before and after.
@@ -240,7 +240,7 @@ impl RegionModel {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::region::test_region as r;
+    use crate::map::region::test_region as r;
 
     #[test]
     fn split_by_mprotect_reports_one_removed_three_added() {

@@ -1,0 +1,12 @@
+//! Pure data about an address space: no reads, no printing, no imports of
+//! the rest of the crate (the layout's rules: docs/architecture.md).
+//!
+//! - `region`: one region, as a line of `/proc/PID/maps` describes it.
+//! - `kind`: the one classifier of what a region is (heap, stack, arena,
+//!   JIT, guard, shared memory...).
+//! - `model`: the live region model of one traced process.
+//! - `ranges`: a merged set of address ranges.
+pub mod kind;
+pub mod model;
+pub mod ranges;
+pub mod region;
