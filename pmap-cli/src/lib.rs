@@ -1,7 +1,7 @@
 //! pmap: a process's memory map (procps-ng compatible snapshots) and a live,
 //! eBPF-fed view of how it changes (`pmap trace`).
 //!
-//! - `proc`: readers of the kernel's view (`/proc/PID/maps`, `smaps`, `PROCMAP_QUERY`).
+//! - `source`: the only readers of `/proc`, core files and perf maps.
 //! - `map`: pure data: the region type, the region model, range sets, and
 //!   the classifier of what a region is.
 //! - `format`: printers; they only format what they are given.
@@ -11,7 +11,7 @@ pub mod cli;
 pub mod core_file;
 pub mod format;
 pub mod map;
-pub mod proc;
 pub mod snapshot;
+pub mod source;
 pub mod trace;
 pub mod views;

@@ -4,7 +4,7 @@
 use std::io::{self, Write};
 
 use super::{Format, Options, names::push_mapping_name, num};
-use crate::{map::region::Region, proc::process::ProcessInfo, proc::smaps::SmapsEntry};
+use crate::map::{process::ProcessInfo, region::Region, smaps::SmapsEntry};
 
 /// Whether the caller should keep feeding rows.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]

@@ -22,7 +22,7 @@ pub use smaps_table::{SmapsColumns, SmapsTable, TableError};
 
 use crate::{
     map::region::Region,
-    proc::{process::ProcessInfo, smaps::SmapsEntry},
+    map::{process::ProcessInfo, smaps::SmapsEntry},
 };
 
 /// Which table to print.
@@ -97,7 +97,7 @@ pub struct Options {
     pub kernel_name: bool,
     /// `-A`.
     pub range: Range,
-    /// The device minor of SysV shared memory (`proc::shm::shm_minor()`),
+    /// The device minor of SysV shared memory (`source::shm::shm_minor()`),
     /// so that such regions print as `[ shmid=0x... ]`.
     pub shm_minor: Option<u32>,
 }
@@ -175,10 +175,7 @@ pub fn print_smaps_table(
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::{
-        map::region::Region,
-        proc::{maps::parse_line, smaps::SmapsField},
-    };
+    use crate::{map::region::Region, map::smaps::SmapsField, source::maps::parse_line};
 
     fn info() -> ProcessInfo {
         ProcessInfo {

@@ -13,7 +13,7 @@ use std::{
 };
 
 use super::{Format, Options, names::smaps_mapping_name, num};
-use crate::proc::smaps::SmapsEntry;
+use crate::map::smaps::SmapsEntry;
 
 /// The smaps data did not have the same fields in the same order for every
 /// region (procps-ng stops with the same complaint), or writing failed.
@@ -439,10 +439,9 @@ mod tests {
     use super::*;
     use crate::{
         format::{ExtendedTable, MapsTable, Range},
-        map::region::Region,
-        proc::{
+        map::{process::ProcessInfo, region::Region},
+        source::{
             maps::MapsReader,
-            process::ProcessInfo,
             smaps::{SliceLines, SmapsReader},
         },
     };

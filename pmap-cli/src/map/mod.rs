@@ -4,9 +4,13 @@
 //! - `region`: one region, as a line of `/proc/PID/maps` describes it.
 //! - `kind`: the one classifier of what a region is (heap, stack, arena,
 //!   JIT, guard, shared memory...).
+//! - `smaps`: one region of `/proc/PID/smaps` with its fields.
+//! - `process`: the header facts of a process.
 //! - `model`: the live region model of one traced process.
 //! - `ranges`: a merged set of address ranges.
 pub mod kind;
 pub mod model;
+pub mod process;
 pub mod ranges;
 pub mod region;
+pub mod smaps;

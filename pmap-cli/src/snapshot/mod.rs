@@ -23,15 +23,14 @@ use crate::{
         ExtendedTable, Format, MapsTable, Options, Range, Row, SmapsColumns, SmapsTable,
         TableError, print_process_line,
     },
-    map::region::Region,
-    proc::{
+    map::{process::ProcessInfo, region::Region, smaps::SmapsEntry},
+    source::{
         lines::LineReader,
         maps::MapsReader,
         pid_dir::{PidDir, ReadEnd, judge_read},
         prefetch::Prefetch,
-        process::{self, ProcessInfo},
-        shm,
-        smaps::{SmapsEntry, SmapsReader},
+        process, shm,
+        smaps::SmapsReader,
     },
 };
 use getopt::{Item, LongOpt};
@@ -214,7 +213,7 @@ pub fn render_process(
 /// Prints the process of `dir` (looked up as `info`), all of its files
 /// read through `dir`. Nothing is written unless the map read is the
 /// whole map of the program the header names: the table is built in
-/// memory, then judged (see `proc::pid_dir::judge_read`); a process that
+/// memory, then judged (see `source::pid_dir::judge_read`); a process that
 /// exec'd meanwhile, or whose rows came out of order because the map
 /// changed during the read, is read again.
 pub fn render_process_in(

@@ -39,7 +39,7 @@ use clap::Parser;
 use crate::{
     format::{self, Format, Options, Range, SmapsColumns},
     map::region::Region,
-    proc::{pid_dir::PidDir, process},
+    source::{pid_dir::PidDir, process},
 };
 
 /// The table options of snapshot mode, from the trace command line.
@@ -63,7 +63,7 @@ fn table_options(a: &args::TraceArgs) -> Result<Options, String> {
         show_path: a.show_path,
         kernel_name: a.kernel_name,
         range,
-        shm_minor: crate::proc::shm::shm_minor(),
+        shm_minor: crate::source::shm::shm_minor(),
     })
 }
 

@@ -17,7 +17,7 @@ use super::{
 use crate::{
     format::num,
     map::{model::Change, region::Region},
-    proc::pid_dir::PidDir,
+    source::pid_dir::PidDir,
 };
 
 /// Indent of insight lines under a delta or after a table.

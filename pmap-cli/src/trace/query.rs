@@ -90,7 +90,7 @@ impl KernelView {
         if text.is_empty() {
             return Err(io::Error::from_raw_os_error(libc::ESRCH));
         }
-        crate::proc::maps::parse(&text)
+        crate::source::maps::parse(&text)
             .map(|r| r.map_err(|e| io::Error::new(io::ErrorKind::InvalidData, e.to_string())))
             .collect()
     }

@@ -35,7 +35,7 @@ use super::{
 use crate::{
     format::Range,
     map::region::Region,
-    proc::{pid_dir::PidDir, process},
+    source::{pid_dir::PidDir, process},
 };
 
 /// How long a difference found at table time may wait for the event that

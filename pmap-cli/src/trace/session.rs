@@ -20,7 +20,7 @@ use crate::{
         ranges::RangeSet,
         region::Region,
     },
-    proc::pid_dir::PidDir,
+    source::pid_dir::PidDir,
 };
 
 /// How long after a table-time check a call on the addresses that differed
@@ -36,7 +36,7 @@ const IN_FLIGHT_NS: u64 = 50_000_000;
 fn read_gate(dir: &PidDir) -> Option<Region> {
     let maps = dir.read("maps").ok()?;
     let last = maps.trim_ascii_end().rsplit(|&b| b == b'\n').next()?;
-    crate::proc::maps::parse_line(last)
+    crate::source::maps::parse_line(last)
         .ok()
         .filter(|r| r.name == b"[vsyscall]")
 }

@@ -22,8 +22,8 @@ use args::ViewArgs;
 
 use crate::core_file;
 use crate::format::{self, Format, Options, SmapsColumns};
-use crate::proc::smaps::SmapsEntry;
-use crate::proc::{pid_dir::PidDir, process::ProcessInfo};
+use crate::map::smaps::SmapsEntry;
+use crate::{map::process::ProcessInfo, source::pid_dir::PidDir};
 
 /// What one process looks like to the views: header facts and its regions
 /// (with smaps fields when the view needs them, else empty fields).
@@ -42,14 +42,14 @@ pub fn read_snapshot(pid: u32, smaps: bool) -> io::Result<Option<Snapshot>> {
     let Ok(dir) = PidDir::open(pid) else {
         return Ok(None);
     };
-    let Some(info) = crate::proc::process::fetch_in(&dir) else {
+    let Some(info) = crate::source::process::fetch_in(&dir) else {
         return Ok(None);
     };
     // A thread's directory shows its process's map.
     let entries = if smaps {
-        crate::proc::smaps::read(dir.open_file("smaps")?)?
+        crate::source::smaps::read(dir.open_file("smaps")?)?
     } else {
-        crate::proc::maps::read(dir.open_file("maps")?)?
+        crate::source::maps::read(dir.open_file("maps")?)?
             .into_iter()
             .map(|region| SmapsEntry {
                 region,
@@ -267,7 +267,7 @@ fn print_process(
         // `--names` labels print as the kernel's bracketed names do.
         kernel_name: v.kernel_name || v.names,
         range: format::Range::default(),
-        shm_minor: crate::proc::shm::shm_minor(),
+        shm_minor: crate::source::shm::shm_minor(),
     };
     if v.solaris_table() {
         let table = solaris::Table::build(&snap, v)?;

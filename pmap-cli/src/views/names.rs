@@ -25,7 +25,7 @@ use crate::{
         kind::{self, Name, Role, Roles},
         region::Region,
     },
-    proc::pid_dir::PidDir,
+    source::pid_dir::PidDir,
 };
 
 /// New names by region start address.
@@ -153,7 +153,7 @@ fn static_label(r: &Region, inodes_known: bool) -> Option<Vec<u8>> {
 }
 
 /// Renames the regions that have a label.
-pub fn apply(entries: &mut [crate::proc::smaps::SmapsEntry], labels: &Labels) {
+pub fn apply(entries: &mut [crate::map::smaps::SmapsEntry], labels: &Labels) {
     for e in entries {
         if let Some(l) = labels.get(&e.region.start) {
             e.region.name.clone_from(l);

@@ -18,7 +18,7 @@ use std::io::{self, Write};
 
 use super::Snapshot;
 use super::args::ViewArgs;
-use crate::proc::{pid_dir::PidDir, smaps::SmapsEntry};
+use crate::{map::smaps::SmapsEntry, source::pid_dir::PidDir};
 
 #[derive(Clone, Debug, PartialEq, Eq, serde::Serialize)]
 #[serde(untagged)]
@@ -225,7 +225,7 @@ fn mapping(e: &SmapsEntry, snap: &Snapshot, v: &ViewArgs) -> String {
     let opts = crate::format::Options {
         show_path: v.show_path,
         kernel_name: v.kernel_name || v.names,
-        shm_minor: crate::proc::shm::shm_minor(),
+        shm_minor: crate::source::shm::shm_minor(),
         ..Default::default()
     };
     crate::format::names::push_mapping_name(

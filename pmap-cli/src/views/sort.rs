@@ -3,7 +3,7 @@
 //! ties keep address order.
 
 use super::args::SortKey;
-use crate::proc::smaps::SmapsEntry;
+use crate::map::smaps::SmapsEntry;
 
 fn field(e: &SmapsEntry, name: &str) -> u64 {
     e.field(name).unwrap_or(0)

@@ -10,20 +10,7 @@
 use std::{io::Read, sync::OnceLock};
 
 use super::pid_dir::PidDir;
-
-/// The per-process facts pmap needs before it reads the regions.
-#[derive(Clone, Debug, PartialEq, Eq)]
-pub struct ProcessInfo {
-    /// The id the user asked for (a thread id is allowed).
-    pub pid: u32,
-    /// Thread group id: the process whose maps are read and whose id heads
-    /// the output.
-    pub tgid: u32,
-    /// The header text after `PID:   `, already escaped.
-    pub cmdline: Vec<u8>,
-    /// `startstack` from `/proc/PID/stat` (0 for kernel threads).
-    pub start_stack: u64,
-}
+use crate::map::process::ProcessInfo;
 
 /// The most libproc2 reads of a command line (`MAX_BUFSZ`), less one byte.
 const CMDLINE_MAX: usize = 128 * 1024 - 1;
