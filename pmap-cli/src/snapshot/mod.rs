@@ -11,7 +11,6 @@ mod spool;
 
 use std::{
     ffi::OsString,
-    fs::File,
     io::{self, BufWriter, Write},
     os::unix::ffi::{OsStrExt, OsStringExt},
     path::PathBuf,
@@ -25,9 +24,11 @@ use crate::{
     },
     map::{process::ProcessInfo, region::Region, smaps::SmapsEntry},
     source::{
+        checked::{self, ATTEMPTS, Admit, Order, Pass, ReadEnd, Step, Tried},
+        gone::gone,
         lines::LineReader,
         maps::MapsReader,
-        pid_dir::{PidDir, ReadEnd, judge_read},
+        pid_dir::PidDir,
         prefetch::Prefetch,
         process, shm,
         smaps::SmapsReader,
@@ -160,10 +161,6 @@ pub enum Rendered {
     Incomplete { exited: bool },
 }
 
-/// Reads of a process whose map or program keeps changing before giving
-/// up (on an exec) or printing what the last read gave (on a change).
-const ATTEMPTS: usize = 3;
-
 /// A failure that ends the whole run (procps-ng exits at once).
 #[derive(Debug)]
 pub enum Fatal {
@@ -223,122 +220,45 @@ pub fn render_process_in(
     opts: &Options,
     columns: &mut SmapsColumns,
 ) -> Result<Rendered, Fatal> {
-    let mut fresh;
-    let mut info = info;
-    for attempt in 0..ATTEMPTS {
-        if attempt > 0 {
-            let Some(i) = process::fetch_in(dir) else {
-                return Ok(Rendered::Vanished);
-            };
-            fresh = i;
-            info = &fresh;
-        }
-        // The map is the thread group's: a thread id's own directory
-        // would stop working when that thread ends.
-        let group;
-        let maps_dir = if info.tgid == dir.pid() {
-            dir
-        } else {
-            match thread_group_dir(info.tgid, dir.pid()) {
-                Some(d) => {
-                    group = d;
-                    &group
-                }
-                None => return Ok(Rendered::Vanished),
-            }
-        };
-        let Ok(before) = maps_dir.stat() else {
-            return Ok(Rendered::Vanished);
-        };
+    let tried = checked::read_with_retries(dir, info, |maps_dir, info, before, last_try| {
         let mut buf = spool::Spool::new(&mut *out, spool::HOLD_LIMIT);
         let mut cols = columns.clone();
-        let last_try = attempt + 1 == ATTEMPTS;
-        let mut overlaps = 0;
-        let end = match read_table(&mut buf, maps_dir, info, opts, &mut cols, last_try)? {
-            Table::Unreadable => {
-                buf.commit()?;
-                return Ok(Rendered::Unreadable);
-            }
-            Table::Gone => ReadEnd::Exited,
-            Table::Raced => ReadEnd::Changed,
-            Table::Read {
-                file,
-                rows,
-                whole,
-                dropped,
-            } if whole => {
-                overlaps = dropped;
-                judge_read(maps_dir, &file, &before, rows)
-            }
-            // Stopped at the end of the -A range: the rows up to it were
-            // read while the address space lived; check the program only.
-            Table::Read { .. } => match maps_dir.stat() {
-                Ok(a) if !a.is_dead() && a.start_stack != before.start_stack => ReadEnd::Changed,
-                _ => ReadEnd::Complete,
-            },
+        let Some((pass, dropped)) =
+            read_table(&mut buf, maps_dir, info, opts, &mut cols, last_try)?
+        else {
+            buf.commit()?;
+            return Ok::<_, Fatal>(Step::Done(Rendered::Unreadable));
         };
+        let overlaps = match pass {
+            Pass::Read { whole: true, .. } => dropped,
+            _ => 0,
+        };
+        let end = checked::judge(maps_dir, before, pass);
         // Output already went out: no second read can replace it.
         if buf.written_through() && end != ReadEnd::Complete {
-            return Ok(Rendered::Incomplete {
+            return Ok(Step::Done(Rendered::Incomplete {
                 exited: end == ReadEnd::Exited,
-            });
+            }));
         }
-        match end {
+        Ok(match end {
             ReadEnd::Complete => {
                 buf.commit()?;
                 *columns = cols;
-                if overlaps > 0 {
-                    return Ok(Rendered::Overlaps(overlaps));
-                }
-                return Ok(Rendered::Shown);
+                Step::Done(if overlaps > 0 {
+                    Rendered::Overlaps(overlaps)
+                } else {
+                    Rendered::Shown
+                })
             }
-            ReadEnd::Exited => return Ok(Rendered::Vanished),
-            ReadEnd::Changed => {}
-        }
-    }
-    Ok(Rendered::Unsettled)
-}
-
-/// `/proc/TGID`, if thread `tid` still belongs to it (the id may have
-/// been reused since the thread was looked up).
-fn thread_group_dir(tgid: u32, tid: u32) -> Option<PidDir> {
-    let d = PidDir::open(tgid).ok()?;
-    d.open_file(&format!("task/{tid}")).ok()?;
-    Some(d)
-}
-
-/// What reading one process's table gave.
-enum Table {
-    /// The maps/smaps file could not be opened; `out` holds the header.
-    Unreadable,
-    /// The process was reaped during the read (ESRCH).
-    Gone,
-    /// A row started below the end of the row before it: the map changed
-    /// while it was read (the kernel resumes each read at the last
-    /// address shown, and a region there may have grown meanwhile).
-    Raced,
-    /// Rows were read from `file` (a second descriptor of the file read,
-    /// for `judge_read`); `whole` unless the -A range ended the read early;
-    /// `dropped` rows overlapped an earlier one and were left out.
-    Read {
-        file: File,
-        rows: usize,
-        whole: bool,
-        dropped: usize,
-    },
-}
-
-/// Whether a read failed because the process was reaped meanwhile.
-fn gone(e: &io::Error) -> bool {
-    matches!(e.raw_os_error(), Some(libc::ESRCH | libc::ENOENT))
-}
-
-/// Keeps the rows of one read in address order without overlaps.
-struct Order {
-    prev_end: u64,
-    /// Leave overlapping rows out instead of giving up on the read.
-    drop_overlaps: bool,
-    dropped: usize,
+            ReadEnd::Exited => Step::Done(Rendered::Vanished),
+            ReadEnd::Changed => Step::Again,
+        })
+    })?;
+    Ok(match tried {
+        Tried::Done(r) => r,
+        Tried::Vanished => Rendered::Vanished,
+        Tried::Unsettled => Rendered::Unsettled,
+    })
 }
 
 /// One read of a map file, row by row: where it stands and how it ended.
@@ -350,7 +270,7 @@ struct Walk {
     through: std::rc::Rc<std::cell::Cell<bool>>,
     rows: usize,
     /// Set when the read ended early (Gone or Raced).
-    cut: Option<Table>,
+    cut: Option<Pass>,
 }
 
 impl Walk {
@@ -372,7 +292,7 @@ impl Walk {
                 Ok(true) => {}
                 Ok(false) => return Ok(true),
                 Err(e) if gone(&e) => {
-                    self.cut = Some(Table::Gone);
+                    self.cut = Some(Pass::Gone);
                     return Ok(true);
                 }
                 Err(e) => return Err(Fatal::Message(format!("{}: {e}", self.path))),
@@ -382,7 +302,7 @@ impl Walk {
                 Admit::Keep => self.rows += 1,
                 Admit::Skip => continue,
                 Admit::Raced => {
-                    self.cut = Some(Table::Raced);
+                    self.cut = Some(Pass::Raced);
                     return Ok(true);
                 }
             }
@@ -393,28 +313,10 @@ impl Walk {
     }
 }
 
-enum Admit {
-    Keep,
-    Skip,
-    Raced,
-}
-
-impl Order {
-    fn admit(&mut self, r: &Region) -> Admit {
-        if r.start < self.prev_end {
-            if !self.drop_overlaps {
-                return Admit::Raced;
-            }
-            self.dropped += 1;
-            return Admit::Skip;
-        }
-        self.prev_end = r.end;
-        Admit::Keep
-    }
-}
-
 /// Prints the header and table of `info` into `out`, reading `dir`'s
-/// maps or smaps. With `last_try`, rows that overlap an earlier row are
+/// maps or smaps: how the read went and how many overlapping rows were
+/// left out, or `None` if the file could not be opened (`out` then holds
+/// the header). With `last_try`, rows that overlap an earlier row are
 /// left out rather than the read given up.
 fn read_table(
     out: &mut spool::Spool<'_, impl Write>,
@@ -423,7 +325,7 @@ fn read_table(
     opts: &Options,
     columns: &mut SmapsColumns,
     last_try: bool,
-) -> Result<Table, Fatal> {
+) -> Result<Option<(Pass, usize)>, Fatal> {
     print_process_line(out, info)?;
     let file = if opts.format.uses_smaps() {
         "smaps"
@@ -433,19 +335,15 @@ fn read_table(
     let path = format!("/proc/{}/{file}", dir.pid());
     let f = match dir.open_file(file) {
         Ok(f) => f,
-        Err(e) if gone(&e) => return Ok(Table::Gone),
-        Err(_) => return Ok(Table::Unreadable),
+        Err(e) if gone(&e) => return Ok(Some((Pass::Gone, 0))),
+        Err(_) => return Ok(None),
     };
     let probe = f
         .try_clone()
         .map_err(|e| Fatal::Message(format!("{path}: cannot duplicate the descriptor: {e}")))?;
     let mut walk = Walk {
         path,
-        order: Order {
-            prev_end: 0,
-            drop_overlaps: last_try,
-            dropped: 0,
-        },
+        order: Order::new(last_try),
         through: out.through_flag(),
         rows: 0,
         cut: None,
@@ -500,14 +398,16 @@ fn read_table(
         order, rows, cut, ..
     } = walk;
     if let Some(end) = cut {
-        return Ok(end);
+        return Ok(Some((end, order.dropped)));
     }
-    Ok(Table::Read {
-        file: probe,
-        rows,
-        whole,
-        dropped: order.dropped,
-    })
+    Ok(Some((
+        Pass::Read {
+            file: probe,
+            rows,
+            whole,
+        },
+        order.dropped,
+    )))
 }
 
 /// Where messages go, named as procps-ng names itself.

@@ -1,19 +1,31 @@
-//! Readers of the kernel's view of a process. They only read and parse;
-//! printing is `format`'s job.
+//! The only code that reads what the kernel (or a core file, or a JIT)
+//! tells about a process: `/proc`, core files, perf maps. It reads and
+//! parses into `map`'s types; printing is `render`'s job.
 //!
+//! - `pid_dir`: one process's `/proc/PID` held open.
+//! - `checked`: whether a read of a map is the whole map, and the one
+//!   checked and retried map read.
+//! - `gone`: whether an error means the process is gone (ESRCH: its
+//!   address space; ENOENT: the process).
+//! - `stat`: the one parser of `/proc/PID/stat`.
 //! - `maps`: `/proc/PID/maps` lines into `Region`s.
 //! - `smaps`: `/proc/PID/smaps` entries (region, fields, VmFlags).
 //! - `process`: the header facts (thread group id, escaped command line,
 //!   start of stack).
+//! - `threads`: each thread's stack pointer.
+//! - `perf_map`: `/tmp/perf-PID.map`, the symbols JITs write for perf.
 //! - `shm`: the device minor of SysV shared memory.
-//! - `pid_dir`: one process's `/proc/PID` held open; whether a read of
-//!   its map was complete.
 //! - `lines`: chunked line splitting shared by the parsers.
 //! - `prefetch`: reading a file ahead on a second thread.
+pub mod checked;
+pub mod gone;
 pub mod lines;
 pub mod maps;
+pub mod perf_map;
 pub mod pid_dir;
 pub mod prefetch;
 pub mod process;
 pub mod shm;
 pub mod smaps;
+pub mod stat;
+pub mod threads;

@@ -81,38 +81,24 @@ struct Stat {
     start_stack: u64,
 }
 
-/// `/proc/PID/stat`: comm between the first '(' and the last ')', then the
-/// state and, 25 fields later, startstack.
-fn parse_stat(stat: &[u8]) -> Stat {
-    let mut out = Stat {
-        comm: Vec::new(),
-        state: 0,
-        start_stack: 0,
+/// What the header needs of `stat`: the name (as libproc2 keeps it), the
+/// state and startstack (field 28); blanks where the line is malformed.
+fn parse_stat(raw: &[u8]) -> Stat {
+    let Some(stat) = super::stat::Stat::parse(raw) else {
+        return Stat {
+            comm: Vec::new(),
+            state: 0,
+            start_stack: 0,
+        };
     };
-    let Some(open) = memchr::memchr(b'(', stat) else {
-        return out;
-    };
-    let Some(close) = memchr::memrchr(b')', stat) else {
-        return out;
-    };
-    if close < open {
-        return out;
-    }
     // libproc2 copies the name into a 64-byte buffer (63 bytes + NUL).
-    let comm = &stat[open + 1..close];
+    let comm = stat.comm();
     let comm = &comm[..comm.len().min(63)];
-    out.comm = comm.split(|&c| c == 0).next().unwrap_or_default().to_vec();
-    let mut fields = stat[close + 1..]
-        .split(|c| c.is_ascii_whitespace())
-        .filter(|f| !f.is_empty());
-    out.state = fields.next().and_then(|f| f.first().copied()).unwrap_or(0);
-    // After the state: ppid .. endcode are 24 fields, then startstack.
-    out.start_stack = fields
-        .nth(24)
-        .and_then(|f| std::str::from_utf8(f).ok())
-        .and_then(|s| s.parse().ok())
-        .unwrap_or(0);
-    out
+    Stat {
+        comm: comm.split(|&c| c == 0).next().unwrap_or_default().to_vec(),
+        state: stat.state().unwrap_or(0),
+        start_stack: stat.num(28).unwrap_or(0),
+    }
 }
 
 /// The command line as libproc2's `read_unvectored` leaves it: `None` if

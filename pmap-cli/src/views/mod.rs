@@ -22,8 +22,12 @@ use args::ViewArgs;
 
 use crate::core_file;
 use crate::format::{self, Format, Options, SmapsColumns};
+use crate::map::process::ProcessInfo;
 use crate::map::smaps::SmapsEntry;
-use crate::{map::process::ProcessInfo, source::pid_dir::PidDir};
+use crate::source::{
+    checked::{self, Tried},
+    pid_dir::PidDir,
+};
 
 /// What one process looks like to the views: header facts and its regions
 /// (with smaps fields when the view needs them, else empty fields).
@@ -37,7 +41,9 @@ pub struct Snapshot {
     pub has_smaps: bool,
 }
 
-/// Reads a process for the views; `None` if it does not exist.
+/// Reads a process for the views; `None` if it does not exist (or exited
+/// before its map could be read whole). The map is read checked and again
+/// while torn, as the procps tables are (`source::checked`).
 pub fn read_snapshot(pid: u32, smaps: bool) -> io::Result<Option<Snapshot>> {
     let Ok(dir) = PidDir::open(pid) else {
         return Ok(None);
@@ -46,21 +52,19 @@ pub fn read_snapshot(pid: u32, smaps: bool) -> io::Result<Option<Snapshot>> {
         return Ok(None);
     };
     // A thread's directory shows its process's map.
-    let entries = if smaps {
-        crate::source::smaps::read(dir.open_file("smaps")?)?
-    } else {
-        crate::source::maps::read(dir.open_file("maps")?)?
-            .into_iter()
-            .map(|region| SmapsEntry {
-                region,
-                ..SmapsEntry::default()
-            })
-            .collect()
+    let read = match checked::read_entries(&dir, &info, smaps)? {
+        Tried::Done(read) => read,
+        Tried::Vanished => return Ok(None),
+        Tried::Unsettled => {
+            return Err(io::Error::other(
+                "it replaced its program (execve) during every read of its map",
+            ));
+        }
     };
     Ok(Some(Snapshot {
         dir,
-        info,
-        entries,
+        info: read.info,
+        entries: read.entries,
         has_smaps: smaps,
     }))
 }

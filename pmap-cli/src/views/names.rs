@@ -25,64 +25,11 @@ use crate::{
         kind::{self, Name, Role, Roles},
         region::Region,
     },
-    source::pid_dir::PidDir,
+    source::{perf_map, threads},
 };
 
 /// New names by region start address.
 pub type Labels = BTreeMap<u64, Vec<u8>>;
-
-/// The stack pointer of each thread of the process of `proc_dir` that the
-/// kernel tells.
-pub fn thread_stack_pointers(proc_dir: &PidDir) -> Vec<(u32, u64)> {
-    let mut out = Vec::new();
-    let Ok(dir) = proc_dir.read_dir("task") else {
-        return out;
-    };
-    for ent in dir.flatten() {
-        let Some(tid) = ent.file_name().to_str().and_then(|s| s.parse::<u32>().ok()) else {
-            continue;
-        };
-        let sp = std::fs::read_to_string(ent.path().join("syscall"))
-            .ok()
-            .and_then(|s| {
-                let f: Vec<&str> = s.split_whitespace().collect();
-                // "nr args... sp pc" or "-1 sp pc"; "running" has no sp.
-                (f.len() >= 3).then(|| f[f.len() - 2]).and_then(parse_hex)
-            })
-            .or_else(|| {
-                let stat = std::fs::read_to_string(ent.path().join("stat")).ok()?;
-                let rest = stat.rsplit_once(") ")?.1;
-                // kstkesp is field 29; `rest` starts at field 3.
-                rest.split_whitespace().nth(26)?.parse::<u64>().ok()
-            })
-            .filter(|&sp| sp != 0);
-        if let Some(sp) = sp {
-            out.push((tid, sp));
-        }
-    }
-    out.sort_unstable();
-    out
-}
-
-fn parse_hex(s: &str) -> Option<u64> {
-    u64::from_str_radix(s.trim_start_matches("0x"), 16).ok()
-}
-
-/// Symbol start addresses from `/tmp/perf-PID.map` (`START SIZE NAME`, hex).
-fn jit_symbols(pid: u32) -> Vec<u64> {
-    let Ok(text) = std::fs::read(format!("/tmp/perf-{pid}.map")) else {
-        return Vec::new();
-    };
-    let mut v: Vec<u64> = text
-        .split(|&c| c == b'\n')
-        .filter_map(|l| {
-            let s = std::str::from_utf8(l.split(|&c| c == b' ').next()?).ok()?;
-            parse_hex(s)
-        })
-        .collect();
-    v.sort_unstable();
-    v
-}
 
 /// The roles of a process's regions (arenas, thread stacks, JIT code),
 /// from its threads' stack pointers and its JIT symbols.
@@ -90,8 +37,8 @@ pub fn roles(snap: &Snapshot) -> Roles {
     let regions: Vec<&Region> = snap.entries.iter().map(|e| &e.region).collect();
     kind::roles(
         &regions,
-        &thread_stack_pointers(&snap.dir),
-        &jit_symbols(snap.info.tgid),
+        &threads::stack_pointers(&snap.dir),
+        &perf_map::starts(snap.info.tgid),
     )
 }
 
