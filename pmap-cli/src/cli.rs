@@ -25,7 +25,7 @@ pub fn command() -> Command {
         )
         .version(env!("CARGO_PKG_VERSION"))
         // The views beyond procps-ng (views/help.rs).
-        .args(crate::views::help::clap_args())
+        .args(crate::cmd::views::help::clap_args())
         .disable_version_flag(true)
         .disable_help_flag(true)
         .arg(

@@ -8,10 +8,8 @@
 //! - `snapshot`: the procps-compatible command line and its driver.
 //! - `trace`: `pmap trace`: probes, events, the live region model, deltas.
 pub mod cli;
-pub mod core_file;
-pub mod format;
+pub mod cmd;
 pub mod map;
-pub mod snapshot;
+pub mod render;
 pub mod source;
 pub mod trace;
-pub mod views;

@@ -7,8 +7,8 @@ fn main() -> ExitCode {
     }
     // --json, --summary, --sort, --names, -S -r -a -F -L -s and core files;
     // anything else is procps-ng's command line.
-    if let Some(code) = pmap_cli::views::main_if_views(&args) {
+    if let Some(code) = pmap_cli::cmd::views::main_if_views(&args) {
         return code;
     }
-    pmap_cli::snapshot::main(args)
+    pmap_cli::cmd::snapshot::main(args)
 }

@@ -17,7 +17,9 @@
 //! - `shm`: the device minor of SysV shared memory.
 //! - `lines`: chunked line splitting shared by the parsers.
 //! - `prefetch`: reading a file ahead on a second thread.
+//! - `core_file`: ELF core files (headers and notes).
 pub mod checked;
+pub mod core_file;
 pub mod gone;
 pub mod lines;
 pub mod maps;

@@ -37,8 +37,8 @@ use std::{ffi::OsString, io::Write, process::ExitCode};
 use clap::Parser;
 
 use crate::{
-    format::{self, Format, Options, Range, SmapsColumns},
     map::region::Region,
+    render::{self, Format, Options, Range, SmapsColumns},
     source::{pid_dir::PidDir, process},
 };
 
@@ -53,7 +53,7 @@ fn table_options(a: &args::TraceArgs) -> Result<Options, String> {
         _ => return Err("options -d, -x, -X are mutually exclusive".into()),
     };
     let range = match &a.range {
-        Some(r) => crate::snapshot::numbers::parse_range(r.as_bytes(), Range::default())
+        Some(r) => crate::cmd::common::numbers::parse_range(r.as_bytes(), Range::default())
             .map_err(|_| format!("'{r}' is not an address range (-A low[,high], in hex)"))?,
         None => Range::default(),
     };
@@ -81,7 +81,7 @@ fn table_renderer(
             return Ok(());
         };
         if opts.format.uses_smaps() {
-            return match crate::snapshot::render_process_in(
+            return match crate::cmd::common::table::render_process_in(
                 &mut out,
                 dir,
                 &info,
@@ -89,11 +89,11 @@ fn table_renderer(
                 &mut columns,
             ) {
                 Ok(_) => Ok(()),
-                Err(crate::snapshot::Fatal::Io(e)) => Err(e),
-                Err(crate::snapshot::Fatal::Message(m)) => Err(std::io::Error::other(m)),
+                Err(crate::cmd::common::table::Fatal::Io(e)) => Err(e),
+                Err(crate::cmd::common::table::Fatal::Message(m)) => Err(std::io::Error::other(m)),
             };
         }
-        format::print_maps_table(&mut out, &opts, &info, regions)
+        render::print_maps_table(&mut out, &opts, &info, regions)
     }
 }
 

@@ -15,8 +15,8 @@ use super::{
     syscalls::{Call, CallText},
 };
 use crate::{
-    format::num,
     map::{model::Change, region::Region},
+    render::num,
     source::pid_dir::PidDir,
 };
 

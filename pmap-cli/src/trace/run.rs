@@ -33,8 +33,8 @@ use super::{
     syscalls::Affected,
 };
 use crate::{
-    format::Range,
     map::region::Region,
+    render::Range,
     source::{pid_dir::PidDir, process},
 };
 

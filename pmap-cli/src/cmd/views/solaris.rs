@@ -222,13 +222,13 @@ fn mode(e: &SmapsEntry) -> String {
 fn mapping(e: &SmapsEntry, snap: &Snapshot, v: &ViewArgs) -> String {
     let mut buf = Vec::new();
     let mut scratch = Vec::new();
-    let opts = crate::format::Options {
+    let opts = crate::render::Options {
         show_path: v.show_path,
         kernel_name: v.kernel_name || v.names,
         shm_minor: crate::source::shm::shm_minor(),
         ..Default::default()
     };
-    crate::format::names::push_mapping_name(
+    crate::render::names::push_mapping_name(
         &mut buf,
         &e.region,
         &opts,
@@ -240,7 +240,7 @@ fn mapping(e: &SmapsEntry, snap: &Snapshot, v: &ViewArgs) -> String {
 
 impl Table {
     pub fn build(snap: &Snapshot, v: &ViewArgs) -> io::Result<Table> {
-        let extended = v.format == crate::format::Format::Extended;
+        let extended = v.format == crate::render::Format::Extended;
         let mut columns: Vec<String> = vec!["Kbytes".into()];
         if extended {
             columns.extend(["RSS", "Anon", "Dirty"].map(String::from));
@@ -414,7 +414,7 @@ impl Table {
             })
             .collect();
         if !v.quiet {
-            crate::format::print_process_line(&mut buf, &snap.info)?;
+            crate::render::print_process_line(&mut buf, &snap.info)?;
             write!(buf, "Address         ")?;
             for (c, w) in self.columns.iter().zip(&widths) {
                 write!(buf, " {c:>w$}")?;

@@ -14,7 +14,7 @@
 
 use std::io::{self, Write};
 
-use super::{Core, CoreRegion};
+use crate::source::core_file::{Core, CoreRegion};
 
 #[derive(Clone, Copy, Debug, PartialEq, Eq, Default)]
 pub enum CoreFormat {

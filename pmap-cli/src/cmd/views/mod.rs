@@ -8,9 +8,11 @@
 //! procps formats print still come from `format`.
 
 pub mod args;
+pub mod core_file;
 pub mod help;
 pub mod names;
 pub mod solaris;
+pub mod solaris_json;
 pub mod sort;
 pub mod summary;
 
@@ -20,10 +22,9 @@ use std::process::ExitCode;
 
 use args::ViewArgs;
 
-use crate::core_file;
-use crate::format::{self, Format, Options, SmapsColumns};
 use crate::map::process::ProcessInfo;
 use crate::map::smaps::SmapsEntry;
+use crate::render::{self, Format, Options, SmapsColumns};
 use crate::source::{
     checked::{self, Tried},
     pid_dir::PidDir,
@@ -107,7 +108,7 @@ pub fn main_if_views(args: &[OsString]) -> Option<ExitCode> {
                 }
             },
         };
-        let Some(rc) = crate::snapshot::rc::read(&path, &mut |w| eprintln!("pmap: {w}")) else {
+        let Some(rc) = crate::cmd::common::rc::read(&path, &mut |w| eprintln!("pmap: {w}")) else {
             eprintln!(
                 "pmap: cannot read rc file {} (create one with -n or -N FILE)",
                 path.display()
@@ -189,7 +190,7 @@ fn print_core(
     out: &mut dyn Write,
     err: &mut dyn Write,
 ) -> io::Result<bool> {
-    use core_file::print::{CoreFormat, CoreOptions};
+    use crate::render::core_file::{CoreFormat, CoreOptions};
     let path = std::path::Path::new(op);
     let format = match v.format {
         Format::Default => CoreFormat::Default,
@@ -220,7 +221,7 @@ fn print_core(
         show_path: v.show_path,
         names: v.names,
     };
-    core_file::cli::print_cores(&[path], &opts, v.json, out, err)
+    core_file::print_cores(&[path], &opts, v.json, out, err)
 }
 
 /// Prints one process; `Ok(false)` if it does not exist.
@@ -252,7 +253,7 @@ fn print_process(
     if v.summary {
         let rows = summary::summarize(&snap, &roles);
         if v.json {
-            format::json::write_summary(out, &snap, &rows, v.sort)?;
+            summary::write_json(out, &snap, &rows, v.sort)?;
         } else {
             summary::print(out, &snap, rows, v.sort, v.quiet)?;
         }
@@ -270,30 +271,30 @@ fn print_process(
         show_path: v.show_path,
         // `--names` labels print as the kernel's bracketed names do.
         kernel_name: v.kernel_name || v.names,
-        range: format::Range::default(),
+        range: render::Range::default(),
         shm_minor: crate::source::shm::shm_minor(),
     };
     if v.solaris_table() {
         let table = solaris::Table::build(&snap, v)?;
         if v.json {
-            format::json::write_solaris(out, &snap, &table)?;
+            solaris_json::write(out, &snap, &table)?;
         } else {
             table.print(out, &snap, v)?;
         }
         return Ok(true);
     }
     if v.json {
-        format::json::write_process(out, &snap, &opts)?;
+        render::json::write_process(out, &snap.info, &snap.entries, &opts)?;
         return Ok(true);
     }
     // The procps tables themselves, over the sorted / relabelled regions.
     let mut buf = Vec::new();
     if v.format.uses_smaps() {
-        format::print_smaps_table(&mut buf, &opts, &snap.info, &snap.entries, columns)
+        render::print_smaps_table(&mut buf, &opts, &snap.info, &snap.entries, columns)
             .map_err(|e| io::Error::other(e.to_string()))?;
     } else {
         let regions: Vec<_> = snap.entries.into_iter().map(|e| e.region).collect();
-        format::print_maps_table(&mut buf, &opts, &snap.info, &regions)?;
+        render::print_maps_table(&mut buf, &opts, &snap.info, &regions)?;
     }
     out.write_all(&buf)?;
     Ok(true)

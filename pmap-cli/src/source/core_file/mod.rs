@@ -6,12 +6,10 @@
 //! process (`NT_PRPSINFO`), its threads (`NT_PRSTATUS`) and its auxiliary
 //! vector (`NT_AUXV`). It does not record whether a mapping was shared, its
 //! device and inode, or anything resident/dirty/swapped: those columns are
-//! what [`print`] documents as unavailable.
+//! what `render::core_file` documents as unavailable.
 
-pub mod cli;
 mod elf;
 pub mod notes;
-pub mod print;
 
 use std::fmt;
 use std::path::{Path, PathBuf};

@@ -13,9 +13,12 @@
 use std::collections::HashMap;
 use std::io::{self, Write};
 
+use serde::Serialize;
+
 use super::Snapshot;
 use super::args::SortKey;
 use crate::map::kind::{self, Roles};
+use crate::render::json::text;
 
 #[derive(Clone, Debug, Default, PartialEq, Eq)]
 pub struct Row {
@@ -128,7 +131,7 @@ pub fn print(
         .max(16);
     let mut buf = Vec::new();
     if !quiet {
-        crate::format::print_process_line(&mut buf, &snap.info)?;
+        crate::render::print_process_line(&mut buf, &snap.info)?;
         writeln!(
             buf,
             "{:<w$} {:>6} {:>10} {:>10} {:>10} {:>10} {:>11} {:>10}",
@@ -149,6 +152,65 @@ pub fn print(
         line(&mut buf, &t)?;
     }
     out.write_all(&buf)
+}
+
+#[derive(Serialize)]
+struct CategoryDoc<'a> {
+    category: &'a str,
+    count: u64,
+    size_kb: u64,
+    rss_kb: u64,
+    pss_kb: u64,
+    private_dirty_kb: u64,
+    shared_dirty_kb: u64,
+    swap_kb: u64,
+}
+
+impl<'a> From<&'a Row> for CategoryDoc<'a> {
+    fn from(r: &'a Row) -> Self {
+        CategoryDoc {
+            category: &r.category,
+            count: r.count,
+            size_kb: r.size,
+            rss_kb: r.rss,
+            pss_kb: r.pss,
+            private_dirty_kb: r.private_dirty,
+            shared_dirty_kb: r.shared_dirty,
+            swap_kb: r.swap,
+        }
+    }
+}
+
+#[derive(Serialize)]
+struct SummaryDoc<'a> {
+    source: &'static str,
+    view: &'static str,
+    pid: u32,
+    command: String,
+    categories: Vec<CategoryDoc<'a>>,
+    total: CategoryDoc<'a>,
+}
+
+/// `--summary --json`.
+pub fn write_json(
+    out: &mut dyn Write,
+    snap: &Snapshot,
+    rows: &[Row],
+    key: Option<SortKey>,
+) -> io::Result<()> {
+    let mut rows = rows.to_vec();
+    sort_rows(&mut rows, key);
+    let t = total(&rows);
+    let doc = SummaryDoc {
+        source: "process",
+        view: "summary",
+        pid: snap.info.tgid,
+        command: text(&snap.info.cmdline),
+        categories: rows.iter().map(CategoryDoc::from).collect(),
+        total: CategoryDoc::from(&t),
+    };
+    serde_json::to_writer(&mut *out, &doc).map_err(io::Error::other)?;
+    out.write_all(b"\n")
 }
 
 #[cfg(test)]

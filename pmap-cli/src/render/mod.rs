@@ -1,5 +1,11 @@
-//! Printers: procps-ng pmap's tables, byte for byte, from data already read.
-//! Nothing here reads `/proc`.
+//! Printers: bytes from data already read (`map`'s types). Nothing here
+//! reads a file, and nothing here imports a command or a reader (the one
+//! exception, the core file's types, is named in `tests/layout.rs`).
+//!
+//! - procps-ng pmap's tables, byte for byte (here, `maps_table`,
+//!   `smaps_table`, `names` for the Mapping column, `num`);
+//! - `json`: the `--json` document of those tables;
+//! - `core_file`, `core_json`: a core file's tables and JSON.
 //!
 //! Entry points:
 //! - [`print_process_line`]: the `PID:   cmdline` line that heads every table.
@@ -9,6 +15,8 @@
 //! - [`print_smaps_table`]: a whole table for the smaps formats (`-x`, `-X`,
 //!   `-XX`, rc file) from `&[SmapsEntry]`; [`ExtendedTable`] and
 //!   [`SmapsTable`] are the streaming forms.
+pub mod core_file;
+pub mod core_json;
 pub mod json;
 pub mod maps_table;
 pub mod names;

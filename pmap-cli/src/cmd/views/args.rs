@@ -5,7 +5,7 @@
 
 use std::ffi::{OsStr, OsString};
 
-use crate::format::{Format, Range};
+use crate::render::{Format, Range};
 
 /// What `--sort` orders by.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
@@ -106,7 +106,7 @@ pub fn wants_views(args: &[OsString]) -> bool {
         let b = a.as_encoded_bytes();
         if b == b"--" {
             // Only operands follow; a core file among them still counts.
-            return it.any(|a| super::super::core_file::cli::is_core_arg(a));
+            return it.any(|a| super::core_file::is_core_arg(a));
         }
         if let Some(long) = a.to_str().filter(|s| s.starts_with("--")) {
             let name = long.split('=').next().unwrap_or(long);
@@ -133,7 +133,7 @@ pub fn wants_views(args: &[OsString]) -> bool {
                     _ => {}
                 }
             }
-        } else if super::super::core_file::cli::is_core_arg(a) {
+        } else if super::core_file::is_core_arg(a) {
             return true;
         }
     }
@@ -288,7 +288,7 @@ pub fn parse(args: &[OsString]) -> Result<ViewArgs, String> {
 
 /// Operands that name core files (see `core_file::cli::is_core_arg`).
 pub fn is_core(arg: &OsStr) -> bool {
-    crate::core_file::cli::is_core_arg(arg)
+    super::core_file::is_core_arg(arg)
 }
 
 #[cfg(test)]

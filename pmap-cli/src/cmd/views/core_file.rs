@@ -5,7 +5,8 @@
 use std::io::Write;
 use std::path::Path;
 
-use super::print::CoreOptions;
+use crate::render::core_file::CoreOptions;
+use crate::source::core_file::{self, Core};
 
 /// Whether `arg` should be read as a core file rather than a PID: it is not a
 /// number and names an existing regular file (procps-ng would reject such an
@@ -29,15 +30,15 @@ pub fn print_cores(
 ) -> std::io::Result<bool> {
     let mut ok = true;
     for path in paths {
-        match super::read(path) {
+        match core_file::read(path) {
             Ok(mut core) => {
                 if opts.names {
                     label(&mut core);
                 }
                 if json {
-                    crate::format::json::write_core(out, &core, opts)?;
+                    crate::render::core_json::write_core(out, &core, opts)?;
                 } else {
-                    super::print::write(out, &core, opts)?;
+                    crate::render::core_file::write(out, &core, opts)?;
                 }
             }
             Err(e) => {
@@ -51,13 +52,13 @@ pub fn print_cores(
 }
 
 /// `--names` for a core: the threads' stack pointers come from `NT_PRSTATUS`.
-fn label(core: &mut super::Core) {
+fn label(core: &mut Core) {
     let threads: Vec<(u32, u64)> = core
         .threads
         .iter()
         .filter_map(|t| Some((t.tid, t.sp?)))
         .collect();
-    let labels = crate::views::names::label_regions(
+    let labels = super::names::label_regions(
         core.regions.iter().map(|r| &r.region).collect(),
         &threads,
         &[],

@@ -438,8 +438,8 @@ impl<'a> SmapsTable<'a> {
 mod tests {
     use super::*;
     use crate::{
-        format::{ExtendedTable, MapsTable, Range},
         map::{process::ProcessInfo, region::Region},
+        render::{ExtendedTable, MapsTable, Range},
         source::{
             maps::MapsReader,
             smaps::{SliceLines, SmapsReader},

@@ -2,7 +2,7 @@
 //! 0 for PIDs: `0x1f`, `017`, `31`; base 16 for `-A`), which skips leading
 //! blanks, takes a sign, saturates on overflow, and reports where it stopped.
 
-use crate::format::Range;
+use crate::render::Range;
 
 /// A PID argument procps-ng refuses (it then prints its usage text).
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]

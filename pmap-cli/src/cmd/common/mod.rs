@@ -1,0 +1,15 @@
+//! What the command lines share: one vocabulary for what the options mean
+//! (the table format, `-A` ranges, PIDs, rc files, exit statuses) and the
+//! procps table driver. Not a command: every command may use it, and it
+//! uses no command.
+//!
+//! - `numbers`: PID and `-A` arguments, read as procps-ng reads them.
+//! - `rc`: the `~/.pmaprc` file (`-c`, `-C`, `-n`, `-N`).
+//! - `exit`: the exit statuses.
+//! - `table`: one process's procps table, read checked and printed.
+//! - `spool`: output held back until a read is judged whole.
+pub mod exit;
+pub mod numbers;
+pub mod rc;
+pub(crate) mod spool;
+pub mod table;
