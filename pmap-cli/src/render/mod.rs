@@ -1,6 +1,6 @@
 //! Printers: bytes from data already read (`map`'s types). Nothing here
 //! reads a file, and nothing here imports a command or a reader (the one
-//! exception, the core file's types, is named in `tests/layout.rs`).
+//! exception, the core file's types, is named in `pmap-cli/tests/layout.rs`).
 //!
 //! - procps-ng pmap's tables, byte for byte (here, `maps_table`,
 //!   `smaps_table`, `names` for the Mapping column, `num`);
