@@ -4,9 +4,11 @@
 //! procps-ng does, with the same warnings.
 
 use std::{
+    ffi::OsString,
     fs::File,
     io::{self, BufRead, BufReader, Write},
-    path::Path,
+    os::unix::ffi::OsStringExt,
+    path::{Path, PathBuf},
 };
 
 /// What an rc file asks for.
@@ -31,6 +33,15 @@ enum Section {
 }
 
 /// Reads `path`; `None` if it cannot be opened. Warnings (without the
+/// `$HOME/.NAMErc`, NAME being the program's name (procps-ng names the rc
+/// file after itself: `~/.pmaprc`); `None` if HOME is not set.
+pub fn default_path(prog: &str) -> Option<PathBuf> {
+    let home = std::env::var_os("HOME")?;
+    let mut p = home.into_vec();
+    p.extend_from_slice(format!("/.{prog}rc").as_bytes());
+    Some(PathBuf::from(OsString::from_vec(p)))
+}
+
 /// `pmap: ` prefix) go to `warn`.
 pub fn read(path: &Path, warn: &mut dyn FnMut(String)) -> Option<Rc> {
     let f = File::open(path).ok()?;

@@ -9,14 +9,14 @@ pub mod getopt;
 use std::{
     ffi::OsString,
     io::{self, BufWriter, Write},
-    os::unix::ffi::{OsStrExt, OsStringExt},
+    os::unix::ffi::OsStringExt,
     path::PathBuf,
     process::ExitCode,
 };
 
 use crate::{
     cmd::common::{
-        numbers, rc,
+        exit, numbers, rc,
         table::{Fatal, Rendered, render_process_in},
     },
     map::process::ProcessInfo,
@@ -194,7 +194,7 @@ fn write_failed(ctx: &mut Ctx, e: io::Error) -> u8 {
 
 fn usage_error(ctx: &mut Ctx) -> Flow {
     let _ = ctx.err.write_all(usage_text(&ctx.prog).as_bytes());
-    Flow::Exit(1)
+    Flow::Exit(exit::FAILURE)
 }
 
 fn options(args: &[Vec<u8>], ctx: &mut Ctx, out: &mut impl Write) -> io::Result<Flow> {
@@ -229,7 +229,7 @@ fn options(args: &[Vec<u8>], ctx: &mut Ctx, out: &mut impl Write) -> io::Result<
                     Err(numbers::BadRange) => {
                         let shown = String::from_utf8_lossy(&arg).into_owned();
                         ctx.warn(&format!("failed to parse argument: '{shown}'"));
-                        return Ok(Flow::Exit(1));
+                        return Ok(Flow::Exit(exit::FAILURE));
                     }
                 }
             }
@@ -260,15 +260,15 @@ fn options(args: &[Vec<u8>], ctx: &mut Ctx, out: &mut impl Write) -> io::Result<
     let exclusive = [c, big_c, d, n, big_n, x, big_x > 0];
     if exclusive.iter().filter(|&&b| b).count() > 1 {
         ctx.warn("options -c, -C, -d, -n, -N, -x, -X are mutually exclusive");
-        return Ok(Flow::Exit(1));
+        return Ok(Flow::Exit(exit::FAILURE));
     }
     if (n || big_n) && (q || opts.show_path) {
         ctx.warn("options -p, -q are mutually exclusive with -n, -N");
-        return Ok(Flow::Exit(1));
+        return Ok(Flow::Exit(exit::FAILURE));
     }
     if (n || big_n) && !operands.is_empty() {
         ctx.warn("too many arguments");
-        return Ok(Flow::Exit(1));
+        return Ok(Flow::Exit(exit::FAILURE));
     }
     if big_n {
         let path = PathBuf::from(OsString::from_vec(rc_file.unwrap_or_default()));
@@ -276,13 +276,13 @@ fn options(args: &[Vec<u8>], ctx: &mut Ctx, out: &mut impl Write) -> io::Result<
     }
     if n {
         let Some(path) = default_rc(ctx) else {
-            return Ok(Flow::Exit(1));
+            return Ok(Flow::Exit(exit::FAILURE));
         };
         return Ok(create_rc(ctx, &path, Some(())));
     }
     if operands.is_empty() {
         ctx.warn("argument missing");
-        return Ok(Flow::Exit(1));
+        return Ok(Flow::Exit(exit::FAILURE));
     }
     if c || big_c {
         let path = if big_c {
@@ -290,7 +290,7 @@ fn options(args: &[Vec<u8>], ctx: &mut Ctx, out: &mut impl Write) -> io::Result<
         } else {
             match default_rc(ctx) {
                 Some(p) => p,
-                None => return Ok(Flow::Exit(1)),
+                None => return Ok(Flow::Exit(exit::FAILURE)),
             }
         };
         let mut warnings = Vec::new();
@@ -305,7 +305,7 @@ fn options(args: &[Vec<u8>], ctx: &mut Ctx, out: &mut impl Write) -> io::Result<
                 let prog = ctx.prog.clone();
                 ctx.warn(&format!("couldn't read ~/.{prog}rc"));
             }
-            return Ok(Flow::Exit(1));
+            return Ok(Flow::Exit(exit::FAILURE));
         };
         if rc.show_path_toggles % 2 == 1 {
             opts.show_path = !opts.show_path;
@@ -327,13 +327,11 @@ fn options(args: &[Vec<u8>], ctx: &mut Ctx, out: &mut impl Write) -> io::Result<
 
 /// `$HOME/.pmaprc` (named after the program, as procps-ng does).
 fn default_rc(ctx: &mut Ctx) -> Option<PathBuf> {
-    let Some(home) = std::env::var_os("HOME") else {
+    let path = rc::default_path(&ctx.prog);
+    if path.is_none() {
         ctx.warn("HOME variable undefined");
-        return None;
-    };
-    let mut p = home.as_bytes().to_vec();
-    p.extend_from_slice(format!("/.{}rc", ctx.prog).as_bytes());
-    Some(PathBuf::from(OsString::from_vec(p)))
+    }
+    path
 }
 
 /// `-N FILE` (`default` is None) or `-n`.
@@ -356,11 +354,11 @@ fn create_rc(ctx: &mut Ctx, path: &std::path::Path, default: Option<()>) -> Flow
         }
         (false, None) => {
             ctx.warn("couldn't create the rc file");
-            Flow::Exit(1)
+            Flow::Exit(exit::FAILURE)
         }
         (false, Some(())) => {
             ctx.warn(&format!("couldn't create ~/.{prog}rc"));
-            Flow::Exit(1)
+            Flow::Exit(exit::FAILURE)
         }
     }
 }
@@ -411,14 +409,14 @@ fn run_pids(
                  read before them; stop the process (kill -STOP) for a consistent table",
                 info.pid
             )),
-            Rendered::Unreadable => status |= 1,
+            Rendered::Unreadable => status |= exit::FAILURE,
             Rendered::Missing | Rendered::Vanished => {
                 ctx.warn(&format!(
                     "process {} exited while its memory map was being read; \
                      nothing is shown for it, since the map read may be incomplete",
                     info.pid
                 ));
-                status |= 42;
+                status |= exit::MISSING;
             }
             Rendered::Incomplete { exited } => {
                 ctx.warn(&format!(
@@ -431,7 +429,7 @@ fn run_pids(
                         "replaced its program (execve)"
                     }
                 ));
-                status |= if exited { 42 } else { 1 };
+                status |= if exited { exit::MISSING } else { exit::FAILURE };
             }
             Rendered::Unsettled => {
                 ctx.warn(&format!(
@@ -439,12 +437,12 @@ fn run_pids(
                      its memory map was read; nothing is shown for it, try again",
                     info.pid
                 ));
-                status |= 1;
+                status |= exit::FAILURE;
             }
         }
     }
     if found.len() < pids.len() {
-        status |= 42;
+        status |= exit::MISSING;
     }
     Ok(status)
 }

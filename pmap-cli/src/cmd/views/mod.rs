@@ -22,6 +22,7 @@ use std::process::ExitCode;
 
 use args::ViewArgs;
 
+use crate::cmd::common::{exit, numbers, rc};
 use crate::map::process::ProcessInfo;
 use crate::map::smaps::SmapsEntry;
 use crate::render::{self, Format, Options, SmapsColumns};
@@ -70,9 +71,6 @@ pub fn read_snapshot(pid: u32, smaps: bool) -> io::Result<Option<Snapshot>> {
     }))
 }
 
-/// Exit status bits, as procps-ng: 42 is ORed in for a PID that does not exist.
-const MISSING: u8 = 42;
-
 /// Runs the views when `args` (with the program name) ask for them.
 pub fn main_if_views(args: &[OsString]) -> Option<ExitCode> {
     let rest = args.get(1..).unwrap_or(&[]);
@@ -98,8 +96,8 @@ pub fn main_if_views(args: &[OsString]) -> Option<ExitCode> {
     if let Some(rc) = v.rc.take() {
         let path = match rc {
             Some(p) => p,
-            None => match std::env::var_os("HOME") {
-                Some(h) => std::path::PathBuf::from(h).join(".pmaprc"),
+            None => match rc::default_path("pmap") {
+                Some(p) => p,
                 None => {
                     eprintln!(
                         "pmap: HOME is not set, so there is no default rc file (use -C FILE)"
@@ -108,7 +106,7 @@ pub fn main_if_views(args: &[OsString]) -> Option<ExitCode> {
                 }
             },
         };
-        let Some(rc) = crate::cmd::common::rc::read(&path, &mut |w| eprintln!("pmap: {w}")) else {
+        let Some(rc) = rc::read(&path, &mut |w| eprintln!("pmap: {w}")) else {
             eprintln!(
                 "pmap: cannot read rc file {} (create one with -n or -N FILE)",
                 path.display()
@@ -132,19 +130,6 @@ pub fn main_if_views(args: &[OsString]) -> Option<ExitCode> {
     Some(ExitCode::from(status))
 }
 
-/// `strtoul(s, 0)` on a PID operand, also as `/proc/N`.
-fn parse_pid(arg: &str) -> Option<u32> {
-    let s = arg.strip_prefix("/proc/").unwrap_or(arg);
-    let v = if let Some(h) = s.strip_prefix("0x").or_else(|| s.strip_prefix("0X")) {
-        u64::from_str_radix(h, 16).ok()?
-    } else if s.len() > 1 && s.starts_with('0') {
-        u64::from_str_radix(&s[1..], 8).ok()?
-    } else {
-        s.parse().ok()?
-    };
-    u32::try_from(v).ok().filter(|&p| p > 0)
-}
-
 /// Prints every operand; returns the exit status.
 pub fn run(v: &ViewArgs, out: &mut dyn Write, err: &mut dyn Write) -> io::Result<u8> {
     let mut status = 0u8;
@@ -152,18 +137,18 @@ pub fn run(v: &ViewArgs, out: &mut dyn Write, err: &mut dyn Write) -> io::Result
     for op in &v.operands {
         if args::is_core(op) {
             if !print_core(v, op, out, err)? {
-                status |= 1;
+                status |= exit::FAILURE;
             }
             continue;
         }
-        let Some(pid) = op.to_str().and_then(parse_pid) else {
+        let Ok(Some(pid)) = numbers::parse_pid(op.as_encoded_bytes()) else {
             out.flush()?;
             writeln!(
                 err,
                 "pmap: {}: not a process ID nor a core file",
                 op.to_string_lossy()
             )?;
-            status |= 1;
+            status |= exit::FAILURE;
             continue;
         };
         match print_process(v, pid, &mut columns, out) {
@@ -171,13 +156,13 @@ pub fn run(v: &ViewArgs, out: &mut dyn Write, err: &mut dyn Write) -> io::Result
             Ok(false) => {
                 out.flush()?;
                 writeln!(err, "pmap: process {pid} does not exist")?;
-                status |= MISSING;
+                status |= exit::MISSING;
             }
             Err(e) if e.kind() == io::ErrorKind::BrokenPipe => return Err(e),
             Err(e) => {
                 out.flush()?;
                 writeln!(err, "pmap: process {pid}: {e}")?;
-                status |= 1;
+                status |= exit::FAILURE;
             }
         }
     }
