@@ -1,15 +1,21 @@
 //! pmap: a process's memory map (procps-ng compatible snapshots) and a live,
-//! eBPF-fed view of how it changes (`pmap trace`).
+//! eBPF-fed view of how it changes (`pmap trace`). The layout and its rules:
+//! docs/architecture.md.
 //!
+//! - `map`: pure data: regions, the region model, range sets, and the one
+//!   classifier of what a region is.
 //! - `source`: the only readers of `/proc`, core files and perf maps.
-//! - `map`: pure data: the region type, the region model, range sets, and
-//!   the classifier of what a region is.
-//! - `format`: printers; they only format what they are given.
-//! - `snapshot`: the procps-compatible command line and its driver.
-//! - `trace`: `pmap trace`: probes, events, the live region model, deltas.
+//! - `render`: bytes from data: the procps tables, JSON, core files.
+//! - `cmd`: one module per command line, and what they share.
+//! - `trace`: `pmap trace` (a command; to move under `cmd/`).
+//! - `cli`: the whole command line described for clap (man pages,
+//!   completions).
+//!
+//! Only what the binary, the fuzz targets and the examples use is public,
+//! so that the compiler reports what nothing uses.
 pub mod cli;
 pub mod cmd;
 pub mod map;
-pub mod render;
+pub(crate) mod render;
 pub mod source;
 pub mod trace;

@@ -1,5 +1,5 @@
 //! One module per command line; none imports another (`common` holds what
-//! they share). `main.rs` picks the command.
+//! they share). [`main`] picks the command.
 //!
 //! - `snapshot`: `pmap [options] PID...`, procps-ng's command line.
 //! - `views`: the options beyond procps-ng (`--json`, `--summary`,
@@ -8,5 +8,20 @@
 //!
 //! `pmap trace` is `crate::trace` (to move here as `cmd/trace`).
 pub mod common;
-pub mod snapshot;
-pub mod views;
+pub(crate) mod snapshot;
+pub(crate) mod views;
+
+use std::{ffi::OsString, process::ExitCode};
+
+/// Runs the command line `args` (with the program name) names.
+pub fn main(args: Vec<OsString>) -> ExitCode {
+    if args.get(1).is_some_and(|a| a == "trace") {
+        return crate::trace::main(args);
+    }
+    // --json, --summary, --sort, --names, -S -r -a -F -L -s and core files;
+    // anything else is procps-ng's command line.
+    if let Some(code) = views::main_if_views(&args) {
+        return code;
+    }
+    snapshot::main(args)
+}

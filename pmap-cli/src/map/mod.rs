@@ -8,9 +8,9 @@
 //! - `process`: the header facts of a process.
 //! - `model`: the live region model of one traced process.
 //! - `ranges`: a merged set of address ranges.
-pub mod kind;
+pub(crate) mod kind;
 pub mod model;
 pub mod process;
-pub mod ranges;
+pub(crate) mod ranges;
 pub mod region;
 pub mod smaps;

@@ -17,6 +17,7 @@ pub struct SmapsField {
 }
 
 impl SmapsField {
+    #[cfg(test)]
     pub fn new(name: &str, value: u64) -> Self {
         SmapsField {
             name: Arc::from(name),

@@ -56,11 +56,6 @@ impl Format {
     pub fn uses_smaps(&self) -> bool {
         !matches!(self, Format::Default | Format::Device)
     }
-
-    /// Whether this is one of the self-sizing smaps tables (`-X`, `-XX`, rc).
-    pub fn is_smaps_table(&self) -> bool {
-        matches!(self, Format::MoreExtended | Format::All | Format::Rc(_))
-    }
 }
 
 /// `-A low[,high]`: regions overlapping `low..=high` are shown.

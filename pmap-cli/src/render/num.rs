@@ -1,15 +1,6 @@
 //! printf-style padding of numbers and strings into a byte buffer, without
 //! `fmt` machinery (these run once per region, tens of thousands of times).
 
-/// Digits of `v` in hex.
-pub fn hex_len(v: u64) -> usize {
-    if v == 0 {
-        1
-    } else {
-        (64 - v.leading_zeros() as usize).div_ceil(4)
-    }
-}
-
 /// Digits of `v` in decimal.
 pub fn dec_len(mut v: u64) -> usize {
     let mut n = 1;
@@ -105,7 +96,6 @@ mod tests {
     #[test]
     fn numbers() {
         for v in [0u64, 1, 9, 10, 15, 16, 255, 4096, u64::MAX, 1 << 63] {
-            assert_eq!(hex_len(v), format!("{v:x}").len());
             assert_eq!(dec_len(v), v.to_string().len());
             assert_eq!(run(|b| hex_zero(b, v, 16)), format!("{v:016x}"));
             assert_eq!(run(|b| dec_right(b, v, 7)), format!("{v:7}"));

@@ -169,12 +169,11 @@ impl Order {
 }
 
 /// A process's whole map as entries (with smaps fields if `smaps`, else
-/// empty fields), read and checked: the header facts of the read that
-/// stood, its entries, and how many overlapping rows the last try left out.
+/// empty fields), read and checked, with the header facts of the read that
+/// stood. (On the last try, rows that overlap an earlier row are left out.)
 pub struct Entries {
     pub info: ProcessInfo,
     pub entries: Vec<SmapsEntry>,
-    pub dropped: usize,
 }
 
 /// Reads the map of the process of `dir` into entries, again while it
@@ -222,7 +221,6 @@ pub fn read_entries(dir: &PidDir, info: &ProcessInfo, smaps: bool) -> io::Result
             ReadEnd::Complete => Step::Done(Some(Entries {
                 info: info.clone(),
                 entries,
-                dropped: order.dropped,
             })),
             ReadEnd::Exited => Step::Done(None),
             ReadEnd::Changed => Step::Again,

@@ -191,17 +191,6 @@ impl<R: io::Read> MapsReader<R> {
     }
 }
 
-/// All regions in `file`, an open `/proc/PID/maps`.
-pub fn read(file: File) -> io::Result<Vec<Region>> {
-    let mut reader = MapsReader::new(file);
-    let mut out = Vec::new();
-    let mut r = Region::default();
-    while reader.next_into(&mut r)? {
-        out.push(r.clone());
-    }
-    Ok(out)
-}
-
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -332,8 +321,12 @@ mod tests {
 
     #[test]
     fn reads_own_maps() {
-        let regions =
-            read(File::open("/proc/self/maps").expect("open own maps")).expect("read own maps");
+        let mut reader = MapsReader::new(File::open("/proc/self/maps").expect("open own maps"));
+        let mut regions = Vec::new();
+        let mut r = Region::default();
+        while reader.next_into(&mut r).expect("read own maps") {
+            regions.push(r.clone());
+        }
         assert!(regions.iter().any(|r| r.name == b"[stack]"));
         assert!(regions.windows(2).all(|w| w[0].end <= w[1].start));
     }

@@ -18,16 +18,16 @@
 //! - `lines`: chunked line splitting shared by the parsers.
 //! - `prefetch`: reading a file ahead on a second thread.
 //! - `core_file`: ELF core files (headers and notes).
-pub mod checked;
+pub(crate) mod checked;
 pub mod core_file;
-pub mod gone;
-pub mod lines;
+pub(crate) mod gone;
+pub(crate) mod lines;
 pub mod maps;
-pub mod perf_map;
-pub mod pid_dir;
-pub mod prefetch;
-pub mod process;
-pub mod shm;
+pub(crate) mod perf_map;
+pub(crate) mod pid_dir;
+pub(crate) mod prefetch;
+pub(crate) mod process;
+pub(crate) mod shm;
 pub mod smaps;
-pub mod stat;
-pub mod threads;
+pub(crate) mod stat;
+pub(crate) mod threads;

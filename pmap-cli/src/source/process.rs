@@ -16,13 +16,9 @@ use crate::map::process::ProcessInfo;
 const CMDLINE_MAX: usize = 128 * 1024 - 1;
 
 /// Reads what pmap's header needs, or `None` if the process does not exist
-/// (any more), exactly when procps-ng would skip it.
-pub fn fetch(pid: u32) -> Option<ProcessInfo> {
-    fetch_in(&PidDir::open(pid).ok()?)
-}
-
-/// Like [`fetch`], reading every file through `dir`, so that all of them
-/// describe one process even if its id is reused meanwhile.
+/// (any more), exactly when procps-ng would skip it. Every file is read
+/// through `dir`, so that all of them describe one process even if its id
+/// is reused meanwhile.
 pub fn fetch_in(dir: &PidDir) -> Option<ProcessInfo> {
     let pid = dir.pid();
     // The thread group id (pmap on a thread id shows its process).
@@ -268,6 +264,7 @@ mod tests {
 
     #[test]
     fn fetch_self_and_missing() {
+        let fetch = |pid| fetch_in(&PidDir::open(pid).ok()?);
         let me = fetch(std::process::id()).expect("own process exists");
         assert_eq!(me.tgid, std::process::id());
         assert!(me.start_stack > 0);

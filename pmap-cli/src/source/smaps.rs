@@ -5,7 +5,7 @@
 //! bytes without ':', a colon, blanks, digits; or `VmFlags:` and flag
 //! letters); anything else must be a region header.
 
-use std::{fs::File, io, sync::Arc};
+use std::{io, sync::Arc};
 
 use super::{
     lines::LineReader,
@@ -217,14 +217,6 @@ fn same_bytes(a: &[u8], b: &[u8]) -> bool {
     a.len() == b.len() && a.iter().zip(b).all(|(x, y)| x == y)
 }
 
-impl SmapsReader<LineReader<File>> {
-    pub fn open(pid: u32) -> io::Result<Self> {
-        Ok(Self::new(LineReader::new(File::open(format!(
-            "/proc/{pid}/smaps"
-        ))?)))
-    }
-}
-
 fn invalid(e: ParseError) -> io::Error {
     io::Error::new(io::ErrorKind::InvalidData, e)
 }
@@ -307,17 +299,6 @@ impl<S: LineSource> SmapsReader<S> {
 /// Parses a whole smaps text into entries.
 pub fn parse(bytes: &[u8]) -> io::Result<Vec<SmapsEntry>> {
     let mut reader = SmapsReader::new(SliceLines(bytes));
-    let mut out = Vec::new();
-    let mut e = SmapsEntry::default();
-    while reader.next_into(&mut e)? {
-        out.push(e.clone());
-    }
-    Ok(out)
-}
-
-/// All entries of `/proc/PID/smaps`.
-pub fn read(file: File) -> io::Result<Vec<SmapsEntry>> {
-    let mut reader = SmapsReader::new(LineReader::new(file));
     let mut out = Vec::new();
     let mut e = SmapsEntry::default();
     while reader.next_into(&mut e)? {
@@ -464,8 +445,15 @@ Size:                  4 kB
 
     #[test]
     fn reads_own_smaps() {
-        let v =
-            read(File::open("/proc/self/smaps").expect("open own smaps")).expect("read own smaps");
+        use crate::source::{checked, pid_dir::PidDir, process};
+        let dir = PidDir::open(std::process::id()).expect("own /proc dir");
+        let info = process::fetch_in(&dir).expect("own process");
+        let checked::Tried::Done(read) =
+            checked::read_entries(&dir, &info, true).expect("read own smaps")
+        else {
+            panic!("own smaps not read whole");
+        };
+        let v = read.entries;
         assert!(v.iter().any(|e| e.region.name == b"[stack]"));
         assert!(
             v.iter()

@@ -8,8 +8,8 @@
 //! - `exit`: the exit statuses.
 //! - `table`: one process's procps table, read checked and printed.
 //! - `spool`: output held back until a read is judged whole.
-pub mod exit;
-pub mod numbers;
+pub(crate) mod exit;
+pub(crate) mod numbers;
 pub mod rc;
 pub(crate) mod spool;
-pub mod table;
+pub(crate) mod table;

@@ -22,7 +22,6 @@ use crate::{
         maps::MapsReader,
         pid_dir::PidDir,
         prefetch::Prefetch,
-        process,
         smaps::SmapsReader,
     },
 };
@@ -35,8 +34,6 @@ pub enum Rendered {
     /// Header printed, but the maps/smaps file could not be opened (procps
     /// exit status bit 1).
     Unreadable,
-    /// No such process: nothing printed (procps exit status 42).
-    Missing,
     /// The process exited while its map was read: nothing printed, since
     /// what was read may be only part of the map (exit status 42, as for a
     /// process that did not exist).
@@ -65,37 +62,6 @@ pub enum Fatal {
 impl From<io::Error> for Fatal {
     fn from(e: io::Error) -> Self {
         Fatal::Io(e)
-    }
-}
-
-/// Prints process `pid` exactly as `pmap [opts] PID` would (header line
-/// through totals) into `out`. `columns` carries the `-X` column widths
-/// across calls, as procps-ng does across the PIDs of one command line.
-pub fn render_pid(
-    out: &mut impl Write,
-    pid: u32,
-    opts: &Options,
-    columns: &mut SmapsColumns,
-) -> Result<Rendered, Fatal> {
-    let Ok(dir) = PidDir::open(pid) else {
-        return Ok(Rendered::Missing);
-    };
-    match process::fetch_in(&dir) {
-        None => Ok(Rendered::Missing),
-        Some(info) => render_process_in(out, &dir, &info, opts, columns),
-    }
-}
-
-/// Like [`render_pid`], for a process already looked up.
-pub fn render_process(
-    out: &mut impl Write,
-    info: &ProcessInfo,
-    opts: &Options,
-    columns: &mut SmapsColumns,
-) -> Result<Rendered, Fatal> {
-    match PidDir::open(info.pid) {
-        Ok(dir) => render_process_in(out, &dir, info, opts, columns),
-        Err(_) => Ok(Rendered::Vanished),
     }
 }
 

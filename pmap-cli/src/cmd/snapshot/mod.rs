@@ -410,7 +410,7 @@ fn run_pids(
                 info.pid
             )),
             Rendered::Unreadable => status |= exit::FAILURE,
-            Rendered::Missing | Rendered::Vanished => {
+            Rendered::Vanished => {
                 ctx.warn(&format!(
                     "process {} exited while its memory map was being read; \
                      nothing is shown for it, since the map read may be incomplete",

@@ -39,8 +39,6 @@ pub struct Snapshot {
     pub dir: PidDir,
     pub info: ProcessInfo,
     pub entries: Vec<SmapsEntry>,
-    /// Whether `entries` carry smaps fields.
-    pub has_smaps: bool,
 }
 
 /// Reads a process for the views; `None` if it does not exist (or exited
@@ -67,7 +65,6 @@ pub fn read_snapshot(pid: u32, smaps: bool) -> io::Result<Option<Snapshot>> {
         dir,
         info: read.info,
         entries: read.entries,
-        has_smaps: smaps,
     }))
 }
 
