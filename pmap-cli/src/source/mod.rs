@@ -12,6 +12,7 @@
 //! - `smaps`: `/proc/PID/smaps` entries (region, fields, VmFlags).
 //! - `process`: the header facts (thread group id, escaped command line,
 //!   start of stack).
+//! - `query`: one region at a time from the kernel (`PROCMAP_QUERY`).
 //! - `threads`: each thread's stack pointer.
 //! - `perf_map`: `/tmp/perf-PID.map`, the symbols JITs write for perf.
 //! - `shm`: the device minor of SysV shared memory.
@@ -27,6 +28,7 @@ pub(crate) mod perf_map;
 pub(crate) mod pid_dir;
 pub(crate) mod prefetch;
 pub(crate) mod process;
+pub(crate) mod query;
 pub(crate) mod shm;
 pub mod smaps;
 pub(crate) mod stat;

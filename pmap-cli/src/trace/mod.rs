@@ -1,7 +1,6 @@
 //! `pmap trace`: a live memory map fed by the kernel programs.
 //!
 //! - `probes`: loads and attaches the eBPF programs, reads the ring buffer.
-//! - `query`: asks the kernel what a range looks like now (PROCMAP_QUERY).
 //! - `btf`: kernel field offsets for the capture, from the kernel's BTF.
 //! - `capture`: a call's effect from the regions the kernel program read
 //!   at its exit (exact: nothing later can be in them).
@@ -27,7 +26,6 @@ pub mod launch;
 pub mod output;
 pub mod privileges;
 pub mod probes;
-pub mod query;
 pub mod run;
 pub mod session;
 pub mod syscalls;

@@ -11,7 +11,6 @@ use super::{
     clock::monotonic_ns,
     delta::{Cause, Delta, Stats},
     effect,
-    query::{KernelView, is_gone},
     syscalls::{Affected, Call, affected, map_shared},
 };
 use crate::{
@@ -20,7 +19,7 @@ use crate::{
         ranges::RangeSet,
         region::Region,
     },
-    source::pid_dir::PidDir,
+    source::{gone::address_space_gone as is_gone, pid_dir::PidDir, query::KernelView},
 };
 
 /// How long after a table-time check a call on the addresses that differed

@@ -75,6 +75,7 @@ impl KernelView {
     }
 
     /// Whether ranges come from PROCMAP_QUERY (else from the maps text).
+    #[cfg(test)]
     pub fn uses_ioctl(&self) -> bool {
         self.ioctl
     }
@@ -178,11 +179,6 @@ impl KernelView {
     pub fn all(&mut self) -> io::Result<Vec<Region>> {
         self.range(0, u64::MAX)
     }
-}
-
-/// Whether a query failed because the address space no longer exists.
-pub fn is_gone(e: &io::Error) -> bool {
-    e.raw_os_error() == Some(libc::ESRCH)
 }
 
 /// `/proc/PID/maps` escapes a newline in a path as `\012` (seq_file_path
