@@ -1,5 +1,5 @@
 //! Output held back until a table's read is judged whole (see
-//! `snapshot::render_in`), up to a limit: a table larger than that (tens of
+//! `table::render_process_in`), up to a limit: a table larger than that (tens of
 //! thousands of `-X` rows) is written through as it is read instead, so
 //! that pmap's memory stays bounded; if such a read then turns out cut
 //! short, the caller says the table above is incomplete. Held output is

@@ -286,7 +286,7 @@ pub fn parse(args: &[OsString]) -> Result<ViewArgs, String> {
     Ok(v)
 }
 
-/// Operands that name core files (see `core_file::cli::is_core_arg`).
+/// Operands that name core files (see `core_file::is_core_arg`).
 pub fn is_core(arg: &OsStr) -> bool {
     super::core_file::is_core_arg(arg)
 }

@@ -1,11 +1,11 @@
 //! Views of a process beyond procps-ng's tables: `--json`, `--summary`,
 //! `--sort`, `--names`, Solaris's `-S -r -a -F -L -s`, and core files.
 //!
-//! `main.rs` hands the command line here first ([`main_if_views`]); only an
+//! `cmd::main` hands the command line here first ([`main_if_views`]); only an
 //! invocation that uses one of these options or names a core file is taken,
 //! so every procps-ng compatible invocation reaches the compatible driver
-//! unchanged. Data comes from `proc` (and `core_file`); the tables the
-//! procps formats print still come from `format`.
+//! unchanged. Data comes from `source` (read checked, as the procps
+//! tables are); the tables the procps formats print come from `render`.
 
 pub mod args;
 pub mod core_file;
