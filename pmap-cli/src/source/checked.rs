@@ -176,6 +176,21 @@ pub struct Entries {
     pub entries: Vec<SmapsEntry>,
 }
 
+/// A reader of `maps` or of `smaps`, as entries.
+enum Reader {
+    Maps(MapsReader<Prefetch>),
+    Smaps(SmapsReader<LineReader<Prefetch>>),
+}
+
+impl Reader {
+    fn next_into(&mut self, e: &mut SmapsEntry) -> io::Result<bool> {
+        match self {
+            Reader::Maps(r) => r.next_into(&mut e.region),
+            Reader::Smaps(r) => r.next_into(e),
+        }
+    }
+}
+
 /// Reads the map of the process of `dir` into entries, again while it
 /// comes out torn (see the module's doc). `Err` if the file cannot be
 /// opened or read for another reason.
@@ -191,15 +206,13 @@ pub fn read_entries(dir: &PidDir, info: &ProcessInfo, smaps: bool) -> io::Result
         let mut order = Order::new(last_try);
         let mut entries = Vec::new();
         let mut e = SmapsEntry::default();
-        let mut next: Box<dyn FnMut(&mut SmapsEntry) -> io::Result<bool>> = if smaps {
-            let mut reader = SmapsReader::new(LineReader::new(Prefetch::new(f)));
-            Box::new(move |e| reader.next_into(e))
+        let mut reader = if smaps {
+            Reader::Smaps(SmapsReader::new(LineReader::new(Prefetch::new(f))))
         } else {
-            let mut reader = MapsReader::new(Prefetch::new(f));
-            Box::new(move |e| reader.next_into(&mut e.region))
+            Reader::Maps(MapsReader::new(Prefetch::new(f)))
         };
         let pass = loop {
-            match next(&mut e) {
+            match reader.next_into(&mut e) {
                 Ok(true) => {}
                 Ok(false) => {
                     break Pass::Read {
