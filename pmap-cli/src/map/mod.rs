@@ -6,6 +6,7 @@
 //!   JIT, guard, shared memory...).
 //! - `smaps`: one region of `/proc/PID/smaps` with its fields.
 //! - `process`: the header facts of a process.
+//! - `summary`: the rows of `--summary`, from the classifier.
 //! - `model`: the live region model of one traced process.
 //! - `ranges`: a merged set of address ranges.
 pub(crate) mod kind;
@@ -14,3 +15,4 @@ pub mod process;
 pub(crate) mod ranges;
 pub mod region;
 pub mod smaps;
+pub(crate) mod summary;

@@ -233,7 +233,7 @@ fn print_process(
         None
     };
     if v.summary {
-        let rows = summary::summarize(&snap, &roles);
+        let rows = crate::map::summary::summarize(&snap.entries, &roles);
         if v.json {
             summary::write_json(out, &snap, &rows, v.sort)?;
         } else {
