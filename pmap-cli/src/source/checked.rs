@@ -170,10 +170,12 @@ impl Order {
 
 /// A process's whole map as entries (with smaps fields if `smaps`, else
 /// empty fields), read and checked, with the header facts of the read that
-/// stood. (On the last try, rows that overlap an earlier row are left out.)
+/// stood, and how many rows the last try left out because they overlapped
+/// an earlier row (the map changed during every read).
 pub struct Entries {
     pub info: ProcessInfo,
     pub entries: Vec<SmapsEntry>,
+    pub dropped: usize,
 }
 
 /// A reader of `maps` or of `smaps`, as entries.
@@ -234,6 +236,7 @@ pub fn read_entries(dir: &PidDir, info: &ProcessInfo, smaps: bool) -> io::Result
             ReadEnd::Complete => Step::Done(Some(Entries {
                 info: info.clone(),
                 entries,
+                dropped: order.dropped,
             })),
             ReadEnd::Exited => Step::Done(None),
             ReadEnd::Changed => Step::Again,

@@ -16,7 +16,7 @@ use crate::{
         print_process_line,
     },
     source::{
-        checked::{self, Admit, Order, Pass, ReadEnd, Step, Tried},
+        checked::{self, ATTEMPTS, Admit, Order, Pass, ReadEnd, Step, Tried},
         gone::gone,
         lines::LineReader,
         maps::MapsReader,
@@ -48,6 +48,16 @@ pub enum Rendered {
     /// read, and the read was then cut short: the process exited (exit
     /// status 42), or replaced its program (exit status bit 1), during it.
     Incomplete { exited: bool },
+}
+
+/// The warning for a table that left out `n` overlapping rows of process
+/// `pid` (see [`Rendered::Overlaps`]).
+pub fn overlaps_warning(pid: u32, n: usize) -> String {
+    format!(
+        "process {pid} changed its memory map during each of the {ATTEMPTS} reads; \
+         the table shows the last read, less {n} regions that overlapped regions \
+         read before them; stop the process (kill -STOP) for a consistent table"
+    )
 }
 
 /// A failure that ends the whole run (procps-ng exits at once).

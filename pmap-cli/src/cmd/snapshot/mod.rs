@@ -17,7 +17,7 @@ use std::{
 use crate::{
     cmd::common::{
         exit, numbers, rc,
-        table::{Fatal, Rendered, render_process_in},
+        table::{Fatal, Rendered, overlaps_warning, render_process_in},
     },
     map::process::ProcessInfo,
     render::{Format, Options, Range, SmapsColumns},
@@ -403,12 +403,7 @@ fn run_pids(
     for (dir, info) in &found {
         match render_process_in(out, dir, info, &opts, &mut columns)? {
             Rendered::Shown => {}
-            Rendered::Overlaps(n) => ctx.warn(&format!(
-                "process {} changed its memory map during each of the {ATTEMPTS} reads; \
-                 the table shows the last read, less {n} regions that overlapped regions \
-                 read before them; stop the process (kill -STOP) for a consistent table",
-                info.pid
-            )),
+            Rendered::Overlaps(n) => ctx.warn(&overlaps_warning(info.pid, n)),
             Rendered::Unreadable => status |= exit::FAILURE,
             Rendered::Vanished => {
                 ctx.warn(&format!(

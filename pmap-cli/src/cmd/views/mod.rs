@@ -22,7 +22,7 @@ use std::process::ExitCode;
 
 use args::ViewArgs;
 
-use crate::cmd::common::{exit, numbers, rc};
+use crate::cmd::common::{exit, numbers, rc, table::overlaps_warning};
 use crate::map::process::ProcessInfo;
 use crate::map::smaps::SmapsEntry;
 use crate::render::{self, Format, Options, SmapsColumns};
@@ -39,6 +39,9 @@ pub struct Snapshot {
     pub dir: PidDir,
     pub info: ProcessInfo,
     pub entries: Vec<SmapsEntry>,
+    /// Rows left out because they overlapped an earlier row in every read
+    /// (the map kept changing).
+    pub dropped: usize,
 }
 
 /// Reads a process for the views; `None` if it does not exist (or exited
@@ -65,6 +68,7 @@ pub fn read_snapshot(pid: u32, smaps: bool) -> io::Result<Option<Snapshot>> {
         dir,
         info: read.info,
         entries: read.entries,
+        dropped: read.dropped,
     }))
 }
 
@@ -148,7 +152,7 @@ pub fn run(v: &ViewArgs, out: &mut dyn Write, err: &mut dyn Write) -> io::Result
             status |= exit::FAILURE;
             continue;
         };
-        match print_process(v, pid, &mut columns, out) {
+        match print_process(v, pid, &mut columns, out, err) {
             Ok(true) => {}
             Ok(false) => {
                 out.flush()?;
@@ -212,6 +216,7 @@ fn print_process(
     pid: u32,
     columns: &mut SmapsColumns,
     out: &mut dyn Write,
+    err: &mut dyn Write,
 ) -> io::Result<bool> {
     let smaps = v.format.uses_smaps()
         || v.summary
@@ -220,6 +225,10 @@ fn print_process(
     let Some(mut snap) = read_snapshot(pid, smaps)? else {
         return Ok(false);
     };
+    if snap.dropped > 0 {
+        out.flush()?;
+        writeln!(err, "pmap: {}", overlaps_warning(pid, snap.dropped))?;
+    }
     snap.entries.retain(|e| v.range.contains(&e.region));
     let roles = if v.names || v.summary {
         names::roles(&snap)
