@@ -312,6 +312,44 @@ pub fn judge_read(dir: &PidDir, file: &File, before: &StatFacts, rows: usize) ->
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::map::region::test_region as r;
+
+    #[test]
+    fn rows_out_of_order_are_a_race_or_left_out_on_the_last_try() {
+        let mut o = Order::new(false);
+        assert!(matches!(o.admit(&r(0x1000, 0x3000, b"rw-p")), Admit::Keep));
+        assert!(matches!(o.admit(&r(0x2000, 0x4000, b"rw-p")), Admit::Raced));
+        let mut last = Order::new(true);
+        assert!(matches!(
+            last.admit(&r(0x1000, 0x3000, b"rw-p")),
+            Admit::Keep
+        ));
+        assert!(matches!(
+            last.admit(&r(0x2000, 0x4000, b"rw-p")),
+            Admit::Skip
+        ));
+        assert!(matches!(
+            last.admit(&r(0x3000, 0x4000, b"rw-p")),
+            Admit::Keep
+        ));
+        assert_eq!(last.dropped, 1);
+    }
+
+    #[test]
+    fn own_map_read_checked_is_whole_and_in_order() {
+        let dir = PidDir::open(std::process::id()).expect("own /proc dir");
+        let info = process::fetch_in(&dir).expect("own process");
+        let Tried::Done(read) = read_entries(&dir, &info, false).expect("own maps") else {
+            panic!("own maps not read whole");
+        };
+        assert!(read.entries.iter().any(|e| e.region.name == b"[stack]"));
+        assert!(
+            read.entries
+                .windows(2)
+                .all(|w| w[0].region.end <= w[1].region.start)
+        );
+        assert!(read.entries.iter().all(|e| e.fields.is_empty()));
+    }
 
     #[test]
     fn own_directory_and_a_complete_read() {
