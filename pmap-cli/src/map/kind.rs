@@ -38,7 +38,8 @@ pub enum Name<'a> {
     Special,
     /// `[heap]`.
     Heap,
-    /// `[stack]`: the main thread's stack.
+    /// `[stack]`: the main thread's stack (`[stack:TID]`, a thread's, on
+    /// kernels before 4.5).
     Stack,
     /// Another bracketed kernel name (`[anon:x]`...): the text inside.
     Kernel(&'a [u8]),
@@ -57,6 +58,7 @@ pub fn name(r: &Region) -> Name<'_> {
     match full {
         b"[heap]" => return Name::Heap,
         b"[stack]" => return Name::Stack,
+        _ if full.starts_with(b"[stack:") => return Name::Stack,
         b"[vdso]" | b"[vvar]" | b"[vvar_vclock]" | b"[vsyscall]" | b"[uprobes]" => {
             return Name::Special;
         }
@@ -320,6 +322,7 @@ mod tests {
         assert_eq!(c("", "---p", Some(Role::StackGuard(5))), "guard/reserved");
         assert_eq!(c("", "r-xp", Some(Role::Jit(3))), "anonymous");
         assert_eq!(c("[stack]", "rw-p", None), "thread stacks");
+        assert_eq!(c("[stack:42]", "rw-p", None), "thread stacks");
         assert_eq!(c("[vdso]", "r-xp", None), "special");
         assert_eq!(c("", "---p", None), "guard/reserved");
         assert_eq!(c("", "rw-p", None), "anonymous");

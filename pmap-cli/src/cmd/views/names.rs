@@ -1,4 +1,6 @@
 //! `--names`: labels for regions the kernel leaves unnamed or names tersely.
+//! What a region is comes from the one classifier (`map::kind`); this
+//! module gathers the facts it needs (`source`) and words the labels.
 //!
 //! - Thread stacks, `[ stack tid=N ]`: the region holding each thread's stack
 //!   pointer, from `/proc/PID/task/TID/syscall` (the two last numbers are the
