@@ -3,12 +3,14 @@
 //! procps table driver. Not a command: every command may use it, and it
 //! uses no command.
 //!
+//! - `format`: the table format of `-x`, `-X`, `-XX`, `-d`.
 //! - `numbers`: PID and `-A` arguments, read as procps-ng reads them.
 //! - `rc`: the `~/.pmaprc` file (`-c`, `-C`, `-n`, `-N`).
 //! - `exit`: the exit statuses.
 //! - `table`: one process's procps table, read checked and printed.
 //! - `spool`: output held back until a read is judged whole.
 pub(crate) mod exit;
+pub(crate) mod format;
 pub(crate) mod numbers;
 pub mod rc;
 pub(crate) mod spool;

@@ -16,7 +16,7 @@ use std::{
 
 use crate::{
     cmd::common::{
-        exit, numbers, rc,
+        exit, format, numbers, rc,
         table::{Fatal, Rendered, overlaps_warning, render_process_in},
     },
     map::process::ProcessInfo,
@@ -311,14 +311,10 @@ fn options(args: &[Vec<u8>], ctx: &mut Ctx, out: &mut impl Write) -> io::Result<
             opts.show_path = !opts.show_path;
         }
         opts.format = Format::Rc(rc.fields);
-    } else if big_x == 1 {
-        opts.format = Format::MoreExtended;
-    } else if big_x > 1 {
-        opts.format = Format::All;
-    } else if x {
-        opts.format = Format::Extended;
-    } else if d {
-        opts.format = Format::Device;
+    } else if let Ok(f) = format::from_letters(x, big_x, d) {
+        // A conflict of -x, -X and -d was refused above, with procps-ng's
+        // message.
+        opts.format = f;
     }
     opts.quiet = q;
     opts.range = range;
