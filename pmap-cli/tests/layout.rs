@@ -1,7 +1,8 @@
 //! The layout's rules (docs/architecture.md), checked on the source: every
-//! `use crate::...` (braces expanded) and every `crate::...` path in code
-//! of every file under `src/`, and every `super::super::` path, outside the
-//! files' test modules (a test may build its input with a reader).
+//! `use crate::...` and `use super::...` (braces expanded) and every
+//! `crate::...` and `super::...` path in code of every file under `src/`,
+//! outside the files' test modules (a test may build its input with a
+//! reader).
 //!
 //! - `map` imports nothing of ours but `map`;
 //! - `source` and `render` import only `map` (and themselves);
@@ -175,9 +176,32 @@ fn without_tests(text: &str) -> &str {
     text
 }
 
+/// `path` with its leading `super::`s resolved against `module` (the
+/// module the file is), as a `crate::` path.
+fn resolve(path: &str, module: &[String]) -> String {
+    let mut rest = path;
+    let mut up = 0;
+    while let Some(r) = rest.strip_prefix("super::") {
+        up += 1;
+        rest = r;
+    }
+    if up == 0 {
+        return path.to_string();
+    }
+    let mut p = String::from("crate");
+    for m in &module[..module.len().saturating_sub(up)] {
+        p.push_str("::");
+        p.push_str(m);
+    }
+    p.push_str("::");
+    p.push_str(rest);
+    p
+}
+
 /// Every path of ours a file names outside its tests: `use` trees
-/// expanded, then `crate::` paths in code, then `super::super::` paths
-/// resolved against `module`.
+/// expanded, and `crate::` and `super::` paths in code, each `super::`
+/// resolved against `module` (test modules are left out, so a `super::`
+/// left is the file's own parent).
 fn imports(text: &str, module: &[String]) -> Vec<String> {
     let code = strip_comments(without_tests(text));
     let mut paths = Vec::new();
@@ -199,45 +223,23 @@ fn imports(text: &str, module: &[String]) -> Vec<String> {
         }
     }
     let bytes = code.as_bytes();
-    for (at, _) in code.match_indices("crate::") {
-        let prev = at.checked_sub(1).map(|i| bytes[i]);
-        if prev.is_some_and(|c| c.is_ascii_alphanumeric() || c == b'_' || c == b'$') {
-            continue;
+    for start in ["crate::", "super::"] {
+        for (at, _) in code.match_indices(start) {
+            let prev = at.checked_sub(1).map(|i| bytes[i]);
+            if prev
+                .is_some_and(|c| c.is_ascii_alphanumeric() || c == b'_' || c == b'$' || c == b':')
+            {
+                continue;
+            }
+            let end = code[at..]
+                .find(|c: char| !(c.is_alphanumeric() || c == '_' || c == ':'))
+                .map_or(code.len(), |e| at + e);
+            paths.push(code[at..end].trim_end_matches(':').to_string());
         }
-        let end = code[at..]
-            .find(|c: char| !(c.is_alphanumeric() || c == '_' || c == ':'))
-            .map_or(code.len(), |e| at + e);
-        paths.push(code[at..end].trim_end_matches(':').to_string());
     }
-    // `super::super::x` from a file's own module (`super::` alone inside
-    // a file's inline `mod tests` is the file itself: only chains that
-    // climb past the file's parent can leave its unit).
-    for (at, _) in code.match_indices("super::super::") {
-        let prev = at.checked_sub(1).map(|i| bytes[i]);
-        if prev.is_some_and(|c| c.is_ascii_alphanumeric() || c == b'_' || c == b':') {
-            continue;
-        }
-        let mut s = &code[at..];
-        let mut up = 0;
-        while let Some(r) = s.strip_prefix("super::") {
-            up += 1;
-            s = r;
-        }
-        let end = s
-            .find(|c: char| !(c.is_alphanumeric() || c == '_' || c == ':'))
-            .unwrap_or(s.len());
-        let base = &module[..module.len().saturating_sub(up)];
-        let mut p = String::from("crate");
-        for m in base {
-            p.push_str("::");
-            p.push_str(m);
-        }
-        p.push_str("::");
-        p.push_str(s[..end].trim_end_matches(':'));
-        paths.push(p);
-    }
-    paths.retain(|p| p.starts_with("crate::"));
-    paths
+    let mut out: Vec<String> = paths.iter().map(|p| resolve(p, module)).collect();
+    out.retain(|p| p.starts_with("crate::"));
+    out
 }
 
 /// The rule breaks of one file: `(import, why)`.
@@ -348,4 +350,15 @@ fn the_checker_sees_what_breaks_a_rule() {
         1
     );
     assert!(check(Path::new("cmd/views/mod.rs"), "use crate::cmd::common::rc;").is_empty());
+    assert_eq!(
+        check(
+            Path::new("cmd/views/mod.rs"),
+            "use super::{common::rc, snapshot};"
+        ),
+        [(
+            "crate::cmd::snapshot".to_string(),
+            "no command imports another command"
+        )]
+    );
+    assert!(check(Path::new("cmd/views/args.rs"), "use super::core_file;").is_empty());
 }
