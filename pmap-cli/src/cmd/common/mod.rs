@@ -7,11 +7,13 @@
 //! - `numbers`: PID and `-A` arguments, read as procps-ng reads them.
 //! - `rc`: the `~/.pmaprc` file (`-c`, `-C`, `-n`, `-N`).
 //! - `exit`: the exit statuses.
+//! - `roles`: the roles of a live process's regions (arenas, stacks, JIT).
 //! - `table`: one process's procps table, read checked and printed.
 //! - `spool`: output held back until a read is judged whole.
 pub(crate) mod exit;
 pub(crate) mod format;
 pub(crate) mod numbers;
 pub mod rc;
+pub(crate) mod roles;
 pub(crate) mod spool;
 pub(crate) mod table;

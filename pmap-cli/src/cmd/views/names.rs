@@ -1,6 +1,6 @@
 //! `--names`: labels for regions the kernel leaves unnamed or names tersely.
-//! What a region is comes from the one classifier (`map::kind`); this
-//! module gathers the facts it needs (`source`) and words the labels.
+//! What a region is comes from the one classifier (`map::kind`, given the
+//! facts `cmd::common::roles` reads); this module words the labels.
 //!
 //! - Thread stacks, `[ stack tid=N ]`: the region holding each thread's stack
 //!   pointer, from `/proc/PID/task/TID/syscall` (the two last numbers are the
@@ -23,11 +23,11 @@ use std::collections::BTreeMap;
 
 use super::Snapshot;
 use crate::{
+    cmd::common::roles,
     map::{
         kind::{self, Name, Role, Roles},
         region::Region,
     },
-    source::{perf_map, threads},
 };
 
 /// New names by region start address.
@@ -37,11 +37,7 @@ pub type Labels = BTreeMap<u64, Vec<u8>>;
 /// from its threads' stack pointers and its JIT symbols.
 pub fn roles(snap: &Snapshot) -> Roles {
     let regions: Vec<&Region> = snap.entries.iter().map(|e| &e.region).collect();
-    kind::roles(
-        &regions,
-        &threads::stack_pointers(&snap.dir),
-        &perf_map::starts(snap.info.tgid),
-    )
+    roles::of_process(&snap.dir, snap.info.tgid, &regions)
 }
 
 /// Computes the labels for a process's regions.
