@@ -1,7 +1,7 @@
 //! Helpers shared by the fuzz targets in `src/bin/` (one file per target;
 //! see ../README.md).
 
-use pmap_cli::{region::Region, trace::model::Change};
+use pmap_cli::map::{model::Change, region::Region};
 
 /// Asserts that `change` turns the rows `before` into the rows `after`
 /// exactly: what it removes was there and is gone, what it adds is new and

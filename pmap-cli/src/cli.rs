@@ -2,7 +2,7 @@
 //! man page and shell completions (`cargo xtask install`).
 //!
 //! Snapshot mode parses its arguments itself (procps-ng compatible messages
-//! and getopt semantics, `snapshot::getopt`); this description must list the
+//! and getopt semantics, `cmd::snapshot::getopt`); this description must list the
 //! same options.
 use clap::{Arg, ArgAction, Command, ValueHint};
 
@@ -24,8 +24,8 @@ pub fn command() -> Command {
              (same output, byte for byte), or follow one live with `pmap trace PID`.",
         )
         .version(env!("CARGO_PKG_VERSION"))
-        // The views beyond procps-ng (views/help.rs).
-        .args(crate::views::help::clap_args())
+        // The views beyond procps-ng (cmd/views/help.rs).
+        .args(crate::cmd::views::help::clap_args())
         .disable_version_flag(true)
         .disable_help_flag(true)
         .arg(
@@ -124,7 +124,7 @@ mod tests {
     fn lists_every_snapshot_option() {
         let cmd = super::command();
         let shorts: String = cmd.get_arguments().filter_map(|a| a.get_short()).collect();
-        // Every option letter getopt accepts (snapshot::OPTSTRING).
+        // Every option letter getopt accepts (cmd::snapshot::OPTSTRING).
         for c in "xXrdqAhVcCnNpk".chars() {
             assert!(shorts.contains(c), "-{c} is not documented");
         }

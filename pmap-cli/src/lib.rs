@@ -1,25 +1,33 @@
 //! pmap: a process's memory map (procps-ng compatible snapshots) and a live,
-//! eBPF-fed view of how it changes (`pmap trace`).
+//! eBPF-fed view of how it changes (`pmap trace`). The layout and its rules:
+//! docs/architecture.md.
 //!
-//! - `proc`: readers of the kernel's view (`/proc/PID/maps`, `smaps`, `PROCMAP_QUERY`).
-//! - `region`: the region type every reader produces and every printer takes.
-//! - `format`: printers; they only format what they are given.
-//! - `snapshot`: the procps-compatible command line and its driver.
-//! - `trace`: `pmap trace`: probes, events, the live region model, deltas.
-//! - `exporter`: `pmap exporter`: Prometheus metrics of many processes.
-//! - `record`: the recordings `pmap trace --record` writes.
-//! - `replay`: `pmap replay`: a recording printed again, or the map at a moment.
-//! - `diff`: `pmap diff A B`: two moments of a map compared.
+//! - `map`: pure data: regions, the region model, range sets, and the one
+//!   classifier of what a region is.
+//! - `source`: the only readers of `/proc`, core files and perf maps.
+//! - `render`: bytes from data: the procps tables, JSON, core files.
+//! - `cmd`: one module per command line, and what they share.
+//! - `trace`: `pmap trace` (a command; to move under `cmd/`).
+//! - `exporter`: `pmap exporter`, Prometheus metrics (a command; to move
+//!   under `cmd/`).
+//! - `record`: the recordings `pmap trace --record` writes and `replay`
+//!   and `diff` read.
+//! - `replay`, `diff`: `pmap replay`, `pmap diff` (commands; to move under
+//!   `cmd/`).
+//! - `self_docs`: `pmap man`, `pmap completions`.
+//! - `cli`: the whole command line described for clap (man pages,
+//!   completions).
+//!
+//! Only what the binary, the fuzz targets and the examples use is public,
+//! so that the compiler reports what nothing uses.
 pub mod cli;
-pub mod core_file;
+pub mod cmd;
 pub mod diff;
 pub mod exporter;
-pub mod format;
-pub mod proc;
+pub mod map;
 pub mod record;
-pub mod region;
+pub(crate) mod render;
 pub mod replay;
 pub mod self_docs;
-pub mod snapshot;
+pub mod source;
 pub mod trace;
-pub mod views;

@@ -43,7 +43,8 @@ fn help_ends_with_what_goes_beyond_procps_but_error_usage_does_not() {
     for what in [
         "pmap trace",
         "pmap exporter",
-        "(coming)",
+        "pmap replay",
+        "pmap diff",
         "pmap --help-views",
     ] {
         assert!(beyond.contains(what), "{what} is not named:\n{beyond}");

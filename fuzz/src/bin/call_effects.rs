@@ -9,12 +9,11 @@
 
 use libfuzzer_sys::fuzz_target;
 use pmap_cli::{
-    region::{Perms, Region},
-    trace::{
-        effect,
+    map::{
         model::{Change, RegionModel},
-        syscalls::Call,
+        region::{Perms, Region},
     },
+    trace::{effect, syscalls::Call},
 };
 use pmap_common::Event;
 use pmap_fuzz::assert_change_explains;

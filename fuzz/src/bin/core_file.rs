@@ -6,7 +6,7 @@
 use std::io::Write;
 
 use libfuzzer_sys::fuzz_target;
-use pmap_cli::core_file;
+use pmap_cli::source::core_file;
 
 fuzz_target!(|data: &[u8]| {
     let path = std::env::temp_dir().join(format!("pmap-fuzz-core-{}", std::process::id()));

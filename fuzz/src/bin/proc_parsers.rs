@@ -4,7 +4,7 @@
 #![no_main]
 
 use libfuzzer_sys::fuzz_target;
-use pmap_cli::proc::{maps, smaps};
+use pmap_cli::source::{maps, smaps};
 
 fuzz_target!(|data: &[u8]| {
     for r in maps::parse(data).flatten() {

@@ -3,7 +3,7 @@
 #![no_main]
 
 use libfuzzer_sys::fuzz_target;
-use pmap_cli::snapshot::rc;
+use pmap_cli::cmd::common::rc;
 
 fuzz_target!(|data: &[u8]| {
     let mut warnings = 0usize;

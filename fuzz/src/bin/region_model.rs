@@ -5,9 +5,9 @@
 #![no_main]
 
 use libfuzzer_sys::fuzz_target;
-use pmap_cli::{
+use pmap_cli::map::{
+    model::RegionModel,
     region::{Perms, Region},
-    trace::model::RegionModel,
 };
 use pmap_fuzz::assert_change_explains;
 

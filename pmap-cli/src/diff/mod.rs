@@ -10,7 +10,7 @@ use std::{collections::HashSet, ffi::OsString, io::Write, process::ExitCode};
 
 use clap::Parser;
 
-use crate::{region::Region, trace::model::Change};
+use crate::{map::model::Change, map::region::Region};
 
 /// What changed in a memory map between two moments: regions removed,
 /// added and changed, size and RSS totals, and who mapped the added

@@ -5,14 +5,10 @@
 use std::{path::Path, rc::Rc};
 
 use crate::{
-    core_file,
-    proc::{
-        maps,
-        smaps::{SmapsEntry, SmapsReader},
-    },
+    map::region::{Perms, Region},
     record::reader::Recording,
-    region::{Perms, Region},
     replay::{leaks, when},
+    source::core_file,
 };
 
 /// Call sites and their bytes in `[lo, hi)`.
@@ -70,29 +66,31 @@ pub fn read(spec: &str) -> Result<Side, String> {
 }
 
 fn live(pid: u32) -> Result<Side, String> {
+    use crate::source::{checked, pid_dir::PidDir, process};
     let why = |e: std::io::Error| format!("process {pid}: cannot read its map ({e})");
-    let mut reader = SmapsReader::open(pid).map_err(why)?;
-    let (mut regions, mut rss) = (Vec::new(), Vec::new());
-    let mut e = SmapsEntry::default();
-    while reader.next_into(&mut e).map_err(why)? {
-        rss.push(e.field("Rss").unwrap_or(0));
-        regions.push(e.region.clone());
-    }
-    if regions.is_empty() {
-        // smaps can be empty where maps is not (a kernel thread has neither).
-        let f = std::fs::File::open(format!("/proc/{pid}/maps")).map_err(why)?;
-        regions = maps::read(f).map_err(why)?;
-        return Ok(Side {
-            label: format!("pid {pid} now"),
-            regions,
-            rss_kb: None,
-            creator: None,
-            core: false,
-        });
-    }
+    let dir = PidDir::open(pid).map_err(why)?;
+    let info = process::fetch_in(&dir).ok_or_else(|| format!("process {pid}: no such process"))?;
+    // The one checked read: a map that changed while it was read is read
+    // again, not compared torn.
+    let read = checked::read_entries(&dir, &info, true).map_err(why)?;
+    let entries = match read {
+        checked::Tried::Done(e) => e.entries,
+        checked::Tried::Vanished => {
+            return Err(format!("process {pid} exited while its map was read"));
+        }
+        checked::Tried::Unsettled => {
+            return Err(format!(
+                "process {pid}: its map changed (execve) at every attempt to read it; try again"
+            ));
+        }
+    };
+    let rss = entries
+        .iter()
+        .map(|e| e.field("Rss").unwrap_or(0))
+        .collect();
     Ok(Side {
         label: format!("pid {pid} now"),
-        regions,
+        regions: entries.into_iter().map(|e| e.region).collect(),
         rss_kb: Some(rss),
         creator: None,
         core: false,

@@ -4,7 +4,7 @@ use std::net::SocketAddr;
 
 use clap::{ArgGroup, Parser, ValueEnum};
 
-use crate::proc::groups::{self, Cgroup};
+use crate::source::groups::{self, Cgroup};
 
 #[derive(Clone, Copy, Debug, PartialEq, Eq, ValueEnum)]
 pub enum Backend {

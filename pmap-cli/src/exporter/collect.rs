@@ -15,9 +15,13 @@ use pmap_common::counters::{ProcCounters, SYSCALL_SLOTS};
 
 use super::args::Selection;
 use super::kernel::Counters;
-use crate::proc::{groups, maps::MapsReader, pid_dir::PidDir};
-use crate::region::Region;
-use crate::views::{read_snapshot, summary};
+use crate::map::region::Region;
+use crate::source::{groups, maps::MapsReader, pid_dir::PidDir};
+use crate::{
+    cmd::common::roles,
+    map::summary,
+    source::{checked, process},
+};
 
 /// Bytes of one kind of memory (a `--summary` category, with each
 /// library's name left out: `libc.so.6 (code)` counts as `code`).
@@ -191,11 +195,21 @@ fn selects(selection: &Selection, comm: &str, cgroup: &str) -> bool {
 /// Mapped and resident bytes by kind, from smaps through `--summary`'s
 /// classifier; empty if the process is gone or unreadable.
 fn kinds(pid: u32) -> Vec<KindBytes> {
-    let Ok(Some(snap)) = read_snapshot(pid, true) else {
+    let Ok(dir) = PidDir::open(pid) else {
         return Vec::new();
     };
+    let Some(info) = process::fetch_in(&dir) else {
+        return Vec::new();
+    };
+    // The one checked read of a map (see source::checked), classified as
+    // `--summary` classifies it.
+    let Ok(checked::Tried::Done(read)) = checked::read_entries(&dir, &info, true) else {
+        return Vec::new();
+    };
+    let regions: Vec<&Region> = read.entries.iter().map(|e| &e.region).collect();
+    let roles = roles::of_process(&dir, info.tgid, &regions);
     let mut out: Vec<KindBytes> = Vec::new();
-    for row in summary::summarize(&snap, None) {
+    for row in summary::summarize(&read.entries, &roles) {
         let kind = kind_of(&row.category);
         let (size, rss) = (row.size * 1024, row.rss * 1024);
         match out.iter_mut().find(|k| k.kind == kind) {

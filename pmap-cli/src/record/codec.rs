@@ -16,11 +16,11 @@ use super::{
     wire::{Cursor, Malformed, bad, put_bytes, put_i, put_u},
 };
 use crate::{
-    region::Region,
+    map::model::Change,
+    map::region::Region,
     trace::{
         capture::Fallback,
         delta::{Cause, Delta},
-        model::Change,
         syscalls::Call,
     },
 };

@@ -6,8 +6,8 @@
 use std::collections::BTreeMap;
 
 use crate::{
-    proc::process::ProcessInfo,
-    region::Region,
+    map::process::ProcessInfo,
+    map::region::Region,
     trace::delta::{Delta, Stats},
 };
 

@@ -9,8 +9,8 @@ use super::{
     wire::{Cursor, Malformed, bad, put_bytes, put_i, put_u, unzigzag, zigzag},
 };
 use crate::{
-    proc::process::ProcessInfo,
-    region::{Perms, Region},
+    map::process::ProcessInfo,
+    map::region::{Perms, Region},
 };
 
 /// Bits of a region's permission byte.

@@ -10,11 +10,13 @@ use super::{
     wire::{MAGIC, VERSION, put_frame},
 };
 use crate::{
-    proc::process::ProcessInfo,
-    region::{Perms, Region},
+    map::{
+        model::Change,
+        process::ProcessInfo,
+        region::{Perms, Region},
+    },
     trace::{
         delta::{Cause, Delta, Stats},
-        model::Change,
         syscalls::Call,
     },
 };

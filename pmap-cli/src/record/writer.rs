@@ -14,7 +14,7 @@ use super::{
     wire::{MAGIC, VERSION, put_frame},
 };
 use crate::{
-    proc::process,
+    source::process,
     trace::{clock::monotonic_ns, delta::Delta, session::Session},
 };
 

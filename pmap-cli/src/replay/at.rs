@@ -6,12 +6,12 @@ use std::io::{self, Write};
 
 use super::print::Outcome;
 use crate::{
-    format::{self, Options},
+    map::region::Region,
     record::{
         format::{Record, World},
         reader::{Recording, Stop},
     },
-    region::Region,
+    render::{self, Options},
     trace::output::Printer,
 };
 
@@ -106,7 +106,7 @@ pub fn main(
             )));
         };
         let rows: Vec<Region> = s.regions.values().cloned().collect();
-        format::print_maps_table(&mut out, opts, info, &rows)?;
+        render::print_maps_table(&mut out, opts, info, &rows)?;
     }
     out.flush()?;
     Ok(Outcome::Complete)

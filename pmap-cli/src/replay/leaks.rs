@@ -12,15 +12,15 @@ use std::{
 
 use super::print::{Outcome, stopped};
 use crate::{
+    map::model::RegionModel,
+    map::region::Region,
     record::{
         format::{Record, World},
         reader::Recording,
     },
-    region::Region,
     trace::{
         delta::{Cause, Delta},
         insight::StackNamer,
-        model::RegionModel,
     },
 };
 

@@ -19,8 +19,8 @@ use std::{ffi::OsString, path::PathBuf, process::ExitCode};
 use clap::Parser;
 
 use crate::{
-    format::{Format, Options, Range},
     record::reader::Recording,
+    render::{Format, Options, Range},
     trace::focus::{Focus, parse_size, parse_syscalls},
 };
 
@@ -110,7 +110,7 @@ impl ReplayArgs {
             ));
         }
         let range = match &self.range {
-            Some(r) => crate::snapshot::numbers::parse_range(r.as_bytes(), Range::default())
+            Some(r) => crate::cmd::common::numbers::parse_range(r.as_bytes(), Range::default())
                 .map_err(|_| format!("'{r}' is not an address range (-A low[,high], in hex)"))?,
             None => Range::default(),
         };
@@ -124,7 +124,7 @@ impl ReplayArgs {
             show_path: self.show_path,
             kernel_name: self.kernel_name,
             range,
-            shm_minor: crate::proc::shm::shm_minor(),
+            shm_minor: crate::source::shm::shm_minor(),
         })
     }
 

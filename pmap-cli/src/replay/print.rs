@@ -8,11 +8,11 @@ use std::{
 };
 
 use crate::{
-    format::{self, Options},
     record::{
         format::Record,
         reader::{Recording, Stop},
     },
+    render::{self, Options},
     trace::{
         delta::{Delta, Stats},
         focus::Focus,
@@ -75,8 +75,8 @@ pub fn replay(rec: &Recording, opts: &Options, focus: &Focus, json: bool) -> io:
             Record::Header(_) | Record::Checkpoint { .. } | Record::End { .. } => {}
             Record::Table { t, reason, proc } => {
                 let render = proc.info.as_ref().map(|info| {
-                    move |mut out: &mut dyn Write, rows: &[crate::region::Region]| {
-                        format::print_maps_table(&mut out, opts, info, rows)
+                    move |mut out: &mut dyn Write, rows: &[crate::map::region::Region]| {
+                        render::print_maps_table(&mut out, opts, info, rows)
                     }
                 });
                 p.table_of((proc.pid, proc.ppid, 0), t, &reason, &proc.regions, render)?;

@@ -21,7 +21,7 @@ use pmap_common::{
 };
 
 use super::syscalls::Call;
-use crate::region::{Perms, Region};
+use crate::map::region::{Perms, Region};
 
 /// Why a call's effect could not be taken from its capture; the tracer then
 /// asks the kernel about the call's range instead (counted per reason).
@@ -313,7 +313,7 @@ pub fn reach(e: &Effect) -> Option<(u64, u64)> {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::region::test_region as r;
+    use crate::map::region::test_region as r;
     use pmap_common::{Capture, MAX_CAPTURE, nr};
 
     fn vma(start: u64, end: u64, flags: u64) -> Vma {

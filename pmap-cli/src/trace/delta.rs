@@ -7,7 +7,8 @@ use std::collections::BTreeMap;
 
 use pmap_common::Event;
 
-use super::{capture::Fallback, model::Change, syscalls::Call};
+use super::{capture::Fallback, syscalls::Call};
+use crate::map::model::Change;
 
 /// Why a delta happened.
 #[derive(Clone, Debug)]

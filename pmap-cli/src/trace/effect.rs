@@ -14,11 +14,11 @@
 
 use pmap_common::Event;
 
-use super::{
+use super::syscalls::{Call, map_shared};
+use crate::map::{
     model::RegionModel,
-    syscalls::{Call, map_shared},
+    region::{Perms, Region},
 };
-use crate::region::{Perms, Region};
 
 /// The rows to put in place of every model region that intersects
 /// `[lo, hi)`.
@@ -270,7 +270,7 @@ fn one(call: Call, ev: &Event, model: &RegionModel, brk_start: u64) -> Option<Ef
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::region::test_region;
+    use crate::map::region::test_region;
 
     fn event(args: [u64; 6], ret: i64) -> Event {
         Event {

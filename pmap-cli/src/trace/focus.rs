@@ -53,7 +53,7 @@ impl Focus {
 /// The bytes a delta's rows cover: the larger of what it removes and what
 /// it adds (a split of a 1 MiB region shows 1 MiB of rows).
 fn size(d: &Delta) -> u64 {
-    let sum = |rs: &[crate::region::Region]| rs.iter().map(|r| r.size()).sum::<u64>();
+    let sum = |rs: &[crate::map::region::Region]| rs.iter().map(|r| r.size()).sum::<u64>();
     sum(&d.change.removed).max(sum(&d.change.added))
 }
 
@@ -103,12 +103,12 @@ pub fn parse_size(s: &str) -> Result<u64, String> {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::{region::test_region as r, trace::model::Change};
+    use crate::map::{model::Change, region::test_region as r};
 
     fn delta(
         tid: u32,
-        removed: Vec<crate::region::Region>,
-        added: Vec<crate::region::Region>,
+        removed: Vec<crate::map::region::Region>,
+        added: Vec<crate::map::region::Region>,
     ) -> Delta {
         Delta {
             pid: 1,

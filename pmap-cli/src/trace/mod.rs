@@ -1,14 +1,11 @@
 //! `pmap trace`: a live memory map fed by the kernel programs.
 //!
 //! - `probes`: loads and attaches the eBPF programs, reads the ring buffer.
-//! - `query`: asks the kernel what a range looks like now (PROCMAP_QUERY).
 //! - `btf`: kernel field offsets for the capture, from the kernel's BTF.
 //! - `capture`: a call's effect from the regions the kernel program read
 //!   at its exit (exact: nothing later can be in them).
 //! - `delta`: a change of the map and why, and the summary's counts.
 //! - `clock`: CLOCK_MONOTONIC, the kernel programs' clock.
-//! - `model`: the region model of one process (replace rows, diff).
-//! - `ranges`: a merged set of address ranges.
 //! - `session`: one traced process: applies events to its model.
 //! - `syscalls`: what each traced syscall means and may have changed.
 //! - `batch`: what the events not applied yet of a batch will change.
@@ -27,12 +24,9 @@ pub mod effect;
 pub mod focus;
 pub mod insight;
 pub mod launch;
-pub mod model;
 pub mod output;
 pub mod privileges;
 pub mod probes;
-pub mod query;
-pub mod ranges;
 pub mod run;
 pub mod session;
 pub mod syscalls;
@@ -42,9 +36,9 @@ use std::{ffi::OsString, io::Write, process::ExitCode};
 use clap::Parser;
 
 use crate::{
-    format::{self, Format, Options, Range, SmapsColumns},
-    proc::{pid_dir::PidDir, process},
-    region::Region,
+    map::region::Region,
+    render::{self, Format, Options, Range, SmapsColumns},
+    source::{pid_dir::PidDir, process},
 };
 
 /// The table options of snapshot mode, from the trace command line.
@@ -58,7 +52,7 @@ fn table_options(a: &args::TraceArgs) -> Result<Options, String> {
         _ => return Err("options -d, -x, -X are mutually exclusive".into()),
     };
     let range = match &a.range {
-        Some(r) => crate::snapshot::numbers::parse_range(r.as_bytes(), Range::default())
+        Some(r) => crate::cmd::common::numbers::parse_range(r.as_bytes(), Range::default())
             .map_err(|_| format!("'{r}' is not an address range (-A low[,high], in hex)"))?,
         None => Range::default(),
     };
@@ -68,7 +62,7 @@ fn table_options(a: &args::TraceArgs) -> Result<Options, String> {
         show_path: a.show_path,
         kernel_name: a.kernel_name,
         range,
-        shm_minor: crate::proc::shm::shm_minor(),
+        shm_minor: crate::source::shm::shm_minor(),
     })
 }
 
@@ -86,7 +80,7 @@ fn table_renderer(
             return Ok(());
         };
         if opts.format.uses_smaps() {
-            return match crate::snapshot::render_process_in(
+            return match crate::cmd::common::table::render_process_in(
                 &mut out,
                 dir,
                 &info,
@@ -94,11 +88,11 @@ fn table_renderer(
                 &mut columns,
             ) {
                 Ok(_) => Ok(()),
-                Err(crate::snapshot::Fatal::Io(e)) => Err(e),
-                Err(crate::snapshot::Fatal::Message(m)) => Err(std::io::Error::other(m)),
+                Err(crate::cmd::common::table::Fatal::Io(e)) => Err(e),
+                Err(crate::cmd::common::table::Fatal::Message(m)) => Err(std::io::Error::other(m)),
             };
         }
-        format::print_maps_table(&mut out, &opts, &info, regions)
+        render::print_maps_table(&mut out, &opts, &info, regions)
     }
 }
 

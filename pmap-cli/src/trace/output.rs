@@ -16,7 +16,7 @@ use super::{
     session::Session,
     syscalls::CallText,
 };
-use crate::{proc::pid_dir::PidDir, region::Region};
+use crate::{map::region::Region, source::pid_dir::PidDir};
 
 mod records;
 mod text;
@@ -482,8 +482,8 @@ impl<W: Write> Printer<W> {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::region::test_region as r;
-    use crate::trace::{model::Change, syscalls::Call};
+    use crate::map::region::test_region as r;
+    use crate::{map::model::Change, trace::syscalls::Call};
 
     #[test]
     fn split_is_shown_as_change_plus_additions() {

@@ -22,14 +22,14 @@ use super::{
     insight::Insight,
     output::{Printer, TableRenderer},
     probes::Probes,
-    query::is_gone,
     session::Session,
     syscalls::Affected,
 };
 use crate::{
-    format::Range,
+    map::region::Region,
     record::{format::Record, writer::Recorder},
-    region::Region,
+    render::Range,
+    source::gone::address_space_gone as is_gone,
 };
 
 mod event_loop;

@@ -10,12 +10,16 @@ use super::{
     capture::{self, Fallback},
     clock::monotonic_ns,
     delta::{Cause, Delta, Stats},
-    model::{Change, RegionModel},
-    query::{KernelView, is_gone},
-    ranges::RangeSet,
     syscalls::Call,
 };
-use crate::{proc::pid_dir::PidDir, region::Region};
+use crate::{
+    map::{
+        model::{Change, RegionModel},
+        ranges::RangeSet,
+        region::Region,
+    },
+    source::{gone::address_space_gone as is_gone, pid_dir::PidDir, query::KernelView},
+};
 
 mod check;
 mod fallback;
@@ -38,7 +42,7 @@ const IN_FLIGHT_NS: u64 = 50_000_000;
 fn read_gate(dir: &PidDir) -> Option<Region> {
     let maps = dir.read("maps").ok()?;
     let last = maps.trim_ascii_end().rsplit(|&b| b == b'\n').next()?;
-    crate::proc::maps::parse_line(last)
+    crate::source::maps::parse_line(last)
         .ok()
         .filter(|r| r.name == b"[vsyscall]")
 }

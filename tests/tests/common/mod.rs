@@ -163,7 +163,10 @@ pub const K_HELP: &[u8] = b" -k, --use-kernel-name       use names provided by k
 pub const BEYOND_PROCPS: &[u8] = b"
 Beyond procps-ng:
  pmap trace PID | -- COMMAND  the memory map live, change by change (--help)
- pmap exporter                memory-map metrics for Prometheus (coming)
+ pmap replay FILE             a trace --record FILE again; --at WHEN: the map
+                              then; --leaks: what stayed mapped, by call site
+ pmap diff A B                a map at two moments, PIDs, cores or snapshots
+ pmap exporter                memory-map metrics for Prometheus (--help)
  pmap --help-views            --json, --summary, --sort, --names, Solaris's
                               -S -a -r -s -L -l, core files, and their columns
  pmap man [PAGE]              print a man page (pmap man --list)

@@ -84,10 +84,12 @@ use self::{
 use super::{
     clock::monotonic_ns,
     delta::{Cause, Delta},
-    model::{Change, RegionModel},
     syscalls::Call,
 };
-use crate::region::Region;
+use crate::map::{
+    model::{Change, RegionModel},
+    region::Region,
+};
 
 /// Options from the command line that concern the insight features.
 #[derive(Clone, Debug, Default)]

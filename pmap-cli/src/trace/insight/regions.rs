@@ -5,7 +5,7 @@
 
 use std::{collections::BTreeMap, rc::Rc};
 
-use crate::{region::Region, trace::model::Change};
+use crate::map::{model::Change, region::Region};
 
 /// One change-causing call, as remembered.
 #[derive(Clone, Debug)]
@@ -99,7 +99,7 @@ impl RegionTable {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::region::test_region as r;
+    use crate::map::region::test_region as r;
 
     #[test]
     fn pieces_inherit_their_record_and_gone_regions_are_returned() {

@@ -17,7 +17,7 @@ use std::{
 use pmap_common::{Event, FLAG_SP_WORD, FLAG_STACK, FLAG_STACK_END, MAX_STACK_DEPTH};
 
 use super::{jit::JitMap, notes::StackNote, symbols::Symbols};
-use crate::{region::Region, trace::model::RegionModel};
+use crate::map::{model::RegionModel, region::Region};
 
 /// Functions where a user stack legitimately ends.
 const ROOTS: &[&str] = &[
@@ -285,7 +285,7 @@ fn name_of(
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::region::Perms;
+    use crate::map::region::Perms;
 
     fn code(start: u64, end: u64) -> Region {
         Region {

@@ -6,7 +6,7 @@
 use serde_json::{Value, json};
 
 use super::{alloc::human, regions::RegionTable};
-use crate::{region::Region, trace::model::RegionModel};
+use crate::map::{model::RegionModel, region::Region};
 
 /// glibc's HEAP_MAX_SIZE on 64-bit: non-main arenas are heaps of this size,
 /// aligned to it, committed from the bottom, the rest PROT_NONE.
@@ -253,7 +253,7 @@ pub fn json(s: &[Structure]) -> Value {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::region::test_region as r;
+    use crate::map::region::test_region as r;
 
     #[test]
     fn arena_stack_and_reservation_are_recognised() {

@@ -26,7 +26,7 @@ use blazesym::symbolize::{
     source::{Elf, Source},
 };
 
-use crate::region::Region;
+use crate::map::region::Region;
 
 /// Work spent on symbolization is bounded: after this much in total, new
 /// (uncached) addresses are shown as `module+0xoffset` only.

@@ -1,7 +1,7 @@
 //! Mapped memory by category over time (for the HTML report), kept up to
 //! date from each delta's removed and added rows, not by rescanning.
 
-use crate::{region::Region, trace::model::RegionModel};
+use crate::map::{model::RegionModel, region::Region};
 
 pub const CATEGORIES: [&str; 7] = [
     "heap",

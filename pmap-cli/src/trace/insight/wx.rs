@@ -11,7 +11,7 @@ use std::collections::BTreeMap;
 
 use serde_json::{Value, json};
 
-use crate::region::Perms;
+use crate::map::region::Perms;
 
 /// Flips kept for ranges that are gone, for the summary (the busiest).
 const RETIRED_MAX: usize = 256;

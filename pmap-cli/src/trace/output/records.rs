@@ -9,7 +9,7 @@ use serde::{
 use serde_json::{Map, Value, json};
 
 use crate::{
-    region::Region,
+    map::region::Region,
     trace::{
         capture::Fallback,
         delta::{Cause, Delta, Stats},

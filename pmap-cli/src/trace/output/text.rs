@@ -5,9 +5,10 @@
 use std::io::{self, Write};
 
 use crate::{
-    format::num,
-    region::Region,
-    trace::{delta::Stats, model::Change, syscalls::Call},
+    map::model::Change,
+    map::region::Region,
+    render::num,
+    trace::{delta::Stats, syscalls::Call},
 };
 
 /// `N exact (each call's own capture), M read from the kernel afterwards

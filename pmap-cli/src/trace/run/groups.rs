@@ -7,8 +7,8 @@ use anyhow::Result;
 
 use super::Tracer;
 use crate::{
-    proc::groups::{self as group, Cgroup},
     record::format::Record,
+    source::groups::{self as group, Cgroup},
     trace::{args::TraceArgs, clock::monotonic_ns, session::Session},
 };
 

@@ -14,9 +14,9 @@ use tokio::signal::unix::{SignalKind, signal};
 
 use super::{End, Groups, Signals, Tracer, event_loop, is_broken_pipe};
 use crate::{
-    format::Range,
-    proc::{pid_dir::PidDir, process},
     record::writer::Recorder,
+    render::Range,
+    source::{pid_dir::PidDir, process},
     trace::{
         args::{Backend, TraceArgs},
         clock::monotonic_ns,

@@ -5,11 +5,11 @@ use std::io;
 
 use super::{IN_FLIGHT_NS, READ_IN_FLIGHT_NS, Session};
 use crate::{
-    region::Region,
+    map::model::Change,
+    map::region::Region,
     trace::{
         clock::monotonic_ns,
         delta::{Cause, Delta},
-        model::Change,
         syscalls::Affected,
     },
 };

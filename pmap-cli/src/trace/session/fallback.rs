@@ -7,15 +7,15 @@ use pmap_common::{Event, FLAG_NO_ARGS, kind};
 
 use super::{READ_IN_FLIGHT_NS, Session};
 use crate::{
-    region::Region,
+    map::model::Change,
+    map::region::Region,
+    source::gone::address_space_gone as is_gone,
     trace::{
         batch::LaterCalls,
         capture::Fallback,
         clock::monotonic_ns,
         delta::{Cause, Delta},
         effect,
-        model::Change,
-        query::is_gone,
         syscalls::{Affected, Call, affected, map_shared},
     },
 };

@@ -5,14 +5,12 @@ use std::rc::Rc;
 
 use super::{Session, open_view};
 use crate::{
-    proc::pid_dir::PidDir,
-    region::Region,
-    trace::{delta::Stats, ranges::RangeSet},
+    map::ranges::RangeSet, map::region::Region, source::pid_dir::PidDir, trace::delta::Stats,
 };
 
 /// `pid`'s id in its own PID namespace, if that is not `pid`.
 pub(super) fn own_ns_pid(dir: &PidDir, pid: u32) -> u32 {
-    match crate::proc::process::ns_pids(dir).last() {
+    match crate::source::process::ns_pids(dir).last() {
         Some(&own) if own != pid => own,
         _ => 0,
     }
@@ -29,7 +27,7 @@ pub(super) fn no_fork_in_smaps(smaps: &[u8], set: &mut RangeSet) {
                 set.insert(lo, hi);
             }
         } else if line.first().is_some_and(u8::is_ascii_hexdigit)
-            && let Ok(r) = crate::proc::maps::parse_line(line)
+            && let Ok(r) = crate::source::maps::parse_line(line)
         {
             range = Some((r.start, r.end));
         }

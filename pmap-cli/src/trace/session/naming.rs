@@ -6,7 +6,7 @@ use pmap_common::{Event, failed, nr};
 
 use super::Session;
 use crate::{
-    region::Region,
+    map::region::Region,
     trace::{capture::Fallback, effect, syscalls::Call},
 };
 

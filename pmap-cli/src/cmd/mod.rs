@@ -1,0 +1,35 @@
+//! One module per command line; none imports another (`common` holds what
+//! they share). [`main`] picks the command.
+//!
+//! - `snapshot`: `pmap [options] PID...`, procps-ng's command line.
+//! - `views`: the options beyond procps-ng (`--json`, `--summary`,
+//!   `--sort`, `--names`, Solaris's `-S -r -a -F -L -s`) and core files.
+//! - `common`: the shared option vocabulary and the procps table driver.
+//!
+//! `pmap trace` is `crate::trace` (to move here as `cmd/trace`).
+pub mod common;
+pub(crate) mod snapshot;
+pub(crate) mod views;
+
+use std::{ffi::OsString, process::ExitCode};
+
+/// Runs the command line `args` (with the program name) names.
+pub fn main(args: Vec<OsString>) -> ExitCode {
+    match args.get(1).and_then(|a| a.to_str()) {
+        Some("trace") => return crate::trace::main(args),
+        Some("exporter") => return crate::exporter::main(args),
+        Some("replay") => return crate::replay::main(args),
+        Some("diff") => return crate::diff::main(args),
+        _ => {}
+    }
+    // `pmap man [PAGE]`, `pmap completions SHELL`.
+    if crate::self_docs::wanted(&args) {
+        return crate::self_docs::main(&args);
+    }
+    // --json, --summary, --sort, --names, -S -r -a -F -L -s and core files;
+    // anything else is procps-ng's command line.
+    if let Some(code) = views::main_if_views(&args) {
+        return code;
+    }
+    snapshot::main(args)
+}

@@ -1,0 +1,18 @@
+//! Pure data about an address space: no reads, no printing, no imports of
+//! the rest of the crate (the layout's rules: docs/architecture.md).
+//!
+//! - `region`: one region, as a line of `/proc/PID/maps` describes it.
+//! - `kind`: the one classifier of what a region is (heap, stack, arena,
+//!   JIT, guard, shared memory...).
+//! - `smaps`: one region of `/proc/PID/smaps` with its fields.
+//! - `process`: the header facts of a process.
+//! - `summary`: the rows of `--summary`, from the classifier.
+//! - `model`: the live region model of one traced process.
+//! - `ranges`: a merged set of address ranges.
+pub(crate) mod kind;
+pub mod model;
+pub mod process;
+pub(crate) mod ranges;
+pub mod region;
+pub mod smaps;
+pub(crate) mod summary;

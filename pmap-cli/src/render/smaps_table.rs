@@ -1,0 +1,552 @@
+//! The self-sizing smaps tables: `-X`, `-XX` and the rc file's columns.
+//!
+//! Column widths depend on every row (and, unless quiet, on the totals), so
+//! the rows are kept until the end, in a compact form: numbers as varints,
+//! names and VmFlags interned. 60,000 regions take a few MiB.
+
+use std::{
+    collections::HashMap,
+    fmt,
+    io::{self, Write},
+    rc::Rc,
+    sync::Arc,
+};
+
+use super::{Format, Options, names::smaps_mapping_name, num};
+use crate::map::smaps::SmapsEntry;
+
+/// The smaps data did not have the same fields in the same order for every
+/// region (procps-ng stops with the same complaint), or writing failed.
+#[derive(Debug)]
+pub enum TableError {
+    Inconsistent { field: String, expected: String },
+    Io(io::Error),
+}
+
+impl fmt::Display for TableError {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        match self {
+            TableError::Inconsistent { field, expected } => write!(
+                f,
+                "inconsistent detail field in smaps file: {field:?} where {expected:?} was expected"
+            ),
+            TableError::Io(e) => e.fmt(f),
+        }
+    }
+}
+
+impl std::error::Error for TableError {}
+
+impl From<io::Error> for TableError {
+    fn from(e: io::Error) -> Self {
+        TableError::Io(e)
+    }
+}
+
+/// Fields `-X` leaves out (procps-ng's `is_unimportant`).
+fn is_unimportant(name: &str) -> bool {
+    matches!(
+        name,
+        "AnonHugePages"
+            | "KernelPageSize"
+            | "MMUPageSize"
+            | "Shared_Dirty"
+            | "Private_Dirty"
+            | "Shared_Clean"
+            | "Private_Clean"
+            | "VmFlags"
+    )
+}
+
+/// Fields whose sum means nothing (page sizes, key numbers): their total is
+/// left blank where procps-ng prints the sum (README.md, "Compatibility with procps-ng").
+fn has_no_total(name: &str) -> bool {
+    matches!(name, "KernelPageSize" | "MMUPageSize" | "ProtectionKey")
+}
+
+fn is_enabled(format: &Format, name: &str) -> bool {
+    match format {
+        Format::MoreExtended => !is_unimportant(name),
+        Format::Rc(list) => list.iter().any(|f| f == name),
+        _ => true,
+    }
+}
+
+#[derive(Clone, Debug)]
+struct Column {
+    name: Box<str>,
+    width: usize,
+    total: u64,
+}
+
+/// The value columns and their widths. procps-ng keeps them from one PID to
+/// the next in one call (widths only grow), so callers printing several
+/// tables in a row keep one of these; a standalone table takes a fresh one.
+#[derive(Clone, Debug, Default)]
+pub struct SmapsColumns {
+    columns: Vec<Column>,
+}
+
+fn push_varint(buf: &mut Vec<u8>, mut v: u64) {
+    while v >= 0x80 {
+        buf.push((v as u8) | 0x80);
+        v >>= 7;
+    }
+    buf.push(v as u8);
+}
+
+fn read_varint(buf: &[u8], pos: &mut usize) -> u64 {
+    let mut v = 0u64;
+    let mut shift = 0;
+    while let Some(&b) = buf.get(*pos) {
+        *pos += 1;
+        if shift < 64 {
+            v |= u64::from(b & 0x7f) << shift;
+        }
+        shift += 7;
+        if b & 0x80 == 0 {
+            break;
+        }
+    }
+    v
+}
+
+/// Byte strings stored once, referred to by number.
+#[derive(Default)]
+struct Interner {
+    ids: HashMap<Rc<[u8]>, u32>,
+    items: Vec<Rc<[u8]>>,
+    /// The last string asked for: neighbours often repeat (the segments of
+    /// one file, runs of anonymous regions).
+    last: Option<u32>,
+}
+
+impl Interner {
+    fn id(&mut self, s: &[u8]) -> u32 {
+        if let Some(last) = self.last
+            && *self.items[last as usize] == *s
+        {
+            return last;
+        }
+        let id = match self.ids.get(s) {
+            Some(&id) => id,
+            None => {
+                let rc: Rc<[u8]> = Rc::from(s);
+                let id = self.items.len() as u32;
+                self.items.push(rc.clone());
+                self.ids.insert(rc, id);
+                id
+            }
+        };
+        self.last = Some(id);
+        id
+    }
+    fn get(&self, id: u64) -> &[u8] {
+        usize::try_from(id)
+            .ok()
+            .and_then(|i| self.items.get(i))
+            .map_or(&[][..], |s| s)
+    }
+}
+
+/// Text widths of the fixed columns, as the kernel prints them.
+fn addr_text(buf: &mut Vec<u8>, v: u64) {
+    num::hex_zero(buf, v, 8);
+}
+
+fn dev_text(buf: &mut Vec<u8>, major: u64, minor: u64) {
+    num::hex_zero(buf, major, 2);
+    buf.push(b':');
+    num::hex_zero(buf, minor, 2);
+}
+
+/// One `-X`/`-XX`/rc table, built from the entries and printed at the end.
+pub struct SmapsTable<'a> {
+    opts: &'a Options,
+    columns: &'a mut SmapsColumns,
+    /// Widths of address, perms, offset, device, inode, VmFlags.
+    w: [usize; 6],
+    has_vmflags: bool,
+    any_region: bool,
+    rows: Vec<u8>,
+    names: Interner,
+    flags: Interner,
+    scratch: Vec<u8>,
+    /// For each field position of the last entry: its name and the column
+    /// it feeds (`None`: not shown). Entries from one reader share name
+    /// `Arc`s, so the usual check is a pointer comparison.
+    positions: Vec<(Arc<str>, Option<usize>)>,
+    values: Vec<u64>,
+}
+
+impl<'a> SmapsTable<'a> {
+    pub fn new(opts: &'a Options, columns: &'a mut SmapsColumns) -> Self {
+        for c in &mut columns.columns {
+            c.total = 0;
+        }
+        let mut flags = Interner::default();
+        // Id 0: no VmFlags line.
+        flags.id(b"");
+        SmapsTable {
+            opts,
+            columns,
+            w: [0; 6],
+            has_vmflags: false,
+            any_region: false,
+            rows: Vec::new(),
+            names: Interner::default(),
+            flags,
+            scratch: Vec::with_capacity(64),
+            positions: Vec::new(),
+            values: Vec::new(),
+        }
+    }
+
+    fn enabled(&self, name: &str) -> bool {
+        is_enabled(&self.opts.format, name)
+    }
+
+    /// Measures `e` and keeps it if it is in the `-A` range.
+    pub fn add(&mut self, e: &SmapsEntry) -> Result<(), TableError> {
+        let r = &e.region;
+        self.any_region = true;
+        let s = &mut self.scratch;
+        let widen = |i: usize, len: usize, w: &mut [usize; 6]| w[i] = w[i].max(len);
+        s.clear();
+        addr_text(s, r.start);
+        widen(0, s.len(), &mut self.w);
+        widen(1, r.perms.0.len(), &mut self.w);
+        s.clear();
+        addr_text(s, r.offset);
+        widen(2, s.len(), &mut self.w);
+        s.clear();
+        dev_text(s, u64::from(r.dev_major), u64::from(r.dev_minor));
+        widen(3, s.len(), &mut self.w);
+        widen(4, num::dec_len(r.inode), &mut self.w);
+        let in_range = self.opts.range.contains(r);
+
+        self.values.clear();
+        let mut known = true;
+        for (pos, f) in e.fields.iter().enumerate() {
+            let cached = match self.positions.get(pos) {
+                Some((name, col)) if known && Arc::ptr_eq(name, &f.name) => Some(*col),
+                _ => None,
+            };
+            let col = match cached {
+                Some(col) => col,
+                None => {
+                    known = false;
+                    let col = self.resolve(pos, &f.name)?;
+                    self.positions.truncate(pos);
+                    self.positions.push((f.name.clone(), col));
+                    col
+                }
+            };
+            let Some(k) = col else { continue };
+            if in_range {
+                let c = &mut self.columns.columns[k];
+                c.total = c.total.wrapping_add(f.value);
+                if self.opts.quiet {
+                    c.width = c.width.max(num::dec_len(f.value));
+                }
+                self.values.push(f.value);
+            }
+        }
+        if let Some(fl) = &e.vm_flags {
+            self.w[5] = self.w[5].max(fl.len());
+            self.has_vmflags = true;
+        }
+        if !in_range {
+            return Ok(());
+        }
+        let row = &mut self.rows;
+        push_varint(row, r.start);
+        row.extend_from_slice(&r.perms.0);
+        push_varint(row, r.offset);
+        push_varint(row, u64::from(r.dev_major));
+        push_varint(row, u64::from(r.dev_minor));
+        push_varint(row, r.inode);
+        push_varint(row, u64::from(self.names.id(&r.name)));
+        let flags = e.vm_flags.as_deref().map_or(0, |f| self.flags.id(f));
+        push_varint(row, u64::from(flags));
+        push_varint(row, self.values.len() as u64);
+        for &v in &self.values {
+            push_varint(row, v);
+        }
+        Ok(())
+    }
+
+    /// The column field `name` at position `pos` of an entry feeds (a new
+    /// one if the list is shorter), or `None` if the format hides it.
+    fn resolve(&mut self, pos: usize, name: &Arc<str>) -> Result<Option<usize>, TableError> {
+        if !self.enabled(name) {
+            return Ok(None);
+        }
+        // The column index is the number of shown fields before this one.
+        let k = self.positions[..pos.min(self.positions.len())]
+            .iter()
+            .filter(|(_, c)| c.is_some())
+            .count();
+        match self.columns.columns.get(k) {
+            None => self.columns.columns.push(Column {
+                name: Box::from(&**name),
+                width: if self.opts.quiet { 0 } else { name.len() },
+                total: 0,
+            }),
+            Some(c) if *c.name != **name => {
+                return Err(TableError::Inconsistent {
+                    field: name.to_string(),
+                    expected: c.name.to_string(),
+                });
+            }
+            Some(_) => {}
+        }
+        Ok(Some(k))
+    }
+
+    /// Prints headings, rows and totals (headings and totals unless quiet).
+    pub fn print(self, out: &mut impl Write) -> io::Result<()> {
+        let opts = self.opts;
+        let format = &opts.format;
+        let on = |name: &str| is_enabled(format, name);
+        let mut w = self.w;
+        let columns = &mut self.columns.columns;
+        if !opts.quiet {
+            for c in columns.iter_mut().filter(|c| !has_no_total(&c.name)) {
+                c.width = c.width.max(num::dec_len(c.total));
+            }
+        }
+        let show_flags = self.has_vmflags && on("VmFlags");
+        let show_mapping = on("Mapping");
+        let fixed: [(&str, usize); 4] = [("Perm", 1), ("Offset", 2), ("Device", 3), ("Inode", 4)];
+        let mut b = Vec::with_capacity(64 * 1024);
+
+        if self.any_region && !opts.quiet {
+            w[0] = num::justify(&mut b, b"Address", w[0], true);
+            for (name, i) in fixed {
+                if on(name) {
+                    w[i] = num::justify(&mut b, name.as_bytes(), w[i], true);
+                }
+            }
+            for c in columns.iter() {
+                num::justify(&mut b, c.name.as_bytes(), c.width, true);
+            }
+            if show_flags {
+                w[5] = num::justify(&mut b, b"VmFlags", w[5], true);
+            }
+            if show_mapping {
+                num::justify(&mut b, b"Mapping", 0, false);
+            } else {
+                b.push(b'\n');
+            }
+        }
+
+        let mut text = Vec::with_capacity(32);
+        // procps-ng prints a column's last value for a row that lacks it.
+        let mut last = vec![0u64; columns.len()];
+        let mut pos = 0;
+        let rows = &self.rows;
+        while pos < rows.len() {
+            let start = read_varint(rows, &mut pos);
+            let perms = rows.get(pos..pos + 4).unwrap_or_default();
+            pos += 4;
+            let offset = read_varint(rows, &mut pos);
+            let major = read_varint(rows, &mut pos);
+            let minor = read_varint(rows, &mut pos);
+            let inode = read_varint(rows, &mut pos);
+            let name = self.names.get(read_varint(rows, &mut pos));
+            let flags = self.flags.get(read_varint(rows, &mut pos));
+            let n = read_varint(rows, &mut pos);
+            for i in 0..n {
+                let v = read_varint(rows, &mut pos);
+                if let Some(slot) = usize::try_from(i).ok().and_then(|i| last.get_mut(i)) {
+                    *slot = v;
+                }
+            }
+
+            text.clear();
+            addr_text(&mut text, start);
+            num::str_right(&mut b, &text, w[0]);
+            if on("Perm") {
+                b.push(b' ');
+                num::str_right(&mut b, perms, w[1]);
+            }
+            if on("Offset") {
+                b.push(b' ');
+                text.clear();
+                addr_text(&mut text, offset);
+                num::str_right(&mut b, &text, w[2]);
+            }
+            if on("Device") {
+                b.push(b' ');
+                text.clear();
+                dev_text(&mut text, major, minor);
+                num::str_right(&mut b, &text, w[3]);
+            }
+            if on("Inode") {
+                b.push(b' ');
+                num::dec_right(&mut b, inode, w[4]);
+            }
+            for (c, v) in columns.iter().zip(&last) {
+                b.push(b' ');
+                num::dec_right(&mut b, *v, c.width);
+            }
+            if show_flags {
+                b.push(b' ');
+                num::str_right(&mut b, flags, w[5]);
+            }
+            if show_mapping {
+                b.push(b' ');
+                b.extend_from_slice(smaps_mapping_name(name, opts.show_path));
+            }
+            b.push(b'\n');
+            if b.len() >= 60 * 1024 {
+                out.write_all(&b)?;
+                b.clear();
+            }
+        }
+
+        if !opts.quiet && !columns.is_empty() {
+            let mut gap = w[0] + 1;
+            for (name, i) in fixed {
+                if on(name) {
+                    gap += w[i] + 1;
+                }
+            }
+            b.extend(std::iter::repeat_n(b' ', gap));
+            for c in columns.iter() {
+                b.extend(std::iter::repeat_n(b'=', c.width));
+                b.push(b' ');
+            }
+            b.push(b'\n');
+            b.extend(std::iter::repeat_n(b' ', gap));
+            for c in columns.iter() {
+                if has_no_total(&c.name) {
+                    b.extend(std::iter::repeat_n(b' ', c.width));
+                } else {
+                    num::dec_right(&mut b, c.total, c.width);
+                }
+                b.push(b' ');
+            }
+            b.extend_from_slice(b"KB \n");
+        }
+        out.write_all(&b)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::{
+        map::{process::ProcessInfo, region::Region},
+        render::{ExtendedTable, MapsTable, Range},
+        source::{
+            maps::MapsReader,
+            smaps::{SliceLines, SmapsReader},
+        },
+    };
+
+    /// xorshift: deterministic pseudo-random mutations.
+    struct Rng(u64);
+    impl Rng {
+        fn next(&mut self) -> u64 {
+            self.0 ^= self.0 << 13;
+            self.0 ^= self.0 >> 7;
+            self.0 ^= self.0 << 17;
+            self.0
+        }
+        fn below(&mut self, n: usize) -> usize {
+            (self.next() % n.max(1) as u64) as usize
+        }
+    }
+
+    /// Every reader and printer, fed mutated real smaps text, either prints
+    /// or reports an error; it never panics.
+    #[test]
+    fn mutated_input_never_panics() {
+        let smaps =
+            std::fs::read(format!("/proc/{}/smaps", std::process::id())).expect("own smaps");
+        let maps = std::fs::read(format!("/proc/{}/maps", std::process::id())).expect("own maps");
+        let info = ProcessInfo {
+            pid: 1,
+            tgid: 1,
+            cmdline: b"x".to_vec(),
+            start_stack: 0,
+        };
+        let formats = [
+            Format::Default,
+            Format::Extended,
+            Format::Device,
+            Format::MoreExtended,
+            Format::All,
+            Format::Rc(vec!["Rss".into(), "VmFlags".into(), "Mapping".into()]),
+        ];
+        let mut rng = Rng(0x9e37_79b9_7f4a_7c15);
+        for round in 0..1200 {
+            let format = formats[round % formats.len()].clone();
+            let mut m = if format.uses_smaps() {
+                smaps.clone()
+            } else {
+                maps.clone()
+            };
+            for _ in 0..1 + rng.below(8) {
+                if m.is_empty() {
+                    break;
+                }
+                let at = rng.below(m.len());
+                match rng.below(4) {
+                    0 => m[at] = [b':', b'\n', b' ', b'0', b'9', 0xff, 0, b'-'][rng.below(8)],
+                    1 => {
+                        m.remove(at);
+                    }
+                    2 => m.insert(at, [b':', b'\n', b'7', b'V'][rng.below(4)]),
+                    _ => m.truncate(at),
+                }
+            }
+            let opts = Options {
+                format,
+                quiet: round % 3 == 0,
+                show_path: round % 2 == 0,
+                kernel_name: round % 5 == 0,
+                range: Range {
+                    low: rng.next() >> 20,
+                    high: u64::MAX >> rng.below(20),
+                },
+                shm_minor: Some(1),
+            };
+            let mut out = Vec::new();
+            match &opts.format {
+                Format::Default | Format::Device => {
+                    let mut reader = MapsReader::new(&m[..]);
+                    let mut t = MapsTable::begin(&mut out, &opts, &info).expect("vec write");
+                    let mut r = Region::default();
+                    while let Ok(true) = reader.next_into(&mut r) {
+                        let _ = t.row(&r);
+                    }
+                    let _ = t.finish();
+                }
+                Format::Extended => {
+                    let mut reader = SmapsReader::new(SliceLines(&m));
+                    let mut t = ExtendedTable::begin(&mut out, &opts, &info).expect("vec write");
+                    let mut e = SmapsEntry::default();
+                    while let Ok(true) = reader.next_into(&mut e) {
+                        let _ = t.row(&e);
+                    }
+                    let _ = t.finish();
+                }
+                _ => {
+                    let mut columns = SmapsColumns::default();
+                    let mut t = SmapsTable::new(&opts, &mut columns);
+                    let mut reader = SmapsReader::new(SliceLines(&m));
+                    let mut e = SmapsEntry::default();
+                    while let Ok(true) = reader.next_into(&mut e) {
+                        if t.add(&e).is_err() {
+                            break;
+                        }
+                    }
+                    let _ = t.print(&mut out);
+                }
+            }
+        }
+    }
+}

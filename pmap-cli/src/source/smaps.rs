@@ -1,0 +1,463 @@
+//! `/proc/PID/smaps`: a maps-format header line per region, then
+//! `Key:   value kB` lines, then `VmFlags: rd wr ...`.
+//!
+//! Lines are classified the way procps-ng's pmap reads them (a key of 1..=31
+//! bytes without ':', a colon, blanks, digits; or `VmFlags:` and flag
+//! letters); anything else must be a region header.
+
+use std::{io, sync::Arc};
+
+use super::{
+    lines::LineReader,
+    maps::{ParseError, parse_line_into},
+};
+use crate::map::{
+    region::Region,
+    smaps::{SmapsEntry, SmapsField},
+};
+
+/// What one smaps line is.
+#[derive(Debug, PartialEq, Eq)]
+pub enum SmapsLine<'a> {
+    /// A region header; the region was parsed into the caller's `Region`.
+    Header,
+    /// `Key: value ...`.
+    Field { name: &'a [u8], value: u64 },
+    /// The flag letters after `VmFlags:`, blanks kept except one trailing.
+    VmFlags(&'a [u8]),
+}
+
+fn is_space(c: u8) -> bool {
+    matches!(c, b' ' | b'\t' | b'\n' | b'\x0b' | b'\x0c' | b'\r')
+}
+
+/// `Key: 123...`: the key is 1..=31 bytes before the first ':', the value
+/// the first (up to 20) digits after blanks. Saturates on overflow.
+pub fn field_line(line: &[u8]) -> Option<(&[u8], u64)> {
+    let colon = memchr::memchr(b':', &line[..line.len().min(32)])?;
+    if colon == 0 || line.first() == Some(&0) {
+        return None;
+    }
+    let mut p = colon + 1;
+    while line.get(p).is_some_and(|&c| is_space(c)) {
+        p += 1;
+    }
+    let digits_start = p;
+    let mut value: u64 = 0;
+    while let Some(&c) = line.get(p) {
+        if !c.is_ascii_digit() || p - digits_start == 20 {
+            break;
+        }
+        value = value.saturating_mul(10).saturating_add(u64::from(c - b'0'));
+        p += 1;
+    }
+    if p == digits_start {
+        return None;
+    }
+    Some((&line[..colon], value))
+}
+
+/// `VmFlags: rd mr ...`: up to 127 bytes of `[a-z ]` after blanks; one
+/// trailing space removed.
+pub fn vmflags_line(line: &[u8]) -> Option<&[u8]> {
+    let rest = line.strip_prefix(b"VmFlags:")?;
+    let skip = rest.iter().take_while(|&&c| is_space(c)).count();
+    let rest = &rest[skip..];
+    let len = rest
+        .iter()
+        .take(127)
+        .take_while(|&&c| c == b' ' || c.is_ascii_lowercase())
+        .count();
+    if len == 0 {
+        return None;
+    }
+    let flags = &rest[..len];
+    Some(flags.strip_suffix(b" ").unwrap_or(flags))
+}
+
+/// Classifies one line (without newline); a header is parsed into `region`.
+pub fn classify<'a>(line: &'a [u8], region: &mut Region) -> Result<SmapsLine<'a>, ParseError> {
+    if let Some((name, value)) = field_line(line) {
+        return Ok(SmapsLine::Field { name, value });
+    }
+    if let Some(flags) = vmflags_line(line) {
+        return Ok(SmapsLine::VmFlags(flags));
+    }
+    parse_line_into(line, region).map(|()| SmapsLine::Header)
+}
+
+/// A line-at-a-time source for `SmapsReader`, which may also look ahead
+/// (`peek`) and skip bytes it parsed itself (`consume`).
+pub trait LineSource {
+    fn next_line(&mut self) -> io::Result<Option<&[u8]>>;
+    fn peek(&mut self, n: usize) -> io::Result<&[u8]>;
+    fn consume(&mut self, n: usize);
+}
+
+impl<R: io::Read> LineSource for LineReader<R> {
+    fn next_line(&mut self) -> io::Result<Option<&[u8]>> {
+        LineReader::next_line(self)
+    }
+    fn peek(&mut self, n: usize) -> io::Result<&[u8]> {
+        LineReader::peek(self, n)
+    }
+    fn consume(&mut self, n: usize) {
+        LineReader::consume(self, n)
+    }
+}
+
+/// Eight bytes from `b[i..]`, little-endian, if there are eight.
+fn load8(b: &[u8], i: usize) -> Option<u64> {
+    let bytes: [u8; 8] = b.get(i..i + 8)?.try_into().ok()?;
+    Some(u64::from_le_bytes(bytes))
+}
+
+/// A mask whose lowest set bit is in the first byte of `w` equal to `c`
+/// (bits above it may be spurious), or 0 if there is none.
+fn bytes_equal(w: u64, c: u8) -> u64 {
+    const ONES: u64 = 0x0101_0101_0101_0101;
+    let v = w ^ (ONES * u64::from(c));
+    v.wrapping_sub(ONES) & !v & (ONES << 7)
+}
+
+/// The usual shape of a field line, `Name:   1234 kB\n` (or without ` kB`),
+/// parsed straight from the buffer: the name's length, the value, and the
+/// length of the line with its newline. `None` for anything else (which
+/// then takes the general path, `classify`); when it answers, it agrees
+/// with `field_line`.
+fn fast_field(rest: &[u8]) -> Option<(usize, u64, usize)> {
+    // Eight bytes at a time: the first ':' or '\n' among the first 32.
+    let mut colon = None;
+    for k in 0..4 {
+        let w = load8(rest, k * 8)?;
+        let m = bytes_equal(w, b':') | bytes_equal(w, b'\n');
+        if m != 0 {
+            colon = Some(k * 8 + (m.trailing_zeros() / 8) as usize);
+            break;
+        }
+    }
+    let colon = colon?;
+    if colon == 0 || rest[colon] != b':' || rest[0] == 0 {
+        return None;
+    }
+    let mut j = colon + 1;
+    // Skip the blanks eight at a time.
+    loop {
+        let Some(w) = load8(rest, j) else {
+            while rest.get(j) == Some(&b' ') {
+                j += 1;
+            }
+            break;
+        };
+        let other = w ^ 0x2020_2020_2020_2020;
+        if other == 0 {
+            j += 8;
+        } else {
+            j += (other.trailing_zeros() / 8) as usize;
+            break;
+        }
+    }
+    let digits = j;
+    let mut value: u64 = 0;
+    while let Some(&c) = rest.get(j) {
+        if !c.is_ascii_digit() {
+            break;
+        }
+        value = value.saturating_mul(10).saturating_add(u64::from(c - b'0'));
+        j += 1;
+    }
+    if j == digits || j - digits > 20 {
+        return None;
+    }
+    match rest.get(j..j + 4) {
+        Some(b" kB\n") => Some((colon, value, j + 4)),
+        _ if rest.get(j) == Some(&b'\n') => Some((colon, value, j + 1)),
+        _ => None,
+    }
+}
+
+/// Lines of an in-memory text.
+pub struct SliceLines<'a>(pub &'a [u8]);
+
+impl LineSource for SliceLines<'_> {
+    fn peek(&mut self, _n: usize) -> io::Result<&[u8]> {
+        Ok(self.0)
+    }
+    fn consume(&mut self, n: usize) {
+        self.0 = &self.0[n.min(self.0.len())..];
+    }
+    fn next_line(&mut self) -> io::Result<Option<&[u8]>> {
+        if self.0.is_empty() {
+            return Ok(None);
+        }
+        let (line, rest) = match memchr::memchr(b'\n', self.0) {
+            Some(i) => (&self.0[..i], &self.0[i + 1..]),
+            None => (self.0, &self.0[self.0.len()..]),
+        };
+        self.0 = rest;
+        Ok(Some(line))
+    }
+}
+
+/// Streams smaps entries, reusing the caller's `SmapsEntry` so that after
+/// the first region nothing is allocated per line.
+pub struct SmapsReader<S> {
+    lines: S,
+    /// `scratch` holds a header read while finishing the previous entry.
+    pending: bool,
+    scratch: Region,
+    /// Field names in the order the last entry had them.
+    schema: Vec<Arc<str>>,
+    spare_flags: Vec<u8>,
+}
+
+/// Short byte strings compared inline (a `memcmp` call costs more than
+/// these few bytes).
+fn same_bytes(a: &[u8], b: &[u8]) -> bool {
+    a.len() == b.len() && a.iter().zip(b).all(|(x, y)| x == y)
+}
+
+fn invalid(e: ParseError) -> io::Error {
+    io::Error::new(io::ErrorKind::InvalidData, e)
+}
+
+impl<S: LineSource> SmapsReader<S> {
+    pub fn new(lines: S) -> Self {
+        SmapsReader {
+            lines,
+            pending: false,
+            scratch: Region::default(),
+            schema: Vec::new(),
+            spare_flags: Vec::new(),
+        }
+    }
+
+    /// Reads the next entry into `e`; `Ok(false)` at the end. A line out of
+    /// place (a field before any header, a field after `VmFlags`) is an
+    /// `InvalidData` error, as procps-ng refuses it too.
+    pub fn next_into(&mut self, e: &mut SmapsEntry) -> io::Result<bool> {
+        if self.pending {
+            // Swapping keeps both name buffers allocated for reuse.
+            std::mem::swap(&mut e.region, &mut self.scratch);
+            self.pending = false;
+        } else {
+            let Some(line) = self.lines.next_line()? else {
+                return Ok(false);
+            };
+            if classify(line, &mut e.region).map_err(invalid)? != SmapsLine::Header {
+                return Err(invalid(ParseError::new("region header", line)));
+            }
+        }
+        let mut n = 0;
+        if let Some(v) = e.vm_flags.take() {
+            self.spare_flags = v;
+        }
+        loop {
+            // Most lines are fields in the kernel's usual shape.
+            let rest = self.lines.peek(64)?;
+            if let Some((name_len, value, used)) = fast_field(rest) {
+                if e.vm_flags.is_some() {
+                    let line = rest[..used - 1].to_vec();
+                    return Err(invalid(ParseError::new("field after VmFlags", &line)));
+                }
+                store_field(&mut self.schema, e, n, &rest[..name_len], value);
+                n += 1;
+                self.lines.consume(used);
+                continue;
+            }
+            let Some(line) = self.lines.next_line()? else {
+                break;
+            };
+            match classify(line, &mut self.scratch).map_err(invalid)? {
+                SmapsLine::Header => {
+                    self.pending = true;
+                    break;
+                }
+                SmapsLine::Field { name, value } => {
+                    if e.vm_flags.is_some() {
+                        return Err(invalid(ParseError::new("field after VmFlags", line)));
+                    }
+                    store_field(&mut self.schema, e, n, name, value);
+                    n += 1;
+                }
+                SmapsLine::VmFlags(flags) => {
+                    if e.vm_flags.is_some() {
+                        return Err(invalid(ParseError::new("second VmFlags", line)));
+                    }
+                    let mut v = std::mem::take(&mut self.spare_flags);
+                    v.clear();
+                    v.extend_from_slice(flags);
+                    e.vm_flags = Some(v);
+                }
+            }
+        }
+        e.fields.truncate(n);
+        Ok(true)
+    }
+}
+
+/// Parses a whole smaps text into entries.
+pub fn parse(bytes: &[u8]) -> io::Result<Vec<SmapsEntry>> {
+    let mut reader = SmapsReader::new(SliceLines(bytes));
+    let mut out = Vec::new();
+    let mut e = SmapsEntry::default();
+    while reader.next_into(&mut e)? {
+        out.push(e.clone());
+    }
+    Ok(out)
+}
+
+/// Stores field number `n` of an entry. Field names repeat from region to
+/// region, so each is interned once in `schema` and entries share it; the
+/// entry's field vector is reused in place when the name is the same.
+fn store_field(schema: &mut Vec<Arc<str>>, e: &mut SmapsEntry, n: usize, name: &[u8], value: u64) {
+    if !schema
+        .get(n)
+        .is_some_and(|s| same_bytes(s.as_bytes(), name))
+    {
+        schema.truncate(n);
+        schema.push(Arc::from(String::from_utf8_lossy(name).as_ref()));
+    }
+    match e.fields.get_mut(n) {
+        Some(f) if Arc::ptr_eq(&f.name, &schema[n]) => f.value = value,
+        _ => {
+            e.fields.truncate(n);
+            e.fields.push(SmapsField {
+                name: schema[n].clone(),
+                value,
+            });
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    const SAMPLE: &[u8] =
+        b"55b375e37000-55b375e39000 r--p 00000000 fe:00 247774                     /usr/bin/sleep
+Size:                  8 kB
+KernelPageSize:        4 kB
+Rss:                   8 kB
+THPeligible:           0
+VmFlags: rd mr mw me 
+7ffe12a41000-7ffe12a62000 rw-p 00000000 00:00 0                          [stack]
+Size:                132 kB
+KernelPageSize:        4 kB
+Rss:                  12 kB
+THPeligible:           0
+ProtectionKey:         0
+VmFlags: rd wr mr mw me gd ac 
+7f0000000000-7f0000001000 rw-s 00000000 00:00 0 
+Size:                  4 kB
+";
+
+    #[test]
+    fn parses_entries() {
+        let v = parse(SAMPLE).expect("valid smaps");
+        assert_eq!(v.len(), 3);
+        assert_eq!(v[0].region.name, b"/usr/bin/sleep");
+        assert_eq!(v[0].field("Size"), Some(8));
+        assert_eq!(v[0].field("THPeligible"), Some(0));
+        assert_eq!(v[0].fields.len(), 4);
+        assert_eq!(v[0].vm_flags.as_deref(), Some(&b"rd mr mw me"[..]));
+        assert_eq!(v[1].fields.len(), 5);
+        assert_eq!(v[1].field("ProtectionKey"), Some(0));
+        assert_eq!(v[1].vm_flags.as_deref(), Some(&b"rd wr mr mw me gd ac"[..]));
+        assert_eq!(v[2].fields.len(), 1);
+        assert_eq!(v[2].vm_flags, None);
+        assert!(v[2].region.name.is_empty());
+    }
+
+    #[test]
+    fn field_lines() {
+        assert_eq!(field_line(b"Rss:  12 kB"), Some((&b"Rss"[..], 12)));
+        assert_eq!(
+            field_line(b"THPeligible:    1"),
+            Some((&b"THPeligible"[..], 1))
+        );
+        assert_eq!(field_line(b"Odd key:\t7"), Some((&b"Odd key"[..], 7)));
+        assert_eq!(
+            field_line(b"Big: 99999999999999999999999 kB"),
+            Some((&b"Big"[..], u64::MAX))
+        );
+        assert_eq!(field_line(b"VmFlags: rd"), None);
+        assert_eq!(field_line(b": 5"), None);
+        assert_eq!(field_line(b"Rss:"), None);
+        assert_eq!(field_line(b"Rss: kB"), None);
+        assert_eq!(field_line(b"AVeryLongKeyThatIsMoreThan31Bytes: 5"), None);
+        assert_eq!(field_line(b""), None);
+    }
+
+    #[test]
+    fn fast_path_agrees_with_field_line() {
+        let cases: &[&[u8]] = &[
+            b"Size:                  8 kB\nRss:",
+            b"THPeligible:           0\nVmFlags: rd\n",
+            b"Big:  123456789012345678901 kB\n                    ",
+            b"Rss:\t 8 kB\n                           ",
+            b"Odd key: 7 kB\n                           ",
+            b"x:1\n                                     ",
+            b"NoValue:        kB\n                      ",
+            b"7f0000000000-7f0000001000 rw-p 00000000 00:00 0\n",
+            b"AVeryLongKeyThatIsMoreThan31Bytes: 5 kB\n",
+        ];
+        for c in cases {
+            let line = &c[..c.iter().position(|&b| b == b'\n').unwrap_or(c.len())];
+            if let Some((name_len, value, used)) = fast_field(c) {
+                assert_eq!(field_line(line), Some((&line[..name_len], value)));
+                assert_eq!(used, line.len() + 1);
+            }
+        }
+        assert!(fast_field(cases[0]).is_some());
+        assert!(fast_field(cases[1]).is_some());
+    }
+
+    #[test]
+    fn vmflags_lines() {
+        assert_eq!(vmflags_line(b"VmFlags: rd ex "), Some(&b"rd ex"[..]));
+        assert_eq!(vmflags_line(b"VmFlags: ex"), Some(&b"ex"[..]));
+        assert_eq!(vmflags_line(b"VmFlags: "), None);
+        assert_eq!(vmflags_line(b"VmFlags: RD"), None);
+        let long = [b"VmFlags: ".to_vec(), b"ab ".repeat(60)].concat();
+        assert_eq!(vmflags_line(&long).map(|f| f.len()), Some(127));
+    }
+
+    #[test]
+    fn out_of_place_lines_are_errors() {
+        assert!(parse(b"Size: 4 kB\n").is_err());
+        assert!(parse(b"10-20 r--p 0 0:0 0\nVmFlags: rd\nSize: 4 kB\n").is_err());
+        assert!(parse(b"10-20 r--p 0 0:0 0\ngarbage\n").is_err());
+        assert!(parse(b"").expect("empty is fine").is_empty());
+    }
+
+    #[test]
+    fn never_panics_on_mutations() {
+        for i in 0..SAMPLE.len() {
+            for b in [0u8, b' ', b':', b'\n', 0xff, b'7', b'V'] {
+                let mut m = SAMPLE.to_vec();
+                m[i] = b;
+                let _ = parse(&m);
+            }
+            let _ = parse(&SAMPLE[..i]);
+        }
+    }
+
+    #[test]
+    fn reads_own_smaps() {
+        use crate::source::{checked, pid_dir::PidDir, process};
+        let dir = PidDir::open(std::process::id()).expect("own /proc dir");
+        let info = process::fetch_in(&dir).expect("own process");
+        let checked::Tried::Done(read) =
+            checked::read_entries(&dir, &info, true).expect("read own smaps")
+        else {
+            panic!("own smaps not read whole");
+        };
+        let v = read.entries;
+        assert!(v.iter().any(|e| e.region.name == b"[stack]"));
+        assert!(
+            v.iter()
+                .all(|e| e.field("Size") == Some(e.region.size() / 1024))
+        );
+    }
+}

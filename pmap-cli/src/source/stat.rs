@@ -1,0 +1,129 @@
+//! `/proc/PID/stat` (and `task/TID/stat`): the one parser of it.
+//!
+//! The command name (field 2) sits between the first '(' and the last ')'
+//! and may hold blanks and parentheses, so the other fields are counted
+//! from that last ')'. Fields are numbered as in proc(5): 3 is the state.
+
+/// One `stat` line, split into fields.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct Stat<'a> {
+    comm: &'a [u8],
+    /// Fields 3 onwards.
+    rest: Vec<&'a [u8]>,
+}
+
+impl<'a> Stat<'a> {
+    /// Splits a `stat` line; `None` without the parentheses of the name.
+    pub fn parse(raw: &'a [u8]) -> Option<Stat<'a>> {
+        let close = memchr::memrchr(b')', raw)?;
+        let open = memchr::memchr(b'(', &raw[..close])?;
+        let rest = raw[close + 1..]
+            .split(|c| c.is_ascii_whitespace())
+            .filter(|f| !f.is_empty())
+            .collect();
+        Some(Stat {
+            comm: &raw[open + 1..close],
+            rest,
+        })
+    }
+
+    /// Field 2, the command name, without its parentheses.
+    pub fn comm(&self) -> &'a [u8] {
+        self.comm
+    }
+
+    /// Field 3: 'R', 'S', ... 'Z' (zombie), 'X' (dead).
+    pub fn state(&self) -> Option<u8> {
+        self.field(3)?.first().copied()
+    }
+
+    /// Field `n` (from 3) as text.
+    pub fn field(&self, n: usize) -> Option<&'a [u8]> {
+        self.rest.get(n.checked_sub(3)?).copied()
+    }
+
+    /// Field `n` (from 3) as a number.
+    pub fn num(&self, n: usize) -> Option<u64> {
+        std::str::from_utf8(self.field(n)?).ok()?.parse().ok()
+    }
+}
+
+/// `PF_EXITING` and `PF_KTHREAD` in the flags field of `stat`.
+const PF_EXITING: u64 = 0x0000_0004;
+const PF_KTHREAD: u64 = 0x0020_0000;
+
+/// Fields of `/proc/PID/stat` used to judge a read.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct StatFacts {
+    /// 'R', 'S', ... 'Z' (zombie), 'X' (dead).
+    pub state: u8,
+    /// The parent process.
+    pub ppid: u32,
+    /// Exiting: set before the address space is released, while the
+    /// state still says running (a large map takes a while to free).
+    pub exiting: bool,
+    /// Kernel thread: no address space, an empty map is its whole map.
+    pub kernel_thread: bool,
+    /// Clock ticks after boot: with the id, names one process for good.
+    pub start_time: u64,
+    /// `startstack`: changes with execve (a new stack, randomly placed).
+    pub start_stack: u64,
+    /// `start_brk`: where the heap begins (0 where the kernel hides it).
+    pub start_brk: u64,
+}
+
+impl StatFacts {
+    /// The facts of a `stat` line; `None` if a field they need is missing.
+    pub fn parse(raw: &[u8]) -> Option<StatFacts> {
+        let stat = Stat::parse(raw)?;
+        let flags = stat.num(9)?;
+        Some(StatFacts {
+            state: stat.state()?,
+            ppid: u32::try_from(stat.num(4)?).ok()?,
+            exiting: flags & PF_EXITING != 0,
+            kernel_thread: flags & PF_KTHREAD != 0,
+            start_time: stat.num(22)?,
+            start_stack: stat.num(28)?,
+            // Field 47 is in kernels since 3.3.
+            start_brk: stat.num(47).unwrap_or(0),
+        })
+    }
+
+    /// A zombie (or a dead process): `pmap` shows it with an empty map.
+    pub fn is_zombie(&self) -> bool {
+        matches!(self.state, b'Z' | b'X')
+    }
+
+    /// A zombie, dead or exiting process has (or soon has) no address
+    /// space any more.
+    pub fn is_dead(&self) -> bool {
+        self.exiting || matches!(self.state, b'Z' | b'X')
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn fields_count_from_the_last_parenthesis() {
+        let s = Stat::parse(b"9 (a) b) (c) R 1 2\n").expect("parses");
+        assert_eq!(s.comm(), b"a) b) (c");
+        assert_eq!(s.state(), Some(b'R'));
+        assert_eq!(s.num(4), Some(1));
+        assert_eq!(s.num(6), None);
+        assert_eq!(Stat::parse(b"no parentheses"), None);
+    }
+
+    #[test]
+    fn stat_fields() {
+        let line = b"123 (a (b) c) S 1 2 3 4 5 2097216 7 8 9 10 11 12 13 14 15 16 17 18 19 20 21 22 23 24 140737 26\n";
+        let s = StatFacts::parse(line).expect("parses");
+        assert_eq!(s.state, b'S');
+        assert!(s.kernel_thread && !s.exiting);
+        assert_eq!(s.start_time, 19);
+        assert_eq!(s.start_stack, 140737);
+        assert!(!s.is_dead());
+        assert_eq!(StatFacts::parse(b"1 (x) Z 1"), None);
+    }
+}
