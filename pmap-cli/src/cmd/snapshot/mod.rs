@@ -235,7 +235,7 @@ fn options(args: &[Vec<u8>], ctx: &mut Ctx, out: &mut impl Write) -> io::Result<
             }
             b'h' => {
                 out.write_all(usage_text(&ctx.prog).as_bytes())?;
-                out.write_all(super::common::help::BEYOND_PROCPS.as_bytes())?;
+                out.write_all(crate::cmd::common::help::BEYOND_PROCPS.as_bytes())?;
                 return Ok(Flow::Exit(0));
             }
             b'V' => {
@@ -469,7 +469,7 @@ mod tests {
         assert_eq!((out.as_str(), st), ("", 1));
         assert_eq!(err, usage_text("pmap"));
         let (out, _, st) = pmap(&["--help"]);
-        let help = usage_text("pmap") + super::common::help::BEYOND_PROCPS;
+        let help = usage_text("pmap") + crate::cmd::common::help::BEYOND_PROCPS;
         assert_eq!((out, st), (help, 0));
         let (out, _, st) = pmap(&["-V"]);
         assert_eq!(
