@@ -85,7 +85,7 @@ pub fn command() -> Command {
                 .help("output version information and exit"),
         )
         .subcommand(
-            <crate::trace::args::TraceArgs as clap::CommandFactory>::command()
+            <crate::cmd::trace::args::TraceArgs as clap::CommandFactory>::command()
                 .name("trace")
                 .about("Trace a process's memory map live (eBPF; polling without privileges)"),
         )

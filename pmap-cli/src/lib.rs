@@ -6,8 +6,8 @@
 //!   classifier of what a region is.
 //! - `source`: the only readers of `/proc`, core files and perf maps.
 //! - `render`: bytes from data: the procps tables, JSON, core files.
-//! - `cmd`: one module per command line, and what they share.
-//! - `trace`: `pmap trace` (a command; to move under `cmd/`).
+//! - `cmd`: one module per command line (`pmap trace` is `cmd::trace`), and
+//!   what they share.
 //! - `cli`: the whole command line described for clap (man pages,
 //!   completions).
 //!
@@ -18,4 +18,3 @@ pub mod cmd;
 pub mod map;
 pub(crate) mod render;
 pub mod source;
-pub mod trace;

@@ -5,10 +5,10 @@
 //! - `views`: the options beyond procps-ng (`--json`, `--summary`,
 //!   `--sort`, `--names`, Solaris's `-S -r -a -F -L -s`) and core files.
 //! - `common`: the shared option vocabulary and the procps table driver.
-//!
-//! `pmap trace` is `crate::trace` (to move here as `cmd/trace`).
+//! - `trace`: `pmap trace`, the live view fed by the kernel programs.
 pub mod common;
 pub(crate) mod snapshot;
+pub mod trace;
 pub(crate) mod views;
 
 use std::{ffi::OsString, process::ExitCode};
@@ -16,7 +16,7 @@ use std::{ffi::OsString, process::ExitCode};
 /// Runs the command line `args` (with the program name) names.
 pub fn main(args: Vec<OsString>) -> ExitCode {
     if args.get(1).is_some_and(|a| a == "trace") {
-        return crate::trace::main(args);
+        return trace::main(args);
     }
     // --json, --summary, --sort, --names, -S -r -a -F -L -s and core files;
     // anything else is procps-ng's command line.

@@ -554,8 +554,8 @@ mod tests {
             libc::SYS_remap_file_pages,
         ] {
             let call = Call::from_nr(nr as u32).expect("known");
-            assert!(crate::trace::probes::SYSCALLS.contains(&call.name()));
+            assert!(crate::cmd::trace::probes::SYSCALLS.contains(&call.name()));
         }
-        assert_eq!(crate::trace::probes::SYSCALLS.len(), 17);
+        assert_eq!(crate::cmd::trace::probes::SYSCALLS.len(), 17);
     }
 }
