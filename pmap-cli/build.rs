@@ -1,6 +1,6 @@
 //! Builds the eBPF programs (pmap-ebpf, for bpfel-unknown-none, with the
 //! nightly toolchain and bpf-linker) and leaves the object in OUT_DIR, where
-//! src/trace/probes.rs embeds it.
+//! src/cmd/trace/probes.rs embeds it.
 //!
 //! `PMAP_NO_EBPF=1` skips that and embeds an empty object instead, so the
 //! userspace code can be checked on a machine without bpf-linker; such a

@@ -92,7 +92,7 @@ pub fn command() -> Command {
         )
         .subcommands(crate::self_docs::subcommands())
         .subcommand(
-            <crate::trace::args::TraceArgs as clap::CommandFactory>::command()
+            <crate::cmd::trace::args::TraceArgs as clap::CommandFactory>::command()
                 .name("trace")
                 .about("Trace a process's memory map live (eBPF; polling without privileges)"),
         )

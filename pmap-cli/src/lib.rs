@@ -6,8 +6,8 @@
 //!   classifier of what a region is.
 //! - `source`: the only readers of `/proc`, core files and perf maps.
 //! - `render`: bytes from data: the procps tables, JSON, core files.
-//! - `cmd`: one module per command line, and what they share.
-//! - `trace`: `pmap trace` (a command; to move under `cmd/`).
+//! - `cmd`: one module per command line (`pmap trace` is `cmd::trace`), and
+//!   what they share.
 //! - `exporter`: `pmap exporter`, Prometheus metrics (a command; to move
 //!   under `cmd/`).
 //! - `record`: the recordings `pmap trace --record` writes and `replay`
@@ -30,4 +30,3 @@ pub(crate) mod render;
 pub mod replay;
 pub mod self_docs;
 pub mod source;
-pub mod trace;

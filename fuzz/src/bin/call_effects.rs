@@ -13,7 +13,7 @@ use pmap_cli::{
         model::{Change, RegionModel},
         region::{Perms, Region},
     },
-    trace::{effect, syscalls::Call},
+    cmd::trace::{effect, syscalls::Call},
 };
 use pmap_common::Event;
 use pmap_fuzz::assert_change_explains;

@@ -4,7 +4,7 @@
 #![no_main]
 
 use libfuzzer_sys::fuzz_target;
-use pmap_cli::trace::probes::decode;
+use pmap_cli::cmd::trace::probes::decode;
 use pmap_common::{EVENT_CAPTURE_SIZE, EVENT_HEAD_SIZE, EVENT_SIZE, Event};
 
 fuzz_target!(|data: &[u8]| {

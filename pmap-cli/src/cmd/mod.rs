@@ -5,10 +5,10 @@
 //! - `views`: the options beyond procps-ng (`--json`, `--summary`,
 //!   `--sort`, `--names`, Solaris's `-S -r -a -F -L -s`) and core files.
 //! - `common`: the shared option vocabulary and the procps table driver.
-//!
-//! `pmap trace` is `crate::trace` (to move here as `cmd/trace`).
+//! - `trace`: `pmap trace`, the live view fed by the kernel programs.
 pub mod common;
 pub(crate) mod snapshot;
+pub mod trace;
 pub(crate) mod views;
 
 use std::{ffi::OsString, process::ExitCode};
@@ -16,7 +16,7 @@ use std::{ffi::OsString, process::ExitCode};
 /// Runs the command line `args` (with the program name) names.
 pub fn main(args: Vec<OsString>) -> ExitCode {
     match args.get(1).and_then(|a| a.to_str()) {
-        Some("trace") => return crate::trace::main(args),
+        Some("trace") => return trace::main(args),
         Some("exporter") => return crate::exporter::main(args),
         Some("replay") => return crate::replay::main(args),
         Some("diff") => return crate::diff::main(args),

@@ -110,7 +110,7 @@ fn print(a: &source::Side, b: &source::Side) -> std::io::Result<()> {
         change(&a.regions, &b.regions, Region::clone)
     };
     let mut rows = Vec::new();
-    crate::trace::output::write_change(&mut rows, &c);
+    crate::cmd::trace::output::write_change(&mut rows, &c);
     // Who mapped each added region, where the recording knows (a region
     // can hold the bytes of several calls, merged by the kernel).
     for line in String::from_utf8_lossy(&rows).lines() {

@@ -15,7 +15,7 @@ use aya::{
 };
 use pmap_common::counters::{ProcCounters, SYSCALLS, lost};
 
-use crate::trace::{btf::Btf, probes};
+use crate::cmd::trace::{btf::Btf, probes};
 
 const BTF: &str = "/sys/kernel/btf/vmlinux";
 

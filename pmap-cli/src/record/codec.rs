@@ -16,13 +16,13 @@ use super::{
     wire::{Cursor, Malformed, bad, put_bytes, put_i, put_u},
 };
 use crate::{
-    map::model::Change,
-    map::region::Region,
-    trace::{
+    cmd::trace::{
         capture::Fallback,
         delta::{Cause, Delta},
         syscalls::Call,
     },
+    map::model::Change,
+    map::region::Region,
 };
 
 mod tag {

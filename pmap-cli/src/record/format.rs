@@ -6,9 +6,9 @@
 use std::collections::BTreeMap;
 
 use crate::{
+    cmd::trace::delta::{Delta, Stats},
     map::process::ProcessInfo,
     map::region::Region,
-    trace::delta::{Delta, Stats},
 };
 
 /// The first record of every recording.
@@ -127,7 +127,7 @@ impl Record {
     /// A delta that settles the rows of calls before it (stamped when it
     /// was printed, after them): it belongs to their moment.
     pub fn settles(&self) -> bool {
-        matches!(self, Record::Delta { delta, .. } if matches!(delta.cause, crate::trace::delta::Cause::Settled))
+        matches!(self, Record::Delta { delta, .. } if matches!(delta.cause, crate::cmd::trace::delta::Cause::Settled))
     }
 
     /// When it happened (CLOCK_MONOTONIC ns); the header has no time.

@@ -3,7 +3,7 @@
 //! recorded as deltas).
 
 use super::wire::{Cursor, Malformed, bad, put_u};
-use crate::trace::{capture::Fallback, delta::Stats, syscalls::Call};
+use crate::cmd::trace::{capture::Fallback, delta::Stats, syscalls::Call};
 
 pub fn put(b: &mut Vec<u8>, st: &Stats) {
     put_u(b, st.calls.len() as u64);

@@ -10,14 +10,14 @@ use super::{
     wire::{MAGIC, VERSION, put_frame},
 };
 use crate::{
+    cmd::trace::{
+        delta::{Cause, Delta, Stats},
+        syscalls::Call,
+    },
     map::{
         model::Change,
         process::ProcessInfo,
         region::{Perms, Region},
-    },
-    trace::{
-        delta::{Cause, Delta, Stats},
-        syscalls::Call,
     },
 };
 

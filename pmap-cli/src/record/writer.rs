@@ -14,8 +14,8 @@ use super::{
     wire::{MAGIC, VERSION, put_frame},
 };
 use crate::{
+    cmd::trace::{clock::monotonic_ns, delta::Delta, session::Session},
     source::process,
-    trace::{clock::monotonic_ns, delta::Delta, session::Session},
 };
 
 /// CLOCK_REALTIME in ns since the epoch.

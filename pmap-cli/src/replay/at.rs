@@ -6,13 +6,13 @@ use std::io::{self, Write};
 
 use super::print::Outcome;
 use crate::{
+    cmd::trace::output::Printer,
     map::region::Region,
     record::{
         format::{Record, World},
         reader::{Recording, Stop},
     },
     render::{self, Options},
-    trace::output::Printer,
 };
 
 /// A JSON table has no text body.

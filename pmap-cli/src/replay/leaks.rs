@@ -12,15 +12,15 @@ use std::{
 
 use super::print::{Outcome, stopped};
 use crate::{
+    cmd::trace::{
+        delta::{Cause, Delta},
+        insight::StackNamer,
+    },
     map::model::RegionModel,
     map::region::Region,
     record::{
         format::{Record, World},
         reader::Recording,
-    },
-    trace::{
-        delta::{Cause, Delta},
-        insight::StackNamer,
     },
 };
 

@@ -19,9 +19,9 @@ use std::{ffi::OsString, path::PathBuf, process::ExitCode};
 use clap::Parser;
 
 use crate::{
+    cmd::trace::focus::{Focus, parse_size, parse_syscalls},
     record::reader::Recording,
     render::{Format, Options, Range},
-    trace::focus::{Focus, parse_size, parse_syscalls},
 };
 
 /// Print a recording made with `pmap trace --record FILE` as the trace

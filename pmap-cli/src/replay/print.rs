@@ -8,17 +8,17 @@ use std::{
 };
 
 use crate::{
-    record::{
-        format::Record,
-        reader::{Recording, Stop},
-    },
-    render::{self, Options},
-    trace::{
+    cmd::trace::{
         delta::{Delta, Stats},
         focus::Focus,
         insight::DeltaNotes,
         output::Printer,
     },
+    record::{
+        format::Record,
+        reader::{Recording, Stop},
+    },
+    render::{self, Options},
 };
 
 /// How reading ended, when it was not damage (an error).

@@ -6,8 +6,8 @@ use pmap_common::{Event, failed, nr};
 
 use super::Session;
 use crate::{
+    cmd::trace::{capture::Fallback, effect, syscalls::Call},
     map::region::Region,
-    trace::{capture::Fallback, effect, syscalls::Call},
 };
 
 /// Names the kernel gives special mappings (`vm_ops->name`, arch names).

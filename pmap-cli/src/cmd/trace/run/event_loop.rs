@@ -7,7 +7,7 @@ use anyhow::Result;
 use tokio::io::AsyncBufReadExt;
 
 use super::{CONFIRM_GRACE_NS, DRAIN_MS, Tracer};
-use crate::trace::{args::TraceArgs, launch::Launched};
+use crate::cmd::trace::{args::TraceArgs, launch::Launched};
 
 /// Why the event loop stopped.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]

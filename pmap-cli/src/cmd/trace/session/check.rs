@@ -5,13 +5,13 @@ use std::io;
 
 use super::{IN_FLIGHT_NS, READ_IN_FLIGHT_NS, Session};
 use crate::{
-    map::model::Change,
-    map::region::Region,
-    trace::{
+    cmd::trace::{
         clock::monotonic_ns,
         delta::{Cause, Delta},
         syscalls::Affected,
     },
+    map::model::Change,
+    map::region::Region,
 };
 
 /// The main stack grows on page faults, with no syscall.

@@ -9,12 +9,12 @@ use serde::{
 use serde_json::{Map, Value, json};
 
 use crate::{
-    map::region::Region,
-    trace::{
+    cmd::trace::{
         capture::Fallback,
         delta::{Cause, Delta, Stats},
         insight::DeltaNotes,
     },
+    map::region::Region,
 };
 
 /// A region as a JSON object, serialized straight into the output:
@@ -174,7 +174,7 @@ impl Serialize for Frame<'_> {
 }
 
 /// The notes' JSON objects, by reference.
-pub(super) struct NotesJson<'a>(&'a [crate::trace::insight::Note]);
+pub(super) struct NotesJson<'a>(&'a [crate::cmd::trace::insight::Note]);
 
 impl Serialize for NotesJson<'_> {
     fn serialize<S: Serializer>(&self, s: S) -> Result<S::Ok, S::Error> {

@@ -11,7 +11,7 @@ use super::{
     regions::{RegionTable, Stamp},
     structures,
 };
-use crate::{map::model::RegionModel, trace::syscalls::Call};
+use crate::{cmd::trace::syscalls::Call, map::model::RegionModel};
 
 /// The name of the region holding `addr`, as tables show it.
 fn region_name(model: &RegionModel, addr: u64) -> Option<String> {

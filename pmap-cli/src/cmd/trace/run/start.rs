@@ -14,10 +14,7 @@ use tokio::signal::unix::{SignalKind, signal};
 
 use super::{End, Groups, Signals, Tracer, event_loop, is_broken_pipe};
 use crate::{
-    record::writer::Recorder,
-    render::Range,
-    source::{pid_dir::PidDir, process},
-    trace::{
+    cmd::trace::{
         args::{Backend, TraceArgs},
         clock::monotonic_ns,
         insight::{Insight, InsightOptions},
@@ -27,6 +24,9 @@ use crate::{
         probes::{ProbeOptions, Probes, check_environment},
         session::Session,
     },
+    record::writer::Recorder,
+    render::Range,
+    source::{pid_dir::PidDir, process},
 };
 
 /// The process `pid` is a thread of, when it is a thread and not the

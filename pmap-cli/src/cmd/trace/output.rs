@@ -483,7 +483,7 @@ impl<W: Write> Printer<W> {
 mod tests {
     use super::*;
     use crate::map::region::test_region as r;
-    use crate::{map::model::Change, trace::syscalls::Call};
+    use crate::{cmd::trace::syscalls::Call, map::model::Change};
 
     #[test]
     fn split_is_shown_as_change_plus_additions() {
@@ -505,7 +505,7 @@ mod tests {
 
     #[test]
     fn a_delta_record_carries_the_calls_and_the_notes_keys() {
-        use crate::trace::insight::{DeltaNotes, Note};
+        use crate::cmd::trace::insight::{DeltaNotes, Note};
         let mut ev = pmap_common::Event {
             args: [0x7f00_0000_0000, 4096, 5, 0, 0, 0],
             ret: 0,
@@ -530,7 +530,7 @@ mod tests {
         };
         let site: std::rc::Rc<str> = "jit+0x1e [app]".into();
         let notes = DeltaNotes {
-            stack: Some(std::rc::Rc::new(crate::trace::insight::StackNote {
+            stack: Some(std::rc::Rc::new(crate::cmd::trace::insight::StackNote {
                 frames: vec![
                     (0x1007, "__mprotect+0x7 [libc.so.6]".into()),
                     (0x5100, site.clone()),

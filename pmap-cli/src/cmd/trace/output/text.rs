@@ -5,10 +5,10 @@
 use std::io::{self, Write};
 
 use crate::{
+    cmd::trace::{delta::Stats, syscalls::Call},
     map::model::Change,
     map::region::Region,
     render::num,
-    trace::{delta::Stats, syscalls::Call},
 };
 
 /// `N exact (each call's own capture), M read from the kernel afterwards

@@ -580,7 +580,7 @@ mod tests {
             libc::SYS_remap_file_pages,
         ] {
             let call = Call::from_nr(nr as u32).expect("known");
-            assert!(crate::trace::probes::syscalls().any(|s| s == call.name()));
+            assert!(crate::cmd::trace::probes::syscalls().any(|s| s == call.name()));
             // The kernel's number and ours agree.
             assert!(
                 pmap_common::counters::SYSCALLS
@@ -588,6 +588,9 @@ mod tests {
                     .any(|&(n, s)| s == call.name() && i64::from(n) == nr)
             );
         }
-        assert_eq!(crate::trace::probes::syscalls().count(), Call::ALL.len());
+        assert_eq!(
+            crate::cmd::trace::probes::syscalls().count(),
+            Call::ALL.len()
+        );
     }
 }

@@ -5,7 +5,7 @@ use std::rc::Rc;
 
 use super::{Session, open_view};
 use crate::{
-    map::ranges::RangeSet, map::region::Region, source::pid_dir::PidDir, trace::delta::Stats,
+    cmd::trace::delta::Stats, map::ranges::RangeSet, map::region::Region, source::pid_dir::PidDir,
 };
 
 /// `pid`'s id in its own PID namespace, if that is not `pid`.

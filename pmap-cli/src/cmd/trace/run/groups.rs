@@ -7,9 +7,9 @@ use anyhow::Result;
 
 use super::Tracer;
 use crate::{
+    cmd::trace::{args::TraceArgs, clock::monotonic_ns, session::Session},
     record::format::Record,
     source::groups::{self as group, Cgroup},
-    trace::{args::TraceArgs, clock::monotonic_ns, session::Session},
 };
 
 /// `--comm` or `--cgroup`, from a `kind::MATCHED` record.
@@ -108,7 +108,7 @@ impl<W: Write> Tracer<'_, W> {
             if self.sessions[i].exited {
                 continue;
             }
-            self.reread(i, crate::trace::delta::Cause::Polled)?;
+            self.reread(i, crate::cmd::trace::delta::Cause::Polled)?;
             self.poll_threads(i)?;
         }
         self.printer.flush()?;

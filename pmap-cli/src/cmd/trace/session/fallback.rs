@@ -7,10 +7,7 @@ use pmap_common::{Event, FLAG_NO_ARGS, kind};
 
 use super::{READ_IN_FLIGHT_NS, Session};
 use crate::{
-    map::model::Change,
-    map::region::Region,
-    source::gone::address_space_gone as is_gone,
-    trace::{
+    cmd::trace::{
         batch::LaterCalls,
         capture::Fallback,
         clock::monotonic_ns,
@@ -18,6 +15,9 @@ use crate::{
         effect,
         syscalls::{Affected, Call, affected, map_shared},
     },
+    map::model::Change,
+    map::region::Region,
+    source::gone::address_space_gone as is_gone,
 };
 
 impl Session {
