@@ -9,11 +9,11 @@
 
 use libfuzzer_sys::fuzz_target;
 use pmap_cli::{
+    cmd::trace::{effect, syscalls::Call},
     map::{
         model::{Change, RegionModel},
         region::{Perms, Region},
     },
-    cmd::trace::{effect, syscalls::Call},
 };
 use pmap_common::Event;
 use pmap_fuzz::assert_change_explains;
