@@ -152,6 +152,24 @@ fn provenance_names_the_calls_that_made_and_changed_each_region() {
     wait_line(&t, &format!(" mprotect(0x{addr:x}, 4096, r--)"));
     let table = t.request_table(pid);
     let rows = mappable_rows(&table.body);
+    // The provenance lines follow the table's frame, written with it; the
+    // harness's reader may append them a moment after the frame. Wait for
+    // the block to hold both our region's line and the unchanged count.
+    let ours_line = format!("    provenance {addr:016x} ");
+    let block_done = |out: &[String]| {
+        let block: Vec<&String> = out[table.line..]
+            .iter()
+            .skip_while(|l| *l != "--- end table ---")
+            .skip(1)
+            .take_while(|l| l.starts_with("    provenance"))
+            .collect();
+        block.iter().any(|l| l.starts_with(&ours_line))
+            && block.iter().any(|l| l.starts_with("    provenance: "))
+    };
+    let deadline = std::time::Instant::now() + Duration::from_secs(10);
+    while !block_done(&t.stdout()) && std::time::Instant::now() < deadline {
+        std::thread::sleep(Duration::from_millis(20));
+    }
     let out = t.stdout();
     let after: Vec<&String> = out[table.line..]
         .iter()
