@@ -90,7 +90,7 @@ pub fn command() -> Command {
                 .action(ArgAction::Version)
                 .help("output version information and exit"),
         )
-        .subcommands(crate::self_docs::subcommands())
+        .subcommands(self_doc_subcommands())
         .subcommand(
             <crate::cmd::trace::args::TraceArgs as clap::CommandFactory>::command()
                 .name("trace")
@@ -111,6 +111,36 @@ pub fn command() -> Command {
                 .name("diff")
                 .about("What changed in a memory map between two moments"),
         )
+}
+
+const SHELLS: [&str; 3] = ["bash", "zsh", "fish"];
+
+/// `pmap man` and `pmap completions` (carried out by `self_docs`).
+pub fn self_doc_subcommands() -> Vec<Command> {
+    vec![
+        Command::new("man")
+            .about("Print a man page of pmap (roff; view with `pmap man | man -l -`)")
+            .arg(
+                Arg::new("page")
+                    .value_name("PAGE")
+                    .help("The page: pmap (default), pmap-trace, ... (--list shows them)"),
+            )
+            .arg(
+                Arg::new("list")
+                    .long("list")
+                    .action(clap::ArgAction::SetTrue)
+                    .help("List the pages"),
+            ),
+        Command::new("completions")
+            .about("Print shell completions for pmap")
+            .arg(
+                Arg::new("shell")
+                    .value_name("SHELL")
+                    .required(true)
+                    .value_parser(SHELLS)
+                    .help("bash, zsh or fish"),
+            ),
+    ]
 }
 
 #[cfg(test)]

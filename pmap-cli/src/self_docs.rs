@@ -8,40 +8,12 @@ use std::ffi::OsString;
 use std::io::{self, Write};
 use std::process::ExitCode;
 
-use clap::{Arg, Command};
+use clap::Command;
 use clap_complete::Shell;
 
 pub use crate::cmd::common::help::BEYOND_PROCPS;
 
-const SHELLS: [&str; 3] = ["bash", "zsh", "fish"];
-
-/// The subcommands of this module, for `cli::command()`.
-pub fn subcommands() -> Vec<Command> {
-    vec![
-        Command::new("man")
-            .about("Print a man page of pmap (roff; view with `pmap man | man -l -`)")
-            .arg(
-                Arg::new("page")
-                    .value_name("PAGE")
-                    .help("The page: pmap (default), pmap-trace, ... (--list shows them)"),
-            )
-            .arg(
-                Arg::new("list")
-                    .long("list")
-                    .action(clap::ArgAction::SetTrue)
-                    .help("List the pages"),
-            ),
-        Command::new("completions")
-            .about("Print shell completions for pmap")
-            .arg(
-                Arg::new("shell")
-                    .value_name("SHELL")
-                    .required(true)
-                    .value_parser(SHELLS)
-                    .help("bash, zsh or fish"),
-            ),
-    ]
-}
+use crate::cli::self_doc_subcommands as subcommands;
 
 /// Every man page, by file name (`pmap.1`, `pmap-trace.1`...), as
 /// `clap_mangen::generate_to` names and writes them.
@@ -110,7 +82,7 @@ pub fn main(args: &[OsString]) -> ExitCode {
             }
         }
     } else {
-        // clap accepted only one of SHELLS.
+        // clap accepted only one of the shells `cli` lists.
         let shell = match m.get_one::<String>("shell").map(String::as_str) {
             Some("zsh") => Shell::Zsh,
             Some("fish") => Shell::Fish,

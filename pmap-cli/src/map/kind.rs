@@ -34,7 +34,8 @@ pub enum Name<'a> {
     DevZero,
     /// `[anon_shmem:NAME]`: named shared anonymous memory.
     AnonShmem,
-    /// `[vdso]`, `[vvar]`, `[vvar_vclock]`, `[vsyscall]`, `[uprobes]`.
+    /// `[vdso]`, `[vvar]`, `[vvar_vclock]`, `[vsyscall]`, `[uprobes]`,
+    /// `[sigpage]` (arm's): the kernel's special mappings (`vm_ops->name`).
     Special,
     /// `[heap]`.
     Heap,
@@ -59,7 +60,7 @@ pub fn name(r: &Region) -> Name<'_> {
         b"[heap]" => return Name::Heap,
         b"[stack]" => return Name::Stack,
         _ if full.starts_with(b"[stack:") => return Name::Stack,
-        b"[vdso]" | b"[vvar]" | b"[vvar_vclock]" | b"[vsyscall]" | b"[uprobes]" => {
+        b"[vdso]" | b"[vvar]" | b"[vvar_vclock]" | b"[vsyscall]" | b"[uprobes]" | b"[sigpage]" => {
             return Name::Special;
         }
         _ => {}

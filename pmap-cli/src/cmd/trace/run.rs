@@ -424,24 +424,7 @@ impl<W: Write> Tracer<'_, W> {
                 self.printer.exit(pid, ppid)?;
                 self.record(|t| Record::Exit { t, pid, ppid });
             }
-            let lost = self.lost_seen;
-            let pid = self.sessions[i].pid;
-            let model = self.sessions[i].model();
-            self.printer.summary(
-                &self.sessions[i],
-                lost,
-                self.insight
-                    .summary_json(pid, model, &self.sessions[i].stats.calls),
-            )?;
-            if !self.json {
-                self.insight.summary(
-                    pid,
-                    model,
-                    &self.sessions[i].stats.calls,
-                    self.printer.raw(),
-                )?;
-            }
-            self.record_summary(i);
+            self.summary(i)?;
         }
         if self.sessions.len() > 1 {
             self.printer.total(&self.sessions, self.lost_seen)?;
@@ -464,24 +447,7 @@ impl<W: Write> Tracer<'_, W> {
     fn interim_summary(&mut self) -> Result<()> {
         self.pump()?;
         for i in 0..self.sessions.len() {
-            let pid = self.sessions[i].pid;
-            let lost = self.lost_seen;
-            let model = self.sessions[i].model();
-            self.printer.summary(
-                &self.sessions[i],
-                lost,
-                self.insight
-                    .summary_json(pid, model, &self.sessions[i].stats.calls),
-            )?;
-            if !self.json {
-                self.insight.summary(
-                    pid,
-                    model,
-                    &self.sessions[i].stats.calls,
-                    self.printer.raw(),
-                )?;
-            }
-            self.record_summary(i);
+            self.summary(i)?;
         }
         self.printer.flush()?;
         Ok(())
@@ -510,6 +476,21 @@ impl<W: Write> Tracer<'_, W> {
             Err(e) if is_gone(&e) && self.sessions[i].still_same_process() => {}
             Err(_) => self.sessions[i].exited = true,
         }
+        Ok(())
+    }
+
+    /// Process `i`'s summary: the printer's, insight's (text), and the
+    /// recording's.
+    fn summary(&mut self, i: usize) -> Result<()> {
+        let s = &self.sessions[i];
+        let (pid, model) = (s.pid, s.model());
+        let insight = self.insight.summary_json(pid, model, &s.stats.calls);
+        self.printer.summary(s, self.lost_seen, insight)?;
+        if !self.json {
+            self.insight
+                .summary(pid, model, &s.stats.calls, self.printer.raw())?;
+        }
+        self.record_summary(i);
         Ok(())
     }
 

@@ -7,16 +7,8 @@ use pmap_common::{Event, failed, nr};
 use super::Session;
 use crate::{
     cmd::trace::{capture::Fallback, effect, syscalls::Call},
-    map::region::Region,
+    map::{kind, region::Region},
 };
-
-/// Names the kernel gives special mappings (`vm_ops->name`, arch names).
-pub(super) fn is_special(name: &[u8]) -> bool {
-    matches!(
-        name,
-        b"[vdso]" | b"[vvar]" | b"[vvar_vclock]" | b"[vsyscall]" | b"[uprobes]" | b"[sigpage]"
-    )
-}
 
 impl Session {
     /// Names a captured row as `/proc/PID/maps` would (fs/proc/task_mmu.c
@@ -36,7 +28,11 @@ impl Session {
         }
         // A special mapping ([vdso], [vvar], ...) keeps its name; it
         // never merges with anything.
-        if let Some(o) = old.iter().filter(overlaps).find(|o| is_special(&o.name)) {
+        if let Some(o) = old
+            .iter()
+            .filter(overlaps)
+            .find(|o| matches!(kind::name(o), kind::Name::Special))
+        {
             r.name = o.name.clone();
             return Ok(());
         }
