@@ -18,6 +18,7 @@ use super::{
 };
 use crate::{map::region::Region, source::pid_dir::PidDir};
 
+mod json_out;
 mod records;
 mod text;
 
@@ -154,7 +155,10 @@ impl<W: Write> Printer<W> {
             self.now()
         };
         if self.json {
-            return self.record(&DeltaRecord { d, t, notes });
+            self.scratch.clear();
+            DeltaRecord { d, t, notes }.write(&mut self.scratch);
+            self.scratch.push(b'\n');
+            return self.out.write_all(&self.scratch);
         }
         write!(self.out, "+{} pid {}", Micros(t), d.pid)?;
         if d.tid != 0 {
@@ -541,12 +545,17 @@ mod tests {
             })),
             notes: vec![Note::churn(262144, 8, 1, None)],
         };
-        let v: Value = serde_json::to_value(DeltaRecord {
-            d: &d,
-            t: 1.5,
-            notes: &notes,
-        })
-        .expect("serializes");
+        let json = |notes: &DeltaNotes| -> Value {
+            let mut buf = Vec::new();
+            DeltaRecord {
+                d: &d,
+                t: 1.5,
+                notes,
+            }
+            .write(&mut buf);
+            serde_json::from_slice(&buf).expect("valid JSON")
+        };
+        let v = json(&notes);
         assert_eq!(
             (&v["type"], &v["pid"], &v["ppid"], &v["tid"], &v["exact"]),
             (
@@ -574,12 +583,7 @@ mod tests {
         assert_eq!(v["notes"][0]["kind"], "churn");
         assert_eq!(v["added"][0]["perms"], "r-xp");
         // Without a stack or notes: no stack keys, and an empty notes list.
-        let bare: Value = serde_json::to_value(DeltaRecord {
-            d: &d,
-            t: 1.5,
-            notes: &DeltaNotes::default(),
-        })
-        .expect("serializes");
+        let bare = json(&DeltaNotes::default());
         assert!(bare.get("frames").is_none() && bare.get("call_site").is_none());
         assert_eq!(bare["notes"], json!([]));
     }

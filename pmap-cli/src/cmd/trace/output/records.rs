@@ -2,12 +2,10 @@
 //! output: deltas come by the hundred thousand and tables by the 60,000
 //! rows, and building a `Value` for each allocates a map per region.
 
-use serde::{
-    Serialize, Serializer,
-    ser::{SerializeMap, SerializeStruct},
-};
+use serde::{Serialize, Serializer, ser::SerializeStruct};
 use serde_json::{Map, Value, json};
 
+use super::json_out::{self, Obj};
 use crate::{
     cmd::trace::{
         capture::Fallback,
@@ -88,40 +86,43 @@ pub(super) struct DeltaRecord<'a> {
     pub(super) notes: &'a DeltaNotes,
 }
 
-impl Serialize for DeltaRecord<'_> {
-    fn serialize<S: Serializer>(&self, s: S) -> Result<S::Ok, S::Error> {
+impl DeltaRecord<'_> {
+    /// The record as one line of JSON (without the newline) into `buf`.
+    pub(super) fn write(&self, buf: &mut Vec<u8>) {
         let (d, notes) = (self.d, self.notes);
         let call = match &d.cause {
             Cause::Syscall(call, ev) => Some((*call, &**ev)),
             _ => None,
         };
         let stack = notes.stack.as_deref();
-        let mut m = s.serialize_map(None)?;
-        m.serialize_entry("type", "delta")?;
-        m.serialize_entry("pid", &d.pid)?;
-        m.serialize_entry("ppid", &d.ppid)?;
+        let mut m = Obj::new(buf);
+        m.word("type", "delta");
+        m.uint("pid", d.pid.into());
+        m.uint("ppid", d.ppid.into());
         if d.ns_pid != 0 {
-            m.serialize_entry("ns_pid", &d.ns_pid)?;
+            m.uint("ns_pid", d.ns_pid.into());
         }
-        m.serialize_entry("t", &self.t)?;
-        m.serialize_entry("tid", &d.tid)?;
-        m.serialize_entry("ktime_ns", &d.ktime_ns)?;
-        m.serialize_entry("superseded", &d.superseded)?;
-        m.serialize_entry("from_arguments", &d.from_arguments)?;
+        m.value("t", &self.t);
+        m.uint("tid", d.tid.into());
+        m.uint("ktime_ns", d.ktime_ns);
+        m.bool("superseded", d.superseded);
+        m.bool("from_arguments", d.from_arguments);
         // Exactly what the call did (from its capture).
-        m.serialize_entry("exact", &(call.is_some() && d.fallback.is_none()))?;
+        m.bool("exact", call.is_some() && d.fallback.is_none());
         if let Some(f) = d.fallback {
-            m.serialize_entry("fallback", f.name())?;
+            m.word("fallback", f.name());
         }
-        m.serialize_entry("removed", &Regions(&d.change.removed))?;
-        m.serialize_entry("added", &Regions(&d.change.added))?;
+        m.array("removed", &d.change.removed, write_region);
+        m.array("added", &d.change.added, write_region);
         if let Some((call, ev)) = call {
-            m.serialize_entry("args", &ev.args[..call.arity()])?;
+            m.array("args", &ev.args[..call.arity()], |b, &a| {
+                b.extend_from_slice(itoa::Buffer::new().format(a).as_bytes())
+            });
         }
         if let Some(st) = stack {
-            m.serialize_entry("call_site", &st.site.as_deref())?;
+            m.value("call_site", &st.site.as_deref());
         }
-        m.serialize_entry(
+        m.word(
             "cause",
             match d.cause {
                 Cause::Syscall(..) => "syscall",
@@ -130,27 +131,45 @@ impl Serialize for DeltaRecord<'_> {
                 Cause::Exec => "exec",
                 Cause::Settled => "settled",
             },
-        )?;
+        );
         if let Some(st) = stack {
-            m.serialize_entry("frames", &Frames(&st.frames))?;
-            m.serialize_entry("frames_hidden", &st.hidden)?;
+            m.value("frames", &Frames(&st.frames));
+            m.uint("frames_hidden", st.hidden as u64);
         }
-        m.serialize_entry("notes", &NotesJson(&notes.notes))?;
+        m.value("notes", &NotesJson(&notes.notes));
         if let Some((_, ev)) = call {
-            m.serialize_entry("ret", &ev.ret)?;
+            m.int("ret", ev.ret);
             let depth = (ev.stack_len as usize).min(ev.stack.len());
             if depth > 0 {
-                m.serialize_entry("stack", &HexWords(&ev.stack[..depth]))?;
+                m.array("stack", &ev.stack[..depth], |b, &w| json_out::hex(b, w));
             }
         }
         if let Some(st) = stack {
-            m.serialize_entry("stack_truncated", &st.truncated)?;
+            m.bool("stack_truncated", st.truncated);
         }
         if let Some((call, _)) = call {
-            m.serialize_entry("syscall", call.name())?;
+            m.word("syscall", call.name());
         }
-        m.end()
+        m.end();
     }
+}
+
+/// A region as a JSON object into `buf` (the same object as
+/// [`RegionJson`]).
+fn write_region(buf: &mut Vec<u8>, r: &Region) {
+    let mut m = Obj::new(buf);
+    m.hex("start", r.start);
+    m.hex("end", r.end);
+    m.uint("size", r.size());
+    m.word("perms", r.perms.as_str());
+    m.uint("offset", r.offset);
+    json_out::dev(m.raw("dev"), r.dev_major, r.dev_minor);
+    m.uint("inode", r.inode);
+    match std::str::from_utf8(&r.name) {
+        Ok(name) => m.value("name", name),
+        Err(_) => m.value("name", &String::from_utf8_lossy(&r.name)),
+    }
+    m.end();
 }
 
 /// `[{"addr": "0x..", "name": "..."}, ...]`.
@@ -179,15 +198,6 @@ pub(super) struct NotesJson<'a>(&'a [crate::cmd::trace::insight::Note]);
 impl Serialize for NotesJson<'_> {
     fn serialize<S: Serializer>(&self, s: S) -> Result<S::Ok, S::Error> {
         s.collect_seq(self.0.iter().map(|n| &n.json))
-    }
-}
-
-/// `["0x7f..", ...]`.
-pub(super) struct HexWords<'a>(&'a [u64]);
-
-impl Serialize for HexWords<'_> {
-    fn serialize<S: Serializer>(&self, s: S) -> Result<S::Ok, S::Error> {
-        s.collect_seq(self.0.iter().map(|&w| Hex(w)))
     }
 }
 
