@@ -1,10 +1,11 @@
-//! `cargo xtask bench snapshot|trace|follow|exporter|record`: benchmarks, compared side by side.
+//! `cargo xtask bench snapshot|trace|capacity|follow|exporter|record`: benchmarks, compared side by side.
 //!
 //! Every benchmark builds what it runs (release `pmap`, the workload bins of
 //! `tests/`), interleaves the commands it compares round-robin so that the
 //! noise of a shared machine falls on all of them alike, and prints a
 //! Markdown report (also written to `--out FILE`).
 
+mod capacity;
 mod exporter;
 mod follow;
 mod proc;
@@ -23,10 +24,11 @@ use std::{
 use anyhow::{Context, Result, bail};
 
 const USAGE: &str = "\
-usage: cargo xtask bench snapshot|trace|follow|exporter [OPTIONS]
+usage: cargo xtask bench snapshot|trace|capacity|follow|exporter|record [OPTIONS]
 
   snapshot   pmap vs cat /proc/PID/{maps,smaps} vs procps-ng pmap on 1k/10k/60k mappings
   trace      pmap trace: overhead, throughput, latency, own cost, cost to others
+  capacity   pmap trace --json: the tracer's CPU per event flat out, 4,000 regions
   follow     pmap trace -f/--comm/--cgroup: cost to others, a forking server
   exporter   pmap exporter: own CPU at 1,000 processes, cost to a mapping loop vs bpftrace
   record     pmap trace --record: cost to the traced loop, size; replay --at speed
@@ -36,7 +38,7 @@ options:
   --rounds N     rounds of the interleaved measurements
   --no-build     use the binaries already in target/release
   --out FILE     also write the Markdown report to FILE
-  --alt-pmap BIN trace: also measure another pmap binary (e.g. an experiment)
+  --alt-pmap BIN trace, capacity: also measure another pmap binary (e.g. an experiment)
                  side by side in the overhead (with and without --stacks) and
                  cost-to-others sections
 ";
@@ -102,6 +104,7 @@ pub fn main(args: &[String]) -> Result<()> {
     let report = match name {
         "snapshot" => snapshot::run(&opts)?,
         "trace" => trace::run(&opts)?,
+        "capacity" => capacity::run(&opts)?,
         "follow" => follow::run(&opts)?,
         "exporter" => exporter::run(&opts)?,
         "record" => record::run(&opts)?,

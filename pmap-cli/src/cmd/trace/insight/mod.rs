@@ -256,12 +256,14 @@ impl Insight {
             p.jit = JitMap::new(d.pid);
         }
         // A runtime maps its jitdump file so that tools can find it.
-        let dump_name = format!("/jit-{}.dump", d.pid);
+        // (The name is only formatted when a row could be one: this runs
+        // once per traced call.)
         if let Some(r) = d
             .change
             .added
             .iter()
-            .find(|r| r.name.ends_with(dump_name.as_bytes()))
+            .filter(|r| r.name.ends_with(b".dump"))
+            .find(|r| r.name.ends_with(format!("/jit-{}.dump", d.pid).as_bytes()))
         {
             p.jit
                 .found_dump(String::from_utf8_lossy(&r.name).into_owned().into());

@@ -73,10 +73,12 @@ impl RegionTable {
                 old.insert(r.start, i);
             }
         }
-        let removed = Sorted::new(&change.removed);
-        let added = Sorted::new(&change.added);
+        let removed = Index::new(&change.removed);
+        let added = Index::new(&change.added);
+        let mut from: Vec<&Region> = Vec::new();
         for a in &change.added {
-            let from: Vec<&Region> = removed.overlapping(a.start, a.end).collect();
+            from.clear();
+            removed.overlapping(a.start, a.end, &mut from);
             // A region made of several (a merge) is as old as its oldest
             // piece; a piece with no record was there before the trace.
             let mut info = from
@@ -90,9 +92,46 @@ impl RegionTable {
         change
             .removed
             .iter()
-            .filter(|o| added.overlapping(o.start, o.end).next().is_none())
+            .filter(|o| !added.any_overlapping(o.start, o.end))
             .filter_map(|o| old.remove(&o.start).map(|i| (o.clone(), i)))
             .collect()
+    }
+}
+
+/// Overlap queries on a change's rows: nearly always a few, scanned (this
+/// runs once per traced call, and building an index cost more than the
+/// scan); after a resync, up to the whole map, indexed.
+enum Index<'c> {
+    Few(&'c [Region]),
+    Many(Sorted<'c>),
+}
+
+impl<'c> Index<'c> {
+    fn new(rows: &'c [Region]) -> Index<'c> {
+        if rows.len() <= 16 {
+            Index::Few(rows)
+        } else {
+            Index::Many(Sorted::new(rows))
+        }
+    }
+
+    /// Appends to `out` the rows that intersect `[lo, hi)`, by start.
+    fn overlapping(&self, lo: u64, hi: u64, out: &mut Vec<&'c Region>) {
+        match self {
+            Index::Few(rows) => {
+                let at = out.len();
+                out.extend(rows.iter().filter(|r| r.start < hi && r.end > lo));
+                out[at..].sort_by_key(|r| r.start);
+            }
+            Index::Many(sorted) => out.extend(sorted.overlapping(lo, hi)),
+        }
+    }
+
+    fn any_overlapping(&self, lo: u64, hi: u64) -> bool {
+        match self {
+            Index::Few(rows) => rows.iter().any(|r| r.start < hi && r.end > lo),
+            Index::Many(sorted) => sorted.overlapping(lo, hi).next().is_some(),
+        }
     }
 }
 

@@ -128,9 +128,25 @@ pub(super) fn hex(buf: &mut Vec<u8>, v: u64) {
 
 /// `"fd:01"` into `buf`, as `{:02x}:{:02x}`.
 pub(super) fn dev(buf: &mut Vec<u8>, major: u32, minor: u32) {
-    use std::io::Write;
-    // Device numbers are small: two hex digits each, nearly always.
-    let _ = write!(buf, "\"{major:02x}:{minor:02x}\"");
+    buf.push(b'"');
+    two_hex(buf, major);
+    buf.push(b':');
+    two_hex(buf, minor);
+    buf.push(b'"');
+}
+
+/// `{:02x}`: at least two digits.
+fn two_hex(buf: &mut Vec<u8>, v: u32) {
+    const DIGITS: &[u8; 16] = b"0123456789abcdef";
+    let mut tmp = [0u8; 8];
+    let mut i = tmp.len();
+    let mut n = v;
+    while n != 0 || i > tmp.len() - 2 {
+        i -= 1;
+        tmp[i] = DIGITS[(n & 0xf) as usize];
+        n >>= 4;
+    }
+    buf.extend_from_slice(&tmp[i..]);
 }
 
 #[cfg(test)]
@@ -143,6 +159,18 @@ mod tests {
             let mut b = Vec::new();
             hex(&mut b, v);
             assert_eq!(String::from_utf8(b).expect("ASCII"), format!("\"{v:#x}\""));
+        }
+    }
+
+    #[test]
+    fn dev_matches_the_standard_formatting() {
+        for (ma, mi) in [(0, 0), (0xfd, 1), (8, 0x10), (0x103, 0xfffff)] {
+            let mut b = Vec::new();
+            dev(&mut b, ma, mi);
+            assert_eq!(
+                String::from_utf8(b).expect("ASCII"),
+                format!("\"{ma:02x}:{mi:02x}\"")
+            );
         }
     }
 
