@@ -138,6 +138,7 @@ fn one_run(bins: &Bins, pmap: &Path, iters: u64, into: &mut Runs) -> Result<()> 
     into.us_per_event.push(cpu * 1e6 / events as f64);
     into.events.push(events as f64);
     into.rate.push(res.syscall_rate());
-    into.lost += tr.lost_on_stderr() + tr.out.lost_in_records;
+    // In JSON the tracer says a loss twice: on stderr and as a record.
+    into.lost += tr.lost_on_stderr().max(tr.out.lost_in_records);
     Ok(())
 }
