@@ -268,6 +268,19 @@ pub const EVENT_HEAD_SIZE: usize = 8 + 8 * 6 + 8 + 4 * 6;
 pub const CAPTURE_SIZE: usize = 16 + 48 * MAX_CAPTURE;
 /// Byte size of a syscall record without a stack ([`EventCapture`]).
 pub const EVENT_CAPTURE_SIZE: usize = EVENT_HEAD_SIZE + CAPTURE_SIZE;
+/// Byte size of a syscall record without a stack as sent: the head, the
+/// capture's header and its first `count` regions (at most
+/// [`MAX_CAPTURE`]). Between [`EVENT_HEAD_SIZE`] + 16 and
+/// [`EVENT_CAPTURE_SIZE`], never [`EVENT_HEAD_SIZE`] itself.
+#[inline(always)]
+pub fn capture_len(count: u32) -> usize {
+    let n = if count as usize > MAX_CAPTURE {
+        MAX_CAPTURE
+    } else {
+        count as usize
+    };
+    EVENT_HEAD_SIZE + 16 + 48 * n
+}
 /// Byte size of a record with a stack ([`Event`]).
 pub const EVENT_SIZE: usize = EVENT_CAPTURE_SIZE + 8 * MAX_STACK_DEPTH;
 const _: () = assert!(core::mem::size_of::<Vma>() == 48);

@@ -35,7 +35,7 @@ use aya_ebpf::{
 use pmap_common::{
     Capture, Event, EventCapture, EventHead, FLAG_NO_ARGS, FLAG_SP_WORD, FLAG_STACK,
     FLAG_STACK_END, KernelOffsets, MAX_CAPTURE, MAX_STACK_DEPTH, TARGET_WORDS, Vma, capture,
-    config, counter, fork, kind, matched, walk_plan,
+    capture_len, config, counter, fork, kind, matched, walk_plan,
 };
 
 /// Process ids (init namespace) to report, one bit each. Filled by
@@ -50,6 +50,11 @@ static TARGETS: Array<u64> = Array::with_max_entries(TARGET_WORDS, 0);
 static EVENTS: RingBuf = RingBuf::with_byte_size(1 << 22, 0);
 
 /// Per-CPU counters, indexed by `pmap_common::counter`.
+/// Where a syscall record without a stack is built before it is sent
+/// (see `try_sys_exit`).
+#[map]
+static SCRATCH: PerCpuArray<EventCapture> = PerCpuArray::with_max_entries(1, 0);
+
 #[map]
 static COUNTERS: PerCpuArray<u64> = PerCpuArray::with_max_entries(counter::COUNT, 0);
 
@@ -632,17 +637,26 @@ fn try_sys_exit(ctx: &TracePointContext) -> Option<()> {
     // inside the syscall), and no map has to carry it from entry to exit.
     match config() & config::STACKS != 0 {
         false => {
-            let Some(mut entry) = EVENTS.reserve::<EventCapture>(0) else {
-                bump(counter::LOST);
-                return None;
-            };
-            let ev = entry.as_mut_ptr();
-            // SAFETY: a reserved slot of size_of::<EventCapture>() bytes.
-            unsafe {
+            // Built in a per-CPU scratch record and sent with only the
+            // regions captured (`capture_len`): most calls capture one to
+            // three of the six slots, and a full-size record would fill the
+            // ring twice as fast (the ring, not the reader, is what a burst
+            // overflows).
+            let ev = SCRATCH.get_ptr_mut(0)?;
+            // SAFETY: this CPU's scratch slot, used by this program run only
+            // (tracepoint programs do not nest on a CPU).
+            let len = unsafe {
                 fill_head(&raw mut (*ev).head, tgid, tid, nr, ret, args);
                 capture_regions(&mut (*ev).capture, nr, &(*ev).head.args, ret);
+                capture_len((*ev).capture.count)
+            };
+            // SAFETY: `len` is at most size_of::<EventCapture>(), the
+            // scratch slot's size.
+            let bytes = unsafe { core::slice::from_raw_parts(ev.cast::<u8>(), len) };
+            if EVENTS.output::<[u8]>(bytes, flags).is_err() {
+                bump(counter::LOST);
+                return None;
             }
-            entry.submit(flags);
         }
         true => {
             let Some(mut entry) = EVENTS.reserve::<Event>(0) else {

@@ -12,8 +12,8 @@ use aya::{
     programs::TracePoint,
 };
 use pmap_common::{
-    EVENT_CAPTURE_SIZE, EVENT_HEAD_SIZE, EVENT_SIZE, Event, EventCapture, EventHead, TARGET_WORDS,
-    counter,
+    EVENT_CAPTURE_SIZE, EVENT_HEAD_SIZE, EVENT_SIZE, Event, EventCapture, EventHead, MAX_CAPTURE,
+    TARGET_WORDS, capture_len, counter,
 };
 use tokio::io::unix::AsyncFd;
 
@@ -378,17 +378,12 @@ impl Probes {
 }
 
 /// Decodes one ring buffer record (a scheduler record's `EventHead`, a
-/// syscall record's `EventCapture`, or a whole `Event` with its stack);
-/// `None` if its size is none of these, or a record without a stack claims
-/// one.
+/// syscall record's `EventCapture` cut after its captured regions, see
+/// `capture_len`, or a whole `Event` with its stack); `None` if its size is
+/// none of these, a record without a stack claims one, or a capture claims
+/// more regions than its record holds.
 pub fn decode(bytes: &[u8]) -> Option<Event> {
     match bytes.len() {
-        // SAFETY: as below, for size_of::<EventCapture>().
-        EVENT_CAPTURE_SIZE => {
-            Some(unsafe { std::ptr::read_unaligned(bytes.as_ptr().cast::<EventCapture>()) })
-                .filter(|c| c.head.stack_len == 0)
-                .map(Event::from)
-        }
         // SAFETY: the length is exactly size_of::<EventHead>(), a repr(C)
         // struct of integers only (any bit pattern is valid), and
         // read_unaligned does not require the slice to be aligned.
@@ -400,6 +395,15 @@ pub fn decode(bytes: &[u8]) -> Option<Event> {
         }
         // SAFETY: as above, for size_of::<Event>().
         EVENT_SIZE => Some(unsafe { std::ptr::read_unaligned(bytes.as_ptr().cast::<Event>()) }),
+        n if n > EVENT_HEAD_SIZE && n <= EVENT_CAPTURE_SIZE && (n - EVENT_HEAD_SIZE) % 48 == 16 => {
+            // The regions not sent stay zero.
+            let mut full = [0u8; EVENT_CAPTURE_SIZE];
+            full[..n].copy_from_slice(bytes);
+            // SAFETY: as above, for size_of::<EventCapture>().
+            let c = unsafe { std::ptr::read_unaligned(full.as_ptr().cast::<EventCapture>()) };
+            let fits = c.capture.count as usize <= MAX_CAPTURE && capture_len(c.capture.count) == n;
+            (c.head.stack_len == 0 && fits).then(|| Event::from(c))
+        }
         _ => None,
     }
 }
@@ -416,6 +420,36 @@ mod tests {
         assert!(decode(&[0u8; EVENT_SIZE + 8]).is_none());
         let ev = decode(&[0u8; EVENT_SIZE]).expect("a zeroed record decodes");
         assert_eq!(ev.kind, 0);
+    }
+
+    #[test]
+    fn a_capture_record_holds_exactly_its_regions() {
+        let mut c = EventCapture::default();
+        c.head.kind = 9;
+        c.capture.count = 2;
+        c.capture.vmas[0].start = 0x1000;
+        c.capture.vmas[1].end = 0x3000;
+        // SAFETY: a repr(C) struct of integers, viewed as its bytes.
+        let bytes =
+            unsafe { std::slice::from_raw_parts((&raw const c).cast::<u8>(), EVENT_CAPTURE_SIZE) };
+        let n = capture_len(2);
+        let ev = decode(&bytes[..n]).expect("a record cut after its regions decodes");
+        assert_eq!((ev.kind, ev.capture.count), (9, 2));
+        assert_eq!(
+            (ev.capture.vmas[0].start, ev.capture.vmas[1].end),
+            (0x1000, 0x3000)
+        );
+        assert_eq!(ev.capture.vmas[2], Vma::default());
+        // Claiming a third region the record does not hold is malformed.
+        assert!(decode(&bytes[..capture_len(1)]).is_none());
+        assert!(decode(&bytes[..n + 8]).is_none());
+        // The full size still decodes (count 2 of 6: not cut, malformed).
+        assert!(decode(bytes).is_none());
+        c.capture.count = 7;
+        // SAFETY: as above.
+        let bytes =
+            unsafe { std::slice::from_raw_parts((&raw const c).cast::<u8>(), EVENT_CAPTURE_SIZE) };
+        assert!(decode(bytes).is_none());
     }
 
     #[test]
