@@ -439,7 +439,7 @@ mod tests {
             (ev.capture.vmas[0].start, ev.capture.vmas[1].end),
             (0x1000, 0x3000)
         );
-        assert_eq!(ev.capture.vmas[2], Vma::default());
+        assert_eq!(ev.capture.vmas[2], pmap_common::Vma::default());
         // Claiming a third region the record does not hold is malformed.
         assert!(decode(&bytes[..capture_len(1)]).is_none());
         assert!(decode(&bytes[..n + 8]).is_none());
