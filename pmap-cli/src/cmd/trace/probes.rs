@@ -466,10 +466,11 @@ mod tests {
             (ev.exit_ns, ev.args[0], ev.tgid, ev.capture.brk, ev.stack[0]),
             (7, 0x1234, 42, 0x5000, 0xabc)
         );
-        // The same record without its stack.
-        let capture = decode(&raw[..EVENT_CAPTURE_SIZE]).expect("decodes");
+        // The same record without its stack (and with no region captured,
+        // so cut after the capture's header).
+        let capture = decode(&raw[..capture_len(0)]).expect("decodes");
         assert_eq!((capture.capture.brk, capture.stack[0]), (0x5000, 0));
-        // The same record without its stack.
+        // The same record without its capture.
         let short = decode(&raw[..EVENT_HEAD_SIZE]).expect("decodes");
         assert_eq!((short.exit_ns, short.args[0], short.tgid), (7, 0x1234, 42));
         assert_eq!((short.stack_len, short.stack[0]), (0, 0));
