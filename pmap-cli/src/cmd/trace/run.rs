@@ -29,7 +29,7 @@ use crate::{
     map::region::Region,
     record::{format::Record, writer::Recorder},
     render::Range,
-    source::gone::address_space_gone as is_gone,
+    source::{gone::address_space_gone as is_gone, threads},
 };
 
 mod event_loop;
@@ -484,6 +484,9 @@ impl<W: Write> Tracer<'_, W> {
     fn summary(&mut self, i: usize) -> Result<()> {
         let s = &self.sessions[i];
         let (pid, model) = (s.pid, s.model());
+        if let Some(dir) = s.dir().filter(|_| !s.exited) {
+            self.insight.threads(pid, threads::stack_pointers(dir));
+        }
         let insight = self.insight.summary_json(pid, model, &s.stats.calls);
         self.printer.summary(s, self.lost_seen, insight)?;
         if !self.json {

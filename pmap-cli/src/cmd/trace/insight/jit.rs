@@ -14,6 +14,8 @@ use std::{
     time::{Duration, Instant},
 };
 
+use crate::source::perf_map;
+
 /// How often the file is looked at for growth, at most.
 const RECHECK: Duration = Duration::from_millis(20);
 
@@ -54,7 +56,7 @@ pub struct JitMap {
 
 impl JitMap {
     pub fn new(pid: u32) -> JitMap {
-        JitMap::at(PathBuf::from(format!("/tmp/perf-{pid}.map")))
+        JitMap::at(perf_map::path(pid))
     }
 
     pub fn at(path: PathBuf) -> JitMap {
@@ -185,15 +187,10 @@ impl JitMap {
     }
 
     fn add_line(&mut self, line: &str) {
-        let mut parts = line.splitn(3, ' ');
-        let (Some(a), Some(s), Some(name)) = (parts.next(), parts.next(), parts.next()) else {
-            return;
-        };
-        let hex = |v: &str| u64::from_str_radix(v.trim_start_matches("0x"), 16).ok();
-        let (Some(start), Some(size)) = (hex(a), hex(s)) else {
-            return;
-        };
-        self.add(start, start.saturating_add(size.max(1)), name.to_string());
+        if let Some(sym) = perf_map::parse_line(line) {
+            let end = sym.start.saturating_add(sym.size.max(1));
+            self.add(sym.start, end, sym.name.to_string());
+        }
     }
 
     fn add(&mut self, start: u64, end: u64, name: String) {

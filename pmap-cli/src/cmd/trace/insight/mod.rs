@@ -128,6 +128,9 @@ struct Proc {
     heap: u64,
     /// Named stacks (`--stacks`).
     stacks: StackCache,
+    /// Each thread's `(tid, stack pointer)` as last read by the tracer
+    /// (see `Insight::threads`), for recognising thread stacks.
+    threads: Vec<(u32, u64)>,
 }
 
 impl Proc {
@@ -143,6 +146,7 @@ impl Proc {
             last_t_ns: 0,
             heap: 0,
             stacks: StackCache::default(),
+            threads: Vec::new(),
         }
     }
 
@@ -441,6 +445,13 @@ impl Insight {
             eprintln!("pmap trace: report written to {}", path.display());
         }
         Ok(())
+    }
+
+    /// The threads of process `pid` and their stack pointers, read now
+    /// (while it lives), for the summary's recognised thread stacks.
+    pub fn threads(&mut self, pid: u32, threads: Vec<(u32, u64)>) {
+        let p = self.procs.entry(pid).or_insert_with(|| Proc::new(pid));
+        p.threads = threads;
     }
 
     /// Writes the text summary sections for process `pid`. `calls` are

@@ -6,15 +6,14 @@
 use serde_json::{Value, json};
 
 use super::{alloc::human, regions::RegionTable};
-use crate::map::{model::RegionModel, region::Region};
+use crate::map::{
+    kind::{self, Role},
+    model::RegionModel,
+    region::Region,
+};
 
-/// glibc's HEAP_MAX_SIZE on 64-bit: non-main arenas are heaps of this size,
-/// aligned to it, committed from the bottom, the rest PROT_NONE.
-const ARENA: u64 = 64 << 20;
 /// A PROT_NONE run this large is a reservation, not a guard.
 const RESERVATION_MIN: u64 = 64 << 20;
-/// Largest guard page run glibc puts under a thread stack.
-const GUARD_MAX: u64 = 1 << 20;
 
 #[derive(Clone, Debug, PartialEq, Eq)]
 pub struct Structure {
@@ -57,10 +56,68 @@ fn anon_runs(regions: &[&Region]) -> Vec<(usize, usize)> {
     runs
 }
 
-pub fn recognise(model: &RegionModel, table: &RegionTable) -> Vec<Structure> {
+/// What the regions are, recognised by the one classifier
+/// (`map::kind::roles`): thread stacks by the threads' stack pointers
+/// (`threads`, read while the process lives) and by the regions the
+/// trace saw made with `MAP_STACK` (glibc's thread stacks, also once the
+/// process is gone); glibc arenas by their shape. Then what only the
+/// insight names: large reservations and the JVM's code cache.
+pub fn recognise(
+    model: &RegionModel,
+    table: &RegionTable,
+    threads: &[(u32, u64)],
+) -> Vec<Structure> {
     let regions: Vec<&Region> = model.regions().collect();
+    // A region made with MAP_STACK is a stack as a stack pointer in it
+    // would say (thread unknown: 0); its guard is the PROT_NONE piece
+    // below, which the classifier finds from the stack.
+    let mut hints = threads.to_vec();
+    hints.extend(
+        regions
+            .iter()
+            .filter(|r| r.perms.writable() && table.get(r.start).is_some_and(|i| i.map_stack))
+            .map(|r| (0, r.start)),
+    );
+    let roles = kind::roles(&regions, &hints, &[]);
+    let role = |r: &Region| roles.get(&r.start).copied();
     let jvm = regions.iter().any(|r| r.name.ends_with(b"/libjvm.so"));
     let mut out = Vec::new();
+    for (k, r) in regions.iter().enumerate() {
+        match role(r) {
+            Some(Role::ThreadStack(_)) => {
+                let guard = k
+                    .checked_sub(1)
+                    .map(|g| regions[g])
+                    .filter(|g| matches!(role(g), Some(Role::StackGuard(_))));
+                let guard_size = guard.map_or(0, |g| g.size());
+                out.push(Structure {
+                    kind: "thread stack",
+                    start: guard.map_or(r.start, |g| g.start),
+                    end: r.end,
+                    committed: r.size(),
+                    detail: format!("{} stack + {} guard", human(r.size()), human(guard_size)),
+                });
+            }
+            Some(Role::Arena) => {
+                let tail = regions
+                    .get(k + 1)
+                    .filter(|t| matches!(role(t), Some(Role::ArenaReserve)));
+                let reserved = tail.map_or(0, |t| t.size());
+                out.push(Structure {
+                    kind: "glibc arena heap",
+                    start: r.start,
+                    end: r.end + reserved,
+                    committed: r.size(),
+                    detail: format!(
+                        "{} in use, {} reserved tail",
+                        human(r.size()),
+                        human(reserved)
+                    ),
+                });
+            }
+            _ => {}
+        }
+    }
     for (i, j) in anon_runs(&regions) {
         let run = &regions[i..j];
         let (start, end) = (run[0].start, run[run.len() - 1].end);
@@ -68,63 +125,12 @@ pub fn recognise(model: &RegionModel, table: &RegionTable) -> Vec<Structure> {
         let committed: u64 = run.iter().filter(|r| !none(r)).map(|r| r.size()).sum();
         let reserved = size - committed;
         let has_x = run.iter().any(|r| r.perms.executable());
-        // Thread stacks: a small PROT_NONE guard right under a rw- stack
-        // (glibc maps both at once, with MAP_STACK).
-        let mut k = 0;
-        while k + 1 < run.len() {
-            let (g, s) = (run[k], run[k + 1]);
-            let by_flag = table.get(g.start).is_some_and(|i| i.map_stack)
-                || table.get(s.start).is_some_and(|i| i.map_stack);
-            if none(g)
-                && g.size() <= GUARD_MAX
-                && s.perms.writable()
-                && !s.perms.executable()
-                && (s.size() >= 64 * 1024 || by_flag)
-                && (by_flag || s.size() % (1 << 20) == 0 || (s.size() + g.size()) % (1 << 20) == 0)
-            {
-                out.push(Structure {
-                    kind: "thread stack",
-                    start: g.start,
-                    end: s.end,
-                    committed: s.size(),
-                    detail: format!("{} stack + {} guard", human(s.size()), human(g.size())),
-                });
-                k += 2;
-                continue;
-            }
-            k += 1;
-        }
-        // glibc arenas: 64 MiB aligned heaps, rw- from the bottom, then
-        // PROT_NONE. Several may sit next to each other in one run.
-        let mut arena_tails = 0;
-        let mut a = start.next_multiple_of(ARENA);
-        while a + ARENA <= end {
-            let inside: Vec<&&Region> = run
-                .iter()
-                .filter(|r| r.start >= a && r.end <= a + ARENA)
-                .collect();
-            let covers = inside.iter().map(|r| r.size()).sum::<u64>() == ARENA;
-            let shaped = covers
-                && inside.first().is_some_and(|r| r.perms.writable())
-                && inside.last().is_some_and(|r| none(r))
-                && inside.len() == 2;
-            if shaped {
-                let used = inside[0].size();
-                arena_tails += ARENA - used;
-                out.push(Structure {
-                    kind: "glibc arena heap",
-                    start: a,
-                    end: a + ARENA,
-                    committed: used,
-                    detail: format!(
-                        "{} in use, {} reserved tail",
-                        human(used),
-                        human(ARENA - used)
-                    ),
-                });
-            }
-            a += ARENA;
-        }
+        // Arenas' reserved tails are accounted for above.
+        let arena_tails: u64 = run
+            .iter()
+            .filter(|r| matches!(role(r), Some(Role::ArenaReserve)))
+            .map(|r| r.size())
+            .sum();
         if has_x && jvm {
             out.push(Structure {
                 kind: "JVM code cache",
@@ -261,7 +267,7 @@ mod tests {
         let model = RegionModel::new(vec![
             // arena: 132K used, rest reserved
             r(a, a + 0x21000, b"rw-p"),
-            r(a + 0x21000, a + ARENA, b"---p"),
+            r(a + 0x21000, a + kind::ARENA, b"---p"),
             // thread stack: 4K guard + 8M stack, elsewhere
             r(a + 0x1000_0000, a + 0x1000_1000, b"---p"),
             r(a + 0x1000_1000, a + 0x1080_1000, b"rw-p"),
@@ -269,7 +275,7 @@ mod tests {
             r(a + 0x2000_0000, a + 0x2020_0000, b"rw-p"),
             r(a + 0x2020_0000, a + 0x6000_0000, b"---p"),
         ]);
-        let s = recognise(&model, &RegionTable::default());
+        let s = recognise(&model, &RegionTable::default(), &[(7, a + 0x1070_0000)]);
         let kinds: Vec<&str> = s.iter().map(|s| s.kind).collect();
         assert_eq!(
             kinds,
@@ -280,6 +286,30 @@ mod tests {
             ]
         );
         assert_eq!(s[0].committed, 0x21000);
+    }
+
+    #[test]
+    fn a_stack_made_with_map_stack_is_recognised_without_its_thread() {
+        let a = 0x7f00_1000_0000u64;
+        let (guard, stack) = (
+            r(a, a + 0x1000, b"---p"),
+            r(a + 0x1000, a + 0x2_1000, b"rw-p"),
+        );
+        let model = RegionModel::new(vec![guard.clone(), stack.clone()]);
+        let mut table = RegionTable::default();
+        let made = crate::map::model::Change {
+            removed: vec![],
+            added: vec![guard, stack],
+        };
+        table.apply(&made, |_, _, info| info.map_stack = true);
+        let s = recognise(&model, &table, &[]);
+        assert_eq!(s.len(), 1, "{s:?}");
+        assert_eq!(
+            (s[0].kind, s[0].start, s[0].end),
+            ("thread stack", a, a + 0x2_1000)
+        );
+        // Without the flag or a thread in it, a rw- region is not a stack.
+        assert!(recognise(&model, &RegionTable::default(), &[]).is_empty());
     }
 
     #[test]

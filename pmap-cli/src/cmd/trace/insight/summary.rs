@@ -232,7 +232,7 @@ pub fn text(
     }
 
     // Structures.
-    let found = structures::recognise(model, &p.regions);
+    let found = structures::recognise(model, &p.regions, &p.threads);
     if found.is_empty() {
         writeln!(out, "recognised structures: none")?;
     } else {
@@ -288,7 +288,7 @@ pub fn json(
         "wx": p.wx.json(&findings),
         "alloc": p.alloc.json(&totals),
         "fragmentation": structures::fragmentation(model).json(),
-        "structures": structures::json(&structures::recognise(model, &p.regions)),
+        "structures": structures::json(&structures::recognise(model, &p.regions, &p.threads)),
         "jit": {"perf_map_functions": p.jit.seen, "dropped": p.jit.dropped},
     })
 }
