@@ -97,7 +97,7 @@ pub fn command() -> Command {
                 .about("Trace a process's memory map live (eBPF; polling without privileges)"),
         )
         .subcommand(
-            <crate::exporter::args::ExporterArgs as clap::CommandFactory>::command()
+            <crate::cmd::exporter::args::ExporterArgs as clap::CommandFactory>::command()
                 .name("exporter")
                 .about("Serve Prometheus metrics of processes' memory maps (eBPF counters; /proc gauges)"),
         )

@@ -23,7 +23,6 @@
 pub mod cli;
 pub mod cmd;
 pub mod diff;
-pub mod exporter;
 pub mod map;
 pub mod record;
 pub(crate) mod render;

@@ -5,7 +5,7 @@
 
 use std::time::{Duration, Instant};
 
-use pmap_cli::cmd::trace::probes::{ProbeOptions, Probes};
+use pmap_cli::source::kernel::probes::{ProbeOptions, Probes};
 use pmap_common::Event;
 
 fn gettid() -> u32 {

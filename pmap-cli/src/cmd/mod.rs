@@ -6,7 +6,9 @@
 //!   `--sort`, `--names`, Solaris's `-S -r -a -F -L -s`) and core files.
 //! - `common`: the shared option vocabulary and the procps table driver.
 //! - `trace`: `pmap trace`, the live view fed by the kernel programs.
+//! - `exporter`: `pmap exporter`, Prometheus metrics of processes' maps.
 pub mod common;
+pub(crate) mod exporter;
 pub(crate) mod snapshot;
 pub mod trace;
 pub(crate) mod views;
@@ -17,7 +19,7 @@ use std::{ffi::OsString, process::ExitCode};
 pub fn main(args: Vec<OsString>) -> ExitCode {
     match args.get(1).and_then(|a| a.to_str()) {
         Some("trace") => return trace::main(args),
-        Some("exporter") => return crate::exporter::main(args),
+        Some("exporter") => return exporter::main(args),
         Some("replay") => return crate::replay::main(args),
         Some("diff") => return crate::diff::main(args),
         _ => {}

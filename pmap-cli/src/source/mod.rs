@@ -21,10 +21,14 @@
 //! - `core_file`: ELF core files (headers and notes).
 //! - `link_map`: the dynamic linker's names of the loaded objects (`-l`).
 //! - `groups`: processes by command name or cgroup (`--comm`, `--cgroup`).
+//! - `kernel`: the eBPF programs: the kernel's BTF offsets they need,
+//!   loading and attaching them, their ring buffer of events and counters
+//!   (`pmap trace`, `pmap exporter`).
 pub(crate) mod checked;
 pub mod core_file;
 pub(crate) mod gone;
 pub(crate) mod groups;
+pub mod kernel;
 pub(crate) mod lines;
 pub(crate) mod link_map;
 pub mod maps;

@@ -4,7 +4,7 @@ use std::ffi::OsString;
 
 use clap::{Parser, ValueEnum};
 
-use super::probes::{DEFAULT_RING_SIZE, check_ring_size};
+use crate::source::kernel::probes::{DEFAULT_RING_SIZE, check_ring_size};
 
 #[derive(Clone, Copy, Debug, PartialEq, Eq, ValueEnum)]
 pub enum Backend {

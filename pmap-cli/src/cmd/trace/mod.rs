@@ -16,7 +16,6 @@
 //! - `run`: the event loop.
 pub mod args;
 pub mod batch;
-pub mod btf;
 pub mod capture;
 pub mod clock;
 pub mod delta;
@@ -25,8 +24,6 @@ pub mod focus;
 pub mod insight;
 pub mod launch;
 pub mod output;
-pub mod privileges;
-pub mod probes;
 pub mod run;
 pub mod session;
 pub mod syscalls;

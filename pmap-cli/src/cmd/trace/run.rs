@@ -21,7 +21,6 @@ use super::{
     focus::Focus,
     insight::Insight,
     output::{Printer, TableRenderer},
-    probes::Probes,
     session::Session,
     syscalls::Affected,
 };
@@ -29,7 +28,7 @@ use crate::{
     map::region::Region,
     record::{format::Record, writer::Recorder},
     render::Range,
-    source::{gone::address_space_gone as is_gone, threads},
+    source::{gone::address_space_gone as is_gone, kernel::probes::Probes, threads},
 };
 
 mod event_loop;

@@ -580,7 +580,7 @@ mod tests {
             libc::SYS_remap_file_pages,
         ] {
             let call = Call::from_nr(nr as u32).expect("known");
-            assert!(crate::cmd::trace::probes::syscalls().any(|s| s == call.name()));
+            assert!(crate::source::kernel::probes::syscalls().any(|s| s == call.name()));
             // The kernel's number and ours agree.
             assert!(
                 pmap_common::counters::SYSCALLS
@@ -589,7 +589,7 @@ mod tests {
             );
         }
         assert_eq!(
-            crate::cmd::trace::probes::syscalls().count(),
+            crate::source::kernel::probes::syscalls().count(),
             Call::ALL.len()
         );
     }

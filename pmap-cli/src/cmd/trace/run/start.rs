@@ -20,13 +20,18 @@ use crate::{
         insight::{Insight, InsightOptions},
         launch::Launched,
         output::{Printer, TableRenderer},
-        privileges,
-        probes::{ProbeOptions, Probes, check_environment},
         session::Session,
     },
     record::writer::Recorder,
     render::Range,
-    source::{pid_dir::PidDir, process},
+    source::{
+        kernel::{
+            privileges,
+            probes::{ProbeOptions, Probes, check_environment},
+        },
+        pid_dir::PidDir,
+        process,
+    },
 };
 
 /// The process `pid` is a thread of, when it is a thread and not the

@@ -2,7 +2,7 @@
 //! `counters` module) and reads their per-process counters.
 //!
 //! The programs share `pmap trace`'s object and its environment checks
-//! (`trace::probes`); only the counting programs are loaded, and the
+//! (`source::kernel::probes`); only the counting programs are loaded, and the
 //! tracer's ring buffer is shrunk to one page since nothing writes to it.
 
 use std::path::Path;
@@ -15,7 +15,7 @@ use aya::{
 };
 use pmap_common::counters::{ProcCounters, SYSCALLS, lost};
 
-use crate::cmd::trace::{btf::Btf, probes};
+use crate::source::kernel::{btf::Btf, probes};
 
 const BTF: &str = "/sys/kernel/btf/vmlinux";
 
