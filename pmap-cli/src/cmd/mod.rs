@@ -5,8 +5,14 @@
 //! - `views`: the options beyond procps-ng (`--json`, `--summary`,
 //!   `--sort`, `--names`, Solaris's `-S -r -a -F -L -s`) and core files.
 //! - `common`: the shared option vocabulary and the procps table driver.
-//! - `trace`: `pmap trace`, the live view fed by the kernel programs.
+//! - `trace`: `pmap trace`, the live view fed by the kernel programs, and
+//!   its recordings (`trace::record`, `--record`).
+//! - `replay`, `diff`: `pmap replay` (a recording again) and `pmap diff`
+//!   (two moments of a map); the trace family to the layout's rules, since
+//!   they read its recordings and print with its printer.
 pub mod common;
+pub(crate) mod diff;
+pub mod replay;
 pub(crate) mod snapshot;
 pub mod trace;
 pub(crate) mod views;
@@ -18,8 +24,8 @@ pub fn main(args: Vec<OsString>) -> ExitCode {
     match args.get(1).and_then(|a| a.to_str()) {
         Some("trace") => return trace::main(args),
         Some("exporter") => return crate::exporter::main(args),
-        Some("replay") => return crate::replay::main(args),
-        Some("diff") => return crate::diff::main(args),
+        Some("replay") => return replay::main(args),
+        Some("diff") => return diff::main(args),
         _ => {}
     }
     // `pmap man [PAGE]`, `pmap completions SHELL`.

@@ -14,6 +14,8 @@
 //! - `output`: text and JSON printing.
 //! - `launch`: `pmap trace -- COMMAND`.
 //! - `run`: the event loop.
+//! - `record`: the recordings `--record` writes and `pmap replay` and
+//!   `pmap diff` read (docs/recording.md).
 pub mod args;
 pub mod batch;
 pub mod btf;
@@ -27,6 +29,7 @@ pub mod launch;
 pub mod output;
 pub mod privileges;
 pub mod probes;
+pub mod record;
 pub mod run;
 pub mod session;
 pub mod syscalls;

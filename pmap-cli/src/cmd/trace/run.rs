@@ -26,8 +26,8 @@ use super::{
     syscalls::Affected,
 };
 use crate::{
+    cmd::trace::record::{format::Record, writer::Recorder},
     map::region::Region,
-    record::{format::Record, writer::Recorder},
     render::Range,
     source::gone::address_space_gone as is_gone,
 };

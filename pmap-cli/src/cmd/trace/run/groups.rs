@@ -7,8 +7,8 @@ use anyhow::Result;
 
 use super::Tracer;
 use crate::{
+    cmd::trace::record::format::Record,
     cmd::trace::{args::TraceArgs, clock::monotonic_ns, session::Session},
-    record::format::Record,
     source::groups::{self as group, Cgroup},
 };
 

@@ -14,6 +14,7 @@ use tokio::signal::unix::{SignalKind, signal};
 
 use super::{End, Groups, Signals, Tracer, event_loop, is_broken_pipe};
 use crate::{
+    cmd::trace::record::writer::Recorder,
     cmd::trace::{
         args::{Backend, TraceArgs},
         clock::monotonic_ns,
@@ -24,7 +25,6 @@ use crate::{
         probes::{ProbeOptions, Probes, check_environment},
         session::Session,
     },
-    record::writer::Recorder,
     render::Range,
     source::{pid_dir::PidDir, process},
 };

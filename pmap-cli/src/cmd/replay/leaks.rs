@@ -12,16 +12,16 @@ use std::{
 
 use super::print::{Outcome, stopped};
 use crate::{
+    cmd::trace::record::{
+        format::{Record, World},
+        reader::Recording,
+    },
     cmd::trace::{
         delta::{Cause, Delta},
         insight::StackNamer,
     },
     map::model::RegionModel,
     map::region::Region,
-    record::{
-        format::{Record, World},
-        reader::Recording,
-    },
 };
 
 /// Who mapped some bytes.

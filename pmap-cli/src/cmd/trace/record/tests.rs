@@ -192,7 +192,7 @@ fn records_round_trip() {
 #[test]
 fn the_world_is_the_rows_after_each_record() {
     let rec = Recording::from_bytes(bytes(&sample())).expect("valid");
-    let w = crate::replay::at::world_at(&rec, 3_500).expect("known at 3500");
+    let w = crate::cmd::replay::at::world_at(&rec, 3_500).expect("known at 3500");
     let rows: Vec<u64> = w.procs[&42].regions.keys().copied().collect();
     // The mmap (3000) and the mprotect (2500, handled after it) applied.
     assert_eq!(
@@ -204,14 +204,14 @@ fn the_world_is_the_rows_after_each_record() {
             0x7f00_0002_1000
         ]
     );
-    let w = crate::replay::at::world_at(&rec, 5_500).expect("known at 5500");
+    let w = crate::cmd::replay::at::world_at(&rec, 5_500).expect("known at 5500");
     assert!(!w.procs[&50].exited && w.procs[&50].regions.len() == 4);
     assert!(
-        crate::replay::at::world_at(&rec, 1_500).is_err(),
+        crate::cmd::replay::at::world_at(&rec, 1_500).is_err(),
         "before the first checkpoint"
     );
     assert!(
-        crate::replay::at::world_at(&rec, 9_000).is_err(),
+        crate::cmd::replay::at::world_at(&rec, 9_000).is_err(),
         "after the end"
     );
 }

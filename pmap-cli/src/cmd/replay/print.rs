@@ -8,15 +8,15 @@ use std::{
 };
 
 use crate::{
+    cmd::trace::record::{
+        format::Record,
+        reader::{Recording, Stop},
+    },
     cmd::trace::{
         delta::{Delta, Stats},
         focus::Focus,
         insight::DeltaNotes,
         output::Printer,
-    },
-    record::{
-        format::Record,
-        reader::{Recording, Stop},
     },
     render::{self, Options},
 };

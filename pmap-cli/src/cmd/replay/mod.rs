@@ -20,7 +20,7 @@ use clap::Parser;
 
 use crate::{
     cmd::trace::focus::{Focus, parse_size, parse_syscalls},
-    record::reader::Recording,
+    cmd::trace::record::reader::Recording,
     render::{Format, Options, Range},
 };
 
