@@ -12,13 +12,15 @@ use pmap_common::{Event, MAX_STACK_DEPTH};
 
 pub use super::state::State;
 use super::{
-    format::{Header, Record},
-    wire::{Cursor, Malformed, bad, put_bytes, put_i, put_u},
+    format::{Header, Record, SummaryInsight},
+    notes,
+    wire::{Cursor, Malformed, VERSION, bad, put_bytes, put_i, put_u},
 };
 use crate::{
     cmd::trace::{
         capture::Fallback,
         delta::{Cause, Delta},
+        insight::DeltaNotes,
         syscalls::Call,
     },
     map::model::Change,
@@ -39,6 +41,8 @@ mod tag {
     pub const SUMMARY: u8 = 11;
     pub const END: u8 = 12;
     pub const TOTAL: u8 = 13;
+    /// Format version 2 on.
+    pub const JOINED: u8 = 14;
 }
 
 /// Bits of a delta's flags word.
@@ -55,6 +59,16 @@ mod df {
     pub const NO_KTIME: u64 = 1 << 10;
     /// `ktime_ns` is neither 0 nor the record's time: written out.
     pub const OWN_KTIME: u64 = 1 << 11;
+    /// Format version 2 on: `ns_pid` follows.
+    pub const NS_PID: u64 = 1 << 12;
+    /// Format version 2 on: the stack as the trace named it follows the
+    /// rows.
+    pub const STACK_NOTE: u64 = 1 << 13;
+    /// Format version 2 on: insight's notes follow the rows (and stack).
+    pub const NOTES: u64 = 1 << 14;
+    /// Bits version 1 writes; version 2 writes all of these.
+    pub const V1_BITS: u32 = 12;
+    pub const V2_BITS: u32 = 15;
 }
 
 /// Which of a call's arguments are addresses (written as differences from
@@ -109,13 +123,26 @@ impl Encoder {
                     s.put_proc(b, p);
                 }
             }
-            Record::Table { t, reason, proc } => {
+            Record::Table {
+                t,
+                reason,
+                proc,
+                notes,
+            } => {
                 b.push(tag::TABLE);
                 s.put_time(b, *t);
                 put_bytes(b, reason.as_bytes());
                 s.put_proc(b, proc);
+                notes::put_lines(b, notes);
             }
-            Record::Delta { t, delta } => self.put_delta(b, *t, delta),
+            Record::Delta { t, delta, notes } => self.put_delta(b, *t, delta, notes),
+            Record::Joined { t, pid, ppid, by } => {
+                b.push(tag::JOINED);
+                s.put_time(b, *t);
+                put_u(b, u64::from(*pid));
+                put_u(b, u64::from(*ppid));
+                put_bytes(b, by.as_bytes());
+            }
             Record::Exec { t, pid } => {
                 b.push(tag::EXEC);
                 s.put_time(b, *t);
@@ -174,6 +201,7 @@ impl Encoder {
                 lost,
                 regions,
                 stats,
+                insight,
             } => {
                 b.push(tag::SUMMARY);
                 s.put_time(b, *t);
@@ -182,6 +210,9 @@ impl Encoder {
                 put_u(b, *lost);
                 put_u(b, *regions);
                 super::stats::put(b, stats);
+                put_u(b, u64::from(insight.ns_pid));
+                notes::put_json(b, insight.json.as_ref());
+                put_bytes(b, &insight.text);
             }
             Record::End { t } => {
                 b.push(tag::END);
@@ -200,7 +231,7 @@ impl Encoder {
         self.state.world.apply(rec);
     }
 
-    fn put_delta(&mut self, b: &mut Vec<u8>, t: u64, d: &Delta) {
+    fn put_delta(&mut self, b: &mut Vec<u8>, t: u64, d: &Delta, n: &DeltaNotes) {
         let s = &mut self.state;
         b.push(tag::DELTA);
         s.put_time(b, t);
@@ -231,6 +262,10 @@ impl Encoder {
         } else if d.ktime_ns != t {
             flags |= df::OWN_KTIME;
         }
+        flags |= if d.ns_pid != 0 { df::NS_PID } else { 0 };
+        let (has_stack, has_notes) = notes::has(n);
+        flags |= if has_stack { df::STACK_NOTE } else { 0 };
+        flags |= if has_notes { df::NOTES } else { 0 };
         put_u(b, flags);
         if flags & df::NEW_PID != 0 {
             put_u(b, u64::from(d.pid));
@@ -243,6 +278,9 @@ impl Encoder {
         }
         if flags & df::OWN_KTIME != 0 {
             put_u(b, d.ktime_ns);
+        }
+        if d.ns_pid != 0 {
+            put_u(b, u64::from(d.ns_pid));
         }
         if let Some(f) = d.fallback {
             let i = Fallback::ALL.iter().position(|x| *x == f).unwrap_or(0);
@@ -307,16 +345,32 @@ impl Encoder {
         for r in added {
             s.put_region(b, r);
         }
+        if let Some(st) = &n.stack {
+            s.notes.put_stack(b, st);
+        }
+        if has_notes {
+            notes::put_notes(b, &n.notes);
+        }
     }
 }
 
-/// Reads records written by an [`Encoder`].
-#[derive(Default)]
+/// Reads records written by an [`Encoder`], of this version or the one
+/// before.
 pub struct Decoder {
     pub state: State,
+    /// Format version 1: no insight, `ns_pid` or joins recorded.
+    v1: bool,
 }
 
 impl Decoder {
+    /// A decoder of a recording of format `version` (1 or [`VERSION`]).
+    pub fn new(version: u16) -> Decoder {
+        Decoder {
+            state: State::default(),
+            v1: version < VERSION,
+        }
+    }
+
     pub fn decode(&mut self, payload: &[u8]) -> Result<Record, Malformed> {
         let mut c = Cursor::new(payload);
         let rec = self.record(&mut c)?;
@@ -350,14 +404,25 @@ impl Decoder {
                 let n = c.count()?;
                 let mut procs = Vec::with_capacity(n);
                 for _ in 0..n {
-                    procs.push(s.proc(c)?);
+                    procs.push(s.proc(c, self.v1)?);
                 }
                 Record::Checkpoint { t, procs }
             }
             tag::TABLE => Record::Table {
                 t: s.time(c)?,
                 reason: String::from_utf8_lossy(c.bytes()?).into_owned(),
-                proc: s.proc(c)?,
+                proc: s.proc(c, self.v1)?,
+                notes: if self.v1 {
+                    Vec::new()
+                } else {
+                    notes::lines(c)?
+                },
+            },
+            tag::JOINED if !self.v1 => Record::Joined {
+                t: s.time(c)?,
+                pid: c.u32()?,
+                ppid: c.u32()?,
+                by: String::from_utf8_lossy(c.bytes()?).into_owned(),
             },
             tag::DELTA => self.delta(c)?,
             tag::EXEC => Record::Exec {
@@ -400,6 +465,15 @@ impl Decoder {
                 lost: c.u()?,
                 regions: c.u()?,
                 stats: Box::new(super::stats::get(c)?),
+                insight: Box::new(if self.v1 {
+                    SummaryInsight::default()
+                } else {
+                    SummaryInsight {
+                        ns_pid: c.u32()?,
+                        json: notes::json(c)?,
+                        text: c.bytes()?.to_vec(),
+                    }
+                }),
             },
             tag::END => Record::End { t: s.time(c)? },
             tag::TOTAL => {
@@ -420,7 +494,7 @@ impl Decoder {
         let s = &mut self.state;
         let t = s.time(c)?;
         let flags = c.u()?;
-        if flags >> 12 != 0 {
+        if flags >> (if self.v1 { df::V1_BITS } else { df::V2_BITS }) != 0 {
             return bad(format!(
                 "delta flags {flags:#x} hold bits this version does not write"
             ));
@@ -437,6 +511,7 @@ impl Decoder {
             df::OWN_KTIME => c.u()?,
             _ => return bad("a delta's time is both absent and given"),
         };
+        let ns_pid = if flags & df::NS_PID != 0 { c.u32()? } else { 0 };
         let fallback = if flags & df::FALLBACK != 0 {
             let i = c.u8()?;
             match Fallback::ALL.get(usize::from(i)) {
@@ -524,13 +599,19 @@ impl Decoder {
         for _ in 0..n_added {
             change.added.push(s.region(c)?);
         }
+        let mut notes = DeltaNotes::default();
+        if flags & df::STACK_NOTE != 0 {
+            notes.stack = Some(s.notes.stack(c)?);
+        }
+        if flags & df::NOTES != 0 {
+            notes.notes = notes::notes(c)?;
+        }
         Ok(Record::Delta {
             t,
             delta: Delta {
                 pid: s.pid,
                 ppid: s.ppid,
-                // Not recorded (format version 1).
-                ns_pid: 0,
+                ns_pid,
                 tid: s.tid,
                 ktime_ns,
                 cause,
@@ -539,6 +620,7 @@ impl Decoder {
                 from_arguments: flags & df::FROM_ARGUMENTS != 0,
                 fallback,
             },
+            notes,
         })
     }
 }

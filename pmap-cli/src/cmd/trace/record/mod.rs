@@ -5,11 +5,14 @@
 //! - `format`: the records, and the world they add up to.
 //! - `codec`: records to bytes and back.
 //! - `state`: what both sides keep between records; rows and tables.
+//! - `notes`: what insight printed (named stacks, notes, summary
+//!   sections), interned.
 //! - `stats`: a summary's counts.
 //! - `writer`: the recorder the tracer feeds.
 //! - `reader`: reading a recording back, up to any damage; seeking.
 pub mod codec;
 pub mod format;
+pub mod notes;
 pub mod reader;
 pub mod state;
 pub mod stats;

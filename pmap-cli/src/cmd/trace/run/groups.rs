@@ -165,6 +165,13 @@ impl<W: Write> Tracer<'_, W> {
         }
         self.sessions.retain(|s| s.pid != pid);
         self.printer.joined(&s, by)?;
+        let (pid, ppid) = (s.pid, s.ppid);
+        self.record(|t| Record::Joined {
+            t,
+            pid,
+            ppid,
+            by: by.to_string(),
+        });
         self.sessions.push(s);
         let i = self.sessions.len() - 1;
         if self.probes.is_none() {
