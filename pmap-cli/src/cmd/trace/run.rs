@@ -41,6 +41,7 @@ mod start;
 
 use event_loop::{End, Signals, event_loop};
 use groups::{Groups, matched_by};
+pub(crate) use start::check_report_path;
 use start::trace;
 
 /// How long a difference found at table time may wait for the event that

@@ -38,7 +38,7 @@ pub(super) fn process_of_thread(pid: u32) -> Option<u32> {
 
 /// Checks that the report can be written at `path`, so that a mistyped
 /// path fails at the start and not after a long trace. Nothing is created.
-pub(super) fn check_report_path(path: &Path) -> Result<()> {
+pub(crate) fn check_report_path(path: &Path) -> Result<()> {
     let shown = path.display();
     if path.is_dir() {
         bail!("--report {shown}: that is a directory; give the path of an .html file to write");
