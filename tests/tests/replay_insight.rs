@@ -93,7 +93,8 @@ fn replay_prints_the_stacks_by_the_names_the_trace_gave_them() {
 
     // The names stay when the program is gone: a recording of a copy,
     // then the copy removed (its frames can no longer be looked up).
-    let copy = rec_path("leaky-copy");
+    // (Beside the workloads: a temporary directory may forbid running.)
+    let copy = workload_bin("leaky").with_file_name(format!("leaky-gone-{}", std::process::id()));
     std::fs::copy(workload_bin("leaky"), &copy).expect("copying leaky");
     let out_file = rec_path("gone.out");
     let rec = rec_path("gone.pmaprec");
@@ -111,6 +112,15 @@ fn replay_prints_the_stacks_by_the_names_the_trace_gave_them() {
         "the copy's frames were named in the trace"
     );
     same("the program removed", &printed, &replay(&[], &rec));
+    // --leaks takes its call sites from the recording too.
+    let leaks = replay(&["--leaks"], &rec);
+    assert!(
+        leaks
+            .iter()
+            .any(|l| l.trim_start().starts_with("768K") && l.contains("leaky::leak_big+")),
+        "leak_big's 768K by name, the program removed:\n{}",
+        leaks.join("\n")
+    );
 }
 
 /// A process that joins by `--comm`, in a PID namespace of its own: the
