@@ -76,6 +76,12 @@ fn replay_prints_the_stacks_by_the_names_the_trace_gave_them() {
         printed.join("\n")
     );
     same("text with --stacks", &printed, &replay(&[], &rec));
+    let info = replay(&["--info"], &rec);
+    assert!(
+        info.iter().any(|l| l == "format: version 2"),
+        "{}",
+        info.join("\n")
+    );
 
     // JSON: `frames`, `call_site` and the rest, record for record.
     let (rec, printed) = record("stacks_json", &["--stacks", "--json"], "leaky", &[]);

@@ -210,6 +210,7 @@ pub fn info(rec: &Recording) -> io::Result<Outcome> {
         "records: {records} ({deltas} deltas, {checkpoints} checkpoints), {} bytes",
         rec.len()
     )?;
+    writeln!(out, "format: version {}", rec.version)?;
     writeln!(
         out,
         "backend: {}; stacks: {}",
