@@ -3,7 +3,7 @@
 //!
 //! - `wire`: varints, frames (length + CRC-32), the file header.
 //! - `format`: the records, and the world they add up to.
-//! - `codec`: records to bytes and back.
+//! - `codec`: records to bytes and back; `delta`: a delta's bytes.
 //! - `state`: what both sides keep between records; rows and tables.
 //! - `notes`: what insight printed (named stacks, notes, summary
 //!   sections), interned.
@@ -11,6 +11,7 @@
 //! - `writer`: the recorder the tracer feeds.
 //! - `reader`: reading a recording back, up to any damage; seeking.
 pub mod codec;
+mod delta;
 pub mod format;
 pub mod notes;
 pub mod reader;
