@@ -75,6 +75,10 @@ fn replay_prints_the_stacks_by_the_names_the_trace_gave_them() {
         "no frame of leak_big named in the trace:\n{}",
         printed.join("\n")
     );
+    assert!(
+        printed.iter().any(|l| l.starts_with("    provenance: ")),
+        "no --provenance line after a table in the trace"
+    );
     same("text with --stacks", &printed, &replay(&[], &rec));
     let info = replay(&["--info"], &rec);
     assert!(
