@@ -87,6 +87,16 @@ fn replay_prints_the_stacks_by_the_names_the_trace_gave_them() {
         info.join("\n")
     );
 
+    // W^X notes under the deltas, with their call sites (a tiny JIT).
+    let (rec, printed) = record("jit", &["--stacks"], "tiny_jit", &["10", "0"]);
+    assert!(
+        printed
+            .iter()
+            .any(|l| l.contains("W^X: W->X flip of") && l.contains("by tiny_jit::")),
+        "no W^X note with its call site in the trace"
+    );
+    same("W^X notes", &printed, &replay(&[], &rec));
+
     // JSON: `frames`, `call_site` and the rest, record for record.
     let (rec, printed) = record("stacks_json", &["--stacks", "--json"], "leaky", &[]);
     let sites: Vec<Value> = printed
