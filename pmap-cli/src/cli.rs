@@ -102,12 +102,12 @@ pub fn command() -> Command {
                 .about("Serve Prometheus metrics of processes' memory maps (eBPF counters; /proc gauges)"),
         )
         .subcommand(
-            <crate::replay::ReplayArgs as clap::CommandFactory>::command()
+            <crate::cmd::replay::ReplayArgs as clap::CommandFactory>::command()
                 .name("replay")
                 .about("Print a recording (pmap trace --record) again, or the map at any moment"),
         )
         .subcommand(
-            <crate::diff::DiffArgs as clap::CommandFactory>::command()
+            <crate::cmd::diff::DiffArgs as clap::CommandFactory>::command()
                 .name("diff")
                 .about("What changed in a memory map between two moments"),
         )

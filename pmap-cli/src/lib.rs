@@ -10,10 +10,6 @@
 //!   what they share.
 //! - `exporter`: `pmap exporter`, Prometheus metrics (a command; to move
 //!   under `cmd/`).
-//! - `record`: the recordings `pmap trace --record` writes and `replay`
-//!   and `diff` read.
-//! - `replay`, `diff`: `pmap replay`, `pmap diff` (commands; to move under
-//!   `cmd/`).
 //! - `self_docs`: `pmap man`, `pmap completions`.
 //! - `cli`: the whole command line described for clap (man pages,
 //!   completions).
@@ -22,10 +18,7 @@
 //! so that the compiler reports what nothing uses.
 pub mod cli;
 pub mod cmd;
-pub mod diff;
 pub mod map;
-pub mod record;
 pub(crate) mod render;
-pub mod replay;
 pub mod self_docs;
 pub mod source;

@@ -7,8 +7,10 @@
 //! - `map` imports nothing of ours but `map`;
 //! - `source` and `render` import only `map` (and themselves);
 //! - `cmd::common` imports `map`, `source`, `render`, and no command;
-//! - a command (`cmd::snapshot`, `cmd::views`, `cmd::trace`, `cmd::exporter`...) imports `map`,
-//!   `source`, `render`, `cmd::common` and itself: never another command.
+//! - a command (`cmd::snapshot`, `cmd::views`, `cmd::trace`,
+//!   `cmd::exporter`...) imports `map`, `source`, `render`, `cmd::common`
+//!   and itself: never another command (`cmd::replay` and `cmd::diff`
+//!   count as `cmd::trace`).
 //!
 //! A failure names the file and the import that breaks a rule.
 
@@ -51,13 +53,13 @@ fn unit_of(path: &[String]) -> Unit {
         ("source", _) => Unit::Source,
         ("render", _) => Unit::Render,
         ("cmd", Some("common")) => Unit::Common,
+        // `pmap replay` and `pmap diff` print what `pmap trace` recorded,
+        // with its printer, deltas and model: one command family with it
+        // and its recordings (`cmd/trace/record/`, docs/architecture.md).
+        ("cmd", Some("replay" | "diff")) => Unit::Command("trace".into()),
         ("cmd", Some(c)) => Unit::Command(c.to_string()),
         ("cmd", None) => Unit::Top,
         ("trace", _) => Unit::Command("trace".into()),
-        // `pmap replay` and `pmap diff` print what `pmap trace` recorded,
-        // with its printer, deltas and model: one command family with it
-        // and its recordings (docs/architecture.md).
-        ("record" | "replay" | "diff", _) => Unit::Command("trace".into()),
         _ => Unit::Top,
     }
 }
@@ -367,4 +369,30 @@ fn the_checker_sees_what_breaks_a_rule() {
         )]
     );
     assert!(check(Path::new("cmd/views/args.rs"), "use super::core_file;").is_empty());
+    // replay and diff are the trace family: they may use its recordings
+    // and printer, and nothing of the other commands.
+    assert!(
+        check(
+            Path::new("cmd/replay/at.rs"),
+            "use crate::cmd::trace::record::reader::Recording;"
+        )
+        .is_empty()
+    );
+    assert!(
+        check(
+            Path::new("cmd/diff/source.rs"),
+            "use crate::cmd::replay::at;"
+        )
+        .is_empty()
+    );
+    assert_eq!(
+        check(
+            Path::new("cmd/diff/mod.rs"),
+            "use crate::cmd::views::Snapshot;"
+        ),
+        [(
+            "crate::cmd::views::Snapshot".to_string(),
+            "no command imports another command"
+        )]
+    );
 }

@@ -123,6 +123,7 @@ pub fn kernel_thread() -> u32 {
         .expect("no kernel thread in /proc (a pid namespace without them?)")
 }
 
+pub mod browser;
 pub mod exporter_harness;
 pub mod pmap_table;
 pub mod recording;

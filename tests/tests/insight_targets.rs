@@ -5,7 +5,7 @@
 
 use std::process::{Command, Stdio};
 
-use pmap_tests::{pmap_bin, workload_bin};
+use pmap_tests::{browser::chromium, pmap_bin, workload_bin};
 use serde_json::json;
 
 /// Runs `pmap trace OPTIONS -- COMMAND` to the end; returns stdout.
@@ -555,39 +555,6 @@ fn report_is_one_self_contained_page() {
         assert!(!stripped.contains(needle), "report refers to {needle}");
     }
     let _ = std::fs::remove_file(&path);
-}
-
-/// Opens `page` in headless Chromium; returns (console messages, DOM).
-fn chromium(page: &std::path::Path, extra: &[&str]) -> (String, String) {
-    // The report is checked in a real browser (Debian's is a launcher script).
-    let bin = pmap_tests::tool("chromium", "chromium");
-    let profile =
-        std::env::temp_dir().join(format!("pmap-insight-chromium-{}", std::process::id()));
-    let out = Command::new(&bin)
-        .args([
-            "--headless",
-            "--no-sandbox",
-            "--disable-gpu",
-            "--disable-background-networking",
-            "--disable-component-update",
-            "--disable-sync",
-            "--no-first-run",
-            "--enable-logging=stderr",
-            "--v=0",
-        ])
-        .arg(format!("--user-data-dir={}", profile.display()))
-        .args(extra)
-        .arg(format!("file://{}", page.display()))
-        .stdin(Stdio::null())
-        .output()
-        .expect("run chromium");
-    let _ = std::fs::remove_dir_all(&profile);
-    let console = String::from_utf8_lossy(&out.stderr)
-        .lines()
-        .filter(|l| l.contains(":CONSOLE"))
-        .collect::<Vec<_>>()
-        .join("\n");
-    (console, String::from_utf8_lossy(&out.stdout).into_owned())
 }
 
 #[test]

@@ -187,25 +187,6 @@ fn replay_at_matches_pmap(seed: &str) {
     assert!(distinct.len() > moments.len() / 2, "the map barely changed");
 }
 
-/// Lines the replay cannot print: what the insight analysis (not recorded)
-/// adds under deltas and after the summary.
-fn without_insight(ls: &[String]) -> Vec<String> {
-    let mut out = Vec::new();
-    let mut inside = false;
-    for l in ls {
-        if l.starts_with("--- insight") {
-            inside = true;
-        }
-        if !inside && !l.starts_with("    ") {
-            out.push(l.clone());
-        }
-        if l.starts_with("--- end insight") {
-            inside = false;
-        }
-    }
-    out
-}
-
 /// Records a short traced command; returns (recording, the trace's output).
 fn record_churn(name: &str, extra: &[&str]) -> (PathBuf, Vec<u8>) {
     let rec = rec_path(&format!("{name}.pmaprec"));
@@ -236,41 +217,36 @@ fn replay_prints_what_the_trace_printed() {
     let (rec, printed) = record_churn("text", &[]);
     let out = pmap(&["replay", &rec.to_string_lossy()]);
     assert!(out.status.success(), "replay: {}", text(&out.stderr));
-    let (want, got) = (without_insight(&lines(&printed)), lines(&out.stdout));
+    // Every line, the insight's included (the notes under deltas, the
+    // section after each summary): recorded as printed.
+    let (want, got) = (lines(&printed), lines(&out.stdout));
     assert!(
         want == got,
         "replay differs from the trace (- trace, + replay):\n{}",
         diff(&want, &got)
     );
     assert!(
-        want.iter().any(|l| l.contains(" mmap(")),
-        "no deltas traced"
+        want.iter().any(|l| l.contains(" mmap("))
+            && want.iter().any(|l| l.starts_with("--- insight")),
+        "no deltas or no insight section traced"
     );
 
-    // JSON: the same records, less the insight keys.
+    // JSON: the same records, byte for byte (the notes and insight keys
+    // included).
     let (rec, printed) = record_churn("json", &["--json"]);
     let out = pmap(&["replay", "--json", &rec.to_string_lossy()]);
     assert!(out.status.success(), "replay --json: {}", text(&out.stderr));
-    let strip = |l: &String| {
-        let mut v: serde_json::Value = serde_json::from_str(l).expect("a JSON line");
-        for k in [
-            "notes",
-            "insight",
-            "frames",
-            "frames_hidden",
-            "stack_truncated",
-            "call_site",
-        ] {
-            v.as_object_mut().expect("an object").remove(k);
-        }
-        v
-    };
-    let want: Vec<_> = lines(&printed).iter().map(strip).collect();
-    let got: Vec<_> = lines(&out.stdout).iter().map(strip).collect();
-    assert_eq!(want.len(), got.len(), "number of JSON records");
-    for (a, b) in want.iter().zip(&got) {
-        assert_eq!(a, b, "a replayed JSON record differs");
-    }
+    let (want, got) = (lines(&printed), lines(&out.stdout));
+    assert!(
+        want == got,
+        "replayed JSON differs (- trace, + replay):\n{}",
+        diff(&want, &got)
+    );
+    assert!(
+        want.iter()
+            .any(|l| l.contains("\"type\":\"summary\"") && l.contains("\"insight\":{")),
+        "no summary with its insight traced"
+    );
 
     // A process tree (-f): the fork line, each process's summary, the total.
     let rec_f = rec_path("tree.pmaprec");
@@ -291,7 +267,7 @@ fn replay_prints_what_the_trace_printed() {
     assert!(out.status.success(), "pmap trace -f: {}", text(&out.stderr));
     let printed = std::fs::read(&out_f).expect("reading the trace's output");
     let replayed = pmap(&["replay", &rec_fs]);
-    let (want, got) = (without_insight(&lines(&printed)), lines(&replayed.stdout));
+    let (want, got) = (lines(&printed), lines(&replayed.stdout));
     assert!(
         want.iter().any(|l| l.contains("forked process"))
             && want.iter().any(|l| l.starts_with("--- total")),

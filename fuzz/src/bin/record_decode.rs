@@ -5,7 +5,7 @@
 #![no_main]
 
 use libfuzzer_sys::fuzz_target;
-use pmap_cli::{record::reader::Recording, replay::at::world_at};
+use pmap_cli::cmd::{replay::at::world_at, trace::record::reader::Recording};
 
 fuzz_target!(|data: &[u8]| {
     let Ok(rec) = Recording::from_bytes(data.to_vec()) else {

@@ -5,10 +5,16 @@
 //! - `views`: the options beyond procps-ng (`--json`, `--summary`,
 //!   `--sort`, `--names`, Solaris's `-S -r -a -F -L -s`) and core files.
 //! - `common`: the shared option vocabulary and the procps table driver.
-//! - `trace`: `pmap trace`, the live view fed by the kernel programs.
+//! - `trace`: `pmap trace`, the live view fed by the kernel programs, and
+//!   its recordings (`trace::record`, `--record`).
+//! - `replay`, `diff`: `pmap replay` (a recording again) and `pmap diff`
+//!   (two moments of a map); the trace family to the layout's rules, since
+//!   they read its recordings and print with its printer.
 //! - `exporter`: `pmap exporter`, Prometheus metrics of processes' maps.
 pub mod common;
+pub(crate) mod diff;
 pub(crate) mod exporter;
+pub mod replay;
 pub(crate) mod snapshot;
 pub mod trace;
 pub(crate) mod views;
@@ -20,8 +26,8 @@ pub fn main(args: Vec<OsString>) -> ExitCode {
     match args.get(1).and_then(|a| a.to_str()) {
         Some("trace") => return trace::main(args),
         Some("exporter") => return exporter::main(args),
-        Some("replay") => return crate::replay::main(args),
-        Some("diff") => return crate::diff::main(args),
+        Some("replay") => return replay::main(args),
+        Some("diff") => return diff::main(args),
         _ => {}
     }
     // `pmap man [PAGE]`, `pmap completions SHELL`.

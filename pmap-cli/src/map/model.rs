@@ -225,15 +225,24 @@ impl RegionModel {
                 (None, Some(_)) => change.added.extend(new.next()),
             }
         }
+        self.apply(&change);
+        change
+    }
+
+    /// Applies a change found elsewhere (a recording's delta): its removed
+    /// rows go, its added rows come.
+    pub fn apply(&mut self, change: &Change) {
         for r in &change.removed {
-            self.regions.remove(&r.start);
-            self.mapped -= r.size();
+            if let Some(old) = self.regions.remove(&r.start) {
+                self.mapped -= old.size();
+            }
         }
         for r in &change.added {
             self.mapped += r.size();
-            self.regions.insert(r.start, r.clone());
+            if let Some(old) = self.regions.insert(r.start, r.clone()) {
+                self.mapped -= old.size();
+            }
         }
-        change
     }
 }
 

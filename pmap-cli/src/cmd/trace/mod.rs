@@ -14,6 +14,8 @@
 //! - `output`: text and JSON printing.
 //! - `launch`: `pmap trace -- COMMAND`.
 //! - `run`: the event loop.
+//! - `record`: the recordings `--record` writes and `pmap replay` and
+//!   `pmap diff` read (docs/recording.md).
 pub mod args;
 pub mod batch;
 pub mod capture;
@@ -24,6 +26,7 @@ pub mod focus;
 pub mod insight;
 pub mod launch;
 pub mod output;
+pub mod record;
 pub mod run;
 pub mod session;
 pub mod syscalls;

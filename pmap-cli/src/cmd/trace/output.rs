@@ -255,10 +255,15 @@ impl<W: Write> Printer<W> {
     /// or found by polling as a child of a traced one (`by`: `comm`,
     /// `cgroup`, `fork`); its table follows.
     pub fn joined(&mut self, s: &Session, by: &str) -> io::Result<()> {
+        self.joined_of(s.pid, s.ppid, by)
+    }
+
+    /// [`Printer::joined`] of process `pid`, child of `ppid`.
+    pub fn joined_of(&mut self, pid: u32, ppid: u32, by: &str) -> io::Result<()> {
         let t = self.now();
         if self.json {
             return self.line(json!({
-                "type": "joined", "pid": s.pid, "ppid": s.ppid, "t": t, "by": by,
+                "type": "joined", "pid": pid, "ppid": ppid, "t": t, "by": by,
             }));
         }
         let what = match by {
@@ -266,7 +271,7 @@ impl<W: Write> Printer<W> {
             "cgroup" => "it is in the --cgroup group",
             _ => "a child of a traced process (-f, seen by polling: its map as read now)",
         };
-        writeln!(self.out, "+{t:.6} pid {} joined the trace: {what}", s.pid)
+        writeln!(self.out, "+{t:.6} pid {pid} joined the trace: {what}")
     }
 
     /// A task created by a traced thread: a new thread (traced, it shares

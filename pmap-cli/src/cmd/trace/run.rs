@@ -25,8 +25,11 @@ use super::{
     syscalls::Affected,
 };
 use crate::{
+    cmd::trace::record::{
+        format::{Record, SummaryInsight},
+        writer::Recorder,
+    },
     map::region::Region,
-    record::{format::Record, writer::Recorder},
     render::Range,
     source::{gone::address_space_gone as is_gone, kernel::probes::Probes, threads},
 };
@@ -37,6 +40,7 @@ mod start;
 
 use event_loop::{End, Signals, event_loop};
 use groups::{Groups, matched_by};
+pub(crate) use start::check_report_path;
 use start::trace;
 
 /// How long a difference found at table time may wait for the event that
@@ -119,7 +123,7 @@ impl<W: Write> Tracer<'_, W> {
         // Every delta is recorded; the filters apply at replay.
         let now = self.printer.take_clock().unwrap_or_else(monotonic_ns);
         if let Some(r) = &mut self.recorder {
-            r.delta(d, now);
+            r.delta(d, &notes, now);
         }
         Ok(())
     }
@@ -384,11 +388,11 @@ impl<W: Write> Tracer<'_, W> {
         }
         self.printer
             .table(&self.sessions[i], reason, &mut *self.render)?;
-        if let Some(r) = &mut self.recorder {
-            r.table(&self.sessions[i], reason);
-        }
         let s = &self.sessions[i];
         let extra = self.insight.after_table(s.pid, s.model());
+        if let Some(r) = &mut self.recorder {
+            r.table(s, reason, &extra);
+        }
         self.printer.notes(&extra)?;
         Ok(())
     }
@@ -487,19 +491,30 @@ impl<W: Write> Tracer<'_, W> {
             self.insight.threads(pid, threads::stack_pointers(dir));
         }
         let insight = self.insight.summary_json(pid, model, &s.stats.calls);
-        self.printer.summary(s, self.lost_seen, insight)?;
-        if !self.json {
+        self.printer.summary(s, self.lost_seen, insight.clone())?;
+        // The text sections: printed in text mode, and recorded in either
+        // (a replay may print the other form).
+        let mut text = Vec::new();
+        if !self.json || self.recorder.is_some() {
             self.insight
-                .summary(pid, model, &s.stats.calls, self.printer.raw())?;
+                .summary(pid, model, &s.stats.calls, &mut text)?;
         }
-        self.record_summary(i);
+        if !self.json {
+            self.printer.raw().write_all(&text)?;
+        }
+        self.record_summary(i, insight, text);
         Ok(())
     }
 
-    fn record_summary(&mut self, i: usize) {
+    fn record_summary(&mut self, i: usize, json: Option<serde_json::Value>, text: Vec<u8>) {
         let s = &self.sessions[i];
         let (pid, ppid, lost) = (s.pid, s.ppid, self.lost_seen);
         let (regions, stats) = (s.model().len() as u64, Box::new(s.stats.clone()));
+        let insight = Box::new(SummaryInsight {
+            ns_pid: s.ns_pid,
+            json,
+            text,
+        });
         self.record(|t| Record::Summary {
             t,
             pid,
@@ -507,6 +522,7 @@ impl<W: Write> Tracer<'_, W> {
             lost,
             regions,
             stats,
+            insight,
         });
     }
 

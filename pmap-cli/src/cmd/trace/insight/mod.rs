@@ -171,6 +171,10 @@ pub struct Insight {
     opts: InsightOptions,
     syms: Symbols,
     procs: HashMap<u32, Proc>,
+    /// `pmap replay --report`: the time of the record being replayed
+    /// (CLOCK_MONOTONIC ns). The processes are gone: their resident memory
+    /// is not read (a pid may belong to another process by now).
+    replay_clock: Option<u64>,
 }
 
 fn what(cause: &Cause) -> &'static str {
@@ -190,14 +194,35 @@ impl Insight {
             opts,
             syms: Symbols::new(),
             procs: HashMap::new(),
+            replay_clock: None,
         }
+    }
+
+    /// An insight fed from a recording, for its report (`pmap replay
+    /// --report`): stacks come named from the recording, times from its
+    /// records ([`Insight::replay_at`]); resident memory is not recorded,
+    /// so the report has no resident line.
+    pub fn replaying(report: std::path::PathBuf, start_ns: u64) -> Insight {
+        let mut i = Insight::new(InsightOptions {
+            report: Some(report),
+            start_ns,
+            ..InsightOptions::default()
+        });
+        i.replay_clock = Some(start_ns);
+        i
+    }
+
+    /// Replaying: the records fed from now on happened at `t_ns`
+    /// (CLOCK_MONOTONIC).
+    pub fn replay_at(&mut self, t_ns: u64) {
+        self.replay_clock = Some(t_ns);
     }
 
     fn t_ns(&self, ktime_ns: u64) -> u64 {
         let k = if ktime_ns != 0 {
             ktime_ns
         } else {
-            monotonic_ns()
+            self.replay_clock.unwrap_or_else(monotonic_ns)
         };
         k.saturating_sub(self.opts.start_ns)
     }
@@ -205,6 +230,27 @@ impl Insight {
     /// Looks at one delta (the model already includes it); returns what
     /// to print under it (or add to its JSON record).
     pub fn observe(&mut self, d: &Delta, model: &RegionModel) -> DeltaNotes {
+        self.observe_named(d, model, None)
+    }
+
+    /// A recorded delta (`pmap replay --report`), with its stack as the
+    /// trace named it (`None`: recorded without `--stacks`).
+    pub fn observe_recorded(
+        &mut self,
+        d: &Delta,
+        model: &RegionModel,
+        stack: Option<Rc<StackNote>>,
+    ) -> DeltaNotes {
+        self.observe_named(d, model, stack)
+    }
+
+    /// [`Insight::observe`], the stack named already when `named` is given.
+    fn observe_named(
+        &mut self,
+        d: &Delta,
+        model: &RegionModel,
+        named: Option<Rc<StackNote>>,
+    ) -> DeltaNotes {
         let t_ns = self.t_ns(d.ktime_ns);
         let mut out = DeltaNotes::default();
         let notes = &mut out.notes;
@@ -228,7 +274,10 @@ impl Insight {
 
         // Call site: the stack, named, under the delta.
         let mut site: Option<Rc<str>> = None;
-        if self.opts.stacks
+        if let Some(note) = named {
+            site = note.site.clone();
+            out.stack = Some(note);
+        } else if self.opts.stacks
             && let Some((_, ev)) = event
             && let Some(key) = StackCache::key(ev)
         {
@@ -393,7 +442,10 @@ impl Insight {
         if mapped > p.alloc.peak_mapped.1 {
             p.alloc.peak_mapped = (t_ns, mapped);
         }
-        let rss = p.sample_rss(false);
+        let rss = match self.replay_clock {
+            Some(_) => None,
+            None => p.sample_rss(false),
+        };
         if self.opts.report.is_some() {
             p.timeline.update(model, &d.change.removed, &d.change.added);
             p.timeline.sample(t_ns, rss);
@@ -406,10 +458,16 @@ impl Insight {
     pub fn after_table(&mut self, pid: u32, model: &RegionModel) -> Vec<String> {
         let t_ns = self.t_ns(0);
         let p = self.procs.entry(pid).or_insert_with(|| Proc::new(pid));
-        p.jit.refresh(true);
+        // Replaying, the perf map of that pid is another process's or none.
+        if self.replay_clock.is_none() {
+            p.jit.refresh(true);
+        }
         if self.opts.report.is_some() {
             p.timeline.update(model, &[], &[]);
-            let rss = p.sample_rss(true);
+            let rss = match self.replay_clock {
+                Some(_) => None,
+                None => p.sample_rss(true),
+            };
             p.timeline.sample(t_ns, rss);
         }
         let mut out = Vec::new();
@@ -438,13 +496,21 @@ impl Insight {
 
     /// Called once at the end: writes the report.
     pub fn finish(&mut self) -> anyhow::Result<()> {
-        if let Some(path) = &self.opts.report {
-            let mut procs: Vec<&Proc> = self.procs.values().collect();
-            procs.sort_by_key(|p| p.pid);
-            report::write(path, &procs)?;
+        if let Some(path) = self.write_report()? {
             eprintln!("pmap trace: report written to {}", path.display());
         }
         Ok(())
+    }
+
+    /// Writes the report (`--report`); returns where, if one was asked for.
+    pub fn write_report(&self) -> anyhow::Result<Option<&std::path::Path>> {
+        let Some(path) = &self.opts.report else {
+            return Ok(None);
+        };
+        let mut procs: Vec<&Proc> = self.procs.values().collect();
+        procs.sort_by_key(|p| p.pid);
+        report::write(path, &procs)?;
+        Ok(Some(path))
     }
 
     /// The threads of process `pid` and their stack pointers, read now

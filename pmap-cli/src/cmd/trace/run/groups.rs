@@ -7,8 +7,8 @@ use anyhow::Result;
 
 use super::Tracer;
 use crate::{
+    cmd::trace::record::format::Record,
     cmd::trace::{args::TraceArgs, clock::monotonic_ns, session::Session},
-    record::format::Record,
     source::groups::{self as group, Cgroup},
 };
 
@@ -165,6 +165,13 @@ impl<W: Write> Tracer<'_, W> {
         }
         self.sessions.retain(|s| s.pid != pid);
         self.printer.joined(&s, by)?;
+        let (pid, ppid) = (s.pid, s.ppid);
+        self.record(|t| Record::Joined {
+            t,
+            pid,
+            ppid,
+            by: by.to_string(),
+        });
         self.sessions.push(s);
         let i = self.sessions.len() - 1;
         if self.probes.is_none() {

@@ -14,6 +14,7 @@ use tokio::signal::unix::{SignalKind, signal};
 
 use super::{End, Groups, Signals, Tracer, event_loop, is_broken_pipe};
 use crate::{
+    cmd::trace::record::writer::Recorder,
     cmd::trace::{
         args::{Backend, TraceArgs},
         clock::monotonic_ns,
@@ -22,7 +23,6 @@ use crate::{
         output::{Printer, TableRenderer},
         session::Session,
     },
-    record::writer::Recorder,
     render::Range,
     source::{
         kernel::{
@@ -43,7 +43,7 @@ pub(super) fn process_of_thread(pid: u32) -> Option<u32> {
 
 /// Checks that the report can be written at `path`, so that a mistyped
 /// path fails at the start and not after a long trace. Nothing is created.
-pub(super) fn check_report_path(path: &Path) -> Result<()> {
+pub(crate) fn check_report_path(path: &Path) -> Result<()> {
     let shown = path.display();
     if path.is_dir() {
         bail!("--report {shown}: that is a directory; give the path of an .html file to write");

@@ -12,16 +12,16 @@ use std::{
 
 use super::print::{Outcome, stopped};
 use crate::{
-    cmd::trace::{
-        delta::{Cause, Delta},
-        insight::StackNamer,
-    },
-    map::model::RegionModel,
-    map::region::Region,
-    record::{
+    cmd::trace::record::{
         format::{Record, World},
         reader::Recording,
     },
+    cmd::trace::{
+        delta::{Cause, Delta},
+        insight::{StackNamer, StackNote},
+    },
+    map::model::RegionModel,
+    map::region::Region,
 };
 
 /// Who mapped some bytes.
@@ -85,7 +85,10 @@ pub struct Tracker {
 }
 
 impl Tracker {
-    fn site(&mut self, d: &Delta, world: &World) -> Option<Rc<Site>> {
+    /// Who made `d`: its call site and frames as the trace named them
+    /// (format version 2, `--stacks`), else named now from the files on
+    /// disk (frames the trace did not show, or an older recording).
+    fn site(&mut self, d: &Delta, recorded: Option<&StackNote>, world: &World) -> Option<Rc<Site>> {
         let Cause::Syscall(call, ev) = &d.cause else {
             return None;
         };
@@ -94,7 +97,13 @@ impl Tracker {
         if let Some(s) = self.sites.get(&key) {
             return Some(s.clone());
         }
-        let named = if ev.stack_len > 0 {
+        let complete = recorded.filter(|s| s.hidden == 0 && s.site.is_some());
+        let named = if let Some(s) = complete {
+            Some((
+                s.site.clone(),
+                s.frames.iter().map(|(_, n)| n.clone()).collect(),
+            ))
+        } else if ev.stack_len > 0 {
             let rows = world
                 .procs
                 .get(&d.pid)
@@ -107,7 +116,9 @@ impl Tracker {
         };
         let site = Rc::new(match named {
             Some((site, frames)) => Site {
-                name: site
+                name: recorded
+                    .and_then(|s| s.site.clone())
+                    .or(site)
                     .unwrap_or_else(|| format!("{} (stack not readable)", call.name()).into()),
                 frames,
             },
@@ -120,8 +131,9 @@ impl Tracker {
         Some(site)
     }
 
-    /// Before `d` is applied to `world`.
-    fn delta(&mut self, d: &Delta, world: &World) {
+    /// Before `d` (with its stack as the trace named it) is applied to
+    /// `world`.
+    fn delta(&mut self, d: &Delta, named: Option<&StackNote>, world: &World) {
         let (removed, added) = (&d.change.removed, &d.change.added);
         let gone = minus(removed, added);
         let new = minus(added, removed);
@@ -131,7 +143,7 @@ impl Tracker {
         let site = if new.is_empty() {
             None
         } else {
-            self.site(d, world)
+            self.site(d, named, world)
         };
         let o = self.origins.entry(d.pid).or_default();
         for (lo, hi) in gone {
@@ -191,7 +203,7 @@ pub fn walk(rec: &Recording, until: u64) -> io::Result<(World, Tracker, Outcome,
         }
         last = last.max(rt);
         match &r {
-            Record::Delta { delta, .. } => t.delta(delta, &world),
+            Record::Delta { delta, notes, .. } => t.delta(delta, notes.stack.as_deref(), &world),
             Record::Fork { ppid, child, .. } => {
                 let copy = t.origins.get(ppid).cloned().unwrap_or_default();
                 t.origins.insert(*child, copy);

@@ -1,45 +1,26 @@
-//! Records to bytes and back (the layout is in docs/recording.md).
-//!
-//! Compactness comes from state both sides keep: times are differences
-//! from the previous record's, addresses differences from the last one
-//! written (in pages when aligned), a file's identity (device, inode,
-//! name) is written once and then referred to by number, and a delta's
-//! removed rows are only their start address: the reader has them in its
-//! [`World`]. A checkpoint resets that state, so a reader can start at
-//! any checkpoint.
+//! A delta's bytes (docs/recording.md, "Delta"): its flags word, who and
+//! when, the call with its arguments and stack, the rows removed (as
+//! their start when the reader has them) and added, and (format version
+//! 2) what insight printed under it.
 
 use pmap_common::{Event, MAX_STACK_DEPTH};
 
-pub use super::state::State;
 use super::{
-    format::{Header, Record},
-    wire::{Cursor, Malformed, bad, put_bytes, put_i, put_u},
+    codec::{Decoder, Encoder, tag},
+    format::Record,
+    notes,
+    wire::{Cursor, Malformed, bad, put_i, put_u},
 };
 use crate::{
     cmd::trace::{
         capture::Fallback,
         delta::{Cause, Delta},
+        insight::DeltaNotes,
         syscalls::Call,
     },
     map::model::Change,
     map::region::Region,
 };
-
-mod tag {
-    pub const HEADER: u8 = 1;
-    pub const CHECKPOINT: u8 = 2;
-    pub const TABLE: u8 = 3;
-    pub const DELTA: u8 = 4;
-    pub const EXEC: u8 = 5;
-    pub const FORK: u8 = 6;
-    pub const TASK: u8 = 7;
-    pub const THREAD_SEEN: u8 = 8;
-    pub const EXIT: u8 = 9;
-    pub const LOST: u8 = 10;
-    pub const SUMMARY: u8 = 11;
-    pub const END: u8 = 12;
-    pub const TOTAL: u8 = 13;
-}
 
 /// Bits of a delta's flags word.
 mod df {
@@ -55,6 +36,16 @@ mod df {
     pub const NO_KTIME: u64 = 1 << 10;
     /// `ktime_ns` is neither 0 nor the record's time: written out.
     pub const OWN_KTIME: u64 = 1 << 11;
+    /// Format version 2 on: `ns_pid` follows.
+    pub const NS_PID: u64 = 1 << 12;
+    /// Format version 2 on: the stack as the trace named it follows the
+    /// rows.
+    pub const STACK_NOTE: u64 = 1 << 13;
+    /// Format version 2 on: insight's notes follow the rows (and stack).
+    pub const NOTES: u64 = 1 << 14;
+    /// Bits version 1 writes; version 2 writes all of these.
+    pub const V1_BITS: u32 = 12;
+    pub const V2_BITS: u32 = 15;
 }
 
 /// Which of a call's arguments are addresses (written as differences from
@@ -81,126 +72,8 @@ fn cause_code(c: &Cause) -> u64 {
     }
 }
 
-/// Writes records (see [`Decoder`] for the other side).
-#[derive(Default)]
-pub struct Encoder {
-    pub state: State,
-}
-
 impl Encoder {
-    /// Appends `rec`'s payload to `b`, then applies it to the world.
-    pub fn encode(&mut self, rec: &Record, b: &mut Vec<u8>) {
-        let s = &mut self.state;
-        match rec {
-            Record::Header(h) => {
-                b.push(tag::HEADER);
-                put_u(b, h.start_ns);
-                put_u(b, h.start_real_ns);
-                put_u(b, u64::from(h.polled) | u64::from(h.stacks) << 1);
-                put_bytes(b, h.command.as_bytes());
-                s.reset(h.start_ns);
-            }
-            Record::Checkpoint { t, procs } => {
-                b.push(tag::CHECKPOINT);
-                put_u(b, *t);
-                s.reset(*t);
-                put_u(b, procs.len() as u64);
-                for p in procs {
-                    s.put_proc(b, p);
-                }
-            }
-            Record::Table { t, reason, proc } => {
-                b.push(tag::TABLE);
-                s.put_time(b, *t);
-                put_bytes(b, reason.as_bytes());
-                s.put_proc(b, proc);
-            }
-            Record::Delta { t, delta } => self.put_delta(b, *t, delta),
-            Record::Exec { t, pid } => {
-                b.push(tag::EXEC);
-                s.put_time(b, *t);
-                put_u(b, u64::from(*pid));
-            }
-            Record::Fork {
-                t,
-                ppid,
-                tid,
-                child,
-                regions,
-            } => {
-                b.push(tag::FORK);
-                s.put_time(b, *t);
-                for v in [ppid, tid, child] {
-                    put_u(b, u64::from(*v));
-                }
-                put_u(b, *regions);
-            }
-            Record::Task {
-                t,
-                pid,
-                tid,
-                child,
-                thread,
-            } => {
-                b.push(tag::TASK);
-                s.put_time(b, *t);
-                for v in [pid, tid, child] {
-                    put_u(b, u64::from(*v));
-                }
-                b.push(u8::from(*thread));
-            }
-            Record::ThreadSeen { t, pid, tid } => {
-                b.push(tag::THREAD_SEEN);
-                s.put_time(b, *t);
-                put_u(b, u64::from(*pid));
-                put_u(b, u64::from(*tid));
-            }
-            Record::Exit { t, pid, ppid } => {
-                b.push(tag::EXIT);
-                s.put_time(b, *t);
-                put_u(b, u64::from(*pid));
-                put_u(b, u64::from(*ppid));
-            }
-            Record::Lost { t, count, total } => {
-                b.push(tag::LOST);
-                s.put_time(b, *t);
-                put_u(b, *count);
-                put_u(b, *total);
-            }
-            Record::Summary {
-                t,
-                pid,
-                ppid,
-                lost,
-                regions,
-                stats,
-            } => {
-                b.push(tag::SUMMARY);
-                s.put_time(b, *t);
-                put_u(b, u64::from(*pid));
-                put_u(b, u64::from(*ppid));
-                put_u(b, *lost);
-                put_u(b, *regions);
-                super::stats::put(b, stats);
-            }
-            Record::End { t } => {
-                b.push(tag::END);
-                s.put_time(b, *t);
-            }
-            Record::Total { t, pids, lost } => {
-                b.push(tag::TOTAL);
-                s.put_time(b, *t);
-                put_u(b, *lost);
-                put_u(b, pids.len() as u64);
-                for p in pids {
-                    put_u(b, u64::from(*p));
-                }
-            }
-        }
-        self.state.world.apply(rec);
-    }
-
-    fn put_delta(&mut self, b: &mut Vec<u8>, t: u64, d: &Delta) {
+    pub(super) fn put_delta(&mut self, b: &mut Vec<u8>, t: u64, d: &Delta, n: &DeltaNotes) {
         let s = &mut self.state;
         b.push(tag::DELTA);
         s.put_time(b, t);
@@ -231,6 +104,10 @@ impl Encoder {
         } else if d.ktime_ns != t {
             flags |= df::OWN_KTIME;
         }
+        flags |= if d.ns_pid != 0 { df::NS_PID } else { 0 };
+        let (has_stack, has_notes) = notes::has(n);
+        flags |= if has_stack { df::STACK_NOTE } else { 0 };
+        flags |= if has_notes { df::NOTES } else { 0 };
         put_u(b, flags);
         if flags & df::NEW_PID != 0 {
             put_u(b, u64::from(d.pid));
@@ -243,6 +120,9 @@ impl Encoder {
         }
         if flags & df::OWN_KTIME != 0 {
             put_u(b, d.ktime_ns);
+        }
+        if d.ns_pid != 0 {
+            put_u(b, u64::from(d.ns_pid));
         }
         if let Some(f) = d.fallback {
             let i = Fallback::ALL.iter().position(|x| *x == f).unwrap_or(0);
@@ -307,120 +187,21 @@ impl Encoder {
         for r in added {
             s.put_region(b, r);
         }
+        if let Some(st) = &n.stack {
+            s.notes.put_stack(b, st);
+        }
+        if has_notes {
+            notes::put_notes(b, &n.notes);
+        }
     }
-}
-
-/// Reads records written by an [`Encoder`].
-#[derive(Default)]
-pub struct Decoder {
-    pub state: State,
 }
 
 impl Decoder {
-    pub fn decode(&mut self, payload: &[u8]) -> Result<Record, Malformed> {
-        let mut c = Cursor::new(payload);
-        let rec = self.record(&mut c)?;
-        if !c.at_end() {
-            return bad("a record has bytes after its last field");
-        }
-        self.state.world.apply(&rec);
-        Ok(rec)
-    }
-
-    fn record(&mut self, c: &mut Cursor) -> Result<Record, Malformed> {
-        let s = &mut self.state;
-        Ok(match c.u8()? {
-            tag::HEADER => {
-                let start_ns = c.u()?;
-                let start_real_ns = c.u()?;
-                let flags = c.u()?;
-                let command = String::from_utf8_lossy(c.bytes()?).into_owned();
-                s.reset(start_ns);
-                Record::Header(Header {
-                    start_ns,
-                    start_real_ns,
-                    polled: flags & 1 != 0,
-                    stacks: flags & 2 != 0,
-                    command,
-                })
-            }
-            tag::CHECKPOINT => {
-                let t = c.u()?;
-                s.reset(t);
-                let n = c.count()?;
-                let mut procs = Vec::with_capacity(n);
-                for _ in 0..n {
-                    procs.push(s.proc(c)?);
-                }
-                Record::Checkpoint { t, procs }
-            }
-            tag::TABLE => Record::Table {
-                t: s.time(c)?,
-                reason: String::from_utf8_lossy(c.bytes()?).into_owned(),
-                proc: s.proc(c)?,
-            },
-            tag::DELTA => self.delta(c)?,
-            tag::EXEC => Record::Exec {
-                t: s.time(c)?,
-                pid: c.u32()?,
-            },
-            tag::FORK => Record::Fork {
-                t: s.time(c)?,
-                ppid: c.u32()?,
-                tid: c.u32()?,
-                child: c.u32()?,
-                regions: c.u()?,
-            },
-            tag::TASK => Record::Task {
-                t: s.time(c)?,
-                pid: c.u32()?,
-                tid: c.u32()?,
-                child: c.u32()?,
-                thread: c.u8()? != 0,
-            },
-            tag::THREAD_SEEN => Record::ThreadSeen {
-                t: s.time(c)?,
-                pid: c.u32()?,
-                tid: c.u32()?,
-            },
-            tag::EXIT => Record::Exit {
-                t: s.time(c)?,
-                pid: c.u32()?,
-                ppid: c.u32()?,
-            },
-            tag::LOST => Record::Lost {
-                t: s.time(c)?,
-                count: c.u()?,
-                total: c.u()?,
-            },
-            tag::SUMMARY => Record::Summary {
-                t: s.time(c)?,
-                pid: c.u32()?,
-                ppid: c.u32()?,
-                lost: c.u()?,
-                regions: c.u()?,
-                stats: Box::new(super::stats::get(c)?),
-            },
-            tag::END => Record::End { t: s.time(c)? },
-            tag::TOTAL => {
-                let t = s.time(c)?;
-                let lost = c.u()?;
-                let n = c.count()?;
-                let mut pids = Vec::with_capacity(n);
-                for _ in 0..n {
-                    pids.push(c.u32()?);
-                }
-                Record::Total { t, pids, lost }
-            }
-            x => return bad(format!("record type {x} is not one this version writes")),
-        })
-    }
-
-    fn delta(&mut self, c: &mut Cursor) -> Result<Record, Malformed> {
+    pub(super) fn delta(&mut self, c: &mut Cursor) -> Result<Record, Malformed> {
         let s = &mut self.state;
         let t = s.time(c)?;
         let flags = c.u()?;
-        if flags >> 12 != 0 {
+        if flags >> (if self.v1 { df::V1_BITS } else { df::V2_BITS }) != 0 {
             return bad(format!(
                 "delta flags {flags:#x} hold bits this version does not write"
             ));
@@ -437,6 +218,7 @@ impl Decoder {
             df::OWN_KTIME => c.u()?,
             _ => return bad("a delta's time is both absent and given"),
         };
+        let ns_pid = if flags & df::NS_PID != 0 { c.u32()? } else { 0 };
         let fallback = if flags & df::FALLBACK != 0 {
             let i = c.u8()?;
             match Fallback::ALL.get(usize::from(i)) {
@@ -524,13 +306,19 @@ impl Decoder {
         for _ in 0..n_added {
             change.added.push(s.region(c)?);
         }
+        let mut notes = DeltaNotes::default();
+        if flags & df::STACK_NOTE != 0 {
+            notes.stack = Some(s.notes.stack(c)?);
+        }
+        if flags & df::NOTES != 0 {
+            notes.notes = notes::notes(c)?;
+        }
         Ok(Record::Delta {
             t,
             delta: Delta {
                 pid: s.pid,
                 ppid: s.ppid,
-                // Not recorded (format version 1).
-                ns_pid: 0,
+                ns_pid,
                 tid: s.tid,
                 ktime_ns,
                 cause,
@@ -539,15 +327,7 @@ impl Decoder {
                 from_arguments: flags & df::FROM_ARGUMENTS != 0,
                 fallback,
             },
+            notes,
         })
     }
-}
-
-/// The time of a checkpoint record, without decoding it (`None`: another
-/// record).
-pub fn checkpoint_time(payload: &[u8]) -> Option<u64> {
-    let (&first, rest) = payload.split_first()?;
-    (first == tag::CHECKPOINT)
-        .then(|| Cursor::new(rest).u().ok())
-        .flatten()
 }

@@ -5,8 +5,13 @@
 
 use std::collections::BTreeMap;
 
+use serde_json::Value;
+
 use crate::{
-    cmd::trace::delta::{Delta, Stats},
+    cmd::trace::{
+        delta::{Delta, Stats},
+        insight::DeltaNotes,
+    },
     map::process::ProcessInfo,
     map::region::Region,
 };
@@ -33,6 +38,9 @@ pub struct Header {
 pub struct ProcState {
     pub pid: u32,
     pub ppid: u32,
+    /// Its id in its own PID namespace, or 0 (as the trace's JSON shows
+    /// it; format version 2 on).
+    pub ns_pid: u32,
     /// The table header's facts (`None` when the process could not be
     /// read: a table of it has no header to print).
     pub info: Option<ProcessInfo>,
@@ -56,12 +64,25 @@ pub enum Record {
         t: u64,
         reason: String,
         proc: ProcState,
+        /// The insight lines printed after it (outside its frame), as
+        /// printed: the process and its files are gone at replay.
+        notes: Vec<String>,
     },
     /// Every delta the tracer found, printed or not (focus filters and
-    /// `-A` are applied when it is replayed).
+    /// `-A` are applied when it is replayed), with what insight said
+    /// under it (its stack named, its notes) as the trace printed it.
     Delta {
         t: u64,
         delta: Delta,
+        notes: DeltaNotes,
+    },
+    /// A process that joined the trace by matching `--comm` or `--cgroup`
+    /// (`by`: `comm`, `cgroup`, `fork`); its table follows.
+    Joined {
+        t: u64,
+        pid: u32,
+        ppid: u32,
+        by: String,
     },
     Exec {
         t: u64,
@@ -109,6 +130,7 @@ pub enum Record {
         lost: u64,
         regions: u64,
         stats: Box<Stats>,
+        insight: Box<SummaryInsight>,
     },
     /// The total over several processes (`-f`, several PIDs): of their
     /// last summaries.
@@ -137,6 +159,7 @@ impl Record {
             Record::Checkpoint { t, .. }
             | Record::Table { t, .. }
             | Record::Delta { t, .. }
+            | Record::Joined { t, .. }
             | Record::Exec { t, .. }
             | Record::Fork { t, .. }
             | Record::Task { t, .. }
@@ -150,10 +173,23 @@ impl Record {
     }
 }
 
+/// What insight added to a process's summary, as the trace had it: both
+/// forms, so a replay prints either.
+#[derive(Clone, Debug, Default, PartialEq)]
+pub struct SummaryInsight {
+    /// Its id in its own PID namespace, or 0.
+    pub ns_pid: u32,
+    /// The `insight` key of the JSON summary record.
+    pub json: Option<Value>,
+    /// The text sections printed after the text summary.
+    pub text: Vec<u8>,
+}
+
 /// A process in the [`World`].
 #[derive(Clone, Debug, Default)]
 pub struct Proc {
     pub ppid: u32,
+    pub ns_pid: u32,
     pub info: Option<ProcessInfo>,
     pub regions: BTreeMap<u64, Region>,
     pub exited: bool,
@@ -209,6 +245,7 @@ impl World {
     fn set(&mut self, s: &ProcState) {
         let p = self.procs.entry(s.pid).or_default();
         p.ppid = s.ppid;
+        p.ns_pid = s.ns_pid;
         if s.info.is_some() {
             p.info.clone_from(&s.info);
         }
@@ -224,6 +261,7 @@ impl World {
             .map(|(&pid, p)| ProcState {
                 pid,
                 ppid: p.ppid,
+                ns_pid: p.ns_pid,
                 info: p.info.clone(),
                 regions: p.regions.values().cloned().collect(),
             })

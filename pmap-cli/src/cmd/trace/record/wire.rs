@@ -8,7 +8,11 @@ use std::fmt;
 /// The file starts with these 8 bytes, then the format version (u16 LE).
 pub const MAGIC: &[u8; 8] = b"PMAPREC\0";
 /// Bumped on any change a reader of the previous version cannot read.
-pub const VERSION: u16 = 1;
+/// Version 2 adds what insight printed (named stacks, notes, summary
+/// sections), `ns_pid` and joins; this pmap reads versions 1 and 2.
+pub const VERSION: u16 = 2;
+/// The oldest version this pmap reads.
+pub const OLDEST: u16 = 1;
 /// Longest frame payload a reader accepts: a checkpoint of 65,536
 /// regions with long names fits; a corrupted length does not make the
 /// reader allocate gigabytes.

@@ -14,7 +14,7 @@ use super::{
     wire::{MAGIC, VERSION, put_frame},
 };
 use crate::{
-    cmd::trace::{clock::monotonic_ns, delta::Delta, session::Session},
+    cmd::trace::{clock::monotonic_ns, delta::Delta, insight::DeltaNotes, session::Session},
     source::process,
 };
 
@@ -99,23 +99,27 @@ impl Recorder {
         }
     }
 
-    /// Every delta the tracer found, printed or not; `now` is when it was
-    /// printed (its time when it is not a syscall's).
-    pub fn delta(&mut self, d: &Delta, now: u64) {
+    /// Every delta the tracer found, printed or not, with what insight
+    /// said under it; `now` is when it was printed (its time when it is
+    /// not a syscall's).
+    pub fn delta(&mut self, d: &Delta, notes: &DeltaNotes, now: u64) {
         let t = if d.ktime_ns != 0 { d.ktime_ns } else { now };
         self.record(&Record::Delta {
             t,
             delta: d.clone(),
+            notes: notes.clone(),
         });
     }
 
-    /// A table the tracer printed of `s`.
-    pub fn table(&mut self, s: &Session, reason: &str) {
+    /// A table the tracer printed of `s`, and the insight lines printed
+    /// after it.
+    pub fn table(&mut self, s: &Session, reason: &str, notes: &[String]) {
         let proc = self.state_of(s);
         self.record(&Record::Table {
             t: s.table_read_ns(),
             reason: reason.to_string(),
             proc,
+            notes: notes.to_vec(),
         });
     }
 
@@ -129,6 +133,7 @@ impl Recorder {
         ProcState {
             pid: s.pid,
             ppid: s.ppid,
+            ns_pid: s.ns_pid,
             info,
             regions: s.table_regions(),
         }
@@ -145,6 +150,7 @@ impl Recorder {
                     Some(info) => ProcState {
                         pid: s.pid,
                         ppid: s.ppid,
+                        ns_pid: s.ns_pid,
                         info: Some(info),
                         regions: s.table_regions(),
                     },

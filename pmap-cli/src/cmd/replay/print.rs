@@ -8,15 +8,14 @@ use std::{
 };
 
 use crate::{
+    cmd::trace::record::{
+        format::{Record, SummaryInsight},
+        reader::{Recording, Stop},
+    },
     cmd::trace::{
         delta::{Delta, Stats},
         focus::Focus,
-        insight::DeltaNotes,
         output::Printer,
-    },
-    record::{
-        format::Record,
-        reader::{Recording, Stop},
     },
     render::{self, Options},
 };
@@ -49,12 +48,17 @@ fn in_range<'d>(opts: &Options, d: &'d Delta) -> Option<Cow<'d, Delta>> {
     (!part.change.is_empty()).then_some(Cow::Owned(part))
 }
 
-pub fn replay(rec: &Recording, opts: &Options, focus: &Focus, json: bool) -> io::Result<Outcome> {
+pub fn replay(
+    rec: &Recording,
+    opts: &Options,
+    focus: &Focus,
+    as_json: bool,
+) -> io::Result<Outcome> {
     let h = &rec.header;
     let stdout = io::stdout().lock();
     let mut p = Printer::new(
         io::BufWriter::with_capacity(256 * 1024, stdout),
-        json,
+        as_json,
         h.start_ns,
         h.polled,
     );
@@ -73,21 +77,29 @@ pub fn replay(rec: &Recording, opts: &Options, focus: &Focus, json: bool) -> io:
         p.set_clock(r.time());
         match r {
             Record::Header(_) | Record::Checkpoint { .. } | Record::End { .. } => {}
-            Record::Table { t, reason, proc } => {
+            Record::Table {
+                t,
+                reason,
+                proc,
+                notes,
+            } => {
                 let render = proc.info.as_ref().map(|info| {
                     move |mut out: &mut dyn Write, rows: &[crate::map::region::Region]| {
                         render::print_maps_table(&mut out, opts, info, rows)
                     }
                 });
-                p.table_of((proc.pid, proc.ppid, 0), t, &reason, &proc.regions, render)?;
+                let who = (proc.pid, proc.ppid, proc.ns_pid);
+                p.table_of(who, t, &reason, &proc.regions, render)?;
+                p.notes(&notes)?;
             }
-            Record::Delta { delta, .. } => {
+            Record::Delta { delta, notes, .. } => {
                 if focus.admits(&delta)
                     && let Some(shown) = in_range(opts, &delta)
                 {
-                    p.delta(&shown, &DeltaNotes::default())?;
+                    p.delta(&shown, &notes)?;
                 }
             }
+            Record::Joined { pid, ppid, by, .. } => p.joined_of(pid, ppid, &by)?,
             Record::Exec { pid, .. } => p.exec(pid)?,
             Record::Fork {
                 t,
@@ -112,9 +124,14 @@ pub fn replay(rec: &Recording, opts: &Options, focus: &Focus, json: bool) -> io:
                 lost,
                 regions,
                 stats,
+                insight,
                 ..
             } => {
-                p.summary_of((pid, ppid, 0), &stats, regions as usize, lost, None)?;
+                let SummaryInsight { ns_pid, json, text } = *insight;
+                p.summary_of((pid, ppid, ns_pid), &stats, regions as usize, lost, json)?;
+                if !as_json {
+                    p.raw().write_all(&text)?;
+                }
                 last.insert(pid, (*stats, regions));
             }
             Record::Total { pids, lost, .. } => {
@@ -193,6 +210,7 @@ pub fn info(rec: &Recording) -> io::Result<Outcome> {
         "records: {records} ({deltas} deltas, {checkpoints} checkpoints), {} bytes",
         rec.len()
     )?;
+    writeln!(out, "format: version {}", rec.version)?;
     writeln!(
         out,
         "backend: {}; stacks: {}",

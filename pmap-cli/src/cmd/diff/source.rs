@@ -5,9 +5,9 @@
 use std::{path::Path, rc::Rc};
 
 use crate::{
+    cmd::replay::{leaks, when},
+    cmd::trace::record::reader::Recording,
     map::region::{Perms, Region},
-    record::reader::Recording,
-    replay::{leaks, when},
     source::core_file,
 };
 
@@ -102,7 +102,7 @@ fn recording(file: &str, w: &str) -> Result<Side, String> {
     let t = when::parse(w, &rec.header)?;
     let (world, tracker, _, _) = leaks::walk(&rec, t).map_err(|e| format!("{file}: {e}"))?;
     // The moment must be known (the same checks as `replay --at`).
-    crate::replay::at::world_at(&rec, t).map_err(|e| format!("{file}: {e}"))?;
+    crate::cmd::replay::at::world_at(&rec, t).map_err(|e| format!("{file}: {e}"))?;
     let live: Vec<u32> = world
         .procs
         .iter()

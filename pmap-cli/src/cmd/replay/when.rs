@@ -2,7 +2,7 @@
 
 use time::{OffsetDateTime, format_description::well_known::Rfc3339};
 
-use crate::record::format::Header;
+use crate::cmd::trace::record::format::Header;
 
 /// `+SECS` (since the recording began), an RFC 3339 time
 /// (`2026-12-06T10:00:00.25Z`), or `@EPOCH[.frac]`, as CLOCK_MONOTONIC ns.

@@ -1,17 +1,19 @@
 //! `pmap replay FILE`: a recording made with `pmap trace --record`,
 //! printed again as the trace printed it; `--at WHEN`: the table of the
 //! traced process(es) at that moment, as `pmap` printed it then; `--info`:
-//! what the recording holds.
+//! what the recording holds; `--report FILE`: the trace's HTML report.
 //!
 //! - `print`: the whole trace again, through the trace's own printer.
 //! - `at`: the map at a moment (checkpoint, then records up to it).
 //! - `when`: `+SECS`, RFC 3339, `@EPOCH` to a recording's clock.
 //! - `leaks`: what was mapped during the recording and still is, by call
 //!   site.
+//! - `report`: the HTML report, from the recording.
 
 pub mod at;
 pub mod leaks;
 pub mod print;
+pub mod report;
 pub mod when;
 
 use std::{ffi::OsString, path::PathBuf, process::ExitCode};
@@ -20,7 +22,7 @@ use clap::Parser;
 
 use crate::{
     cmd::trace::focus::{Focus, parse_size, parse_syscalls},
-    record::reader::Recording,
+    cmd::trace::record::reader::Recording,
     render::{Format, Options, Range},
 };
 
@@ -31,7 +33,7 @@ use crate::{
     name = "pmap replay",
     bin_name = "pmap replay",
     version,
-    after_help = "Examples:\n  pmap replay trace.pmaprec\n  pmap replay --at +2.5 trace.pmaprec\n  pmap replay --at 2026-12-06T10:00:00Z trace.pmaprec\n  pmap replay --at @1765046400.25 -d trace.pmaprec"
+    after_help = "Examples:\n  pmap replay trace.pmaprec\n  pmap replay --at +2.5 trace.pmaprec\n  pmap replay --at 2026-12-06T10:00:00Z trace.pmaprec\n  pmap replay --at @1765046400.25 -d trace.pmaprec\n  pmap replay --report out.html trace.pmaprec"
 )]
 pub struct ReplayArgs {
     /// The table at this moment instead of the whole trace: `+SECS` since
@@ -54,6 +56,10 @@ pub struct ReplayArgs {
     /// of flame graph tools.
     #[arg(long, requires = "leaks")]
     pub folded: bool,
+    /// Write the HTML report `pmap trace --report` writes (timeline, call
+    /// sites, W^X, churn) from the recording, instead of printing it.
+    #[arg(long, value_name = "FILE", conflicts_with_all = ["at", "leaks", "info", "json"])]
+    pub report: Option<PathBuf>,
     /// Tables in extended format: not possible (the recording has no smaps
     /// data); refused with an explanation.
     #[arg(short = 'x', long = "extended")]
@@ -159,6 +165,12 @@ pub fn main(args: Vec<OsString>) -> ExitCode {
         (Ok(o), Ok(f)) => (o, f),
         (Err(e), _) | (_, Err(e)) => return fail(e),
     };
+    // A path that cannot be written fails before the recording is read.
+    if let Some(path) = &a.report
+        && let Err(e) = crate::cmd::trace::run::check_report_path(path)
+    {
+        return fail(format!("{e:#}"));
+    }
     let rec = match Recording::open(&a.file) {
         Ok(r) => r,
         Err(e) => return fail(e),
@@ -166,6 +178,8 @@ pub fn main(args: Vec<OsString>) -> ExitCode {
     let shown = a.file.display().to_string();
     let result = if a.info {
         print::info(&rec)
+    } else if let Some(path) = &a.report {
+        report::main(&rec, path)
     } else if a.leaks {
         leaks::main(&rec, a.at.as_deref(), a.folded, a.pid)
     } else if let Some(w) = &a.at {

@@ -6,6 +6,7 @@ use std::collections::HashMap;
 
 use super::{
     format::{ProcState, World},
+    notes::Tables,
     wire::{Cursor, Malformed, bad, put_bytes, put_i, put_u, unzigzag, zigzag},
 };
 use crate::{
@@ -39,6 +40,8 @@ pub struct State {
     names: Vec<Ident>,
     /// Encoder only: the number of each name in `names`.
     ids: HashMap<Ident, u64>,
+    /// Interned frame names and named stacks (format version 2).
+    pub(super) notes: Tables,
     /// What the records so far add up to.
     pub world: World,
 }
@@ -50,6 +53,7 @@ impl State {
         (self.pid, self.ppid, self.tid) = (0, 0, 0);
         self.names.clear();
         self.ids.clear();
+        self.notes.clear();
         // The anonymous identity is number 1 from the start.
         let anon: Ident = (0, 0, 0, Vec::new());
         self.ids.insert(anon.clone(), 1);
@@ -188,6 +192,7 @@ impl State {
     pub(super) fn put_proc(&mut self, b: &mut Vec<u8>, p: &ProcState) {
         put_u(b, u64::from(p.pid));
         put_u(b, u64::from(p.ppid));
+        put_u(b, u64::from(p.ns_pid));
         match &p.info {
             None => b.push(0),
             Some(i) => {
@@ -203,9 +208,12 @@ impl State {
         }
     }
 
-    pub(super) fn proc(&mut self, c: &mut Cursor) -> Result<ProcState, Malformed> {
+    /// A process's table; `v1`: a recording of format version 1 (no
+    /// `ns_pid`).
+    pub(super) fn proc(&mut self, c: &mut Cursor, v1: bool) -> Result<ProcState, Malformed> {
         let pid = c.u32()?;
         let ppid = c.u32()?;
+        let ns_pid = if v1 { 0 } else { c.u32()? };
         let info = match c.u8()? {
             0 => None,
             1 => Some(ProcessInfo {
@@ -224,6 +232,7 @@ impl State {
         Ok(ProcState {
             pid,
             ppid,
+            ns_pid,
             info,
             regions,
         })

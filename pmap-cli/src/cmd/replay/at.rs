@@ -7,11 +7,11 @@ use std::io::{self, Write};
 use super::print::Outcome;
 use crate::{
     cmd::trace::output::Printer,
-    map::region::Region,
-    record::{
+    cmd::trace::record::{
         format::{Record, World},
         reader::{Recording, Stop},
     },
+    map::region::Region,
     render::{self, Options},
 };
 
@@ -73,7 +73,7 @@ pub fn main(
 ) -> io::Result<Outcome> {
     let t = super::when::parse(when, &rec.header).map_err(io::Error::other)?;
     let world = world_at(rec, t).map_err(io::Error::other)?;
-    let live: Vec<(u32, &crate::record::format::Proc)> = world
+    let live: Vec<(u32, &crate::cmd::trace::record::format::Proc)> = world
         .procs
         .iter()
         .filter(|(p, s)| !s.exited && pid.is_none_or(|want| **p == want))

@@ -7,7 +7,7 @@ use std::{fmt, path::Path};
 use super::{
     codec::{Decoder, checkpoint_time},
     format::{Header, Record, World},
-    wire::{Frame, MAGIC, Malformed, VERSION, frame_at},
+    wire::{Frame, MAGIC, Malformed, OLDEST, VERSION, frame_at},
 };
 
 /// Why reading stopped before a clean end.
@@ -55,6 +55,8 @@ pub struct Recording {
     pub header: Header,
     /// Offset of the first record after the header.
     first: usize,
+    /// The format version it was written in.
+    pub version: u16,
 }
 
 impl Recording {
@@ -83,14 +85,14 @@ impl Recording {
             );
         }
         let version = u16::from_le_bytes([data[8], data[9]]);
-        if version != VERSION {
+        if !(OLDEST..=VERSION).contains(&version) {
             return Err(format!(
-                "a recording of format version {version}, and this pmap reads version {VERSION}: \
-                 replay it with the pmap that wrote it"
+                "a recording of format version {version}, and this pmap reads versions {OLDEST} \
+                 to {VERSION}: replay it with the pmap that wrote it"
             ));
         }
         let (header, first) = match frame_at(&data, 10) {
-            Frame::Whole { payload, next } => match Decoder::default().decode(payload) {
+            Frame::Whole { payload, next } => match Decoder::new(version).decode(payload) {
                 Ok(Record::Header(h)) => (h, next),
                 Ok(_) => return Err("the recording's first record is not its header".into()),
                 Err(e) => return Err(format!("the recording's header is damaged: {e}")),
@@ -102,6 +104,7 @@ impl Recording {
             data,
             header,
             first,
+            version,
         })
     }
 
@@ -124,7 +127,7 @@ impl Recording {
         Records {
             data: &self.data,
             pos: at,
-            dec: Decoder::default(),
+            dec: Decoder::new(self.version),
             ended: false,
             done: false,
         }
