@@ -32,16 +32,6 @@ enum Unit {
 /// Imports that break a rule on purpose, each with why. Keep it short.
 const EXCEPTIONS: &[(&str, &str, &str)] = &[
     // (file, import prefix, why)
-    (
-        "render/core_file.rs",
-        "crate::source::core_file",
-        "the core file's data types (Core, CoreRegion) are still defined beside its reader; they go to map/ once the concurrent core-file work has merged",
-    ),
-    (
-        "render/core_json.rs",
-        "crate::source::core_file",
-        "as render/core_file.rs",
-    ),
 ];
 
 /// The unit of a module path (`["cmd", "views", "args"]`).

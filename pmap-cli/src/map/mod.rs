@@ -6,9 +6,11 @@
 //!   JIT, guard, shared memory...).
 //! - `smaps`: one region of `/proc/PID/smaps` with its fields.
 //! - `process`: the header facts of a process.
+//! - `core`: a process as its ELF core file records it.
 //! - `summary`: the rows of `--summary`, from the classifier.
 //! - `model`: the live region model of one traced process.
 //! - `ranges`: a merged set of address ranges.
+pub mod core;
 pub(crate) mod kind;
 pub mod model;
 pub mod process;

@@ -14,7 +14,7 @@
 
 use std::io::{self, Write};
 
-use crate::source::core_file::{Core, CoreRegion};
+use crate::map::core::{Core, CoreRegion};
 
 #[derive(Clone, Copy, Debug, PartialEq, Eq, Default)]
 pub enum CoreFormat {

@@ -7,7 +7,7 @@ use serde::Serialize;
 
 use super::core_file::{CoreFormat, CoreOptions, mapping_name, mode};
 use super::json::{hex, text};
-use crate::source::core_file::Core;
+use crate::map::core::Core;
 
 fn format_name(f: CoreFormat) -> &'static str {
     match f {

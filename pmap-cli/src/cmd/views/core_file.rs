@@ -6,7 +6,7 @@ use std::io::Write;
 use std::path::Path;
 
 use crate::render::core_file::CoreOptions;
-use crate::source::core_file::{self, Core};
+use crate::{map::core::Core, source::core_file};
 
 /// Whether `arg` should be read as a core file rather than a PID: it is not a
 /// number and names an existing regular file (procps-ng would reject such an

@@ -8,13 +8,14 @@
 //! finding it finds `argv`.
 
 use super::memory::CoreMem;
-use super::notes::{AT_EXECFN, ProcessInfo};
+use super::notes::AT_EXECFN;
+use crate::map::core::CoreProcess;
 use crate::source::link_map::read_c_string;
 
 /// The header's command: `argv` from the stack when it is there and agrees
 /// with `pr_psargs`, else `pr_psargs`, else `pr_fname`; escaped like a live
 /// `/proc/PID/cmdline`.
-pub fn command(mem: Option<&CoreMem>, process: &ProcessInfo) -> Vec<u8> {
+pub fn command(mem: Option<&CoreMem>, process: &CoreProcess) -> Vec<u8> {
     let from_stack = mem
         .and_then(argv_from_stack)
         .filter(|argv| joined(argv).starts_with(&process.psargs));

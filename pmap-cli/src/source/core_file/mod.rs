@@ -18,7 +18,9 @@ use std::fmt;
 use std::path::{Path, PathBuf};
 
 use crate::map::region::{Perms, Region};
-use notes::{FileMapping, ProcessInfo, ThreadInfo};
+use notes::FileMapping;
+
+use crate::map::core::{Core, CoreRegion};
 
 /// Why a file could not be read as a core. Each message says what to do.
 #[derive(Debug)]
@@ -79,41 +81,6 @@ impl fmt::Display for CoreError {
 }
 
 impl std::error::Error for CoreError {}
-
-/// One mapping of the core.
-#[derive(Clone, Debug, PartialEq, Eq)]
-pub struct CoreRegion {
-    /// Address, size, `rwx`, file offset and name. The shared flag is only
-    /// set where the name proves it (SysV shm, shared anonymous memory);
-    /// device and inode are always 0 (a core does not record them).
-    pub region: Region,
-    /// Bytes of this mapping stored in the core file.
-    pub dumped: u64,
-    /// Listed in `NT_FILE` (backed by a file).
-    pub file_backed: bool,
-}
-
-/// What pmap reads from a core.
-#[derive(Clone, Debug, Default)]
-pub struct Core {
-    pub path: PathBuf,
-    pub process: ProcessInfo,
-    /// From `NT_PRSTATUS`, in the order the writer put them (the kernel puts
-    /// the thread that dumped first).
-    pub threads: Vec<ThreadInfo>,
-    pub regions: Vec<CoreRegion>,
-    /// Page size from `AT_PAGESZ` (4096 if the core does not say).
-    pub page_size: u64,
-    /// The command line for the header, escaped (see `cmdline`).
-    pub cmdline: Vec<u8>,
-}
-
-impl Core {
-    /// The command line with its arguments, as the live header has it.
-    pub fn command(&self) -> &[u8] {
-        &self.cmdline
-    }
-}
 
 /// Reads the core at `path`.
 pub fn read(path: &Path) -> Result<Core, CoreError> {

@@ -4,30 +4,7 @@
 //! auxiliary vector (`NT_AUXV`). Every read is bounds-checked: a note shorter
 //! than its layout yields `None`, never a panic.
 
-/// `struct elf_prpsinfo` on 64-bit Linux.
-#[derive(Clone, Debug, Default, PartialEq, Eq)]
-pub struct ProcessInfo {
-    pub pid: u32,
-    pub ppid: u32,
-    pub uid: u32,
-    pub gid: u32,
-    /// `pr_sname`: the state letter (`R`, `S`, `T`...).
-    pub state: char,
-    /// `pr_fname`: the command name (at most 15 bytes).
-    pub fname: Vec<u8>,
-    /// `pr_psargs`: the command line, arguments joined by spaces, at most 80 bytes.
-    pub psargs: Vec<u8>,
-}
-
-/// One `struct elf_prstatus`: one thread.
-#[derive(Clone, Debug, PartialEq, Eq)]
-pub struct ThreadInfo {
-    pub tid: u32,
-    /// The signal being delivered when the core was written (0 for gcore).
-    pub signal: u16,
-    /// The stack pointer register.
-    pub sp: Option<u64>,
-}
+use crate::map::core::{CoreProcess, CoreThread};
 
 /// One entry of `NT_FILE`: a file-backed mapping.
 #[derive(Clone, Debug, PartialEq, Eq)]
@@ -61,8 +38,8 @@ fn c_string(b: &[u8]) -> Vec<u8> {
 }
 
 /// `elf_prpsinfo`: state@1, uid@16, gid@20, pid@24, ppid@28, fname@40[16], psargs@56[80].
-pub fn prpsinfo(desc: &[u8]) -> Option<ProcessInfo> {
-    Some(ProcessInfo {
+pub fn prpsinfo(desc: &[u8]) -> Option<CoreProcess> {
+    Some(CoreProcess {
         state: char::from(*desc.get(1)?),
         uid: u32_at(desc, 16)?,
         gid: u32_at(desc, 20)?,
@@ -89,8 +66,8 @@ const SP_OFFSET: usize = 112 + 31 * 8;
 const SP_OFFSET: usize = usize::MAX - 8;
 
 /// `elf_prstatus`: cursig@12, pid@32, registers from 112.
-pub fn prstatus(desc: &[u8]) -> Option<ThreadInfo> {
-    Some(ThreadInfo {
+pub fn prstatus(desc: &[u8]) -> Option<CoreThread> {
+    Some(CoreThread {
         signal: u16_at(desc, 12)?,
         tid: u32_at(desc, 32)?,
         sp: u64_at(desc, SP_OFFSET),
