@@ -67,12 +67,17 @@ impl RegionTable {
         change: &Change,
         mut update: impl FnMut(&Region, &[&Region], &mut RegionInfo),
     ) -> Vec<(Region, RegionInfo)> {
-        let mut old: BTreeMap<u64, RegionInfo> = BTreeMap::new();
-        for r in &change.removed {
-            if let Some(i) = self.info.remove(&r.start) {
-                old.insert(r.start, i);
-            }
-        }
+        // The removed rows' records, sorted by start (a vector: a map per
+        // traced call cost more than the lookups).
+        let mut old: Vec<(u64, Option<RegionInfo>)> = change
+            .removed
+            .iter()
+            .filter_map(|r| Some((r.start, Some(self.info.remove(&r.start)?))))
+            .collect();
+        old.sort_unstable_by_key(|(s, _)| *s);
+        let at = |old: &[(u64, Option<RegionInfo>)], start: u64| {
+            old.binary_search_by_key(&start, |(s, _)| *s).ok()
+        };
         let removed = Index::new(&change.removed);
         let added = Index::new(&change.added);
         let mut from: Vec<&Region> = Vec::new();
@@ -83,7 +88,11 @@ impl RegionTable {
             // piece; a piece with no record was there before the trace.
             let mut info = from
                 .iter()
-                .map(|o| old.get(&o.start).cloned().unwrap_or_default())
+                .map(|o| {
+                    at(&old, o.start)
+                        .and_then(|i| old[i].1.clone())
+                        .unwrap_or_default()
+                })
                 .min_by_key(|i| i.created.as_ref().map(|c| c.t_ns))
                 .unwrap_or_default();
             update(a, &from, &mut info);
@@ -93,7 +102,10 @@ impl RegionTable {
             .removed
             .iter()
             .filter(|o| !added.any_overlapping(o.start, o.end))
-            .filter_map(|o| old.remove(&o.start).map(|i| (o.clone(), i)))
+            .filter_map(|o| {
+                let i = at(&old, o.start)?;
+                old[i].1.take().map(|info| (o.clone(), info))
+            })
             .collect()
     }
 }

@@ -33,8 +33,12 @@ impl<'a> Obj<'a> {
         }
         self.first = false;
         self.buf.push(b'"');
-        self.buf.extend_from_slice(key.as_bytes());
-        self.buf.extend_from_slice(b"\":");
+        // Byte by byte, as in `hex`.
+        for &b in key.as_bytes() {
+            self.buf.push(b);
+        }
+        self.buf.push(b'"');
+        self.buf.push(b':');
         self.buf
     }
 
@@ -108,21 +112,17 @@ impl<'a> Obj<'a> {
 }
 
 /// `"0x…"` into `buf`: lower-case hex without leading zeros, as `{:#x}`.
+/// (Byte by byte: a `memcpy` call for a dozen bytes costs more.)
 pub(super) fn hex(buf: &mut Vec<u8>, v: u64) {
     const DIGITS: &[u8; 16] = b"0123456789abcdef";
-    let mut tmp = [0u8; 16];
-    let mut i = tmp.len();
-    let mut n = v;
-    loop {
-        i -= 1;
-        tmp[i] = DIGITS[(n & 0xf) as usize];
-        n >>= 4;
-        if n == 0 {
-            break;
-        }
+    let digits = (64 - v.leading_zeros()).div_ceil(4).max(1);
+    buf.reserve(digits as usize + 4);
+    buf.push(b'"');
+    buf.push(b'0');
+    buf.push(b'x');
+    for i in (0..digits).rev() {
+        buf.push(DIGITS[((v >> (4 * i)) & 0xf) as usize]);
     }
-    buf.extend_from_slice(b"\"0x");
-    buf.extend_from_slice(&tmp[i..]);
     buf.push(b'"');
 }
 
@@ -138,15 +138,10 @@ pub(super) fn dev(buf: &mut Vec<u8>, major: u32, minor: u32) {
 /// `{:02x}`: at least two digits.
 fn two_hex(buf: &mut Vec<u8>, v: u32) {
     const DIGITS: &[u8; 16] = b"0123456789abcdef";
-    let mut tmp = [0u8; 8];
-    let mut i = tmp.len();
-    let mut n = v;
-    while n != 0 || i > tmp.len() - 2 {
-        i -= 1;
-        tmp[i] = DIGITS[(n & 0xf) as usize];
-        n >>= 4;
+    let digits = (32 - v.leading_zeros()).div_ceil(4).max(2);
+    for i in (0..digits).rev() {
+        buf.push(DIGITS[((v >> (4 * i)) & 0xf) as usize]);
     }
-    buf.extend_from_slice(&tmp[i..]);
 }
 
 #[cfg(test)]
