@@ -8,7 +8,7 @@
 use std::{io, sync::Arc};
 
 use super::{
-    lines::LineReader,
+    lines::LineSource,
     maps::{ParseError, parse_line_into},
 };
 use crate::map::{
@@ -86,26 +86,6 @@ pub fn classify<'a>(line: &'a [u8], region: &mut Region) -> Result<SmapsLine<'a>
     parse_line_into(line, region).map(|()| SmapsLine::Header)
 }
 
-/// A line-at-a-time source for `SmapsReader`, which may also look ahead
-/// (`peek`) and skip bytes it parsed itself (`consume`).
-pub trait LineSource {
-    fn next_line(&mut self) -> io::Result<Option<&[u8]>>;
-    fn peek(&mut self, n: usize) -> io::Result<&[u8]>;
-    fn consume(&mut self, n: usize);
-}
-
-impl<R: io::Read> LineSource for LineReader<R> {
-    fn next_line(&mut self) -> io::Result<Option<&[u8]>> {
-        LineReader::next_line(self)
-    }
-    fn peek(&mut self, n: usize) -> io::Result<&[u8]> {
-        LineReader::peek(self, n)
-    }
-    fn consume(&mut self, n: usize) {
-        LineReader::consume(self, n)
-    }
-}
-
 /// Eight bytes from `b[i..]`, little-endian, if there are eight.
 fn load8(b: &[u8], i: usize) -> Option<u64> {
     let bytes: [u8; 8] = b.get(i..i + 8)?.try_into().ok()?;
@@ -176,6 +156,60 @@ fn fast_field(rest: &[u8]) -> Option<(usize, u64, usize)> {
     }
 }
 
+/// The kernel's own layout of a field line: the name, ':' and blanks
+/// padded to 16 bytes, the value right-aligned in 8 (wider only past
+/// 99,999,999), then ` kB\n` (or just `\n`). Lines of this layout whose
+/// first 16 bytes are `key` are read without looking for their parts: the
+/// value and the length of the line with its newline. `None` for anything
+/// else (which then takes `fast_field`); when it answers, it agrees with
+/// `field_line` (`key` came from a line `field_line` read).
+fn fixed_field(rest: &[u8], key: &[u8; KEY]) -> Option<(u64, usize)> {
+    let head: &[u8; KEY + 8] = rest.get(..KEY + 8)?.try_into().ok()?;
+    let used = match rest.get(KEY + 8..KEY + 12) {
+        Some(b" kB\n") => KEY + 12,
+        _ if rest.get(KEY + 8) == Some(&b'\n') => KEY + 9,
+        _ => return None,
+    };
+    if head[..KEY] != key[..] {
+        return None;
+    }
+    let w = u64::from_le_bytes(head[KEY..].try_into().ok()?);
+    Some((eight_digits(w)?, used))
+}
+
+/// The number in eight bytes (little-endian, the first byte the most
+/// significant digit) of blanks then at least one digit.
+fn eight_digits(w: u64) -> Option<u64> {
+    const ONES: u64 = 0x0101_0101_0101_0101;
+    let blanks = ((w ^ (ONES * 0x20)).trailing_zeros() / 8) as usize;
+    if blanks == 8 {
+        return None;
+    }
+    // Blanks (0x20) become '0' (0x30); then every byte must be a digit:
+    // high nibble 3, and low nibble + 6 not carrying into it.
+    let d = w | ((ONES * 0x10) & ((1u64 << (8 * blanks)) - 1));
+    let high = ONES * 0xf0;
+    if d & high != ONES * 0x30 || d.wrapping_add(ONES * 6) & high != ONES * 0x30 {
+        return None;
+    }
+    // Pairs, quads, then all eight digits, each step one multiply.
+    let v = d & (ONES * 0x0f);
+    let v = (v.wrapping_mul(10 * 256 + 1) >> 8) & 0x00ff_00ff_00ff_00ff;
+    let v = (v.wrapping_mul(100 * 65536 + 1) >> 16) & 0x0000_ffff_0000_ffff;
+    Some(v.wrapping_mul(10000 * (1 << 32) + 1) >> 32)
+}
+
+/// Bytes of a field line before its value, in the kernel's layout.
+const KEY: usize = 16;
+
+/// The first KEY bytes of `line` if they are a name, ':' and blanks only
+/// (the kernel's layout, see `fixed_field`).
+fn layout_key(line: &[u8], name_len: usize) -> Option<[u8; KEY]> {
+    let key: [u8; KEY] = line.get(..KEY)?.try_into().ok()?;
+    (name_len < KEY && key[name_len] == b':' && key[name_len + 1..].iter().all(|&c| c == b' '))
+        .then_some(key)
+}
+
 /// Lines of an in-memory text.
 pub struct SliceLines<'a>(pub &'a [u8]);
 
@@ -206,8 +240,10 @@ pub struct SmapsReader<S> {
     /// `scratch` holds a header read while finishing the previous entry.
     pending: bool,
     scratch: Region,
-    /// Field names in the order the last entry had them.
+    /// Field names in the order the last entry had them, and the first
+    /// bytes of their lines when in the kernel's layout (`fixed_field`).
     schema: Vec<Arc<str>>,
+    keys: Vec<Option<[u8; KEY]>>,
     spare_flags: Vec<u8>,
 }
 
@@ -228,6 +264,7 @@ impl<S: LineSource> SmapsReader<S> {
             pending: false,
             scratch: Region::default(),
             schema: Vec::new(),
+            keys: Vec::new(),
             spare_flags: Vec::new(),
         }
     }
@@ -255,12 +292,44 @@ impl<S: LineSource> SmapsReader<S> {
         loop {
             // Most lines are fields in the kernel's usual shape.
             let rest = self.lines.peek(64)?;
+            // The fields that follow in the kernel's layout, as in the last
+            // entry: as many as the bytes at hand hold, in one pass.
+            let mut at = 0;
+            if e.vm_flags.is_none() {
+                while let Some(Some(key)) = self.keys.get(n)
+                    && let Some((value, used)) = fixed_field(&rest[at..], key)
+                {
+                    match e.fields.get_mut(n) {
+                        Some(f) if Arc::ptr_eq(&f.name, &self.schema[n]) => f.value = value,
+                        _ => {
+                            e.fields.truncate(n);
+                            e.fields.push(SmapsField {
+                                name: self.schema[n].clone(),
+                                value,
+                            });
+                        }
+                    }
+                    n += 1;
+                    at += used;
+                }
+            }
+            if at > 0 {
+                self.lines.consume(at);
+                continue;
+            }
             if let Some((name_len, value, used)) = fast_field(rest) {
                 if e.vm_flags.is_some() {
                     let line = rest[..used - 1].to_vec();
                     return Err(invalid(ParseError::new("field after VmFlags", &line)));
                 }
-                store_field(&mut self.schema, e, n, &rest[..name_len], value);
+                let name = &rest[..name_len];
+                store_field(&mut self.schema, e, n, name, value);
+                learn_key(
+                    &mut self.keys,
+                    self.schema.len(),
+                    n,
+                    layout_key(rest, name_len),
+                );
                 n += 1;
                 self.lines.consume(used);
                 continue;
@@ -278,6 +347,7 @@ impl<S: LineSource> SmapsReader<S> {
                         return Err(invalid(ParseError::new("field after VmFlags", line)));
                     }
                     store_field(&mut self.schema, e, n, name, value);
+                    learn_key(&mut self.keys, self.schema.len(), n, None);
                     n += 1;
                 }
                 SmapsLine::VmFlags(flags) => {
@@ -294,6 +364,19 @@ impl<S: LineSource> SmapsReader<S> {
         e.fields.truncate(n);
         Ok(true)
     }
+}
+
+/// Notes the layout of field `n`'s line, just stored in a schema of
+/// `schema_len` names (`keys` follows its length: a name replaced there
+/// drops the rest).
+fn learn_key(
+    keys: &mut Vec<Option<[u8; KEY]>>,
+    schema_len: usize,
+    n: usize,
+    key: Option<[u8; KEY]>,
+) {
+    keys.resize(schema_len, None);
+    keys[n] = key;
 }
 
 /// Parses a whole smaps text into entries.
@@ -411,6 +494,91 @@ Size:                  4 kB
         }
         assert!(fast_field(cases[0]).is_some());
         assert!(fast_field(cases[1]).is_some());
+    }
+
+    #[test]
+    fn eight_digits_reads_blanks_then_digits_only() {
+        let w = |b: &[u8; 8]| u64::from_le_bytes(*b);
+        assert_eq!(eight_digits(w(b"       0")), Some(0));
+        assert_eq!(eight_digits(w(b"      42")), Some(42));
+        assert_eq!(eight_digits(w(b"12345678")), Some(12_345_678));
+        assert_eq!(eight_digits(w(b"99999999")), Some(99_999_999));
+        for bad in [
+            b"        ",
+            b"   12a45",
+            b"  1 2345",
+            b"1234567 ",
+            b"   -1234",
+            b"\t  12345",
+        ] {
+            assert_eq!(
+                eight_digits(w(bad)),
+                None,
+                "{}",
+                String::from_utf8_lossy(bad)
+            );
+        }
+    }
+
+    /// An smaps text of `regions` entries with the kernel's layout, each
+    /// field's value from `value(region, field)`.
+    fn kernel_layout(regions: u64, value: impl Fn(u64, u64) -> u64) -> Vec<u8> {
+        let names = ["Size", "Rss", "Pss", "Private_Dirty", "THPeligible"];
+        let mut t = Vec::new();
+        for r in 0..regions {
+            t.extend_from_slice(
+                format!(
+                    "{:x}-{:x} rw-p 00000000 00:00 0 \n",
+                    0x7f00_0000_0000 + r * 0x2000,
+                    0x7f00_0000_1000 + r * 0x2000
+                )
+                .as_bytes(),
+            );
+            for (f, name) in (0u64..).zip(names) {
+                let key = format!("{name}:");
+                let unit = if name == "THPeligible" { "" } else { " kB" };
+                t.extend_from_slice(format!("{key:<16}{:>8}{unit}\n", value(r, f)).as_bytes());
+            }
+            t.extend_from_slice(b"VmFlags: rd wr mr mw me ac \n");
+        }
+        t
+    }
+
+    #[test]
+    fn the_kernel_layout_read_in_place_agrees_with_field_line() {
+        // Values of every width, and past eight digits (the line is wider).
+        let value = |r: u64, f: u64| {
+            [0, 7, 4096, 12_345_678, 99_999_999, 100_000_000, 1][((r + f) % 7) as usize]
+        };
+        let text = kernel_layout(50, value);
+        let v = parse(&text).expect("valid smaps");
+        assert_eq!(v.len(), 50);
+        let mut lines = text
+            .split(|&c| c == b'\n')
+            .filter(|l| field_line(l).is_some());
+        for e in &v {
+            assert_eq!(e.fields.len(), 5);
+            for f in &e.fields {
+                let (name, value) = field_line(lines.next().expect("a field line")).expect("field");
+                assert_eq!((f.name.as_bytes(), f.value), (name, value));
+            }
+            assert_eq!(e.vm_flags.as_deref(), Some(&b"rd wr mr mw me ac"[..]));
+        }
+    }
+
+    #[test]
+    fn a_field_renamed_between_entries_is_not_read_as_the_old_one() {
+        let mut text = kernel_layout(2, |_, f| f);
+        let at = text
+            .windows(4)
+            .rposition(|w| w == b"Rss:")
+            .expect("a second Rss line");
+        text[at..at + 4].copy_from_slice(b"Rsz:");
+        let v = parse(&text).expect("valid smaps");
+        assert_eq!(v[0].field("Rss"), Some(1));
+        assert_eq!(v[1].field("Rss"), None);
+        assert_eq!(v[1].field("Rsz"), Some(1));
+        assert_eq!(v[1].field("Pss"), Some(2));
     }
 
     #[test]
