@@ -164,17 +164,34 @@ fn fast_field(rest: &[u8]) -> Option<(usize, u64, usize)> {
 /// else (which then takes `fast_field`); when it answers, it agrees with
 /// `field_line` (`key` came from a line `field_line` read).
 fn fixed_field(rest: &[u8], key: &[u8; KEY]) -> Option<(u64, usize)> {
-    let head: &[u8; KEY + 8] = rest.get(..KEY + 8)?.try_into().ok()?;
-    let used = match rest.get(KEY + 8..KEY + 12) {
-        Some(b" kB\n") => KEY + 12,
-        _ if rest.get(KEY + 8) == Some(&b'\n') => KEY + 9,
-        _ => return None,
+    // Four loads of eight bytes: the key's two, the value, the tail.
+    let word = |i: usize| -> Option<u64> {
+        Some(u64::from_le_bytes(rest.get(i..i + 8)?.try_into().ok()?))
     };
-    if head[..KEY] != key[..] {
+    let key_word = |i: usize| {
+        u64::from_le_bytes([
+            key[i],
+            key[i + 1],
+            key[i + 2],
+            key[i + 3],
+            key[i + 4],
+            key[i + 5],
+            key[i + 6],
+            key[i + 7],
+        ])
+    };
+    let (value, tail) = (word(KEY)?, rest.get(KEY + 8..KEY + 12)?);
+    if word(0)? != key_word(0) || word(8)? != key_word(8) {
         return None;
     }
-    let w = u64::from_le_bytes(head[KEY..].try_into().ok()?);
-    Some((eight_digits(w)?, used))
+    let used = if tail == b" kB\n" {
+        KEY + 12
+    } else if tail[0] == b'\n' {
+        KEY + 9
+    } else {
+        return None;
+    };
+    Some((eight_digits(value)?, used))
 }
 
 /// The number in eight bytes (little-endian, the first byte the most
