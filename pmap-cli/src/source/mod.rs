@@ -21,6 +21,9 @@
 //! - `core_file`: ELF core files (headers and notes).
 //! - `link_map`: the dynamic linker's names of the loaded objects (`-l`).
 //! - `groups`: processes by command name or cgroup (`--comm`, `--cgroup`).
+//! - `numa_maps`: each region's NUMA policy and pages per node (`-L`).
+//! - `page_frames`: the frames behind a region's pages, from `pagemap`,
+//!   `/proc/kpageflags` and sysfs (`-s`).
 pub(crate) mod checked;
 pub mod core_file;
 pub(crate) mod gone;
@@ -28,6 +31,8 @@ pub(crate) mod groups;
 pub(crate) mod lines;
 pub(crate) mod link_map;
 pub mod maps;
+pub(crate) mod numa_maps;
+pub(crate) mod page_frames;
 pub(crate) mod perf_map;
 pub(crate) mod pid_dir;
 pub(crate) mod prefetch;
