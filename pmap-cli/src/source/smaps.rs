@@ -334,7 +334,11 @@ impl<S: LineSource> SmapsReader<S> {
                 self.lines.consume(at);
                 continue;
             }
-            if let Some((name_len, value, used)) = fast_field(rest) {
+            // `VmFlags: ` and a letter: not a field (no digit), so straight
+            // to the flags.
+            let flags_line =
+                rest.starts_with(b"VmFlags: ") && rest.get(9).is_some_and(u8::is_ascii_lowercase);
+            if !flags_line && let Some((name_len, value, used)) = fast_field(rest) {
                 if e.vm_flags.is_some() {
                     let line = rest[..used - 1].to_vec();
                     return Err(invalid(ParseError::new("field after VmFlags", &line)));
@@ -354,7 +358,11 @@ impl<S: LineSource> SmapsReader<S> {
             let Some(line) = self.lines.next_line()? else {
                 break;
             };
-            match classify(line, &mut self.scratch).map_err(invalid)? {
+            let kind = match vmflags_line(line) {
+                Some(flags) if flags_line => SmapsLine::VmFlags(flags),
+                _ => classify(line, &mut self.scratch).map_err(invalid)?,
+            };
+            match kind {
                 SmapsLine::Header => {
                     self.pending = true;
                     break;
