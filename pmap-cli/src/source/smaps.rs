@@ -157,41 +157,66 @@ fn fast_field(rest: &[u8]) -> Option<(usize, u64, usize)> {
 }
 
 /// The kernel's own layout of a field line: the name, ':' and blanks
-/// padded to 16 bytes, the value right-aligned in 8 (wider only past
-/// 99,999,999), then ` kB\n` (or just `\n`). Lines of this layout whose
-/// first 16 bytes are `key` are read without looking for their parts: the
-/// value and the length of the line with its newline. `None` for anything
-/// else (which then takes `fast_field`); when it answers, it agrees with
-/// `field_line` (`key` came from a line `field_line` read).
-fn fixed_field(rest: &[u8], key: &[u8; KEY]) -> Option<(u64, usize)> {
-    // Four loads of eight bytes: the key's two, the value, the tail.
-    let word = |i: usize| -> Option<u64> {
-        Some(u64::from_le_bytes(rest.get(i..i + 8)?.try_into().ok()?))
-    };
-    let key_word = |i: usize| {
-        u64::from_le_bytes([
-            key[i],
-            key[i + 1],
-            key[i + 2],
-            key[i + 3],
-            key[i + 4],
-            key[i + 5],
-            key[i + 6],
-            key[i + 7],
-        ])
-    };
-    let (value, tail) = (word(KEY)?, rest.get(KEY + 8..KEY + 12)?);
-    if word(0)? != key_word(0) || word(8)? != key_word(8) {
-        return None;
+/// padded to 16 bytes (`KEY`), the value right-aligned in 8 (wider only
+/// past 99,999,999), then ` kB\n` (or just `\n`).
+///
+/// Reads the fields at the start of `rest` in this layout whose first 16
+/// bytes are `keys[n]`, `keys[n + 1]`... (as in the last entry), into
+/// `fields` from position `n` (names from `schema`), without looking for
+/// their parts: returns the position after them and the bytes read. Stops
+/// at anything else (which then takes `fast_field`); what it reads agrees
+/// with `field_line` (each key came from a line `field_line` read).
+fn fixed_fields(
+    rest: &[u8],
+    keys: &[[u64; 2]],
+    schema: &[Arc<str>],
+    fields: &mut Vec<SmapsField>,
+    mut n: usize,
+) -> (usize, usize) {
+    const KB: u32 = u32::from_le_bytes(*b" kB\n");
+    let mut at = 0;
+    // Four loads of eight bytes a line: the key's two, the value, the tail.
+    while let (Some(&[k0, k1]), Some(name), Some(line)) = (
+        keys.get(n),
+        schema.get(n),
+        rest.get(at..at + 32)
+            .and_then(|l| <&[u8; 32]>::try_from(l).ok()),
+    ) {
+        if k0 == 0 || word(line, 0) != k0 || word(line, 8) != k1 {
+            break;
+        }
+        let tail = word(line, KEY + 8);
+        let used = if tail as u32 == KB {
+            KEY + 12
+        } else if tail as u8 == b'\n' {
+            KEY + 9
+        } else {
+            break;
+        };
+        let Some(value) = eight_digits(word(line, KEY)) else {
+            break;
+        };
+        match fields.get_mut(n) {
+            Some(f) if Arc::ptr_eq(&f.name, name) => f.value = value,
+            _ => {
+                fields.truncate(n);
+                fields.push(SmapsField {
+                    name: name.clone(),
+                    value,
+                });
+            }
+        }
+        n += 1;
+        at += used;
     }
-    let used = if tail == b" kB\n" {
-        KEY + 12
-    } else if tail[0] == b'\n' {
-        KEY + 9
-    } else {
-        return None;
-    };
-    Some((eight_digits(value)?, used))
+    (n, at)
+}
+
+/// Bytes `i..i + 8` of `line`, little-endian.
+fn word(line: &[u8; 32], i: usize) -> u64 {
+    let mut w = [0u8; 8];
+    w.copy_from_slice(&line[i..i + 8]);
+    u64::from_le_bytes(w)
 }
 
 /// The number in eight bytes (little-endian, the first byte the most
@@ -219,12 +244,19 @@ fn eight_digits(w: u64) -> Option<u64> {
 /// Bytes of a field line before its value, in the kernel's layout.
 const KEY: usize = 16;
 
-/// The first KEY bytes of `line` if they are a name, ':' and blanks only
-/// (the kernel's layout, see `fixed_field`).
-fn layout_key(line: &[u8], name_len: usize) -> Option<[u8; KEY]> {
-    let key: [u8; KEY] = line.get(..KEY)?.try_into().ok()?;
-    (name_len < KEY && key[name_len] == b':' && key[name_len + 1..].iter().all(|&c| c == b' '))
-        .then_some(key)
+/// The first KEY bytes of `line` as two words if they are a name, ':' and
+/// blanks only (the kernel's layout, see `fixed_fields`); else zeros (no
+/// name starts with a NUL).
+fn layout_key(line: &[u8], name_len: usize) -> [u64; 2] {
+    let Some(key) = line.get(..KEY) else {
+        return [0; 2];
+    };
+    if name_len < KEY && key[name_len] == b':' && key[name_len + 1..].iter().all(|&c| c == b' ') {
+        let half = |h: &[u8]| h.iter().rev().fold(0u64, |w, &b| (w << 8) | u64::from(b));
+        [half(&key[..8]), half(&key[8..])]
+    } else {
+        [0; 2]
+    }
 }
 
 /// Lines of an in-memory text.
@@ -260,7 +292,7 @@ pub struct SmapsReader<S> {
     /// Field names in the order the last entry had them, and the first
     /// bytes of their lines when in the kernel's layout (`fixed_field`).
     schema: Vec<Arc<str>>,
-    keys: Vec<Option<[u8; KEY]>>,
+    keys: Vec<[u64; 2]>,
     spare_flags: Vec<u8>,
 }
 
@@ -313,22 +345,7 @@ impl<S: LineSource> SmapsReader<S> {
             // entry: as many as the bytes at hand hold, in one pass.
             let mut at = 0;
             if e.vm_flags.is_none() {
-                while let Some(Some(key)) = self.keys.get(n)
-                    && let Some((value, used)) = fixed_field(&rest[at..], key)
-                {
-                    match e.fields.get_mut(n) {
-                        Some(f) if Arc::ptr_eq(&f.name, &self.schema[n]) => f.value = value,
-                        _ => {
-                            e.fields.truncate(n);
-                            e.fields.push(SmapsField {
-                                name: self.schema[n].clone(),
-                                value,
-                            });
-                        }
-                    }
-                    n += 1;
-                    at += used;
-                }
+                (n, at) = fixed_fields(rest, &self.keys, &self.schema, &mut e.fields, n);
             }
             if at > 0 {
                 self.lines.consume(at);
@@ -372,7 +389,7 @@ impl<S: LineSource> SmapsReader<S> {
                         return Err(invalid(ParseError::new("field after VmFlags", line)));
                     }
                     store_field(&mut self.schema, e, n, name, value);
-                    learn_key(&mut self.keys, self.schema.len(), n, None);
+                    learn_key(&mut self.keys, self.schema.len(), n, [0; 2]);
                     n += 1;
                 }
                 SmapsLine::VmFlags(flags) => {
@@ -394,13 +411,8 @@ impl<S: LineSource> SmapsReader<S> {
 /// Notes the layout of field `n`'s line, just stored in a schema of
 /// `schema_len` names (`keys` follows its length: a name replaced there
 /// drops the rest).
-fn learn_key(
-    keys: &mut Vec<Option<[u8; KEY]>>,
-    schema_len: usize,
-    n: usize,
-    key: Option<[u8; KEY]>,
-) {
-    keys.resize(schema_len, None);
+fn learn_key(keys: &mut Vec<[u64; 2]>, schema_len: usize, n: usize, key: [u64; 2]) {
+    keys.resize(schema_len, [0; 2]);
     keys[n] = key;
 }
 
