@@ -9,7 +9,8 @@
 //!   address space; ENOENT: the process).
 //! - `stat`: the one parser of `/proc/PID/stat`.
 //! - `maps`: `/proc/PID/maps` lines into `Region`s.
-//! - `smaps`: `/proc/PID/smaps` entries (region, fields, VmFlags).
+//! - `smaps`: `/proc/PID/smaps` entries (region, fields, VmFlags);
+//!   `smaps_fields`: its fast paths for field lines.
 //! - `process`: the header facts (thread group id, escaped command line,
 //!   start of stack).
 //! - `query`: one region at a time from the kernel (`PROCMAP_QUERY`).
@@ -40,5 +41,6 @@ pub(crate) mod process;
 pub(crate) mod query;
 pub(crate) mod shm;
 pub mod smaps;
+pub(crate) mod smaps_fields;
 pub(crate) mod stat;
 pub(crate) mod threads;
