@@ -285,6 +285,46 @@ pub fn category(r: &Region, role: Option<Role>, code_files: &HashSet<&[u8]>) -> 
     Category::Anonymous
 }
 
+/// What a reserved (`PROT_NONE`) region is, for Solaris's `pmap -r`.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Reserved {
+    /// Just below a thread's stack.
+    StackGuard,
+    /// The reserved rest of a glibc arena.
+    ArenaReserve,
+    /// A file's (a library's gap between its segments, shared memory).
+    FileGuard,
+    /// A small anonymous one (64 KiB or less): a guard page or a few.
+    Guard,
+    /// A larger anonymous one: address space set aside.
+    Reservation,
+}
+
+impl Reserved {
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Reserved::StackGuard => "stack guard",
+            Reserved::ArenaReserve => "arena reserve",
+            Reserved::FileGuard => "file guard",
+            Reserved::Guard => "guard",
+            Reserved::Reservation => "reservation",
+        }
+    }
+}
+
+/// The kind of the reserved region `r`, given its role.
+pub fn reserved(r: &Region, role: Option<Role>) -> Reserved {
+    match (role, name(r)) {
+        (Some(Role::StackGuard(_)), _) => Reserved::StackGuard,
+        (Some(Role::ArenaReserve), _) => Reserved::ArenaReserve,
+        (_, Name::File | Name::Memfd(_) | Name::Sysv(_) | Name::SysvOther | Name::DevZero) => {
+            Reserved::FileGuard
+        }
+        _ if r.size() <= 64 * 1024 => Reserved::Guard,
+        _ => Reserved::Reservation,
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -348,5 +388,25 @@ mod tests {
         assert_eq!(roles.get(&tail.start), Some(&Role::ArenaReserve));
         assert_eq!(roles.get(&stack.start), Some(&Role::ThreadStack(7)));
         assert_eq!(roles.get(&guard.start), Some(&Role::StackGuard(7)));
+    }
+
+    #[test]
+    fn reserved_kinds_from_roles_then_names_then_size() {
+        let mut guard = r("", "---p");
+        assert_eq!(reserved(&guard, None), Reserved::Guard);
+        assert_eq!(
+            reserved(&guard, Some(Role::StackGuard(3))),
+            Reserved::StackGuard
+        );
+        assert_eq!(
+            reserved(&guard, Some(Role::ArenaReserve)),
+            Reserved::ArenaReserve
+        );
+        assert_eq!(
+            reserved(&r("/usr/lib/libc.so.6", "---p"), None),
+            Reserved::FileGuard
+        );
+        guard.end = guard.start + 65 * 1024;
+        assert_eq!(reserved(&guard, None), Reserved::Reservation);
     }
 }

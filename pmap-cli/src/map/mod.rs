@@ -10,9 +10,11 @@
 //! - `summary`: the rows of `--summary`, from the classifier.
 //! - `model`: the live region model of one traced process.
 //! - `ranges`: a merged set of address ranges.
+//! - `page_runs`: a region's pages in runs of one page size (`pmap -s`).
 pub mod core;
 pub(crate) mod kind;
 pub mod model;
+pub(crate) mod page_runs;
 pub mod process;
 pub(crate) mod ranges;
 pub mod region;

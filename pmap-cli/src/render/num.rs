@@ -11,40 +11,53 @@ pub fn dec_len(mut v: u64) -> usize {
     n
 }
 
+/// Widths up to this are padded in place: the digits are written into the
+/// tail of a padded buffer and copied out once (one call into `memcpy`
+/// instead of a `memset` and a `memcpy` per number).
+const PADDED: usize = 24;
+
 /// `%0*lx` (lower case).
 pub fn hex_zero(buf: &mut Vec<u8>, v: u64, width: usize) {
-    let mut digits = [0u8; 16];
-    let mut i = digits.len();
+    let mut text = [b'0'; PADDED];
+    let mut i = PADDED;
     let mut v = v;
     loop {
         i -= 1;
-        digits[i] = b"0123456789abcdef"[(v & 0xf) as usize];
+        text[i] = b"0123456789abcdef"[(v & 0xf) as usize];
         v >>= 4;
         if v == 0 {
             break;
         }
     }
-    let len = digits.len() - i;
-    buf.extend(std::iter::repeat_n(b'0', width.saturating_sub(len)));
-    buf.extend_from_slice(&digits[i..]);
+    push_padded(buf, &text, i, width, b'0');
 }
 
 /// `%*lu` (right-justified, blank padded).
 pub fn dec_right(buf: &mut Vec<u8>, v: u64, width: usize) {
-    let mut digits = [0u8; 20];
-    let mut i = digits.len();
+    let mut text = [b' '; PADDED];
+    let mut i = PADDED;
     let mut v = v;
     loop {
         i -= 1;
-        digits[i] = b'0' + (v % 10) as u8;
+        text[i] = b'0' + (v % 10) as u8;
         v /= 10;
         if v == 0 {
             break;
         }
     }
-    let len = digits.len() - i;
-    buf.extend(std::iter::repeat_n(b' ', width.saturating_sub(len)));
-    buf.extend_from_slice(&digits[i..]);
+    push_padded(buf, &text, i, width, b' ');
+}
+
+/// The digits `text[first..]`, padded on the left with `fill` (which the
+/// rest of `text` holds) to `width`.
+fn push_padded(buf: &mut Vec<u8>, text: &[u8; PADDED], first: usize, width: usize, fill: u8) {
+    if width <= PADDED {
+        buf.extend_from_slice(&text[first.min(PADDED - width)..]);
+    } else {
+        let len = PADDED - first;
+        buf.extend(std::iter::repeat_n(fill, width.saturating_sub(len)));
+        buf.extend_from_slice(&text[first..]);
+    }
 }
 
 /// `%lu`.
@@ -101,6 +114,9 @@ mod tests {
             assert_eq!(run(|b| dec_right(b, v, 7)), format!("{v:7}"));
         }
         assert_eq!(run(|b| hex_zero(b, 0x12345, 2)), "12345");
+        // Wider than the padded buffer.
+        assert_eq!(run(|b| dec_right(b, 42, 30)), format!("{:30}", 42));
+        assert_eq!(run(|b| hex_zero(b, 0xab, 30)), format!("{:030x}", 0xab));
     }
 
     #[test]

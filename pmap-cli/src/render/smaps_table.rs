@@ -116,9 +116,11 @@ fn read_varint(buf: &[u8], pos: &mut usize) -> u64 {
 struct Interner {
     ids: HashMap<Rc<[u8]>, u32>,
     items: Vec<Rc<[u8]>>,
-    /// The last string asked for: neighbours often repeat (the segments of
-    /// one file, runs of anonymous regions).
+    /// The last two strings asked for: neighbours often repeat (the
+    /// segments of one file, runs of anonymous regions, the flags of
+    /// alternating protections).
     last: Option<u32>,
+    before_last: Option<u32>,
 }
 
 impl Interner {
@@ -127,6 +129,13 @@ impl Interner {
             && *self.items[last as usize] == *s
         {
             return last;
+        }
+        if let Some(before) = self.before_last
+            && *self.items[before as usize] == *s
+        {
+            self.before_last = self.last;
+            self.last = Some(before);
+            return before;
         }
         let id = match self.ids.get(s) {
             Some(&id) => id,
@@ -138,6 +147,7 @@ impl Interner {
                 id
             }
         };
+        self.before_last = self.last;
         self.last = Some(id);
         id
     }
@@ -147,6 +157,11 @@ impl Interner {
             .and_then(|i| self.items.get(i))
             .map_or(&[][..], |s| s)
     }
+}
+
+/// Hex digits of `v` (at least one).
+fn hex_len(v: u64) -> usize {
+    (64 - (v | 1).leading_zeros() as usize).div_ceil(4)
 }
 
 /// Text widths of the fixed columns, as the kernel prints them.
@@ -171,7 +186,6 @@ pub struct SmapsTable<'a> {
     rows: Vec<u8>,
     names: Interner,
     flags: Interner,
-    scratch: Vec<u8>,
     /// For each field position of the last entry: its name and the column
     /// it feeds (`None`: not shown). Entries from one reader share name
     /// `Arc`s, so the usual check is a pointer comparison.
@@ -196,7 +210,6 @@ impl<'a> SmapsTable<'a> {
             rows: Vec::new(),
             names: Interner::default(),
             flags,
-            scratch: Vec::with_capacity(64),
             positions: Vec::new(),
             values: Vec::new(),
         }
@@ -210,18 +223,13 @@ impl<'a> SmapsTable<'a> {
     pub fn add(&mut self, e: &SmapsEntry) -> Result<(), TableError> {
         let r = &e.region;
         self.any_region = true;
-        let s = &mut self.scratch;
+        // The widths of what `addr_text` and `dev_text` will print.
         let widen = |i: usize, len: usize, w: &mut [usize; 6]| w[i] = w[i].max(len);
-        s.clear();
-        addr_text(s, r.start);
-        widen(0, s.len(), &mut self.w);
+        widen(0, hex_len(r.start).max(8), &mut self.w);
         widen(1, r.perms.0.len(), &mut self.w);
-        s.clear();
-        addr_text(s, r.offset);
-        widen(2, s.len(), &mut self.w);
-        s.clear();
-        dev_text(s, u64::from(r.dev_major), u64::from(r.dev_minor));
-        widen(3, s.len(), &mut self.w);
+        widen(2, hex_len(r.offset).max(8), &mut self.w);
+        let dev = hex_len(r.dev_major.into()).max(2) + 1 + hex_len(r.dev_minor.into()).max(2);
+        widen(3, dev, &mut self.w);
         widen(4, num::dec_len(r.inode), &mut self.w);
         let in_range = self.opts.range.contains(r);
 
@@ -437,6 +445,22 @@ impl<'a> SmapsTable<'a> {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn hex_len_is_the_printed_width() {
+        for v in [
+            0u64,
+            1,
+            0xf,
+            0x10,
+            0xfff,
+            0x1000,
+            0x7fff_ffff_f000,
+            u64::MAX,
+        ] {
+            assert_eq!(hex_len(v), format!("{v:x}").len(), "{v:x}");
+        }
+    }
     use crate::{
         map::{process::ProcessInfo, region::Region},
         render::{ExtendedTable, MapsTable, Range},

@@ -16,8 +16,8 @@ use std::{
 };
 
 use super::{
-    gone::gone, lines::LineReader, maps::MapsReader, pid_dir::PidDir, prefetch::Prefetch, process,
-    smaps::SmapsReader, stat::StatFacts,
+    gone::gone, maps::MapsReader, pid_dir::PidDir, prefetch::Prefetch, process, smaps::SmapsReader,
+    stat::StatFacts,
 };
 use crate::map::{process::ProcessInfo, region::Region, smaps::SmapsEntry};
 
@@ -181,7 +181,7 @@ pub struct Entries {
 /// A reader of `maps` or of `smaps`, as entries.
 enum Reader {
     Maps(MapsReader<Prefetch>),
-    Smaps(SmapsReader<LineReader<Prefetch>>),
+    Smaps(SmapsReader<Prefetch>),
 }
 
 impl Reader {
@@ -209,9 +209,9 @@ pub fn read_entries(dir: &PidDir, info: &ProcessInfo, smaps: bool) -> io::Result
         let mut entries = Vec::new();
         let mut e = SmapsEntry::default();
         let mut reader = if smaps {
-            Reader::Smaps(SmapsReader::new(LineReader::new(Prefetch::new(f))))
+            Reader::Smaps(SmapsReader::new(Prefetch::new(f)))
         } else {
-            Reader::Maps(MapsReader::new(Prefetch::new(f)))
+            Reader::Maps(MapsReader::from_lines(Prefetch::new(f)))
         };
         let pass = loop {
             match reader.next_into(&mut e) {

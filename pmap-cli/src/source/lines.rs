@@ -93,6 +93,29 @@ impl<R: Read> LineReader<R> {
     }
 }
 
+/// A line-at-a-time source for the parsers, which may also look ahead
+/// (`peek`) and skip bytes they parsed themselves (`consume`).
+pub trait LineSource {
+    /// The next line without its `\n`, or `None` at the end.
+    fn next_line(&mut self) -> io::Result<Option<&[u8]>>;
+    /// Unread bytes without consuming them: at least `n`, or up to the end
+    /// of a line at least (see each implementation).
+    fn peek(&mut self, n: usize) -> io::Result<&[u8]>;
+    fn consume(&mut self, n: usize);
+}
+
+impl<R: Read> LineSource for LineReader<R> {
+    fn next_line(&mut self) -> io::Result<Option<&[u8]>> {
+        LineReader::next_line(self)
+    }
+    fn peek(&mut self, n: usize) -> io::Result<&[u8]> {
+        LineReader::peek(self, n)
+    }
+    fn consume(&mut self, n: usize) {
+        LineReader::consume(self, n)
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;

@@ -6,7 +6,7 @@
 
 use std::{fmt, fs::File, io};
 
-use super::lines::LineReader;
+use super::lines::{LineReader, LineSource};
 use crate::map::region::{Perms, Region};
 
 /// A line that is not in the kernel's maps format.
@@ -56,17 +56,22 @@ const HEX: [u8; 256] = {
 /// Reads hex digits at `*pos`; at least one, at most 16.
 fn hex(line: &[u8], pos: &mut usize, what: &'static str) -> Result<u64, ParseError> {
     let rest = line.get(*pos..).unwrap_or_default();
-    let n = rest
-        .iter()
-        .take(17)
-        .take_while(|&&c| HEX[usize::from(c)] != 0xff)
-        .count();
-    if n == 0 || n > 16 {
+    let mut v = 0u64;
+    let mut n = 0;
+    while let Some(&c) = rest.get(n) {
+        let d = HEX[usize::from(c)];
+        if d == 0xff {
+            break;
+        }
+        if n == 16 {
+            return Err(ParseError::new(what, line));
+        }
+        v = (v << 4) | u64::from(d);
+        n += 1;
+    }
+    if n == 0 {
         return Err(ParseError::new(what, line));
     }
-    let v = rest[..n]
-        .iter()
-        .fold(0u64, |v, &c| (v << 4) | u64::from(HEX[usize::from(c)]));
     *pos += n;
     Ok(v)
 }
@@ -162,22 +167,28 @@ pub fn parse(bytes: &[u8]) -> impl Iterator<Item = Result<Region, ParseError>> +
     lines.map(parse_line)
 }
 
-/// Streams `/proc/PID/maps` (or any maps-format reader) one region at a time.
-pub struct MapsReader<R> {
-    lines: LineReader<R>,
+/// Streams `/proc/PID/maps` (or any maps-format lines) one region at a time.
+pub struct MapsReader<S> {
+    lines: S,
 }
 
-impl MapsReader<File> {
+impl MapsReader<LineReader<File>> {
     pub fn open(pid: u32) -> io::Result<Self> {
         Ok(Self::new(File::open(format!("/proc/{pid}/maps"))?))
     }
 }
 
-impl<R: io::Read> MapsReader<R> {
+impl<R: io::Read> MapsReader<LineReader<R>> {
     pub fn new(inner: R) -> Self {
         MapsReader {
             lines: LineReader::new(inner),
         }
+    }
+}
+
+impl<S: LineSource> MapsReader<S> {
+    pub fn from_lines(lines: S) -> Self {
+        MapsReader { lines }
     }
 
     /// Reads the next region into `r`. `Ok(false)` at the end.

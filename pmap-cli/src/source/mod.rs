@@ -9,7 +9,8 @@
 //!   address space; ENOENT: the process).
 //! - `stat`: the one parser of `/proc/PID/stat`.
 //! - `maps`: `/proc/PID/maps` lines into `Region`s.
-//! - `smaps`: `/proc/PID/smaps` entries (region, fields, VmFlags).
+//! - `smaps`: `/proc/PID/smaps` entries (region, fields, VmFlags);
+//!   `smaps_fields`: its fast paths for field lines.
 //! - `process`: the header facts (thread group id, escaped command line,
 //!   start of stack).
 //! - `query`: one region at a time from the kernel (`PROCMAP_QUERY`).
@@ -24,6 +25,9 @@
 //! - `kernel`: the eBPF programs: the kernel's BTF offsets they need,
 //!   loading and attaching them, their ring buffer of events and counters
 //!   (`pmap trace`, `pmap exporter`).
+//! - `numa_maps`: each region's NUMA policy and pages per node (`-L`).
+//! - `page_frames`: the frames behind a region's pages, from `pagemap`,
+//!   `/proc/kpageflags` and sysfs (`-s`).
 pub(crate) mod checked;
 pub mod core_file;
 pub(crate) mod gone;
@@ -32,6 +36,8 @@ pub mod kernel;
 pub(crate) mod lines;
 pub(crate) mod link_map;
 pub mod maps;
+pub(crate) mod numa_maps;
+pub(crate) mod page_frames;
 pub(crate) mod perf_map;
 pub(crate) mod pid_dir;
 pub(crate) mod prefetch;
@@ -39,5 +45,6 @@ pub(crate) mod process;
 pub(crate) mod query;
 pub(crate) mod shm;
 pub mod smaps;
+pub(crate) mod smaps_fields;
 pub(crate) mod stat;
 pub(crate) mod threads;

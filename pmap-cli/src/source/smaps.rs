@@ -8,8 +8,9 @@
 use std::{io, sync::Arc};
 
 use super::{
-    lines::LineReader,
+    lines::LineSource,
     maps::{ParseError, parse_line_into},
+    smaps_fields::{fast_field, fixed_fields, layout_key},
 };
 use crate::map::{
     region::Region,
@@ -86,96 +87,6 @@ pub fn classify<'a>(line: &'a [u8], region: &mut Region) -> Result<SmapsLine<'a>
     parse_line_into(line, region).map(|()| SmapsLine::Header)
 }
 
-/// A line-at-a-time source for `SmapsReader`, which may also look ahead
-/// (`peek`) and skip bytes it parsed itself (`consume`).
-pub trait LineSource {
-    fn next_line(&mut self) -> io::Result<Option<&[u8]>>;
-    fn peek(&mut self, n: usize) -> io::Result<&[u8]>;
-    fn consume(&mut self, n: usize);
-}
-
-impl<R: io::Read> LineSource for LineReader<R> {
-    fn next_line(&mut self) -> io::Result<Option<&[u8]>> {
-        LineReader::next_line(self)
-    }
-    fn peek(&mut self, n: usize) -> io::Result<&[u8]> {
-        LineReader::peek(self, n)
-    }
-    fn consume(&mut self, n: usize) {
-        LineReader::consume(self, n)
-    }
-}
-
-/// Eight bytes from `b[i..]`, little-endian, if there are eight.
-fn load8(b: &[u8], i: usize) -> Option<u64> {
-    let bytes: [u8; 8] = b.get(i..i + 8)?.try_into().ok()?;
-    Some(u64::from_le_bytes(bytes))
-}
-
-/// A mask whose lowest set bit is in the first byte of `w` equal to `c`
-/// (bits above it may be spurious), or 0 if there is none.
-fn bytes_equal(w: u64, c: u8) -> u64 {
-    const ONES: u64 = 0x0101_0101_0101_0101;
-    let v = w ^ (ONES * u64::from(c));
-    v.wrapping_sub(ONES) & !v & (ONES << 7)
-}
-
-/// The usual shape of a field line, `Name:   1234 kB\n` (or without ` kB`),
-/// parsed straight from the buffer: the name's length, the value, and the
-/// length of the line with its newline. `None` for anything else (which
-/// then takes the general path, `classify`); when it answers, it agrees
-/// with `field_line`.
-fn fast_field(rest: &[u8]) -> Option<(usize, u64, usize)> {
-    // Eight bytes at a time: the first ':' or '\n' among the first 32.
-    let mut colon = None;
-    for k in 0..4 {
-        let w = load8(rest, k * 8)?;
-        let m = bytes_equal(w, b':') | bytes_equal(w, b'\n');
-        if m != 0 {
-            colon = Some(k * 8 + (m.trailing_zeros() / 8) as usize);
-            break;
-        }
-    }
-    let colon = colon?;
-    if colon == 0 || rest[colon] != b':' || rest[0] == 0 {
-        return None;
-    }
-    let mut j = colon + 1;
-    // Skip the blanks eight at a time.
-    loop {
-        let Some(w) = load8(rest, j) else {
-            while rest.get(j) == Some(&b' ') {
-                j += 1;
-            }
-            break;
-        };
-        let other = w ^ 0x2020_2020_2020_2020;
-        if other == 0 {
-            j += 8;
-        } else {
-            j += (other.trailing_zeros() / 8) as usize;
-            break;
-        }
-    }
-    let digits = j;
-    let mut value: u64 = 0;
-    while let Some(&c) = rest.get(j) {
-        if !c.is_ascii_digit() {
-            break;
-        }
-        value = value.saturating_mul(10).saturating_add(u64::from(c - b'0'));
-        j += 1;
-    }
-    if j == digits || j - digits > 20 {
-        return None;
-    }
-    match rest.get(j..j + 4) {
-        Some(b" kB\n") => Some((colon, value, j + 4)),
-        _ if rest.get(j) == Some(&b'\n') => Some((colon, value, j + 1)),
-        _ => None,
-    }
-}
-
 /// Lines of an in-memory text.
 pub struct SliceLines<'a>(pub &'a [u8]);
 
@@ -206,8 +117,10 @@ pub struct SmapsReader<S> {
     /// `scratch` holds a header read while finishing the previous entry.
     pending: bool,
     scratch: Region,
-    /// Field names in the order the last entry had them.
+    /// Field names in the order the last entry had them, and the first
+    /// bytes of their lines when in the kernel's layout (`fixed_field`).
     schema: Vec<Arc<str>>,
+    keys: Vec<[u64; 2]>,
     spare_flags: Vec<u8>,
 }
 
@@ -228,6 +141,7 @@ impl<S: LineSource> SmapsReader<S> {
             pending: false,
             scratch: Region::default(),
             schema: Vec::new(),
+            keys: Vec::new(),
             spare_flags: Vec::new(),
         }
     }
@@ -255,12 +169,33 @@ impl<S: LineSource> SmapsReader<S> {
         loop {
             // Most lines are fields in the kernel's usual shape.
             let rest = self.lines.peek(64)?;
-            if let Some((name_len, value, used)) = fast_field(rest) {
+            // The fields that follow in the kernel's layout, as in the last
+            // entry: as many as the bytes at hand hold, in one pass.
+            let mut at = 0;
+            if e.vm_flags.is_none() {
+                (n, at) = fixed_fields(rest, &self.keys, &self.schema, &mut e.fields, n);
+            }
+            if at > 0 {
+                self.lines.consume(at);
+                continue;
+            }
+            // `VmFlags: ` and a letter: not a field (no digit), so straight
+            // to the flags.
+            let flags_line =
+                rest.starts_with(b"VmFlags: ") && rest.get(9).is_some_and(u8::is_ascii_lowercase);
+            if !flags_line && let Some((name_len, value, used)) = fast_field(rest) {
                 if e.vm_flags.is_some() {
                     let line = rest[..used - 1].to_vec();
                     return Err(invalid(ParseError::new("field after VmFlags", &line)));
                 }
-                store_field(&mut self.schema, e, n, &rest[..name_len], value);
+                let name = &rest[..name_len];
+                store_field(&mut self.schema, e, n, name, value);
+                learn_key(
+                    &mut self.keys,
+                    self.schema.len(),
+                    n,
+                    layout_key(rest, name_len),
+                );
                 n += 1;
                 self.lines.consume(used);
                 continue;
@@ -268,7 +203,11 @@ impl<S: LineSource> SmapsReader<S> {
             let Some(line) = self.lines.next_line()? else {
                 break;
             };
-            match classify(line, &mut self.scratch).map_err(invalid)? {
+            let kind = match vmflags_line(line) {
+                Some(flags) if flags_line => SmapsLine::VmFlags(flags),
+                _ => classify(line, &mut self.scratch).map_err(invalid)?,
+            };
+            match kind {
                 SmapsLine::Header => {
                     self.pending = true;
                     break;
@@ -278,6 +217,7 @@ impl<S: LineSource> SmapsReader<S> {
                         return Err(invalid(ParseError::new("field after VmFlags", line)));
                     }
                     store_field(&mut self.schema, e, n, name, value);
+                    learn_key(&mut self.keys, self.schema.len(), n, [0; 2]);
                     n += 1;
                 }
                 SmapsLine::VmFlags(flags) => {
@@ -294,6 +234,14 @@ impl<S: LineSource> SmapsReader<S> {
         e.fields.truncate(n);
         Ok(true)
     }
+}
+
+/// Notes the layout of field `n`'s line, just stored in a schema of
+/// `schema_len` names (`keys` follows its length: a name replaced there
+/// drops the rest).
+fn learn_key(keys: &mut Vec<[u64; 2]>, schema_len: usize, n: usize, key: [u64; 2]) {
+    keys.resize(schema_len, [0; 2]);
+    keys[n] = key;
 }
 
 /// Parses a whole smaps text into entries.
@@ -389,28 +337,65 @@ Size:                  4 kB
         assert_eq!(field_line(b""), None);
     }
 
-    #[test]
-    fn fast_path_agrees_with_field_line() {
-        let cases: &[&[u8]] = &[
-            b"Size:                  8 kB\nRss:",
-            b"THPeligible:           0\nVmFlags: rd\n",
-            b"Big:  123456789012345678901 kB\n                    ",
-            b"Rss:\t 8 kB\n                           ",
-            b"Odd key: 7 kB\n                           ",
-            b"x:1\n                                     ",
-            b"NoValue:        kB\n                      ",
-            b"7f0000000000-7f0000001000 rw-p 00000000 00:00 0\n",
-            b"AVeryLongKeyThatIsMoreThan31Bytes: 5 kB\n",
-        ];
-        for c in cases {
-            let line = &c[..c.iter().position(|&b| b == b'\n').unwrap_or(c.len())];
-            if let Some((name_len, value, used)) = fast_field(c) {
-                assert_eq!(field_line(line), Some((&line[..name_len], value)));
-                assert_eq!(used, line.len() + 1);
+    /// An smaps text of `regions` entries with the kernel's layout, each
+    /// field's value from `value(region, field)`.
+    fn kernel_layout(regions: u64, value: impl Fn(u64, u64) -> u64) -> Vec<u8> {
+        let names = ["Size", "Rss", "Pss", "Private_Dirty", "THPeligible"];
+        let mut t = Vec::new();
+        for r in 0..regions {
+            t.extend_from_slice(
+                format!(
+                    "{:x}-{:x} rw-p 00000000 00:00 0 \n",
+                    0x7f00_0000_0000 + r * 0x2000,
+                    0x7f00_0000_1000 + r * 0x2000
+                )
+                .as_bytes(),
+            );
+            for (f, name) in (0u64..).zip(names) {
+                let key = format!("{name}:");
+                let unit = if name == "THPeligible" { "" } else { " kB" };
+                t.extend_from_slice(format!("{key:<16}{:>8}{unit}\n", value(r, f)).as_bytes());
             }
+            t.extend_from_slice(b"VmFlags: rd wr mr mw me ac \n");
         }
-        assert!(fast_field(cases[0]).is_some());
-        assert!(fast_field(cases[1]).is_some());
+        t
+    }
+
+    #[test]
+    fn the_kernel_layout_read_in_place_agrees_with_field_line() {
+        // Values of every width, and past eight digits (the line is wider).
+        let value = |r: u64, f: u64| {
+            [0, 7, 4096, 12_345_678, 99_999_999, 100_000_000, 1][((r + f) % 7) as usize]
+        };
+        let text = kernel_layout(50, value);
+        let v = parse(&text).expect("valid smaps");
+        assert_eq!(v.len(), 50);
+        let mut lines = text
+            .split(|&c| c == b'\n')
+            .filter(|l| field_line(l).is_some());
+        for e in &v {
+            assert_eq!(e.fields.len(), 5);
+            for f in &e.fields {
+                let (name, value) = field_line(lines.next().expect("a field line")).expect("field");
+                assert_eq!((f.name.as_bytes(), f.value), (name, value));
+            }
+            assert_eq!(e.vm_flags.as_deref(), Some(&b"rd wr mr mw me ac"[..]));
+        }
+    }
+
+    #[test]
+    fn a_field_renamed_between_entries_is_not_read_as_the_old_one() {
+        let mut text = kernel_layout(2, |_, f| f);
+        let at = text
+            .windows(4)
+            .rposition(|w| w == b"Rss:")
+            .expect("a second Rss line");
+        text[at..at + 4].copy_from_slice(b"Rsz:");
+        let v = parse(&text).expect("valid smaps");
+        assert_eq!(v[0].field("Rss"), Some(1));
+        assert_eq!(v[1].field("Rss"), None);
+        assert_eq!(v[1].field("Rsz"), Some(1));
+        assert_eq!(v[1].field("Pss"), Some(2));
     }
 
     #[test]

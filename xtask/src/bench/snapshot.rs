@@ -21,8 +21,11 @@ use super::{
 
 const PROCPS: &str = "/usr/bin/pmap";
 const MODES: &[&str] = &["default", "-x", "-X", "-XX", "-d"];
-const GOAL_MAPS: f64 = 1.3;
-const GOAL_SMAPS: f64 = 1.25;
+/// Wall time against `cat` of the same file: issue 15 asks 1.10x for the
+/// default format, `-x` and `-X`; `-XX` keeps issue 3's 1.25x.
+const GOAL_MAPS: f64 = 1.1;
+const GOAL_SMAPS: f64 = 1.1;
+const GOAL_ALL: f64 = 1.25;
 const GOAL_RSS_MIB: f64 = 16.0;
 
 #[derive(Clone, Copy, PartialEq, Eq, Debug)]
@@ -399,10 +402,10 @@ fn render(opts: &Opts, bins: &Bins, rounds: usize, machine: &str, ws: &[Workload
         ]);
         for &m in MODES.iter().filter(|&&m| m != "-d") {
             let base = baseline_for(m);
-            let goal = if base == "maps" {
-                GOAL_MAPS
-            } else {
-                GOAL_SMAPS
+            let goal = match (base, m) {
+                ("maps", _) => GOAL_MAPS,
+                (_, "-XX") => GOAL_ALL,
+                _ => GOAL_SMAPS,
             };
             let b = w.find(Tool::Cat, base);
             let ours = w.find(Tool::Ours, m);

@@ -12,7 +12,10 @@ use std::{
     rc::Rc,
 };
 
-const CHUNK: usize = 64 * 1024;
+/// As large as the snapshot's output buffer (`BufWriter` of 128 KiB), so
+/// that a committed chunk goes past it to the output instead of being
+/// copied into it.
+const CHUNK: usize = 128 * 1024;
 
 /// Bytes held back at most before writing through.
 pub const HOLD_LIMIT: usize = 4 << 20;

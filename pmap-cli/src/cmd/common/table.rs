@@ -18,7 +18,6 @@ use crate::{
     source::{
         checked::{self, ATTEMPTS, Admit, Order, Pass, ReadEnd, Step, Tried},
         gone::gone,
-        lines::LineReader,
         maps::MapsReader,
         pid_dir::PidDir,
         prefetch::Prefetch,
@@ -218,7 +217,7 @@ fn read_table(
     };
     let whole = match &opts.format {
         Format::Default | Format::Device => {
-            let mut reader = MapsReader::new(Prefetch::new(f));
+            let mut reader = MapsReader::from_lines(Prefetch::new(f));
             let mut t = MapsTable::begin(out, opts, info)?;
             let whole = walk.each(
                 &mut Region::default(),
@@ -230,7 +229,7 @@ fn read_table(
             whole
         }
         Format::Extended => {
-            let mut reader = SmapsReader::new(LineReader::new(Prefetch::new(f)));
+            let mut reader = SmapsReader::new(Prefetch::new(f));
             let mut t = ExtendedTable::begin(out, opts, info)?;
             let whole = walk.each(
                 &mut SmapsEntry::default(),
@@ -242,7 +241,7 @@ fn read_table(
             whole
         }
         Format::MoreExtended | Format::All | Format::Rc(_) => {
-            let mut reader = SmapsReader::new(LineReader::new(Prefetch::new(f)));
+            let mut reader = SmapsReader::new(Prefetch::new(f));
             let mut t = SmapsTable::new(opts, columns);
             walk.each(
                 &mut SmapsEntry::default(),

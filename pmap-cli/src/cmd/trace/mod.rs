@@ -37,20 +37,15 @@ use clap::Parser;
 
 use crate::{
     map::region::Region,
-    render::{self, Format, Options, Range, SmapsColumns},
+    render::{self, Options, Range, SmapsColumns},
     source::{pid_dir::PidDir, process},
 };
 
 /// The table options of snapshot mode, from the trace command line.
 fn table_options(a: &args::TraceArgs) -> Result<Options, String> {
-    let format = match (a.very_extended, a.extended, a.device) {
-        (0, false, false) => Format::Default,
-        (0, true, false) => Format::Extended,
-        (0, false, true) => Format::Device,
-        (1, false, false) => Format::MoreExtended,
-        (_, false, false) => Format::All,
-        _ => return Err("options -d, -x, -X are mutually exclusive".into()),
-    };
+    let format =
+        crate::cmd::common::format::from_letters(a.extended, u32::from(a.very_extended), a.device)
+            .map_err(|_| "options -d, -x, -X are mutually exclusive".to_string())?;
     let range = match &a.range {
         Some(r) => crate::cmd::common::numbers::parse_range(r.as_bytes(), Range::default())
             .map_err(|_| format!("'{r}' is not an address range (-A low[,high], in hex)"))?,

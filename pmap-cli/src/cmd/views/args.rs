@@ -5,7 +5,10 @@
 
 use std::ffi::{OsStr, OsString};
 
-use crate::render::{Format, Range};
+use crate::{
+    cmd::common::{format, numbers},
+    render::{Format, Range},
+};
 
 /// What `--sort` orders by.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
@@ -147,21 +150,12 @@ pub fn wants_views(args: &[OsString]) -> bool {
     false
 }
 
-fn parse_range(s: &str) -> Result<Range, String> {
-    let num = |t: &str| {
-        u64::from_str_radix(t.trim_start_matches("0x"), 16)
-            .map_err(|_| format!("invalid address in range {s:?} (hex expected)"))
-    };
-    let (low, high) = match s.split_once(',') {
-        Some((l, h)) => (l, Some(h)),
-        None => (s, None),
-    };
-    let low = if low.is_empty() { 0 } else { num(low)? };
-    let high = match high {
-        Some(h) if !h.is_empty() => num(h)?,
-        _ => u64::MAX,
-    };
-    Ok(Range { low, high })
+/// `-A`/`--range`, read as procps-ng reads it (`cmd::common::numbers`):
+/// `low,high` in hex, either side may be empty, and `low` alone is both
+/// bounds.
+fn parse_range(s: &str, range: Range) -> Result<Range, String> {
+    numbers::parse_range(s.as_bytes(), range)
+        .map_err(|_| format!("invalid address in range {s:?} (hex expected)"))
 }
 
 /// Parses the views command line (getopt style: clusters, `-A low,high` or
@@ -217,7 +211,7 @@ pub fn parse(args: &[OsString]) -> Result<ViewArgs, String> {
                 "--quiet" => v.quiet = true,
                 "--show-path" => v.show_path = true,
                 "--use-kernel-name" => v.kernel_name = true,
-                "--range" => v.range = parse_range(&value("a range")?)?,
+                "--range" => v.range = parse_range(&value("a range")?, v.range)?,
                 "--read-rc" => v.rc = Some(None),
                 "--read-rc-from" => v.rc = Some(Some(value("a file")?.into())),
                 _ => {
@@ -264,7 +258,7 @@ pub fn parse(args: &[OsString]) -> Result<ViewArgs, String> {
                     } else {
                         String::from_utf8_lossy(rest).into_owned()
                     };
-                    v.range = parse_range(&r)?;
+                    v.range = parse_range(&r, v.range)?;
                     break;
                 }
                 c => {
@@ -277,20 +271,11 @@ pub fn parse(args: &[OsString]) -> Result<ViewArgs, String> {
             i += 1;
         }
     }
-    let formats = usize::from(extended)
-        + usize::from(device)
-        + usize::from(x_count > 0)
-        + usize::from(v.rc.is_some());
-    if formats > 1 {
-        return Err("options -x, -X, -d and -c/-C cannot be combined".into());
+    const COMBINED: &str = "options -x, -X, -d and -c/-C cannot be combined";
+    v.format = format::from_letters(extended, x_count, device).map_err(|_| COMBINED)?;
+    if v.rc.is_some() && v.format != Format::Default {
+        return Err(COMBINED.into());
     }
-    v.format = match (extended, device, x_count) {
-        (true, _, _) => Format::Extended,
-        (_, true, _) => Format::Device,
-        (_, _, 1) => Format::MoreExtended,
-        (_, _, n) if n >= 2 => Format::All,
-        _ => Format::Default,
-    };
     Ok(v)
 }
 
@@ -363,5 +348,22 @@ mod tests {
         let rc = parse(&os(&["-C", "/x/rc", "--sort", "rss", "1"])).expect("valid");
         assert_eq!(rc.rc, Some(Some("/x/rc".into())));
         assert!(parse(&os(&["--sort"])).is_err());
+    }
+
+    #[test]
+    fn ranges_read_as_procps_reads_them() {
+        let range = |args: &[&str]| {
+            let r = parse(&os(args)).map(|v| v.range);
+            r.map(|r| (r.low, r.high))
+        };
+        // One address is both bounds, as in procps-ng (not "to the end").
+        assert_eq!(range(&["-A", "7f00", "--json", "1"]), Ok((0x7f00, 0x7f00)));
+        assert_eq!(range(&["-A0x7f00,", "--json", "1"]), Ok((0x7f00, u64::MAX)));
+        assert_eq!(range(&["--range=,8000", "--json", "1"]), Ok((0, 0x8000)));
+        assert_eq!(
+            range(&["--range", "10,20", "--json", "1"]),
+            Ok((0x10, 0x20))
+        );
+        assert!(range(&["-A", "7fzz", "--json", "1"]).is_err());
     }
 }

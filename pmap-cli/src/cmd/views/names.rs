@@ -40,12 +40,6 @@ pub fn roles(snap: &Snapshot) -> Roles {
     roles::of_process(&snap.dir, snap.info.tgid, &regions)
 }
 
-/// Computes the labels for a process's regions.
-pub fn label(snap: &Snapshot) -> Labels {
-    let regions: Vec<&Region> = snap.entries.iter().map(|e| &e.region).collect();
-    labels(&regions, &roles(snap), true)
-}
-
 /// The labels of `regions`, given each thread's stack pointer and the JIT
 /// symbol addresses (sorted). Also used for core files (threads from
 /// `NT_PRSTATUS`, and no inodes, so no SysV shm ids).

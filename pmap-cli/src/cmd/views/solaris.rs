@@ -22,7 +22,14 @@ use std::io::{self, Write};
 
 use super::Snapshot;
 use super::args::ViewArgs;
-use crate::{map::smaps::SmapsEntry, source::pid_dir::PidDir};
+use crate::{
+    map::{
+        kind,
+        page_runs::{self, Run},
+        smaps::SmapsEntry,
+    },
+    source::{numa_maps, page_frames},
+};
 
 #[derive(Clone, Debug, PartialEq, Eq, serde::Serialize)]
 #[serde(untagged)]
@@ -50,155 +57,6 @@ pub struct TableRow {
     pub cells: Vec<Cell>,
     pub mode: String,
     pub mapping: String,
-}
-
-/// NUMA residency of one region: policy and KiB per node.
-struct Numa {
-    policy: String,
-    nodes: BTreeMap<u32, u64>,
-}
-
-fn read_numa(dir: &PidDir) -> BTreeMap<u64, Numa> {
-    let mut out = BTreeMap::new();
-    let Ok(raw) = dir.read("numa_maps") else {
-        return out;
-    };
-    let text = String::from_utf8_lossy(&raw);
-    for line in text.lines() {
-        let mut it = line.split_whitespace();
-        let (Some(addr), Some(policy)) = (it.next(), it.next()) else {
-            continue;
-        };
-        let Ok(addr) = u64::from_str_radix(addr, 16) else {
-            continue;
-        };
-        let mut page_kb = 4;
-        let mut pages = Vec::new();
-        for tok in it {
-            if let Some(v) = tok.strip_prefix("kernelpagesize_kB=") {
-                page_kb = v.parse().unwrap_or(4);
-            } else if let Some((n, v)) = tok.strip_prefix('N').and_then(|t| t.split_once('='))
-                && let (Ok(n), Ok(v)) = (n.parse::<u32>(), v.parse::<u64>())
-            {
-                pages.push((n, v));
-            }
-        }
-        let nodes = pages.into_iter().map(|(n, p)| (n, p * page_kb)).collect();
-        out.insert(
-            addr,
-            Numa {
-                policy: policy.to_string(),
-                nodes,
-            },
-        );
-    }
-    out
-}
-
-/// A run of pages of one size within a region.
-struct Run {
-    start: u64,
-    end: u64,
-    /// Page size in KiB, or `None` where nothing is mapped.
-    page_kb: Option<u64>,
-}
-
-/// Splits `[start, end)` into runs of one page size from pagemap and
-/// kpageflags; `None` if they cannot be read (not root, or PFNs hidden).
-///
-/// A page counts as part of a huge page only when its whole huge-page-sized,
-/// aligned block is present with physically contiguous, aligned frames
-/// flagged THP or hugetlb: smaller large folios (page-cache folios, mTHP)
-/// count as base pages.
-fn page_runs(dir: &PidDir, start: u64, end: u64, base_kb: u64, huge_kb: u64) -> Option<Vec<Run>> {
-    use std::os::unix::fs::FileExt;
-    const PRESENT: u64 = 1 << 63;
-    const PFN_MASK: u64 = (1 << 55) - 1;
-    const KPF_HUGE: u64 = 1 << 17;
-    const KPF_THP: u64 = 1 << 22;
-    let pages = usize::try_from((end - start) / 4096).ok()?;
-    if pages > (1 << 22) {
-        return None; // Over 16 GiB: too slow to walk page by page.
-    }
-    let pagemap = dir.open_file("pagemap").ok()?;
-    let kflags = std::fs::File::open("/proc/kpageflags").ok()?;
-    let mut raw = vec![0u8; pages * 8];
-    pagemap.read_exact_at(&mut raw, start / 4096 * 8).ok()?;
-    // Per page: None (not present) or (pfn, part of a huge folio).
-    let mut info: Vec<Option<(u64, bool)>> = Vec::with_capacity(pages);
-    for e in raw.chunks_exact(8) {
-        let e = u64::from_ne_bytes(e.try_into().ok()?);
-        if e & PRESENT == 0 {
-            info.push(None);
-            continue;
-        }
-        let pfn = e & PFN_MASK;
-        if pfn == 0 {
-            return None; // PFNs hidden (no CAP_SYS_ADMIN).
-        }
-        info.push(Some((pfn, false)));
-    }
-    // kpageflags, one read per run of consecutive frames.
-    let mut i = 0;
-    let mut flags = Vec::new();
-    while i < pages {
-        let Some((pfn0, _)) = info[i] else {
-            i += 1;
-            continue;
-        };
-        let mut n = 1;
-        while i + n < pages && matches!(info[i + n], Some((p, _)) if p == pfn0 + n as u64) {
-            n += 1;
-        }
-        flags.resize(n * 8, 0);
-        kflags.read_exact_at(&mut flags, pfn0 * 8).ok()?;
-        for (k, f) in flags.chunks_exact(8).enumerate() {
-            let f = u64::from_ne_bytes(f.try_into().ok()?);
-            if let Some((_, huge)) = &mut info[i + k] {
-                *huge = f & (KPF_THP | KPF_HUGE) != 0;
-            }
-        }
-        i += n;
-    }
-    let per_huge = usize::try_from(huge_kb / 4).ok()?.max(1);
-    let mut sizes: Vec<Option<u64>> = info.iter().map(|p| p.map(|_| base_kb)).collect();
-    let first =
-        usize::try_from((start / 4096).next_multiple_of(per_huge as u64) - start / 4096).ok()?;
-    let mut i = first;
-    while i + per_huge <= pages {
-        let block = &info[i..i + per_huge];
-        let huge = match block[0] {
-            Some((pfn0, true)) if pfn0 % per_huge as u64 == 0 => block
-                .iter()
-                .enumerate()
-                .all(|(k, p)| matches!(p, Some((pfn, true)) if *pfn == pfn0 + k as u64)),
-            _ => false,
-        };
-        if huge {
-            sizes[i..i + per_huge].fill(Some(huge_kb));
-        }
-        i += per_huge;
-    }
-    let mut runs: Vec<Run> = Vec::new();
-    for (i, size) in sizes.into_iter().enumerate() {
-        let at = start + i as u64 * 4096;
-        match runs.last_mut() {
-            Some(r) if r.page_kb == size => r.end = at + 4096,
-            _ => runs.push(Run {
-                start: at,
-                end: at + 4096,
-                page_kb: size,
-            }),
-        }
-    }
-    Some(runs)
-}
-
-fn pmd_size_kb() -> u64 {
-    std::fs::read_to_string("/sys/kernel/mm/transparent_hugepage/hpage_pmd_size")
-        .ok()
-        .and_then(|s| s.trim().parse::<u64>().ok())
-        .map_or(2048, |b| b / 1024)
 }
 
 fn kb_text(kb: u64) -> String {
@@ -268,7 +126,7 @@ impl Table {
             columns.extend(["Pgsz", "MMU", "THP", "Hugetlb"].map(String::from));
         }
         let numa = if v.numa {
-            read_numa(&snap.dir)
+            numa_maps::read(&snap.dir)
         } else {
             BTreeMap::new()
         };
@@ -283,12 +141,12 @@ impl Table {
         if v.reserved {
             columns.push("Kind".into());
         }
-        let labels = if v.reserved {
-            super::names::label(snap)
+        let roles = if v.reserved {
+            super::names::roles(snap)
         } else {
             Default::default()
         };
-        let huge_kb = pmd_size_kb();
+        let huge_kb = page_frames::pmd_size_kb();
         let links = if v.link_names {
             super::link_names::live(snap)?
         } else {
@@ -312,13 +170,9 @@ impl Table {
                 }
             };
             let runs = if v.page_sizes {
-                page_runs(
-                    &snap.dir,
-                    r.start,
-                    r.end,
-                    f("KernelPageSize").max(4),
-                    huge_kb,
-                )
+                page_frames::read(&snap.dir, r.start, r.end).map(|frames| {
+                    page_runs::runs(r.start, &frames, f("KernelPageSize").max(4), huge_kb)
+                })
             } else {
                 None
             };
@@ -365,7 +219,11 @@ impl Table {
                             numa.get(&r.start)
                                 .map_or_else(|| "-".into(), |n| n.policy.clone()),
                         ),
-                        "Kind" => Cell::Text(reserved_kind(r, labels.get(&r.start))),
+                        "Kind" => Cell::Text(
+                            kind::reserved(r, roles.get(&r.start).copied())
+                                .as_str()
+                                .into(),
+                        ),
                         node => {
                             let id: u32 = node[1..].parse().unwrap_or(u32::MAX);
                             Cell::Num(
@@ -473,16 +331,5 @@ impl Table {
             }
         }
         out.write_all(&buf)
-    }
-}
-
-/// What a `PROT_NONE` region is, as far as its neighbours tell.
-fn reserved_kind(r: &crate::map::region::Region, label: Option<&Vec<u8>>) -> String {
-    match label.map(Vec::as_slice) {
-        Some(l) if l.starts_with(b"[ stack guard") => "stack guard".into(),
-        Some(b"[ malloc arena reserve ]") => "arena reserve".into(),
-        _ if !r.name.is_empty() && r.name.starts_with(b"/") => "file guard".into(),
-        _ if r.size() <= 64 * 1024 => "guard".into(),
-        _ => "reservation".into(),
     }
 }
