@@ -100,9 +100,46 @@ pub struct Options {
     pub kernel_name: bool,
     /// `-A`.
     pub range: Range,
-    /// The device minor of SysV shared memory (`source::shm::shm_minor()`),
-    /// so that such regions print as `[ shmid=0x... ]`.
-    pub shm_minor: Option<u32>,
+    /// The device minor of SysV shared memory, so that such regions print
+    /// as `[ shmid=0x... ]`.
+    pub shm_minor: ShmMinor,
+}
+
+/// The device minor of SysV shared memory: known, or found the first time a
+/// region that may be SysV shared memory is printed (finding it creates a
+/// segment, as procps-ng does; a map without such regions never needs it).
+#[derive(Clone, Copy, Debug)]
+pub enum ShmMinor {
+    Known(Option<u32>),
+    /// Asks this (`source::shm::shm_minor`, which finds it once).
+    Lazy(fn() -> Option<u32>),
+}
+
+impl Default for ShmMinor {
+    fn default() -> ShmMinor {
+        ShmMinor::Known(None)
+    }
+}
+
+impl PartialEq for ShmMinor {
+    fn eq(&self, other: &ShmMinor) -> bool {
+        match (self, other) {
+            (ShmMinor::Known(a), ShmMinor::Known(b)) => a == b,
+            (ShmMinor::Lazy(f), ShmMinor::Lazy(g)) => std::ptr::fn_addr_eq(*f, *g),
+            _ => false,
+        }
+    }
+}
+
+impl Eq for ShmMinor {}
+
+impl ShmMinor {
+    pub fn get(&self) -> Option<u32> {
+        match self {
+            ShmMinor::Known(m) => *m,
+            ShmMinor::Lazy(find) => find(),
+        }
+    }
 }
 
 /// `PID:   cmdline` (the thread group id and the escaped command line).
@@ -211,7 +248,7 @@ mod tests {
     #[test]
     fn default_table() {
         let opts = Options {
-            shm_minor: Some(1),
+            shm_minor: ShmMinor::Known(Some(1)),
             ..Options::default()
         };
         assert_eq!(

@@ -31,8 +31,8 @@ pub fn push_mapping_name(
 ) {
     let name = sanitize(&r.name, scratch);
     if r.dev_major == 0
-        && opts.shm_minor == Some(r.dev_minor)
         && memchr::memmem::find(name, b"/SYSV").is_some()
+        && opts.shm_minor.get() == Some(r.dev_minor)
     {
         buf.extend_from_slice(b"  [ shmid=0x");
         num::hex_zero(buf, r.inode, 0);
@@ -108,7 +108,7 @@ mod tests {
             ..Options::default()
         };
         let shm = Options {
-            shm_minor: Some(1),
+            shm_minor: crate::render::ShmMinor::Known(Some(1)),
             ..Options::default()
         };
         assert_eq!(name_of(b"/usr/lib/libc.so.6", &o, 0), "libc.so.6");

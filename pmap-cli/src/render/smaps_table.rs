@@ -536,7 +536,7 @@ mod tests {
                     low: rng.next() >> 20,
                     high: u64::MAX >> rng.below(20),
                 },
-                shm_minor: Some(1),
+                shm_minor: crate::render::ShmMinor::Known(Some(1)),
             };
             let mut out = Vec::new();
             match &opts.format {

@@ -130,7 +130,7 @@ impl ReplayArgs {
             show_path: self.show_path,
             kernel_name: self.kernel_name,
             range,
-            shm_minor: crate::source::shm::shm_minor(),
+            shm_minor: crate::render::ShmMinor::Lazy(crate::source::shm::shm_minor),
         })
     }
 

@@ -393,7 +393,7 @@ fn run_pids(
         .collect();
     let mut opts = opts.clone();
     if !opts.format.uses_smaps() || opts.format == Format::Extended {
-        opts.shm_minor = shm::shm_minor();
+        opts.shm_minor = crate::render::ShmMinor::Lazy(shm::shm_minor);
     }
     let mut columns = SmapsColumns::default();
     let mut status = 0u8;

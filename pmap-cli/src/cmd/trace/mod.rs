@@ -57,7 +57,7 @@ fn table_options(a: &args::TraceArgs) -> Result<Options, String> {
         show_path: a.show_path,
         kernel_name: a.kernel_name,
         range,
-        shm_minor: crate::source::shm::shm_minor(),
+        shm_minor: crate::render::ShmMinor::Lazy(crate::source::shm::shm_minor),
     })
 }
 

@@ -273,7 +273,7 @@ fn print_process(
         // `--names` labels print as the kernel's bracketed names do.
         kernel_name: v.kernel_name || v.names,
         range: render::Range::default(),
-        shm_minor: crate::source::shm::shm_minor(),
+        shm_minor: crate::render::ShmMinor::Lazy(crate::source::shm::shm_minor),
     };
     if v.solaris_table() {
         let table = solaris::Table::build(&snap, v)?;

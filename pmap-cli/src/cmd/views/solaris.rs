@@ -95,7 +95,7 @@ fn mapping(e: &SmapsEntry, snap: &Snapshot, v: &ViewArgs, link: Option<&Vec<u8>>
     let opts = crate::render::Options {
         show_path: v.show_path,
         kernel_name: v.kernel_name || v.names,
-        shm_minor: crate::source::shm::shm_minor(),
+        shm_minor: crate::render::ShmMinor::Lazy(crate::source::shm::shm_minor),
         ..Default::default()
     };
     crate::render::names::push_mapping_name(
