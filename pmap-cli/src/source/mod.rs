@@ -21,8 +21,11 @@
 //! - `core_file`: ELF core files (headers and notes).
 //! - `link_map`: the dynamic linker's names of the loaded objects (`-l`).
 //! - `groups`: processes by command name or cgroup (`--comm`, `--cgroup`).
+//! - `elf_module`: a mapped ELF file's segments, build id, debug link and
+//!   call-frame sections (`pmap trace --stacks`).
 pub(crate) mod checked;
 pub mod core_file;
+pub(crate) mod elf_module;
 pub(crate) mod gone;
 pub(crate) mod groups;
 pub(crate) mod lines;

@@ -82,6 +82,11 @@ pub struct TraceArgs {
     /// With --stacks: frames shown under each delta.
     #[arg(long, value_name = "N", default_value_t = 5)]
     pub stack_depth: usize,
+    /// With --stacks: where separate debug files are looked for (by build
+    /// id, then debug link), as installed by `-dbg` packages; repeat for
+    /// several. Default: /usr/lib/debug.
+    #[arg(long, value_name = "DIR")]
+    pub debug_dir: Vec<std::path::PathBuf>,
     /// Add who created and last changed each region to tables.
     #[arg(long)]
     pub provenance: bool,

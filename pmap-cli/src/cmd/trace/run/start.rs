@@ -265,6 +265,7 @@ pub(super) async fn trace(args: TraceArgs, range: Range, render: &mut TableRende
         insight: Insight::new(InsightOptions {
             stacks: args.stacks,
             stack_depth: args.stack_depth,
+            debug_dirs: args.debug_dir.clone(),
             provenance: args.provenance,
             report: args.report.clone(),
             start_ns,

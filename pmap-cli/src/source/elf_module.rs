@@ -1,0 +1,178 @@
+//! What `pmap trace --stacks` needs to know about a mapped ELF file: how
+//! its file offsets map to the addresses its symbols use, its build id and
+//! debug link (to find the separate debug file a `-dbg` package installs),
+//! and its call-frame information (`.eh_frame`, `.debug_frame`) for
+//! unwinding. Read with `object` from the file, lazily (`ReadCache`): only
+//! the headers and the sections wanted are read, not the whole file (node
+//! is about 90 MB).
+
+use std::{
+    fs::File,
+    ops::Range,
+    path::{Path, PathBuf},
+    rc::Rc,
+};
+
+use object::{Object, ObjectSection, ObjectSegment, ReadCache};
+
+/// Where distributions install separate debug files (`libc6-dbg` puts
+/// libc's at `/usr/lib/debug/.build-id/xx/yyyy.debug`).
+pub const DEFAULT_DEBUG_DIR: &str = "/usr/lib/debug";
+
+/// One section's address range (as linked) and bytes.
+#[derive(Clone, Debug)]
+pub struct SectionData {
+    pub svma: Range<u64>,
+    pub data: Rc<[u8]>,
+}
+
+/// The facts of one ELF file.
+#[derive(Clone, Debug, Default)]
+pub struct ElfModule {
+    /// `(file offset, address, size)` of each loadable segment.
+    segments: Vec<(u64, u64, u64)>,
+    pub build_id: Option<Vec<u8>>,
+    /// `.gnu_debuglink`'s file name.
+    pub debuglink: Option<PathBuf>,
+    pub text: Option<Range<u64>>,
+    pub got: Option<Range<u64>>,
+    pub eh_frame: Option<SectionData>,
+    pub eh_frame_hdr: Option<SectionData>,
+    pub debug_frame: Option<SectionData>,
+}
+
+fn section<'a>(file: &object::File<'a, &'a ReadCache<File>>, name: &str) -> Option<SectionData> {
+    let s = file.section_by_name(name)?;
+    // A debug file keeps the headers of sections it does not carry
+    // (SHT_NOBITS): no bytes, which is the same as none.
+    let data = s.data().ok().filter(|d| !d.is_empty())?;
+    Some(SectionData {
+        svma: s.address()..s.address() + s.size(),
+        data: data.into(),
+    })
+}
+
+fn range<'a>(file: &object::File<'a, &'a ReadCache<File>>, name: &str) -> Option<Range<u64>> {
+    let s = file.section_by_name(name)?;
+    Some(s.address()..s.address() + s.size())
+}
+
+impl ElfModule {
+    /// Reads `path`'s headers, ids and (with `unwind`) its call-frame
+    /// sections. An error says what failed and why.
+    pub fn read(path: &Path, unwind: bool) -> Result<ElfModule, String> {
+        let file = File::open(path).map_err(|e| format!("opening {}: {e}", path.display()))?;
+        let cache = ReadCache::new(file);
+        let elf = object::File::parse(&cache)
+            .map_err(|e| format!("reading {} as ELF: {e}", path.display()))?;
+        let segments = elf
+            .segments()
+            .map(|s| {
+                let (off, size) = s.file_range();
+                (off, s.address(), size)
+            })
+            .collect();
+        let debuglink = elf
+            .gnu_debuglink()
+            .ok()
+            .flatten()
+            .map(|(name, _crc)| PathBuf::from(String::from_utf8_lossy(name).into_owned()));
+        let mut m = ElfModule {
+            segments,
+            build_id: elf.build_id().ok().flatten().map(<[u8]>::to_vec),
+            debuglink,
+            text: range(&elf, ".text"),
+            got: range(&elf, ".got"),
+            ..ElfModule::default()
+        };
+        if unwind {
+            m.eh_frame = section(&elf, ".eh_frame");
+            m.eh_frame_hdr = section(&elf, ".eh_frame_hdr");
+            m.debug_frame = section(&elf, ".debug_frame");
+        }
+        Ok(m)
+    }
+
+    /// The linked address (what symbol tables and call-frame information
+    /// use) of file offset `off`, if a loadable segment holds it.
+    pub fn address_of(&self, off: u64) -> Option<u64> {
+        self.segments
+            .iter()
+            .find(|&&(o, _, size)| off >= o && off < o + size)
+            .map(|&(o, vaddr, _)| vaddr + (off - o))
+    }
+
+    /// The separate debug file of the module at `path`, looked for in
+    /// `dirs` as gdb does: by build id (`DIR/.build-id/xx/yyyy.debug`),
+    /// then by debug link (beside the file, in its `.debug/`, and in
+    /// `DIR/` + the file's directory). A file found by its link whose
+    /// build id differs is someone else's and is skipped.
+    pub fn debug_file(&self, path: &Path, dirs: &[PathBuf]) -> Option<PathBuf> {
+        if let Some(id) = self.build_id.as_deref().filter(|id| id.len() >= 2) {
+            let hex: String = id.iter().map(|b| format!("{b:02x}")).collect();
+            for d in dirs {
+                let p = d
+                    .join(".build-id")
+                    .join(&hex[..2])
+                    .join(format!("{}.debug", &hex[2..]));
+                if p.is_file() {
+                    return Some(p);
+                }
+            }
+        }
+        let link = self.debuglink.as_deref()?;
+        let parent = path.parent().unwrap_or(Path::new("/"));
+        let mut candidates = vec![parent.join(link), parent.join(".debug").join(link)];
+        for d in dirs {
+            candidates.push(
+                d.join(parent.strip_prefix("/").unwrap_or(parent))
+                    .join(link),
+            );
+        }
+        candidates.into_iter().find(|p| {
+            p.as_path() != path
+                && p.is_file()
+                && match (&self.build_id, ElfModule::read(p, false)) {
+                    (Some(id), Ok(m)) => m.build_id.as_ref().is_none_or(|other| other == id),
+                    (None, Ok(_)) => true,
+                    (_, Err(_)) => false,
+                }
+        })
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn the_running_test_binary_maps_offsets_to_addresses_and_has_call_frames() {
+        let exe = std::env::current_exe().expect("the test binary");
+        let m = ElfModule::read(&exe, true).expect("an ELF file");
+        let text = m.text.clone().expect("a .text section");
+        // Rust builds for Linux keep .eh_frame (panics unwind with it).
+        let eh = m.eh_frame.as_ref().expect("an .eh_frame section");
+        assert!(!eh.data.is_empty());
+        // The first loadable segment starts at file offset 0.
+        assert!(m.address_of(0).is_some());
+        assert!(text.end > text.start);
+        assert!(m.address_of(u64::MAX - 1).is_none());
+    }
+
+    #[test]
+    fn debug_files_are_found_by_build_id_in_the_given_dirs_only() {
+        let dir = std::env::temp_dir().join(format!("pmap-debugdir-{}", std::process::id()));
+        let m = ElfModule {
+            build_id: Some(vec![0xab, 0xcd, 0xef]),
+            ..ElfModule::default()
+        };
+        let want = dir.join(".build-id/ab/cdef.debug");
+        std::fs::create_dir_all(want.parent().expect("a parent")).expect("mkdir");
+        assert_eq!(m.debug_file(Path::new("/x/lib.so"), &[dir.clone()]), None);
+        std::fs::write(&want, b"").expect("write");
+        let found = m.debug_file(Path::new("/x/lib.so"), &[dir.clone()]);
+        assert_eq!(found, Some(want));
+        assert_eq!(m.debug_file(Path::new("/x/lib.so"), &[]), None);
+        let _ = std::fs::remove_dir_all(&dir);
+    }
+}
