@@ -15,6 +15,8 @@ use std::{
 
 use object::{Object, ObjectSection, ObjectSegment, ReadCache};
 
+use crate::map::region::Region;
+
 /// Where distributions install separate debug files (`libc6-dbg` puts
 /// libc's at `/usr/lib/debug/.build-id/xx/yyyy.debug`).
 pub const DEFAULT_DEBUG_DIR: &str = "/usr/lib/debug";
@@ -29,8 +31,8 @@ pub struct SectionData {
 /// The facts of one ELF file.
 #[derive(Clone, Debug, Default)]
 pub struct ElfModule {
-    /// `(file offset, address, size)` of each loadable segment.
-    segments: Vec<(u64, u64, u64)>,
+    /// `(file offset, address, size, executable)` of each loadable segment.
+    segments: Vec<(u64, u64, u64, bool)>,
     pub build_id: Option<Vec<u8>>,
     /// `.gnu_debuglink`'s file name.
     pub debuglink: Option<PathBuf>,
@@ -69,7 +71,11 @@ impl ElfModule {
             .segments()
             .map(|s| {
                 let (off, size) = s.file_range();
-                (off, s.address(), size)
+                let exec = match s.flags() {
+                    object::SegmentFlags::Elf { p_flags } => p_flags & object::elf::PF_X != 0,
+                    _ => false,
+                };
+                (off, s.address(), size, exec)
             })
             .collect();
         let debuglink = elf
@@ -94,12 +100,25 @@ impl ElfModule {
     }
 
     /// The linked address (what symbol tables and call-frame information
-    /// use) of file offset `off`, if a loadable segment holds it.
-    pub fn address_of(&self, off: u64) -> Option<u64> {
-        self.segments
-            .iter()
-            .find(|&&(o, _, size)| off >= o && off < o + size)
-            .map(|&(o, vaddr, _)| vaddr + (off - o))
+    /// use) of file offset `off` in a mapping that is (or not) executable,
+    /// if a loadable segment holds it. Segments share file pages: the page
+    /// where the code segment starts is also the end of the read-only one
+    /// before it, at another address (lld lays files out so). A segment of
+    /// the mapping's kind that holds `off` wins, then one whose first page
+    /// holds it (a mapping starts at the page where its segment starts).
+    pub fn address_of(&self, off: u64, exec: bool) -> Option<u64> {
+        let page = |o: u64| o & !4095;
+        let kind = |&&(_, _, _, x): &&(u64, u64, u64, bool)| x == exec;
+        let holds = |&&(o, _, size, _): &&(u64, u64, u64, bool)| off >= o && off < o + size;
+        let from_page =
+            |&&(o, _, size, _): &&(u64, u64, u64, bool)| off >= page(o) && off < o + size;
+        let at = |&(o, vaddr, _, _): &(u64, u64, u64, bool)| (vaddr + off).wrapping_sub(o);
+        let segs = || self.segments.iter();
+        segs()
+            .find(|s| kind(s) && holds(s))
+            .or_else(|| segs().find(|s| kind(s) && from_page(s)))
+            .or_else(|| segs().find(holds))
+            .map(at)
     }
 
     /// The separate debug file of the module at `path`, looked for in
@@ -141,6 +160,22 @@ impl ElfModule {
     }
 }
 
+/// The file behind a region: its path if it still names that file, else
+/// the kernel's handle on it (`/proc/PID/map_files/..`, works after the
+/// file was deleted or in another mount namespace, while the process lives).
+pub fn path_of(pid: u32, r: &Region) -> PathBuf {
+    let name = String::from_utf8_lossy(&r.name).into_owned();
+    let p = PathBuf::from(&name);
+    let same = std::fs::metadata(&p).is_ok_and(|m| {
+        use std::os::unix::fs::MetadataExt;
+        m.ino() == r.inode
+    });
+    if same {
+        return p;
+    }
+    PathBuf::from(format!("/proc/{pid}/map_files/{:x}-{:x}", r.start, r.end))
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -154,9 +189,27 @@ mod tests {
         let eh = m.eh_frame.as_ref().expect("an .eh_frame section");
         assert!(!eh.data.is_empty());
         // The first loadable segment starts at file offset 0.
-        assert!(m.address_of(0).is_some());
+        assert_eq!(m.address_of(0, false), Some(0));
         assert!(text.end > text.start);
-        assert!(m.address_of(u64::MAX - 1).is_none());
+        assert!(m.address_of(u64::MAX - 1, false).is_none());
+    }
+
+    #[test]
+    fn a_file_page_shared_by_two_segments_has_the_address_of_the_mappings_kind() {
+        // As lld lays out a PIE: read-only data up to 0x270a60, code from
+        // there, one page (0x1000) higher in memory.
+        let m = ElfModule {
+            segments: vec![
+                (0, 0, 0x270a60, false),
+                (0x270a60, 0x271a60, 0x7aef40, true),
+            ],
+            ..ElfModule::default()
+        };
+        // The code mapping starts at file page 0x270000.
+        assert_eq!(m.address_of(0x270000, true), Some(0x271000));
+        assert_eq!(m.address_of(0x270000, false), Some(0x270000));
+        assert_eq!(m.address_of(0x280000, true), Some(0x281000));
+        assert_eq!(m.address_of(0x1000, true), Some(0x1000));
     }
 
     #[test]
@@ -168,9 +221,12 @@ mod tests {
         };
         let want = dir.join(".build-id/ab/cdef.debug");
         std::fs::create_dir_all(want.parent().expect("a parent")).expect("mkdir");
-        assert_eq!(m.debug_file(Path::new("/x/lib.so"), &[dir.clone()]), None);
+        assert_eq!(
+            m.debug_file(Path::new("/x/lib.so"), std::slice::from_ref(&dir)),
+            None
+        );
         std::fs::write(&want, b"").expect("write");
-        let found = m.debug_file(Path::new("/x/lib.so"), &[dir.clone()]);
+        let found = m.debug_file(Path::new("/x/lib.so"), std::slice::from_ref(&dir));
         assert_eq!(found, Some(want));
         assert_eq!(m.debug_file(Path::new("/x/lib.so"), &[]), None);
         let _ = std::fs::remove_dir_all(&dir);

@@ -24,6 +24,7 @@ use super::{
     probes::Probes,
     session::Session,
     syscalls::Affected,
+    unwind::StackUnwinder,
 };
 use crate::{
     map::region::Region,
@@ -82,6 +83,8 @@ struct Tracer<'r, W: Write> {
     tasks: HashMap<u32, BTreeSet<u32>>,
     /// `--record FILE`.
     recorder: Option<Recorder>,
+    /// `--stacks --stack-bytes N`: unwinds the copied user stacks.
+    unwinder: StackUnwinder,
 }
 
 impl<W: Write> Tracer<'_, W> {
@@ -140,7 +143,13 @@ impl<W: Write> Tracer<'_, W> {
             return Ok(());
         };
         let mut buf = std::mem::take(&mut self.buf);
-        probes.drain(&mut buf);
+        let (sessions, unwinder) = (&self.sessions, &mut self.unwinder);
+        probes.drain_with(&mut buf, |ev, copy, bytes| {
+            if let Some(s) = sessions.iter().find(|s| s.pid == ev.tgid) {
+                unwinder.unwind(ev, copy, bytes, s.model());
+            }
+        });
+        unwinder.retain(|pid| sessions.iter().any(|s| s.pid == pid));
         buf.sort_by_key(|e| e.exit_ns);
         // What later calls of the batch change matters only to a call
         // whose capture cannot be used (the tracer then derives or asks);

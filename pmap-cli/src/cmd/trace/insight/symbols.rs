@@ -36,7 +36,7 @@ use blazesym::symbolize::{
 
 use crate::{
     map::region::Region,
-    source::elf_module::{DEFAULT_DEBUG_DIR, ElfModule},
+    source::elf_module::{DEFAULT_DEBUG_DIR, ElfModule, path_of},
 };
 
 /// Work spent on symbolization is bounded: after this much in total, new
@@ -217,7 +217,13 @@ impl Symbols {
                 file_off
             };
             let s = self
-                .lookup_debug((r.dev_major, r.dev_minor, r.inode), &path, probe, ret)
+                .lookup_debug(
+                    r.perms.executable(),
+                    (r.dev_major, r.dev_minor, r.inode),
+                    &path,
+                    probe,
+                    ret,
+                )
                 .or_else(|| self.lookup(&path, probe, ret));
             if let Some(tx) = &self.lines_to {
                 let _ = tx.send((key, path, probe));
@@ -241,6 +247,7 @@ impl Symbols {
     /// The name from `path`'s separate debug file, if it has one.
     fn lookup_debug(
         &mut self,
+        exec: bool,
         file: FileKey,
         path: &Path,
         file_off: u64,
@@ -258,7 +265,7 @@ impl Symbols {
         let debug = debug.as_ref()?;
         // The debug file's sections hold no bytes (SHT_NOBITS), so file
         // offsets mean nothing in it: look up the linked address.
-        let addr = debug.module.address_of(file_off)?;
+        let addr = debug.module.address_of(file_off, exec)?;
         symbolize(&self.inner, &debug.path, Input::VirtOffset(addr), ret)
     }
 
@@ -281,22 +288,6 @@ fn symbolize(inner: &Symbolizer, path: &Path, input: Input<u64>, ret: bool) -> O
         let off = sym.offset + usize::from(ret);
         Some(format!("{}+{off:#x}", sym.name))
     }
-}
-
-/// The file behind a region: its path if it still names that file, else
-/// the kernel's handle on it (`/proc/PID/map_files/..`, works after the
-/// file was deleted or in another mount namespace, while the process lives).
-fn path_of(pid: u32, r: &Region) -> PathBuf {
-    let name = String::from_utf8_lossy(&r.name).into_owned();
-    let p = PathBuf::from(&name);
-    let same = std::fs::metadata(&p).is_ok_and(|m| {
-        use std::os::unix::fs::MetadataExt;
-        m.ino() == r.inode
-    });
-    if same {
-        return p;
-    }
-    PathBuf::from(format!("/proc/{pid}/map_files/{:x}-{:x}", r.start, r.end))
 }
 
 #[cfg(test)]
@@ -387,7 +378,7 @@ mod tests {
             .step_by(4096)
             .find_map(|o| {
                 module
-                    .address_of(o)
+                    .address_of(o, true)
                     .filter(|&a| a <= addr && addr < a + 4096)
                     .map(|a| o + (addr - a))
             })
