@@ -97,12 +97,11 @@ fn tiny_jit_every_flip_is_reported_with_its_call_site() {
             "call site not named:\n{b}"
         );
         assert!(b.contains("by tiny_jit::jit_make_executable+"), "{b}");
-        // The frame-pointer walk cannot pass glibc's start code (no frame
-        // pointers), and every captured frame is shown: the cut is stated.
-        assert!(
-            b.contains("    (stack truncated: no frame pointer past here)\n"),
-            "{b}"
-        );
+        // The stack does not reach the outermost frame (the frame-pointer
+        // walk cannot pass glibc's start code, the unwind stops where the
+        // stack copy or the region model does), and every frame captured
+        // is shown: the cut is stated.
+        assert!(b.contains("    (stack truncated: "), "{b}");
     }
     for b in to_w {
         assert!(b.contains("W^X: X->W flip of"), "flip not flagged:\n{b}");

@@ -14,7 +14,7 @@ use std::{
     rc::Rc,
 };
 
-use pmap_common::{Event, FLAG_SP_WORD, FLAG_STACK, FLAG_STACK_END, MAX_STACK_DEPTH};
+use pmap_common::{Event, FLAG_SP_WORD, FLAG_STACK, FLAG_STACK_END, FLAG_UNWOUND, MAX_STACK_DEPTH};
 
 use super::{jit::JitMap, notes::StackNote, symbols::Symbols};
 use crate::map::{model::RegionModel, region::Region};
@@ -39,6 +39,8 @@ pub struct Stack {
     /// pointer that was not one, at an address that is not code, or at the
     /// depth limit.
     pub truncated: bool,
+    /// Unwound in userspace from a copy of the stack (`FLAG_UNWOUND`).
+    pub unwound: bool,
 }
 
 fn is_code(model: &RegionModel, addr: u64) -> Option<&Region> {
@@ -74,7 +76,11 @@ impl Stack {
             }
             frames.push(a);
         }
-        Some(Stack { frames, truncated })
+        Some(Stack {
+            frames,
+            truncated,
+            unwound: ev.flags & FLAG_UNWOUND != 0,
+        })
     }
 
     /// Names of the frames, innermost first (at most `depth`).
@@ -112,6 +118,7 @@ impl Stack {
             frames: self.frames.iter().copied().zip(names).collect(),
             hidden,
             truncated,
+            unwound: self.unwound,
             site: self.site(pid, model, syms, jit),
         }
     }
@@ -258,7 +265,10 @@ impl StackCache {
         let n = (ev.stack_len as usize).min(MAX_STACK_DEPTH);
         let mut words = [0; MAX_STACK_DEPTH];
         words[..n].copy_from_slice(&ev.stack[..n]);
-        Some((ev.flags & (FLAG_SP_WORD | FLAG_STACK_END), words))
+        Some((
+            ev.flags & (FLAG_SP_WORD | FLAG_STACK_END | FLAG_UNWOUND),
+            words,
+        ))
     }
 
     /// Forgets every name (code was mapped, unmapped or changed).
