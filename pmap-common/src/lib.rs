@@ -73,8 +73,7 @@ pub const FLAG_UNWOUND: u32 = 16;
 pub const MAX_STACK_DEPTH: usize = 16;
 
 /// Most bytes of user stack the kernel program copies per event
-/// (`--stack-bytes`), for unwinding in userspace: the scratch record it is
-/// built in must stay under the 32 KiB a per-CPU map value may have.
+/// (`--stack-bytes`), for unwinding in userspace.
 pub const MAX_STACK_BYTES: usize = 16 << 10;
 
 /// A ring buffer record of its own, sent right after the syscall record
@@ -91,7 +90,9 @@ pub struct StackCopy {
     pub sp: u64,
     pub bp: u64,
     /// Bytes copied, a multiple of [`STACK_COPY_ALIGN`] (fewer than asked
-    /// near the top of the stack; 0 if the stack could not be read).
+    /// near the top of the stack; 0 if the stack could not be read). The
+    /// record has room for all that was asked; what follows `len` is not
+    /// stack.
     pub len: u64,
 }
 
@@ -106,16 +107,6 @@ const _: () = assert!(core::mem::size_of::<StackCopy>() == STACK_COPY_SIZE);
 const _: () = assert!(!(EVENT_HEAD_SIZE - STACK_COPY_SIZE).is_multiple_of(STACK_COPY_ALIGN));
 const _: () = assert!(!(EVENT_CAPTURE_SIZE - STACK_COPY_SIZE).is_multiple_of(STACK_COPY_ALIGN));
 const _: () = assert!(!(EVENT_SIZE - STACK_COPY_SIZE).is_multiple_of(STACK_COPY_ALIGN));
-
-/// The kernel program's per-CPU scratch record for a stack copy (too big
-/// for its 512-byte stack): sent as its first `STACK_COPY_SIZE +
-/// copy.len` bytes.
-#[repr(C)]
-#[derive(Clone, Copy)]
-pub struct StackRecord {
-    pub copy: StackCopy,
-    pub bytes: [u8; MAX_STACK_BYTES],
-}
 
 /// One change-causing call (or scheduler event) of a traced process, as
 /// the kernel sends it without a stack: the first [`EVENT_HEAD_SIZE`] bytes

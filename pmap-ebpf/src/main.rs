@@ -35,8 +35,8 @@ use aya_ebpf::{
 use pmap_common::{
     Capture, Event, EventCapture, EventHead, FLAG_NO_ARGS, FLAG_SP_WORD, FLAG_STACK,
     FLAG_STACK_END, KernelOffsets, MAX_CAPTURE, MAX_STACK_BYTES, MAX_STACK_DEPTH, STACK_COPY_ALIGN,
-    STACK_COPY_MAGIC, STACK_COPY_SIZE, StackCopy, StackRecord, TARGET_WORDS, Vma, capture, config,
-    counter, fork, kind, matched, walk_plan,
+    STACK_COPY_MAGIC, STACK_COPY_SIZE, StackCopy, TARGET_WORDS, Vma, capture, config, counter,
+    fork, kind, matched, walk_plan,
 };
 
 /// Process ids (init namespace) to report, one bit each. Filled by
@@ -49,11 +49,6 @@ static TARGETS: Array<u64> = Array::with_max_entries(TARGET_WORDS, 0);
 /// Records for userspace. The size is set by userspace at load time.
 #[map]
 static EVENTS: RingBuf = RingBuf::with_byte_size(1 << 22, 0);
-
-/// `--stack-bytes`: the stack copy record being built (too big for the
-/// program's stack), one per CPU.
-#[map]
-static STACK_SCRATCH: PerCpuArray<StackRecord> = PerCpuArray::with_max_entries(1, 0);
 
 /// Per-CPU counters, indexed by `pmap_common::counter`.
 #[map]
@@ -215,24 +210,24 @@ fn capture_stack(stack: &mut [u64; MAX_STACK_DEPTH], regs: &UserRegs) -> (u32, u
     (len, flags)
 }
 
-/// Copies up to `want` bytes of user stack from `sp` into `bytes`; returns
-/// how many. A probe read fails whole when its range runs past the top of
-/// the stack (a shallow main thread: the stack ends a few KiB above `sp`),
-/// so a failed read is retried with half the length. The length is a
-/// multiple of `STACK_COPY_ALIGN` (see there).
+/// Copies up to `want` bytes (at most `MAX_STACK_BYTES`, a multiple of
+/// `STACK_COPY_ALIGN`) of user stack from `sp` to `dst`; returns how many.
+/// A probe read fails whole when its range runs past the top of the stack
+/// (a shallow main thread: the stack ends a few KiB above `sp`), so a
+/// failed read is retried with half the length, then with the rest of
+/// sp's page.
+///
+/// SAFETY: `dst` must be valid for `want` bytes of writes.
 #[inline(always)]
-fn copy_user_stack(bytes: &mut [u8; MAX_STACK_BYTES], sp: u64, want: u64) -> u64 {
-    const ALIGN_DOWN: u64 = !(STACK_COPY_ALIGN as u64 - 1);
-    let mut n = want.min(MAX_STACK_BYTES as u64) & ALIGN_DOWN;
+unsafe fn copy_user_stack(dst: *mut u8, sp: u64, want: u64) -> u64 {
+    let mut n = want;
     for _ in 0..3 {
         if n == 0 {
             break;
         }
         // SAFETY: a probe read checks the user range and writes at most
-        // `n` <= MAX_STACK_BYTES bytes into `bytes`.
-        let r = unsafe {
-            raw::bpf_probe_read_user(bytes.as_mut_ptr().cast(), n as u32, sp as *const c_void)
-        };
+        // `n` <= `want` bytes to `dst`.
+        let r = unsafe { raw::bpf_probe_read_user(dst.cast(), n as u32, sp as *const c_void) };
         if r == 0 {
             return n;
         }
@@ -241,52 +236,50 @@ fn copy_user_stack(bytes: &mut [u8; MAX_STACK_BYTES], sp: u64, want: u64) -> u64
     // The rest of sp's page is there (the stack pointer points into it).
     let n = (4096 - (sp & 4095)).min(n) & ALIGN_DOWN;
     // SAFETY: as above.
-    let r = unsafe {
-        raw::bpf_probe_read_user(bytes.as_mut_ptr().cast(), n as u32, sp as *const c_void)
-    };
+    let r = unsafe { raw::bpf_probe_read_user(dst.cast(), n as u32, sp as *const c_void) };
     if r == 0 { n } else { 0 }
 }
+
+/// Rounds down to a multiple of `STACK_COPY_ALIGN`.
+const ALIGN_DOWN: u64 = !(STACK_COPY_ALIGN as u64 - 1);
 
 /// Sends the copy of the user stack that goes with the syscall record
 /// just reserved (`--stack-bytes`), for userspace to unwind with the
 /// modules' call-frame information: a record of its own, so that the
-/// syscall record keeps its shape, built in per-CPU scratch (it is bigger
-/// than the program's stack) and sent with the copy's length, so a shallow
-/// stack costs the ring only what was copied. Sent before the syscall
-/// record is submitted: userspace reads records in the order they were
-/// reserved, and a record only once it is submitted, so this copy is read
-/// right after its syscall record, in the same pass.
+/// syscall record keeps its shape. The stack is read straight into the
+/// ring (no copy through scratch memory: the copy is most of what the
+/// option costs). Its size is `STACK_BYTES`, a constant the verifier
+/// knows (read-only data); a shallow stack fills only part of it, and
+/// the header says how much. Sent before the syscall record is
+/// submitted: userspace reads records in the order they were reserved,
+/// and a record only once it is submitted, so this copy is read right
+/// after its syscall record, in the same pass.
 ///
 /// Not inlined, and given scalars only: verified once, apart from the
 /// capture (inlined, the two made the verifier lose track of registers).
 #[inline(never)]
 fn send_stack_copy(tid: u32, sp: u64, bp: u64, wake: u64) -> u32 {
-    let Some(rec) = STACK_SCRATCH.get_ptr_mut(0) else {
+    // SAFETY: as for CONFIG.
+    let want =
+        unsafe { core::ptr::read_volatile(&STACK_BYTES) }.min(MAX_STACK_BYTES as u64) & ALIGN_DOWN;
+    let Some(mut rec) = EVENTS.reserve_bytes(STACK_COPY_SIZE + want as usize, 0) else {
         bump(counter::LOST);
         return 1;
     };
-    // SAFETY: this CPU's scratch slot; a BPF program is not preempted on
-    // its CPU, so nothing else uses it until the record is sent.
-    unsafe {
-        // SAFETY (of the read): as for CONFIG.
-        let want = core::ptr::read_volatile(&STACK_BYTES);
-        let copied = copy_user_stack(&mut (*rec).bytes, sp, want);
-        (*rec).copy = StackCopy {
-            magic: STACK_COPY_MAGIC,
-            tid: u64::from(tid),
-            sp,
-            bp,
-            len: copied,
-        };
-        // Bounded again here, where the verifier checks the length
-        // against the scratch record's size.
-        let size = STACK_COPY_SIZE + (copied as usize).min(MAX_STACK_BYTES);
-        let bytes = core::slice::from_raw_parts(rec.cast::<u8>(), size);
-        if EVENTS.output::<[u8]>(bytes, wake).is_err() {
-            bump(counter::LOST);
-            return 1;
-        }
-    }
+    let base = rec.as_mut_ptr();
+    // SAFETY: the reserved record is STACK_COPY_SIZE + `want` bytes.
+    let copied = unsafe { copy_user_stack(base.add(STACK_COPY_SIZE), sp, want) };
+    let head = StackCopy {
+        magic: STACK_COPY_MAGIC,
+        tid: u64::from(tid),
+        sp,
+        bp,
+        len: copied,
+    };
+    // SAFETY: the record's first STACK_COPY_SIZE bytes; unaligned writes
+    // are fine (ring records are 8-byte aligned anyway).
+    unsafe { core::ptr::write_unaligned(base.cast::<StackCopy>(), head) };
+    rec.submit(wake);
     0
 }
 

@@ -446,8 +446,8 @@ pub fn decode(bytes: &[u8]) -> Option<Event> {
 const COPY_SEARCH: usize = 256;
 
 /// Decodes a stack copy record (`pmap_common::StackCopy`): the registers
-/// and the copied bytes; `None` for any other record, or one whose lengths
-/// disagree.
+/// and the copied bytes; `None` for any other record, or one shorter than
+/// it says.
 pub fn decode_copy(bytes: &[u8]) -> Option<(StackCopy, &[u8])> {
     if matches!(
         bytes.len(),
@@ -459,8 +459,10 @@ pub fn decode_copy(bytes: &[u8]) -> Option<(StackCopy, &[u8])> {
     // SAFETY: exactly size_of::<StackCopy>() bytes of a repr(C) struct of
     // integers; read_unaligned does not require alignment.
     let copy = unsafe { std::ptr::read_unaligned(head.as_ptr().cast::<StackCopy>()) };
-    let data = &bytes[STACK_COPY_SIZE..];
-    (copy.magic == STACK_COPY_MAGIC && copy.len == data.len() as u64).then_some((copy, data))
+    // The record has room for the whole copy asked for; `len` says how
+    // much of it was copied.
+    let data = bytes[STACK_COPY_SIZE..].get(..usize::try_from(copy.len).ok()?)?;
+    (copy.magic == STACK_COPY_MAGIC).then_some((copy, data))
 }
 
 #[cfg(test)]
@@ -478,9 +480,15 @@ mod tests {
         let (copy, data) = decode_copy(&raw).expect("decodes");
         assert_eq!((copy.tid, copy.sp, copy.len), (42, 0x7ff0, 64));
         assert_eq!(&data[..8], &0x1234u64.to_ne_bytes());
+        // Room for more than was copied: only what was copied is stack.
         let mut longer = raw.clone();
-        longer.extend_from_slice(&[0; 64]);
-        assert!(decode_copy(&longer).is_none(), "64 bytes more than it says");
+        longer.extend_from_slice(&[0xff; 64]);
+        let (_, data) = decode_copy(&longer).expect("decodes");
+        assert_eq!(data.len(), 64);
+        assert!(
+            decode_copy(&raw[..STACK_COPY_SIZE + 8]).is_none(),
+            "shorter than it says"
+        );
         raw[0] ^= 1;
         assert!(decode_copy(&raw).is_none(), "not marked");
         // A syscall record is never taken for a copy.
