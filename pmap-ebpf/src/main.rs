@@ -240,6 +240,15 @@ unsafe fn copy_user_stack(dst: *mut u8, sp: u64, want: u64) -> u64 {
     if r == 0 { n } else { 0 }
 }
 
+/// `bpf_find_vma`'s callback for the stack copy: the end of the region
+/// holding the stack pointer, into the u64 at `ctx`.
+#[inline(never)]
+extern "C" fn on_stack_vma(_task: *mut c_void, vma: *mut c_void, ctx: *mut c_void) -> i64 {
+    // SAFETY: `ctx` is the caller's u64, on its stack, for this call.
+    unsafe { *ctx.cast::<u64>() = kernel_u64(vma as u64, offsets().vm_end) };
+    0
+}
+
 /// Rounds down to a multiple of `STACK_COPY_ALIGN`.
 const ALIGN_DOWN: u64 = !(STACK_COPY_ALIGN as u64 - 1);
 
@@ -266,9 +275,31 @@ fn send_stack_copy(tid: u32, sp: u64, bp: u64, wake: u64) -> u32 {
         bump(counter::LOST);
         return 1;
     };
+    // Where the stack's region ends: reading past it would fault (a fault
+    // costs more than the copy), and a shallow main thread's stack ends a
+    // few KiB above sp. Unknown (lock busy, no region): the copy is tried
+    // whole and shortened on failure.
+    let mut end: u64 = 0;
+    // SAFETY: the callback has the signature bpf_find_vma expects and
+    // writes only the u64 it is given.
+    unsafe {
+        bpf_find_vma(
+            bpf_get_current_task_btf(),
+            sp,
+            on_stack_vma as *mut c_void,
+            (&raw mut end).cast(),
+            0,
+        )
+    };
+    let room = if end > sp {
+        (end - sp) & ALIGN_DOWN
+    } else {
+        want
+    };
     let base = rec.as_mut_ptr();
-    // SAFETY: the reserved record is STACK_COPY_SIZE + `want` bytes.
-    let copied = unsafe { copy_user_stack(base.add(STACK_COPY_SIZE), sp, want) };
+    // SAFETY: the reserved record is STACK_COPY_SIZE + `want` bytes, and
+    // min(want, room) <= want.
+    let copied = unsafe { copy_user_stack(base.add(STACK_COPY_SIZE), sp, want.min(room)) };
     let head = StackCopy {
         magic: STACK_COPY_MAGIC,
         tid: u64::from(tid),

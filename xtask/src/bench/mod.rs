@@ -31,7 +31,7 @@ usage: cargo xtask bench snapshot|trace|follow|exporter|record|stacks [OPTIONS]
   follow     pmap trace -f/--comm/--cgroup: cost to others, a forking server
   exporter   pmap exporter: own CPU at 1,000 processes, cost to a mapping loop vs bpftrace
   record     pmap trace --record: cost to the traced loop, size; replay --at speed
-  stacks     pmap trace --stacks: cost to the loop by --stack-bytes (0, 4K, 8K, 16K)
+  stacks     pmap trace --stacks: cost to the loop by --stack-bytes (0, 1K, 4K, 8K, 16K)
 
 options:
   --quick        fewer rounds and smaller loops (about a minute)

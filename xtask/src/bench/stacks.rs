@@ -1,7 +1,7 @@
 //! `cargo xtask bench stacks`: what `pmap trace --stacks` costs the traced
 //! mapping loop, side by side in one run: untraced, traced without stacks,
 //! with the frame-pointer walk only (`--stack-bytes 0`), and with stack
-//! copies of 4, 8 (the default) and 16 KiB for DWARF unwinding. With
+//! copies of 1, 4, 8 (the default) and 16 KiB for DWARF unwinding. With
 //! `--alt-pmap BIN`, also that binary's `--stacks` (a before/after).
 
 use std::{fmt::Write, path::Path, time::Duration};
