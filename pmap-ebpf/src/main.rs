@@ -240,6 +240,16 @@ unsafe fn copy_user_stack(dst: *mut u8, sp: u64, want: u64) -> u64 {
     if r == 0 { n } else { 0 }
 }
 
+/// The first two words of [`capture_stack`] (the instruction pointer and
+/// the word at the stack pointer), without the walk: with a stack copy.
+#[inline(always)]
+fn capture_stack_head(stack: &mut [u64; MAX_STACK_DEPTH], regs: &UserRegs) -> (u32, u32) {
+    stack[0] = regs[REGS_IP];
+    // SAFETY: a probe read checks its address; 0 stands for unreadable.
+    stack[1] = unsafe { bpf_probe_read_user(regs[REGS_SP] as *const u64) }.unwrap_or(0);
+    (2, FLAG_STACK | FLAG_SP_WORD)
+}
+
 /// `bpf_find_vma`'s callback for the stack copy: the end of the region
 /// holding the stack pointer, into the u64 at `ctx`.
 #[inline(never)]
@@ -756,6 +766,8 @@ fn try_sys_exit(ctx: &TracePointContext) -> Option<()> {
             entry.submit(flags);
         }
         true => {
+            // SAFETY: as for CONFIG.
+            let copy = unsafe { core::ptr::read_volatile(&STACK_BYTES) } != 0;
             let Some(mut entry) = EVENTS.reserve::<Event>(0) else {
                 bump(counter::LOST);
                 return None;
@@ -768,16 +780,18 @@ fn try_sys_exit(ctx: &TracePointContext) -> Option<()> {
                 fill_head(ev.cast::<EventHead>(), tgid, tid, nr, ret, args);
                 capture_regions(&mut (*ev).capture, nr, &(*ev).args, ret);
                 (*ev).stack = [0; MAX_STACK_DEPTH];
-                let (len, stack_flags) = if have_regs {
-                    capture_stack(&mut (*ev).stack, &regs)
-                } else {
-                    (0, 0)
+                let (len, stack_flags) = match (have_regs, copy) {
+                    (false, _) => (0, 0),
+                    // Userspace unwinds the copy (frame pointers
+                    // included): the walk would only repeat it. The first
+                    // two words stay, for when the unwind fails.
+                    (true, true) => capture_stack_head(&mut (*ev).stack, &regs),
+                    (true, false) => capture_stack(&mut (*ev).stack, &regs),
                 };
                 (*ev).stack_len = len;
                 (*ev).flags |= stack_flags;
             }
-            // SAFETY: as for CONFIG.
-            if have_regs && unsafe { core::ptr::read_volatile(&STACK_BYTES) } != 0 {
+            if have_regs && copy {
                 send_stack_copy(tid, regs[REGS_SP], regs[0], flags);
             }
             entry.submit(flags);
