@@ -55,6 +55,10 @@ fn configs(alt: bool) -> Vec<Cfg> {
             &["--stacks", "--stack-bytes", "0"],
         ),
         traced(
+            "--stacks --stack-bytes 1024",
+            &["--stacks", "--stack-bytes", "1024"],
+        ),
+        traced(
             "--stacks --stack-bytes 4096",
             &["--stacks", "--stack-bytes", "4096"],
         ),
