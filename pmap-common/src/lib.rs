@@ -96,6 +96,9 @@ pub struct StackCopy {
     pub len: u64,
 }
 
+/// Processes whose stack need the kernel program keeps (`STACK_NEED`).
+pub const STACK_NEED_ENTRIES: u32 = 4096;
+
 /// Marks a [`StackCopy`] record ("STKCOPY!").
 pub const STACK_COPY_MAGIC: u64 = u64::from_le_bytes(*b"STKCOPY!");
 /// Byte size of a [`StackCopy`].

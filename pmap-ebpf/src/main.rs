@@ -29,14 +29,14 @@ use aya_ebpf::{
         generated::{self as raw, bpf_find_vma, bpf_task_pt_regs},
     },
     macros::{map, tracepoint},
-    maps::{Array, PerCpuArray, RingBuf},
+    maps::{Array, LruHashMap, PerCpuArray, RingBuf},
     programs::TracePointContext,
 };
 use pmap_common::{
     Capture, Event, EventCapture, EventHead, FLAG_NO_ARGS, FLAG_SP_WORD, FLAG_STACK,
     FLAG_STACK_END, KernelOffsets, MAX_CAPTURE, MAX_STACK_BYTES, MAX_STACK_DEPTH, STACK_COPY_ALIGN,
-    STACK_COPY_MAGIC, STACK_COPY_SIZE, StackCopy, TARGET_WORDS, Vma, capture, config, counter,
-    fork, kind, matched, walk_plan,
+    STACK_COPY_MAGIC, STACK_COPY_SIZE, STACK_NEED_ENTRIES, StackCopy, TARGET_WORDS, Vma, capture,
+    config, counter, fork, kind, matched, walk_plan,
 };
 
 /// Process ids (init namespace) to report, one bit each. Filled by
@@ -49,6 +49,12 @@ static TARGETS: Array<u64> = Array::with_max_entries(TARGET_WORDS, 0);
 /// Records for userspace. The size is set by userspace at load time.
 #[map]
 static EVENTS: RingBuf = RingBuf::with_byte_size(1 << 22, 0);
+
+/// `--stack-bytes`: how many bytes of stack a process's calls need, by
+/// process id, learned by userspace from its unwinds (absent: all of
+/// `STACK_BYTES`). Least recently used entries go first when it is full.
+#[map]
+static STACK_NEED: LruHashMap<u32, u64> = LruHashMap::with_max_entries(STACK_NEED_ENTRIES, 0);
 
 /// Per-CPU counters, indexed by `pmap_common::counter`.
 #[map]
@@ -278,13 +284,17 @@ const ALIGN_DOWN: u64 = !(STACK_COPY_ALIGN as u64 - 1);
 /// capture (inlined, the two made the verifier lose track of registers).
 #[inline(never)]
 fn send_stack_copy(tid: u32, sp: u64, bp: u64, wake: u64) -> u32 {
+    // The process of the calling thread (the record's, whichever way it
+    // joined the trace): read here rather than passed, to keep the
+    // caller's registers as they were (see `find_waiting`).
+    let tgid = (bpf_get_current_pid_tgid() >> 32) as u32;
     // SAFETY: as for CONFIG.
     let want =
         unsafe { core::ptr::read_volatile(&STACK_BYTES) }.min(MAX_STACK_BYTES as u64) & ALIGN_DOWN;
-    let Some(mut rec) = EVENTS.reserve_bytes(STACK_COPY_SIZE + want as usize, 0) else {
-        bump(counter::LOST);
-        return 1;
-    };
+    // What this process's calls have needed so far: the record keeps its
+    // room (its size must be a constant), only the copy is shorter.
+    // SAFETY: a value of this map is a plain u64, read once.
+    let need = unsafe { STACK_NEED.get(&tgid) }.copied().unwrap_or(want);
     // Where the stack's region ends: reading past it would fault (a fault
     // costs more than the copy), and a shallow main thread's stack ends a
     // few KiB above sp. Unknown (lock busy, no region): the copy is tried
@@ -306,10 +316,26 @@ fn send_stack_copy(tid: u32, sp: u64, bp: u64, wake: u64) -> u32 {
     } else {
         want
     };
+    let room = room.min(need).min(want) & ALIGN_DOWN;
+    // The record is as big as the next size class above the copy: its
+    // size must be a constant (one per branch), and a record much bigger
+    // than its copy still costs the ring (and its cache) its room.
+    let rec = match room {
+        0..=512 => EVENTS.reserve_bytes(STACK_COPY_SIZE + 512, 0),
+        513..=1024 => EVENTS.reserve_bytes(STACK_COPY_SIZE + 1024, 0),
+        1025..=2048 => EVENTS.reserve_bytes(STACK_COPY_SIZE + 2048, 0),
+        2049..=4096 => EVENTS.reserve_bytes(STACK_COPY_SIZE + 4096, 0),
+        4097..=8192 => EVENTS.reserve_bytes(STACK_COPY_SIZE + 8192, 0),
+        _ => EVENTS.reserve_bytes(STACK_COPY_SIZE + MAX_STACK_BYTES, 0),
+    };
+    let Some(mut rec) = rec else {
+        bump(counter::LOST);
+        return 1;
+    };
+    let cap = (rec.len() - STACK_COPY_SIZE) as u64;
     let base = rec.as_mut_ptr();
-    // SAFETY: the reserved record is STACK_COPY_SIZE + `want` bytes, and
-    // min(want, room) <= want.
-    let copied = unsafe { copy_user_stack(base.add(STACK_COPY_SIZE), sp, want.min(room)) };
+    // SAFETY: the reserved record is STACK_COPY_SIZE + `cap` bytes.
+    let copied = unsafe { copy_user_stack(base.add(STACK_COPY_SIZE), sp, room.min(cap)) };
     let head = StackCopy {
         magic: STACK_COPY_MAGIC,
         tid: u64::from(tid),

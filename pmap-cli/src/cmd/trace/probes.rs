@@ -8,7 +8,7 @@ use std::{fmt, path::Path};
 use anyhow::{Context as _, Result, bail};
 use aya::{
     Ebpf, EbpfLoader,
-    maps::{Array, MapData, PerCpuArray, RingBuf},
+    maps::{Array, HashMap, MapData, PerCpuArray, RingBuf},
     programs::TracePoint,
 };
 use pmap_common::{
@@ -233,6 +233,8 @@ pub struct Probes {
     ring: AsyncFd<RingBuf<MapData>>,
     targets: Array<MapData, u64>,
     counters: PerCpuArray<MapData, u64>,
+    /// `--stack-bytes`: how much stack each process's calls need.
+    stack_need: HashMap<MapData, u32, u64>,
     /// Tracepoints that were attached, for the "tracing" line.
     pub attached: Vec<String>,
 }
@@ -323,13 +325,24 @@ impl Probes {
         let targets = Array::try_from(ebpf.take_map("TARGETS").context("no TARGETS map")?)?;
         let counters =
             PerCpuArray::try_from(ebpf.take_map("COUNTERS").context("no COUNTERS map")?)?;
+        let stack_need =
+            HashMap::try_from(ebpf.take_map("STACK_NEED").context("no STACK_NEED map")?)?;
         Ok(Probes {
             _ebpf: ebpf,
             ring,
             targets,
             counters,
+            stack_need,
             attached,
         })
+    }
+
+    /// Tells the kernel program how many bytes of stack to copy for the
+    /// calls of process `tgid` (`--stack-bytes` is the most).
+    pub fn set_stack_need(&mut self, tgid: u32, bytes: u64) -> Result<()> {
+        self.stack_need
+            .insert(tgid, bytes, 0)
+            .with_context(|| format!("setting the stack copy size of process {tgid} failed"))
     }
 
     /// Starts reporting the process `tgid` (all its threads).

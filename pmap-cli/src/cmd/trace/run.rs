@@ -150,6 +150,10 @@ impl<W: Write> Tracer<'_, W> {
             }
         });
         unwinder.retain(|pid| sessions.iter().any(|s| s.pid == pid));
+        for (pid, bytes) in unwinder.take_updates() {
+            // A size not set leaves the whole copy: slower, never wrong.
+            let _ = probes.set_stack_need(pid, bytes);
+        }
         buf.sort_by_key(|e| e.exit_ns);
         // What later calls of the batch change matters only to a call
         // whose capture cannot be used (the tracer then derives or asks);

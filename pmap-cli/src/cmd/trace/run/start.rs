@@ -291,7 +291,7 @@ pub(super) async fn trace(args: TraceArgs, range: Range, render: &mut TableRende
         json: args.json,
         tasks: HashMap::new(),
         recorder: None,
-        unwinder: StackUnwinder::default(),
+        unwinder: StackUnwinder::new(args.stack_bytes),
     };
     if let Some(r) = &mut recorder {
         r.begin(start_ns, polled, args.stacks);

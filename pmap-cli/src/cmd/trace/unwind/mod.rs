@@ -22,7 +22,7 @@
 
 mod files;
 
-use std::collections::HashMap;
+use std::{cell::Cell, collections::HashMap};
 
 use framehop::{
     ExplicitModuleSectionInfo, Module, Unwinder as _,
@@ -39,13 +39,37 @@ use crate::map::{model::RegionModel, region::Region};
 type Bytes = std::rc::Rc<[u8]>;
 
 /// One process's modules: framehop's unwinder, and which file each
-/// module (by start address) was made from.
+/// module (by start address) was made from; and how much stack its
+/// unwinds have needed (see [`Need`]).
 #[derive(Default)]
 struct ProcessModules {
     unwinder: UnwinderX86_64<Bytes>,
     /// Module start -> (end, device, inode) it was made from.
     made: HashMap<u64, (u64, u32, u32, u64)>,
+    need: Need,
 }
+
+/// How many bytes of stack a process's unwinds read: copying the whole
+/// `--stack-bytes` costs the traced program about 0.2x per 4 KiB on a
+/// mapping loop (BENCHMARKS.md), and most calls need far less (a C
+/// program's call site is a few hundred bytes up). Once [`LEARN`] unwinds
+/// have been whole, the kernel program is told to copy what the deepest
+/// of them read plus [`MARGIN`]; an unwind that runs out of copy doubles
+/// it again, up to `--stack-bytes`.
+#[derive(Clone, Copy, Debug, Default)]
+struct Need {
+    /// What the kernel program was told (`None`: all of `--stack-bytes`).
+    told: Option<u64>,
+    /// The most any unwind read since the last change.
+    deepest: u64,
+    /// Unwinds since the last change.
+    seen: u32,
+}
+
+/// Unwinds seen whole before the copy is shortened.
+const LEARN: u32 = 64;
+/// Room left above the deepest read: callers a little deeper still unwind.
+const MARGIN: u64 = 1024;
 
 /// Unwinds copied user stacks (see the module documentation).
 #[derive(Default)]
@@ -53,6 +77,10 @@ pub struct StackUnwinder {
     files: UnwindFiles,
     procs: HashMap<u32, ProcessModules>,
     cache: Option<CacheX86_64>,
+    /// `--stack-bytes`: the most the kernel program copies.
+    asked: u64,
+    /// Copy sizes to tell the kernel program, by process.
+    updates: Vec<(u32, u64)>,
     /// Stacks unwound, and those where the unwind was kept (went further
     /// than the kernel's walk).
     pub unwound: u64,
@@ -74,6 +102,20 @@ impl std::fmt::Debug for StackUnwinder {
 const MAX_RETRIES: usize = 16;
 
 impl StackUnwinder {
+    /// An unwinder for copies of at most `stack_bytes`.
+    pub fn new(stack_bytes: u64) -> StackUnwinder {
+        StackUnwinder {
+            asked: stack_bytes,
+            ..StackUnwinder::default()
+        }
+    }
+
+    /// The copy sizes learned since the last call, by process, for the
+    /// kernel program (`Probes::set_stack_need`).
+    pub fn take_updates(&mut self) -> Vec<(u32, u64)> {
+        std::mem::take(&mut self.updates)
+    }
+
     /// Replaces `ev`'s stack with the frames unwound from `copy` (the
     /// registers) and `bytes` (the stack from `copy.sp` up), with the
     /// modules mapped in `model`.
@@ -83,10 +125,25 @@ impl StackUnwinder {
         }
         self.unwound += 1;
         let ip = ev.stack[0];
+        // How far up the unwind read, and whether it wanted more than was
+        // copied (but within what a copy may hold).
+        let (deepest, short) = (Cell::new(0u64), Cell::new(false));
+        let asked = self.asked;
         let read = |addr: u64| -> Result<u64, ()> {
-            let at = usize::try_from(addr.checked_sub(copy.sp).ok_or(())?).map_err(|_| ())?;
-            let word = bytes.get(at..at.checked_add(8).ok_or(())?).ok_or(())?;
-            Ok(u64::from_le_bytes(word.try_into().map_err(|_| ())?))
+            let off = addr.checked_sub(copy.sp).ok_or(())?;
+            let at = usize::try_from(off).map_err(|_| ())?;
+            match bytes.get(at..at.checked_add(8).ok_or(())?) {
+                Some(word) => {
+                    deepest.set(deepest.get().max(off + 8));
+                    Ok(u64::from_le_bytes(word.try_into().map_err(|_| ())?))
+                }
+                None => {
+                    if off < asked {
+                        short.set(true);
+                    }
+                    Err(())
+                }
+            }
         };
         let cache = self.cache.get_or_insert_with(CacheX86_64::new);
         let procs = self.procs.entry(ev.tgid).or_default();
@@ -131,6 +188,12 @@ impl StackUnwinder {
             let file = self.files.get(ev.tgid, r);
             procs.add(r, file);
         }
+        if let Some(told) = procs
+            .need
+            .learn(deepest.get(), short.get() && !ended, self.asked)
+        {
+            self.updates.push((ev.tgid, told));
+        }
         // The kernel's walk: the wrapper's caller (the word at sp) and the
         // frame-pointer chain. Kept when the unwind did no better.
         let walked = ev.stack_len as usize;
@@ -150,6 +213,32 @@ impl StackUnwinder {
     /// Forgets the processes not in `live` (their modules).
     pub fn retain(&mut self, live: impl Fn(u32) -> bool) {
         self.procs.retain(|&pid, _| live(pid));
+    }
+}
+
+impl Need {
+    /// Takes one unwind that read `deepest` bytes (`short`: it wanted more
+    /// than the copy held); returns a new copy size for the kernel
+    /// program when there is one.
+    fn learn(&mut self, deepest: u64, short: bool, asked: u64) -> Option<u64> {
+        let round = |n: u64| n.div_ceil(512) * 512;
+        if short {
+            let told = self.told?;
+            let more = round(told.saturating_mul(2)).min(asked);
+            *self = Need {
+                told: Some(more),
+                ..Need::default()
+            };
+            return (more != told).then_some(more);
+        }
+        self.deepest = self.deepest.max(deepest);
+        self.seen = self.seen.saturating_add(1);
+        if self.told.is_some() || self.seen < LEARN {
+            return None;
+        }
+        let n = round(self.deepest + MARGIN).min(asked);
+        self.told = Some(n);
+        (n < asked).then_some(n)
     }
 }
 

@@ -76,7 +76,7 @@ fn the_callers_of_a_copied_stack_are_found_with_call_frame_information() {
         len: bytes.len() as u64,
         ..StackCopy::default()
     };
-    let mut unwinder = StackUnwinder::default();
+    let mut unwinder = StackUnwinder::new(16 << 10);
     unwinder.unwind(&mut ev, &copy, &bytes, &model);
     let frames = &ev.stack[..ev.stack_len as usize];
     assert_ne!(ev.flags & FLAG_UNWOUND, 0, "not unwound: {frames:x?}");
@@ -113,7 +113,28 @@ fn a_short_copy_keeps_the_kernels_walk_and_says_nothing_it_does_not_know() {
         ..StackCopy::default()
     };
     let before = ev;
-    StackUnwinder::default().unwind(&mut ev, &copy, &bytes[..8], &model);
+    StackUnwinder::new(16 << 10).unwind(&mut ev, &copy, &bytes[..8], &model);
     assert_eq!(ev, before);
     assert_eq!(ev.flags & (FLAG_UNWOUND | FLAG_STACK_END), 0);
+}
+
+#[test]
+fn the_copy_is_shortened_to_what_unwinds_read_and_lengthened_when_short() {
+    let mut need = super::Need::default();
+    let asked = 8192;
+    for _ in 1..super::LEARN {
+        assert_eq!(need.learn(700, false, asked), None);
+    }
+    // The deepest read (1000) plus the margin, in 512-byte steps.
+    assert_eq!(need.learn(1000, false, asked), Some(2048));
+    assert_eq!(need.learn(900, false, asked), None);
+    // An unwind that ran out of copy doubles it, up to --stack-bytes.
+    assert_eq!(need.learn(2048, true, asked), Some(4096));
+    assert_eq!(need.learn(4096, true, asked), Some(8192));
+    assert_eq!(need.learn(8192, true, asked), None);
+    // Stacks as deep as the copy: nothing to shorten.
+    let mut deep = super::Need::default();
+    for _ in 0..super::LEARN {
+        assert_eq!(deep.learn(7000, false, asked), None);
+    }
 }
