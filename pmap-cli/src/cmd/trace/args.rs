@@ -82,10 +82,11 @@ pub struct TraceArgs {
     /// With --stacks: frames shown under each delta.
     #[arg(long, value_name = "N", default_value_t = 5)]
     pub stack_depth: usize,
-    /// With --stacks: bytes of user stack copied with each call, to unwind
-    /// code built without frame pointers (Debian's libc, python, node) with
-    /// its call-frame information; 0 follows frame pointers only. A
-    /// multiple of 8, at most 16384.
+    /// With --stacks: the most bytes of user stack copied with each call,
+    /// to unwind code built without frame pointers (Debian's libc, python,
+    /// node) with its call-frame information (less once the tracer has
+    /// seen how deep a process's calls go); 0 follows frame pointers only.
+    /// A multiple of 8, at most 16384.
     #[arg(long, value_name = "N", default_value_t = DEFAULT_STACK_BYTES, value_parser = stack_bytes)]
     pub stack_bytes: u64,
     /// With --stacks: where separate debug files are looked for (by build
