@@ -81,6 +81,9 @@ pub struct StackUnwinder {
     asked: u64,
     /// Copy sizes to tell the kernel program, by process.
     updates: Vec<(u32, u64)>,
+    /// Copies read with their calls and not yet unwound, by (thread, exit
+    /// time) of the call.
+    held: HashMap<(u32, u64), (StackCopy, Vec<u8>)>,
     /// Stacks unwound, and those where the unwind was kept (went further
     /// than the kernel's walk).
     pub unwound: u64,
@@ -114,6 +117,26 @@ impl StackUnwinder {
     /// kernel program (`Probes::set_stack_need`).
     pub fn take_updates(&mut self) -> Vec<(u32, u64)> {
         std::mem::take(&mut self.updates)
+    }
+
+    /// Keeps the copy of `ev`'s stack until the call is applied
+    /// ([`StackUnwinder::unwind_held`]): the calls of a batch are read
+    /// before any is applied, and a library mapped by an earlier call of
+    /// the batch (at startup, most are) must be in the map the unwind
+    /// uses.
+    pub fn hold(&mut self, ev: &Event, copy: &StackCopy, bytes: &[u8]) {
+        self.held
+            .insert((ev.tid, ev.exit_ns), (*copy, bytes.to_vec()));
+    }
+
+    /// Unwinds the copy held for `ev`, if any (see [`StackUnwinder::unwind`]).
+    pub fn unwind_held(&mut self, ev: &mut Event, model: &RegionModel) {
+        if self.held.is_empty() {
+            return;
+        }
+        if let Some((copy, bytes)) = self.held.remove(&(ev.tid, ev.exit_ns)) {
+            self.unwind(ev, &copy, &bytes, model);
+        }
     }
 
     /// Replaces `ev`'s stack with the frames unwound from `copy` (the
@@ -210,9 +233,11 @@ impl StackUnwinder {
         }
     }
 
-    /// Forgets the processes not in `live` (their modules).
+    /// Forgets the processes not in `live` (their modules), and copies
+    /// whose call was never applied (its process has no session).
     pub fn retain(&mut self, live: impl Fn(u32) -> bool) {
         self.procs.retain(|&pid, _| live(pid));
+        self.held.clear();
     }
 }
 
