@@ -273,9 +273,11 @@ const ALIGN_DOWN: u64 = !(STACK_COPY_ALIGN as u64 - 1);
 /// modules' call-frame information: a record of its own, so that the
 /// syscall record keeps its shape. The stack is read straight into the
 /// ring (no copy through scratch memory: the copy is most of what the
-/// option costs). Its size is `STACK_BYTES`, a constant the verifier
-/// knows (read-only data); a shallow stack fills only part of it, and
-/// the header says how much. Sent before the syscall record is
+/// option costs). At most `STACK_BYTES`, no further than the stack's
+/// region, no more than the process's calls need (`STACK_NEED`); the
+/// record is sized to a class above that (a constant per branch, as the
+/// verifier wants), and the header says how much was copied. Sent before
+/// the syscall record is
 /// submitted: userspace reads records in the order they were reserved,
 /// and a record only once it is submitted, so this copy is read right
 /// after its syscall record, in the same pass.

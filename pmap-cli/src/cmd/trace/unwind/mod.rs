@@ -82,8 +82,10 @@ pub struct StackUnwinder {
     /// Copy sizes to tell the kernel program, by process.
     updates: Vec<(u32, u64)>,
     /// Copies read with their calls and not yet unwound, by (thread, exit
-    /// time) of the call.
-    held: HashMap<(u32, u64), (StackCopy, Vec<u8>)>,
+    /// time) of the call: the registers and where the bytes are in `arena`
+    /// (one buffer for the batch, not an allocation per call).
+    held: HashMap<(u32, u64), (StackCopy, std::ops::Range<usize>)>,
+    arena: Vec<u8>,
     /// Stacks unwound, and those where the unwind was kept (went further
     /// than the kernel's walk).
     pub unwound: u64,
@@ -125,8 +127,10 @@ impl StackUnwinder {
     /// the batch (at startup, most are) must be in the map the unwind
     /// uses.
     pub fn hold(&mut self, ev: &Event, copy: &StackCopy, bytes: &[u8]) {
+        let at = self.arena.len();
+        self.arena.extend_from_slice(bytes);
         self.held
-            .insert((ev.tid, ev.exit_ns), (*copy, bytes.to_vec()));
+            .insert((ev.tid, ev.exit_ns), (*copy, at..self.arena.len()));
     }
 
     /// Unwinds the copy held for `ev`, if any (see [`StackUnwinder::unwind`]).
@@ -134,8 +138,12 @@ impl StackUnwinder {
         if self.held.is_empty() {
             return;
         }
-        if let Some((copy, bytes)) = self.held.remove(&(ev.tid, ev.exit_ns)) {
-            self.unwind(ev, &copy, &bytes, model);
+        if let Some((copy, range)) = self.held.remove(&(ev.tid, ev.exit_ns)) {
+            let arena = std::mem::take(&mut self.arena);
+            if let Some(bytes) = arena.get(range) {
+                self.unwind(ev, &copy, bytes, model);
+            }
+            self.arena = arena;
         }
     }
 
@@ -238,6 +246,7 @@ impl StackUnwinder {
     pub fn retain(&mut self, live: impl Fn(u32) -> bool) {
         self.procs.retain(|&pid, _| live(pid));
         self.held.clear();
+        self.arena.clear();
     }
 }
 
