@@ -107,3 +107,66 @@ async fn other_processes_are_filtered_out_in_the_kernel() {
         "our own mmap did not arrive"
     );
 }
+
+/// `--stacks --stack-bytes`: the copy of the user stack arrives with the
+/// syscall record it belongs to, holds the stack as it was at the call
+/// (a marker word this thread put on its own stack is in it, at its
+/// offset from the stack pointer) and no more than was asked.
+#[tokio::test(flavor = "current_thread")]
+async fn the_stack_copy_arrives_with_its_call_and_holds_the_callers_stack() {
+    let asked = pmap_common::MAX_STACK_BYTES as u64;
+    let mut probes = Probes::load(&ProbeOptions {
+        stacks: true,
+        stack_bytes: asked,
+        ..ProbeOptions::default()
+    })
+    .expect("load (needs root)");
+    let pid = std::process::id();
+    probes.add_target(pid).expect("filter on our pid");
+    let marker: u64 = 0x5eed_cafe_f00d_0042;
+    let on_stack = std::hint::black_box([marker; 4]);
+    let len = 4096 * 1013;
+    let flags = libc::MAP_PRIVATE | libc::MAP_ANONYMOUS | libc::MAP_NORESERVE;
+    // SAFETY: a fresh anonymous mapping, unmapped below, never dereferenced.
+    let addr = unsafe { libc::mmap(std::ptr::null_mut(), len, libc::PROT_READ, flags, -1, 0) };
+    assert_ne!(addr, libc::MAP_FAILED);
+    std::hint::black_box(&on_stack);
+    let tid = gettid();
+    let is_ours = |e: &Event| e.kind == libc::SYS_mmap as u32 && e.args[1] == len as u64;
+    let deadline = Instant::now() + Duration::from_secs(5);
+    let mut copies = Vec::new();
+    let mut seen = Vec::new();
+    while !seen.iter().any(is_ours) {
+        assert!(Instant::now() < deadline, "the mmap never arrived");
+        let _ = tokio::time::timeout(Duration::from_millis(100), probes.readable()).await;
+        probes.drain_with(&mut seen, |ev, copy, bytes| {
+            copies.push((ev.kind, ev.args[1], copy.tid, copy.sp, bytes.to_vec()));
+        });
+    }
+    // SAFETY: unmapping exactly what was mapped above.
+    assert_eq!(unsafe { libc::munmap(addr, len) }, 0);
+    let (_, _, copy_tid, sp, bytes) = copies
+        .iter()
+        .find(|c| c.0 == libc::SYS_mmap as u32 && c.1 == len as u64)
+        .expect("a stack copy paired with our mmap");
+    assert_eq!(*copy_tid, u64::from(tid));
+    assert!(
+        !bytes.is_empty() && bytes.len() <= asked as usize,
+        "{} bytes",
+        bytes.len()
+    );
+    let at = on_stack.as_ptr() as u64;
+    assert!(at >= *sp, "the marker lies above the stack pointer");
+    let off = (at - sp) as usize;
+    let word = bytes.get(off..off + 8).unwrap_or_else(|| {
+        panic!(
+            "the marker {off} bytes above sp is outside the {} bytes copied",
+            bytes.len()
+        )
+    });
+    assert_eq!(
+        u64::from_ne_bytes(word.try_into().expect("8 bytes")),
+        marker
+    );
+    assert_eq!(probes.lost(), 0);
+}

@@ -62,8 +62,59 @@ pub const FLAG_SP_WORD: u32 = 4;
 /// [`MAX_STACK_DEPTH`].
 pub const FLAG_STACK_END: u32 = 8;
 
+/// Bit in [`Event::flags`] (set with `FLAG_STACK`): `stack` holds frames
+/// unwound in userspace from a copy of the user stack ([`StackCopy`]) with
+/// the modules' call-frame information, not the kernel's walk: no word at
+/// the stack pointer, every entry a frame. `FLAG_STACK_END` then says the
+/// unwind reached the outermost frame.
+pub const FLAG_UNWOUND: u32 = 16;
+
 /// Deepest user stack the kernel program captures per event.
 pub const MAX_STACK_DEPTH: usize = 16;
+
+/// Most bytes of user stack the kernel program copies per event
+/// (`--stack-bytes`), for unwinding in userspace.
+pub const MAX_STACK_BYTES: usize = 16 << 10;
+
+/// A ring buffer record of its own, sent right after the syscall record
+/// it belongs to (same thread) when the kernel program copies the user
+/// stack (`config::STACKS` with `STACK_BYTES` > 0): the registers
+/// unwinding starts from (the instruction pointer is the syscall record's
+/// `stack[0]`), then `len` bytes of the user stack from `sp` up.
+#[repr(C)]
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+pub struct StackCopy {
+    /// [`STACK_COPY_MAGIC`].
+    pub magic: u64,
+    pub tid: u64,
+    pub sp: u64,
+    pub bp: u64,
+    /// Bytes copied, a multiple of [`STACK_COPY_ALIGN`] (fewer than asked
+    /// near the top of the stack; 0 if the stack could not be read). The
+    /// record has room for all that was asked; what follows `len` is not
+    /// stack.
+    pub len: u64,
+}
+
+/// Processes whose stack need the kernel program keeps (`STACK_NEED`).
+pub const STACK_NEED_ENTRIES: u32 = 4096;
+
+/// Marks a [`StackCopy`] record ("STKCOPY!").
+pub const STACK_COPY_MAGIC: u64 = u64::from_le_bytes(*b"STKCOPY!");
+/// Byte size of a [`StackCopy`].
+pub const STACK_COPY_SIZE: usize = 40;
+/// A stack copy's length is a multiple of this, so that no stack copy
+/// record has the size of a syscall or scheduler record (asserted below).
+pub const STACK_COPY_ALIGN: usize = 64;
+/// The smallest stack copy record the kernel program sends (its first size
+/// class, 512 bytes of stack): larger than any syscall record without a
+/// stack, so that the two never share a size.
+pub const STACK_COPY_MIN_RECORD: usize = STACK_COPY_SIZE + 512;
+const _: () = assert!(STACK_COPY_MIN_RECORD > EVENT_CAPTURE_SIZE);
+const _: () = assert!(core::mem::size_of::<StackCopy>() == STACK_COPY_SIZE);
+const _: () = assert!(!(EVENT_HEAD_SIZE - STACK_COPY_SIZE).is_multiple_of(STACK_COPY_ALIGN));
+const _: () = assert!(!(EVENT_CAPTURE_SIZE - STACK_COPY_SIZE).is_multiple_of(STACK_COPY_ALIGN));
+const _: () = assert!(!(EVENT_SIZE - STACK_COPY_SIZE).is_multiple_of(STACK_COPY_ALIGN));
 
 /// One change-causing call (or scheduler event) of a traced process, as
 /// the kernel sends it without a stack: the first [`EVENT_HEAD_SIZE`] bytes
@@ -366,5 +417,6 @@ mod pod {
     unsafe impl aya::Pod for super::EventHead {}
     unsafe impl aya::Pod for super::EventCapture {}
     unsafe impl aya::Pod for super::KernelOffsets {}
+    unsafe impl aya::Pod for super::StackCopy {}
     unsafe impl aya::Pod for super::counters::ProcCounters {}
 }

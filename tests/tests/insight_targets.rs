@@ -97,12 +97,10 @@ fn tiny_jit_every_flip_is_reported_with_its_call_site() {
             "call site not named:\n{b}"
         );
         assert!(b.contains("by tiny_jit::jit_make_executable+"), "{b}");
-        // The frame-pointer walk cannot pass glibc's start code (no frame
-        // pointers), and every captured frame is shown: the cut is stated.
-        assert!(
-            b.contains("    (stack truncated: no frame pointer past here)\n"),
-            "{b}"
-        );
+        // Unwound with call-frame information, the stack is whole (to
+        // `_start`, see the JSON test) and deeper than --stack-depth: no
+        // cut is stated.
+        assert!(!b.contains("(stack truncated"), "{b}");
     }
     for b in to_w {
         assert!(b.contains("W^X: X->W flip of"), "flip not flagged:\n{b}");
@@ -247,7 +245,8 @@ fn json_deltas_carry_the_stack_call_site_and_wx_notes() {
     let bin = workload_bin("tiny_jit");
     let rounds = 5;
     let out = trace(
-        // Deep enough to show every captured frame, so the cut is reported.
+        // Deep enough to show every captured frame, so whether the stack
+        // is whole is reported.
         &[
             "--json",
             "--stacks",
@@ -285,10 +284,18 @@ fn json_deltas_carry_the_stack_call_site_and_wx_notes() {
         );
         let site = d["call_site"].as_str().expect("a call site");
         assert!(site.starts_with("tiny_jit::jit_make_executable+"), "{d}");
-        // Rust's std and glibc's start code have no frame pointers: the
-        // walk cannot reach _start, and says so.
+        // Rust's std and glibc's start code have no frame pointers, but
+        // call-frame information: the unwind reaches _start, and says the
+        // stack is whole (`stack` holds every frame, innermost first).
         assert_eq!(d["frames_hidden"], 0, "{d}");
-        assert_eq!(d["stack_truncated"], true, "{d}");
+        assert_eq!(d["stack_truncated"], false, "{d}");
+        let last = frames.last().and_then(|f| f["name"].as_str()).unwrap_or("");
+        assert!(last.starts_with("_start+"), "{d}");
+        assert_eq!(
+            d["stack"].as_array().map(Vec::len),
+            Some(frames.len()),
+            "{d}"
+        );
         let flips = notes_of(d, "wx_flip");
         assert_eq!(flips.len(), 1, "one W->X flip: {d}");
         let f = flips[0];

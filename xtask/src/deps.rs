@@ -49,8 +49,13 @@ const APT_BENCH_PACKAGES: &[&str] = &["time", "bpftrace", "strace"];
 /// unshare (util-linux) and mount hide the kernel's BTF from one tracer,
 /// and mount mounts tracefs; zlib1g is the library the `-l` test dlopens
 /// by its soname; man-db renders the page `pmap man` prints; prometheus is
-/// the real server that scrapes `pmap exporter`.
+/// the real server that scrapes `pmap exporter`; libc6-dbg is libc's
+/// separate debug file, which names libc's internal functions in
+/// `--stacks` (`sysmalloc`, `_int_malloc`), and gcc builds the C program
+/// the stack tests trace.
 const APT_TEST_PACKAGES: &[&str] = &[
+    "libc6-dbg",
+    "gcc",
     "procps",
     "gdb",
     "python3",

@@ -28,8 +28,11 @@
 //! - `numa_maps`: each region's NUMA policy and pages per node (`-L`).
 //! - `page_frames`: the frames behind a region's pages, from `pagemap`,
 //!   `/proc/kpageflags` and sysfs (`-s`).
+//! - `elf_module`: a mapped ELF file's segments, build id, debug link and
+//!   call-frame sections (`pmap trace --stacks`).
 pub(crate) mod checked;
 pub mod core_file;
+pub(crate) mod elf_module;
 pub(crate) mod gone;
 pub(crate) mod groups;
 pub mod kernel;

@@ -1,4 +1,4 @@
-//! `cargo xtask bench snapshot|trace|capacity|follow|exporter|record`: benchmarks, compared side by side.
+//! `cargo xtask bench snapshot|trace|capacity|follow|exporter|record|stacks`: benchmarks, compared side by side.
 //!
 //! Every benchmark builds what it runs (release `pmap`, the workload bins of
 //! `tests/`), interleaves the commands it compares round-robin so that the
@@ -12,6 +12,7 @@ mod proc;
 mod record;
 mod report;
 mod snapshot;
+mod stacks;
 mod stats;
 mod trace;
 mod tracer;
@@ -24,7 +25,7 @@ use std::{
 use anyhow::{Context, Result, bail};
 
 const USAGE: &str = "\
-usage: cargo xtask bench snapshot|trace|capacity|follow|exporter|record [OPTIONS]
+usage: cargo xtask bench snapshot|trace|capacity|follow|exporter|record|stacks [OPTIONS]
 
   snapshot   pmap vs cat /proc/PID/{maps,smaps} vs procps-ng pmap on 1k/10k/60k mappings
   trace      pmap trace: overhead, throughput, latency, own cost, cost to others
@@ -32,13 +33,14 @@ usage: cargo xtask bench snapshot|trace|capacity|follow|exporter|record [OPTIONS
   follow     pmap trace -f/--comm/--cgroup: cost to others, a forking server
   exporter   pmap exporter: own CPU at 1,000 processes, cost to a mapping loop vs bpftrace
   record     pmap trace --record: cost to the traced loop, size; replay --at speed
+  stacks     pmap trace --stacks: cost to the loop by --stack-bytes (0, 1K, 4K, 8K, 16K)
 
 options:
   --quick        fewer rounds and smaller loops (about a minute)
   --rounds N     rounds of the interleaved measurements
   --no-build     use the binaries already in target/release
   --out FILE     also write the Markdown report to FILE
-  --alt-pmap BIN trace, capacity: also measure another pmap binary (e.g. an experiment)
+  --alt-pmap BIN trace, capacity, stacks: also measure another pmap binary (e.g. an experiment)
                  side by side in the overhead (with and without --stacks) and
                  cost-to-others sections
 ";
@@ -108,6 +110,7 @@ pub fn main(args: &[String]) -> Result<()> {
         "follow" => follow::run(&opts)?,
         "exporter" => exporter::run(&opts)?,
         "record" => record::run(&opts)?,
+        "stacks" => stacks::run(&opts)?,
         "-h" | "--help" => {
             print!("{USAGE}");
             return Ok(());

@@ -82,6 +82,18 @@ pub struct TraceArgs {
     /// With --stacks: frames shown under each delta.
     #[arg(long, value_name = "N", default_value_t = 5)]
     pub stack_depth: usize,
+    /// With --stacks: the most bytes of user stack copied with each call,
+    /// to unwind code built without frame pointers (Debian's libc, python,
+    /// node) with its call-frame information (less once the tracer has
+    /// seen how deep a process's calls go); 0 follows frame pointers only.
+    /// A multiple of 8, at most 16384.
+    #[arg(long, value_name = "N", default_value_t = DEFAULT_STACK_BYTES, value_parser = stack_bytes)]
+    pub stack_bytes: u64,
+    /// With --stacks: where separate debug files are looked for (by build
+    /// id, then debug link), as installed by `-dbg` packages; repeat for
+    /// several. Default: /usr/lib/debug.
+    #[arg(long, value_name = "DIR")]
+    pub debug_dir: Vec<std::path::PathBuf>,
     /// Add who created and last changed each region to tables.
     #[arg(long)]
     pub provenance: bool,
@@ -208,6 +220,24 @@ fn jit_symbols(s: &str) -> Result<usize, String> {
             "'{s}' is not a number of functions: give a count of 1 or more, or `all`"
         )),
     }
+}
+
+/// `--stack-bytes`'s default: deep enough for the frames between a
+/// syscall and the program's code in python and node (their interpreter
+/// frames are large), and a tenth of what perf copies by default.
+pub const DEFAULT_STACK_BYTES: u64 = 8 << 10;
+
+fn stack_bytes(s: &str) -> Result<u64, String> {
+    let n: u64 = s
+        .parse()
+        .map_err(|_| format!("'{s}' is not a number of bytes"))?;
+    let max = pmap_common::MAX_STACK_BYTES as u64;
+    if !n.is_multiple_of(8) || n > max {
+        return Err(format!(
+            "must be a multiple of 8 from 0 to {max}, e.g. {DEFAULT_STACK_BYTES}"
+        ));
+    }
+    Ok(n)
 }
 
 fn ring_size(s: &str) -> Result<u32, String> {

@@ -30,6 +30,7 @@ pub mod record;
 pub mod run;
 pub mod session;
 pub mod syscalls;
+pub mod unwind;
 
 use std::{ffi::OsString, io::Write, process::ExitCode};
 

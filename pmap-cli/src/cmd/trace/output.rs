@@ -546,6 +546,7 @@ mod tests {
                 ],
                 hidden: 0,
                 truncated: true,
+                unwound: false,
                 site: Some(site.clone()),
             })),
             notes: vec![Note::churn(262144, 8, 1, None)],

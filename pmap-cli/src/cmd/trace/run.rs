@@ -23,6 +23,7 @@ use super::{
     output::{Printer, TableRenderer},
     session::Session,
     syscalls::Affected,
+    unwind::StackUnwinder,
 };
 use crate::{
     cmd::trace::record::{
@@ -85,6 +86,8 @@ struct Tracer<'r, W: Write> {
     tasks: HashMap<u32, BTreeSet<u32>>,
     /// `--record FILE`.
     recorder: Option<Recorder>,
+    /// `--stacks --stack-bytes N`: unwinds the copied user stacks.
+    unwinder: StackUnwinder,
 }
 
 impl<W: Write> Tracer<'_, W> {
@@ -143,7 +146,8 @@ impl<W: Write> Tracer<'_, W> {
             return Ok(());
         };
         let mut buf = std::mem::take(&mut self.buf);
-        probes.drain(&mut buf);
+        let unwinder = &mut self.unwinder;
+        probes.drain_with(&mut buf, |ev, copy, bytes| unwinder.hold(ev, copy, bytes));
         buf.sort_by_key(|e| e.exit_ns);
         // What later calls of the batch change matters only to a call
         // whose capture cannot be used (the tracer then derives or asks);
@@ -167,11 +171,25 @@ impl<W: Write> Tracer<'_, W> {
             Vec::new()
         };
         let mut later = LaterCalls::new(&footprints);
-        for (i, ev) in buf.iter().enumerate() {
+        for (i, ev) in buf.iter_mut().enumerate() {
             if let Some((pid, what)) = footprints.get(i) {
                 later.take(i, *pid, what);
             }
+            // With the map as the batch's earlier calls left it: a
+            // library mapped just before (at startup) is in it.
+            if let Some(s) = self.sessions.iter().find(|s| s.pid == ev.tgid) {
+                self.unwinder.unwind_held(ev, s.model());
+            }
             self.apply(ev, &later)?;
+        }
+        let sessions = &self.sessions;
+        self.unwinder
+            .retain(|pid| sessions.iter().any(|s| s.pid == pid));
+        if let Some(probes) = &mut self.probes {
+            for (pid, bytes) in self.unwinder.take_updates() {
+                // A size not set leaves the whole copy: slower, never wrong.
+                let _ = probes.set_stack_need(pid, bytes);
+            }
         }
         buf.clear();
         self.buf = buf;

@@ -8,12 +8,13 @@ use std::{fmt, path::Path};
 use anyhow::{Context as _, Result, bail};
 use aya::{
     Ebpf, EbpfLoader,
-    maps::{Array, MapData, PerCpuArray, RingBuf},
+    maps::{Array, HashMap, MapData, PerCpuArray, RingBuf},
     programs::TracePoint,
 };
 use pmap_common::{
     EVENT_CAPTURE_SIZE, EVENT_HEAD_SIZE, EVENT_SIZE, Event, EventCapture, EventHead, MAX_CAPTURE,
-    TARGET_WORDS, capture_len, counter,
+    STACK_COPY_MAGIC, STACK_COPY_MIN_RECORD, STACK_COPY_SIZE, StackCopy, TARGET_WORDS, capture_len,
+    counter,
 };
 use tokio::io::unix::AsyncFd;
 
@@ -43,6 +44,9 @@ pub struct ProbeOptions {
     pub ring_size: u32,
     /// Capture user stacks with every syscall event.
     pub stacks: bool,
+    /// With `stacks`: bytes of user stack copied per event, for unwinding
+    /// in userspace (`--stack-bytes`; 0: the frame-pointer walk only).
+    pub stack_bytes: u64,
     /// Add the processes traced processes create to the kernel filter.
     pub follow: bool,
     /// `--comm`: the thread name (NUL-padded to the kernel's 16 bytes)
@@ -58,6 +62,7 @@ impl Default for ProbeOptions {
         Self {
             ring_size: DEFAULT_RING_SIZE,
             stacks: false,
+            stack_bytes: 0,
             follow: false,
             comm: None,
             cgroup: None,
@@ -229,6 +234,8 @@ pub struct Probes {
     ring: AsyncFd<RingBuf<MapData>>,
     targets: Array<MapData, u64>,
     counters: PerCpuArray<MapData, u64>,
+    /// `--stack-bytes`: how much stack each process's calls need.
+    stack_need: HashMap<MapData, u32, u64>,
     /// Tracepoints that were attached, for the "tracing" line.
     pub attached: Vec<String>,
 }
@@ -256,12 +263,17 @@ impl Probes {
         if opts.cgroup.is_some() {
             config |= pmap_common::config::CGROUP;
         }
+        let stack_bytes = match opts.stacks {
+            true => opts.stack_bytes.min(pmap_common::MAX_STACK_BYTES as u64),
+            false => 0,
+        };
         let offsets = super::btf::running_kernel_offsets(BTF)?;
         let mut ebpf = EbpfLoader::new()
             .map_max_entries("EVENTS", opts.ring_size)
             .override_global("OFFSETS", &offsets, true)
             .override_global("CONFIG", &config, true)
             .override_global("WAKE_AT", &(u64::from(opts.ring_size) / 4), true)
+            .override_global("STACK_BYTES", &stack_bytes, true)
             .override_global("COMM_NAME", &comm_name, true)
             .override_global("CGROUP_ID", &cgroup_id, true)
             .override_global("CGROUP_LEVEL", &cgroup_level, true)
@@ -314,13 +326,24 @@ impl Probes {
         let targets = Array::try_from(ebpf.take_map("TARGETS").context("no TARGETS map")?)?;
         let counters =
             PerCpuArray::try_from(ebpf.take_map("COUNTERS").context("no COUNTERS map")?)?;
+        let stack_need =
+            HashMap::try_from(ebpf.take_map("STACK_NEED").context("no STACK_NEED map")?)?;
         Ok(Probes {
             _ebpf: ebpf,
             ring,
             targets,
             counters,
+            stack_need,
             attached,
         })
+    }
+
+    /// Tells the kernel program how many bytes of stack to copy for the
+    /// calls of process `tgid` (`--stack-bytes` is the most).
+    pub fn set_stack_need(&mut self, tgid: u32, bytes: u64) -> Result<()> {
+        self.stack_need
+            .insert(tgid, bytes, 0)
+            .with_context(|| format!("setting the stack copy size of process {tgid} failed"))
     }
 
     /// Starts reporting the process `tgid` (all its threads).
@@ -357,10 +380,38 @@ impl Probes {
 
     /// Moves every event now in the ring buffer into `out`; returns how many
     /// records were malformed (never expected; counted rather than trusted).
+    ///
     pub fn drain(&mut self, out: &mut Vec<Event>) -> usize {
+        self.drain_with(out, |_, _, _| {})
+    }
+
+    /// [`Probes::drain`], handing each copy of a user stack
+    /// (`--stack-bytes`) to `unwind` with the syscall record it goes with,
+    /// whose stack `unwind` may replace with the unwound frames (the copy
+    /// is not kept: it is most of the record).
+    pub fn drain_with(
+        &mut self,
+        out: &mut Vec<Event>,
+        mut unwind: impl FnMut(&mut Event, &StackCopy, &[u8]),
+    ) -> usize {
         let ring = self.ring.get_mut();
         let mut bad = 0;
+        let first = out.len();
         while let Some(item) = ring.next() {
+            if let Some((copy, bytes)) = decode_copy(&item) {
+                // Its syscall record was read just before it (see the
+                // kernel program), with other CPUs' records maybe between.
+                let ev = out[first..]
+                    .iter_mut()
+                    .rev()
+                    .take(COPY_SEARCH)
+                    .find(|e| u64::from(e.tid) == copy.tid);
+                match ev {
+                    Some(ev) => unwind(ev, &copy, bytes),
+                    None => bad += 1,
+                }
+                continue;
+            }
             match decode(&item) {
                 Some(ev) => out.push(ev),
                 None => bad += 1,
@@ -395,7 +446,7 @@ pub fn decode(bytes: &[u8]) -> Option<Event> {
         }
         // SAFETY: as above, for size_of::<Event>().
         EVENT_SIZE => Some(unsafe { std::ptr::read_unaligned(bytes.as_ptr().cast::<Event>()) }),
-        n if n > EVENT_HEAD_SIZE && n <= EVENT_CAPTURE_SIZE && (n - EVENT_HEAD_SIZE) % 48 == 16 => {
+        n if is_capture_size(n) => {
             // The regions not sent stay zero.
             let mut full = [0u8; EVENT_CAPTURE_SIZE];
             full[..n].copy_from_slice(bytes);
@@ -408,9 +459,69 @@ pub fn decode(bytes: &[u8]) -> Option<Event> {
     }
 }
 
+/// Whether `n` is the size of a syscall record without a stack, cut after
+/// its captured regions (see `capture_len`).
+fn is_capture_size(n: usize) -> bool {
+    n > EVENT_HEAD_SIZE && n <= EVENT_CAPTURE_SIZE && (n - EVENT_HEAD_SIZE) % 48 == 16
+}
+
+/// Whether `n` is the size of an event record (not a stack copy).
+fn is_event_size(n: usize) -> bool {
+    n == EVENT_HEAD_SIZE || n == EVENT_SIZE || is_capture_size(n)
+}
+
+/// How many records back a stack copy's syscall record is looked for
+/// (records of other CPUs may lie between them).
+const COPY_SEARCH: usize = 256;
+
+/// Decodes a stack copy record (`pmap_common::StackCopy`): the registers
+/// and the copied bytes; `None` for any other record, or one shorter than
+/// it says.
+pub fn decode_copy(bytes: &[u8]) -> Option<(StackCopy, &[u8])> {
+    if bytes.len() < STACK_COPY_MIN_RECORD || is_event_size(bytes.len()) {
+        return None;
+    }
+    let head = bytes.get(..STACK_COPY_SIZE)?;
+    // SAFETY: exactly size_of::<StackCopy>() bytes of a repr(C) struct of
+    // integers; read_unaligned does not require alignment.
+    let copy = unsafe { std::ptr::read_unaligned(head.as_ptr().cast::<StackCopy>()) };
+    // The record has room for the whole copy asked for; `len` says how
+    // much of it was copied.
+    let data = bytes[STACK_COPY_SIZE..].get(..usize::try_from(copy.len).ok()?)?;
+    (copy.magic == STACK_COPY_MAGIC).then_some((copy, data))
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn a_stack_copy_record_decodes_only_when_marked_and_its_length_matches() {
+        let mut raw = vec![0u8; STACK_COPY_MIN_RECORD];
+        raw[..8].copy_from_slice(&pmap_common::STACK_COPY_MAGIC.to_ne_bytes());
+        raw[8..16].copy_from_slice(&42u64.to_ne_bytes()); // tid
+        raw[16..24].copy_from_slice(&0x7ff0u64.to_ne_bytes()); // sp
+        raw[32..40].copy_from_slice(&64u64.to_ne_bytes()); // len
+        raw[40..48].copy_from_slice(&0x1234u64.to_ne_bytes());
+        let (copy, data) = decode_copy(&raw).expect("decodes");
+        assert_eq!((copy.tid, copy.sp, copy.len), (42, 0x7ff0, 64));
+        assert_eq!(&data[..8], &0x1234u64.to_ne_bytes());
+        // Room for more than was copied: only what was copied is stack.
+        let mut longer = raw.clone();
+        longer.extend_from_slice(&[0xff; 64]);
+        let (_, data) = decode_copy(&longer).expect("decodes");
+        assert_eq!(data.len(), 64);
+        // Shorter than the smallest copy record: a syscall record's size.
+        assert!(decode_copy(&raw[..capture_len(0)]).is_none());
+        assert!(
+            decode_copy(&raw[..STACK_COPY_SIZE + 8]).is_none(),
+            "shorter than it says"
+        );
+        raw[0] ^= 1;
+        assert!(decode_copy(&raw).is_none(), "not marked");
+        // A syscall record is never taken for a copy.
+        assert!(decode_copy(&[0u8; EVENT_SIZE]).is_none());
+    }
 
     #[test]
     fn decode_rejects_wrong_sizes() {

@@ -97,6 +97,9 @@ pub struct InsightOptions {
     pub stacks: bool,
     /// Frames to show under each delta (`--stack-depth`).
     pub stack_depth: usize,
+    /// Where separate debug files are looked for (`--debug-dir`; empty:
+    /// the distributions' place).
+    pub debug_dirs: Vec<std::path::PathBuf>,
     /// Provenance lines after tables (`--provenance`).
     pub provenance: bool,
     /// Write a self-contained HTML report here at the end (`--report`).
@@ -189,9 +192,13 @@ fn what(cause: &Cause) -> &'static str {
 
 impl Insight {
     pub fn new(opts: InsightOptions) -> Insight {
+        let syms = match opts.debug_dirs.is_empty() {
+            true => Symbols::new(),
+            false => Symbols::with_debug_dirs(opts.debug_dirs.clone()),
+        };
         Insight {
             opts,
-            syms: Symbols::new(),
+            syms,
             procs: HashMap::new(),
             replay_clock: None,
         }

@@ -136,8 +136,24 @@ pub struct StackNote {
     pub hidden: usize,
     /// The stack does not reach the outermost frame.
     pub truncated: bool,
+    /// The frames were unwound from a copy of the stack with call-frame
+    /// information (`--stack-bytes`), not found by the frame-pointer walk:
+    /// a cut is where that unwind stopped.
+    pub unwound: bool,
     /// The frame the call is counted under (the first outside libc).
     pub site: Option<Rc<str>>,
+}
+
+impl StackNote {
+    /// The line that says the stack is cut, and why.
+    pub fn cut(&self) -> &'static str {
+        if self.unwound {
+            "(stack truncated: unwound no further: past the stack copied (raise --stack-bytes) \
+             or no call-frame information)"
+        } else {
+            "(stack truncated: no frame pointer past here)"
+        }
+    }
 }
 
 /// Everything insight has to say about one delta.
@@ -162,7 +178,7 @@ impl DeltaNotes {
             // A cut shown only when every captured frame is shown: with
             // --stack-depth hiding some, the stack goes on regardless.
             if s.hidden == 0 && s.truncated {
-                writeln!(out, "{indent}(stack truncated: no frame pointer past here)")?;
+                writeln!(out, "{indent}{}", s.cut())?;
             }
         }
         for n in &self.notes {
@@ -199,6 +215,7 @@ mod tests {
                 ],
                 hidden: 0,
                 truncated: true,
+                unwound: false,
                 site: Some(site.clone()),
             })),
             notes: vec![Note::wx_flip(
@@ -245,6 +262,7 @@ mod tests {
                 frames: vec![(0x1007, "mmap+0x13 [libc.so.6]".into())],
                 hidden: 2,
                 truncated: true,
+                unwound: false,
                 site: None,
             })),
             notes: vec![Note::churn(262144, 8, 1, None)],

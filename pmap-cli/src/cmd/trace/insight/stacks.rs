@@ -14,7 +14,7 @@ use std::{
     rc::Rc,
 };
 
-use pmap_common::{Event, FLAG_SP_WORD, FLAG_STACK, FLAG_STACK_END, MAX_STACK_DEPTH};
+use pmap_common::{Event, FLAG_SP_WORD, FLAG_STACK, FLAG_STACK_END, FLAG_UNWOUND, MAX_STACK_DEPTH};
 
 use super::{jit::JitMap, notes::StackNote, symbols::Symbols};
 use crate::map::{model::RegionModel, region::Region};
@@ -39,6 +39,8 @@ pub struct Stack {
     /// pointer that was not one, at an address that is not code, or at the
     /// depth limit.
     pub truncated: bool,
+    /// Unwound in userspace from a copy of the stack (`FLAG_UNWOUND`).
+    pub unwound: bool,
 }
 
 fn is_code(model: &RegionModel, addr: u64) -> Option<&Region> {
@@ -74,7 +76,11 @@ impl Stack {
             }
             frames.push(a);
         }
-        Some(Stack { frames, truncated })
+        Some(Stack {
+            frames,
+            truncated,
+            unwound: ev.flags & FLAG_UNWOUND != 0,
+        })
     }
 
     /// Names of the frames, innermost first (at most `depth`).
@@ -112,6 +118,7 @@ impl Stack {
             frames: self.frames.iter().copied().zip(names).collect(),
             hidden,
             truncated,
+            unwound: self.unwound,
             site: self.site(pid, model, syms, jit),
         }
     }
@@ -134,8 +141,11 @@ impl Stack {
             })
     }
 
-    /// The call site worth reporting: the first frame outside libc and the
-    /// dynamic loader (the code that asked), else the wrapper's caller.
+    /// The call site worth reporting: the first frame outside the C
+    /// library, the dynamic loader and the allocator (malloc's family, the
+    /// mmap and brk wrappers, wherever they are linked: a static program
+    /// or another allocator library has them too), that is the code that
+    /// asked for memory. Else the wrapper's caller.
     pub fn site(
         &self,
         pid: u32,
@@ -143,17 +153,86 @@ impl Stack {
         syms: &mut Symbols,
         jit: &JitMap,
     ) -> Option<Rc<str>> {
-        let outside = self
+        for (i, &a) in self.frames.iter().enumerate() {
+            if model.containing(a).is_some_and(|r| is_system_lib(&r.name)) {
+                continue;
+            }
+            let name = name_of(pid, model, syms, jit, a, i > 0, false);
+            if !is_allocator(&name) {
+                return Some(name);
+            }
+        }
+        let (i, &a) = self
             .frames
             .iter()
             .enumerate()
-            .skip(1)
-            .find(|&(_, &a)| model.containing(a).is_some_and(|r| !is_system_lib(&r.name)));
-        let (i, &a) = outside
-            .or_else(|| self.frames.iter().enumerate().nth(1))
+            .nth(1)
             .or_else(|| self.frames.iter().enumerate().next())?;
         Some(name_of(pid, model, syms, jit, a, i > 0, false))
     }
+}
+
+/// Functions that hand out memory for others: never the call site.
+const ALLOCATOR: &[&str] = &[
+    "malloc",
+    "calloc",
+    "realloc",
+    "reallocarray",
+    "free",
+    "posix_memalign",
+    "aligned_alloc",
+    "memalign",
+    "valloc",
+    "pvalloc",
+    "mmap",
+    "mmap64",
+    "munmap",
+    "mremap",
+    "mprotect",
+    "pkey_mprotect",
+    "madvise",
+    "brk",
+    "sbrk",
+    "__brk",
+    "__sbrk",
+    "__mmap",
+    "__munmap",
+    "__mprotect",
+    "sysmalloc",
+    "sysmalloc_mmap",
+    "systrim",
+    "new_heap",
+    "alloc_new_heap",
+    "grow_heap",
+    "shrink_heap",
+    "arena_get2",
+    "tcache_init",
+    "operator new",
+    "operator new[]",
+    "operator delete",
+    "operator delete[]",
+];
+
+/// Whether frame name `name` (`function+0x1f [module]`) is in the allocator.
+fn is_allocator(name: &str) -> bool {
+    let f = name.split([' ', '(']).next().unwrap_or("");
+    let f = f.rsplit_once('+').map_or(f, |(f, _)| f);
+    let f = f.strip_suffix(".constprop.0").unwrap_or(f);
+    ALLOCATOR.contains(&f)
+        || name.starts_with("operator new")
+        || name.starts_with("operator delete")
+        || [
+            "_int_",
+            "__libc_",
+            "__GI_",
+            "__glibc_",
+            "_mid_memalign",
+            "_dl_",
+        ]
+        .iter()
+        .any(|p| f.starts_with(p))
+        || f.starts_with("je_")
+        || f.starts_with("tc_")
 }
 
 /// A stack as the kernel captured it: the bits of `flags` that describe
@@ -186,7 +265,10 @@ impl StackCache {
         let n = (ev.stack_len as usize).min(MAX_STACK_DEPTH);
         let mut words = [0; MAX_STACK_DEPTH];
         words[..n].copy_from_slice(&ev.stack[..n]);
-        Some((ev.flags & (FLAG_SP_WORD | FLAG_STACK_END), words))
+        Some((
+            ev.flags & (FLAG_SP_WORD | FLAG_STACK_END | FLAG_UNWOUND),
+            words,
+        ))
     }
 
     /// Forgets every name (code was mapped, unmapped or changed).
@@ -340,6 +422,29 @@ mod tests {
             vec![0x1100, 0x5200]
         );
         assert!(Stack::from_event(&event(&[], 0), &model).is_none());
+    }
+
+    #[test]
+    fn allocator_frames_are_not_call_sites() {
+        for f in [
+            "malloc+0x1a [libc.so.6]",
+            "_int_malloc+0x3 [libc.so.6]",
+            "sysmalloc+0x10 [libc.so.6]",
+            "__mmap+0x5 [a.out]",
+            "operator new(unsigned long)+0x1c [libstdc++.so.6]",
+            "je_malloc+0x2 [libjemalloc.so.2]",
+            "__libc_malloc+0x2 [libc.so.6]",
+        ] {
+            assert!(is_allocator(f), "{f}");
+        }
+        for f in [
+            "app_make_cache+0x9 [cache]",
+            "main+0x10 (x.c:3) [a.out]",
+            "mallocate_things+0x1 [a.out]",
+            "0x7f00 [anon]",
+        ] {
+            assert!(!is_allocator(f), "{f}");
+        }
     }
 
     #[test]

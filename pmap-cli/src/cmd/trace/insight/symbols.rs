@@ -12,6 +12,14 @@
 //! Addresses are turned into (file, file offset) with the region model, so
 //! the process need not be alive when the name is wanted, and one cache
 //! entry serves every process that maps the same file.
+//!
+//! Distributions strip their libraries to the exported symbols: libc's
+//! internal functions (`sysmalloc`, `_int_malloc`) have no name there. A
+//! `-dbg` package installs the full symbol table in a separate debug file
+//! (`/usr/lib/debug/.build-id/xx/yyyy.debug`); when there is one, names
+//! come from its symbol table (not its DWARF, which is the worker's:
+//! parsing it would stall the event loop). Without one, the stripped
+//! file's own symbols, and `libc.so.6+0x...` where it has none.
 
 use std::{
     collections::HashMap,
@@ -26,7 +34,10 @@ use blazesym::symbolize::{
     source::{Elf, Source},
 };
 
-use crate::map::region::Region;
+use crate::{
+    map::region::Region,
+    source::elf_module::{DEFAULT_DEBUG_DIR, ElfModule, path_of},
+};
 
 /// Work spent on symbolization is bounded: after this much in total, new
 /// (uncached) addresses are shown as `module+0xoffset` only.
@@ -37,6 +48,17 @@ type Key = (u32, u32, u64, u64);
 
 /// A DWARF request for the worker: key, file, offset to look up.
 type Request = (Key, PathBuf, u64);
+
+/// A file (device, inode).
+type FileKey = (u32, u32, u64);
+
+/// Where a file's full symbol table is: its separate debug file, with the
+/// file's segments to turn file offsets into the addresses it uses.
+#[derive(Debug)]
+struct DebugFile {
+    path: PathBuf,
+    module: ElfModule,
+}
 
 #[derive(Clone, Debug)]
 struct Entry {
@@ -55,6 +77,10 @@ pub struct Symbols {
     lines_found: u64,
     lines_to: Option<Sender<Request>>,
     lines_from: Option<Receiver<(Key, String)>>,
+    /// Directories searched for separate debug files (`--debug-dir`).
+    debug_dirs: Vec<PathBuf>,
+    /// Each file's debug file, or `None` when it has none.
+    debug_files: HashMap<FileKey, Option<DebugFile>>,
 }
 
 impl std::fmt::Debug for Symbols {
@@ -73,8 +99,9 @@ pub fn module_name(r: &Region) -> String {
 }
 
 /// The worker: answers DWARF line requests until the tracer drops its end.
-fn line_worker(requests: Receiver<Request>, answers: Sender<(Key, String)>) {
+fn line_worker(requests: Receiver<Request>, answers: Sender<(Key, String)>, dirs: Vec<PathBuf>) {
     let sym = Symbolizer::builder()
+        .set_debug_dirs(Some(dirs))
         .enable_code_info(true)
         .enable_inlined_fns(false)
         .enable_demangling(true)
@@ -100,13 +127,21 @@ fn line_worker(requests: Receiver<Request>, answers: Sender<(Key, String)>) {
 }
 
 impl Symbols {
+    /// Looks for debug files in the distributions' place.
     pub fn new() -> Symbols {
+        Symbols::with_debug_dirs(vec![PathBuf::from(DEFAULT_DEBUG_DIR)])
+    }
+
+    /// Looks for debug files in `debug_dirs` (none: names only from the
+    /// mapped files themselves).
+    pub fn with_debug_dirs(debug_dirs: Vec<PathBuf>) -> Symbols {
         let (req_tx, req_rx) = channel();
         let (ans_tx, ans_rx) = channel();
+        let dirs = debug_dirs.clone();
         // Without the worker, names just have no lines.
         let started = std::thread::Builder::new()
             .name("pmap-symbols".into())
-            .spawn(move || line_worker(req_rx, ans_tx))
+            .spawn(move || line_worker(req_rx, ans_tx, dirs))
             .is_ok();
         Symbols {
             inner: Symbolizer::builder()
@@ -120,6 +155,8 @@ impl Symbols {
             lines_found: 0,
             lines_to: started.then_some(req_tx),
             lines_from: started.then_some(ans_rx),
+            debug_dirs,
+            debug_files: HashMap::new(),
         }
     }
 
@@ -179,7 +216,15 @@ impl Symbols {
             } else {
                 file_off
             };
-            let s = self.lookup(&path, probe, ret);
+            let s = self
+                .lookup_debug(
+                    r.perms.executable(),
+                    (r.dev_major, r.dev_minor, r.inode),
+                    &path,
+                    probe,
+                    ret,
+                )
+                .or_else(|| self.lookup(&path, probe, ret));
             if let Some(tx) = &self.lines_to {
                 let _ = tx.send((key, path, probe));
             }
@@ -199,14 +244,43 @@ impl Symbols {
         base
     }
 
+    /// The name from `path`'s separate debug file, if it has one.
+    fn lookup_debug(
+        &mut self,
+        exec: bool,
+        file: FileKey,
+        path: &Path,
+        file_off: u64,
+        ret: bool,
+    ) -> Option<String> {
+        let dirs = &self.debug_dirs;
+        let debug = self.debug_files.entry(file).or_insert_with(|| {
+            let module = ElfModule::read(path, false).ok()?;
+            let found = module.debug_file(path, dirs)?;
+            Some(DebugFile {
+                path: found,
+                module,
+            })
+        });
+        let debug = debug.as_ref()?;
+        // The debug file's sections hold no bytes (SHT_NOBITS), so file
+        // offsets mean nothing in it: look up the linked address.
+        let addr = debug.module.address_of(file_off, exec)?;
+        symbolize(&self.inner, &debug.path, Input::VirtOffset(addr), ret)
+    }
+
     fn lookup(&self, path: &Path, file_off: u64, ret: bool) -> Option<String> {
+        symbolize(&self.inner, path, Input::FileOffset(file_off), ret)
+    }
+}
+
+/// `function+0xoff` from `path`'s ELF symbols (not its DWARF).
+fn symbolize(inner: &Symbolizer, path: &Path, input: Input<u64>, ret: bool) -> Option<String> {
+    {
         let mut elf = Elf::new(path);
         elf.debug_syms = false;
         let src = Source::Elf(elf);
-        let found = self
-            .inner
-            .symbolize_single(&src, Input::FileOffset(file_off))
-            .ok()?;
+        let found = inner.symbolize_single(&src, input).ok()?;
         let Symbolized::Sym(sym) = found else {
             return None;
         };
@@ -216,18 +290,102 @@ impl Symbols {
     }
 }
 
-/// The file behind a region: its path if it still names that file, else
-/// the kernel's handle on it (`/proc/PID/map_files/..`, works after the
-/// file was deleted or in another mount namespace, while the process lives).
-fn path_of(pid: u32, r: &Region) -> PathBuf {
-    let name = String::from_utf8_lossy(&r.name).into_owned();
-    let p = PathBuf::from(&name);
-    let same = std::fs::metadata(&p).is_ok_and(|m| {
-        use std::os::unix::fs::MetadataExt;
-        m.ino() == r.inode
-    });
-    if same {
-        return p;
+#[cfg(test)]
+mod tests {
+    use std::os::unix::fs::MetadataExt;
+
+    use object::{Object, ObjectSegment, ObjectSymbol};
+
+    use super::*;
+
+    const LIBC: &str = "/lib/x86_64-linux-gnu/libc.so.6";
+
+    /// libc's whole text as one region, and the file offset of `sysmalloc`
+    /// (an internal function: not in the stripped libc's symbols), from
+    /// the debug file.
+    fn libc_and_sysmalloc() -> (Region, u64) {
+        let meta = std::fs::metadata(LIBC).expect("Debian's libc");
+        let module = ElfModule::read(Path::new(LIBC), false).expect("libc is ELF");
+        let debug = module
+            .debug_file(Path::new(LIBC), &[PathBuf::from(DEFAULT_DEBUG_DIR)])
+            .expect("libc's debug file: install libc6-dbg (`cargo xtask deps` does)");
+        let data = std::fs::read(&debug).expect("read the debug file");
+        let dbg = object::File::parse(&*data).expect("the debug file is ELF");
+        let addr = dbg
+            .symbols()
+            .find(|s| s.name() == Ok("sysmalloc"))
+            .expect("sysmalloc in libc's debug symbols")
+            .address();
+        let libc = std::fs::read(LIBC).expect("read libc");
+        let elf = object::File::parse(&*libc).expect("libc is ELF");
+        let off = elf
+            .segments()
+            .find_map(|s| {
+                let (o, size) = s.file_range();
+                (addr >= s.address() && addr < s.address() + size).then(|| o + (addr - s.address()))
+            })
+            .expect("sysmalloc in a loadable segment");
+        let region = Region {
+            start: 0x7f00_0000_0000,
+            end: 0x7f00_0000_0000 + meta.len().next_multiple_of(4096),
+            offset: 0,
+            inode: meta.ino(),
+            name: LIBC.as_bytes().to_vec(),
+            ..Default::default()
+        };
+        (region, off)
     }
-    PathBuf::from(format!("/proc/{pid}/map_files/{:x}-{:x}", r.start, r.end))
+
+    #[test]
+    fn libc_internals_are_named_from_the_debug_file() {
+        let (r, off) = libc_and_sysmalloc();
+        let mut syms = Symbols::new();
+        let name = syms.name(1, &r, r.start + off + 0x10, false, false);
+        assert_eq!(&*name, "sysmalloc+0x10 [libc.so.6]");
+        // Exported functions still resolve (from the same table).
+        let (mmap, _) = exported(&mut syms, &r, "mmap");
+        assert!(mmap.starts_with("mmap"), "{mmap}");
+    }
+
+    #[test]
+    fn without_a_debug_file_internals_are_module_and_offset() {
+        let (r, off) = libc_and_sysmalloc();
+        let empty = std::env::temp_dir().join(format!("pmap-no-debug-{}", std::process::id()));
+        std::fs::create_dir_all(&empty).expect("mkdir");
+        let mut syms = Symbols::with_debug_dirs(vec![empty.clone()]);
+        let name = syms.name(1, &r, r.start + off + 0x10, false, false);
+        // The stripped libc names no internal function: at best the
+        // nearest exported one before it, never sysmalloc.
+        assert!(!name.contains("sysmalloc"), "{name}");
+        let (mmap, _) = exported(&mut syms, &r, "mmap");
+        assert!(mmap.starts_with("mmap"), "{mmap}");
+        let _ = std::fs::remove_dir_all(&empty);
+    }
+
+    /// The name of exported function `f` of libc, looked up at its start.
+    fn exported(syms: &mut Symbols, r: &Region, f: &str) -> (String, u64) {
+        let libc = std::fs::read(LIBC).expect("read libc");
+        let elf = object::File::parse(&*libc).expect("libc is ELF");
+        let addr = elf
+            .dynamic_symbols()
+            .find(|s| s.name() == Ok(f))
+            .expect("an exported function")
+            .address();
+        let module = ElfModule::read(Path::new(LIBC), false).expect("libc is ELF");
+        // Exported code lies in the first executable segment, where file
+        // offsets and addresses differ by the segment's shift.
+        let off = (0..libc.len() as u64)
+            .step_by(4096)
+            .find_map(|o| {
+                module
+                    .address_of(o, true)
+                    .filter(|&a| a <= addr && addr < a + 4096)
+                    .map(|a| o + (addr - a))
+            })
+            .expect("the function's file offset");
+        (
+            syms.name(1, r, r.start + off, false, false).to_string(),
+            off,
+        )
+    }
 }

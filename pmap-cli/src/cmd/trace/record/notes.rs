@@ -16,10 +16,20 @@ use super::wire::{Cursor, Malformed, bad, put_bytes, put_i, put_u};
 use crate::cmd::trace::insight::{DeltaNotes, Note, StackNote};
 
 /// A named stack's content, for finding it in the encoder's table.
-type StackKey = (Vec<(u64, Rc<str>)>, usize, bool, Option<Rc<str>>);
+type StackKey = (Vec<(u64, Rc<str>)>, usize, u8, Option<Rc<str>>);
 
 fn key(s: &StackNote) -> StackKey {
-    (s.frames.clone(), s.hidden, s.truncated, s.site.clone())
+    (s.frames.clone(), s.hidden, cut_mark(s), s.site.clone())
+}
+
+/// `truncated:u8`: 0 whole, 1 cut (frame pointers), 2 cut after an unwind
+/// of a stack copy (the note says why differently).
+fn cut_mark(s: &StackNote) -> u8 {
+    match (s.truncated, s.unwound) {
+        (false, _) => 0,
+        (true, false) => 1,
+        (true, true) => 2,
+    }
 }
 
 /// The interned names and stacks both sides keep (reset at a checkpoint).
@@ -91,7 +101,7 @@ impl Tables {
                     self.put_str(b, name);
                 }
                 put_u(b, s.hidden as u64);
-                b.push(u8::from(s.truncated));
+                b.push(cut_mark(s));
                 match &s.site {
                     None => b.push(0),
                     Some(site) => {
@@ -128,10 +138,11 @@ impl Tables {
                 "a stack with {hidden} hidden frames (at most {MAX_STACK_DEPTH} are captured)"
             ));
         }
-        let truncated = match c.u8()? {
-            0 => false,
-            1 => true,
-            x => return bad(format!("a stack's truncated mark is {x}, neither 0 nor 1")),
+        let (truncated, unwound) = match c.u8()? {
+            0 => (false, false),
+            1 => (true, false),
+            2 => (true, true),
+            x => return bad(format!("a stack's truncated mark is {x}, not 0, 1 or 2")),
         };
         let site = match c.u8()? {
             0 => None,
@@ -143,6 +154,7 @@ impl Tables {
             hidden,
             truncated,
             site,
+            unwound,
         });
         self.stacks.push(s.clone());
         Ok(s)

@@ -79,6 +79,8 @@ fn named_stack(depth: usize) -> Rc<StackNote> {
         frames: frames.into_iter().take(depth).collect(),
         truncated: true,
         site: Some("app::grow+0x10 [app]".into()),
+        // Both cut marks (1: frame pointers, 2: after an unwind).
+        unwound: depth.is_multiple_of(2),
     })
 }
 
