@@ -299,3 +299,57 @@ fn launched_workload_stays_exact() {
         t.context()
     );
 }
+
+/// A program that maps its libraries and exits before the tracer has read
+/// a single event (`/bin/true`): its loader's file mappings are still
+/// deltas, named, and none is left out as an unnamed file (they used to
+/// be: the tracer named file rows by asking the process, which was gone).
+#[test]
+fn a_program_gone_before_the_tracer_looks_still_gets_its_loader_deltas() {
+    let _serial = serial();
+    let prog = pmap_tests::program("true", "coreutils");
+    let prog_s = prog.to_string_lossy().into_owned();
+    let mut t = Tracer::spawn(&["--json", "--", prog_s.as_str()]);
+    t.wait_tracing(Duration::from_secs(60));
+    let status = t.wait_exit(Duration::from_secs(60));
+    assert!(status.success(), "pmap trace failed: {}", t.context());
+    let records: Vec<serde_json::Value> = t
+        .stdout()
+        .iter()
+        .map(|l| serde_json::from_str(l).unwrap_or_else(|e| panic!("not JSON ({e}): {l}")))
+        .collect();
+    let deltas: Vec<&serde_json::Value> = records.iter().filter(|r| r["type"] == "delta").collect();
+    let added_names: Vec<&str> = deltas
+        .iter()
+        .flat_map(|d| d["added"].as_array().expect("added").iter())
+        .filter(|r| r["inode"].as_u64() != Some(0))
+        .map(|r| r["name"].as_str().expect("name"))
+        .collect();
+    assert!(
+        added_names.iter().any(|n| n.ends_with("/libc.so.6")),
+        "no delta maps libc.so.6: {added_names:?}\n{}",
+        t.context()
+    );
+    assert!(
+        added_names.iter().all(|n| !n.is_empty()),
+        "a file row without a name: {added_names:?}\n{}",
+        t.context()
+    );
+    // Every mapping call is shown, or counted as left out: a file the
+    // tracer does not map itself (the locale archive) cannot be named once
+    // the process is gone, and the summary says so.
+    let summary = records
+        .iter()
+        .find(|r| r["type"] == "summary")
+        .unwrap_or_else(|| panic!("no summary: {}", t.context()));
+    let shown = deltas.iter().filter(|d| d["syscall"] == "mmap").count() as u64;
+    let calls = summary["calls"]["mmap"].as_u64().expect("mmap calls");
+    let unnamed = summary["fallback_deltas"]["unnamed_file"]
+        .as_u64()
+        .expect("unnamed_file count");
+    assert!(
+        shown + unnamed >= calls && calls > 0,
+        "{calls} mmap calls, {shown} shown, {unnamed} counted as unnamed: some left out silently\n{}",
+        t.context()
+    );
+}

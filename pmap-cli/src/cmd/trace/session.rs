@@ -51,6 +51,22 @@ fn read_gate(dir: &PidDir) -> Option<Region> {
 /// them (see `Session::file_names`).
 type FileNames = Rc<RefCell<HashMap<(u32, u32, u64), Region>>>;
 
+/// The names of the files the tracer itself maps (its own C library and
+/// dynamic loader are, nearly always, the traced programs' too): a
+/// program that maps them and exits before the tracer can ask the kernel
+/// about it still gets its file rows named, and its deltas shown.
+fn own_file_names() -> FileNames {
+    let mut names = HashMap::new();
+    if let Ok(file) = std::fs::File::open("/proc/self/maps")
+        && let Ok(rows) = crate::source::maps::read(file)
+    {
+        for r in rows.into_iter().filter(|r| r.inode != 0) {
+            names.insert((r.dev_major, r.dev_minor, r.inode), r);
+        }
+    }
+    Rc::new(RefCell::new(names))
+}
+
 /// What reading a process that is gone fails with.
 fn gone() -> io::Error {
     io::Error::from_raw_os_error(libc::ESRCH)
@@ -187,7 +203,7 @@ impl Session {
             start_stack: stat.start_stack,
             brk: 0,
             seeded_ns,
-            file_names: Default::default(),
+            file_names: own_file_names(),
             stats: Stats::default(),
             exited: false,
             unconfirmed: Vec::new(),
