@@ -336,6 +336,14 @@ fn many_maps_then_sleep() -> (Killed, std::process::ChildStdin) {
 fn execve_mid_read_shows_one_program_whole() {
     let mut rng = Rng::new(u64::from(std::process::id()));
     let mut report = Vec::new();
+    // The name its map rows show sleep's file by (sleep may be a link to
+    // a multi-call binary).
+    let sleep_file = std::fs::canonicalize(pmap_tests::tool("sleep", "coreutils"))
+        .expect("sleep's file")
+        .file_name()
+        .expect("a file name")
+        .to_string_lossy()
+        .into_owned();
     for mode in MODES {
         let (target, _go) = many_maps_then_sleep();
         let started = Instant::now();
@@ -381,6 +389,17 @@ fn execve_mid_read_shows_one_program_whole() {
                         assert!(first.contains("sleep"), "{what}: {first:?}");
                         // sleep maps a few dozen regions, many_maps 20,000.
                         assert!(got.rows.len() < 100, "{what}: rows of the old map");
+                        // The kernel shows the new address space while it
+                        // still maps the program into it ([stack] and
+                        // [vsyscall] alone at first): a whole map of sleep
+                        // has sleep itself in it.
+                        assert!(
+                            stdout
+                                .lines()
+                                .skip(1)
+                                .any(|l| l.ends_with(&format!(" {sleep_file}"))),
+                            "{what}: a map of sleep still being loaded\n{stdout}"
+                        );
                         new += 1;
                     }
                 }

@@ -13,6 +13,7 @@
 use std::{
     fs::File,
     io::{self, Read, Seek, SeekFrom},
+    time::{Duration, Instant},
 };
 
 use super::{
@@ -56,7 +57,8 @@ pub fn judge(dir: &PidDir, before: &StatFacts, pass: Pass) -> ReadEnd {
         // Stopped early: the rows up to there were read while the address
         // space lived; check the program only.
         Pass::Read { whole: false, .. } => match dir.stat() {
-            Ok(a) if !a.is_dead() && a.start_stack != before.start_stack => ReadEnd::Changed,
+            Ok(a) if !a.is_dead() && !same_program(before, &a) => ReadEnd::Changed,
+            _ if before.loading_program() => ReadEnd::Changed,
             _ => ReadEnd::Complete,
         },
     }
@@ -78,11 +80,20 @@ pub enum Step<T> {
     Again,
 }
 
-/// The read loop: up to [`ATTEMPTS`] times, looks the process of `dir` up
-/// again (after the first), finds its thread group's directory (a thread
-/// id's own would stop working when that thread ends), notes its `stat`,
-/// and hands them to `attempt` with whether this is the last try;
-/// `attempt` reads the map, judges it ([`judge`]) and says whether it stands.
+/// How long a try waits for an execve to finish loading the new program
+/// (see [`StatFacts::loading_program`]) before reading the map anyway
+/// (and finding it changed). Loading takes a few milliseconds, more when
+/// the old address space is large: it is freed in between.
+const LOAD_WAIT: Duration = Duration::from_secs(1);
+
+/// The read loop: up to [`ATTEMPTS`] times, waits for an execve under way
+/// to finish loading its program, looks the process of `dir` up again
+/// (after the first try, or if `info` came from another program than the
+/// one there now), finds its thread group's directory (a thread id's own
+/// would stop working when that thread ends), notes its `stat`, and hands
+/// them to `attempt` with whether this is the last try; `attempt` reads the
+/// map, judges it ([`judge`]) and says whether it stands. A try whose
+/// `stat` already shows another program than `info` is given up unread.
 pub fn read_with_retries<T, E>(
     dir: &PidDir,
     info: &ProcessInfo,
@@ -91,7 +102,12 @@ pub fn read_with_retries<T, E>(
     let mut fresh;
     let mut info = info;
     for n in 0..ATTEMPTS {
-        if n > 0 {
+        // An execve that is still mapping the new program would make every
+        // read of this try a part of that program's map: wait it out.
+        let Ok(now) = settled_stat(|| dir.stat(), LOAD_WAIT) else {
+            return Ok(Tried::Vanished);
+        };
+        if n > 0 || !describes(info, &now) {
             let Some(i) = process::fetch_in(dir) else {
                 return Ok(Tried::Vanished);
             };
@@ -113,11 +129,49 @@ pub fn read_with_retries<T, E>(
         let Ok(before) = maps_dir.stat() else {
             return Ok(Tried::Vanished);
         };
+        if before.loading_program() || !describes(info, &before) {
+            // Another execve began since: the header would not go with
+            // the map.
+            continue;
+        }
         if let Step::Done(t) = attempt(maps_dir, info, &before, n + 1 == ATTEMPTS)? {
             return Ok(Tried::Done(t));
         }
     }
     Ok(Tried::Unsettled)
+}
+
+/// Reads `stat` with `read` until it no longer shows an execve loading
+/// its program, or for `wait` at most (then returns the last reading).
+fn settled_stat(
+    mut read: impl FnMut() -> io::Result<StatFacts>,
+    wait: Duration,
+) -> io::Result<StatFacts> {
+    let started = Instant::now();
+    let mut pause = Duration::from_micros(100);
+    loop {
+        let now = read()?;
+        if !now.loading_program() || started.elapsed() >= wait {
+            return Ok(now);
+        }
+        std::thread::sleep(pause);
+        pause = (pause * 2).min(Duration::from_millis(10));
+    }
+}
+
+/// Whether the header facts `info` were read from the program `now` shows
+/// (the same start of stack), or the process is dead (its header then
+/// says so, or the read finds it gone).
+fn describes(info: &ProcessInfo, now: &StatFacts) -> bool {
+    now.is_dead() || info.start_stack == now.start_stack
+}
+
+/// Whether `after` shows the same program as `before`, whole: the same
+/// start of stack, and no execve loading one at either moment (the start
+/// of the stack is 0, then a temporary value, while the kernel maps the
+/// new program, so equal values then do not mean a whole map).
+fn same_program(before: &StatFacts, after: &StatFacts) -> bool {
+    !before.loading_program() && !after.loading_program() && before.start_stack == after.start_stack
 }
 
 /// `/proc/TGID`, if thread `tid` still belongs to it (the id may have
@@ -277,7 +331,8 @@ fn address_space_alive(file: &File) -> bool {
 /// The kernel ends the file early when the address space dies mid-read, so
 /// a read is complete only if that address space is still alive after it
 /// (then the end seen was the real end) and the program did not change
-/// between `before` and the open (same start of stack).
+/// between `before` and the open (same start of stack), nor was it still
+/// being loaded by an execve (its map then lacks what is not mapped yet).
 pub fn judge_read(dir: &PidDir, file: &File, before: &StatFacts, rows: usize) -> ReadEnd {
     // First the address space, then the process: alive now means alive
     // when the end of the file was read.
@@ -285,7 +340,9 @@ pub fn judge_read(dir: &PidDir, file: &File, before: &StatFacts, rows: usize) ->
     let after = dir.stat();
     if alive {
         return match after {
-            Ok(a) if !a.is_dead() && a.start_stack != before.start_stack => ReadEnd::Changed,
+            Ok(a) if !a.is_dead() && !same_program(before, &a) => ReadEnd::Changed,
+            // Opened while an execve was mapping the program: part of it.
+            _ if before.loading_program() => ReadEnd::Changed,
             // Exiting after a complete read does not spoil it.
             _ => ReadEnd::Complete,
         };
@@ -333,6 +390,84 @@ mod tests {
             Admit::Keep
         ));
         assert_eq!(last.dropped, 1);
+    }
+
+    /// `stat` facts of a live user process with these start of code and
+    /// start of stack.
+    fn facts(start_code: u64, start_stack: u64) -> StatFacts {
+        StatFacts {
+            state: b'R',
+            ppid: 1,
+            exiting: false,
+            kernel_thread: false,
+            start_time: 5,
+            start_code,
+            start_stack,
+            start_brk: 0,
+        }
+    }
+
+    #[test]
+    fn a_program_being_loaded_is_no_whole_map() {
+        // Seen when an execve landed during a read (fault_snapshot's
+        // execve_mid_read test): the new address space shows startstack 0,
+        // then a temporary value from setup_arg_pages, then the final one,
+        // with startcode 0 until that final value.
+        let (empty, temporary, loaded) = (
+            facts(0, 0),
+            facts(0, 0x7ffc_9043_ca7a),
+            facts(0x5555_0000, 0x7ffc_9043_bd70),
+        );
+        assert!(empty.loading_program() && temporary.loading_program());
+        assert!(!loaded.loading_program());
+        // Equal, but both while loading: a part of the new map.
+        assert!(!same_program(&empty, &empty));
+        assert!(!same_program(&temporary, &temporary));
+        assert!(!same_program(&temporary, &loaded));
+        assert!(!same_program(&loaded, &temporary));
+        assert!(same_program(&loaded, &loaded));
+        assert!(!same_program(
+            &loaded,
+            &facts(0x5555_0000, 0x7ffd_0000_0000)
+        ));
+    }
+
+    #[test]
+    fn a_try_waits_for_the_program_to_be_loaded() {
+        let mut seen = vec![
+            facts(0x5555_0000, 0x7ffc_9043_bd70),
+            facts(0, 0x7ffc_9043_ca7a),
+            facts(0, 0),
+        ];
+        let got = settled_stat(|| Ok(seen.pop().expect("read again")), LOAD_WAIT).expect("settles");
+        assert_eq!(got, facts(0x5555_0000, 0x7ffc_9043_bd70));
+        assert!(seen.is_empty());
+        // Still loading when the wait is over: the last reading.
+        let got = settled_stat(|| Ok(facts(0, 0)), Duration::from_millis(5)).expect("gives up");
+        assert!(got.loading_program());
+        // The process gone: the error.
+        assert!(settled_stat(|| Err(io::ErrorKind::NotFound.into()), LOAD_WAIT).is_err());
+    }
+
+    #[test]
+    fn a_header_goes_with_the_program_of_its_start_of_stack() {
+        let info = |start_stack| ProcessInfo {
+            pid: 7,
+            tgid: 7,
+            cmdline: b"many_maps 20000".to_vec(),
+            start_stack,
+        };
+        let loaded = facts(0x5555_0000, 0x7ffc_9043_bd70);
+        assert!(describes(&info(0x7ffc_9043_bd70), &loaded));
+        // Read before the execve, or while it loaded the program.
+        assert!(!describes(&info(0x7ffd_0000_0000), &loaded));
+        assert!(!describes(&info(0), &loaded));
+        // Dead: the read finds that out.
+        let zombie = StatFacts {
+            state: b'Z',
+            ..facts(0, 0)
+        };
+        assert!(describes(&info(0x7ffc_9043_bd70), &zombie));
     }
 
     #[test]

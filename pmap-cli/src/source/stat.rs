@@ -66,6 +66,9 @@ pub struct StatFacts {
     pub kernel_thread: bool,
     /// Clock ticks after boot: with the id, names one process for good.
     pub start_time: u64,
+    /// `startcode`: 0 while an execve is still loading the new program
+    /// (see [`StatFacts::loading_program`]).
+    pub start_code: u64,
     /// `startstack`: changes with execve (a new stack, randomly placed).
     pub start_stack: u64,
     /// `start_brk`: where the heap begins (0 where the kernel hides it).
@@ -83,6 +86,7 @@ impl StatFacts {
             exiting: flags & PF_EXITING != 0,
             kernel_thread: flags & PF_KTHREAD != 0,
             start_time: stat.num(22)?,
+            start_code: stat.num(26)?,
             start_stack: stat.num(28)?,
             // Field 47 is in kernels since 3.3.
             start_brk: stat.num(47).unwrap_or(0),
@@ -98,6 +102,19 @@ impl StatFacts {
     /// space any more.
     pub fn is_dead(&self) -> bool {
         self.exiting || matches!(self.state, b'Z' | b'X')
+    }
+
+    /// An execve is still loading the new program: the process already has
+    /// its new address space (its map is the new stack alone, then the new
+    /// stack and what is mapped of the program so far), but not the whole
+    /// of it. The kernel sets `startcode` (with the final `startstack`) once
+    /// the program, its interpreter and the vDSO are all mapped, at the end
+    /// of `load_elf_binary`; until then it is 0 (a new `mm` starts zeroed),
+    /// while `startstack` is 0 and then, from `setup_arg_pages`, a value
+    /// that changes again at that end. A live user process shows a nonzero
+    /// `startcode` otherwise (1 where the kernel hides it from us).
+    pub fn loading_program(&self) -> bool {
+        !self.kernel_thread && !self.is_dead() && self.start_code == 0
     }
 }
 
@@ -123,7 +140,34 @@ mod tests {
         assert!(s.kernel_thread && !s.exiting);
         assert_eq!(s.start_time, 19);
         assert_eq!(s.start_stack, 140737);
-        assert!(!s.is_dead());
+        assert_eq!(s.start_code, 23);
+        assert!(!s.is_dead() && !s.loading_program());
         assert_eq!(StatFacts::parse(b"1 (x) Z 1"), None);
+    }
+
+    #[test]
+    fn a_program_still_being_loaded() {
+        // startcode (26) 0, startstack (28) 0: execve's new address space
+        // before setup_arg_pages.
+        let line =
+            b"7 (x) R 1 2 3 4 5 4194560 7 8 9 10 11 12 13 14 15 16 17 18 19 20 21 0 0 0 0 26\n";
+        let s = StatFacts::parse(line).expect("parses");
+        assert!(s.loading_program());
+        // The same with the temporary start of the stack.
+        let line = b"7 (x) R 1 2 3 4 5 4194560 7 8 9 10 11 12 13 14 15 16 17 18 19 20 21 0 0 0 140737 26\n";
+        let s = StatFacts::parse(line).expect("parses");
+        assert_eq!((s.start_code, s.start_stack), (0, 140737));
+        assert!(s.loading_program());
+        // A zombie, an exiting process and a kernel thread show no address
+        // space: 0 is their startcode for good.
+        let zombie =
+            b"7 (x) Z 1 2 3 4 5 4194560 7 8 9 10 11 12 13 14 15 16 17 18 19 20 21 0 0 0 0 26\n";
+        assert!(!StatFacts::parse(zombie).expect("parses").loading_program());
+        let exiting =
+            b"7 (x) R 1 2 3 4 5 4194564 7 8 9 10 11 12 13 14 15 16 17 18 19 20 21 0 0 0 0 26\n";
+        assert!(!StatFacts::parse(exiting).expect("parses").loading_program());
+        let kthread =
+            b"7 (x) S 2 2 3 4 5 2097216 7 8 9 10 11 12 13 14 15 16 17 18 19 20 21 0 0 0 0 26\n";
+        assert!(!StatFacts::parse(kthread).expect("parses").loading_program());
     }
 }
