@@ -125,16 +125,17 @@ fn the_copy_is_shortened_to_what_unwinds_read_and_lengthened_when_short() {
     for _ in 1..super::LEARN {
         assert_eq!(need.learn(700, false, asked), None);
     }
-    // The deepest read (1000) plus the margin, in 512-byte steps.
-    assert_eq!(need.learn(1000, false, asked), Some(2048));
+    // The deepest read (1000) plus the margin (256), in 512-byte steps.
+    assert_eq!(need.learn(1000, false, asked), Some(1536));
     assert_eq!(need.learn(900, false, asked), None);
     // An unwind that ran out of copy doubles it, up to --stack-bytes.
-    assert_eq!(need.learn(2048, true, asked), Some(4096));
-    assert_eq!(need.learn(4096, true, asked), Some(8192));
+    assert_eq!(need.learn(1536, true, asked), Some(3072));
+    assert_eq!(need.learn(3072, true, asked), Some(6144));
+    assert_eq!(need.learn(6144, true, asked), Some(8192));
     assert_eq!(need.learn(8192, true, asked), None);
     // Stacks as deep as the copy: nothing to shorten.
     let mut deep = super::Need::default();
     for _ in 0..super::LEARN {
-        assert_eq!(deep.learn(7000, false, asked), None);
+        assert_eq!(deep.learn(7900, false, asked), None);
     }
 }
