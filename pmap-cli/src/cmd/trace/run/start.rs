@@ -236,9 +236,21 @@ pub(super) async fn trace(args: TraceArgs, range: Range, render: &mut TableRende
     // Attach first, then snapshot: changes between the two arrive as
     // events and are confirmed against the kernel, so none are missed.
     let mut sessions = Vec::new();
+    let mut unwinder = StackUnwinder::new(args.stack_bytes);
+    // With stack copies, a process's first calls get a short copy (see
+    // `StackUnwinder::first_copy`); a size not set leaves the whole copy.
+    let mut add_target = |p: &mut Probes, pid: u32| -> Result<()> {
+        p.add_target(pid)?;
+        if args.stacks
+            && let Some(bytes) = unwinder.first_copy(pid)
+        {
+            let _ = p.set_stack_need(pid, bytes);
+        }
+        Ok(())
+    };
     for &pid in &pids {
         if let Some(p) = &mut probes {
-            p.add_target(pid)?;
+            add_target(p, pid)?;
         }
         sessions.push(Session::open(pid)?);
     }
@@ -250,7 +262,7 @@ pub(super) async fn trace(args: TraceArgs, range: Range, render: &mut TableRende
                 continue;
             }
             if let Some(p) = &mut probes {
-                p.add_target(pid)?;
+                add_target(p, pid)?;
             }
             if let Ok(s) = Session::open(pid) {
                 sessions.push(s);
@@ -296,7 +308,7 @@ pub(super) async fn trace(args: TraceArgs, range: Range, render: &mut TableRende
         json: args.json,
         tasks: HashMap::new(),
         recorder: None,
-        unwinder: StackUnwinder::new(args.stack_bytes),
+        unwinder,
     };
     if let Some(r) = &mut recorder {
         r.begin(start_ns, polled, args.stacks);

@@ -68,6 +68,11 @@ struct Need {
 
 /// Unwinds seen whole before the copy is shortened.
 const LEARN: u32 = 64;
+/// The copy of a process's first calls, before anything is learned: the
+/// first batch arrives while the tracer loads the modules' unwind tables
+/// and symbols, and copies of a full 8 KiB fill the ring (4,000 records in
+/// 32 MiB) before that is done; a short unwind doubles it (see [`Need`]).
+const FIRST_COPY: u64 = 2048;
 /// Room left above the deepest read: callers a little deeper still unwind.
 /// (1 KiB cost the mapping loop about 0.1x more, through a copy one size
 /// class bigger; a caller deeper than this gets one cut stack, then twice
@@ -116,6 +121,18 @@ impl StackUnwinder {
             asked: stack_bytes,
             ..StackUnwinder::default()
         }
+    }
+
+    /// The copy size to give the kernel program for process `pid` when it
+    /// starts being traced (`Probes::set_stack_need`), remembered as what
+    /// it was told; `None` when that is all of `--stack-bytes`.
+    pub fn first_copy(&mut self, pid: u32) -> Option<u64> {
+        let first = FIRST_COPY.min(self.asked);
+        if first == 0 || first >= self.asked {
+            return None;
+        }
+        self.procs.entry(pid).or_default().need.told = Some(first);
+        Some(first)
     }
 
     /// The copy sizes learned since the last call, by process, for the

@@ -139,3 +139,18 @@ fn the_copy_is_shortened_to_what_unwinds_read_and_lengthened_when_short() {
         assert_eq!(deep.learn(7900, false, asked), None);
     }
 }
+
+#[test]
+fn a_process_starts_with_a_short_copy_that_doubles_when_short() {
+    let mut u = StackUnwinder::new(8192);
+    assert_eq!(u.first_copy(7), Some(super::FIRST_COPY));
+    let need = &mut u.procs.get_mut(&7).expect("remembered").need;
+    // A first unwind that wanted more than the short copy doubles it.
+    assert_eq!(
+        need.learn(super::FIRST_COPY, true, 8192),
+        Some(2 * super::FIRST_COPY)
+    );
+    // Copies already that short, or none: nothing to set.
+    assert_eq!(StackUnwinder::new(1024).first_copy(7), None);
+    assert_eq!(StackUnwinder::new(0).first_copy(7), None);
+}
