@@ -202,6 +202,19 @@ impl<S: LineSource> MapsReader<S> {
     }
 }
 
+/// The file rows of the calling process's own map, read once: the files
+/// this program maps (its C library, its dynamic loader), by the identity
+/// the kernel prints. Empty if the map cannot be read.
+pub fn own_files() -> &'static [Region] {
+    static OWN: std::sync::OnceLock<Vec<Region>> = std::sync::OnceLock::new();
+    OWN.get_or_init(|| {
+        File::open("/proc/self/maps")
+            .and_then(read)
+            .map(|rows| rows.into_iter().filter(|r| r.inode != 0).collect())
+            .unwrap_or_default()
+    })
+}
+
 /// All regions in `file`, an open `/proc/PID/maps` (read once, unchecked:
 /// for `-l`'s object lookup and `pmap diff`'s live side, which compare,
 /// not print).

@@ -22,7 +22,7 @@ mod json_out;
 mod records;
 mod text;
 
-use records::{DeltaRecord, Regions, TableRecord, fallbacks_json};
+use records::{DeltaRecord, fallbacks_json, write_table};
 pub use text::write_change;
 use text::{Micros, calls_line, deltas_line, write_shape};
 
@@ -128,15 +128,10 @@ impl<W: Write> Printer<W> {
     ) -> io::Result<()> {
         let t = self.t(read_ns);
         if self.json {
-            return self.record(&TableRecord {
-                kind: "table",
-                pid,
-                ppid,
-                ns_pid,
-                t,
-                reason,
-                regions: Regions(regions),
-            });
+            self.scratch.clear();
+            write_table(&mut self.scratch, (pid, ppid, ns_pid), t, reason, regions);
+            self.scratch.push(b'\n');
+            return self.out.write_all(&self.scratch);
         }
         let Some(render) = render else {
             return Ok(());

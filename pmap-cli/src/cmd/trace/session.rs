@@ -56,14 +56,10 @@ type FileNames = Rc<RefCell<HashMap<(u32, u32, u64), Region>>>;
 /// program that maps them and exits before the tracer can ask the kernel
 /// about it still gets its file rows named, and its deltas shown.
 fn own_file_names() -> FileNames {
-    let mut names = HashMap::new();
-    if let Ok(file) = std::fs::File::open("/proc/self/maps")
-        && let Ok(rows) = crate::source::maps::read(file)
-    {
-        for r in rows.into_iter().filter(|r| r.inode != 0) {
-            names.insert((r.dev_major, r.dev_minor, r.inode), r);
-        }
-    }
+    let names = crate::source::maps::own_files()
+        .iter()
+        .map(|r| ((r.dev_major, r.dev_minor, r.inode), r.clone()))
+        .collect();
     Rc::new(RefCell::new(names))
 }
 

@@ -67,32 +67,21 @@ impl RegionTable {
         change: &Change,
         mut update: impl FnMut(&Region, &[&Region], &mut RegionInfo),
     ) -> Vec<(Region, RegionInfo)> {
-        // The removed rows' records, sorted by start (a vector: a map per
-        // traced call cost more than the lookups).
-        let mut old: Vec<(u64, Option<RegionInfo>)> = change
-            .removed
-            .iter()
-            .filter_map(|r| Some((r.start, Some(self.info.remove(&r.start)?))))
-            .collect();
-        old.sort_unstable_by_key(|(s, _)| *s);
-        let at = |old: &[(u64, Option<RegionInfo>)], start: u64| {
-            old.binary_search_by_key(&start, |(s, _)| *s).ok()
-        };
-        let removed = Index::new(&change.removed);
-        let added = Index::new(&change.added);
-        let mut from: Vec<&Region> = Vec::new();
+        let mut old: BTreeMap<u64, RegionInfo> = BTreeMap::new();
+        for r in &change.removed {
+            if let Some(i) = self.info.remove(&r.start) {
+                old.insert(r.start, i);
+            }
+        }
+        let removed = Sorted::new(&change.removed);
+        let added = Sorted::new(&change.added);
         for a in &change.added {
-            from.clear();
-            removed.overlapping(a.start, a.end, &mut from);
+            let from: Vec<&Region> = removed.overlapping(a.start, a.end).collect();
             // A region made of several (a merge) is as old as its oldest
             // piece; a piece with no record was there before the trace.
             let mut info = from
                 .iter()
-                .map(|o| {
-                    at(&old, o.start)
-                        .and_then(|i| old[i].1.clone())
-                        .unwrap_or_default()
-                })
+                .map(|o| old.get(&o.start).cloned().unwrap_or_default())
                 .min_by_key(|i| i.created.as_ref().map(|c| c.t_ns))
                 .unwrap_or_default();
             update(a, &from, &mut info);
@@ -101,49 +90,9 @@ impl RegionTable {
         change
             .removed
             .iter()
-            .filter(|o| !added.any_overlapping(o.start, o.end))
-            .filter_map(|o| {
-                let i = at(&old, o.start)?;
-                old[i].1.take().map(|info| (o.clone(), info))
-            })
+            .filter(|o| added.overlapping(o.start, o.end).next().is_none())
+            .filter_map(|o| old.remove(&o.start).map(|i| (o.clone(), i)))
             .collect()
-    }
-}
-
-/// Overlap queries on a change's rows: nearly always a few, scanned (this
-/// runs once per traced call, and building an index cost more than the
-/// scan); after a resync, up to the whole map, indexed.
-enum Index<'c> {
-    Few(&'c [Region]),
-    Many(Sorted<'c>),
-}
-
-impl<'c> Index<'c> {
-    fn new(rows: &'c [Region]) -> Index<'c> {
-        if rows.len() <= 16 {
-            Index::Few(rows)
-        } else {
-            Index::Many(Sorted::new(rows))
-        }
-    }
-
-    /// Appends to `out` the rows that intersect `[lo, hi)`, by start.
-    fn overlapping(&self, lo: u64, hi: u64, out: &mut Vec<&'c Region>) {
-        match self {
-            Index::Few(rows) => {
-                let at = out.len();
-                out.extend(rows.iter().filter(|r| r.start < hi && r.end > lo));
-                out[at..].sort_by_key(|r| r.start);
-            }
-            Index::Many(sorted) => out.extend(sorted.overlapping(lo, hi)),
-        }
-    }
-
-    fn any_overlapping(&self, lo: u64, hi: u64) -> bool {
-        match self {
-            Index::Few(rows) => rows.iter().any(|r| r.start < hi && r.end > lo),
-            Index::Many(sorted) => sorted.overlapping(lo, hi).next().is_some(),
-        }
     }
 }
 

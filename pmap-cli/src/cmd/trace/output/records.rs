@@ -15,27 +15,6 @@ use crate::{
     map::region::Region,
 };
 
-/// A region as a JSON object, serialized straight into the output:
-/// deltas come by the hundred thousand and tables by the 60,000 rows, and
-/// building a `Value` for each allocates a map per region.
-pub(super) struct RegionJson<'a>(&'a Region);
-
-impl Serialize for RegionJson<'_> {
-    fn serialize<S: Serializer>(&self, s: S) -> Result<S::Ok, S::Error> {
-        let r = self.0;
-        let mut m = s.serialize_struct("Region", 8)?;
-        m.serialize_field("start", &Hex(r.start))?;
-        m.serialize_field("end", &Hex(r.end))?;
-        m.serialize_field("size", &r.size())?;
-        m.serialize_field("perms", r.perms.as_str())?;
-        m.serialize_field("offset", &r.offset)?;
-        m.serialize_field("dev", &Dev(r.dev_major, r.dev_minor))?;
-        m.serialize_field("inode", &r.inode)?;
-        m.serialize_field("name", &String::from_utf8_lossy(&r.name))?;
-        m.end()
-    }
-}
-
 /// `"0x7f0000000000"`.
 pub(super) struct Hex(u64);
 
@@ -45,34 +24,26 @@ impl Serialize for Hex {
     }
 }
 
-/// `"fd:01"`.
-pub(super) struct Dev(u32, u32);
-
-impl Serialize for Dev {
-    fn serialize<S: Serializer>(&self, s: S) -> Result<S::Ok, S::Error> {
-        s.collect_str(&format_args!("{:02x}:{:02x}", self.0, self.1))
+/// A table as a JSON record (without the newline) into `buf`: the
+/// process, when its rows were read (`t`), why, and every row.
+pub(super) fn write_table(
+    buf: &mut Vec<u8>,
+    (pid, ppid, ns_pid): (u32, u32, u32),
+    t: f64,
+    reason: &str,
+    regions: &[Region],
+) {
+    let mut m = Obj::new(buf);
+    m.word("type", "table");
+    m.uint("pid", pid.into());
+    m.uint("ppid", ppid.into());
+    if ns_pid != 0 {
+        m.uint("ns_pid", ns_pid.into());
     }
-}
-
-pub(super) struct Regions<'a>(pub(super) &'a [Region]);
-
-impl Serialize for Regions<'_> {
-    fn serialize<S: Serializer>(&self, s: S) -> Result<S::Ok, S::Error> {
-        s.collect_seq(self.0.iter().map(RegionJson))
-    }
-}
-
-#[derive(Serialize)]
-pub(super) struct TableRecord<'a> {
-    #[serde(rename = "type")]
-    pub(super) kind: &'static str,
-    pub(super) pid: u32,
-    pub(super) ppid: u32,
-    #[serde(skip_serializing_if = "is_zero")]
-    pub(super) ns_pid: u32,
-    pub(super) t: f64,
-    pub(super) reason: &'a str,
-    pub(super) regions: Regions<'a>,
+    m.value("t", &t);
+    m.value("reason", reason);
+    m.array("regions", regions, write_region);
+    m.end();
 }
 
 /// A delta as a JSON record, serialized straight into the output: the
@@ -154,8 +125,7 @@ impl DeltaRecord<'_> {
     }
 }
 
-/// A region as a JSON object into `buf` (the same object as
-/// [`RegionJson`]).
+/// A region as a JSON object into `buf`.
 fn write_region(buf: &mut Vec<u8>, r: &Region) {
     let mut m = Obj::new(buf);
     m.hex("start", r.start);
@@ -165,10 +135,8 @@ fn write_region(buf: &mut Vec<u8>, r: &Region) {
     m.uint("offset", r.offset);
     json_out::dev(m.raw("dev"), r.dev_major, r.dev_minor);
     m.uint("inode", r.inode);
-    match std::str::from_utf8(&r.name) {
-        Ok(name) => m.value("name", name),
-        Err(_) => m.value("name", &String::from_utf8_lossy(&r.name)),
-    }
+    // Borrowed, not copied, when the name is UTF-8 (nearly always).
+    m.value("name", &String::from_utf8_lossy(&r.name));
     m.end();
 }
 
@@ -199,10 +167,6 @@ impl Serialize for NotesJson<'_> {
     fn serialize<S: Serializer>(&self, s: S) -> Result<S::Ok, S::Error> {
         s.collect_seq(self.0.iter().map(|n| &n.json))
     }
-}
-
-pub(super) fn is_zero(n: &u32) -> bool {
-    *n == 0
 }
 
 /// Fallback counts by reason, every reason present (0 when none).
