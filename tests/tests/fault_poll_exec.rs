@@ -41,6 +41,21 @@ fn poll_backend_follows_an_exec() {
     let exec_line = format!(" pid {pid} execve: new program");
     t.wait_stdout(Duration::from_secs(30), |l| l.contains(&exec_line))
         .unwrap_or_else(|| panic!("the exec was not reported\n{}", t.context()));
+    // The reference must be the settled program, not a loader halfway
+    // through: wait until sleep sits in clock_nanosleep (syscall 230).
+    let settled = (0..300).any(|_| {
+        let busy = std::fs::read_to_string(format!("/proc/{pid}/syscall"))
+            .map_or(true, |s| !s.starts_with("230 "));
+        if busy {
+            std::thread::sleep(Duration::from_millis(10));
+        }
+        !busy
+    });
+    assert!(
+        settled,
+        "sleep never reached its nanosleep\n{}",
+        t.context()
+    );
     let table = t.request_table(pid);
     assert!(table.body[0].contains("sleep"), "{:?}", table.body[0]);
     assert_table_matches(&table, &reference_pmap(pid, &[]), "after exec (poll)", &t);

@@ -416,7 +416,14 @@ impl<W: Write> Tracer<'_, W> {
     }
 
     fn tables(&mut self, reason: &str) -> Result<()> {
-        self.pump()?;
+        // A table asked for is the map now: the poll backend takes a look
+        // first (its last one may be a whole interval old), the eBPF one
+        // applies what the ring holds.
+        if self.probes.is_none() {
+            self.poll()?;
+        } else {
+            self.pump()?;
+        }
         for i in 0..self.sessions.len() {
             self.table(i, reason)?;
         }
