@@ -17,43 +17,45 @@ pub(super) struct Obj<'a> {
 
 impl<'a> Obj<'a> {
     pub(super) fn new(buf: &'a mut Vec<u8>) -> Obj<'a> {
+        // A delta record is rarely over 1 KiB: one growth check here
+        // instead of one per value.
+        buf.reserve(1024);
         buf.push(b'{');
         Obj { buf, first: true }
     }
 
     /// `"key":`, after a comma unless first. `key` must need no escaping
-    /// (checked in debug builds).
+    /// (checked in debug builds). Inlined into each caller so that the
+    /// key's length is a constant and its copy a few moves, not a call.
+    #[inline(always)]
     fn key(&mut self, key: &'static str) -> &mut Vec<u8> {
         debug_assert!(
             key.bytes()
                 .all(|b| b.is_ascii_graphic() && b != b'"' && b != b'\\')
         );
-        if !self.first {
-            self.buf.push(b',');
-        }
+        let open: &[u8] = if self.first { b"\"" } else { b",\"" };
         self.first = false;
-        self.buf.push(b'"');
-        // Byte by byte, as in `hex`.
-        for &b in key.as_bytes() {
-            self.buf.push(b);
-        }
-        self.buf.push(b'"');
-        self.buf.push(b':');
+        self.buf.extend_from_slice(open);
+        self.buf.extend_from_slice(key.as_bytes());
+        self.buf.extend_from_slice(b"\":");
         self.buf
     }
 
+    #[inline(always)]
     pub(super) fn uint(&mut self, key: &'static str, v: u64) {
         let mut b = itoa::Buffer::new();
         let s = b.format(v);
         self.key(key).extend_from_slice(s.as_bytes());
     }
 
+    #[inline(always)]
     pub(super) fn int(&mut self, key: &'static str, v: i64) {
         let mut b = itoa::Buffer::new();
         let s = b.format(v);
         self.key(key).extend_from_slice(s.as_bytes());
     }
 
+    #[inline(always)]
     pub(super) fn bool(&mut self, key: &'static str, v: bool) {
         self.key(key)
             .extend_from_slice(if v { b"true" } else { b"false" });
@@ -61,6 +63,7 @@ impl<'a> Obj<'a> {
 
     /// A string known to need no escaping (a constant of ours, a
     /// permission string).
+    #[inline(always)]
     pub(super) fn word(&mut self, key: &'static str, v: &str) {
         debug_assert!(!v.bytes().any(|b| b == b'"' || b == b'\\' || b < 0x20));
         let buf = self.key(key);
@@ -70,13 +73,28 @@ impl<'a> Obj<'a> {
     }
 
     /// The buffer after `"key":`, for a value written by the caller.
+    #[inline(always)]
     pub(super) fn raw(&mut self, key: &'static str) -> &mut Vec<u8> {
         self.key(key)
     }
 
     /// `"0x7f0000000000"`.
+    #[inline(always)]
     pub(super) fn hex(&mut self, key: &'static str, v: u64) {
         hex(self.key(key), v);
+    }
+
+    /// A string from outside (a region's name): copied as it is when
+    /// nothing in it needs escaping (nearly always), else through serde.
+    pub(super) fn str(&mut self, key: &'static str, v: &str) {
+        if v.bytes().any(|b| b < 0x20 || b == b'"' || b == b'\\') {
+            self.value(key, v);
+        } else {
+            let buf = self.key(key);
+            buf.push(b'"');
+            buf.extend_from_slice(v.as_bytes());
+            buf.push(b'"');
+        }
     }
 
     /// Any other value, through serde (strings from outside, floats,
@@ -112,18 +130,18 @@ impl<'a> Obj<'a> {
 }
 
 /// `"0x…"` into `buf`: lower-case hex without leading zeros, as `{:#x}`.
-/// (Byte by byte: a `memcpy` call for a dozen bytes costs more.)
+/// Formatted on the stack and copied once: one capacity check, not one
+/// per digit.
 pub(super) fn hex(buf: &mut Vec<u8>, v: u64) {
     const DIGITS: &[u8; 16] = b"0123456789abcdef";
-    let digits = (64 - v.leading_zeros()).div_ceil(4).max(1);
-    buf.reserve(digits as usize + 4);
-    buf.push(b'"');
-    buf.push(b'0');
-    buf.push(b'x');
-    for i in (0..digits).rev() {
-        buf.push(DIGITS[((v >> (4 * i)) & 0xf) as usize]);
+    let mut out = [0u8; 20];
+    let digits = (64 - v.leading_zeros()).div_ceil(4).max(1) as usize;
+    out[..3].copy_from_slice(b"\"0x");
+    for i in 0..digits {
+        out[2 + digits - i] = DIGITS[((v >> (4 * i)) & 0xf) as usize];
     }
-    buf.push(b'"');
+    out[3 + digits] = b'"';
+    buf.extend_from_slice(&out[..4 + digits]);
 }
 
 /// `"fd:01"` into `buf`, as `{:02x}:{:02x}`.
@@ -178,7 +196,8 @@ mod tests {
         o.int("ret", -12);
         o.bool("exact", true);
         o.hex("start", 0x1000);
-        o.value("name", "a \"quoted\"\n\\ name");
+        o.str("name", "a \"quoted\"\n\\ name");
+        o.str("plain", "/usr/lib/libc.so.6 (deleted)");
         o.value("t", &1.5f64);
         o.array("args", [1u64, 2], |b, v| {
             b.extend_from_slice(itoa::Buffer::new().format(v).as_bytes())
@@ -188,7 +207,8 @@ mod tests {
         assert_eq!(
             v,
             serde_json::json!({"type": "delta", "pid": 7, "ret": -12, "exact": true,
-                "start": "0x1000", "name": "a \"quoted\"\n\\ name", "t": 1.5, "args": [1, 2]})
+                "start": "0x1000", "name": "a \"quoted\"\n\\ name",
+                "plain": "/usr/lib/libc.so.6 (deleted)", "t": 1.5, "args": [1, 2]})
         );
     }
 }

@@ -136,7 +136,7 @@ fn write_region(buf: &mut Vec<u8>, r: &Region) {
     json_out::dev(m.raw("dev"), r.dev_major, r.dev_minor);
     m.uint("inode", r.inode);
     // Borrowed, not copied, when the name is UTF-8 (nearly always).
-    m.value("name", &String::from_utf8_lossy(&r.name));
+    m.str("name", &String::from_utf8_lossy(&r.name));
     m.end();
 }
 
