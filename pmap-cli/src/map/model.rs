@@ -152,24 +152,12 @@ impl RegionModel {
             .chain(self.regions.range(lo..hi).map(|(_, r)| r))
     }
 
-    /// Start addresses of the regions that intersect `[lo, hi)`.
-    fn overlapping(&self, lo: u64, hi: u64) -> Vec<u64> {
-        let mut keys = Vec::new();
-        if let Some((&k, r)) = self.regions.range(..lo).next_back()
-            && r.end > lo
-        {
-            keys.push(k);
-        }
-        keys.extend(self.regions.range(lo..hi).map(|(&k, _)| k));
-        keys
-    }
-
     /// The smallest range that holds `[lo, hi)` and every region that
     /// intersects it.
     pub fn extent(&self, lo: u64, hi: u64) -> (u64, u64) {
-        let keys = self.overlapping(lo, hi);
-        let first = keys.first().and_then(|k| self.regions.get(k));
-        let last = keys.last().and_then(|k| self.regions.get(k));
+        let mut hits = self.within(lo, hi);
+        let first = hits.next();
+        let last = hits.last().or(first);
         (
             first.map_or(lo, |r| r.start.min(lo)),
             last.map_or(hi, |r| r.end.max(hi)),
@@ -178,29 +166,29 @@ impl RegionModel {
 
     /// Replaces every region that intersects `[lo, hi)` with `fresh` (the
     /// kernel's regions for that range, sorted, which may reach beyond it).
+    /// Rows identical before and after stay where they are: a call's
+    /// capture holds its neighbours too, and this runs once per call.
     pub fn replace(&mut self, lo: u64, hi: u64, fresh: Vec<Region>) -> Change {
         let (lo, hi) = fresh
             .iter()
             .fold((lo, hi), |(lo, hi), r| (lo.min(r.start), hi.max(r.end)));
-        let mut old = Vec::new();
-        for k in self.overlapping(lo, hi) {
-            if let Some(r) = self.regions.remove(&k) {
-                self.mapped -= r.size();
-                old.push(r);
-            }
-        }
         let mut change = Change::default();
-        for r in &old {
+        for r in self.within(lo, hi) {
             if !fresh.contains(r) {
                 change.removed.push(r.clone());
             }
         }
+        for r in &change.removed {
+            self.regions.remove(&r.start);
+            self.mapped -= r.size();
+        }
         for r in fresh {
-            if !old.contains(&r) {
+            // Every row of the range left in the model is in `fresh`.
+            if self.regions.get(&r.start) != Some(&r) {
                 change.added.push(r.clone());
+                self.mapped += r.size();
+                self.regions.insert(r.start, r);
             }
-            self.mapped += r.size();
-            self.regions.insert(r.start, r);
         }
         change
     }

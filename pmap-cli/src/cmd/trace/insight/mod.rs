@@ -402,8 +402,10 @@ impl Insight {
         dual_mappings(model, &d.change, wx, notes);
 
         // JIT: forget functions in unmapped code; name the ones affected.
-        for r in unmapped(&d.change) {
-            jit.unmapped(r.0, r.1);
+        if !jit.is_empty() {
+            for r in unmapped(&d.change) {
+                jit.unmapped(r.0, r.1);
+            }
         }
         if let Some((call, ev)) = event
             && matches!(

@@ -5,6 +5,8 @@
 
 use std::{collections::BTreeMap, rc::Rc};
 
+use smallvec::SmallVec;
+
 use crate::map::{model::Change, region::Region};
 
 /// One change-causing call, as remembered.
@@ -59,41 +61,55 @@ impl RegionTable {
         self.info.get(&start)
     }
 
-    /// Moves the records of `change.removed` to `change.added`; `update` adjusts each added region's record,
-    /// given the regions it came from. Returns the records of regions
-    /// that are gone (no added region came from them).
+    /// Moves the records of `change.removed` to `change.added`; `update`
+    /// adjusts each added region's record, given the regions it came from.
+    /// Returns the records of regions that are gone (no added region came
+    /// from them). Runs once per traced call: small changes allocate
+    /// nothing but the result.
     pub fn apply(
         &mut self,
         change: &Change,
-        mut update: impl FnMut(&Region, &[&Region], &mut RegionInfo),
+        mut update: impl FnMut(&Region, &[Region], &mut RegionInfo),
     ) -> Vec<(Region, RegionInfo)> {
-        let mut old: BTreeMap<u64, RegionInfo> = BTreeMap::new();
-        for r in &change.removed {
-            if let Some(i) = self.info.remove(&r.start) {
-                old.insert(r.start, i);
-            }
+        let by_start = |v: &[Region]| v.is_sorted_by_key(|r| r.start);
+        if !by_start(&change.removed) || !by_start(&change.added) {
+            let mut sorted = change.clone();
+            sorted.removed.sort_by_key(|r| r.start);
+            sorted.added.sort_by_key(|r| r.start);
+            return self.apply(&sorted, update);
         }
-        let removed = Sorted::new(&change.removed);
-        let added = Sorted::new(&change.added);
-        for a in &change.added {
-            let from: Vec<&Region> = removed.overlapping(a.start, a.end).collect();
+        let (removed, added) = (&change.removed[..], &change.added[..]);
+        // The records of the removed rows, by index in `removed`.
+        let mut old: SmallVec<[Option<RegionInfo>; 4]> =
+            removed.iter().map(|r| self.info.remove(&r.start)).collect();
+        for a in added {
+            let from = overlapping(removed, a.start, a.end);
             // A region made of several (a merge) is as old as its oldest
             // piece; a piece with no record was there before the trace.
-            let mut info = from
-                .iter()
-                .map(|o| old.get(&o.start).cloned().unwrap_or_default())
-                .min_by_key(|i| i.created.as_ref().map(|c| c.t_ns))
-                .unwrap_or_default();
-            update(a, &from, &mut info);
+            let oldest = from.clone().min_by_key(|&i| {
+                old[i]
+                    .as_ref()
+                    .and_then(|info| info.created.as_ref())
+                    .map(|c| c.t_ns)
+            });
+            let mut info = oldest.and_then(|i| old[i].clone()).unwrap_or_default();
+            update(a, &removed[from], &mut info);
             self.info.insert(a.start, info);
         }
-        change
-            .removed
+        removed
             .iter()
-            .filter(|o| added.overlapping(o.start, o.end).next().is_none())
-            .filter_map(|o| old.remove(&o.start).map(|i| (o.clone(), i)))
+            .enumerate()
+            .filter(|(_, o)| overlapping(added, o.start, o.end).is_empty())
+            .filter_map(|(i, o)| old[i].take().map(|info| (o.clone(), info)))
             .collect()
     }
+}
+
+/// The indices of the rows of `rows` (sorted by start, disjoint) that
+/// intersect `[lo, hi)`.
+fn overlapping(rows: &[Region], lo: u64, hi: u64) -> std::ops::Range<usize> {
+    let first = rows.partition_point(|r| r.end <= lo);
+    first..first + rows[first..].partition_point(|r| r.start < hi)
 }
 
 #[cfg(test)]

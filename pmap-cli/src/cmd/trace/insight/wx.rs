@@ -9,6 +9,8 @@
 
 use std::collections::BTreeMap;
 
+use smallvec::SmallVec;
+
 use serde_json::{Value, json};
 
 use crate::map::region::Perms;
@@ -128,6 +130,9 @@ pub enum Event {
     },
 }
 
+/// The pieces of a range, taken out of the shadow (a call touches few).
+type Pieces = SmallVec<[(u64, Piece); 4]>;
+
 #[derive(Debug, Default)]
 pub struct WxStats {
     pub flips_w_to_x: u64,
@@ -145,15 +150,15 @@ pub struct WxStats {
 impl WxStats {
     /// Removes the pieces in `[lo, hi)` from the shadow (pieces reaching
     /// outside are split) and returns them, clipped.
-    fn take(&mut self, lo: u64, hi: u64) -> Vec<(u64, Piece)> {
-        let mut keys: Vec<u64> = Vec::new();
+    fn take(&mut self, lo: u64, hi: u64) -> Pieces {
+        let mut keys: SmallVec<[u64; 4]> = SmallVec::new();
         if let Some((&k, p)) = self.shadow.range(..lo).next_back()
             && p.end > lo
         {
             keys.push(k);
         }
         keys.extend(self.shadow.range(lo..hi).map(|(&k, _)| k));
-        let mut out = Vec::new();
+        let mut out = Pieces::new();
         for k in keys {
             let Some(p) = self.shadow.remove(&k) else {
                 continue;
