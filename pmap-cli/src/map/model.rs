@@ -179,12 +179,19 @@ impl RegionModel {
             }
         }
         for r in &change.removed {
-            self.regions.remove(&r.start);
             self.mapped -= r.size();
+            // A row that a new one replaces at the same start is
+            // overwritten below, in place.
+            if !fresh.iter().any(|f| f.start == r.start) {
+                self.regions.remove(&r.start);
+            }
         }
         for r in fresh {
-            // Every row of the range left in the model is in `fresh`.
-            if self.regions.get(&r.start) != Some(&r) {
+            // Every row of the range left in the model is in `fresh`, or
+            // a removed one not yet overwritten.
+            let same = self.regions.get(&r.start) == Some(&r)
+                && !change.removed.iter().any(|o| o.start == r.start);
+            if !same {
                 change.added.push(r.clone());
                 self.mapped += r.size();
                 self.regions.insert(r.start, r);

@@ -80,8 +80,18 @@ impl RegionTable {
         }
         let (removed, added) = (&change.removed[..], &change.added[..]);
         // The records of the removed rows, by index in `removed`.
-        let mut old: SmallVec<[Option<RegionInfo>; 4]> =
-            removed.iter().map(|r| self.info.remove(&r.start)).collect();
+        // (A record whose start an added row takes is overwritten in place
+        // below, not removed: fewer shifts inside the tree's nodes.)
+        let mut old: SmallVec<[Option<RegionInfo>; 4]> = removed
+            .iter()
+            .map(|r| {
+                if added.binary_search_by_key(&r.start, |a| a.start).is_ok() {
+                    self.info.get(&r.start).cloned()
+                } else {
+                    self.info.remove(&r.start)
+                }
+            })
+            .collect();
         for a in added {
             let from = overlapping(removed, a.start, a.end);
             // A region made of several (a merge) is as old as its oldest

@@ -151,37 +151,44 @@ impl WxStats {
     /// Removes the pieces in `[lo, hi)` from the shadow (pieces reaching
     /// outside are split) and returns them, clipped.
     fn take(&mut self, lo: u64, hi: u64) -> Pieces {
-        let mut keys: SmallVec<[u64; 4]> = SmallVec::new();
-        if let Some((&k, p)) = self.shadow.range(..lo).next_back()
+        let mut out = Pieces::new();
+        // A piece that begins before `lo` keeps its head, shortened in
+        // place; its tail past `hi`, if any, becomes a piece of its own.
+        let mut tail = None;
+        if let Some((_, p)) = self.shadow.range_mut(..lo).next_back()
             && p.end > lo
         {
-            keys.push(k);
+            let whole = p.clone();
+            p.end = lo;
+            if whole.end > hi {
+                tail = Some(whole.clone());
+            }
+            out.push((
+                lo,
+                Piece {
+                    end: whole.end.min(hi),
+                    ..whole
+                },
+            ));
         }
-        keys.extend(self.shadow.range(lo..hi).map(|(&k, _)| k));
-        let mut out = Pieces::new();
+        let keys: SmallVec<[u64; 4]> = self.shadow.range(lo..hi).map(|(&k, _)| k).collect();
         for k in keys {
             let Some(p) = self.shadow.remove(&k) else {
                 continue;
             };
-            if k < lo {
-                self.shadow.insert(
-                    k,
-                    Piece {
-                        end: lo,
-                        ..p.clone()
-                    },
-                );
-            }
             if p.end > hi {
-                self.shadow.insert(hi, p.clone());
+                tail = Some(p.clone());
             }
             out.push((
-                k.max(lo),
+                k,
                 Piece {
                     end: p.end.min(hi),
                     ..p
                 },
             ));
+        }
+        if let Some(p) = tail {
+            self.shadow.insert(hi, p);
         }
         out
     }
