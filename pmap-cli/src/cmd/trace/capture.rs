@@ -19,6 +19,7 @@
 use pmap_common::{
     Event, MREMAP_DONTUNMAP, Vma, advice_changes_regions, capture, failed, page_up, walk_plan,
 };
+use smallvec::{SmallVec, smallvec};
 
 use super::syscalls::Call;
 use crate::map::region::{Perms, Region};
@@ -73,9 +74,9 @@ impl Fallback {
 #[derive(Clone, Debug, Default, PartialEq, Eq)]
 pub struct Effect {
     /// Ranges whose old rows are gone (the call's own range).
-    pub cleared: Vec<(u64, u64)>,
+    pub cleared: SmallVec<[(u64, u64); 2]>,
     /// The regions read at the call's exit, in address order, unnamed.
-    pub captured: Vec<Vma>,
+    pub captured: SmallVec<[Vma; 4]>,
 }
 
 const VM_READ: u64 = 0x1;
@@ -141,7 +142,7 @@ pub fn effect(
         capture::FULL => return Err(Fallback::Full),
         _ => {}
     }
-    let caps: Vec<Vma> = c.vmas[..(c.count as usize).min(c.vmas.len())].to_vec();
+    let caps = SmallVec::from_slice(&c.vmas[..(c.count as usize).min(c.vmas.len())]);
     let a = &ev.args;
     if ev.flags & pmap_common::FLAG_NO_ARGS != 0 && call != Call::Brk {
         return Err(Fallback::NotCaptured);
@@ -150,14 +151,14 @@ pub fn effect(
     let walk = walk_plan(ev.kind, a, ev.ret);
     let covers = |(lo, hi): (u64, u64)| covered_to(&caps, lo) >= hi;
     let cleared = match call {
-        Call::Munmap if ok => vec![(a[0], a[0].saturating_add(page_up(a[1])))],
+        Call::Munmap if ok => smallvec![(a[0], a[0].saturating_add(page_up(a[1])))],
         // A failed munmap, shmat or shmdt changes nothing; nor does a
         // failed mmap or mremap (the kernel undoes what it began: since
         // 6.12 an overlaid range is put back).
-        Call::Munmap | Call::Shmat | Call::Shmdt | Call::Mmap | Call::Mremap if !ok => vec![],
+        Call::Munmap | Call::Shmat | Call::Shmdt | Call::Mmap | Call::Mremap if !ok => smallvec![],
         // Advice on pages, not regions.
-        Call::Madvise if !advice_changes_regions(a[2]) => vec![],
-        Call::Shmdt => vec![attachment(a[0])],
+        Call::Madvise if !advice_changes_regions(a[2]) => smallvec![],
+        Call::Shmdt => smallvec![attachment(a[0])],
         Call::Mmap | Call::Shmat if ok => {
             let (lo, hi) = walk;
             let hi = match call {
@@ -173,7 +174,7 @@ pub fn effect(
             if !covers((lo, hi)) {
                 return Err(Fallback::Uncovered);
             }
-            vec![(lo, hi)]
+            smallvec![(lo, hi)]
         }
         Call::Mprotect
         | Call::PkeyMprotect
@@ -200,15 +201,15 @@ pub fn effect(
                     return Err(Fallback::Uncovered);
                 }
             }
-            vec![(lo, to)]
+            smallvec![(lo, to)]
         }
         Call::Brk => {
             // brk returns the break it left (the old one when it fails).
             let (old, new) = (page_up(brk_before), page_up(ev.ret as u64));
             if old == new {
-                vec![]
+                smallvec![]
             } else {
-                vec![(old.min(new), old.max(new))]
+                smallvec![(old.min(new), old.max(new))]
             }
         }
         Call::Mremap if ok => {
@@ -218,7 +219,7 @@ pub fn effect(
                 // Shrinking in place (or to the same size) unmaps the tail
                 // and checks nothing else: the rest need not be mapped.
                 return Ok(Effect {
-                    cleared: vec![(old_lo + new_len, old_lo + old_len)],
+                    cleared: smallvec![(old_lo + new_len, old_lo + old_len)],
                     captured: caps,
                 });
             }
@@ -254,21 +255,21 @@ pub fn effect(
 /// `r` less the ranges in `cut`, as rows: a file row keeps the offset of
 /// each piece's first byte, as the kernel does when it splits a region.
 fn cut_out(r: &Region, cut: &[(u64, u64)], out: &mut Vec<Region>) {
-    let mut pieces = vec![(r.start, r.end)];
+    let mut pieces: SmallVec<[(u64, u64); 4]> = smallvec![(r.start, r.end)];
     for &(lo, hi) in cut {
-        pieces = pieces
-            .into_iter()
-            .flat_map(|(s, e)| {
-                if hi <= s || lo >= e {
-                    vec![(s, e)]
-                } else {
-                    [(s, lo.max(s)), (hi.min(e), e)]
-                        .into_iter()
-                        .filter(|(s, e)| s < e)
-                        .collect()
+        let mut next = SmallVec::new();
+        for (s, e) in pieces {
+            if hi <= s || lo >= e {
+                next.push((s, e));
+                continue;
+            }
+            for (s, e) in [(s, lo.max(s)), (hi.min(e), e)] {
+                if s < e {
+                    next.push((s, e));
                 }
-            })
-            .collect();
+            }
+        }
+        pieces = next;
     }
     for (s, e) in pieces {
         let mut p = r.clone();
@@ -284,7 +285,7 @@ fn cut_out(r: &Region, cut: &[(u64, u64)], out: &mut Vec<Region>) {
 /// The rows after the call, from the rows before it that intersect its
 /// reach (`old`), what it cleared, and what was captured (named rows).
 pub fn overlay(old: &[Region], cleared: &[(u64, u64)], captured: &[Region]) -> Vec<Region> {
-    let taken: Vec<(u64, u64)> = cleared
+    let taken: SmallVec<[(u64, u64); 8]> = cleared
         .iter()
         .copied()
         .chain(captured.iter().map(|r| (r.start, r.end)))
@@ -487,7 +488,7 @@ mod tests {
             &[vma(0x1000, 0x5000, RW)],
         );
         let e = effect(Call::Brk, &grow, 0x3000, |_| (0, 0)).expect("captured");
-        assert_eq!(e.cleared, vec![(0x3000, 0x5000)]);
+        assert_eq!(e.cleared[..], [(0x3000, 0x5000)]);
         let shrink = event(
             nr::BRK,
             [0x1800, 0, 0, 0, 0, 0],

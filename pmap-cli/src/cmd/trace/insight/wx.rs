@@ -1,11 +1,13 @@
 //! W^X: regions writable and executable at once, flips between writable
 //! and executable, and files mapped shared-writable and executable.
 //!
-//! Protections are followed from the process's own successful calls (mmap,
-//! mprotect, munmap, mremap), not from the map the tracer confirms with the
-//! kernel: a JIT flips a page and back within microseconds, often before
-//! the tracer has looked, and each flip must still count. Ranges no call
-//! has touched yet take their protection from the region model.
+//! Protections are followed call by call, in the order the calls ended: a
+//! JIT flips a page and back within microseconds, and each flip must
+//! count. What a range had before a call comes from that call's own delta
+//! (the rows it replaced, captured at the call's exit), else from the
+//! model. So the shadow only keeps ranges with a W^X history (a flip, time
+//! spent writable and executable): a process that never makes code maps
+//! and unmaps without touching it.
 
 use std::collections::BTreeMap;
 
@@ -193,6 +195,13 @@ impl WxStats {
         out
     }
 
+    /// Puts a piece in the shadow if it has a history to keep.
+    fn keep(&mut self, lo: u64, p: Piece) {
+        if p.history() {
+            self.shadow.insert(lo, p);
+        }
+    }
+
     fn retire(&mut self, lo: u64, p: &Piece, now_ns: u64) {
         if !p.history() {
             return;
@@ -226,8 +235,8 @@ impl WxStats {
         let piece = Piece::new(hi, prot, t_ns);
         if piece.rwx_since.is_some() {
             self.rwx_event(lo, hi, &mut out);
+            self.shadow.insert(lo, piece);
         }
-        self.shadow.insert(lo, piece);
         out
     }
 
@@ -280,7 +289,7 @@ impl WxStats {
         for (k, mut p) in pieces {
             if k > at {
                 // Unknown before: now known.
-                self.shadow.insert(at, Piece::new(k, prot, t_ns));
+                self.keep(at, Piece::new(k, prot, t_ns));
             }
             at = p.end;
             if let Some(f) = flip(p.prot, prot) {
@@ -314,10 +323,10 @@ impl WxStats {
                 _ => {}
             }
             p.prot = prot;
-            self.shadow.insert(k, p);
+            self.keep(k, p);
         }
         if at < hi {
-            self.shadow.insert(at, Piece::new(hi, prot, t_ns));
+            self.keep(at, Piece::new(hi, prot, t_ns));
         }
         out
     }
@@ -346,7 +355,7 @@ impl WxStats {
         if let Some(prot) = last
             && covered < new_end
         {
-            self.shadow.insert(covered, Piece::new(new_end, prot, t_ns));
+            self.keep(covered, Piece::new(new_end, prot, t_ns));
         }
     }
 
@@ -412,11 +421,13 @@ mod tests {
 
     #[test]
     fn flips_follow_the_calls_through_splits_and_unmaps() {
-        let none = |_: u64, _: u64| Vec::new();
+        // What the model (the call's own delta) says the range had: rw-
+        // wherever the shadow has nothing (the shadow keeps history only).
+        let rw = |lo: u64, hi: u64| vec![(lo, hi, R | W)];
         let mut wx = WxStats::default();
         assert!(wx.map(0x1000, 0x3000, R | W, 0).is_empty());
         // Flip the second page only: one flip, the first page keeps rw-.
-        let ev = wx.protect(0x2000, 0x3000, R | X, 10, &none);
+        let ev = wx.protect(0x2000, 0x3000, R | X, 10, &rw);
         assert!(matches!(
             ev[..],
             [Event::Flip {
@@ -427,7 +438,7 @@ mod tests {
                 ..
             }]
         ));
-        let ev = wx.protect(0x1000, 0x3000, R | W, 20, &none);
+        let ev = wx.protect(0x1000, 0x3000, R | W, 20, &rw);
         assert!(matches!(
             ev[..],
             [Event::Flip {
@@ -438,7 +449,7 @@ mod tests {
             }]
         ));
         // rwx is timed until it ends.
-        let ev = wx.protect(0x1000, 0x2000, R | W | X, 30, &none);
+        let ev = wx.protect(0x1000, 0x2000, R | W | X, 30, &rw);
         assert!(matches!(
             ev[..],
             [
