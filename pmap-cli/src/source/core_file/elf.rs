@@ -141,7 +141,10 @@ pub fn read(path: &Path) -> Result<RawCore, CoreProblem> {
     segments.sort_by_key(|s| s.vaddr);
     // Cheap sanity read that the cache really reaches the end of the data
     // (a file that shrank while we read it).
-    if let Some(last) = segments.iter().map(|s| s.offset + s.filesz).max()
+    if let Some(last) = segments
+        .iter()
+        .map(|s| s.offset.saturating_add(s.filesz))
+        .max()
         && last > 0
         && (&cache).read_bytes_at(last - 1, 1).is_err()
     {

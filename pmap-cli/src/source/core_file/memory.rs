@@ -52,7 +52,7 @@ impl CoreMem {
         let s = self
             .segments
             .iter()
-            .find(|s| s.vaddr <= addr && addr < s.vaddr + s.filesz)?;
+            .find(|s| s.vaddr <= addr && addr < s.vaddr.saturating_add(s.filesz))?;
         let mut buf = vec![0; usize::try_from(s.filesz.min(64 << 20)).ok()?];
         self.core.read_exact_at(&mut buf, s.offset).ok()?;
         Some((s.vaddr, buf))
@@ -67,9 +67,11 @@ impl Memory for CoreMem {
         if let Some(s) = self
             .segments
             .iter()
-            .find(|s| s.vaddr <= addr && end <= s.vaddr + s.filesz)
+            .find(|s| s.vaddr <= addr && end <= s.vaddr.saturating_add(s.filesz))
         {
-            return self.core.read_exact_at(buf, s.offset + (addr - s.vaddr));
+            return self
+                .core
+                .read_exact_at(buf, s.offset.saturating_add(addr - s.vaddr));
         }
         if let Some(f) = self.files.iter().find(|f| f.start <= addr && end <= f.end) {
             // Non-blocking, and only a regular file: a core names any path,
@@ -84,7 +86,7 @@ impl Memory for CoreMem {
                     "the mapped file is not a regular file",
                 ));
             }
-            return file.read_exact_at(buf, f.offset + (addr - f.start));
+            return file.read_exact_at(buf, f.offset.saturating_add(addr - f.start));
         }
         Err(io::Error::new(
             io::ErrorKind::NotFound,

@@ -133,7 +133,7 @@ fn read_inner(path: &Path) -> Result<Core, CoreProblem> {
     let mut regions = Vec::with_capacity(raw.segments.len());
     for seg in &raw.segments {
         let start = seg.vaddr;
-        let end = seg.vaddr + seg.memsz;
+        let end = seg.vaddr.saturating_add(seg.memsz);
         let file = lookup(&files, start);
         let name: Vec<u8> = match file {
             Some(f) => escape_name(&f.name),
@@ -158,7 +158,7 @@ fn read_inner(path: &Path) -> Result<Core, CoreProblem> {
                 start,
                 end,
                 perms,
-                offset: file.map_or(0, |f| f.offset + (start - f.start)),
+                offset: file.map_or(0, |f| f.offset.saturating_add(start - f.start)),
                 dev_major: 0,
                 dev_minor: 0,
                 inode: 0,
@@ -209,7 +209,8 @@ fn add_undumped_files(regions: &mut Vec<CoreRegion>, files: &[FileMapping]) {
                 start,
                 end,
                 perms: Perms(*b"???p"),
-                offset: f.offset + (start - f.start),
+                // Offsets come from the file: a hostile one must not overflow.
+                offset: f.offset.saturating_add(start - f.start),
                 dev_major: 0,
                 dev_minor: 0,
                 inode: 0,
