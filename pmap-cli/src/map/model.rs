@@ -168,13 +168,19 @@ impl RegionModel {
     /// kernel's regions for that range, sorted, which may reach beyond it).
     /// Rows identical before and after stay where they are: a call's
     /// capture holds its neighbours too, and this runs once per call.
-    pub fn replace(&mut self, lo: u64, hi: u64, fresh: Vec<Region>) -> Change {
+    pub fn replace(&mut self, lo: u64, hi: u64, mut fresh: Vec<Region>) -> Change {
+        // Sorted (and so searchable) whatever the caller did: a range can
+        // hold thousands of rows.
+        if !fresh.is_sorted_by_key(|r| r.start) {
+            fresh.sort_by_key(|r| r.start);
+        }
+        let at = |rows: &[Region], start: u64| rows.binary_search_by_key(&start, |r| r.start);
         let (lo, hi) = fresh
             .iter()
             .fold((lo, hi), |(lo, hi), r| (lo.min(r.start), hi.max(r.end)));
         let mut change = Change::default();
         for r in self.within(lo, hi) {
-            if !fresh.contains(r) {
+            if at(&fresh, r.start).map_or(true, |i| fresh[i] != *r) {
                 change.removed.push(r.clone());
             }
         }
@@ -182,15 +188,15 @@ impl RegionModel {
             self.mapped -= r.size();
             // A row that a new one replaces at the same start is
             // overwritten below, in place.
-            if !fresh.iter().any(|f| f.start == r.start) {
+            if at(&fresh, r.start).is_err() {
                 self.regions.remove(&r.start);
             }
         }
         for r in fresh {
             // Every row of the range left in the model is in `fresh`, or
             // a removed one not yet overwritten.
-            let same = self.regions.get(&r.start) == Some(&r)
-                && !change.removed.iter().any(|o| o.start == r.start);
+            let same =
+                self.regions.get(&r.start) == Some(&r) && at(&change.removed, r.start).is_err();
             if !same {
                 change.added.push(r.clone());
                 self.mapped += r.size();
