@@ -98,7 +98,7 @@ impl Collector {
 
     pub fn collect(&mut self, kernel: Option<&Counters>) -> Collection {
         let mut out = Collection {
-            max_map_count: max_map_count(),
+            max_map_count: crate::source::system::max_map_count().unwrap_or(0),
             lost: kernel.map(Counters::lost),
             kernel_entries: kernel.map(Counters::entries),
             ..Collection::default()
@@ -254,13 +254,6 @@ fn pids() -> Vec<u32> {
     };
     dir.filter_map(|e| e.ok()?.file_name().to_str()?.parse().ok())
         .collect()
-}
-
-pub fn max_map_count() -> u64 {
-    std::fs::read_to_string("/proc/sys/vm/max_map_count")
-        .ok()
-        .and_then(|s| s.trim().parse().ok())
-        .unwrap_or(0)
 }
 
 /// What `now` counted since `before` (the kernel's counters only grow

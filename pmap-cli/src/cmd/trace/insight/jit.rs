@@ -8,13 +8,11 @@
 
 use std::{
     collections::BTreeMap,
-    fs::File,
-    io::{Read, Seek, SeekFrom},
     path::PathBuf,
     time::{Duration, Instant},
 };
 
-use crate::source::perf_map;
+use crate::source::{growing::Growing, perf_map};
 
 /// How often the file is looked at for growth, at most.
 const RECHECK: Duration = Duration::from_millis(20);
@@ -27,25 +25,16 @@ pub struct JitSym {
     pub seq: u64,
 }
 
-/// A jitdump file being read: where, and how far (end of the last whole
-/// record).
-#[derive(Debug)]
-struct Dump {
-    path: PathBuf,
-    file: Option<File>,
-    read: u64,
-}
-
 const JITDUMP_MAGIC: u32 = 0x4A69_5444;
 const JIT_CODE_LOAD: u32 = 0;
 const JIT_CODE_MOVE: u32 = 1;
 
 #[derive(Debug)]
 pub struct JitMap {
-    dump: Option<Dump>,
-    path: PathBuf,
-    file: Option<File>,
-    read: u64,
+    /// The jitdump file, read up to the end of its last whole record.
+    dump: Option<Growing>,
+    /// The perf map; its unfinished last line is kept in `partial`.
+    map: Growing,
     partial: String,
     syms: BTreeMap<u64, JitSym>,
     last_check: Option<Instant>,
@@ -62,9 +51,7 @@ impl JitMap {
     pub fn at(path: PathBuf) -> JitMap {
         JitMap {
             dump: None,
-            path,
-            file: None,
-            read: 0,
+            map: Growing::new(path),
             partial: String::new(),
             syms: BTreeMap::new(),
             last_check: None,
@@ -79,25 +66,21 @@ impl JitMap {
 
     /// A jitdump file the process mapped (its path, as the map names it).
     pub fn found_dump(&mut self, path: PathBuf) {
-        if self.dump.as_ref().is_some_and(|d| d.path == path) {
+        if self.dump.as_ref().is_some_and(|d| d.path() == path) {
             return;
         }
-        self.dump = Some(Dump {
-            path,
-            file: None,
-            read: 0,
-        });
+        self.dump = Some(Growing::new(path));
         self.last_check = None;
     }
 
     /// The files read, for the summary.
     pub fn sources(&self) -> String {
         let mut v = Vec::new();
-        if self.file.is_some() {
-            v.push(self.path.display().to_string());
+        if self.map.opened() {
+            v.push(self.map.path().display().to_string());
         }
         if let Some(d) = &self.dump {
-            v.push(d.path.display().to_string());
+            v.push(d.path().display().to_string());
         }
         v.join(" and ")
     }
@@ -114,28 +97,16 @@ impl JitMap {
         }
         self.last_check = Some(Instant::now());
         self.refresh_dump();
-        if self.file.is_none() {
-            self.file = File::open(&self.path).ok();
-        }
-        let Some(f) = &mut self.file else {
+        let Some(more) = self.map.more() else {
             return;
         };
-        let len = f.metadata().map_or(0, |m| m.len());
-        if len < self.read {
+        if more.restarted {
             // Truncated or replaced: start over.
-            self.read = 0;
             self.partial.clear();
             self.syms.clear();
         }
-        if len == self.read || f.seek(SeekFrom::Start(self.read)).is_err() {
-            return;
-        }
-        let mut buf = Vec::new();
-        if f.take(len - self.read).read_to_end(&mut buf).is_err() {
-            return;
-        }
-        self.read += buf.len() as u64;
-        self.partial.push_str(&String::from_utf8_lossy(&buf));
+        self.map.consume(more.bytes.len());
+        self.partial.push_str(&String::from_utf8_lossy(&more.bytes));
         let text = std::mem::take(&mut self.partial);
         let mut lines = text.split_inclusive('\n').peekable();
         while let Some(line) = lines.next() {
@@ -150,21 +121,11 @@ impl JitMap {
     /// Reads the jitdump records appended since the last look.
     fn refresh_dump(&mut self) {
         let Some(d) = &mut self.dump else { return };
-        if d.file.is_none() {
-            d.file = File::open(&d.path).ok();
-        }
-        let Some(f) = &mut d.file else { return };
-        let len = f.metadata().map_or(0, |m| m.len());
-        if len <= d.read || f.seek(SeekFrom::Start(d.read)).is_err() {
-            return;
-        }
-        let mut buf = Vec::new();
-        if f.take(len - d.read).read_to_end(&mut buf).is_err() {
-            return;
-        }
-        let start = d.read;
-        let (used, records) = parse_jitdump(&buf, start == 0);
-        d.read = start + used as u64;
+        let Some(more) = d.more() else { return };
+        // Only whole records are used: a record cut at the end is read
+        // again, whole, at the next look.
+        let (used, records) = parse_jitdump(&more.bytes, d.taken() == 0);
+        d.consume(used);
         for r in records {
             match r {
                 Record::Load { start, size, name } => {

@@ -158,11 +158,7 @@ impl Proc {
             return None;
         }
         self.last_rss = Some(Instant::now());
-        let statm = std::fs::read_to_string(format!("/proc/{}/statm", self.pid)).ok()?;
-        let pages: u64 = statm.split_whitespace().nth(1)?.parse().ok()?;
-        // SAFETY: sysconf has no preconditions.
-        let page = unsafe { libc::sysconf(libc::_SC_PAGESIZE) }.max(4096) as u64;
-        let rss = pages * page;
+        let rss = crate::source::system::resident_bytes(self.pid)?;
         self.alloc.peak_rss_kib = self.alloc.peak_rss_kib.max(rss / 1024);
         Some(rss)
     }

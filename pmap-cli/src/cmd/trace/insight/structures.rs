@@ -179,9 +179,7 @@ pub fn fragmentation(model: &RegionModel) -> Fragmentation {
     let stack = model.find_named(b"[stack]").map_or(u64::MAX, |r| r.start);
     let mut f = Fragmentation {
         regions: model.len(),
-        max_map_count: std::fs::read_to_string("/proc/sys/vm/max_map_count")
-            .ok()
-            .and_then(|s| s.trim().parse().ok()),
+        max_map_count: crate::source::system::max_map_count(),
         ..Default::default()
     };
     // Gaps between neighbours below the stack, in address order. The
