@@ -80,10 +80,15 @@ fn verdict(
         return Verdict::Differ(check(args, want, mine).err().unwrap_or_default());
     }
     if let Some(names) = names {
+        // procps-ng reads smaps twice, for the widths and then for the
+        // rows, and a process's Pss moves between the two whenever another
+        // process maps or unmaps the same pages: then its own rows break
+        // the rule once. Broken in every run, the rule is wrong.
         if let Err(e) = layout::check_widths(&raw.stdout, names, &[]) {
-            return Verdict::Differ(format!(
+            return Verdict::Moved(format!(
                 "procps-ng's own output breaks the width rule, so the rule in \
-                 tests/tests/common/layout.rs is wrong: {e}"
+                 tests/tests/common/layout.rs is wrong (or its two reads of \
+                 smaps saw different figures): {e}"
             ));
         }
         if let Err(e) = layout::check_widths(&mine.stdout, names, &[]) {

@@ -11,6 +11,7 @@
 //! - `model`: the live region model of one traced process.
 //! - `ranges`: a merged set of address ranges.
 //! - `page_runs`: a region's pages in runs of one page size (`pmap -s`).
+//! - `solaris`: the tables of Solaris pmap's options, with their totals.
 pub mod core;
 pub(crate) mod kind;
 pub mod model;
@@ -19,4 +20,5 @@ pub mod process;
 pub(crate) mod ranges;
 pub mod region;
 pub mod smaps;
+pub(crate) mod solaris;
 pub(crate) mod summary;

@@ -22,6 +22,7 @@ pub mod maps_table;
 pub mod names;
 pub mod num;
 pub mod smaps_table;
+pub(crate) mod solaris;
 
 use std::io::{self, Write};
 

@@ -276,11 +276,11 @@ fn print_process(
         shm_minor: crate::render::ShmMinor::Lazy(crate::source::shm::shm_minor),
     };
     if v.solaris_table() {
-        let table = solaris::Table::build(&snap, v)?;
+        let table = solaris::build(&snap, v)?;
         if v.json {
             solaris_json::write(out, &snap, &table)?;
         } else {
-            table.print(out, &snap, v)?;
+            render::solaris::print(out, &snap.info, &table, v.quiet, v.reserved)?;
         }
         return Ok(true);
     }

@@ -15,10 +15,11 @@
 //! VmFlags `nr`).
 //!
 //! Sizes are KiB. Every table ends with a `total kB` line over its numeric
-//! columns (unless `-q`).
+//! columns (unless `-q`). The table is `map::solaris`'s data, printed by
+//! `render::solaris` (text) or `solaris_json` (JSON).
 
 use std::collections::{BTreeMap, BTreeSet};
-use std::io::{self, Write};
+use std::io;
 
 use super::Snapshot;
 use super::args::ViewArgs;
@@ -27,37 +28,10 @@ use crate::{
         kind,
         page_runs::{self, Run},
         smaps::SmapsEntry,
+        solaris::{Cell, Table, TableRow},
     },
     source::{numa_maps, page_frames},
 };
-
-#[derive(Clone, Debug, PartialEq, Eq, serde::Serialize)]
-#[serde(untagged)]
-pub enum Cell {
-    Num(u64),
-    Text(String),
-    /// Not applicable (e.g. Anon of a shared mapping without `-a`).
-    #[serde(serialize_with = "null")]
-    Dash,
-}
-
-fn null<S: serde::Serializer>(s: S) -> Result<S::Ok, S::Error> {
-    s.serialize_none()
-}
-
-pub struct Table {
-    pub columns: Vec<String>,
-    /// Per row: start address, the cells of `columns`, mode, mapping.
-    pub rows: Vec<TableRow>,
-    pub totals: Vec<Option<u64>>,
-}
-
-pub struct TableRow {
-    pub start: u64,
-    pub cells: Vec<Cell>,
-    pub mode: String,
-    pub mapping: String,
-}
 
 fn kb_text(kb: u64) -> String {
     if kb >= 1024 * 1024 && kb.is_multiple_of(1024 * 1024) {
@@ -108,228 +82,142 @@ fn mapping(e: &SmapsEntry, snap: &Snapshot, v: &ViewArgs, link: Option<&Vec<u8>>
     String::from_utf8_lossy(&buf).into_owned()
 }
 
-impl Table {
-    pub fn build(snap: &Snapshot, v: &ViewArgs) -> io::Result<Table> {
-        let extended = v.format == crate::render::Format::Extended;
-        let mut columns: Vec<String> = vec!["Kbytes".into()];
-        if extended {
-            columns.extend(["RSS", "Anon", "Locked", "Dirty"].map(String::from));
-        } else if v.all_shared {
-            columns.push("Anon".into());
-        }
-        if v.swap {
-            columns.extend(["Swap", "SwapPss"].map(String::from));
-        } else if v.all_shared {
-            columns.push("Swap".into());
-        }
-        if v.page_sizes {
-            columns.extend(["Pgsz", "MMU", "THP", "Hugetlb"].map(String::from));
-        }
-        let numa = if v.numa {
-            numa_maps::read(&snap.dir)
-        } else {
-            BTreeMap::new()
-        };
-        let nodes: BTreeSet<u32> = numa
-            .values()
-            .flat_map(|n| n.nodes.keys().copied())
-            .collect();
-        if v.numa {
-            columns.push("Policy".into());
-            columns.extend(nodes.iter().map(|n| format!("N{n}")));
-        }
-        if v.reserved {
-            columns.push("Kind".into());
-        }
-        let roles = if v.reserved {
-            super::names::roles(snap)
-        } else {
-            Default::default()
-        };
-        let huge_kb = page_frames::pmd_size_kb();
-        let links = if v.link_names {
-            super::link_names::live(snap)?
-        } else {
-            Default::default()
-        };
+/// The table of `snap` for the options in `v`, read as it is built (NUMA
+/// residency, page frames and the dynamic linker's names when asked).
+pub fn build(snap: &Snapshot, v: &ViewArgs) -> io::Result<Table> {
+    let extended = v.format == crate::render::Format::Extended;
+    let mut columns: Vec<String> = vec!["Kbytes".into()];
+    if extended {
+        columns.extend(["RSS", "Anon", "Locked", "Dirty"].map(String::from));
+    } else if v.all_shared {
+        columns.push("Anon".into());
+    }
+    if v.swap {
+        columns.extend(["Swap", "SwapPss"].map(String::from));
+    } else if v.all_shared {
+        columns.push("Swap".into());
+    }
+    if v.page_sizes {
+        columns.extend(["Pgsz", "MMU", "THP", "Hugetlb"].map(String::from));
+    }
+    let numa = if v.numa {
+        numa_maps::read(&snap.dir)
+    } else {
+        BTreeMap::new()
+    };
+    let nodes: BTreeSet<u32> = numa
+        .values()
+        .flat_map(|n| n.nodes.keys().copied())
+        .collect();
+    if v.numa {
+        columns.push("Policy".into());
+        columns.extend(nodes.iter().map(|n| format!("N{n}")));
+    }
+    if v.reserved {
+        columns.push("Kind".into());
+    }
+    let roles = if v.reserved {
+        super::names::roles(snap)
+    } else {
+        Default::default()
+    };
+    let huge_kb = page_frames::pmd_size_kb();
+    let links = if v.link_names {
+        super::link_names::live(snap)?
+    } else {
+        Default::default()
+    };
 
-        let mut rows = Vec::new();
-        for e in &snap.entries {
-            let r = &e.region;
-            let reserved = !r.perms.readable() && !r.perms.writable() && !r.perms.executable();
-            if v.reserved && !reserved {
-                continue;
-            }
-            let f = |n: &str| e.field(n).unwrap_or(0);
-            let shared = r.perms.shared();
-            let private_only = |x: u64| {
-                if shared && !v.all_shared {
-                    Cell::Dash
-                } else {
-                    Cell::Num(x)
-                }
-            };
-            let runs = if v.page_sizes {
-                page_frames::read(&snap.dir, r.start, r.end).map(|frames| {
-                    page_runs::runs(r.start, &frames, f("KernelPageSize").max(4), huge_kb)
-                })
+    let mut rows = Vec::new();
+    for e in &snap.entries {
+        let r = &e.region;
+        let reserved = !r.perms.readable() && !r.perms.writable() && !r.perms.executable();
+        if v.reserved && !reserved {
+            continue;
+        }
+        let f = |n: &str| e.field(n).unwrap_or(0);
+        let shared = r.perms.shared();
+        let private_only = |x: u64| {
+            if shared && !v.all_shared {
+                Cell::Dash
             } else {
-                None
-            };
-            let runs = runs.unwrap_or_else(|| {
-                vec![Run {
-                    start: r.start,
-                    end: r.end,
-                    page_kb: Some(f("KernelPageSize")),
-                }]
-            });
-            let whole = runs.len() == 1;
-            for run in &runs {
-                let size = (run.end - run.start) / 1024;
-                let mut cells = Vec::new();
-                for c in &columns {
-                    let cell = match c.as_str() {
-                        "Kbytes" => Cell::Num(size),
-                        "RSS" if whole => Cell::Num(f("Rss")),
-                        "RSS" => Cell::Num(if run.page_kb.is_some() { size } else { 0 }),
-                        // Per-run rows: only what is known per page.
-                        _ if !whole && !matches!(c.as_str(), "Pgsz" | "MMU" | "THP" | "Kind") => {
-                            Cell::Dash
-                        }
-                        "Anon" => private_only(f("Anonymous")),
-                        "Locked" => Cell::Num(f("Locked")),
-                        "Dirty" => Cell::Num(f("Private_Dirty") + f("Shared_Dirty")),
-                        "Swap" => private_only(f("Swap")),
-                        "SwapPss" => private_only(f("SwapPss")),
-                        "Pgsz" => match run.page_kb {
-                            Some(kb) if kb > 0 => Cell::Text(kb_text(kb)),
-                            _ => Cell::Dash,
-                        },
-                        "MMU" => Cell::Text(kb_text(f("MMUPageSize"))),
-                        "THP" if whole => {
-                            Cell::Num(f("AnonHugePages") + f("FilePmdMapped") + f("ShmemPmdMapped"))
-                        }
-                        "THP" => Cell::Num(if run.page_kb == Some(huge_kb) {
-                            size
-                        } else {
-                            0
-                        }),
-                        "Hugetlb" => Cell::Num(f("Shared_Hugetlb") + f("Private_Hugetlb")),
-                        "Policy" => Cell::Text(
-                            numa.get(&r.start)
-                                .map_or_else(|| "-".into(), |n| n.policy.clone()),
-                        ),
-                        "Kind" => Cell::Text(
-                            kind::reserved(r, roles.get(&r.start).copied())
-                                .as_str()
-                                .into(),
-                        ),
-                        node => {
-                            let id: u32 = node[1..].parse().unwrap_or(u32::MAX);
-                            Cell::Num(
-                                numa.get(&r.start)
-                                    .and_then(|n| n.nodes.get(&id))
-                                    .copied()
-                                    .unwrap_or(0),
-                            )
-                        }
-                    };
-                    cells.push(cell);
-                }
-                rows.push(TableRow {
-                    start: run.start,
-                    cells,
-                    mode: mode(e),
-                    mapping: mapping(e, snap, v, links.get(&r.start)),
-                });
+                Cell::Num(x)
             }
-        }
-        let totals = (0..columns.len())
-            .map(|i| {
-                let mut any = false;
-                let mut sum = 0;
-                for r in &rows {
-                    match &r.cells[i] {
-                        Cell::Num(n) => {
-                            any = true;
-                            sum += n;
-                        }
-                        Cell::Text(_) => return None,
-                        Cell::Dash => {}
-                    }
-                }
-                any.then_some(sum)
-            })
-            .collect();
-        Ok(Table {
-            columns,
-            rows,
-            totals,
-        })
-    }
-
-    pub fn print(&self, out: &mut dyn Write, snap: &Snapshot, v: &ViewArgs) -> io::Result<()> {
-        let mut buf = Vec::new();
-        let text = |c: &Cell| match c {
-            Cell::Num(n) => n.to_string(),
-            Cell::Text(t) => t.clone(),
-            Cell::Dash => "-".into(),
         };
-        let widths: Vec<usize> = self
-            .columns
-            .iter()
-            .enumerate()
-            .map(|(i, c)| {
-                self.rows
-                    .iter()
-                    .map(|r| text(&r.cells[i]).len())
-                    .chain(self.totals[i].map(|t| t.to_string().len()))
-                    .chain([c.len(), 7])
-                    .max()
-                    .unwrap_or(7)
+        let runs = if v.page_sizes {
+            page_frames::read(&snap.dir, r.start, r.end).map(|frames| {
+                page_runs::runs(r.start, &frames, f("KernelPageSize").max(4), huge_kb)
             })
-            .collect();
-        if !v.quiet {
-            crate::render::print_process_line(&mut buf, &snap.info)?;
-            write!(buf, "Address         ")?;
-            for (c, w) in self.columns.iter().zip(&widths) {
-                write!(buf, " {c:>w$}")?;
+        } else {
+            None
+        };
+        let runs = runs.unwrap_or_else(|| {
+            vec![Run {
+                start: r.start,
+                end: r.end,
+                page_kb: Some(f("KernelPageSize")),
+            }]
+        });
+        let whole = runs.len() == 1;
+        for run in &runs {
+            let size = (run.end - run.start) / 1024;
+            let mut cells = Vec::new();
+            for c in &columns {
+                let cell = match c.as_str() {
+                    "Kbytes" => Cell::Num(size),
+                    "RSS" if whole => Cell::Num(f("Rss")),
+                    "RSS" => Cell::Num(if run.page_kb.is_some() { size } else { 0 }),
+                    // Per-run rows: only what is known per page.
+                    _ if !whole && !matches!(c.as_str(), "Pgsz" | "MMU" | "THP" | "Kind") => {
+                        Cell::Dash
+                    }
+                    "Anon" => private_only(f("Anonymous")),
+                    "Locked" => Cell::Num(f("Locked")),
+                    "Dirty" => Cell::Num(f("Private_Dirty") + f("Shared_Dirty")),
+                    "Swap" => private_only(f("Swap")),
+                    "SwapPss" => private_only(f("SwapPss")),
+                    "Pgsz" => match run.page_kb {
+                        Some(kb) if kb > 0 => Cell::Text(kb_text(kb)),
+                        _ => Cell::Dash,
+                    },
+                    "MMU" => Cell::Text(kb_text(f("MMUPageSize"))),
+                    "THP" if whole => {
+                        Cell::Num(f("AnonHugePages") + f("FilePmdMapped") + f("ShmemPmdMapped"))
+                    }
+                    "THP" => Cell::Num(if run.page_kb == Some(huge_kb) {
+                        size
+                    } else {
+                        0
+                    }),
+                    "Hugetlb" => Cell::Num(f("Shared_Hugetlb") + f("Private_Hugetlb")),
+                    "Policy" => Cell::Text(
+                        numa.get(&r.start)
+                            .map_or_else(|| "-".into(), |n| n.policy.clone()),
+                    ),
+                    "Kind" => Cell::Text(
+                        kind::reserved(r, roles.get(&r.start).copied())
+                            .as_str()
+                            .into(),
+                    ),
+                    node => {
+                        let id: u32 = node[1..].parse().unwrap_or(u32::MAX);
+                        Cell::Num(
+                            numa.get(&r.start)
+                                .and_then(|n| n.nodes.get(&id))
+                                .copied()
+                                .unwrap_or(0),
+                        )
+                    }
+                };
+                cells.push(cell);
             }
-            writeln!(buf, " Mode  Mapping")?;
+            rows.push(TableRow {
+                start: run.start,
+                cells,
+                mode: mode(e),
+                mapping: mapping(e, snap, v, links.get(&r.start)),
+            });
         }
-        for r in &self.rows {
-            write!(buf, "{:016x}", r.start)?;
-            for (c, w) in r.cells.iter().zip(&widths) {
-                write!(buf, " {:>w$}", text(c))?;
-            }
-            writeln!(buf, " {} {}", r.mode, r.mapping)?;
-        }
-        if !v.quiet {
-            write!(buf, "----------------")?;
-            for w in &widths {
-                write!(buf, " {}", "-".repeat(*w))?;
-            }
-            writeln!(buf)?;
-            write!(buf, "total kB        ")?;
-            for (t, w) in self.totals.iter().zip(&widths) {
-                match t {
-                    Some(t) => write!(buf, " {t:>w$}")?,
-                    None => write!(buf, " {:>w$}", "")?,
-                }
-            }
-            writeln!(buf)?;
-            if v.reserved {
-                let kb: u64 = self
-                    .rows
-                    .iter()
-                    .map(|r| match r.cells[0] {
-                        Cell::Num(n) => n,
-                        _ => 0,
-                    })
-                    .sum();
-                writeln!(buf, "reserved: {kb}K in {} regions", self.rows.len())?;
-            }
-        }
-        out.write_all(&buf)
     }
+    Ok(Table::new(columns, rows))
 }

@@ -6,7 +6,7 @@ use std::io::{self, Write};
 use serde::Serialize;
 
 use super::Snapshot;
-use super::solaris::{Cell, Table};
+use crate::map::solaris::{Cell, Table};
 use crate::render::json::{hex, text};
 
 #[derive(Serialize)]
