@@ -9,7 +9,7 @@ use anyhow::{Context as _, Result, bail};
 use aya::{
     Ebpf, EbpfLoader,
     maps::{Array, HashMap, MapData, PerCpuArray, RingBuf},
-    programs::TracePoint,
+    programs::{TracePoint, trace_point::TracePointLink},
 };
 use pmap_common::{
     EVENT_CAPTURE_SIZE, EVENT_HEAD_SIZE, EVENT_SIZE, Event, EventCapture, EventHead, MAX_CAPTURE,
@@ -229,8 +229,11 @@ fn tracefs_root() -> Result<&'static str, Unavailable> {
 /// The loaded and attached kernel programs and their maps. Dropping it
 /// detaches every probe and frees the maps.
 pub struct Probes {
-    // Kept for its Drop: it owns the programs and their links.
+    // Kept for its Drop: it owns the programs.
     _ebpf: Ebpf,
+    /// The tracepoint links, taken from their programs so that `Drop`
+    /// detaches them all at once (see there).
+    links: Vec<TracePointLink>,
     ring: AsyncFd<RingBuf<MapData>>,
     targets: Array<MapData, u64>,
     counters: PerCpuArray<MapData, u64>,
@@ -238,6 +241,22 @@ pub struct Probes {
     stack_need: HashMap<MapData, u32, u64>,
     /// Tracepoints that were attached, for the "tracing" line.
     pub attached: Vec<String>,
+}
+
+impl Drop for Probes {
+    /// Detaching a tracepoint waits for an RCU grace period, about 75 ms
+    /// here: one after the other, the 20 links kept the tracer alive 1.5 s
+    /// after its last line (after Ctrl-C, `--duration`, a closed output).
+    /// Detached from a thread each, their waits overlap.
+    fn drop(&mut self) {
+        std::thread::scope(|s| {
+            for link in self.links.drain(..) {
+                // Without a thread, the closure and its link are dropped
+                // here: detached in turn, as before.
+                let _ = std::thread::Builder::new().spawn_scoped(s, move || drop(link));
+            }
+        });
+    }
 }
 
 impl Probes {
@@ -283,6 +302,7 @@ impl Probes {
 
         let root = tracefs_root()?;
         let mut attached = Vec::new();
+        let mut links = Vec::new();
         for (prog, category, names) in [("sys_exit", "syscalls", "sys_exit_")] {
             let p: &mut TracePoint = ebpf
                 .program_mut(prog)
@@ -297,8 +317,10 @@ impl Probes {
                 {
                     continue;
                 }
-                p.attach(category, &tp)
+                let id = p
+                    .attach(category, &tp)
                     .with_context(|| format!("attaching to tracepoint {category}:{tp} failed"))?;
+                links.push(p.take_link(id)?);
                 attached.push(format!("{category}:{tp}"));
             }
         }
@@ -313,8 +335,10 @@ impl Probes {
                 .try_into()?;
             p.load()
                 .with_context(|| format!("the kernel refused the eBPF program {prog}"))?;
-            p.attach("sched", tp)
+            let id = p
+                .attach("sched", tp)
                 .with_context(|| format!("attaching to tracepoint sched:{tp} failed"))?;
+            links.push(p.take_link(id)?);
             attached.push(format!("sched:{tp}"));
         }
 
@@ -330,6 +354,7 @@ impl Probes {
             HashMap::try_from(ebpf.take_map("STACK_NEED").context("no STACK_NEED map")?)?;
         Ok(Probes {
             _ebpf: ebpf,
+            links,
             ring,
             targets,
             counters,
