@@ -62,6 +62,15 @@ impl<W: Write> Printer<W> {
         }
     }
 
+    /// One JSON record and its newline, built in the scratch buffer (no
+    /// allocation per record) and written whole.
+    fn json_line(&mut self, write: impl FnOnce(&mut Vec<u8>)) -> io::Result<()> {
+        self.scratch.clear();
+        write(&mut self.scratch);
+        self.scratch.push(b'\n');
+        self.out.write_all(&self.scratch)
+    }
+
     /// The clock reading the last record printed used, once.
     pub fn take_clock(&self) -> Option<u64> {
         self.clock_read.take()
@@ -128,10 +137,7 @@ impl<W: Write> Printer<W> {
     ) -> io::Result<()> {
         let t = self.t(read_ns);
         if self.json {
-            self.scratch.clear();
-            write_table(&mut self.scratch, (pid, ppid, ns_pid), t, reason, regions);
-            self.scratch.push(b'\n');
-            return self.out.write_all(&self.scratch);
+            return self.json_line(|b| write_table(b, (pid, ppid, ns_pid), t, reason, regions));
         }
         let Some(render) = render else {
             return Ok(());
@@ -150,10 +156,7 @@ impl<W: Write> Printer<W> {
             self.now()
         };
         if self.json {
-            self.scratch.clear();
-            DeltaRecord { d, t, notes }.write(&mut self.scratch);
-            self.scratch.push(b'\n');
-            return self.out.write_all(&self.scratch);
+            return self.json_line(|b| DeltaRecord { d, t, notes }.write(b));
         }
         write!(self.out, "+{} pid {}", Micros(t), d.pid)?;
         if d.tid != 0 {
