@@ -14,8 +14,8 @@
 use std::time::Duration;
 
 use pmap_tests::trace_harness::{
-    Event, Tracer, Workload, assert_regions_match, assert_table_matches, maps_lines,
-    printed_unchanging_failures, reference_pmap, serial,
+    Event, Tracer, Workload, assert_deltas_replay_to_tables, assert_regions_match,
+    assert_table_matches, maps_lines, printed_unchanging_failures, reference_pmap, serial,
 };
 
 /// Ops per seed in the default run: 4 seeds x 2,600 = 10,400 operations.
@@ -130,7 +130,11 @@ fn run_seed(seed: u64, ops: u64, check: Check) -> (usize, Vec<(String, u64, u64)
         );
     }
     if check == Check::Json {
-        assert_deltas_replay_to_tables(&tracer.stdout(), &tracer);
+        let (tables, deltas) = assert_deltas_replay_to_tables(&tracer.stdout(), &tracer);
+        assert!(
+            tables > 2 && deltas > 100,
+            "{tables} tables, {deltas} deltas"
+        );
     }
     let noise: Vec<String> = tracer
         .stderr()
@@ -147,82 +151,6 @@ fn run_seed(seed: u64, ops: u64, check: Check) -> (usize, Vec<(String, u64, u64)
         noise.join("\n")
     );
     (checkpoints, wl.op_counts())
-}
-
-/// The delta stream is complete: starting from the initial table and
-/// applying every delta (its `removed` rows go, its `added` rows come) gives
-/// exactly the rows of every later table. A change of the map that no delta
-/// shows, or shows twice, breaks it.
-fn assert_deltas_replay_to_tables(lines: &[String], tracer: &Tracer) {
-    use std::collections::BTreeMap;
-    // Rows by start address; `[vsyscall]` is in tables but not in the VMA
-    // tree the deltas describe.
-    let row_key = |r: &serde_json::Value| r["start"].as_str().unwrap_or_default().to_string();
-    let mut replayed: Option<BTreeMap<String, serde_json::Value>> = None;
-    let (mut tables, mut deltas) = (0, 0);
-    for (i, line) in lines.iter().enumerate() {
-        let v: serde_json::Value = match serde_json::from_str(line) {
-            Ok(v) => v,
-            Err(_) => continue,
-        };
-        let rows = |key: &str| -> Vec<serde_json::Value> {
-            v[key]
-                .as_array()
-                .cloned()
-                .unwrap_or_default()
-                .into_iter()
-                .filter(|r| r["name"] != "[vsyscall]")
-                .collect()
-        };
-        match v["type"].as_str() {
-            Some("table") => {
-                let table: BTreeMap<String, serde_json::Value> = rows("regions")
-                    .into_iter()
-                    .map(|r| (row_key(&r), r))
-                    .collect();
-                if let Some(model) = &replayed {
-                    let missing: Vec<&serde_json::Value> = table
-                        .values()
-                        .filter(|r| model.get(&row_key(r)) != Some(r))
-                        .collect();
-                    let extra: Vec<&serde_json::Value> = model
-                        .values()
-                        .filter(|r| table.get(&row_key(r)) != Some(r))
-                        .collect();
-                    assert!(
-                        missing.is_empty() && extra.is_empty(),
-                        "line {i}: the deltas since the last table do not add up to this                          table ({} reason): rows no delta brought: {missing:?}; rows                          the deltas left that the table lacks: {extra:?}\n{}",
-                        v["reason"],
-                        tracer.context()
-                    );
-                }
-                replayed = Some(table);
-                tables += 1;
-            }
-            Some("delta") => {
-                let Some(model) = replayed.as_mut() else {
-                    continue;
-                };
-                for r in rows("removed") {
-                    assert_eq!(
-                        model.remove(&row_key(&r)).as_ref(),
-                        Some(&r),
-                        "line {i}: a delta removes a row the map did not have: {line}"
-                    );
-                }
-                for r in rows("added") {
-                    let old = model.insert(row_key(&r), r);
-                    assert!(old.is_none(), "line {i}: a delta adds a row twice: {line}");
-                }
-                deltas += 1;
-            }
-            _ => {}
-        }
-    }
-    assert!(
-        tables > 2 && deltas > 100,
-        "{tables} tables, {deltas} deltas"
-    );
 }
 
 /// With PMAP_TRACE_DIAG: panics at the first model correction with the
@@ -307,13 +235,16 @@ fn seed_4() {
     }
 }
 
-/// The model itself, field by field, against the kernel's maps.
+/// The model itself, field by field, against the kernel's maps, and the
+/// `--json` deltas adding up to each table, on four seeds of their own.
 #[test]
 fn json_regions_equal_proc_maps() {
     if seeds_from_env().is_none() {
-        let (checkpoints, counts) = run_seed(5, 1_600, Check::Json);
-        assert_coverage(5, &counts);
-        eprintln!("seed 5 (json): {checkpoints} checkpoints exact");
+        for seed in 5..=8 {
+            let (checkpoints, counts) = run_seed(seed, 1_600, Check::Json);
+            assert_coverage(seed, &counts);
+            eprintln!("seed {seed} (json): {checkpoints} checkpoints exact");
+        }
     }
 }
 

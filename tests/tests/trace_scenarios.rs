@@ -8,8 +8,9 @@
 use std::time::Duration;
 
 use pmap_tests::trace_harness::{
-    Event, Tracer, Workload, assert_table_matches, delta_blocks, printed_unchanging_failures,
-    reference_pmap, serial,
+    Event, Tracer, Workload, assert_deltas_replay_to_tables, assert_regions_match,
+    assert_table_matches, delta_blocks, maps_lines, printed_unchanging_failures, reference_pmap,
+    serial,
 };
 
 /// Runs a scenario under `pmap trace`, checking every checkpoint; returns
@@ -117,6 +118,49 @@ fn file_unlinked_while_mapped() {
 fn failed_noreplace_then_replaced() {
     let _serial = serial();
     run("failed-noreplace", 2);
+}
+
+/// Two shared anonymous mappings, the second over the start of the first
+/// before the tracer looked: each delta names its own object (inode), so
+/// the `--json` deltas add up to the kernel's table. The tracer once took
+/// the identity of whatever the kernel held at the address when it looked,
+/// giving the first mapping the second's inode.
+#[test]
+fn shared_anon_overlay_keeps_each_objects_inode() {
+    let _serial = serial();
+    let mut wl = Workload::spawn_bin("trace_scenarios", &["shared-anon-overlay"]);
+    let pid = wl.pid();
+    let mut t = Tracer::spawn(&["--json", &pid.to_string()]);
+    t.wait_tracing(Duration::from_secs(60));
+    wl.release();
+    let mut seen = 0;
+    loop {
+        match wl.wait_event(Duration::from_secs(30)) {
+            Event::Stopped => {
+                let regions = t.request_json_table(pid);
+                assert_regions_match(&regions, &maps_lines(pid), "shared-anon-overlay", &t);
+                seen += 1;
+                wl.cont();
+            }
+            Event::Exited(0) => break,
+            other => panic!("shared-anon-overlay ended with {other:?}"),
+        }
+    }
+    assert_eq!(seen, 1, "checkpoints");
+    let status = t.wait_exit(Duration::from_secs(30));
+    assert!(
+        status.success(),
+        "pmap trace exited with {status}\n{}",
+        t.context()
+    );
+    let last = t.stdout().last().cloned().unwrap_or_default();
+    let summary: serde_json::Value = serde_json::from_str(&last).unwrap_or_default();
+    assert_eq!(summary["corrections"], 0, "{last}\n{}", t.context());
+    let (tables, deltas) = assert_deltas_replay_to_tables(&t.stdout(), &t);
+    assert!(
+        tables >= 2 && deltas >= 120,
+        "{tables} tables, {deltas} deltas"
+    );
 }
 
 /// The anonymous mmap's delta must not pass off the file page that the

@@ -26,6 +26,12 @@
 //!   (MAP_FIXED, same descriptor), close the descriptor, mprotect the last
 //!   page to ---  | . The tracer derives most of these calls from their
 //!   arguments, which name no file.
+//! - `shared-anon-overlay`: 20 times at once: map 5 pages of shared
+//!   anonymous memory at a reserved place (MAP_FIXED), then 3 pages of new
+//!   shared anonymous memory over its start; then the same with two files
+//!   | . Each is an object of its own, with its own inode; the same
+//!   protection and offset 0 make the second look like the first
+//!   everywhere but in that inode.
 //!
 //! (`|` is a checkpoint.)
 
@@ -175,6 +181,42 @@ fn anon_then_file() -> Result<(), String> {
     Ok(())
 }
 
+fn shared_anon_overlay() -> Result<(), String> {
+    let anon = libc::MAP_PRIVATE | libc::MAP_ANONYMOUS;
+    let shared = libc::MAP_SHARED | libc::MAP_ANONYMOUS | libc::MAP_FIXED;
+    for _ in 0..20 {
+        // PROT_NONE pages on both sides keep neighbours apart.
+        let r = mmap(0, 7 * PAGE, libc::PROT_NONE, anon, -1);
+        check("mmap reserve", r != libc::MAP_FAILED as usize)?;
+        let a = r + PAGE;
+        check(
+            "mmap shared",
+            mmap(a, 5 * PAGE, libc::PROT_READ, shared, -1) == a,
+        )?;
+        check(
+            "mmap shared over it",
+            mmap(a, 3 * PAGE, libc::PROT_READ, shared, -1) == a,
+        )?;
+    }
+    let (f1, p1) = temp_file("first")?;
+    let (f2, p2) = temp_file("second")?;
+    let file = libc::MAP_SHARED | libc::MAP_FIXED;
+    for _ in 0..20 {
+        let r = mmap(0, 6 * PAGE, libc::PROT_NONE, anon, -1);
+        check("mmap reserve", r != libc::MAP_FAILED as usize)?;
+        let a = r + PAGE;
+        let first = mmap(a, 4 * PAGE, libc::PROT_READ, file, f1.as_raw_fd());
+        check("mmap first file", first == a)?;
+        let second = mmap(a, 2 * PAGE, libc::PROT_READ, file, f2.as_raw_fd());
+        check("mmap second file over it", second == a)?;
+    }
+    drop((f1, f2));
+    let _ = std::fs::remove_file(p1);
+    let _ = std::fs::remove_file(p2);
+    stop();
+    Ok(())
+}
+
 #[inline(never)]
 fn recurse(depth: usize) -> u8 {
     let mut buf = [0u8; 16 * 1024];
@@ -265,6 +307,7 @@ fn main() -> ExitCode {
         "stack-growth" => stack_growth(),
         "burst" => burst(),
         "loader" => loader(),
+        "shared-anon-overlay" => shared_anon_overlay(),
         other => Err(format!("unknown scenario {other:?}")),
     };
     match r {

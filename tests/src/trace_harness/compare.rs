@@ -161,3 +161,78 @@ pub fn assert_table_matches(table: &Table, reference: &[String], what: &str, tra
         );
     }
 }
+
+/// The delta stream is complete: starting from the initial table and
+/// applying every delta (its `removed` rows go, its `added` rows come) gives
+/// exactly the rows of every later table. A change of the map that no delta
+/// shows, or shows twice, breaks it. Returns (tables, deltas) seen.
+pub fn assert_deltas_replay_to_tables(lines: &[String], tracer: &Tracer) -> (usize, usize) {
+    use std::collections::BTreeMap;
+    // Rows by start address; `[vsyscall]` is in tables but not in the VMA
+    // tree the deltas describe.
+    let row_key = |r: &serde_json::Value| r["start"].as_str().unwrap_or_default().to_string();
+    let mut replayed: Option<BTreeMap<String, serde_json::Value>> = None;
+    let (mut tables, mut deltas) = (0, 0);
+    for (i, line) in lines.iter().enumerate() {
+        let v: serde_json::Value = match serde_json::from_str(line) {
+            Ok(v) => v,
+            Err(_) => continue,
+        };
+        let rows = |key: &str| -> Vec<serde_json::Value> {
+            v[key]
+                .as_array()
+                .cloned()
+                .unwrap_or_default()
+                .into_iter()
+                .filter(|r| r["name"] != "[vsyscall]")
+                .collect()
+        };
+        match v["type"].as_str() {
+            Some("table") => {
+                let table: BTreeMap<String, serde_json::Value> = rows("regions")
+                    .into_iter()
+                    .map(|r| (row_key(&r), r))
+                    .collect();
+                if let Some(model) = &replayed {
+                    let missing: Vec<&serde_json::Value> = table
+                        .values()
+                        .filter(|r| model.get(&row_key(r)) != Some(r))
+                        .collect();
+                    let extra: Vec<&serde_json::Value> = model
+                        .values()
+                        .filter(|r| table.get(&row_key(r)) != Some(r))
+                        .collect();
+                    assert!(
+                        missing.is_empty() && extra.is_empty(),
+                        "line {i}: the deltas since the last table do not add up to this \
+                         table ({} reason): rows no delta brought: {missing:?}; rows \
+                         the deltas left that the table lacks: {extra:?}\n{}",
+                        v["reason"],
+                        tracer.context()
+                    );
+                }
+                replayed = Some(table);
+                tables += 1;
+            }
+            Some("delta") => {
+                let Some(model) = replayed.as_mut() else {
+                    continue;
+                };
+                for r in rows("removed") {
+                    assert_eq!(
+                        model.remove(&row_key(&r)).as_ref(),
+                        Some(&r),
+                        "line {i}: a delta removes a row the map did not have: {line}"
+                    );
+                }
+                for r in rows("added") {
+                    let old = model.insert(row_key(&r), r);
+                    assert!(old.is_none(), "line {i}: a delta adds a row twice: {line}");
+                }
+                deltas += 1;
+            }
+            _ => {}
+        }
+    }
+    (tables, deltas)
+}

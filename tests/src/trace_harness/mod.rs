@@ -15,8 +15,8 @@ mod tracer;
 mod workload;
 
 pub use compare::{
-    REFERENCE_PMAP, assert_regions_match, assert_table_matches, diff, json_region_line, maps_lines,
-    reference_pmap,
+    REFERENCE_PMAP, assert_deltas_replay_to_tables, assert_regions_match, assert_table_matches,
+    diff, json_region_line, maps_lines, reference_pmap,
 };
 pub use output::{
     Summary, TABLE_END, Table, delta_blocks, non_table_lines, number_after, parse_summary,

@@ -168,7 +168,7 @@ fn wait_for_start(start: Start) {
 fn run(args: &Args) -> Result<(), String> {
     resources::install_sigterm_cleanup();
     let mut rng = Rng::new(args.seed);
-    let res = resources::Resources::setup(&mut rng)?;
+    let res = resources::Resources::setup()?;
     let world = Arc::new(Mutex::new(World {
         blocks: Default::default(),
         res,

@@ -8,7 +8,6 @@ use std::path::PathBuf;
 use std::sync::atomic::{AtomicI32, Ordering};
 
 use crate::sys::{self, PAGE};
-use pmap_tests::rng::Rng;
 
 /// Pages in each temp file and memfd.
 pub const FILE_PAGES: usize = 64;
@@ -62,7 +61,7 @@ fn open_rw(path: &PathBuf) -> Result<i32, String> {
 }
 
 impl Resources {
-    pub fn setup(rng: &mut Rng) -> Result<Self, String> {
+    pub fn setup() -> Result<Self, String> {
         let dir = std::env::temp_dir().join(format!("pmap-trace-workload-{}", std::process::id()));
         std::fs::create_dir_all(&dir).map_err(|e| format!("creating {}: {e}", dir.display()))?;
         let specs = [
@@ -98,9 +97,14 @@ impl Resources {
             let id = if i == 0 {
                 sys::shmget(libc::IPC_PRIVATE, pages * PAGE, libc::IPC_CREAT | 0o600)
             } else {
+                // Keys from the pid, not from `rng`: a segment left by an
+                // earlier, killed run makes this retry, and a retry must
+                // not change the seed's sequence of calls.
                 let mut r = Err(0);
-                for _ in 0..64 {
-                    let key = (rng.next_u64() as i32 & 0x7fff_ffff) | 1;
+                for attempt in 0..64u32 {
+                    let mixed = (std::process::id() << 10 | (i as u32) << 6 | attempt)
+                        .wrapping_mul(0x9e37_79b1);
+                    let key = (mixed as i32 & 0x7fff_ffff) | 1;
                     r = sys::shmget(key, pages * PAGE, libc::IPC_CREAT | libc::IPC_EXCL | 0o600);
                     if r != Err(libc::EEXIST) {
                         break;

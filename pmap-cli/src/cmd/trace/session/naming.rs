@@ -123,22 +123,29 @@ impl Session {
             take(r, &o);
             return Ok(());
         }
-        // The kernel's row there now, if it is still this mapping.
+        // Shared anonymous memory is a file of the kernel's own (shmem)
+        // that `/proc` always names so (mm/shmem.c `shmem_zero_setup`).
+        // Its identity is the capture's: each mmap makes a new object, and
+        // the kernel's row at that address now may be a later one's.
+        if ev.kind == nr::MMAP && ev.args[3] & libc::MAP_ANONYMOUS as u64 != 0 {
+            r.name = b"/dev/zero (deleted)".to_vec();
+            return Ok(());
+        }
+        // The kernel's row there now, if it is still this mapping: the
+        // same file, or one on another device with the same protection
+        // (overlayfs prints its own device and inode, the capture holds
+        // the real file's). Another file of the same device is a later
+        // mapping over this one, not this one under another name.
         if let Ok(Some(k)) = self.view().and_then(|v| v.query(r.start))
             && k.start == r.start
             && k.offset == r.offset
-            && (same(&k) || k.perms == r.perms)
+            && (same(&k)
+                || (k.perms == r.perms && (k.dev_major, k.dev_minor) != (r.dev_major, r.dev_minor)))
         {
             if same(&k) {
                 self.file_names.borrow_mut().insert(id, k.clone());
             }
             take(r, &k);
-            return Ok(());
-        }
-        // Shared anonymous memory is a file of the kernel's own (shmem)
-        // that `/proc` always names so (mm/shmem.c `shmem_zero_setup`).
-        if ev.kind == nr::MMAP && ev.args[3] & libc::MAP_ANONYMOUS as u64 != 0 {
-            r.name = b"/dev/zero (deleted)".to_vec();
             return Ok(());
         }
         if ev.kind == nr::MMAP
