@@ -554,3 +554,56 @@ fn polling_follows_children_it_finds_at_each_look() {
         t.context()
     );
 }
+
+/// With polling, a child found between its vfork and its exec shares its
+/// parent's address space: its table is the parent's map then. Its exec
+/// leaves that address space alive (the parent still has it), so the next
+/// look must notice the exec another way, and follow the new program: dash
+/// starts every command so, and such a child was once never seen to exec.
+#[test]
+fn polling_follows_a_vfork_child_through_its_exec() {
+    let vfork = workload_bin("vfork_exec");
+    let script = "import mmap, time; m = mmap.mmap(-1, 7 << 20); time.sleep(1)";
+    let mut t = Tracer::spawn(&[
+        "-f",
+        "--backend",
+        "poll",
+        "--json",
+        "--no-initial-table",
+        "--",
+        vfork.to_str().expect("a UTF-8 path"),
+        "1000",
+        "python3",
+        "-c",
+        script,
+    ]);
+    t.wait_tracing(Duration::from_secs(60));
+    let status = t.wait_exit(Duration::from_secs(60));
+    assert!(status.success(), "pmap trace failed: {}", t.context());
+    let rs = records(&t);
+    let joined: Vec<u64> = rs
+        .iter()
+        .filter(|r| r["type"] == "joined" && r["by"] == "fork")
+        .map(|r| u(&r["pid"]))
+        .collect();
+    assert_eq!(joined.len(), 1, "the child joins once: {}", t.context());
+    let child = joined[0];
+    assert!(
+        rs.iter()
+            .any(|r| r["type"] == "exec" && u(&r["pid"]) == child),
+        "the child's exec was not noticed: {}",
+        t.context()
+    );
+    let seen = rs.iter().any(|d| {
+        d["type"] == "delta"
+            && u(&d["pid"]) == child
+            && d["added"]
+                .as_array()
+                .is_some_and(|a| a.iter().any(|r| u(&r["size"]) == 7 * MIB))
+    });
+    assert!(
+        seen,
+        "the child's 7 MiB mapping was not seen: {}",
+        t.context()
+    );
+}

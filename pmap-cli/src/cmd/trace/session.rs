@@ -350,6 +350,10 @@ impl Session {
     /// differed and whether the process exec'd. Fails (ESRCH) if the
     /// process exited: the new map of a reused id is never read.
     pub fn reread(&mut self) -> io::Result<(Change, bool)> {
+        if self.exec_kept_old_map() {
+            self.reopen()?;
+            return Ok((self.resync()?, true));
+        }
         match self.resync() {
             Err(e) if is_gone(&e) && self.still_same_process() => {
                 self.reopen()?;
@@ -357,6 +361,19 @@ impl Session {
             }
             other => other.map(|c| (c, false)),
         }
+    }
+
+    /// Whether the process exec'd and the address space the view reads
+    /// lives on: a vfork child opened before its exec shares its parent's,
+    /// which the exec leaves to the parent, so the view never finds it
+    /// gone. The new program's stack starts elsewhere (as the snapshot's
+    /// own check of an exec mid-read, `source::checked`, also takes it).
+    fn exec_kept_old_map(&self) -> bool {
+        matches!(self.proc_dir().and_then(PidDir::stat),
+            Ok(s) if s.start_time == self.start_time
+                && !s.is_dead()
+                && s.start_stack != 0
+                && s.start_stack != self.start_stack)
     }
 
     /// After an execve: a view, gate and brk of the new address space.
