@@ -45,16 +45,24 @@ pub enum Fallback {
     /// earlier in the batch (read later than their call), so the
     /// difference may not be this call's alone.
     Uncertain,
+    /// The capture was taken and applied, but a new file mapping in it
+    /// could not be named: the address space was gone (exit or exec)
+    /// before the tracer looked. Its rows are exact but for the name,
+    /// which is the call's descriptor (`(fd 3)`).
+    NameUnknown,
 }
 
 impl Fallback {
-    pub const ALL: [Fallback; 6] = [
+    /// Every reason, in the order recordings number them (new ones go
+    /// last).
+    pub const ALL: [Fallback; 7] = [
         Fallback::Busy,
         Fallback::Full,
         Fallback::Uncovered,
         Fallback::NotCaptured,
         Fallback::Unnamed,
         Fallback::Uncertain,
+        Fallback::NameUnknown,
     ];
 
     /// A short name, for the summary and JSON.
@@ -66,6 +74,7 @@ impl Fallback {
             Fallback::NotCaptured => "not_captured",
             Fallback::Unnamed => "unnamed_file",
             Fallback::Uncertain => "after_fallback",
+            Fallback::NameUnknown => "name_unknown",
         }
     }
 }

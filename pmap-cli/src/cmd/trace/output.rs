@@ -10,6 +10,7 @@ use serde::Serialize;
 use serde_json::{Map, Value, json};
 
 use super::{
+    capture::Fallback,
     clock::monotonic_ns,
     delta::{Cause, Delta, Stats},
     insight::DeltaNotes,
@@ -188,6 +189,10 @@ impl<W: Write> Printer<W> {
                 self.out.write_all(b"   (from the call's arguments: a later call changed these addresses before the tracer looked)")?;
             } else if d.superseded {
                 self.out.write_all(b"   (changed again by a later call before the tracer looked: the rows show both)")?;
+            } else if d.fallback == Some(Fallback::NameUnknown) {
+                self.out.write_all(
+                    b"   (file not named: the process was gone before the tracer looked)",
+                )?;
             } else if let Some(f) = d.fallback.filter(|_| call) {
                 write!(
                     self.out,

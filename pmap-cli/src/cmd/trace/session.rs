@@ -508,10 +508,13 @@ impl Session {
         }
         let before_table = ev.exit_ns < self.seeded_ns;
 
-        let fallback = match capture::effect(call, ev, self.brk, |addr| {
-            Self::attachment_extent(addr, self.model.regions())
-        }) {
-            Ok(e) => match self.apply_capture(call, ev, e) {
+        let effect = |s: &Self| {
+            capture::effect(call, ev, s.brk, |addr| {
+                Self::attachment_extent(addr, s.model.regions())
+            })
+        };
+        let fallback = match effect(self) {
+            Ok(e) => match self.apply_capture(call, ev, e, false) {
                 Ok((change, certain)) => {
                     if certain {
                         self.stats.exact += 1;
@@ -545,6 +548,27 @@ impl Session {
             self.stats.before_table += 1;
             return Ok(None);
         }
+        if fallback == Fallback::Unnamed && self.address_space_gone() {
+            // The file cannot be named any more (the process exited or
+            // exec'd, as short programs do before the tracer looks): the
+            // capture's rows are exact but for the name, and better shown
+            // so than not at all.
+            *self
+                .stats
+                .fallbacks
+                .entry(Fallback::NameUnknown)
+                .or_default() += 1;
+            if let Ok(e) = effect(self)
+                && let Ok((change, _)) = self.apply_capture(call, ev, e, true)
+            {
+                let mut d = self.call_delta(call, ev, change, keep_failed);
+                if let Some(d) = &mut d {
+                    d.fallback = Some(Fallback::NameUnknown);
+                }
+                return Ok(d);
+            }
+            return Ok(None);
+        }
         self.apply_fallback(call, ev, fallback, what, keep_failed, later)
     }
 
@@ -575,14 +599,22 @@ impl Session {
         ))
     }
 
+    /// Whether the address space the view reads is gone (the process
+    /// exited or exec'd): nothing more can be read of it.
+    fn address_space_gone(&mut self) -> bool {
+        matches!(self.view().and_then(|v| v.query(0)), Err(e) if is_gone(&e))
+    }
+
     /// Applies a call's effect as its capture shows it (see `capture`).
     /// Fails only if a new file mapping cannot be named; the model is then
-    /// untouched.
+    /// untouched. With `placeholder`, such a row is named by the call's
+    /// descriptor instead (`(fd 3)`), or `(unnamed file)`.
     fn apply_capture(
         &mut self,
         call: Call,
         ev: &Event,
         e: capture::Effect,
+        placeholder: bool,
     ) -> Result<(Change, bool), Fallback> {
         let brk_after = match ev.capture.brk {
             0 if call == Call::Brk => ev.ret as u64,
@@ -597,7 +629,15 @@ impl Session {
         let mut rows = Vec::with_capacity(e.captured.len());
         for v in &e.captured {
             let mut r = capture::row(v);
-            self.name_captured(&mut r, call, ev, &old, brk_after)?;
+            match self.name_captured(&mut r, call, ev, &old, brk_after) {
+                Err(Fallback::Unnamed) if placeholder => {
+                    r.name = match call {
+                        Call::Mmap => format!("(fd {})", ev.args[4] as i32).into_bytes(),
+                        _ => b"(unnamed file)".to_vec(),
+                    }
+                }
+                other => other?,
+            }
             rows.push(r);
         }
         let new = capture::overlay(&old, &e.cleared, &rows);

@@ -11,11 +11,10 @@ use crate::{
     render::num,
 };
 
-/// `N exact (each call's own capture), M read from the kernel afterwards
-/// (raced 2, ...)`.
+/// `N exact (each call's own capture), M not exact (raced 2, ...)`.
 pub(super) fn deltas_line(st: &Stats) -> String {
     let mut line = format!(
-        "{} exact (from each call's capture), {} read from the kernel afterwards",
+        "{} exact (from each call's capture), {} not exact",
         st.exact,
         st.fallback_total()
     );
