@@ -23,6 +23,37 @@ pub mod kind {
     /// its mapping calls and was added to the kernel filter; `args[0]` is
     /// [`super::matched`]`::COMM` or `::CGROUP`. Its calls follow.
     pub const MATCHED: u32 = 0x1_0003;
+    /// Part of the map the target's new program starts with, read at its
+    /// execve before it ran an instruction: sent in parts of at most
+    /// [`super::MAX_CAPTURE`] regions (the record's capture) right before
+    /// the [`EXEC`] record. See [`super::exec_map`] for its `args`.
+    pub const EXEC_MAP: u32 = 0x1_0004;
+}
+
+/// The map at an execve ([`kind::EXEC_MAP`] records).
+pub mod exec_map {
+    /// Most regions the kernel program reads at an execve (a new program
+    /// has about 10 to 16: its own segments, the loader's, the stack and
+    /// the vDSO's). A power of two: the walk indexes with a mask.
+    pub const MAX_REGIONS: usize = 32;
+    /// Parts a whole map takes at most.
+    pub const MAX_PARTS: usize = MAX_REGIONS.div_ceil(super::MAX_CAPTURE);
+    /// Addresses the walk starts from: each finds the run of adjacent
+    /// regions around it (the program's segments, the loader's, the
+    /// stack, the vDSO's).
+    pub const ANCHORS: usize = 8;
+    /// `args` of a part: its index (from 0), ...
+    pub const ARG_PART: usize = 0;
+    /// ... the regions read in all, ...
+    pub const ARG_TOTAL: usize = 1;
+    /// ... the regions the address space holds (`mm->map_count`: the map
+    /// is whole only if the walk found as many), ...
+    pub const ARG_MAP_COUNT: usize = 2;
+    /// ... the program break then (`mm->brk`), and ...
+    pub const ARG_BRK: usize = 3;
+    /// ... the start of the stack (`mm->start_stack`). The record's
+    /// `capture.status` is that of the whole walk.
+    pub const ARG_START_STACK: usize = 4;
 }
 
 /// Why a process joined the trace ([`kind::MATCHED`]'s `args[0]`).
@@ -279,6 +310,12 @@ pub struct KernelOffsets {
     pub i_sb: u64,
     pub s_dev: u64,
     pub mm_brk: u64,
+    pub mm_start_code: u64,
+    pub mm_start_data: u64,
+    pub mm_end_data: u64,
+    pub mm_start_stack: u64,
+    pub mm_map_count: u64,
+    pub mm_saved_auxv: u64,
 }
 
 /// One change-causing call (or scheduler event) of a traced process, with

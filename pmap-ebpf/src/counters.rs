@@ -34,11 +34,6 @@ static PENDING_PROT: LruHashMap<u32, u64> = LruHashMap::with_max_entries(4096, 0
 #[map]
 static COUNTER_LOST: PerCpuArray<u64> = PerCpuArray::with_max_entries(lost::COUNT, 0);
 
-/// Byte offset of `mm_struct.map_count`, from the kernel's BTF; set by
-/// userspace at load time.
-#[unsafe(no_mangle)]
-static MM_MAP_COUNT: u64 = 0;
-
 const BPF_F_NO_PREALLOC: u32 = 1;
 const VM_WRITE: u64 = 2;
 const VM_EXEC: u64 = 4;
@@ -70,8 +65,7 @@ fn bump_lost(index: u32) {
 /// unreadable.
 #[inline(always)]
 fn map_count() -> u64 {
-    // SAFETY: as for CONFIG in main.rs.
-    let at = unsafe { core::ptr::read_volatile(&MM_MAP_COUNT) };
+    let at = crate::offsets().mm_map_count;
     // SAFETY: the current task, valid for the whole program run.
     let task = unsafe { bpf_get_current_task_btf() } as u64;
     let mm = crate::kernel_u64(task, crate::offsets().task_mm);

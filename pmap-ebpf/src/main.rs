@@ -18,6 +18,8 @@ use core::intrinsics::AtomicOrdering;
 
 /// `pmap exporter`'s per-process counters.
 mod counters;
+/// The map a new program starts with, read at its execve.
+mod exec_map;
 
 use aya_ebpf::cty::c_void;
 use aya_ebpf::{
@@ -112,6 +114,12 @@ static OFFSETS: KernelOffsets = KernelOffsets {
     i_sb: 0,
     s_dev: 0,
     mm_brk: 0,
+    mm_start_code: 0,
+    mm_start_data: 0,
+    mm_end_data: 0,
+    mm_start_stack: 0,
+    mm_map_count: 0,
+    mm_saved_auxv: 0,
 };
 
 // Offsets in the tracepoint records (see events/*/format in tracefs).
@@ -871,6 +879,8 @@ pub fn sched_exec(ctx: TracePointContext) -> u32 {
     if let Some((tgid, tid)) = current() {
         let pid = read::<i32>(&ctx, EXEC_PID).unwrap_or(0) as u64;
         let old = read::<i32>(&ctx, EXEC_OLD_PID).unwrap_or(0) as u64;
+        // Userspace finds the map incomplete if this fails part way.
+        let _ = exec_map::send(tgid, tid);
         emit(tgid, tid, kind::EXEC, pid, old);
     }
     0

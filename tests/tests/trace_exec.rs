@@ -1,7 +1,9 @@
-//! An execve in attach mode: the table printed after it and the deltas
-//! that follow add up, and no delta after it is of a call that ended before
-//! the table was read (the new program's loader calls used to be printed
-//! after a table that already held their effect, with earlier times).
+//! An execve in attach mode: the table printed after it is the map the
+//! new program starts with, read by the kernel program at the exec; the
+//! loader's calls follow it as deltas, and they add up. No delta after it
+//! is of a call that ended before the table was read (the new program's
+//! loader calls used to be printed after a table that already held their
+//! effect, with earlier times; then they were only counted, in the table).
 //!
 //! Needs root and the eBPF programs, like every trace test.
 
@@ -76,6 +78,31 @@ fn deltas_after_an_exec_table_apply_to_it() {
         .iter()
         .map(key)
         .collect();
+    let libc = |r: &Value| {
+        r["name"]
+            .as_str()
+            .is_some_and(|n| n.ends_with("/libc.so.6"))
+    };
+    assert!(
+        !lines[at]["regions"]
+            .as_array()
+            .expect("regions")
+            .iter()
+            .any(libc),
+        "the exec table already holds libc, which the loader maps after the exec: {}",
+        tracer.context()
+    );
+    let exec_delta = lines[..at]
+        .iter()
+        .rev()
+        .find(|v| v["type"] == "delta" && v["cause"] == "exec")
+        .unwrap_or_else(|| panic!("no exec delta: {}", tracer.context()));
+    assert_eq!(
+        exec_delta["exact"],
+        true,
+        "the exec's map was not read at the exec: {exec_delta}\n{}",
+        tracer.context()
+    );
     let table_t = lines[at]["t"].as_f64().expect("t");
     let mut checked = 0;
     for (i, d) in lines[at + 1..].iter().enumerate() {
@@ -109,6 +136,22 @@ fn deltas_after_an_exec_table_apply_to_it() {
         }
         checked += 1;
     }
+    assert!(
+        lines[at + 1..]
+            .iter()
+            .filter(|d| d["type"] == "delta")
+            .any(|d| d["added"].as_array().is_some_and(|a| a.iter().any(libc))),
+        "no delta after the exec table maps libc: {}",
+        tracer.context()
+    );
+    let summary = lines
+        .iter()
+        .find(|v| v["type"] == "summary")
+        .expect("summary");
+    assert_eq!(
+        summary["before_table"], 0,
+        "calls left in the exec table: {summary}"
+    );
     // python3's own eight 1 MiB maps come after its start-up, so some
     // deltas follow the table; a run with none checked nothing.
     assert!(

@@ -40,15 +40,11 @@ impl Counters {
         let offsets = btf.kernel_offsets().context(
             "finding the kernel's field offsets in its BTF, which the counting programs need",
         )?;
-        let map_count = btf.offset("mm_struct", "map_count").context(
-            "finding mm_struct.map_count in the kernel's BTF (for pmap_mapping_splits_total)",
-        )?;
         let page = probes::page_size() as u32;
         let mut ebpf = EbpfLoader::new()
             // The tracer's ring buffer: unused here, so as small as allowed.
             .map_max_entries("EVENTS", page)
             .override_global("OFFSETS", &offsets, true)
-            .override_global("MM_MAP_COUNT", &map_count, true)
             .load(probes::OBJECT)
             .context("loading the exporter's eBPF programs into the kernel failed")?;
 

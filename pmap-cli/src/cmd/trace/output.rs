@@ -172,7 +172,12 @@ impl<W: Write> Printer<W> {
             Cause::Polled => self
                 .out
                 .write_all(b" observed by polling (no thread or syscall known)")?,
-            Cause::Exec => self.out.write_all(b" execve: new program, map re-read")?,
+            Cause::Exec if d.fallback.is_none() => self
+                .out
+                .write_all(b" execve: new program, its map as at the exec")?,
+            Cause::Exec => self.out.write_all(
+                b" execve: new program, its map read after the exec (calls made before are in it)",
+            )?,
             Cause::Settled => self.out.write_all(
                 b" settled: the kernel's rows for addresses the calls above changed \
                  (merges and names their arguments do not give)",

@@ -387,8 +387,10 @@ impl<W: Write> Tracer<'_, W> {
             return Ok(());
         }
         // The initial table is the seed itself; events racing with it are
-        // still in the ring buffer and are applied after it.
-        let checked = if reason == "initial" {
+        // still in the ring buffer and are applied after it. So is an
+        // exec's map read at the exec: the kernel's now holds the calls
+        // after it, still to be shown.
+        let checked = if reason == "initial" || (reason == "exec" && s.exec_captured()) {
             Ok(None)
         } else {
             s.check()
@@ -490,7 +492,9 @@ impl<W: Write> Tracer<'_, W> {
                 let pid = self.sessions[i].pid;
                 self.printer.exec(pid)?;
                 self.record(|t| Record::Exec { t, pid });
-                let d = self.sessions[i].delta(0, 0, super::delta::Cause::Exec, change);
+                let mut d = self.sessions[i].delta(0, 0, super::delta::Cause::Exec, change);
+                // Read at a look, not at the exec.
+                d.fallback = Some(super::capture::Fallback::NotCaptured);
                 self.print_delta(&d)?;
                 self.table(i, "exec")?;
             }

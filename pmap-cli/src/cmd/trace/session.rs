@@ -22,6 +22,7 @@ use crate::{
 };
 
 mod check;
+mod exec;
 mod fallback;
 mod fork;
 mod naming;
@@ -159,6 +160,12 @@ pub struct Session {
     /// its own or a later call's change, so its delta is not certain to be
     /// its own alone (the rows it leaves are exact all the same).
     uncertain: Vec<(u64, u64, u64)>,
+    /// The parts of the map at an exec received so far.
+    exec_parts: exec::ExecParts,
+    /// Whether the last exec's map is the one read at the exec (its table
+    /// needs no check against the kernel's map now, which holds later
+    /// calls).
+    exec_captured: bool,
 }
 
 /// How long after the kernel was read a call may end and still have
@@ -206,6 +213,8 @@ impl Session {
             dirty: RangeSet::default(),
             no_fork: None,
             uncertain: Vec::new(),
+            exec_parts: exec::ExecParts::default(),
+            exec_captured: false,
         };
         s.brk = s.heap().1.max(s.start_brk);
         s.note_peaks();
@@ -246,6 +255,12 @@ impl Session {
             v.push(g.clone());
         }
         v
+    }
+
+    /// Whether the map of the exec just applied is the one read at the
+    /// exec (its table is then printed as is, without a check).
+    pub fn exec_captured(&self) -> bool {
+        self.exec_captured
     }
 
     /// Whether the process is still the one we opened (not exited, not a
@@ -350,6 +365,7 @@ impl Session {
     /// differed and whether the process exec'd. Fails (ESRCH) if the
     /// process exited: the new map of a reused id is never read.
     pub fn reread(&mut self) -> io::Result<(Change, bool)> {
+        self.exec_captured = false;
         if self.exec_kept_old_map() {
             self.reopen()?;
             return Ok((self.resync()?, true));
@@ -452,26 +468,13 @@ impl Session {
                     self.exited = true;
                     return Ok(None);
                 }
-                // The open maps file belongs to the old address space. A
-                // read can find the address space it opened gone if the
-                // process exec'd once more meanwhile: then the newest one
-                // is read (that exec's own record finds it read already).
-                let mut tries = 0;
-                let change = loop {
-                    self.reopen()?;
-                    self.seeded_ns = monotonic_ns();
-                    match self.resync() {
-                        Err(e) if is_gone(&e) && tries < 3 && self.still_same_process() => {
-                            tries += 1;
-                        }
-                        other => break other?,
-                    }
-                };
-                if self.no_fork.is_some() {
-                    self.track_no_fork();
-                }
-                self.brk = self.heap().1.max(self.start_brk);
-                return Ok(Some(self.delta(ev.tid, ev.exit_ns, Cause::Exec, change)));
+                let (d, captured) = self.exec(ev)?;
+                self.exec_captured = captured;
+                return Ok(Some(d));
+            }
+            kind::EXEC_MAP => {
+                self.exec_parts.add(ev);
+                return Ok(None);
             }
             kind::EXIT => {
                 if ev.args[0] != 0 {

@@ -188,6 +188,12 @@ impl Btf {
             i_sb: self.offset("inode", "i_sb")?,
             s_dev: self.offset("super_block", "s_dev")?,
             mm_brk: self.offset("mm_struct", "brk")?,
+            mm_start_code: self.offset("mm_struct", "start_code")?,
+            mm_start_data: self.offset("mm_struct", "start_data")?,
+            mm_end_data: self.offset("mm_struct", "end_data")?,
+            mm_start_stack: self.offset("mm_struct", "start_stack")?,
+            mm_map_count: self.offset("mm_struct", "map_count")?,
+            mm_saved_auxv: self.offset("mm_struct", "saved_auxv")?,
         })
     }
 }

@@ -78,8 +78,10 @@ impl DeltaRecord<'_> {
         m.uint("ktime_ns", d.ktime_ns);
         m.bool("superseded", d.superseded);
         m.bool("from_arguments", d.from_arguments);
-        // Exactly what the call did (from its capture).
-        m.bool("exact", call.is_some() && d.fallback.is_none());
+        // Exactly what the call did (from its capture), or for an exec
+        // the map as the kernel program read it at the exec.
+        let exact = call.is_some() || matches!(d.cause, Cause::Exec);
+        m.bool("exact", exact && d.fallback.is_none());
         if let Some(f) = d.fallback {
             m.word("fallback", f.name());
         }

@@ -78,6 +78,8 @@ impl Session {
             // None of its regions came from a VM_DONTCOPY one.
             no_fork: parent.no_fork.as_ref().map(|_| RangeSet::default()),
             uncertain: parent.uncertain.clone(),
+            exec_parts: Default::default(),
+            exec_captured: false,
         };
         s.open_dir();
         s
