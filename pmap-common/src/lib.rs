@@ -49,11 +49,14 @@ pub mod exec_map {
     /// ... the regions the address space holds (`mm->map_count`: the map
     /// is whole only if the walk found as many), ...
     pub const ARG_MAP_COUNT: usize = 2;
-    /// ... the program break then (`mm->brk`), and ...
-    pub const ARG_BRK: usize = 3;
-    /// ... the start of the stack (`mm->start_stack`). The record's
-    /// `capture.status` is that of the whole walk.
+    /// ... where the program break starts (`mm->start_brk`; where it is,
+    /// `mm->brk`, is the capture's `brk`), ...
+    pub const ARG_START_BRK: usize = 3;
+    /// ... the start of the stack (`mm->start_stack`), and ...
     pub const ARG_START_STACK: usize = 4;
+    /// ... the vDSO's address (`AT_SYSINFO_EHDR`, 0 if none). The
+    /// record's `capture.status` is that of the whole walk.
+    pub const ARG_VDSO: usize = 5;
 }
 
 /// Why a process joined the trace ([`kind::MATCHED`]'s `args[0]`).
@@ -310,6 +313,7 @@ pub struct KernelOffsets {
     pub i_sb: u64,
     pub s_dev: u64,
     pub mm_brk: u64,
+    pub mm_start_brk: u64,
     pub mm_start_code: u64,
     pub mm_start_data: u64,
     pub mm_end_data: u64,

@@ -23,8 +23,8 @@ use aya_ebpf::{
 use pmap_common::{
     MAX_CAPTURE, Vma, capture, capture_len,
     exec_map::{
-        ANCHORS, ARG_BRK, ARG_MAP_COUNT, ARG_PART, ARG_START_STACK, ARG_TOTAL, MAX_PARTS,
-        MAX_REGIONS,
+        ANCHORS, ARG_MAP_COUNT, ARG_PART, ARG_START_BRK, ARG_START_STACK, ARG_TOTAL, ARG_VDSO,
+        MAX_PARTS, MAX_REGIONS,
     },
     kind,
 };
@@ -48,6 +48,12 @@ const AT_BASE: u64 = 7;
 const AT_ENTRY: u64 = 9;
 const AT_SYSINFO_EHDR: u64 = 33;
 const AUXV_PAIRS: usize = 24;
+/// Where the auxiliary vector's anchors go in `ExecWalk::anchors` (the
+/// first four are the mm's own).
+const PHDR_ANCHOR: usize = 4;
+const BASE_ANCHOR: usize = 5;
+const ENTRY_ANCHOR: usize = 6;
+const VDSO_ANCHOR: usize = 7;
 
 /// The walk's state, in a per-CPU map value: too large for the 512-byte
 /// stack, and `bpf_loop`'s callback reaches it by a lookup of its own.
@@ -197,10 +203,10 @@ pub fn send(tgid: u32, tid: u32) -> Option<()> {
             let (key, value) = (kernel_u64(mm, at), kernel_u64(mm, at + 8));
             match key {
                 AT_NULL => break,
-                AT_PHDR => w.anchors[4] = value,
-                AT_BASE => w.anchors[5] = value,
-                AT_ENTRY => w.anchors[6] = value,
-                AT_SYSINFO_EHDR => w.anchors[7] = value,
+                AT_PHDR => w.anchors[PHDR_ANCHOR] = value,
+                AT_BASE => w.anchors[BASE_ANCHOR] = value,
+                AT_ENTRY => w.anchors[ENTRY_ANCHOR] = value,
+                AT_SYSINFO_EHDR => w.anchors[VDSO_ANCHOR] = value,
                 _ => {}
             }
             i += 1;
@@ -222,6 +228,9 @@ pub fn send(tgid: u32, tid: u32) -> Option<()> {
     // `map_count` is an int: the low half of the 8 bytes read.
     let map_count = kernel_u64(mm, o.mm_map_count) & 0xffff_ffff;
     let brk = kernel_u64(mm, o.mm_brk);
+    let start_brk = kernel_u64(mm, o.mm_start_brk);
+    // SAFETY: as above.
+    let vdso = unsafe { (*w).anchors[VDSO_ANCHOR] };
     let mut part = 0;
     while part < MAX_PARTS {
         // SAFETY: as above.
@@ -238,8 +247,9 @@ pub fn send(tgid: u32, tid: u32) -> Option<()> {
             args[ARG_PART] = part as u64;
             args[ARG_TOTAL] = count as u64;
             args[ARG_MAP_COUNT] = map_count;
-            args[ARG_BRK] = brk;
+            args[ARG_START_BRK] = start_brk;
             args[ARG_START_STACK] = start_stack;
+            args[ARG_VDSO] = vdso;
             fill_head(
                 &raw mut (*ev).head,
                 tgid,

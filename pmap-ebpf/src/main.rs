@@ -114,6 +114,7 @@ static OFFSETS: KernelOffsets = KernelOffsets {
     i_sb: 0,
     s_dev: 0,
     mm_brk: 0,
+    mm_start_brk: 0,
     mm_start_code: 0,
     mm_start_data: 0,
     mm_end_data: 0,

@@ -97,16 +97,12 @@ fn python() -> Command {
 /// `sh -c 'python3 ...; true'`: sh forks the python3 that maps 7 MiB (the
 /// `; true` keeps sh from exec'ing it in place), so the mapping is made by
 /// a process created after the trace began, a grandchild of the tracer.
-///
-/// Python waits a moment before its mmap: after an execve the tracer reads
-/// the new program's map from /proc when it gets to the exec record, and
-/// calls that ended before that read are in the table it prints, not shown
-/// as deltas (counted as `before_table` in the summary). Under load, with
-/// dozens of processes (pyenv's shims fork many), that read can come after
-/// a short program's first calls: a known gap (see issue 12's note).
+/// Python maps at once: the map at its exec is the kernel program's read
+/// at the exec, so its first calls are deltas, not part of a table read
+/// later.
 #[test]
 fn a_grandchilds_mmap_is_traced_under_its_own_pid() {
-    let script = "import mmap, time; time.sleep(0.5); m = mmap.mmap(-1, 7 << 20); m[0] = 1";
+    let script = "import mmap; m = mmap.mmap(-1, 7 << 20); m[0] = 1";
     let cmd = format!("python3 -c '{script}'; true");
     let mut t = Tracer::spawn(&["-f", "--json", "--no-initial-table", "--", "sh", "-c", &cmd]);
     let root = traced_pid(&t.wait_tracing(Duration::from_secs(60)));
@@ -606,4 +602,52 @@ fn polling_follows_a_vfork_child_through_its_exec() {
         "the child's 7 MiB mapping was not seen: {}",
         t.context()
     );
+}
+
+/// A child that execs, maps and exits while the tracer is held (SIGSTOP),
+/// as a short program does on a busy machine: when the tracer gets to its
+/// exec record, nothing of it can be read any more. The map the kernel
+/// program read at the exec is all there is, and is enough: the exec's
+/// table and every call after it are shown, the calls exact.
+#[test]
+fn a_child_gone_before_the_tracer_reads_its_exec_is_still_shown() {
+    let marker = std::env::temp_dir().join(format!("pmap-follow-gone-{}", std::process::id()));
+    let _ = std::fs::remove_file(&marker);
+    let script = "import mmap; m = mmap.mmap(-1, 7 << 20); m[0] = 1";
+    let cmd = format!(
+        "sleep 1; /usr/bin/python3 -c '{script}'; touch {}",
+        marker.display()
+    );
+    let mut t = Tracer::spawn(&["-f", "--json", "--no-initial-table", "--", "sh", "-c", &cmd]);
+    t.wait_tracing(Duration::from_secs(60));
+    t.signal(libc::SIGSTOP);
+    let deadline = Instant::now() + Duration::from_secs(60);
+    while !marker.exists() {
+        assert!(Instant::now() < deadline, "python3 did not finish");
+        std::thread::sleep(Duration::from_millis(20));
+    }
+    t.signal(libc::SIGCONT);
+    let status = t.wait_exit(Duration::from_secs(60));
+    let _ = std::fs::remove_file(&marker);
+    assert!(status.success(), "pmap trace failed: {}", t.context());
+    let rs = records(&t);
+    let big = of_type(&rs, "delta")
+        .into_iter()
+        .find(|d| d["syscall"] == "mmap" && d["args"][1] == 7 * MIB)
+        .unwrap_or_else(|| panic!("no delta of the 7 MiB mmap\n{}", t.context()));
+    assert_eq!(big["exact"], true, "{big}");
+    let pid = u(&big["pid"]);
+    assert!(
+        of_type(&rs, "table")
+            .iter()
+            .any(|tb| u(&tb["pid"]) == pid && tb["reason"] == "exec"),
+        "no exec table of {pid}\n{}",
+        t.context()
+    );
+    let summary = of_type(&rs, "summary")
+        .into_iter()
+        .find(|s| u(&s["pid"]) == pid)
+        .unwrap_or_else(|| panic!("no summary of {pid}\n{}", t.context()));
+    assert_eq!(summary["before_table"], 0, "{summary}");
+    assert!(u(&summary["exact_deltas"]) > 5, "{summary}");
 }

@@ -172,7 +172,7 @@ impl<W: Write> Printer<W> {
             Cause::Polled => self
                 .out
                 .write_all(b" observed by polling (no thread or syscall known)")?,
-            Cause::Exec if d.fallback.is_none() => self
+            Cause::Exec if d.fallback != Some(Fallback::NotCaptured) => self
                 .out
                 .write_all(b" execve: new program, its map as at the exec")?,
             Cause::Exec => self.out.write_all(

@@ -462,13 +462,16 @@ impl Session {
         self.open_dir();
         match ev.kind {
             kind::EXEC => {
+                let at_exec = self.exec_parts.take(ev, self.seeded_ns);
                 // Exited since (its exit event may have been lost): a new
-                // process has the id, and its exec is not ours.
-                if !self.still_same_process() {
+                // process has the id, and its exec is not ours. With the
+                // map read at the exec, the record is this process's own,
+                // even if it is gone by now (its exit record follows).
+                if at_exec.is_none() && !self.still_same_process() {
                     self.exited = true;
                     return Ok(None);
                 }
-                let (d, captured) = self.exec(ev)?;
+                let (d, captured) = self.exec(ev, at_exec)?;
                 self.exec_captured = captured;
                 return Ok(Some(d));
             }

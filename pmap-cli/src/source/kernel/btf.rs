@@ -188,6 +188,7 @@ impl Btf {
             i_sb: self.offset("inode", "i_sb")?,
             s_dev: self.offset("super_block", "s_dev")?,
             mm_brk: self.offset("mm_struct", "brk")?,
+            mm_start_brk: self.offset("mm_struct", "start_brk")?,
             mm_start_code: self.offset("mm_struct", "start_code")?,
             mm_start_data: self.offset("mm_struct", "start_data")?,
             mm_end_data: self.offset("mm_struct", "end_data")?,

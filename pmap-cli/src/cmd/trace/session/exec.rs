@@ -20,16 +20,18 @@ use crate::{
 #[derive(Debug, Default)]
 pub(super) struct ExecParts {
     regions: Vec<Vma>,
-    /// The first part's `args` and status (the walk's).
-    head: Option<([u64; 6], u32)>,
+    /// The first part's `args`, status (the walk's) and `brk`.
+    head: Option<([u64; 6], u32, u64)>,
     parts: u64,
 }
 
 /// The map at an exec, whole.
-struct ExecMap {
+pub(super) struct ExecMap {
     regions: Vec<Vma>,
     brk: u64,
+    start_brk: u64,
     start_stack: u64,
+    vdso: u64,
 }
 
 impl ExecParts {
@@ -37,7 +39,7 @@ impl ExecParts {
     pub(super) fn add(&mut self, ev: &Event) {
         if ev.args[exec_map::ARG_PART] == 0 {
             *self = ExecParts {
-                head: Some((ev.args, ev.capture.status)),
+                head: Some((ev.args, ev.capture.status, ev.capture.brk)),
                 ..ExecParts::default()
             };
         } else if ev.args[exec_map::ARG_PART] != self.parts {
@@ -49,11 +51,16 @@ impl ExecParts {
         self.parts += 1;
     }
 
-    /// The map, if every part came and it holds every region the address
-    /// space had.
-    fn take(&mut self) -> Option<ExecMap> {
+    /// The map of the exec `ev`, if every part came, it holds every region
+    /// the address space had, and the exec came after the table read at
+    /// `seeded_ns` (else that table holds more than it).
+    pub(super) fn take(&mut self, ev: &Event, seeded_ns: u64) -> Option<ExecMap> {
+        self.take_whole().filter(|_| ev.exit_ns >= seeded_ns)
+    }
+
+    fn take_whole(&mut self) -> Option<ExecMap> {
         let ExecParts { regions, head, .. } = std::mem::take(self);
-        let (args, walk) = head?;
+        let (args, walk, brk) = head?;
         let total = args[exec_map::ARG_TOTAL] as usize;
         let whole = walk == status::OK
             && regions.len() == total
@@ -66,100 +73,150 @@ impl ExecParts {
             regions.sort_by_key(|v| v.start);
             ExecMap {
                 regions,
-                brk: args[exec_map::ARG_BRK],
+                brk,
+                start_brk: args[exec_map::ARG_START_BRK],
                 start_stack: args[exec_map::ARG_START_STACK],
+                vdso: args[exec_map::ARG_VDSO],
             }
         })
     }
+}
+
+/// How the rows of an exec's map were named.
+#[derive(Clone, Copy, PartialEq, Eq)]
+enum Naming {
+    /// As `/proc/PID/maps` names them now.
+    Exact,
+    /// The process was gone before it could be read: files the tracer has
+    /// not seen before are `(unknown file)`, and of the kernel's special
+    /// mappings only the vDSO is named.
+    Guessed,
 }
 
 impl Session {
     /// The process exec'd: its model becomes the new program's map. Taken
     /// from the kernel program's read at the exec when it came whole and
     /// can be named, so that the loader's first calls are deltas from it;
-    /// else read now, with those calls in it (`before_table`). Returns the
-    /// exec's delta, and whether the map is the one at the exec.
-    pub(super) fn exec(&mut self, ev: &Event) -> io::Result<(Delta, bool)> {
-        let at_exec = self
-            .exec_parts
-            .take()
-            .filter(|_| ev.exit_ns >= self.seeded_ns);
-        // The open maps file belongs to the old address space. A read can
-        // find the address space it opened gone if the process exec'd once
-        // more meanwhile: then the newest one is read (that exec's own
-        // record finds it read already).
-        let mut tries = 0;
-        let now = loop {
-            self.reopen()?;
-            self.seeded_ns = monotonic_ns();
-            match self.view()?.all() {
-                Err(e) if is_gone(&e) && tries < 3 && self.still_same_process() => tries += 1,
-                other => break other?,
-            }
-        };
+    /// else read now, with those calls in it (`before_table`). If the
+    /// process is gone already (a short program, exited before the tracer
+    /// got to its exec), the map at the exec is all there is: taken, with
+    /// names it cannot confirm marked so. Returns the exec's delta, and
+    /// whether the map is the one at the exec.
+    pub(super) fn exec(
+        &mut self,
+        ev: &Event,
+        at_exec: Option<ExecMap>,
+    ) -> io::Result<(Delta, bool)> {
+        let now = self.read_new_map();
         self.dirty.clear();
         self.uncertain.clear();
-        let named = at_exec.and_then(|m| {
-            let rows = self.name_exec_rows(&m, &now)?;
-            Some((m, rows))
-        });
-        let captured = named.is_some();
-        let change = match named {
-            Some((m, rows)) => {
+        let taken = match (at_exec, now) {
+            (Some(m), Ok(now)) => match self.name_exec_rows(&m, Some(&now)) {
+                Some(rows) => Ok((m, rows, Naming::Exact)),
+                None => Err(now),
+            },
+            (Some(m), Err(_)) => {
+                // Nothing of it can be read any more: no view, so that its
+                // calls still to come are named as for a gone process.
+                self.view = None;
+                (self.start_brk, self.start_stack) = (m.start_brk, m.start_stack);
+                match self.name_exec_rows(&m, None) {
+                    Some(rows) => Ok((m, rows, Naming::Guessed)),
+                    None => return Err(super::gone()),
+                }
+            }
+            (None, now) => Err(now?),
+        };
+        let captured = taken.is_ok();
+        let mut fallback = None;
+        let change = match taken {
+            Ok((m, rows, naming)) => {
                 self.seeded_ns = ev.exit_ns;
                 self.brk = m.brk.max(self.start_brk);
+                if naming == Naming::Guessed {
+                    fallback = Some(Fallback::NameUnknown);
+                }
                 self.model.replace_all(rows)
             }
-            None => {
+            Err(now) => {
                 // Read now: calls that ended before may be in it.
                 self.uncertain
                     .push((0, u64::MAX, monotonic_ns() + super::READ_IN_FLIGHT_NS));
                 let c = self.model.replace_all(now);
                 self.brk = self.heap().1.max(self.start_brk);
+                fallback = Some(Fallback::NotCaptured);
                 c
             }
         };
         self.account(&change);
-        if self.no_fork.is_some() {
+        if self.no_fork.is_some() && self.view.is_some() {
             self.track_no_fork();
         }
         let mut d = self.delta(ev.tid, ev.exit_ns, Cause::Exec, change);
-        if !captured {
-            d.fallback = Some(Fallback::NotCaptured);
-        }
+        d.fallback = fallback;
         Ok((d, captured))
     }
 
+    /// The new address space's map as the kernel has it now. The open maps
+    /// file belongs to the old one. A read can find the address space it
+    /// opened gone if the process exec'd once more meanwhile: then the
+    /// newest one is read (that exec's own record finds it read already).
+    fn read_new_map(&mut self) -> io::Result<Vec<Region>> {
+        let mut tries = 0;
+        loop {
+            self.reopen()?;
+            self.seeded_ns = monotonic_ns();
+            match self.view()?.all() {
+                Err(e) if is_gone(&e) && tries < 3 && self.still_same_process() => tries += 1,
+                other => return other,
+            }
+        }
+    }
+
     /// The regions read at the exec, named as `/proc/PID/maps` names them:
-    /// files from the rows of the same file the kernel has now (the new
+    /// files from the rows of the same file the kernel has `now` (the new
     /// program's own files stay mapped) or the names seen before, the
     /// stack and heap by their addresses, the kernel's special mappings
     /// from its row of the same extent now. None if one cannot be named.
-    fn name_exec_rows(&mut self, m: &ExecMap, now: &[Region]) -> Option<Vec<Region>> {
+    /// Without `now` (the process is gone), see [`Naming::Guessed`].
+    fn name_exec_rows(&mut self, m: &ExecMap, now: Option<&[Region]>) -> Option<Vec<Region>> {
         let mut rows = Vec::with_capacity(m.regions.len());
         for v in &m.regions {
             let mut r = capture::row(v);
             if r.inode != 0 {
                 let id = (r.dev_major, r.dev_minor, r.inode);
                 let same = |o: &&Region| (o.dev_major, o.dev_minor, o.inode) == id;
-                let known = now.iter().find(same).cloned();
-                let known = known.or_else(|| self.file_names.borrow().get(&id).cloned())?;
-                r.name = known.name;
+                // The kernel's rows now, the names seen, the rows before
+                // the exec (a forked child execs the files its parent has).
+                let known = now.and_then(|now| now.iter().find(same).cloned());
+                let known = known
+                    .or_else(|| self.file_names.borrow().get(&id).cloned())
+                    .or_else(|| self.model.regions().find(same).cloned());
+                r.name = match (known, now) {
+                    (Some(k), _) => k.name,
+                    (None, Some(_)) => return None,
+                    (None, None) => b"(unknown file)".to_vec(),
+                };
             } else if r.start <= m.start_stack && m.start_stack < r.end {
                 r.name = b"[stack]".to_vec();
             } else if self.start_brk != 0 && r.start <= m.brk && r.end >= self.start_brk {
                 r.name = b"[heap]".to_vec();
-            } else if let Some(k) = now.iter().find(|k| {
-                k.start == r.start && k.end == r.end && matches!(kind::name(k), kind::Name::Special)
-            }) {
-                r.name = k.name.clone();
-            } else if now
-                .iter()
-                .any(|k| k.start < r.end && k.end > r.start && !k.name.is_empty() && k.inode == 0)
-            {
-                // A special mapping that is not where it was, or a name
-                // given since: not a plain anonymous region for sure.
-                return None;
+            } else if let Some(now) = now {
+                if let Some(k) = now.iter().find(|k| {
+                    k.start == r.start
+                        && k.end == r.end
+                        && matches!(kind::name(k), kind::Name::Special)
+                }) {
+                    r.name = k.name.clone();
+                } else if now.iter().any(|k| {
+                    k.start < r.end && k.end > r.start && !k.name.is_empty() && k.inode == 0
+                }) {
+                    // A special mapping that is not where it was, or a
+                    // name given since: not a plain anonymous region.
+                    return None;
+                }
+            } else if r.start <= m.vdso && m.vdso < r.end {
+                r.name = b"[vdso]".to_vec();
             }
             rows.push(r);
         }
@@ -209,39 +266,39 @@ mod tests {
         let mut p = ExecParts::default();
         p.add(&part(0, 8, 8, a));
         p.add(&part(1, 8, 8, b));
-        let m = p.take().expect("whole");
+        let m = p.take_whole().expect("whole");
         let starts: Vec<u64> = m.regions.iter().map(|v| v.start).collect();
         let mut sorted = starts.clone();
         sorted.sort();
         assert_eq!((starts.len(), starts), (8, sorted));
         // Taken: nothing left for the next exec.
-        assert!(p.take().is_none());
+        assert!(p.take_whole().is_none());
 
         // The address space holds a region the walk did not find.
         let mut p = ExecParts::default();
         p.add(&part(0, 8, 9, a));
         p.add(&part(1, 8, 9, b));
-        assert!(p.take().is_none());
+        assert!(p.take_whole().is_none());
 
         // A part lost on the way.
         let mut p = ExecParts::default();
         p.add(&part(1, 8, 8, b));
-        assert!(p.take().is_none());
+        assert!(p.take_whole().is_none());
         let mut p = ExecParts::default();
         p.add(&part(0, 8, 8, a));
-        assert!(p.take().is_none());
+        assert!(p.take_whole().is_none());
 
         // A walk that ran into a busy lock.
         let mut p = ExecParts::default();
         let mut busy = part(0, 2, 2, &runs(2));
         busy.capture.status = status::BUSY;
         p.add(&busy);
-        assert!(p.take().is_none());
+        assert!(p.take_whole().is_none());
 
         // A new exec's first part starts over.
         let mut p = ExecParts::default();
         p.add(&part(0, 8, 8, a));
         p.add(&part(0, 2, 2, &runs(2)));
-        assert_eq!(p.take().map(|m| m.regions.len()), Some(2));
+        assert_eq!(p.take_whole().map(|m| m.regions.len()), Some(2));
     }
 }
