@@ -531,24 +531,32 @@ fn polling_follows_children_it_finds_at_each_look() {
         t.context()
     );
     let rs = records(&t);
-    let joined: Vec<u64> = rs
-        .iter()
-        .filter(|r| r["type"] == "joined" && r["by"] == "fork")
-        .map(|r| u(&r["pid"]))
-        .collect();
+    let joined = joined_by_fork(&rs);
     assert!(!joined.is_empty(), "no child was followed: {}", t.context());
-    let seen = rs.iter().any(|d| {
-        d["type"] == "delta"
-            && joined.contains(&u(&d["pid"]))
-            && d["added"]
-                .as_array()
-                .is_some_and(|a| a.iter().any(|r| u(&r["size"]) == 7 * MIB))
-    });
     assert!(
-        seen,
+        maps_7_mib(&rs, &joined),
         "the child's 7 MiB mapping was not seen: {}",
         t.context()
     );
+}
+
+/// The processes a poll found as children (`joined` records by `fork`).
+fn joined_by_fork(rs: &[Value]) -> Vec<u64> {
+    rs.iter()
+        .filter(|r| r["type"] == "joined" && r["by"] == "fork")
+        .map(|r| u(&r["pid"]))
+        .collect()
+}
+
+/// Whether a delta of one of `pids` adds a 7 MiB region.
+fn maps_7_mib(rs: &[Value], pids: &[u64]) -> bool {
+    rs.iter().any(|d| {
+        d["type"] == "delta"
+            && pids.contains(&u(&d["pid"]))
+            && d["added"]
+                .as_array()
+                .is_some_and(|a| a.iter().any(|r| u(&r["size"]) == 7 * MIB))
+    })
 }
 
 /// With polling, a child found between its vfork and its exec shares its
@@ -577,11 +585,7 @@ fn polling_follows_a_vfork_child_through_its_exec() {
     let status = t.wait_exit(Duration::from_secs(60));
     assert!(status.success(), "pmap trace failed: {}", t.context());
     let rs = records(&t);
-    let joined: Vec<u64> = rs
-        .iter()
-        .filter(|r| r["type"] == "joined" && r["by"] == "fork")
-        .map(|r| u(&r["pid"]))
-        .collect();
+    let joined = joined_by_fork(&rs);
     assert_eq!(joined.len(), 1, "the child joins once: {}", t.context());
     let child = joined[0];
     assert!(
@@ -590,15 +594,8 @@ fn polling_follows_a_vfork_child_through_its_exec() {
         "the child's exec was not noticed: {}",
         t.context()
     );
-    let seen = rs.iter().any(|d| {
-        d["type"] == "delta"
-            && u(&d["pid"]) == child
-            && d["added"]
-                .as_array()
-                .is_some_and(|a| a.iter().any(|r| u(&r["size"]) == 7 * MIB))
-    });
     assert!(
-        seen,
+        maps_7_mib(&rs, &joined),
         "the child's 7 MiB mapping was not seen: {}",
         t.context()
     );
