@@ -7,7 +7,8 @@
 //! tracer corrects nothing, loses nothing, and exits 0 when the workload does.
 //!
 //! Root and a real kernel are needed. `PMAP_TRACE_SEEDS=1,2,3` and
-//! `PMAP_TRACE_OPS=N` run other or longer sequences (e.g. a soak);
+//! `PMAP_TRACE_OPS=N` run other or longer sequences (e.g. a soak), with
+//! `PMAP_TRACE_JSON=1` as `--json` checks;
 //! `PMAP_TRACE_DIAG=1` checkpoints after every operation and stops at the
 //! first model correction, naming the operation that caused it.
 
@@ -249,11 +250,20 @@ fn json_regions_equal_proc_maps() {
 }
 
 /// `PMAP_TRACE_SEEDS=...` runs exactly those seeds (the four above step
-/// aside); without it, a fifth seed, so that this test always checks one.
+/// aside), with `PMAP_TRACE_JSON=1` as `--json` checks (regions field by
+/// field, deltas adding up to each table); without it, a fifth seed, so
+/// that this test always checks one.
 #[test]
 fn seeds_from_environment() {
+    let json = std::env::var_os("PMAP_TRACE_JSON").is_some();
     for seed in seeds_from_env().unwrap_or_else(|| vec![5]) {
-        check_seed(seed);
+        if json {
+            let (checkpoints, counts) = run_seed(seed, ops_per_seed(), Check::Json);
+            assert_coverage(seed, &counts);
+            eprintln!("seed {seed} (json): {checkpoints} checkpoints exact");
+        } else {
+            check_seed(seed);
+        }
     }
 }
 
