@@ -512,7 +512,13 @@ impl Session {
             self.explain(ev.exit_ns, &w);
             what = Some(w);
         }
-        let before_table = ev.exit_ns < self.seeded_ns;
+        if ev.exit_ns < self.seeded_ns {
+            // The table read after it holds its effect already. Its
+            // capture is not applied either: it is the state of an earlier
+            // moment (after an exec read late, of another program).
+            self.stats.before_table += 1;
+            return Ok(None);
+        }
 
         let effect = |s: &Self| {
             capture::effect(call, ev, s.brk, |addr| {
@@ -526,10 +532,6 @@ impl Session {
                         self.stats.exact += 1;
                     } else {
                         *self.stats.fallbacks.entry(Fallback::Uncertain).or_default() += 1;
-                    }
-                    if before_table {
-                        self.stats.before_table += 1;
-                        return Ok(None);
                     }
                     if !certain {
                         // Shown even if it looks like no change: the rows
@@ -549,11 +551,6 @@ impl Session {
             },
             Err(f) => f,
         };
-        if before_table {
-            // The table read after it holds its effect already.
-            self.stats.before_table += 1;
-            return Ok(None);
-        }
         if fallback == Fallback::Unnamed && self.address_space_gone() {
             // The file cannot be named any more (the process exited or
             // exec'd, as short programs do before the tracer looks): the

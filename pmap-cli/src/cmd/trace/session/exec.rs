@@ -110,6 +110,9 @@ impl Session {
         let now = self.read_new_map();
         self.dirty.clear();
         self.uncertain.clear();
+        // Differences a table found before are about an address space that
+        // is gone: the new map replaces all of it.
+        self.unconfirmed.clear();
         let taken = match (at_exec, now) {
             (Some(m), Ok(now)) => match self.name_exec_rows(&m, Some(&now)) {
                 Some(rows) => Ok((m, rows, Naming::Exact)),
@@ -165,10 +168,16 @@ impl Session {
         let mut tries = 0;
         loop {
             self.reopen()?;
-            self.seeded_ns = monotonic_ns();
+            let read_at = monotonic_ns();
             match self.view()?.all() {
                 Err(e) if is_gone(&e) && tries < 3 && self.still_same_process() => tries += 1,
-                other => return other,
+                // Calls that ended before are in it (and only then: a
+                // failed read holds none of them).
+                Ok(now) => {
+                    self.seeded_ns = read_at;
+                    return Ok(now);
+                }
+                Err(e) => return Err(e),
             }
         }
     }
