@@ -195,7 +195,12 @@ pub struct Vma {
 #[repr(C)]
 #[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
 pub struct Capture {
-    /// `mm->brk` at exit (0 if no region was read).
+    /// `mm->brk` when the map was read (0 if no region was read). Used
+    /// by userspace in [`kind::EXEC_MAP`] records only: a syscall's break
+    /// is kept from the brk calls themselves, since this one, read at the
+    /// end of the exit program, may hold another thread's later brk.
+    /// (Leaving it out of the syscall program made LLVM emit code the
+    /// verifier refused.)
     pub brk: u64,
     /// One of [`capture`].
     pub status: u32,

@@ -32,6 +32,10 @@
 //!   | . Each is an object of its own, with its own inode; the same
 //!   protection and offset 0 make the second look like the first
 //!   everywhere but in that inode.
+//! - `mapped-and-gone`: 20 times at once: map 2 pages of a file, close its
+//!   descriptor, unmap them | . By the time the tracer looks, neither the
+//!   mapping nor the descriptor is left to name the file by (the loader
+//!   does this with /etc/ld.so.cache at every start).
 //!
 //! (`|` is a checkpoint.)
 
@@ -217,6 +221,30 @@ fn shared_anon_overlay() -> Result<(), String> {
     Ok(())
 }
 
+fn mapped_and_gone() -> Result<(), String> {
+    let (f, path) = temp_file("gone")?;
+    let _ = std::fs::remove_file(path);
+    for _ in 0..20 {
+        let dup = f.try_clone().map_err(|e| format!("dup: {e}"))?;
+        let a = mmap(
+            0,
+            2 * PAGE,
+            libc::PROT_READ,
+            libc::MAP_PRIVATE,
+            dup.as_raw_fd(),
+        );
+        drop(dup);
+        check("mmap", a != libc::MAP_FAILED as usize)?;
+        // SAFETY: unmapping the pages just mapped, never dereferenced.
+        check(
+            "munmap",
+            unsafe { libc::munmap(a as *mut _, 2 * PAGE) } == 0,
+        )?;
+    }
+    stop();
+    Ok(())
+}
+
 #[inline(never)]
 fn recurse(depth: usize) -> u8 {
     let mut buf = [0u8; 16 * 1024];
@@ -308,6 +336,7 @@ fn main() -> ExitCode {
         "burst" => burst(),
         "loader" => loader(),
         "shared-anon-overlay" => shared_anon_overlay(),
+        "mapped-and-gone" => mapped_and_gone(),
         other => Err(format!("unknown scenario {other:?}")),
     };
     match r {

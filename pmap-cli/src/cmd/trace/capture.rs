@@ -46,9 +46,9 @@ pub enum Fallback {
     /// difference may not be this call's alone.
     Uncertain,
     /// The capture was taken and applied, but a new file mapping in it
-    /// could not be named: the address space was gone (exit or exec)
-    /// before the tracer looked. Its rows are exact but for the name,
-    /// which is the call's descriptor (`(fd 3)`).
+    /// could not be named: the mapping, or the whole address space, was
+    /// gone before the tracer looked, its descriptor closed. Its rows are
+    /// exact but for the name, which is the call's descriptor (`(fd 3)`).
     NameUnknown,
 }
 

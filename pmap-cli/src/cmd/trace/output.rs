@@ -196,7 +196,7 @@ impl<W: Write> Printer<W> {
                 self.out.write_all(b"   (changed again by a later call before the tracer looked: the rows show both)")?;
             } else if d.fallback == Some(Fallback::NameUnknown) {
                 self.out.write_all(
-                    b"   (file not named: the process was gone before the tracer looked)",
+                    b"   (file not named: the mapping was gone before the tracer looked)",
                 )?;
             } else if let Some(f) = d.fallback.filter(|_| call) {
                 write!(

@@ -462,6 +462,13 @@ impl Session {
         self.open_dir();
         match ev.kind {
             kind::EXEC => {
+                if ev.exit_ns < self.seeded_ns && self.view.is_some() {
+                    // A read since holds the new program's map already (a
+                    // chain of execs the tracer is behind on): its table
+                    // was printed then.
+                    self.exec_parts = Default::default();
+                    return Ok(None);
+                }
                 let at_exec = self.exec_parts.take(ev, self.seeded_ns);
                 // Exited since (its exit event may have been lost): a new
                 // process has the id, and its exec is not ours. With the
@@ -512,6 +519,15 @@ impl Session {
             self.explain(ev.exit_ns, &w);
             what = Some(w);
         }
+        // The break as this call found it and as it left it. Only brk moves
+        // it, and returns the break it left (the old one when it fails):
+        // kept from the calls in order, not from a capture's `brk`, which
+        // is read at the end of the exit program and may hold another
+        // thread's later brk already.
+        let brk_before = self.brk;
+        if call == Call::Brk && ev.ret > 0 {
+            self.brk = ev.ret as u64;
+        }
         if ev.exit_ns < self.seeded_ns {
             // The table read after it holds its effect already. Its
             // capture is not applied either: it is the state of an earlier
@@ -521,7 +537,7 @@ impl Session {
         }
 
         let effect = |s: &Self| {
-            capture::effect(call, ev, s.brk, |addr| {
+            capture::effect(call, ev, brk_before, |addr| {
                 Self::attachment_extent(addr, s.model.regions())
             })
         };
@@ -551,26 +567,27 @@ impl Session {
             },
             Err(f) => f,
         };
-        if fallback == Fallback::Unnamed && self.address_space_gone() {
-            // The file cannot be named any more (the process exited or
-            // exec'd, as short programs do before the tracer looks): the
-            // capture's rows are exact but for the name, and better shown
-            // so than not at all.
-            *self
-                .stats
-                .fallbacks
-                .entry(Fallback::NameUnknown)
-                .or_default() += 1;
+        if fallback == Fallback::Unnamed {
+            // The file cannot be named any more: the kernel's row at its
+            // address is not this mapping now (unmapped or mapped over, as
+            // the loader does with /etc/ld.so.cache, or the process exited
+            // or exec'd) and its descriptor is closed. Reading the kernel
+            // would show only what came later; the capture's rows are
+            // exact but for the name.
             if let Ok(e) = effect(self)
                 && let Ok((change, _)) = self.apply_capture(call, ev, e, true)
             {
+                *self
+                    .stats
+                    .fallbacks
+                    .entry(Fallback::NameUnknown)
+                    .or_default() += 1;
                 let mut d = self.call_delta(call, ev, change, keep_failed);
                 if let Some(d) = &mut d {
                     d.fallback = Some(Fallback::NameUnknown);
                 }
                 return Ok(d);
             }
-            return Ok(None);
         }
         self.apply_fallback(call, ev, fallback, what, keep_failed, later)
     }
@@ -602,12 +619,6 @@ impl Session {
         ))
     }
 
-    /// Whether the address space the view reads is gone (the process
-    /// exited or exec'd): nothing more can be read of it.
-    fn address_space_gone(&mut self) -> bool {
-        matches!(self.view().and_then(|v| v.query(0)), Err(e) if is_gone(&e))
-    }
-
     /// Applies a call's effect as its capture shows it (see `capture`).
     /// Fails only if a new file mapping cannot be named; the model is then
     /// untouched. With `placeholder`, such a row is named by the call's
@@ -619,13 +630,8 @@ impl Session {
         e: capture::Effect,
         placeholder: bool,
     ) -> Result<(Change, bool), Fallback> {
-        let brk_after = match ev.capture.brk {
-            0 if call == Call::Brk => ev.ret as u64,
-            0 => self.brk,
-            b => b,
-        };
+        let brk_after = self.brk;
         let Some((lo, hi)) = capture::reach(&e) else {
-            self.brk = brk_after;
             return Ok((Change::default(), true));
         };
         let old: Vec<Region> = self.model.within(lo, hi).cloned().collect();
@@ -663,7 +669,6 @@ impl Session {
                 }
             }
         }
-        self.brk = brk_after;
         self.account(&change);
         Ok((change, certain))
     }

@@ -194,7 +194,9 @@ impl Session {
             let mut r = capture::row(v);
             if r.inode != 0 {
                 let id = (r.dev_major, r.dev_minor, r.inode);
-                let same = |o: &&Region| (o.dev_major, o.dev_minor, o.inode) == id;
+                let same = |o: &&Region| {
+                    (o.dev_major, o.dev_minor, o.inode) == id && !super::naming::stands_in(o)
+                };
                 // The kernel's rows now, the names seen, the rows before
                 // the exec (a forked child execs the files its parent has).
                 let known = now.and_then(|now| now.iter().find(same).cloned());

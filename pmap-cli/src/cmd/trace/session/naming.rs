@@ -10,6 +10,13 @@ use crate::{
     map::{kind, region::Region},
 };
 
+/// Whether `r`'s name only stands in for one the tracer could not find
+/// (`(fd 3)`, `(unknown file)`): never a source of names for other rows.
+/// Paths start with `/`, the kernel's own names with `[`.
+pub(super) fn stands_in(r: &Region) -> bool {
+    r.name.first() == Some(&b'(')
+}
+
 impl Session {
     /// Names a captured row as `/proc/PID/maps` would (fs/proc/task_mmu.c
     /// `get_vma_name`): a file's path, a special mapping's name, `[heap]`,
@@ -64,7 +71,8 @@ impl Session {
         old: &[Region],
     ) -> Result<(), Fallback> {
         let id = (r.dev_major, r.dev_minor, r.inode);
-        let same = |o: &Region| (o.dev_major, o.dev_minor, o.inode) == id;
+        // A row of the same file that has its name.
+        let same = |o: &Region| (o.dev_major, o.dev_minor, o.inode) == id && !stands_in(o);
         // The name, device and inode the kernel prints (for SysV segments
         // and overlayfs, not those of the file the region holds).
         let take = |r: &mut Region, k: &Region| {
@@ -89,6 +97,7 @@ impl Session {
                 .iter()
                 .find(|o| {
                     o.inode != 0
+                        && !stands_in(o)
                         && o.start < r.end
                         && o.end > r.start
                         && o.start.wrapping_sub(o.offset) == base
@@ -106,7 +115,15 @@ impl Session {
             if let Some(o) = self
                 .model
                 .containing(from)
-                .filter(|o| o.inode != 0 && o.offset + (from - o.start) == r.offset)
+                .filter(|o| {
+                    o.inode != 0
+                        && !stands_in(o)
+                        && o.offset + (from - o.start) == r.offset
+                        // The same file, or one shown under another
+                        // device's identity (see below); another file of
+                        // the same device is not where this came from.
+                        && (same(o) || (o.dev_major, o.dev_minor) != (r.dev_major, r.dev_minor))
+                })
                 .cloned()
             {
                 take(r, &o);
@@ -131,22 +148,29 @@ impl Session {
             r.name = b"/dev/zero (deleted)".to_vec();
             return Ok(());
         }
-        // The kernel's row there now, if it is still this mapping: the
-        // same file, or one on another device with the same protection
-        // (overlayfs prints its own device and inode, the capture holds
-        // the real file's). Another file of the same device is a later
-        // mapping over this one, not this one under another name.
-        if let Ok(Some(k)) = self.view().and_then(|v| v.query(r.start))
-            && k.start == r.start
-            && k.offset == r.offset
-            && (same(&k)
-                || (k.perms == r.perms && (k.dev_major, k.dev_minor) != (r.dev_major, r.dev_minor)))
-        {
-            if same(&k) {
+        // The kernel's rows there now, if one is still this mapping (or
+        // what is left of it): the same file, or at its start one on
+        // another device with the same protection (overlayfs prints its
+        // own device and inode, the capture holds the real file's).
+        // Another file of the same device is a later mapping over this
+        // one, not this one under another name.
+        let now = self.view().and_then(|v| v.range(r.start, r.end));
+        if let Ok(now) = now {
+            let other_device = |k: &Region| {
+                k.start == r.start
+                    && k.offset == r.offset
+                    && k.perms == r.perms
+                    && (k.dev_major, k.dev_minor) != (r.dev_major, r.dev_minor)
+            };
+            if let Some(k) = now.iter().find(|k| same(k)) {
                 self.file_names.borrow_mut().insert(id, k.clone());
+                take(r, k);
+                return Ok(());
             }
-            take(r, &k);
-            return Ok(());
+            if let Some(k) = now.iter().find(|k| other_device(k)) {
+                take(r, k);
+                return Ok(());
+            }
         }
         if ev.kind == nr::MMAP
             && let Some(name) = self.fd_name(ev.args[4] as i32, id)
