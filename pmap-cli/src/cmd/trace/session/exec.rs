@@ -165,12 +165,28 @@ impl Session {
     /// opened gone if the process exec'd once more meanwhile: then the
     /// newest one is read (that exec's own record finds it read already).
     fn read_new_map(&mut self) -> io::Result<Vec<Region>> {
-        let mut tries = 0;
+        let (mut gone, mut loading) = (0, 0);
         loop {
             self.reopen()?;
             let read_at = monotonic_ns();
-            match self.view()?.all() {
-                Err(e) if is_gone(&e) && tries < 3 && self.still_same_process() => tries += 1,
+            let before = self.proc_dir()?.stat().ok();
+            let read = self.view()?.all();
+            let after = self.proc_dir()?.stat().ok();
+            // Whole only if the kernel had finished mapping the program
+            // (its interpreter, then the vDSO, come last) before the read
+            // began, and no other exec came during it.
+            let whole = match (&before, &after) {
+                (Some(b), Some(a)) => {
+                    !b.loading_program() && !a.loading_program() && b.start_stack == a.start_stack
+                }
+                _ => true,
+            };
+            match read {
+                Err(e) if is_gone(&e) && gone < 3 && self.still_same_process() => gone += 1,
+                Ok(_) if !whole && loading < 100 => {
+                    loading += 1;
+                    std::thread::sleep(std::time::Duration::from_micros(100));
+                }
                 // Calls that ended before are in it (and only then: a
                 // failed read holds none of them).
                 Ok(now) => {
