@@ -237,11 +237,11 @@ fn seed_4() {
 }
 
 /// The model itself, field by field, against the kernel's maps, and the
-/// `--json` deltas adding up to each table, on four seeds of their own.
+/// `--json` deltas adding up to each table, on eight seeds of their own.
 #[test]
 fn json_regions_equal_proc_maps() {
     if seeds_from_env().is_none() {
-        for seed in 5..=8 {
+        for seed in 5..=12 {
             let (checkpoints, counts) = run_seed(seed, 1_600, Check::Json);
             assert_coverage(seed, &counts);
             eprintln!("seed {seed} (json): {checkpoints} checkpoints exact");
