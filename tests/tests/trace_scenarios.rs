@@ -19,33 +19,48 @@ fn run(name: &str, checkpoints: usize) -> Tracer {
     run_with(name, checkpoints, &|_, _, _| {})
 }
 
-/// `run`, calling `at(checkpoint, tracer, Before | After)` around each
-/// checkpoint's table check.
-fn run_with(name: &str, checkpoints: usize, at: &dyn Fn(usize, &Tracer, Phase)) -> Tracer {
+/// Runs scenario `name` under `pmap trace ARGS PID`, calling
+/// `check(checkpoint, pid, tracer)` at each checkpoint while it is
+/// stopped; returns the tracer (still running, the scenario exited), the
+/// scenario's pid and the number of checkpoints.
+fn traced(
+    name: &str,
+    args: &[&str],
+    check: &mut dyn FnMut(usize, u32, &mut Tracer),
+) -> (Tracer, u32, usize) {
     let mut wl = Workload::spawn_bin("trace_scenarios", &[name]);
     let pid = wl.pid();
-    let mut t = Tracer::spawn(&[&pid.to_string()]);
+    let pid_s = pid.to_string();
+    let mut t = Tracer::spawn(&[args, &[pid_s.as_str()]].concat());
     t.wait_tracing(Duration::from_secs(60));
     wl.release();
     let mut seen = 0;
     loop {
         match wl.wait_event(Duration::from_secs(30)) {
             Event::Stopped => {
-                at(seen, &t, Phase::Before);
-                let table = t.request_table(pid);
-                let what = format!("scenario {name}, checkpoint {seen}");
-                assert_table_matches(&table, &reference_pmap(pid, &[]), &what, &t);
-                at(seen, &t, Phase::After);
+                check(seen, pid, &mut t);
                 seen += 1;
                 wl.cont();
             }
-            Event::Exited(0) => break,
+            Event::Exited(0) => return (t, pid, seen),
             other => panic!(
                 "scenario {name} ended with {other:?}: {}",
                 wl.stderr().join("\n")
             ),
         }
     }
+}
+
+/// `run`, calling `at(checkpoint, tracer, Before | After)` around each
+/// checkpoint's table check.
+fn run_with(name: &str, checkpoints: usize, at: &dyn Fn(usize, &Tracer, Phase)) -> Tracer {
+    let (mut t, pid, seen) = traced(name, &[], &mut |seen, pid, t| {
+        at(seen, t, Phase::Before);
+        let table = t.request_table(pid);
+        let what = format!("scenario {name}, checkpoint {seen}");
+        assert_table_matches(&table, &reference_pmap(pid, &[]), &what, t);
+        at(seen, t, Phase::After);
+    });
     assert_eq!(seen, checkpoints, "scenario {name}: checkpoints");
     let status = t.wait_exit(Duration::from_secs(30));
     assert!(
@@ -124,24 +139,9 @@ fn failed_noreplace_then_replaced() {
 /// checking the table against /proc, that the tracer corrected nothing
 /// and that the deltas add up to the tables.
 fn run_json(name: &str) -> (Tracer, Vec<serde_json::Value>) {
-    let mut wl = Workload::spawn_bin("trace_scenarios", &[name]);
-    let pid = wl.pid();
-    let mut t = Tracer::spawn(&["--json", &pid.to_string()]);
-    t.wait_tracing(Duration::from_secs(60));
-    wl.release();
-    let mut seen = 0;
-    loop {
-        match wl.wait_event(Duration::from_secs(30)) {
-            Event::Stopped => {
-                let regions = t.request_json_table(pid);
-                assert_regions_match(&regions, &maps_lines(pid), name, &t);
-                seen += 1;
-                wl.cont();
-            }
-            Event::Exited(0) => break,
-            other => panic!("{name} ended with {other:?}"),
-        }
-    }
+    let (mut t, _, seen) = traced(name, &["--json"], &mut |_, pid, t| {
+        assert_regions_match(&t.request_json_table(pid), &maps_lines(pid), name, t);
+    });
     assert_eq!(seen, 1, "checkpoints");
     let status = t.wait_exit(Duration::from_secs(30));
     assert!(

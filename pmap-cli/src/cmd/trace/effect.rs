@@ -47,6 +47,12 @@ fn perms(prot: u64, shared: bool) -> Perms {
     ])
 }
 
+/// The name that stands in for a file the tracer knows only as an mmap's
+/// descriptor `fd` (the call's raw argument): `(fd 3)`.
+pub fn fd_name(fd: u64) -> Vec<u8> {
+    format!("(fd {})", fd as i32).into_bytes()
+}
+
 /// A row derived from an mmap of a descriptor whose file the kernel has
 /// not named yet (see `Session::name_files`).
 pub fn unnamed_file(r: &Region) -> bool {
@@ -200,7 +206,7 @@ fn one(call: Call, ev: &Event, model: &RegionModel, brk_start: u64) -> Option<Ef
             let (name, offset) = if anonymous {
                 (Vec::new(), 0)
             } else {
-                (format!("(fd {})", a[4] as i32).into_bytes(), a[5])
+                (fd_name(a[4]), a[5])
             };
             let mut rows = reshape(model, lo, hi, |_| None);
             rows.push(Region {

@@ -641,7 +641,7 @@ impl Session {
             match self.name_captured(&mut r, call, ev, &old, brk_after) {
                 Err(Fallback::Unnamed) if placeholder => {
                     r.name = match call {
-                        Call::Mmap => format!("(fd {})", ev.args[4] as i32).into_bytes(),
+                        Call::Mmap => super::effect::fd_name(ev.args[4]),
                         _ => b"(unnamed file)".to_vec(),
                     }
                 }
