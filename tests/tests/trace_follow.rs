@@ -616,7 +616,16 @@ fn a_child_gone_before_the_tracer_reads_its_exec_is_still_shown() {
         marker.display()
     );
     let mut t = Tracer::spawn(&["-f", "--json", "--no-initial-table", "--", "sh", "-c", &cmd]);
-    t.wait_tracing(Duration::from_secs(60));
+    let root = traced_pid(&t.wait_tracing(Duration::from_secs(60)));
+    // Launch mode stops sh at its exec with ptrace; held before it lets
+    // go, the tracer would hold sh too (its SIGCHLD stops it).
+    let deadline = Instant::now() + Duration::from_secs(10);
+    while std::fs::read_to_string(format!("/proc/{root}/status"))
+        .is_ok_and(|s| !s.contains("TracerPid:\t0\n"))
+    {
+        assert!(Instant::now() < deadline, "the tracer did not let go of sh");
+        std::thread::sleep(Duration::from_millis(5));
+    }
     t.signal(libc::SIGSTOP);
     let deadline = Instant::now() + Duration::from_secs(60);
     while !marker.exists() {
