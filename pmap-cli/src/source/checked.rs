@@ -107,7 +107,8 @@ pub fn read_with_retries<T, E>(
         let Ok(now) = settled_stat(|| dir.stat(), LOAD_WAIT) else {
             return Ok(Tried::Vanished);
         };
-        if n > 0 || !describes(info, &now) {
+        let looked_up = n > 0 || !describes(info, &now);
+        if looked_up {
             let Some(i) = process::fetch_in(dir) else {
                 return Ok(Tried::Vanished);
             };
@@ -126,8 +127,15 @@ pub fn read_with_retries<T, E>(
                 None => return Ok(Tried::Vanished),
             }
         };
-        let Ok(before) = maps_dir.stat() else {
-            return Ok(Tried::Vanished);
+        // `now` is this directory's `stat` of a moment ago, unless the
+        // process was looked up again since.
+        let before = if !looked_up && std::ptr::eq(maps_dir, dir) {
+            now
+        } else {
+            match maps_dir.stat() {
+                Ok(b) => b,
+                Err(_) => return Ok(Tried::Vanished),
+            }
         };
         if before.loading_program() || !describes(info, &before) {
             // Another execve began since: the header would not go with

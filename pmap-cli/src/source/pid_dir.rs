@@ -16,6 +16,38 @@ use std::{
 
 use super::stat::StatFacts;
 
+/// Appends what `file` holds, up to `max` bytes, to `buf`: the first read
+/// asks for a page, which holds most of `/proc/PID`'s small files whole.
+/// (`read_to_end` asks the size first, which `/proc` does not know, then
+/// reads 32 bytes at a time: eight system calls for a `stat`, where this
+/// makes two.) A read error keeps what was read before it in `buf`.
+pub fn read_whole(file: &mut impl Read, buf: &mut Vec<u8>, max: usize) -> io::Result<()> {
+    let start = buf.len();
+    loop {
+        let got = buf.len() - start;
+        if got >= max {
+            return Ok(());
+        }
+        let want = (got.max(4096)).min(max - got);
+        buf.reserve(want);
+        let at = buf.len();
+        buf.resize(at + want, 0);
+        match file.read(&mut buf[at..]) {
+            Ok(n) => {
+                buf.truncate(at + n);
+                if n == 0 {
+                    return Ok(());
+                }
+            }
+            Err(e) if e.kind() == io::ErrorKind::Interrupted => buf.truncate(at),
+            Err(e) => {
+                buf.truncate(at);
+                return Err(e);
+            }
+        }
+    }
+}
+
 /// An open `/proc/PID` directory.
 #[derive(Debug)]
 pub struct PidDir {
@@ -88,7 +120,7 @@ impl PidDir {
     /// The whole of file `name`.
     pub fn read(&self, name: &str) -> io::Result<Vec<u8>> {
         let mut buf = Vec::new();
-        self.open_file(name)?.read_to_end(&mut buf)?;
+        read_whole(&mut self.open_file(name)?, &mut buf, usize::MAX)?;
         Ok(buf)
     }
 

@@ -25,6 +25,9 @@ use super::lines::LineSource;
 const BLOCK: usize = 256 * 1024;
 /// Blocks in flight: enough to ride out scheduling hiccups, small in memory.
 const DEPTH: usize = 3;
+/// What is read before a thread is started: most processes' `maps` whole
+/// (a few hundred rows), where a thread would cost more than it saves.
+const FIRST: usize = 32 * 1024;
 
 /// A block: `buf[..end]` holds whole lines (the last block of the file may
 /// end without a newline). `buf` stays initialised at its full length, so
@@ -34,38 +37,58 @@ struct Block {
     end: usize,
 }
 
-/// The lines of a file a background thread reads ahead.
-pub struct Prefetch {
+impl Block {
+    fn new(len: usize) -> Block {
+        Block {
+            buf: vec![0; len],
+            end: 0,
+        }
+    }
+}
+
+/// The reading thread's end of the hand-over.
+struct Ahead {
     rx: Receiver<io::Result<Block>>,
     recycle: SyncSender<Block>,
+}
+
+/// The lines of a file a background thread reads ahead.
+pub struct Prefetch {
+    /// `None` when the first read reached the end of the file.
+    ahead: Option<Ahead>,
     cur: Block,
     pos: usize,
     done: bool,
+    /// The error that ended the first read, returned once `cur` is used.
+    failed: Option<io::Error>,
 }
 
 impl Prefetch {
-    /// Starts reading `file` ahead. If no thread can be started, the read
-    /// fails with the reason.
-    pub fn new(file: File) -> Prefetch {
-        let (tx, rx) = sync_channel(DEPTH);
-        let (recycle, used) = sync_channel::<Block>(DEPTH + 2);
-        let spawned = std::thread::Builder::new().name("pmap-read".into()).spawn({
-            let tx = tx.clone();
-            move || read_ahead(file, &tx, &used)
-        });
-        if let Err(e) = spawned {
-            let _ = tx.send(Err(e));
-        }
-        Prefetch {
-            rx,
-            recycle,
-            cur: Block {
-                buf: Vec::new(),
-                end: 0,
-            },
+    /// Reads the start of `file`, and starts a thread that reads the rest
+    /// ahead if there is more. If no thread can be started, the read fails
+    /// with the reason.
+    pub fn new(mut file: File) -> Prefetch {
+        let mut cur = Block::new(FIRST);
+        let mut p = Prefetch {
+            ahead: None,
+            cur: Block::new(0),
             pos: 0,
-            done: false,
+            done: true,
+            failed: None,
+        };
+        match fill_block(&mut file, &mut cur, FIRST) {
+            Err(e) => p.failed = Some(e),
+            Ok(true) => p.cur = cur,
+            Ok(false) => {
+                // Lines are short: a longer one grows this in the thread.
+                let mut carry = Vec::with_capacity(4096);
+                cut_lines(&mut cur, &mut carry);
+                p.cur = cur;
+                p.done = false;
+                p.ahead = Some(start_thread(file, carry));
+            }
         }
+        p
     }
 
     /// Makes the current block hold unread bytes; false at the end.
@@ -80,15 +103,20 @@ impl Prefetch {
     #[inline(never)]
     fn next_block(&mut self) -> io::Result<bool> {
         while self.pos == self.cur.end {
-            if self.done {
-                return Ok(false);
+            if let Some(e) = self.failed.take() {
+                return Err(e);
             }
-            match self.rx.recv() {
+            let (Some(ahead), false) = (&self.ahead, self.done) else {
+                return Ok(false);
+            };
+            match ahead.rx.recv() {
                 Ok(Ok(block)) => {
                     self.done = block.end == 0;
                     let used = std::mem::replace(&mut self.cur, block);
-                    // If the thread has enough spares, this one is dropped.
-                    let _ = self.recycle.try_send(used);
+                    // The first block is smaller than the thread's: dropped.
+                    if used.buf.len() >= BLOCK {
+                        let _ = ahead.recycle.try_send(used);
+                    }
                     self.pos = 0;
                 }
                 Ok(Err(e)) => {
@@ -106,51 +134,84 @@ impl Prefetch {
     }
 }
 
+/// Starts the thread that reads the rest of `file`, after the unfinished
+/// line `carry`. Its blocks are allocated here: a thread that allocates
+/// gets a malloc arena of its own, which costs more than a small file's
+/// whole read.
+fn start_thread(file: File, carry: Vec<u8>) -> Ahead {
+    let (tx, rx) = sync_channel(DEPTH);
+    let (recycle, used) = sync_channel::<Block>(DEPTH + 2);
+    for _ in 0..DEPTH + 1 {
+        let _ = recycle.try_send(Block::new(BLOCK));
+    }
+    let spawned = std::thread::Builder::new().name("pmap-read".into()).spawn({
+        let tx = tx.clone();
+        move || read_ahead(file, carry, &tx, &used)
+    });
+    if let Err(e) = spawned {
+        let _ = tx.send(Err(e));
+    }
+    Ahead { rx, recycle }
+}
+
 /// The thread: blocks of whole lines, then an empty block at the end of
 /// the file, or the error that stopped the read (the bytes read before it
 /// in that block are dropped: the caller judges such a read cut short).
-fn read_ahead(mut file: File, tx: &SyncSender<io::Result<Block>>, used: &Receiver<Block>) {
-    let mut carry: Vec<u8> = Vec::new();
+fn read_ahead(
+    mut file: File,
+    mut carry: Vec<u8>,
+    tx: &SyncSender<io::Result<Block>>,
+    used: &Receiver<Block>,
+) {
     loop {
-        let mut block = used.try_recv().unwrap_or_else(|_| Block {
-            buf: vec![0; BLOCK],
-            end: 0,
-        });
-        block.end = carry.len();
-        if block.buf.len() < block.end + BLOCK {
-            block.buf.resize(block.end + BLOCK, 0);
+        // Blocks come back as the parser is done with them; none come back
+        // once it went away (it stopped early): stop too.
+        let Ok(mut block) = used.recv() else {
+            return;
+        };
+        if block.buf.len() < carry.len() + BLOCK {
+            block.buf.resize(carry.len() + BLOCK, 0);
         }
+        block.end = carry.len();
         block.buf[..block.end].copy_from_slice(&carry);
         carry.clear();
-        let eof = match fill_block(&mut file, &mut block) {
-            Ok(eof) => eof,
-            Err(e) => {
-                let _ = tx.send(Err(e));
-                return;
+        let eof = loop {
+            if block.buf.len() < block.end + BLOCK {
+                block.buf.resize(block.end + BLOCK, 0);
+            }
+            match fill_block(&mut file, &mut block, BLOCK) {
+                Ok(true) => break true,
+                // No line end in the whole block: all one long line, read on.
+                Ok(false) if memchr::memrchr(b'\n', &block.buf[..block.end]).is_none() => {}
+                Ok(false) => break false,
+                Err(e) => {
+                    let _ = tx.send(Err(e));
+                    return;
+                }
             }
         };
         if !eof {
-            // Keep the unfinished last line for the next block; a block
-            // without any line end is all one long line: read on.
-            let cut = memchr::memrchr(b'\n', &block.buf[..block.end]).map_or(0, |i| i + 1);
-            carry.extend_from_slice(&block.buf[cut..block.end]);
-            block.end = cut;
-            if cut == 0 {
-                continue;
-            }
+            cut_lines(&mut block, &mut carry);
         }
         let last = eof && block.end == 0;
-        // The parser went away (it stopped early): stop too.
         if tx.send(Ok(block)).is_err() || last {
             return;
         }
     }
 }
 
-/// Reads into `block` after its `end` until BLOCK more bytes are in, or the
-/// end of the file (true).
-fn fill_block(file: &mut File, block: &mut Block) -> io::Result<bool> {
-    let want = block.end + BLOCK;
+/// Ends `block` after its last whole line and puts the unfinished line
+/// after it into `carry`.
+fn cut_lines(block: &mut Block, carry: &mut Vec<u8>) {
+    let cut = memchr::memrchr(b'\n', &block.buf[..block.end]).map_or(0, |i| i + 1);
+    carry.extend_from_slice(&block.buf[cut..block.end]);
+    block.end = cut;
+}
+
+/// Reads into `block` after its `end` until `len` more bytes are in, or
+/// the end of the file (true).
+fn fill_block(file: &mut File, block: &mut Block, len: usize) -> io::Result<bool> {
+    let want = block.end + len;
     while block.end < want {
         match file.read(&mut block.buf[block.end..want]) {
             Ok(0) => return Ok(true),

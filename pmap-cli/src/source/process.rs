@@ -7,7 +7,7 @@
 //! whether the locale's charset is UTF-8), `[comm]` when the command line is
 //! empty (kernel threads), `[comm] <defunct>` for zombies, `?` if nothing.
 
-use std::{io::Read, sync::OnceLock};
+use std::sync::OnceLock;
 
 use super::pid_dir::PidDir;
 use crate::map::process::ProcessInfo;
@@ -119,9 +119,9 @@ fn parse_stat(raw: &[u8]) -> Stat {
 /// empty (or unreadable), else the text up to the first remaining NUL.
 fn read_cmdline(dir: &PidDir) -> Option<Vec<u8>> {
     let mut buf = Vec::new();
-    let file = dir.open_file("cmdline").ok()?;
+    let mut file = dir.open_file("cmdline").ok()?;
     // A read error keeps what was read so far, as libproc2 does.
-    let _ = file.take(CMDLINE_MAX as u64).read_to_end(&mut buf);
+    let _ = super::pid_dir::read_whole(&mut file, &mut buf, CMDLINE_MAX);
     cmdline_from_raw(buf)
 }
 
