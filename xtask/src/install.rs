@@ -1,7 +1,8 @@
-//! `cargo xtask install [--root DIR] [--dry-run]`: the release `pmap` on
-//! PATH, with its man pages and bash, zsh and fish completions under the same
-//! prefix. Default prefix: /usr/local as root, ~/.local otherwise. Debian's
-//! procps owns /usr/bin/pmap, so /usr is refused.
+//! `cargo xtask install [--root DIR] [--dry-run]`: the release `pmap`
+//! (static, see [`release::build_pmap`]) on PATH, with its man pages and
+//! bash, zsh and fish completions under the same prefix. Default prefix:
+//! /usr/local as root, ~/.local otherwise. Debian's procps owns
+//! /usr/bin/pmap, so /usr is refused.
 
 use std::{
     fs,
@@ -11,13 +12,13 @@ use std::{
 use anyhow::{Context, Result, bail};
 
 use crate::{
-    deps, run as run_cmd,
-    util::{self, cargo, run},
+    deps, release,
+    util::{self, run},
 };
 
 const USAGE: &str = "usage: cargo xtask install [--root DIR] [--dry-run]
-  Builds the release pmap and installs, under DIR (default /usr/local as root,
-  ~/.local otherwise):
+  Builds the release pmap (static-pie, target/<host triple>/release/pmap) and
+  installs, under DIR (default /usr/local as root, ~/.local otherwise):
     DIR/bin/pmap
     DIR/share/man/man1/pmap.1 (and one page per subcommand)
     DIR/share/bash-completion/completions/pmap
@@ -50,13 +51,14 @@ pub fn main(args: &[String]) -> Result<()> {
     };
     check_prefix(&prefix)?;
 
-    let release = util::root().join("target/release");
-    let docs = release.join("pmap-docs");
-    let files = plan(&prefix, &release.join("pmap"), &docs)?;
+    let pmap = release::pmap_path()?;
+    let docs = pmap.with_file_name("pmap-docs");
+    let files = plan(&prefix, &pmap, &docs)?;
     if dry_run {
         eprintln!(
-            "xtask: dry run: would build the release pmap, generate its docs into {}, \
-             and install:",
+            "xtask: dry run: would build the release pmap (static-pie) as {}, \
+             generate its docs into {}, and install:",
+            pmap.display(),
             docs.display()
         );
         for (from, to) in &files {
@@ -67,10 +69,10 @@ pub fn main(args: &[String]) -> Result<()> {
 
     deps::ensure(deps::Needs::BUILD)?;
     util::note_no_ebpf_ignored();
-    run_cmd::build_release()?;
+    let pmap = release::build_pmap(true)?;
     generate_docs(&docs)?;
     // The man pages are one per (sub)command: list what was generated.
-    let files = plan(&prefix, &release.join("pmap"), &docs)?;
+    let files = plan(&prefix, &pmap, &docs)?;
     for (from, to) in &files {
         install_file(from, to)?;
         eprintln!("xtask: installed {}", to.display());
@@ -146,12 +148,13 @@ fn plan(prefix: &Path, binary: &Path, docs: &Path) -> Result<Vec<(PathBuf, PathB
 }
 
 /// Man pages and completions from `pmap_cli::cli::command()`, by the
-/// pmap-cli example `pmap-docs` (so that xtask need not build pmap-cli).
+/// pmap-cli example `pmap-docs` (so that xtask need not build pmap-cli),
+/// built like `pmap` so that the two share their compiled crates.
 fn generate_docs(out: &Path) -> Result<()> {
     if out.exists() {
         fs::remove_dir_all(out).with_context(|| format!("clearing {}", out.display()))?;
     }
-    let mut c = cargo([
+    let mut c = release::cargo([
         "run",
         "--quiet",
         "--release",
@@ -159,9 +162,8 @@ fn generate_docs(out: &Path) -> Result<()> {
         "pmap-cli",
         "--example",
         "pmap-docs",
-        "--",
-    ]);
-    c.arg(out).env_remove("PMAP_NO_EBPF");
+    ])?;
+    c.arg("--").arg(out).env_remove("PMAP_NO_EBPF");
     run(&mut c)
 }
 

@@ -5,6 +5,7 @@ mod bench;
 mod deps;
 mod fuzz;
 mod install;
+mod release;
 mod run;
 mod test;
 mod util;

@@ -1,7 +1,7 @@
 //! `cargo xtask run [-- ARGS]`: builds the release `pmap` (with its kernel
-//! programs) and runs it with ARGS; with none, the README's demo: a live
-//! trace of a short Python program that maps and unmaps memory
-//! (`xtask/demo.py`).
+//! programs; static, see [`release::build_pmap`]) and runs it with ARGS; with
+//! none, the README's demo: a live trace of a short Python program that maps
+//! and unmaps memory (`xtask/demo.py`).
 
 use std::{
     io::{BufRead, BufReader, Write},
@@ -12,10 +12,7 @@ use std::{
 
 use anyhow::{Context, Result, bail};
 
-use crate::{
-    deps,
-    util::{self, cargo, run},
-};
+use crate::{deps, release, util};
 
 /// The demo's workload (relative to the workspace root): a few anonymous
 /// and file mappings made and removed.
@@ -29,8 +26,7 @@ pub fn main(args: &[String]) -> Result<()> {
     };
     deps::ensure(deps::Needs::BUILD)?;
     util::note_no_ebpf_ignored();
-    build_release()?;
-    let pmap = util::root().join("target/release/pmap");
+    let pmap = release::build_pmap(true)?;
     if !args.is_empty() {
         let status = Command::new(&pmap)
             .args(args)
@@ -39,19 +35,6 @@ pub fn main(args: &[String]) -> Result<()> {
         return exit_like(status);
     }
     demo(&pmap)
-}
-
-/// `cargo build --release -p pmap-cli`, with the kernel programs.
-pub fn build_release() -> Result<()> {
-    run(cargo([
-        "build",
-        "--release",
-        "--package",
-        "pmap-cli",
-        "--bin",
-        "pmap",
-    ])
-    .env_remove("PMAP_NO_EBPF"))
 }
 
 fn demo(pmap: &std::path::Path) -> Result<()> {

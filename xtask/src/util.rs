@@ -118,7 +118,11 @@ pub fn show(c: &Command) -> String {
         if let Some(v) = v
             && k != "PATH"
         {
-            parts.push(format!("{}={}", k.to_string_lossy(), v.to_string_lossy()));
+            parts.push(format!(
+                "{}={}",
+                k.to_string_lossy(),
+                quote(&v.to_string_lossy())
+            ));
         }
     }
     parts.push(c.get_program().to_string_lossy().into_owned());

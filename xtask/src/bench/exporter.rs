@@ -52,7 +52,7 @@ pub fn run(opts: &Opts) -> Result<String> {
         bail!("building pmap failed: {e}");
     }
     if !opts.no_build {
-        super::cargo_build(&["-p", "pmap-tests", "--bin", "exporter_target"], false)
+        super::cargo_build(&["-p", "pmap-tests", "--bin", "exporter_target"])
             .map_err(anyhow::Error::msg)?;
     }
     let target = super::release_dir().join("exporter_target");

@@ -62,7 +62,7 @@ pub fn run(opts: &Opts) -> Result<String> {
         bail!("pmap could not be built: {e}");
     }
     if !opts.no_build {
-        cargo_build(&["-p", "pmap-tests", "--bin", "fork_storm"], false)
+        cargo_build(&["-p", "pmap-tests", "--bin", "fork_storm"])
             .map_err(anyhow::Error::msg)
             .context("building fork_storm")?;
     }

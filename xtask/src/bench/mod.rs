@@ -1,6 +1,7 @@
 //! `cargo xtask bench snapshot|trace|capacity|follow|exporter|record|stacks`: benchmarks, compared side by side.
 //!
-//! Every benchmark builds what it runs (release `pmap`, the workload bins of
+//! Every benchmark builds what it runs (the release `pmap`, static as users
+//! get it from [`crate::release::build_pmap`]; the workload bins of
 //! `tests/`), interleaves the commands it compares round-robin so that the
 //! noise of a shared machine falls on all of them alike, and prints a
 //! Markdown report (also written to `--out FILE`).
@@ -38,7 +39,8 @@ usage: cargo xtask bench snapshot|trace|capacity|follow|exporter|record|stacks [
 options:
   --quick        fewer rounds and smaller loops (about a minute)
   --rounds N     rounds of the interleaved measurements
-  --no-build     use the binaries already in target/release
+  --no-build     use the binaries already built (target/<host triple>/release/pmap,
+                 the workload programs in target/release)
   --out FILE     also write the Markdown report to FILE
   --alt-pmap BIN trace, capacity, stacks: also measure another pmap binary (e.g. an experiment)
                  side by side in the overhead (with and without --stacks) and
@@ -149,17 +151,14 @@ fn release_dir() -> PathBuf {
         .join("release")
 }
 
-fn cargo_build(args: &[&str], with_ebpf: bool) -> Result<(), String> {
+/// `cargo build --release ARGS`, for the workload programs of `tests/`
+/// (our `pmap` is built by [`crate::release::build_pmap`]).
+fn cargo_build(args: &[&str]) -> Result<(), String> {
     let cargo = std::env::var_os("CARGO").unwrap_or_else(|| "cargo".into());
     let mut cmd = Command::new(cargo);
     cmd.current_dir(workspace_root())
         .args(["build", "--release"])
         .args(args);
-    if with_ebpf {
-        // The trace benchmark needs the real kernel programs, not the empty
-        // object PMAP_NO_EBPF=1 embeds.
-        cmd.env_remove("PMAP_NO_EBPF");
-    }
     eprintln!("bench: building: cargo build --release {}", args.join(" "));
     match cmd.status() {
         Ok(s) if s.success() => Ok(()),
@@ -173,7 +172,9 @@ fn cargo_build(args: &[&str], with_ebpf: bool) -> Result<(), String> {
 
 /// Builds (unless `--no-build`) and locates the binaries. The workload bins
 /// must build; our `pmap` may fail, and the benchmark then reports it as
-/// missing rather than stopping.
+/// missing rather than stopping. `with_ebpf`: our `pmap` embeds the eBPF
+/// programs even if PMAP_NO_EBPF is set (the tracing benchmarks need the
+/// real kernel programs, not the empty object PMAP_NO_EBPF=1 embeds).
 pub fn build(opts: &Opts, with_ebpf: bool) -> Result<Bins> {
     let dir = release_dir();
     let mut pmap_build_error = None;
@@ -184,25 +185,22 @@ pub fn build(opts: &Opts, with_ebpf: bool) -> Result<Bins> {
             bench: true,
             tests: true,
         })?;
-        cargo_build(
-            &[
-                "-p",
-                "pmap-tests",
-                "--bin",
-                "many_maps",
-                "--bin",
-                "bench_loop",
-            ],
-            false,
-        )
+        cargo_build(&[
+            "-p",
+            "pmap-tests",
+            "--bin",
+            "many_maps",
+            "--bin",
+            "bench_loop",
+        ])
         .map_err(anyhow::Error::msg)
         .context("building the workload programs")?;
-        if let Err(e) = cargo_build(&["-p", "pmap-cli", "--bin", "pmap"], with_ebpf) {
-            pmap_build_error = Some(e);
+        if let Err(e) = crate::release::build_pmap(with_ebpf) {
+            pmap_build_error = Some(format!("{e:#}"));
         }
     }
     let bins = Bins {
-        pmap: dir.join("pmap"),
+        pmap: crate::release::pmap_path()?,
         many_maps: dir.join("many_maps"),
         bench_loop: dir.join("bench_loop"),
         pmap_build_error,

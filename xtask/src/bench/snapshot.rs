@@ -321,6 +321,11 @@ fn render(opts: &Opts, bins: &Bins, rounds: usize, machine: &str, ws: &[Workload
     s.push_str(machine);
     let _ = writeln!(
         s,
+        "- our pmap: {} (static-pie, as `cargo xtask run` and `install` build it)",
+        bins.pmap.display()
+    );
+    let _ = writeln!(
+        s,
         "- method: each command run {rounds} times per workload, all commands interleaved \
          round-robin (one warm-up pass first); wall time is fork+exec+exit as a user sees it, \
          output to /dev/null; CPU is user+sys from wait4; peak RSS is GNU time's %M (max of 2 runs, about 1 MiB floor). \
