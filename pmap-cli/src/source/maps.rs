@@ -172,6 +172,10 @@ pub fn parse_line_into(line: &[u8], r: &mut Region) -> Result<(), ParseError> {
     match line.get(p) {
         None => {}
         Some(b' ') => {
+            // Up to the name column: about twenty blanks, eight at a time.
+            while line.get(p..p + 8) == Some(b"        ") {
+                p += 8;
+            }
             while line.get(p) == Some(&b' ') {
                 p += 1;
             }
@@ -179,7 +183,9 @@ pub fn parse_line_into(line: &[u8], r: &mut Region) -> Result<(), ParseError> {
         Some(_) => return Err(ParseError::new("separator after inode", line)),
     }
     r.name.clear();
-    r.name.extend_from_slice(&line[p..]);
+    if let Some(name) = line.get(p..).filter(|n| !n.is_empty()) {
+        r.name.extend_from_slice(name);
+    }
     Ok(())
 }
 

@@ -23,11 +23,14 @@ use super::lines::LineSource;
 /// longer). The kernel fills about a page per `read` of a seq file, so this
 /// is the hand-over rate, not the syscall size.
 const BLOCK: usize = 256 * 1024;
-/// Blocks in flight: enough to ride out scheduling hiccups, small in memory.
+/// Blocks the thread may have filled ahead of the parser: enough that it
+/// never waits for the parser to give one back (with two, the read ran
+/// in step with the parsing, and no faster than both in turn).
 const DEPTH: usize = 3;
-/// What is read before a thread is started: most processes' `maps` whole
-/// (a few hundred rows), where a thread would cost more than it saves.
-const FIRST: usize = 32 * 1024;
+/// What is read before a thread is started: a map of up to about two
+/// thousand rows whole, where a thread (its start, the blocks' memory, the
+/// wake-ups) costs more than reading in parallel saves.
+const FIRST: usize = 128 * 1024;
 
 /// A block: `buf[..end]` holds whole lines (the last block of the file may
 /// end without a newline). `buf` stays initialised at its full length, so
@@ -141,7 +144,8 @@ impl Prefetch {
 fn start_thread(file: File, carry: Vec<u8>) -> Ahead {
     let (tx, rx) = sync_channel(DEPTH);
     let (recycle, used) = sync_channel::<Block>(DEPTH + 2);
-    for _ in 0..DEPTH + 1 {
+    // One more than can wait in the channel: the one being filled.
+    for _ in 0..=DEPTH {
         let _ = recycle.try_send(Block::new(BLOCK));
     }
     let spawned = std::thread::Builder::new().name("pmap-read".into()).spawn({

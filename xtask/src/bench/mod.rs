@@ -42,7 +42,7 @@ options:
   --no-build     use the binaries already built (target/<host triple>/release/pmap,
                  the workload programs in target/release)
   --out FILE     also write the Markdown report to FILE
-  --alt-pmap BIN trace, capacity, stacks: also measure another pmap binary (e.g. an experiment)
+  --alt-pmap BIN snapshot, trace, capacity, stacks: also measure another pmap binary (e.g. the previous build)
                  side by side in the overhead (with and without --stacks) and
                  cost-to-others sections
 ";

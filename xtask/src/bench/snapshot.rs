@@ -1,6 +1,7 @@
 //! `cargo xtask bench snapshot`: our `pmap` against `cat /proc/PID/maps`,
-//! `cat /proc/PID/smaps` and procps-ng's `pmap`, on processes holding 1k,
-//! 10k and 60k mappings, every command interleaved round-robin in one run.
+//! `cat /proc/PID/smaps` and procps-ng's `pmap` (and, with `--alt-pmap BIN`,
+//! another build of ours), on processes holding 1k, 10k and 60k mappings,
+//! every command interleaved round-robin in one run.
 
 use std::{
     ffi::OsString,
@@ -33,6 +34,8 @@ enum Tool {
     Cat,
     Procps,
     Ours,
+    /// `--alt-pmap`: another build of ours, side by side.
+    Alt,
 }
 
 struct Cmd {
@@ -56,6 +59,7 @@ impl Cmd {
             Tool::Cat => format!("cat /proc/PID/{}", self.mode),
             Tool::Procps => format!("procps pmap {}", self.mode),
             Tool::Ours => format!("ours pmap {}", self.mode),
+            Tool::Alt => format!("alt pmap {}", self.mode),
         }
     }
 }
@@ -88,7 +92,7 @@ pub fn run(opts: &Opts) -> Result<String> {
     let machine = machine_description();
     let mut workloads = Vec::new();
     for &(n, file) in sizes {
-        workloads.push(measure(&bins, n, file, rounds)?);
+        workloads.push(measure(&bins, opts.alt_pmap.as_deref(), n, file, rounds)?);
     }
     Ok(render(opts, &bins, rounds, &machine, &workloads))
 }
@@ -140,7 +144,13 @@ fn start_many_maps(bins: &Bins, n: usize, file: bool) -> Result<(Running, usize)
     Ok((r, regions))
 }
 
-fn measure(bins: &Bins, n: usize, file: bool, rounds: usize) -> Result<Workload> {
+fn measure(
+    bins: &Bins,
+    alt: Option<&Path>,
+    n: usize,
+    file: bool,
+    rounds: usize,
+) -> Result<Workload> {
     let (target, regions) = start_many_maps(bins, n, file)?;
     let pid = target.pid();
     let name = format!(
@@ -167,6 +177,11 @@ fn measure(bins: &Bins, n: usize, file: bool, rounds: usize) -> Result<Workload>
     }
     for &m in MODES {
         cmds.push(new_cmd(Tool::Ours, m, pmap_cmd(&bins.pmap, m, pid)));
+    }
+    if let Some(alt) = alt {
+        for &m in MODES {
+            cmds.push(new_cmd(Tool::Alt, m, pmap_cmd(alt, m, pid)));
+        }
     }
 
     // Check every command once, untimed: it must work, and ours is compared
@@ -200,7 +215,7 @@ fn measure(bins: &Bins, n: usize, file: bool, rounds: usize) -> Result<Workload>
             Tool::Procps => {
                 procps_out.insert(c.mode, out.stdout);
             }
-            Tool::Ours => {
+            Tool::Ours | Tool::Alt => {
                 c.diff_lines = procps_out
                     .get(c.mode)
                     .map(|p| differing_lines(p, &out.stdout));
@@ -364,7 +379,7 @@ fn render(opts: &Opts, bins: &Bins, rounds: usize, machine: &str, ws: &[Workload
                     .unwrap_or_else(|| "n/a".into()),
             };
             let vs_procps = match c.tool {
-                Tool::Ours => w
+                Tool::Ours | Tool::Alt => w
                     .find(Tool::Procps, c.mode)
                     .map(|p| fmt_x(paired_ratio(c, p)))
                     .unwrap_or_else(|| "n/a".into()),
@@ -402,6 +417,8 @@ fn render(opts: &Opts, bins: &Bins, rounds: usize, machine: &str, ws: &[Workload
             "ours (median ratio)",
             "ours (min/min)",
             "ours CPU ratio",
+            "alt (median ratio)",
+            "ours vs alt",
             "procps (median ratio)",
             "verdict",
         ]);
@@ -431,12 +448,23 @@ fn render(opts: &Opts, bins: &Bins, rounds: usize, machine: &str, ws: &[Workload
                 (Some(p), Some(b)) => paired_ratio(p, b),
                 _ => f64::NAN,
             };
+            let alt = w.find(Tool::Alt, m);
+            let ralt = match (alt, b) {
+                (Some(a), Some(b)) => paired_ratio(a, b),
+                _ => f64::NAN,
+            };
+            let ours_alt = match (ours, alt) {
+                (Some(o), Some(a)) => paired_ratio(o, a),
+                _ => f64::NAN,
+            };
             t.row(vec![
                 format!("pmap {m} vs cat {base}"),
                 format!("<= {goal}x"),
                 fmt_x(r),
                 fmt_x(rmin),
                 fmt_x(rcpu),
+                fmt_x(ralt),
+                fmt_x(ours_alt),
                 fmt_x(rp),
                 verdict(r, goal).into(),
             ]);
@@ -453,6 +481,8 @@ fn render(opts: &Opts, bins: &Bins, rounds: usize, machine: &str, ws: &[Workload
             "peak RSS of pmap -X".into(),
             format!("<= {GOAL_RSS_MIB} MiB"),
             format!("{} MiB", mib(rss)),
+            String::new(),
+            String::new(),
             String::new(),
             String::new(),
             format!("{} MiB", mib(prss)),
