@@ -1,15 +1,10 @@
 //! The fixed-width tables: default, `-d` (from maps lines) and `-x` (from
-//! smaps entries). Rows are printed as they come, gathered into writes of
-//! [`BATCH`] bytes (a write per row cost a copy call per row); nothing
-//! else is kept.
+//! smaps entries). Rows are printed as they come; nothing is kept.
 
 use std::io::{self, Write};
 
 use super::{Format, Options, names::push_mapping_name, num};
 use crate::map::{process::ProcessInfo, region::Region, smaps::SmapsEntry};
-
-/// Rows are handed to the output in writes of about this size.
-const BATCH: usize = 32 * 1024;
 
 /// Whether the caller should keep feeding rows.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
@@ -66,8 +61,7 @@ fn push_signed(buf: &mut Vec<u8>, v: u64) {
     num::dec(buf, v.unsigned_abs());
 }
 
-/// Default and `-d` tables, one region at a time; [`MapsTable::finish`]
-/// prints the last rows.
+/// Default and `-d` tables, one region at a time.
 pub struct MapsTable<'a, W: Write> {
     out: &'a mut W,
     opts: &'a Options,
@@ -88,7 +82,7 @@ impl<'a, W: Write> MapsTable<'a, W> {
             opts,
             start_stack: info.start_stack,
             totals: Totals::default(),
-            buf: Vec::with_capacity(BATCH + 256),
+            buf: Vec::with_capacity(256),
             scratch: Vec::new(),
         })
     }
@@ -104,6 +98,7 @@ impl<'a, W: Write> MapsTable<'a, W> {
         }
         self.totals.add(r);
         let b = &mut self.buf;
+        b.clear();
         num::hex_zero(b, r.start, 16);
         b.push(b' ');
         let kb = r.end.wrapping_sub(r.start) >> 10;
@@ -125,49 +120,38 @@ impl<'a, W: Write> MapsTable<'a, W> {
         b.push(b' ');
         push_mapping_name(b, r, self.opts, self.start_stack, &mut self.scratch);
         b.push(b'\n');
-        batched(self.out, b)?;
+        self.out.write_all(b)?;
         Ok(Row::Continue)
     }
 
-    /// Prints the rows still gathered and the totals line (unless quiet).
-    pub fn finish(mut self) -> io::Result<()> {
+    /// Prints the totals line (unless quiet).
+    pub fn finish(self) -> io::Result<()> {
         if self.opts.quiet {
-            return self.out.write_all(&self.buf);
+            return Ok(());
         }
         let t = &self.totals;
-        let b = &mut self.buf;
+        let mut b = Vec::with_capacity(128);
         if self.opts.format == Format::Device {
             b.extend_from_slice(b"mapped: ");
-            push_signed(b, t.mapped() >> 10);
+            push_signed(&mut b, t.mapped() >> 10);
             b.extend_from_slice(b"K    writeable/private: ");
-            push_signed(b, t.private_writeable >> 10);
+            push_signed(&mut b, t.private_writeable >> 10);
             b.extend_from_slice(b"K    shared: ");
-            push_signed(b, t.shared >> 10);
+            push_signed(&mut b, t.shared >> 10);
             b.extend_from_slice(b"K\n");
         } else {
             b.extend_from_slice(b" total ");
             let v = t.mapped() >> 10;
             let mut digits = Vec::new();
             push_signed(&mut digits, v);
-            num::str_right(b, &digits, 16);
+            num::str_right(&mut b, &digits, 16);
             b.extend_from_slice(b"K\n");
         }
-        self.out.write_all(b)
+        self.out.write_all(&b)
     }
 }
 
-/// Hands the rows gathered in `buf` to `out` once they make a batch.
-#[inline]
-fn batched(out: &mut impl Write, buf: &mut Vec<u8>) -> io::Result<()> {
-    if buf.len() >= BATCH {
-        out.write_all(buf)?;
-        buf.clear();
-    }
-    Ok(())
-}
-
-/// The `-x` table, one smaps entry at a time; [`ExtendedTable::finish`]
-/// prints the last rows.
+/// The `-x` table, one smaps entry at a time.
 pub struct ExtendedTable<'a, W: Write> {
     out: &'a mut W,
     opts: &'a Options,
@@ -192,7 +176,7 @@ impl<'a, W: Write> ExtendedTable<'a, W> {
             totals: Totals::default(),
             rss: 0,
             dirty: 0,
-            buf: Vec::with_capacity(BATCH + 256),
+            buf: Vec::with_capacity(256),
             scratch: Vec::new(),
         })
     }
@@ -228,6 +212,7 @@ impl<'a, W: Write> ExtendedTable<'a, W> {
             return Ok(Row::Continue);
         }
         let b = &mut self.buf;
+        b.clear();
         num::hex_zero(b, r.start, 16);
         b.push(b' ');
         num::dec_right(b, r.end.wrapping_sub(r.start) >> 10, 7);
@@ -240,25 +225,25 @@ impl<'a, W: Write> ExtendedTable<'a, W> {
         b.push(b' ');
         push_mapping_name(b, r, self.opts, self.start_stack, &mut self.scratch);
         b.push(b'\n');
-        batched(self.out, b)?;
+        self.out.write_all(b)?;
         Ok(Row::Continue)
     }
 
-    /// Prints the rows still gathered and the totals (unless quiet).
-    pub fn finish(mut self) -> io::Result<()> {
+    /// Prints the totals (unless quiet).
+    pub fn finish(self) -> io::Result<()> {
         if self.opts.quiet {
-            return self.out.write_all(&self.buf);
+            return Ok(());
         }
-        let b = &mut self.buf;
+        let mut b = Vec::with_capacity(128);
         b.extend_from_slice(b"---------------- ------- ------- ------- \ntotal kB         ");
         let mut digits = Vec::new();
         push_signed(&mut digits, self.totals.mapped() >> 10);
-        num::str_right(b, &digits, 7);
+        num::str_right(&mut b, &digits, 7);
         b.push(b' ');
-        num::dec_right(b, self.rss, 7);
+        num::dec_right(&mut b, self.rss, 7);
         b.push(b' ');
-        num::dec_right(b, self.dirty, 7);
+        num::dec_right(&mut b, self.dirty, 7);
         b.push(b'\n');
-        self.out.write_all(b)
+        self.out.write_all(&b)
     }
 }

@@ -16,35 +16,8 @@ pub fn dec_len(mut v: u64) -> usize {
 /// instead of a `memset` and a `memcpy` per number).
 const PADDED: usize = 24;
 
-/// The 16 lower-case hex digits of `v` (`%016lx`, an address column),
-/// without a loop: every nibble is spread to a byte of its own, and all
-/// eight bytes of a word are turned into digits at once.
-pub fn hex16(v: u64) -> [u8; 16] {
-    /// The eight nibbles of `x` (< 2^32), one per byte, the most
-    /// significant in the highest byte.
-    fn spread(x: u64) -> u64 {
-        let x = (x | (x << 16)) & 0x0000_ffff_0000_ffff;
-        let x = (x | (x << 8)) & 0x00ff_00ff_00ff_00ff;
-        (x | (x << 4)) & 0x0f0f_0f0f_0f0f_0f0f
-    }
-    /// Each byte (0..16) as its digit: `0`+b, or `a`+b-10 from 10 on.
-    fn digits(n: u64) -> [u8; 8] {
-        let letters = ((n + 0x0606_0606_0606_0606) >> 4) & 0x0101_0101_0101_0101;
-        (n + 0x3030_3030_3030_3030 + letters * 0x27).to_be_bytes()
-    }
-    let mut out = [0u8; 16];
-    out[..8].copy_from_slice(&digits(spread(v >> 32)));
-    out[8..].copy_from_slice(&digits(spread(v & 0xffff_ffff)));
-    out
-}
-
 /// `%0*lx` (lower case).
-#[inline]
 pub fn hex_zero(buf: &mut Vec<u8>, v: u64, width: usize) {
-    if width == 16 {
-        buf.extend_from_slice(&hex16(v));
-        return;
-    }
     let mut text = [b'0'; PADDED];
     let mut i = PADDED;
     let mut v = v;
@@ -60,7 +33,6 @@ pub fn hex_zero(buf: &mut Vec<u8>, v: u64, width: usize) {
 }
 
 /// `%*lu` (right-justified, blank padded).
-#[inline]
 pub fn dec_right(buf: &mut Vec<u8>, v: u64, width: usize) {
     let mut text = [b' '; PADDED];
     let mut i = PADDED;
@@ -78,7 +50,6 @@ pub fn dec_right(buf: &mut Vec<u8>, v: u64, width: usize) {
 
 /// The digits `text[first..]`, padded on the left with `fill` (which the
 /// rest of `text` holds) to `width`.
-#[inline]
 fn push_padded(buf: &mut Vec<u8>, text: &[u8; PADDED], first: usize, width: usize, fill: u8) {
     if width <= PADDED {
         buf.extend_from_slice(&text[first.min(PADDED - width)..]);
@@ -140,13 +111,9 @@ mod tests {
         for v in [0u64, 1, 9, 10, 15, 16, 255, 4096, u64::MAX, 1 << 63] {
             assert_eq!(dec_len(v), v.to_string().len());
             assert_eq!(run(|b| hex_zero(b, v, 16)), format!("{v:016x}"));
-            assert_eq!(run(|b| hex_zero(b, v, 17)), format!("{v:017x}"));
             assert_eq!(run(|b| dec_right(b, v, 7)), format!("{v:7}"));
         }
         assert_eq!(run(|b| hex_zero(b, 0x12345, 2)), "12345");
-        for v in (0..64).map(|i| 0x0123_4567_89ab_cdefu64.rotate_left(i * 4 + i / 16)) {
-            assert_eq!(hex16(v), *format!("{v:016x}").as_bytes());
-        }
         // Wider than the padded buffer.
         assert_eq!(run(|b| dec_right(b, 42, 30)), format!("{:30}", 42));
         assert_eq!(run(|b| hex_zero(b, 0xab, 30)), format!("{:030x}", 0xab));

@@ -53,43 +53,11 @@ const HEX: [u8; 256] = {
     t
 };
 
-/// The value of eight hex digits (either case), or `None` if one of the
-/// bytes is not a hex digit. No table and no branch per digit: the
-/// kernel prints addresses and offsets with eight digits at least, so
-/// this reads most of every maps line.
-#[inline(always)]
-fn hex8(text: [u8; 8]) -> Option<u64> {
-    const ONES: u64 = 0x0101_0101_0101_0101;
-    const HIGH: u64 = 0x80 * ONES;
-    let x = u64::from_le_bytes(text);
-    if x & HIGH != 0 {
-        return None;
-    }
-    // Per byte (all below 0x80 now, so no carry crosses bytes): 0x30..=0x39,
-    // or 0x61..=0x66 once lowered.
-    let lower = x | (0x20 * ONES);
-    let digit = (x + 0x50 * ONES) & !(x + 0x46 * ONES);
-    let letter = (lower + 0x1f * ONES) & !(lower + 0x19 * ONES);
-    if (digit | letter) & HIGH != HIGH {
-        return None;
-    }
-    // Each byte's value: its low nibble, plus 9 for a letter (bit 6).
-    let v = (x & (0x0f * ONES)) + 9 * ((x >> 6) & ONES);
-    // The first character is the lowest byte and the most significant
-    // digit: pair bytes, then pairs, then halves.
-    let v = ((v & 0x00ff_00ff_00ff_00ff) << 4) + ((v >> 8) & 0x00ff_00ff_00ff_00ff);
-    let v = ((v & 0x0000_ffff_0000_ffff) << 8) + ((v >> 16) & 0x0000_ffff_0000_ffff);
-    Some(((v & 0xffff_ffff) << 16) + (v >> 32))
-}
-
 /// Reads hex digits at `*pos`; at least one, at most 16.
-#[inline(always)]
 fn hex(line: &[u8], pos: &mut usize, what: &'static str) -> Result<u64, ParseError> {
     let rest = line.get(*pos..).unwrap_or_default();
-    let (mut v, mut n) = match rest.first_chunk::<8>().copied().and_then(hex8) {
-        Some(v) => (v, 8),
-        None => (0, 0),
-    };
+    let mut v = 0u64;
+    let mut n = 0;
     while let Some(&c) = rest.get(n) {
         let d = HEX[usize::from(c)];
         if d == 0xff {
@@ -108,7 +76,6 @@ fn hex(line: &[u8], pos: &mut usize, what: &'static str) -> Result<u64, ParseErr
     Ok(v)
 }
 
-#[inline]
 fn decimal(line: &[u8], pos: &mut usize, what: &'static str) -> Result<u64, ParseError> {
     let start = *pos;
     let mut v: u64 = 0;
@@ -128,7 +95,6 @@ fn decimal(line: &[u8], pos: &mut usize, what: &'static str) -> Result<u64, Pars
     Ok(v)
 }
 
-#[inline(always)]
 fn expect(line: &[u8], pos: &mut usize, c: u8, what: &'static str) -> Result<(), ParseError> {
     if line.get(*pos) == Some(&c) {
         *pos += 1;
@@ -172,10 +138,6 @@ pub fn parse_line_into(line: &[u8], r: &mut Region) -> Result<(), ParseError> {
     match line.get(p) {
         None => {}
         Some(b' ') => {
-            // Up to the name column: about twenty blanks, eight at a time.
-            while line.get(p..p + 8) == Some(b"        ") {
-                p += 8;
-            }
             while line.get(p) == Some(&b' ') {
                 p += 1;
             }
@@ -183,9 +145,7 @@ pub fn parse_line_into(line: &[u8], r: &mut Region) -> Result<(), ParseError> {
         Some(_) => return Err(ParseError::new("separator after inode", line)),
     }
     r.name.clear();
-    if let Some(name) = line.get(p..).filter(|n| !n.is_empty()) {
-        r.name.extend_from_slice(name);
-    }
+    r.name.extend_from_slice(&line[p..]);
     Ok(())
 }
 
@@ -271,32 +231,6 @@ pub fn read(file: File) -> io::Result<Vec<Region>> {
 #[cfg(test)]
 mod tests {
     use super::*;
-
-    #[test]
-    fn eight_hex_digits_at_once() {
-        for text in [
-            b"00000000",
-            b"ffffffff",
-            b"FFFFFFFF",
-            b"0123abcd",
-            b"89ABcdEf",
-        ] {
-            let want = u64::from_str_radix(std::str::from_utf8(text).expect("ascii"), 16).ok();
-            assert_eq!(hex8(*text), want);
-        }
-        // Every byte value in every place: a digit or not, as the table says.
-        for at in 0..8 {
-            for b in 0..=255u8 {
-                let mut text = *b"12345678";
-                text[at] = b;
-                let want = std::str::from_utf8(&text)
-                    .ok()
-                    .filter(|t| t.bytes().all(|c| c.is_ascii_hexdigit()))
-                    .and_then(|t| u64::from_str_radix(t, 16).ok());
-                assert_eq!(hex8(text), want, "byte {b:#x} at {at}");
-            }
-        }
-    }
 
     fn one(line: &[u8]) -> Region {
         parse_line(line).expect("valid line")

@@ -23,14 +23,13 @@ use super::lines::LineSource;
 /// longer). The kernel fills about a page per `read` of a seq file, so this
 /// is the hand-over rate, not the syscall size.
 const BLOCK: usize = 256 * 1024;
-/// Blocks the thread may have filled ahead of the parser: enough that it
-/// never waits for the parser to give one back (with two, the read ran
-/// in step with the parsing, and no faster than both in turn).
+/// Blocks in flight: enough to ride out scheduling hiccups, small in memory.
 const DEPTH: usize = 3;
-/// What is read before a thread is started: a map of up to about two
-/// thousand rows whole, where a thread (its start, the blocks' memory, the
-/// wake-ups) costs more than reading in parallel saves.
-const FIRST: usize = 128 * 1024;
+/// Room in a block for the unfinished line carried over from the block
+/// before, so that the block is not grown for it: `Vec` growth doubled
+/// each block and moved it to a fresh 516 KiB mapping (`strace`: 5 such
+/// at 60,000 rows, 1 since). Longer lines still grow it.
+const CARRY_ROOM: usize = 8 * 1024;
 
 /// A block: `buf[..end]` holds whole lines (the last block of the file may
 /// end without a newline). `buf` stays initialised at its full length, so
@@ -40,58 +39,38 @@ struct Block {
     end: usize,
 }
 
-impl Block {
-    fn new(len: usize) -> Block {
-        Block {
-            buf: vec![0; len],
-            end: 0,
-        }
-    }
-}
-
-/// The reading thread's end of the hand-over.
-struct Ahead {
-    rx: Receiver<io::Result<Block>>,
-    recycle: SyncSender<Block>,
-}
-
 /// The lines of a file a background thread reads ahead.
 pub struct Prefetch {
-    /// `None` when the first read reached the end of the file.
-    ahead: Option<Ahead>,
+    rx: Receiver<io::Result<Block>>,
+    recycle: SyncSender<Block>,
     cur: Block,
     pos: usize,
     done: bool,
-    /// The error that ended the first read, returned once `cur` is used.
-    failed: Option<io::Error>,
 }
 
 impl Prefetch {
-    /// Reads the start of `file`, and starts a thread that reads the rest
-    /// ahead if there is more. If no thread can be started, the read fails
-    /// with the reason.
-    pub fn new(mut file: File) -> Prefetch {
-        let mut cur = Block::new(FIRST);
-        let mut p = Prefetch {
-            ahead: None,
-            cur: Block::new(0),
-            pos: 0,
-            done: true,
-            failed: None,
-        };
-        match fill_block(&mut file, &mut cur, FIRST) {
-            Err(e) => p.failed = Some(e),
-            Ok(true) => p.cur = cur,
-            Ok(false) => {
-                // Lines are short: a longer one grows this in the thread.
-                let mut carry = Vec::with_capacity(4096);
-                cut_lines(&mut cur, &mut carry);
-                p.cur = cur;
-                p.done = false;
-                p.ahead = Some(start_thread(file, carry));
-            }
+    /// Starts reading `file` ahead. If no thread can be started, the read
+    /// fails with the reason.
+    pub fn new(file: File) -> Prefetch {
+        let (tx, rx) = sync_channel(DEPTH);
+        let (recycle, used) = sync_channel::<Block>(DEPTH + 2);
+        let spawned = std::thread::Builder::new().name("pmap-read".into()).spawn({
+            let tx = tx.clone();
+            move || read_ahead(file, &tx, &used)
+        });
+        if let Err(e) = spawned {
+            let _ = tx.send(Err(e));
         }
-        p
+        Prefetch {
+            rx,
+            recycle,
+            cur: Block {
+                buf: Vec::new(),
+                end: 0,
+            },
+            pos: 0,
+            done: false,
+        }
     }
 
     /// Makes the current block hold unread bytes; false at the end.
@@ -106,20 +85,15 @@ impl Prefetch {
     #[inline(never)]
     fn next_block(&mut self) -> io::Result<bool> {
         while self.pos == self.cur.end {
-            if let Some(e) = self.failed.take() {
-                return Err(e);
-            }
-            let (Some(ahead), false) = (&self.ahead, self.done) else {
+            if self.done {
                 return Ok(false);
-            };
-            match ahead.rx.recv() {
+            }
+            match self.rx.recv() {
                 Ok(Ok(block)) => {
                     self.done = block.end == 0;
                     let used = std::mem::replace(&mut self.cur, block);
-                    // The first block is smaller than the thread's: dropped.
-                    if used.buf.len() >= BLOCK {
-                        let _ = ahead.recycle.try_send(used);
-                    }
+                    // If the thread has enough spares, this one is dropped.
+                    let _ = self.recycle.try_send(used);
                     self.pos = 0;
                 }
                 Ok(Err(e)) => {
@@ -137,85 +111,51 @@ impl Prefetch {
     }
 }
 
-/// Starts the thread that reads the rest of `file`, after the unfinished
-/// line `carry`. Its blocks are allocated here: a thread that allocates
-/// gets a malloc arena of its own, which costs more than a small file's
-/// whole read.
-fn start_thread(file: File, carry: Vec<u8>) -> Ahead {
-    let (tx, rx) = sync_channel(DEPTH);
-    let (recycle, used) = sync_channel::<Block>(DEPTH + 2);
-    // One more than can wait in the channel: the one being filled.
-    for _ in 0..=DEPTH {
-        let _ = recycle.try_send(Block::new(BLOCK));
-    }
-    let spawned = std::thread::Builder::new().name("pmap-read".into()).spawn({
-        let tx = tx.clone();
-        move || read_ahead(file, carry, &tx, &used)
-    });
-    if let Err(e) = spawned {
-        let _ = tx.send(Err(e));
-    }
-    Ahead { rx, recycle }
-}
-
 /// The thread: blocks of whole lines, then an empty block at the end of
 /// the file, or the error that stopped the read (the bytes read before it
 /// in that block are dropped: the caller judges such a read cut short).
-fn read_ahead(
-    mut file: File,
-    mut carry: Vec<u8>,
-    tx: &SyncSender<io::Result<Block>>,
-    used: &Receiver<Block>,
-) {
+fn read_ahead(mut file: File, tx: &SyncSender<io::Result<Block>>, used: &Receiver<Block>) {
+    let mut carry: Vec<u8> = Vec::new();
     loop {
-        // Blocks come back as the parser is done with them; none come back
-        // once it went away (it stopped early): stop too.
-        let Ok(mut block) = used.recv() else {
-            return;
-        };
-        if block.buf.len() < carry.len() + BLOCK {
-            block.buf.resize(carry.len() + BLOCK, 0);
-        }
+        let mut block = used.try_recv().unwrap_or_else(|_| Block {
+            buf: vec![0; CARRY_ROOM + BLOCK],
+            end: 0,
+        });
         block.end = carry.len();
+        if block.buf.len() < block.end + BLOCK {
+            block.buf.resize(block.end + BLOCK, 0);
+        }
         block.buf[..block.end].copy_from_slice(&carry);
         carry.clear();
-        let eof = loop {
-            if block.buf.len() < block.end + BLOCK {
-                block.buf.resize(block.end + BLOCK, 0);
-            }
-            match fill_block(&mut file, &mut block, BLOCK) {
-                Ok(true) => break true,
-                // No line end in the whole block: all one long line, read on.
-                Ok(false) if memchr::memrchr(b'\n', &block.buf[..block.end]).is_none() => {}
-                Ok(false) => break false,
-                Err(e) => {
-                    let _ = tx.send(Err(e));
-                    return;
-                }
+        let eof = match fill_block(&mut file, &mut block) {
+            Ok(eof) => eof,
+            Err(e) => {
+                let _ = tx.send(Err(e));
+                return;
             }
         };
         if !eof {
-            cut_lines(&mut block, &mut carry);
+            // Keep the unfinished last line for the next block; a block
+            // without any line end is all one long line: read on.
+            let cut = memchr::memrchr(b'\n', &block.buf[..block.end]).map_or(0, |i| i + 1);
+            carry.extend_from_slice(&block.buf[cut..block.end]);
+            block.end = cut;
+            if cut == 0 {
+                continue;
+            }
         }
         let last = eof && block.end == 0;
+        // The parser went away (it stopped early): stop too.
         if tx.send(Ok(block)).is_err() || last {
             return;
         }
     }
 }
 
-/// Ends `block` after its last whole line and puts the unfinished line
-/// after it into `carry`.
-fn cut_lines(block: &mut Block, carry: &mut Vec<u8>) {
-    let cut = memchr::memrchr(b'\n', &block.buf[..block.end]).map_or(0, |i| i + 1);
-    carry.extend_from_slice(&block.buf[cut..block.end]);
-    block.end = cut;
-}
-
-/// Reads into `block` after its `end` until `len` more bytes are in, or
-/// the end of the file (true).
-fn fill_block(file: &mut File, block: &mut Block, len: usize) -> io::Result<bool> {
-    let want = block.end + len;
+/// Reads into `block` after its `end` until BLOCK more bytes are in, or the
+/// end of the file (true).
+fn fill_block(file: &mut File, block: &mut Block) -> io::Result<bool> {
+    let want = block.end + BLOCK;
     while block.end < want {
         match file.read(&mut block.buf[block.end..want]) {
             Ok(0) => return Ok(true),
