@@ -36,8 +36,9 @@ impl Needs {
 }
 
 /// Debian packages: LLVM 22 for bpf-linker, bpftool for the tests (they
-/// check that no programs or links are left in the kernel).
-const APT_PACKAGES: &[&str] = &["llvm-22-dev", "libpolly-22-dev", "bpftool"];
+/// check that no programs or links are left in the kernel), glibc's static
+/// libraries (`libc.a`) for the static release `pmap` (`release.rs`).
+const APT_PACKAGES: &[&str] = &["llvm-22-dev", "libpolly-22-dev", "bpftool", "libc6-dev"];
 
 /// Debian packages the benchmarks run (see `Needs::bench`).
 const APT_BENCH_PACKAGES: &[&str] = &["time", "bpftrace", "strace"];
