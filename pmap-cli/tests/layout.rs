@@ -303,6 +303,38 @@ fn imports_follow_the_layout() {
     );
 }
 
+/// The tracer's printer (docs/architecture.md, issue 15) takes data:
+/// it never receives a `Session` (the tracer's per-process state), never
+/// calls back into the tracer's driver, and never reads `/proc` itself.
+#[test]
+fn the_trace_printer_takes_data_only() {
+    let src = Path::new(env!("CARGO_MANIFEST_DIR")).join("src");
+    let mut files = vec![src.join("cmd/trace/output.rs")];
+    rust_files(&src.join("cmd/trace/output"), &mut files);
+    let forbidden = [
+        "crate::cmd::trace::session",
+        "crate::cmd::trace::run",
+        "crate::source",
+    ];
+    let mut broken = Vec::new();
+    for f in &files {
+        let text = std::fs::read_to_string(f)
+            .unwrap_or_else(|e| panic!("cannot read {}: {e}", f.display()));
+        let rel = f.strip_prefix(&src).unwrap_or(f);
+        for import in imports(&text, &module_of(rel)) {
+            if forbidden.iter().any(|p| import.starts_with(p)) {
+                broken.push(format!("src/{}: {import}", rel.display()));
+            }
+        }
+    }
+    assert!(files.len() > 1, "the printer's files were not found");
+    assert!(
+        broken.is_empty(),
+        "the trace printer imports the tracer's state or a reader:\n{}",
+        broken.join("\n")
+    );
+}
+
 #[test]
 fn exceptions_are_still_needed() {
     let src = Path::new(env!("CARGO_MANIFEST_DIR")).join("src");

@@ -93,7 +93,7 @@ pub fn main(
         let mut p = Printer::new(&mut out, true, rec.header.start_ns, rec.header.polled);
         for (pid, s) in &live {
             let rows: Vec<Region> = s.regions.values().cloned().collect();
-            p.table_of((*pid, s.ppid, 0), t, "at", &rows, None::<NoBody>)?;
+            p.table((*pid, s.ppid, 0), t, "at", &rows, None::<NoBody>)?;
         }
         p.flush()?;
         return Ok(Outcome::Complete);

@@ -89,7 +89,7 @@ pub fn replay(
                     }
                 });
                 let who = (proc.pid, proc.ppid, proc.ns_pid);
-                p.table_of(who, t, &reason, &proc.regions, render)?;
+                p.table(who, t, &reason, &proc.regions, render)?;
                 p.notes(&notes)?;
             }
             Record::Delta { delta, notes, .. } => {
@@ -99,7 +99,7 @@ pub fn replay(
                     p.delta(&shown, &notes)?;
                 }
             }
-            Record::Joined { pid, ppid, by, .. } => p.joined_of(pid, ppid, &by)?,
+            Record::Joined { pid, ppid, by, .. } => p.joined(pid, ppid, &by)?,
             Record::Exec { pid, .. } => p.exec(pid)?,
             Record::Fork {
                 t,
@@ -107,7 +107,7 @@ pub fn replay(
                 tid,
                 child,
                 regions,
-            } => p.fork_of(ppid, tid, child, regions as usize, t)?,
+            } => p.fork(ppid, tid, child, regions as usize, t)?,
             Record::Task {
                 t,
                 pid,
@@ -128,7 +128,7 @@ pub fn replay(
                 ..
             } => {
                 let SummaryInsight { ns_pid, json, text } = *insight;
-                p.summary_of((pid, ppid, ns_pid), &stats, regions as usize, lost, json)?;
+                p.summary((pid, ppid, ns_pid), &stats, regions as usize, lost, json)?;
                 if !as_json {
                     p.raw().write_all(&text)?;
                 }
@@ -141,7 +141,7 @@ pub fn replay(
                     st.add(s);
                     regions += n;
                 }
-                p.total_of(&pids, &st, regions as usize, lost)?;
+                p.total(&pids, &st, regions as usize, lost)?;
             }
         }
     }

@@ -14,10 +14,9 @@ use super::{
     clock::monotonic_ns,
     delta::{Cause, Delta, Stats},
     insight::DeltaNotes,
-    session::Session,
     syscalls::CallText,
 };
-use crate::{map::region::Region, source::pid_dir::PidDir};
+use crate::map::region::Region;
 
 mod json_out;
 mod records;
@@ -29,10 +28,6 @@ use text::{Micros, calls_line, deltas_line, write_shape};
 
 /// Indent of insight lines under a delta or after a table.
 const NOTE_INDENT: &str = "    ";
-
-/// Renders one complete table (header line through totals) exactly as
-/// `pmap` prints it for the same format options.
-pub type TableRenderer = dyn FnMut(&mut dyn Write, &PidDir, &[Region]) -> io::Result<()>;
 
 pub struct Printer<W: Write> {
     out: W,
@@ -106,29 +101,9 @@ impl<W: Write> Printer<W> {
         self.out.flush()
     }
 
-    pub fn table(
-        &mut self,
-        s: &Session,
-        reason: &str,
-        render: &mut TableRenderer,
-    ) -> io::Result<()> {
-        // When its read began: the calls that ended before are in it.
-        let regions = s.table_regions();
-        // A followed child gone before it could be opened has no header
-        // to print (its command line); the tracer prints no table of it.
-        let dir = s.dir();
-        self.table_of(
-            (s.pid, s.ppid, s.ns_pid),
-            s.table_read_ns(),
-            reason,
-            &regions,
-            dir.map(|dir| move |out: &mut dyn Write, regions: &[Region]| render(out, dir, regions)),
-        )
-    }
-
     /// A table of `pid` read at `read_ns`; `render` prints its body (none:
     /// no header could be read, no text table is printed).
-    pub fn table_of(
+    pub fn table(
         &mut self,
         (pid, ppid, ns_pid): (u32, u32, u32),
         read_ns: u64,
@@ -230,14 +205,9 @@ impl<W: Write> Printer<W> {
     }
 
     /// A process created by a traced one and traced from its creation on
-    /// (`-f`): its map starts as a copy of its parent's, as the kernel
-    /// made it, and its own deltas follow.
-    pub fn fork(&mut self, ppid: u32, tid: u32, child: &Session, ktime_ns: u64) -> io::Result<()> {
-        self.fork_of(ppid, tid, child.pid, child.model().len(), ktime_ns)
-    }
-
-    /// [`Printer::fork`] of a child whose map has `regions` regions.
-    pub fn fork_of(
+    /// (`-f`), whose map has `regions` regions: its map starts as a copy of
+    /// its parent's, as the kernel made it, and its own deltas follow.
+    pub fn fork(
         &mut self,
         ppid: u32,
         tid: u32,
@@ -259,15 +229,10 @@ impl<W: Write> Printer<W> {
         )
     }
 
-    /// A process that joined the trace by matching `--comm` or `--cgroup`,
-    /// or found by polling as a child of a traced one (`by`: `comm`,
-    /// `cgroup`, `fork`); its table follows.
-    pub fn joined(&mut self, s: &Session, by: &str) -> io::Result<()> {
-        self.joined_of(s.pid, s.ppid, by)
-    }
-
-    /// [`Printer::joined`] of process `pid`, child of `ppid`.
-    pub fn joined_of(&mut self, pid: u32, ppid: u32, by: &str) -> io::Result<()> {
+    /// Process `pid`, child of `ppid`, joined the trace by matching
+    /// `--comm` or `--cgroup`, or was found by polling as a child of a
+    /// traced one (`by`: `comm`, `cgroup`, `fork`); its table follows.
+    pub fn joined(&mut self, pid: u32, ppid: u32, by: &str) -> io::Result<()> {
         let t = self.now();
         if self.json {
             return self.line(json!({
@@ -344,19 +309,9 @@ impl<W: Write> Printer<W> {
         &mut self.out
     }
 
-    pub fn summary(&mut self, s: &Session, lost: u64, insight: Option<Value>) -> io::Result<()> {
-        self.summary_of(
-            (s.pid, s.ppid, s.ns_pid),
-            &s.stats,
-            s.model().len(),
-            lost,
-            insight,
-        )
-    }
-
-    /// [`Printer::summary`] of a process (`pid`, `ppid`, `ns_pid`: 0 for
+    /// The summary of a process (`pid`, `ppid`, `ns_pid`: 0 for
     /// none) with these counts and `regions` regions now.
-    pub fn summary_of(
+    pub fn summary(
         &mut self,
         (pid, ppid, ns_pid): (u32, u32, u32),
         st: &Stats,
@@ -431,26 +386,9 @@ impl<W: Write> Printer<W> {
 
 impl<W: Write> Printer<W> {
     /// The total over every process traced (printed when there was more
-    /// than one: a tree followed with `-f`, or several PIDs).
-    pub fn total(&mut self, sessions: &[Session], lost: u64) -> io::Result<()> {
-        let mut st = Stats::default();
-        for s in sessions {
-            st.add(&s.stats);
-        }
-        let regions: usize = sessions.iter().map(|s| s.model().len()).sum();
-        let pids: Vec<u32> = sessions.iter().map(|s| s.pid).collect();
-        self.total_of(&pids, &st, regions, lost)
-    }
-
-    /// [`Printer::total`] of processes `pids` whose counts add up to `st`
-    /// and regions to `regions`.
-    pub fn total_of(
-        &mut self,
-        pids: &[u32],
-        st: &Stats,
-        regions: usize,
-        lost: u64,
-    ) -> io::Result<()> {
+    /// than one: a tree followed with `-f`, or several PIDs): processes
+    /// `pids`, whose counts add up to `st` and regions to `regions`.
+    pub fn total(&mut self, pids: &[u32], st: &Stats, regions: usize, lost: u64) -> io::Result<()> {
         let t = self.now();
         if self.json {
             let calls: Map<String, Value> = st

@@ -17,10 +17,10 @@ use super::{
     args::TraceArgs,
     batch::LaterCalls,
     clock::monotonic_ns,
-    delta::Delta,
+    delta::{Delta, Stats},
     focus::Focus,
     insight::Insight,
-    output::{Printer, TableRenderer},
+    output::Printer,
     session::Session,
     syscalls::Affected,
     unwind::StackUnwinder,
@@ -32,7 +32,9 @@ use crate::{
     },
     map::region::Region,
     render::Range,
-    source::{gone::address_space_gone as is_gone, kernel::probes::Probes, threads},
+    source::{
+        gone::address_space_gone as is_gone, kernel::probes::Probes, pid_dir::PidDir, threads,
+    },
 };
 
 mod event_loop;
@@ -43,6 +45,11 @@ use event_loop::{End, Signals, event_loop};
 use groups::{Groups, matched_by};
 pub(crate) use start::check_report_path;
 use start::trace;
+
+/// Renders one complete table (header line through totals) exactly as
+/// `pmap` prints it for the same format options, reading the header of
+/// the process of `dir`.
+pub type TableRenderer = dyn FnMut(&mut dyn Write, &PidDir, &[Region]) -> io::Result<()>;
 
 /// How long a difference found at table time may wait for the event that
 /// explains it before it counts as a model correction.
@@ -276,7 +283,8 @@ impl<W: Write> Tracer<'_, W> {
             // Its calls are in the ring from its first instruction on, after
             // this record (it runs only once its creation is done).
             let s = Session::forked(parent, child, ev.exit_ns);
-            self.printer.fork(parent.pid, ev.tid, &s, ev.exit_ns)?;
+            self.printer
+                .fork(parent.pid, ev.tid, s.pid, s.model().len(), ev.exit_ns)?;
             let (ppid, tid, t) = (parent.pid, ev.tid, ev.exit_ns);
             let regions = s.model().len() as u64;
             self.record(|_| Record::Fork {
@@ -406,9 +414,19 @@ impl<W: Write> Tracer<'_, W> {
                 return Ok(());
             }
         }
-        self.printer
-            .table(&self.sessions[i], reason, &mut *self.render)?;
         let s = &self.sessions[i];
+        // When its read began: the calls that ended before are in it. A
+        // followed child gone before it could be opened has no header to
+        // print (its command line): no text table of it.
+        let render = &mut *self.render;
+        self.printer.table(
+            (s.pid, s.ppid, s.ns_pid),
+            s.table_read_ns(),
+            reason,
+            &s.table_regions(),
+            s.dir()
+                .map(|dir| move |out: &mut dyn Write, rows: &[Region]| render(out, dir, rows)),
+        )?;
         let extra = self.insight.after_table(s.pid, s.model());
         if let Some(r) = &mut self.recorder {
             r.table(s, reason, &extra);
@@ -457,7 +475,13 @@ impl<W: Write> Tracer<'_, W> {
             self.summary(i)?;
         }
         if self.sessions.len() > 1 {
-            self.printer.total(&self.sessions, self.lost_seen)?;
+            let mut st = Stats::default();
+            for s in &self.sessions {
+                st.add(&s.stats);
+            }
+            let regions = self.sessions.iter().map(|s| s.model().len()).sum();
+            let pids: Vec<u32> = self.sessions.iter().map(|s| s.pid).collect();
+            self.printer.total(&pids, &st, regions, self.lost_seen)?;
             let (pids, lost) = (
                 self.sessions.iter().map(|s| s.pid).collect(),
                 self.lost_seen,
@@ -520,7 +544,13 @@ impl<W: Write> Tracer<'_, W> {
             self.insight.threads(pid, threads::stack_pointers(dir));
         }
         let insight = self.insight.summary_json(pid, model, &s.stats.calls);
-        self.printer.summary(s, self.lost_seen, insight.clone())?;
+        self.printer.summary(
+            (s.pid, s.ppid, s.ns_pid),
+            &s.stats,
+            model.len(),
+            self.lost_seen,
+            insight.clone(),
+        )?;
         // The text sections: printed in text mode, and recorded in either
         // (a replay may print the other form).
         let mut text = Vec::new();

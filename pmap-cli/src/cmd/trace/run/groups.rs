@@ -164,7 +164,7 @@ impl<W: Write> Tracer<'_, W> {
             s.track_no_fork();
         }
         self.sessions.retain(|s| s.pid != pid);
-        self.printer.joined(&s, by)?;
+        self.printer.joined(s.pid, s.ppid, by)?;
         let (pid, ppid) = (s.pid, s.ppid);
         self.record(|t| Record::Joined {
             t,

@@ -12,7 +12,7 @@ use std::{
 use anyhow::{Context as _, Result, bail};
 use tokio::signal::unix::{SignalKind, signal};
 
-use super::{End, Groups, Signals, Tracer, event_loop, is_broken_pipe};
+use super::{End, Groups, Signals, TableRenderer, Tracer, event_loop, is_broken_pipe};
 use crate::{
     cmd::trace::record::writer::Recorder,
     cmd::trace::{
@@ -20,7 +20,7 @@ use crate::{
         clock::monotonic_ns,
         insight::{Insight, InsightOptions},
         launch::Launched,
-        output::{Printer, TableRenderer},
+        output::Printer,
         session::Session,
         unwind::StackUnwinder,
     },
