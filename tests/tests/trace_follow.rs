@@ -608,34 +608,7 @@ fn polling_follows_a_vfork_child_through_its_exec() {
 /// table and every call after it are shown, the calls exact.
 #[test]
 fn a_child_gone_before_the_tracer_reads_its_exec_is_still_shown() {
-    let marker = std::env::temp_dir().join(format!("pmap-follow-gone-{}", std::process::id()));
-    let _ = std::fs::remove_file(&marker);
-    let script = "import mmap; m = mmap.mmap(-1, 7 << 20); m[0] = 1";
-    let cmd = format!(
-        "sleep 1; /usr/bin/python3 -c '{script}'; touch {}",
-        marker.display()
-    );
-    let mut t = Tracer::spawn(&["-f", "--json", "--no-initial-table", "--", "sh", "-c", &cmd]);
-    let root = traced_pid(&t.wait_tracing(Duration::from_secs(60)));
-    // Launch mode stops sh at its exec with ptrace; held before it lets
-    // go, the tracer would hold sh too (its SIGCHLD stops it).
-    let deadline = Instant::now() + Duration::from_secs(10);
-    while std::fs::read_to_string(format!("/proc/{root}/status"))
-        .is_ok_and(|s| !s.contains("TracerPid:\t0\n"))
-    {
-        assert!(Instant::now() < deadline, "the tracer did not let go of sh");
-        std::thread::sleep(Duration::from_millis(5));
-    }
-    t.signal(libc::SIGSTOP);
-    let deadline = Instant::now() + Duration::from_secs(60);
-    while !marker.exists() {
-        assert!(Instant::now() < deadline, "python3 did not finish");
-        std::thread::sleep(Duration::from_millis(20));
-    }
-    t.signal(libc::SIGCONT);
-    let status = t.wait_exit(Duration::from_secs(60));
-    let _ = std::fs::remove_file(&marker);
-    assert!(status.success(), "pmap trace failed: {}", t.context());
+    let t = trace_a_child_gone_while_held(&["--json"]);
     let rs = records(&t);
     let big = of_type(&rs, "delta")
         .into_iter()
@@ -656,4 +629,88 @@ fn a_child_gone_before_the_tracer_reads_its_exec_is_still_shown() {
         .unwrap_or_else(|| panic!("no summary of {pid}\n{}", t.context()));
     assert_eq!(summary["before_table"], 0, "{summary}");
     assert!(u(&summary["exact_deltas"]) > 5, "{summary}");
+}
+
+/// The same in text mode: the table of a process whose command line could
+/// not be read is printed too, from the map read at its exec, under a
+/// header that says why there is no command line.
+#[test]
+fn a_child_gone_before_the_tracer_reads_its_exec_gets_a_text_table() {
+    let t = trace_a_child_gone_while_held(&[]);
+    let out = t.stdout();
+    let header = out
+        .iter()
+        .position(|l| l.ends_with(":   (exited before its command line could be read)"))
+        .unwrap_or_else(|| panic!("no table of the gone child\n{}", t.context()));
+    assert!(
+        header > 0
+            && out[header - 1].starts_with("--- table pid ")
+            && out[header - 1].contains("(exec)"),
+        "the header is not the start of the exec table\n{}",
+        t.context()
+    );
+    let rows: Vec<&String> = out[header + 1..]
+        .iter()
+        .take_while(|l| !l.starts_with(" total "))
+        .collect();
+    // Its loader is named from the rows its parent had; its own program
+    // may be unknown (the JSON says `name_unknown`), and then says so.
+    assert!(
+        rows.iter().any(|r| r.ends_with(" ld-linux-x86-64.so.2")),
+        "no row of the loader in the exec table\n{}",
+        t.context()
+    );
+    assert!(
+        rows.iter()
+            .any(|r| r.ends_with(" (unknown file)") || r.contains("python3")),
+        "no row of the program in the exec table\n{}",
+        t.context()
+    );
+    assert!(
+        rows.iter().any(|r| r.ends_with("  [ stack ]")),
+        "the stack is not named in the exec table\n{}",
+        t.context()
+    );
+}
+
+/// Traces `sh -c` with `-f --no-initial-table` and `extra` arguments, and
+/// holds the tracer (SIGSTOP) while sh's child execs python3, maps 7 MiB and
+/// exits; returns the tracer after its end.
+fn trace_a_child_gone_while_held(extra: &[&str]) -> Tracer {
+    let marker = std::env::temp_dir().join(format!(
+        "pmap-follow-gone-{}-{}",
+        std::process::id(),
+        extra.len()
+    ));
+    let _ = std::fs::remove_file(&marker);
+    let script = "import mmap; m = mmap.mmap(-1, 7 << 20); m[0] = 1";
+    let cmd = format!(
+        "sleep 1; /usr/bin/python3 -c '{script}'; touch {}",
+        marker.display()
+    );
+    let mut args = vec!["-f"];
+    args.extend_from_slice(extra);
+    args.extend_from_slice(&["--no-initial-table", "--", "sh", "-c", &cmd]);
+    let mut t = Tracer::spawn(&args);
+    let root = traced_pid(&t.wait_tracing(Duration::from_secs(60)));
+    // Launch mode stops sh at its exec with ptrace; held before it lets
+    // go, the tracer would hold sh too (its SIGCHLD stops it).
+    let deadline = Instant::now() + Duration::from_secs(10);
+    while std::fs::read_to_string(format!("/proc/{root}/status"))
+        .is_ok_and(|s| !s.contains("TracerPid:\t0\n"))
+    {
+        assert!(Instant::now() < deadline, "the tracer did not let go of sh");
+        std::thread::sleep(Duration::from_millis(5));
+    }
+    t.signal(libc::SIGSTOP);
+    let deadline = Instant::now() + Duration::from_secs(60);
+    while !marker.exists() {
+        assert!(Instant::now() < deadline, "python3 did not finish");
+        std::thread::sleep(Duration::from_millis(20));
+    }
+    t.signal(libc::SIGCONT);
+    let status = t.wait_exit(Duration::from_secs(60));
+    let _ = std::fs::remove_file(&marker);
+    assert!(status.success(), "pmap trace failed: {}", t.context());
+    t
 }

@@ -19,7 +19,8 @@ pub fn sanitize<'a>(name: &'a [u8], scratch: &'a mut Vec<u8>) -> &'a [u8] {
 }
 
 /// Appends the Mapping column for `r` (default, `-x`, `-d` tables):
-/// `[ shmid=0x.. ]` for SysV shared memory, the file name (or, with
+/// `[ shmid=0x.. ]` for SysV shared memory, a tracer's stand-in name as it
+/// is, the file name (or, with
 /// `show_path`, the path), with `kernel_name` a bracketed kernel name, else
 /// `[ stack ]` for the region holding the stack start, else `[ anon ]`.
 pub fn push_mapping_name(
@@ -37,6 +38,13 @@ pub fn push_mapping_name(
         buf.extend_from_slice(b"  [ shmid=0x");
         num::hex_zero(buf, r.inode, 0);
         buf.extend_from_slice(b" ]");
+        return;
+    }
+    // A name the tracer could not learn stands in for it (`(unknown
+    // file)`, `(fd 3)`): shown as it is, not as anonymous memory. The
+    // kernel's names never start with '('.
+    if name.first() == Some(&b'(') {
+        buf.extend_from_slice(name);
         return;
     }
     if let Some(last) = memchr::memrchr(b'/', name) {
@@ -125,6 +133,8 @@ mod tests {
         assert_eq!(name_of(b"[anon:a/b]", &o, 0), "b]");
         assert_eq!(name_of(b"[anon:a/b]", &p, 0), "/b]");
         assert_eq!(name_of(b"[anon:x]", &k, 0), "[anon:x]");
+        assert_eq!(name_of(b"(unknown file)", &o, 0), "(unknown file)");
+        assert_eq!(name_of(b"(fd 3)", &p, 0), "(fd 3)");
         assert_eq!(
             name_of(b"/SYSV0000abcd (deleted)", &shm, 0),
             "  [ shmid=0xabc ]"

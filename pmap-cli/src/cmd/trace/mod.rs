@@ -37,7 +37,7 @@ use std::{ffi::OsString, io::Write, process::ExitCode};
 use clap::Parser;
 
 use crate::{
-    map::region::Region,
+    map::{process::ProcessInfo, region::Region},
     render::{self, Options, Range, SmapsColumns},
     source::{pid_dir::PidDir, process},
 };
@@ -66,14 +66,15 @@ fn table_options(a: &args::TraceArgs) -> Result<Options, String> {
 /// model for the maps formats, from `/proc/PID/smaps` (read now, after the
 /// model was confirmed against the kernel) for the smaps formats. Every
 /// file is read through the session's open `/proc/PID`, so a table is never
-/// of another process that took the id.
+/// of another process that took the id. A process already gone (see
+/// [`gone_table`]) still gets its table from the model.
 fn table_renderer(
     opts: Options,
-) -> impl FnMut(&mut dyn Write, &PidDir, &[Region]) -> std::io::Result<()> {
+) -> impl FnMut(&mut dyn Write, u32, Option<&PidDir>, &[Region]) -> std::io::Result<()> {
     let mut columns = SmapsColumns::default();
-    move |mut out, dir, regions| {
-        let Some(info) = process::fetch_in(dir) else {
-            return Ok(());
+    move |mut out, pid, dir, regions| {
+        let Some((dir, info)) = dir.and_then(|d| Some((d, process::fetch_in(d)?))) else {
+            return gone_table(out, &opts, pid, regions);
         };
         if opts.format.uses_smaps() {
             return match crate::cmd::common::table::render_process_in(
@@ -90,6 +91,42 @@ fn table_renderer(
         }
         render::print_maps_table(&mut out, &opts, &info, regions)
     }
+}
+
+/// The header of a process whose command line could not be read: it
+/// exited first (a short-lived child under `-f`, seen only through its
+/// calls).
+const GONE_HEADER: &[u8] = b"(exited before its command line could be read)";
+
+/// The table of process `pid`, gone before its `/proc` files could be
+/// read: [`GONE_HEADER`], then the model's rows in the maps formats (its
+/// stack is the region the kernel named `[stack]`, as `stat` would have
+/// said), or a line saying why there are none in the smaps formats, whose
+/// columns only `/proc/PID/smaps` has.
+fn gone_table(
+    mut out: &mut dyn Write,
+    opts: &Options,
+    pid: u32,
+    regions: &[Region],
+) -> std::io::Result<()> {
+    let info = ProcessInfo {
+        pid,
+        tgid: pid,
+        cmdline: GONE_HEADER.to_vec(),
+        start_stack: regions
+            .iter()
+            .find(|r| r.name == b"[stack]")
+            .map_or(0, |r| r.start),
+    };
+    if opts.format.uses_smaps() {
+        render::print_process_line(&mut out, &info)?;
+        return writeln!(
+            out,
+            "(no rows: this format's columns come from /proc/{pid}/smaps, gone with the \
+             process; the default format and --json show its regions)"
+        );
+    }
+    render::print_maps_table(&mut out, opts, &info, regions)
 }
 
 pub fn main(args: Vec<OsString>) -> ExitCode {

@@ -46,10 +46,12 @@ use groups::{Groups, matched_by};
 pub(crate) use start::check_report_path;
 use start::trace;
 
-/// Renders one complete table (header line through totals) exactly as
-/// `pmap` prints it for the same format options, reading the header of
-/// the process of `dir`.
-pub type TableRenderer = dyn FnMut(&mut dyn Write, &PidDir, &[Region]) -> io::Result<()>;
+/// Renders one complete table (header line through totals) of process
+/// `pid` exactly as `pmap` prints it for the same format options, reading
+/// the header through its `/proc` directory (`None`: the process was gone
+/// before one could be opened).
+pub type TableRenderer =
+    dyn FnMut(&mut dyn Write, u32, Option<&PidDir>, &[Region]) -> io::Result<()>;
 
 /// How long a difference found at table time may wait for the event that
 /// explains it before it counts as a model correction.
@@ -415,17 +417,15 @@ impl<W: Write> Tracer<'_, W> {
             }
         }
         let s = &self.sessions[i];
-        // When its read began: the calls that ended before are in it. A
-        // followed child gone before it could be opened has no header to
-        // print (its command line): no text table of it.
+        // When its read began: the calls that ended before are in it.
         let render = &mut *self.render;
+        let (pid, dir) = (s.pid, s.dir());
         self.printer.table(
             (s.pid, s.ppid, s.ns_pid),
             s.table_read_ns(),
             reason,
             &s.table_regions(),
-            s.dir()
-                .map(|dir| move |out: &mut dyn Write, rows: &[Region]| render(out, dir, rows)),
+            Some(move |out: &mut dyn Write, rows: &[Region]| render(out, pid, dir, rows)),
         )?;
         let extra = self.insight.after_table(s.pid, s.model());
         if let Some(r) = &mut self.recorder {
