@@ -32,7 +32,10 @@ fn prometheus_stores_the_mappings_of_a_stopped_process_exactly() {
         "as root the exporter counts with eBPF:\n{}",
         exporter.proc.stderr()
     );
-    let prom = Prometheus::start(exporter.port);
+    // Every process's smaps is read at each scrape (`--all`): with a
+    // process of 60,000 regions on the machine, a debug build took 0.6 s,
+    // past the default 0.5 s scrape timeout, and no scrape was stored.
+    let prom = Prometheus::start_every(exporter.port, Duration::from_secs(3));
     let pid = target.pid;
     let got = prom.wait_value(&format!("pmap_mappings{{pid=\"{pid}\"}}"), WAIT, |_| true);
     assert_eq!(
