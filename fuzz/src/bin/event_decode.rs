@@ -4,7 +4,7 @@
 #![no_main]
 
 use libfuzzer_sys::fuzz_target;
-use pmap_cli::source::kernel::probes::decode;
+use pmap_cli::source::kernel::records::decode;
 use pmap_common::{
     EVENT_CAPTURE_SIZE, EVENT_HEAD_SIZE, EVENT_SIZE, Event, MAX_CAPTURE, capture_len,
 };

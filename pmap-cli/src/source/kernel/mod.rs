@@ -7,6 +7,8 @@
 //!   are attached.
 //! - `probes`: loading and attaching the programs; the ring buffer of
 //!   events, the target filter and the counters.
+//! - `records`: the ring buffer's records, decoded.
 pub mod btf;
 pub mod privileges;
 pub mod probes;
+pub mod records;
