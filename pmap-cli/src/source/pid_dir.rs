@@ -23,29 +23,26 @@ use super::stat::StatFacts;
 /// makes two.) A read error keeps what was read before it in `buf`.
 pub fn read_whole(file: &mut impl Read, buf: &mut Vec<u8>, max: usize) -> io::Result<()> {
     let start = buf.len();
-    loop {
-        let got = buf.len() - start;
-        if got >= max {
-            return Ok(());
+    let limit = start.saturating_add(max);
+    let mut filled = start;
+    let end = loop {
+        if filled >= limit {
+            break Ok(());
         }
-        let want = (got.max(4096)).min(max - got);
-        buf.reserve(want);
-        let at = buf.len();
-        buf.resize(at + want, 0);
-        match file.read(&mut buf[at..]) {
-            Ok(n) => {
-                buf.truncate(at + n);
-                if n == 0 {
-                    return Ok(());
-                }
-            }
-            Err(e) if e.kind() == io::ErrorKind::Interrupted => buf.truncate(at),
-            Err(e) => {
-                buf.truncate(at);
-                return Err(e);
-            }
+        if filled == buf.len() {
+            // Room for a page, then twice what came so far.
+            let want = (filled - start).max(4096).min(limit - filled);
+            buf.resize(filled + want, 0);
         }
-    }
+        match file.read(&mut buf[filled..]) {
+            Ok(0) => break Ok(()),
+            Ok(n) => filled += n,
+            Err(e) if e.kind() == io::ErrorKind::Interrupted => {}
+            Err(e) => break Err(e),
+        }
+    };
+    buf.truncate(filled);
+    end
 }
 
 /// An open `/proc/PID` directory.
@@ -134,5 +131,67 @@ impl PidDir {
                 format!("/proc/{}/stat: malformed", self.pid),
             )
         })
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// Hands out at most `step` bytes a call, then fails if `fail` is set.
+    struct Trickle<'a> {
+        data: &'a [u8],
+        step: usize,
+        fail: bool,
+    }
+
+    impl Read for Trickle<'_> {
+        fn read(&mut self, out: &mut [u8]) -> io::Result<usize> {
+            if self.data.is_empty() && self.fail {
+                return Err(io::Error::other("cut"));
+            }
+            let n = self.step.min(out.len()).min(self.data.len());
+            out[..n].copy_from_slice(&self.data[..n]);
+            self.data = &self.data[n..];
+            Ok(n)
+        }
+    }
+
+    #[test]
+    fn reads_whole_files_up_to_a_limit_and_keeps_what_came_before_an_error() {
+        let data: Vec<u8> = (0..20_000u32).map(|i| (i % 251) as u8).collect();
+        for step in [1, 7, 4096, 100_000] {
+            let mut buf = b"head".to_vec();
+            let mut r = Trickle {
+                data: &data,
+                step,
+                fail: false,
+            };
+            read_whole(&mut r, &mut buf, usize::MAX).expect("no error");
+            assert_eq!(&buf[..4], b"head");
+            assert_eq!(buf[4..], data[..]);
+            let mut cut = Vec::new();
+            let mut r = Trickle {
+                data: &data,
+                step,
+                fail: false,
+            };
+            read_whole(&mut r, &mut cut, 5000).expect("no error");
+            assert_eq!(cut, data[..5000]);
+        }
+        let mut buf = Vec::new();
+        let mut r = Trickle {
+            data: &data[..300],
+            step: 100,
+            fail: true,
+        };
+        assert!(read_whole(&mut r, &mut buf, usize::MAX).is_err());
+        assert_eq!(buf, data[..300]);
+        // A real /proc file, whole.
+        let dir = PidDir::open(std::process::id()).expect("own /proc dir");
+        let stat = dir.read("stat").expect("own stat");
+        assert!(
+            stat.ends_with(b"\n") && stat.starts_with(std::process::id().to_string().as_bytes())
+        );
     }
 }
