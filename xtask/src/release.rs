@@ -38,7 +38,12 @@ pub fn build_pmap(with_ebpf: bool) -> Result<PathBuf> {
     run(&mut c)?;
     let pmap = pmap_path()?;
     if !pmap.is_file() {
-        bail!("the build succeeded but {} does not exist", pmap.display());
+        bail!(
+            "the build succeeded but {} does not exist: the target directory is taken from \
+             CARGO_TARGET_DIR or CARGO_BUILD_TARGET_DIR only; if a cargo config file sets \
+             build.target-dir, set CARGO_TARGET_DIR to the same directory",
+            pmap.display()
+        );
     }
     Ok(pmap)
 }

@@ -44,6 +44,14 @@ impl Region {
     pub fn size(&self) -> u64 {
         self.end - self.start
     }
+
+    /// Whether the name only stands in for one the tracer could not learn
+    /// (`(fd 3)`, `(unknown file)`): never a source of names for other
+    /// rows, and printed as it is. The kernel's names never start with
+    /// `(`: paths start with `/`, its own names with `[`.
+    pub fn name_stands_in(&self) -> bool {
+        self.name.first() == Some(&b'(')
+    }
 }
 
 /// An anonymous region with these bounds and permissions, for tests.

@@ -40,10 +40,8 @@ pub fn push_mapping_name(
         buf.extend_from_slice(b" ]");
         return;
     }
-    // A name the tracer could not learn stands in for it (`(unknown
-    // file)`, `(fd 3)`): shown as it is, not as anonymous memory. The
-    // kernel's names never start with '('.
-    if name.first() == Some(&b'(') {
+    // Shown as it is, not as anonymous memory.
+    if r.name_stands_in() {
         buf.extend_from_slice(name);
         return;
     }

@@ -57,7 +57,7 @@ pub fn judge(dir: &PidDir, before: &StatFacts, pass: Pass) -> ReadEnd {
         // Stopped early: the rows up to there were read while the address
         // space lived; check the program only.
         Pass::Read { whole: false, .. } => match dir.stat() {
-            Ok(a) if !a.is_dead() && !same_program(before, &a) => ReadEnd::Changed,
+            Ok(a) if !a.is_dead() && !before.same_whole_program(&a) => ReadEnd::Changed,
             _ if before.loading_program() => ReadEnd::Changed,
             _ => ReadEnd::Complete,
         },
@@ -172,14 +172,6 @@ fn settled_stat(
 /// says so, or the read finds it gone).
 fn describes(info: &ProcessInfo, now: &StatFacts) -> bool {
     now.is_dead() || info.start_stack == now.start_stack
-}
-
-/// Whether `after` shows the same program as `before`, whole: the same
-/// start of stack, and no execve loading one at either moment (the start
-/// of the stack is 0, then a temporary value, while the kernel maps the
-/// new program, so equal values then do not mean a whole map).
-fn same_program(before: &StatFacts, after: &StatFacts) -> bool {
-    !before.loading_program() && !after.loading_program() && before.start_stack == after.start_stack
 }
 
 /// `/proc/TGID`, if thread `tid` still belongs to it (the id may have
@@ -348,7 +340,7 @@ pub fn judge_read(dir: &PidDir, file: &File, before: &StatFacts, rows: usize) ->
     let after = dir.stat();
     if alive {
         return match after {
-            Ok(a) if !a.is_dead() && !same_program(before, &a) => ReadEnd::Changed,
+            Ok(a) if !a.is_dead() && !before.same_whole_program(&a) => ReadEnd::Changed,
             // Opened while an execve was mapping the program: part of it.
             _ if before.loading_program() => ReadEnd::Changed,
             // Exiting after a complete read does not spoil it.
@@ -429,15 +421,12 @@ mod tests {
         assert!(empty.loading_program() && temporary.loading_program());
         assert!(!loaded.loading_program());
         // Equal, but both while loading: a part of the new map.
-        assert!(!same_program(&empty, &empty));
-        assert!(!same_program(&temporary, &temporary));
-        assert!(!same_program(&temporary, &loaded));
-        assert!(!same_program(&loaded, &temporary));
-        assert!(same_program(&loaded, &loaded));
-        assert!(!same_program(
-            &loaded,
-            &facts(0x5555_0000, 0x7ffd_0000_0000)
-        ));
+        assert!(!empty.same_whole_program(&empty));
+        assert!(!temporary.same_whole_program(&temporary));
+        assert!(!temporary.same_whole_program(&loaded));
+        assert!(!loaded.same_whole_program(&temporary));
+        assert!(loaded.same_whole_program(&loaded));
+        assert!(!loaded.same_whole_program(&facts(0x5555_0000, 0x7ffd_0000_0000)));
     }
 
     #[test]

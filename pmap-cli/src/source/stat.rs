@@ -116,6 +116,15 @@ impl StatFacts {
     pub fn loading_program(&self) -> bool {
         !self.kernel_thread && !self.is_dead() && self.start_code == 0
     }
+
+    /// Whether `after`, read later, shows the same program as this, whole:
+    /// the same start of stack, and no execve loading one at either moment
+    /// (the start of the stack is 0, then a temporary value, while the
+    /// kernel maps the new program, so equal values then do not mean a
+    /// whole map). A map read between the two is then one program's.
+    pub fn same_whole_program(&self, after: &StatFacts) -> bool {
+        !self.loading_program() && !after.loading_program() && self.start_stack == after.start_stack
+    }
 }
 
 #[cfg(test)]

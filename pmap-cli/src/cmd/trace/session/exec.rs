@@ -176,9 +176,7 @@ impl Session {
             // (its interpreter, then the vDSO, come last) before the read
             // began, and no other exec came during it.
             let whole = match (&before, &after) {
-                (Some(b), Some(a)) => {
-                    !b.loading_program() && !a.loading_program() && b.start_stack == a.start_stack
-                }
+                (Some(b), Some(a)) => b.same_whole_program(a),
                 _ => true,
             };
             match read {
@@ -210,9 +208,8 @@ impl Session {
             let mut r = capture::row(v);
             if r.inode != 0 {
                 let id = (r.dev_major, r.dev_minor, r.inode);
-                let same = |o: &&Region| {
-                    (o.dev_major, o.dev_minor, o.inode) == id && !super::naming::stands_in(o)
-                };
+                let same =
+                    |o: &&Region| (o.dev_major, o.dev_minor, o.inode) == id && !o.name_stands_in();
                 // The kernel's rows now, the names seen, the rows before
                 // the exec (a forked child execs the files its parent has).
                 let known = now.and_then(|now| now.iter().find(same).cloned());

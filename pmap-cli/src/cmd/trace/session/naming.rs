@@ -10,13 +10,6 @@ use crate::{
     map::{kind, region::Region},
 };
 
-/// Whether `r`'s name only stands in for one the tracer could not find
-/// (`(fd 3)`, `(unknown file)`): never a source of names for other rows.
-/// Paths start with `/`, the kernel's own names with `[`.
-pub(super) fn stands_in(r: &Region) -> bool {
-    r.name.first() == Some(&b'(')
-}
-
 impl Session {
     /// Names a captured row as `/proc/PID/maps` would (fs/proc/task_mmu.c
     /// `get_vma_name`): a file's path, a special mapping's name, `[heap]`,
@@ -72,7 +65,7 @@ impl Session {
     ) -> Result<(), Fallback> {
         let id = (r.dev_major, r.dev_minor, r.inode);
         // A row of the same file that has its name.
-        let same = |o: &Region| (o.dev_major, o.dev_minor, o.inode) == id && !stands_in(o);
+        let same = |o: &Region| (o.dev_major, o.dev_minor, o.inode) == id && !o.name_stands_in();
         // The name, device and inode the kernel prints (for SysV segments
         // and overlayfs, not those of the file the region holds).
         let take = |r: &mut Region, k: &Region| {
@@ -97,7 +90,7 @@ impl Session {
                 .iter()
                 .find(|o| {
                     o.inode != 0
-                        && !stands_in(o)
+                        && !o.name_stands_in()
                         && o.start < r.end
                         && o.end > r.start
                         && o.start.wrapping_sub(o.offset) == base
@@ -117,7 +110,7 @@ impl Session {
                 .containing(from)
                 .filter(|o| {
                     o.inode != 0
-                        && !stands_in(o)
+                        && !o.name_stands_in()
                         && o.offset + (from - o.start) == r.offset
                         // The same file, or one shown under another
                         // device's identity (see below); another file of
