@@ -9,7 +9,8 @@
 //! reader, so that the two threads take turns instead of overlapping. A
 //! small bounded channel keeps memory bounded whatever the file's size,
 //! and used blocks go back to the thread (fresh memory would cost a page
-//! fault per 4 KiB).
+//! fault per 4 KiB). Once a file proves longer than a block, the two
+//! threads are bound to different CPUs (`spread`).
 
 use std::{
     fs::File,
@@ -17,7 +18,10 @@ use std::{
     sync::mpsc::{Receiver, SyncSender, sync_channel},
 };
 
-use super::lines::LineSource;
+use super::{
+    lines::LineSource,
+    spread::{Placement, Spread},
+};
 
 /// Bytes read into a block before it is handed over (one line may make it
 /// longer). The kernel fills about a page per `read` of a seq file, so this
@@ -46,6 +50,12 @@ pub struct Prefetch {
     cur: Block,
     pos: usize,
     done: bool,
+    /// Where the thread is asked to run (see `spread`).
+    place: Placement,
+    /// The parser's CPU binding while the thread reads.
+    spread: Option<Spread>,
+    /// Whether binding was considered (once, at the first block).
+    spread_considered: bool,
 }
 
 impl Prefetch {
@@ -54,9 +64,11 @@ impl Prefetch {
     pub fn new(file: File) -> Prefetch {
         let (tx, rx) = sync_channel(DEPTH);
         let (recycle, used) = sync_channel::<Block>(DEPTH + 2);
+        let place = Placement::new();
         let spawned = std::thread::Builder::new().name("pmap-read".into()).spawn({
             let tx = tx.clone();
-            move || read_ahead(file, &tx, &used)
+            let place = place.clone();
+            move || read_ahead(file, &tx, &used, &place)
         });
         if let Err(e) = spawned {
             let _ = tx.send(Err(e));
@@ -70,6 +82,9 @@ impl Prefetch {
             },
             pos: 0,
             done: false,
+            place,
+            spread: None,
+            spread_considered: false,
         }
     }
 
@@ -91,6 +106,14 @@ impl Prefetch {
             match self.rx.recv() {
                 Ok(Ok(block)) => {
                     self.done = block.end == 0;
+                    if self.done {
+                        self.spread = None;
+                    } else if !self.spread_considered {
+                        // A block came before the end: the file is long
+                        // enough for the two threads to work side by side.
+                        self.spread_considered = true;
+                        self.spread = Spread::begin(&self.place);
+                    }
                     let used = std::mem::replace(&mut self.cur, block);
                     // If the thread has enough spares, this one is dropped.
                     let _ = self.recycle.try_send(used);
@@ -114,7 +137,12 @@ impl Prefetch {
 /// The thread: blocks of whole lines, then an empty block at the end of
 /// the file, or the error that stopped the read (the bytes read before it
 /// in that block are dropped: the caller judges such a read cut short).
-fn read_ahead(mut file: File, tx: &SyncSender<io::Result<Block>>, used: &Receiver<Block>) {
+fn read_ahead(
+    mut file: File,
+    tx: &SyncSender<io::Result<Block>>,
+    used: &Receiver<Block>,
+    place: &Placement,
+) {
     let mut carry: Vec<u8> = Vec::new();
     loop {
         let mut block = used.try_recv().unwrap_or_else(|_| Block {
@@ -127,7 +155,7 @@ fn read_ahead(mut file: File, tx: &SyncSender<io::Result<Block>>, used: &Receive
         }
         block.buf[..block.end].copy_from_slice(&carry);
         carry.clear();
-        let eof = match fill_block(&mut file, &mut block) {
+        let eof = match fill_block(&mut file, &mut block, place) {
             Ok(eof) => eof,
             Err(e) => {
                 let _ = tx.send(Err(e));
@@ -153,10 +181,12 @@ fn read_ahead(mut file: File, tx: &SyncSender<io::Result<Block>>, used: &Receive
 }
 
 /// Reads into `block` after its `end` until BLOCK more bytes are in, or the
-/// end of the file (true).
-fn fill_block(file: &mut File, block: &mut Block) -> io::Result<bool> {
+/// end of the file (true); moves to the CPU the parser asked for, if any,
+/// between reads.
+fn fill_block(file: &mut File, block: &mut Block, place: &Placement) -> io::Result<bool> {
     let want = block.end + BLOCK;
     while block.end < want {
+        place.follow();
         match file.read(&mut block.buf[block.end..want]) {
             Ok(0) => return Ok(true),
             Ok(k) => block.end += k,
