@@ -21,6 +21,7 @@ pub mod json;
 pub mod maps_table;
 pub mod names;
 pub mod num;
+pub(crate) mod smaps_row;
 pub mod smaps_table;
 pub(crate) mod solaris;
 

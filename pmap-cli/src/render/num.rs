@@ -11,6 +11,11 @@ pub fn dec_len(mut v: u64) -> usize {
     n
 }
 
+/// Hex digits of `v` (at least one).
+pub fn hex_len(v: u64) -> usize {
+    (64 - (v | 1).leading_zeros() as usize).div_ceil(4)
+}
+
 /// Widths up to this are padded in place: the digits are written into the
 /// tail of a padded buffer and copied out once (one call into `memcpy`
 /// instead of a `memset` and a `memcpy` per number).

@@ -12,7 +12,12 @@ use std::{
     sync::Arc,
 };
 
-use super::{Format, Options, names::smaps_mapping_name, num};
+use super::{
+    Format, Options,
+    names::smaps_mapping_name,
+    num,
+    smaps_row::{RowLayout, RowValues, Widths},
+};
 use crate::map::smaps::SmapsEntry;
 
 /// The smaps data did not have the same fields in the same order for every
@@ -159,22 +164,6 @@ impl Interner {
     }
 }
 
-/// Hex digits of `v` (at least one).
-fn hex_len(v: u64) -> usize {
-    (64 - (v | 1).leading_zeros() as usize).div_ceil(4)
-}
-
-/// Text widths of the fixed columns, as the kernel prints them.
-fn addr_text(buf: &mut Vec<u8>, v: u64) {
-    num::hex_zero(buf, v, 8);
-}
-
-fn dev_text(buf: &mut Vec<u8>, major: u64, minor: u64) {
-    num::hex_zero(buf, major, 2);
-    buf.push(b':');
-    num::hex_zero(buf, minor, 2);
-}
-
 /// One `-X`/`-XX`/rc table, built from the entries and printed at the end.
 pub struct SmapsTable<'a> {
     opts: &'a Options,
@@ -223,12 +212,14 @@ impl<'a> SmapsTable<'a> {
     pub fn add(&mut self, e: &SmapsEntry) -> Result<(), TableError> {
         let r = &e.region;
         self.any_region = true;
-        // The widths of what `addr_text` and `dev_text` will print.
+        // The widths of the address, offset and device as printed (see
+        // `smaps_row`).
         let widen = |i: usize, len: usize, w: &mut [usize; 6]| w[i] = w[i].max(len);
-        widen(0, hex_len(r.start).max(8), &mut self.w);
+        widen(0, num::hex_len(r.start).max(8), &mut self.w);
         widen(1, r.perms.0.len(), &mut self.w);
-        widen(2, hex_len(r.offset).max(8), &mut self.w);
-        let dev = hex_len(r.dev_major.into()).max(2) + 1 + hex_len(r.dev_minor.into()).max(2);
+        widen(2, num::hex_len(r.offset).max(8), &mut self.w);
+        let dev =
+            num::hex_len(r.dev_major.into()).max(2) + 1 + num::hex_len(r.dev_minor.into()).max(2);
         widen(3, dev, &mut self.w);
         widen(4, num::dec_len(r.inode), &mut self.w);
         let in_range = self.opts.range.contains(r);
@@ -349,7 +340,15 @@ impl<'a> SmapsTable<'a> {
             }
         }
 
-        let mut text = Vec::with_capacity(32);
+        let layout = RowLayout::new(Widths {
+            address: w[0],
+            perm: on("Perm").then_some(w[1]),
+            offset: on("Offset").then_some(w[2]),
+            device: on("Device").then_some(w[3]),
+            inode: on("Inode").then_some(w[4]),
+            columns: columns.iter().map(|c| c.width).collect(),
+            flags: show_flags.then_some(w[5]),
+        });
         // procps-ng prints a column's last value for a row that lacks it.
         let mut last = vec![0u64; columns.len()];
         let mut pos = 0;
@@ -372,37 +371,17 @@ impl<'a> SmapsTable<'a> {
                 }
             }
 
-            text.clear();
-            addr_text(&mut text, start);
-            num::str_right(&mut b, &text, w[0]);
-            if on("Perm") {
-                b.push(b' ');
-                num::str_right(&mut b, perms, w[1]);
-            }
-            if on("Offset") {
-                b.push(b' ');
-                text.clear();
-                addr_text(&mut text, offset);
-                num::str_right(&mut b, &text, w[2]);
-            }
-            if on("Device") {
-                b.push(b' ');
-                text.clear();
-                dev_text(&mut text, major, minor);
-                num::str_right(&mut b, &text, w[3]);
-            }
-            if on("Inode") {
-                b.push(b' ');
-                num::dec_right(&mut b, inode, w[4]);
-            }
-            for (c, v) in columns.iter().zip(&last) {
-                b.push(b' ');
-                num::dec_right(&mut b, *v, c.width);
-            }
-            if show_flags {
-                b.push(b' ');
-                num::str_right(&mut b, flags, w[5]);
-            }
+            let values = RowValues {
+                start,
+                perms,
+                offset,
+                major,
+                minor,
+                inode,
+                columns: &last,
+                flags,
+            };
+            layout.push(&mut b, &values);
             if show_mapping {
                 b.push(b' ');
                 b.extend_from_slice(smaps_mapping_name(name, opts.show_path));
@@ -458,7 +437,7 @@ mod tests {
             0x7fff_ffff_f000,
             u64::MAX,
         ] {
-            assert_eq!(hex_len(v), format!("{v:x}").len(), "{v:x}");
+            assert_eq!(num::hex_len(v), format!("{v:x}").len(), "{v:x}");
         }
     }
     use crate::{
@@ -469,6 +448,49 @@ mod tests {
             smaps::{SliceLines, SmapsReader},
         },
     };
+
+    /// A value wider than its column (here: a total that wrapped, so the
+    /// column is sized for the wrapped sum) is printed whole, pushing the
+    /// rest of its line right, as printf's `%*lu` does.
+    #[test]
+    fn a_value_wider_than_its_column_pushes_the_line_right() {
+        let big = 1u64 << 63;
+        let smaps = format!(
+            "00400000-00401000 r--p 00000000 08:01 42   /bin/x\nRss: {big} kB\n\
+             00401000-00402000 r--p 00000000 08:01 42   /bin/x\nRss: 4 kB\n\
+             00402000-00403000 r--p 00000000 08:01 42   /bin/x\nRss: {big} kB\n"
+        );
+        let opts = Options {
+            format: Format::Rc(vec!["Rss".into(), "Mapping".into()]),
+            quiet: false,
+            show_path: false,
+            kernel_name: false,
+            range: Range {
+                low: 0,
+                high: u64::MAX,
+            },
+            shm_minor: crate::render::ShmMinor::Known(None),
+        };
+        let mut columns = SmapsColumns::default();
+        let mut t = SmapsTable::new(&opts, &mut columns);
+        let mut reader = SmapsReader::new(SliceLines(smaps.as_bytes()));
+        let mut e = SmapsEntry::default();
+        while reader.next_into(&mut e).expect("well-formed") {
+            t.add(&e).expect("consistent");
+        }
+        let mut out = Vec::new();
+        t.print(&mut out).expect("vec write");
+        let text = String::from_utf8(out).expect("ascii");
+        let rows: Vec<&str> = text.lines().skip(1).take(3).collect();
+        assert_eq!(
+            rows,
+            [
+                format!("00400000 {big} x"),
+                "00401000   4 x".to_string(),
+                format!("00402000 {big} x"),
+            ]
+        );
+    }
 
     /// xorshift: deterministic pseudo-random mutations.
     struct Rng(u64);
