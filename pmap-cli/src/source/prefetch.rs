@@ -173,6 +173,7 @@ fn read_ahead(
             }
         }
         let last = eof && block.end == 0;
+        place.note_reader_cpu();
         // The parser went away (it stopped early): stop too.
         if tx.send(Ok(block)).is_err() || last {
             return;
