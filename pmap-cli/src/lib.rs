@@ -6,6 +6,8 @@
 //!   classifier of what a region is.
 //! - `source`: the only readers of `/proc`, core files and perf maps.
 //! - `render`: bytes from data: the procps tables, JSON, core files.
+//! - `sys`: what the operating system offers any layer (CPU placement);
+//!   imports nothing of ours.
 //! - `cmd`: one module per command line (`pmap trace` is `cmd::trace`), and
 //!   what they share.
 //! - `exporter`: `pmap exporter`, Prometheus metrics (a command; to move
@@ -22,3 +24,4 @@ pub mod map;
 pub(crate) mod render;
 pub mod self_docs;
 pub mod source;
+pub(crate) mod sys;

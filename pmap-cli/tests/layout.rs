@@ -22,6 +22,8 @@ enum Unit {
     Map,
     Source,
     Render,
+    /// `sys`: what the OS offers any layer; imports nothing of ours.
+    Sys,
     Common,
     Command(String),
     /// `lib.rs`, `main.rs`, `cli.rs`, `cmd/mod.rs`: they put the commands
@@ -42,6 +44,7 @@ fn unit_of(path: &[String]) -> Unit {
         ("map", _) => Unit::Map,
         ("source", _) => Unit::Source,
         ("render", _) => Unit::Render,
+        ("sys", _) => Unit::Sys,
         ("cmd", Some("common")) => Unit::Common,
         // `pmap replay` and `pmap diff` print what `pmap trace` recorded,
         // with its printer, deltas and model: one command family with it
@@ -58,6 +61,9 @@ fn unit_of(path: &[String]) -> Unit {
 fn broken_rule(from: &Unit, to: &Unit) -> Option<&'static str> {
     use Unit::*;
     match (from, to) {
+        (Sys, Sys) => None,
+        (Sys, _) => Some("sys imports nothing of ours but sys"),
+        (_, Sys) => None,
         (Top, _) => None,
         (Map, Map) => None,
         (Map, _) => Some("map imports nothing of ours but map"),
@@ -362,6 +368,23 @@ fn the_checker_sees_what_breaks_a_rule() {
     assert_eq!(
         names,
         ["crate::cmd::views::Snapshot", "crate::cmd::trace::main"]
+    );
+    assert_eq!(
+        check(
+            Path::new("render/smaps_table.rs"),
+            "use crate::sys::spread::Spread;"
+        ),
+        []
+    );
+    assert_eq!(
+        check(
+            Path::new("sys/spread.rs"),
+            "use crate::map::region::Region;"
+        ),
+        [(
+            "crate::map::region::Region".to_string(),
+            "sys imports nothing of ours but sys"
+        )]
     );
     let found = check(
         Path::new("cmd/views/args.rs"),

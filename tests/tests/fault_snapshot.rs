@@ -81,8 +81,9 @@ struct Outcomes {
 /// (the read then fails with ESRCH) and half the time left a zombie (the
 /// file just ends early). pmap must print either the whole table, or one
 /// line saying the process exited with exit status 42: with nothing on
-/// stdout, or, for a table larger than pmap holds back (`-XX` here), after
-/// the rows it printed, saying the table above is incomplete.
+/// stdout, or, for a table larger than pmap holds back (see
+/// `a_table_too_large_to_hold_back_is_flagged_when_its_process_dies`),
+/// after the rows it printed, saying the table above is incomplete.
 #[test]
 fn target_killed_mid_read_never_prints_a_partial_table() {
     // Seeded by the process id: the delays differ from run to run.
@@ -194,6 +195,103 @@ fn target_killed_mid_read_never_prints_a_partial_table() {
         );
     }
     eprintln!("kills during the read, by mode:\n{}", report.join("\n"));
+}
+
+/// pmap holds a table back until its read is judged whole, up to 4 MiB;
+/// a larger one is printed as it is read. When its process dies during the
+/// read, the rows already printed must be followed by one line saying the
+/// table above is incomplete (status 42), never pass for the whole map.
+/// `-p` on 20,000 mappings of a file with a long path makes such a table
+/// (the `-X` tables are no longer printed before their read is judged).
+#[test]
+fn a_table_too_large_to_hold_back_is_flagged_when_its_process_dies() {
+    const HELD: usize = 4 << 20;
+    let mut rng = Rng::new(u64::from(std::process::id()));
+    let dir = std::env::temp_dir()
+        .join(format!("pmap-long-{}", std::process::id()))
+        .join("d".repeat(200));
+    std::fs::create_dir_all(&dir).expect("a directory with a long path");
+    let start = || {
+        let mut child = Command::new(workload_bin("many_maps"))
+            .args([MAPS, "--file"])
+            .env("TMPDIR", &dir)
+            .stdout(Stdio::piped())
+            .stdin(Stdio::null())
+            .spawn()
+            .expect("many_maps starts");
+        let mut line = String::new();
+        BufReader::new(child.stdout.take().expect("piped stdout"))
+            .read_line(&mut line)
+            .expect("many_maps's ready line");
+        assert!(line.starts_with("ready "), "many_maps said {line:?}");
+        Killed(child)
+    };
+    let target = start();
+    let started = Instant::now();
+    let full = pmap("-p", target.0.id()).output().expect("pmap runs");
+    let took = started.elapsed();
+    drop(target);
+    assert!(full.status.success(), "{full:?}");
+    assert!(
+        full.stdout.len() > HELD + HELD / 8,
+        "the table ({} bytes) must be larger than what pmap holds back",
+        full.stdout.len()
+    );
+    let whole_rows = full.stdout.iter().filter(|&&c| c == b'\n').count();
+    let (mut cut_after_rows, mut other) = (0, Vec::new());
+    for run in 0..40 {
+        let target = start();
+        let pid = target.0.id();
+        let reader = pmap("-p", pid)
+            .stdout(Stdio::piped())
+            .stderr(Stdio::piped())
+            .spawn()
+            .expect("pmap starts");
+        // In the last part of the read, once more than 4 MiB went out.
+        let late = took.as_micros() as u64;
+        std::thread::sleep(Duration::from_micros(
+            late * 7 / 10 + rng.next_u64() % (late * 4 / 10 + 1),
+        ));
+        drop(target);
+        let out = reader.wait_with_output().expect("pmap finishes");
+        let stderr = String::from_utf8_lossy(&out.stderr);
+        let rows = out.stdout.iter().filter(|&&c| c == b'\n').count();
+        let what = format!(
+            "run {run}: {:?}, {rows} lines of {whole_rows}, stderr {stderr:?}",
+            out.status
+        );
+        match out.status.code() {
+            Some(0) => {
+                assert_eq!(rows, whole_rows, "{what}: a partial table passed as whole");
+                other.push("whole");
+            }
+            Some(42) if out.stdout.is_empty() => other.push("nothing"),
+            Some(42) => {
+                assert!(
+                    out.stdout.len() > HELD,
+                    "{what}: rows printed, yet held back"
+                );
+                assert!(rows < whole_rows, "{what}");
+                assert_eq!(stderr.lines().count(), 1, "{what}");
+                assert!(
+                    stderr.starts_with(&format!("pmap: process {pid} exited while"))
+                        && stderr.contains("the table above is incomplete"),
+                    "{what}"
+                );
+                cut_after_rows += 1;
+                if cut_after_rows == 3 {
+                    break;
+                }
+            }
+            _ => panic!("{what}"),
+        }
+    }
+    let _ = std::fs::remove_dir_all(dir.parent().expect("the test's directory"));
+    assert!(
+        cut_after_rows > 0,
+        "the kill never landed after 4 MiB of rows went out ({other:?}); \
+         the test did not test anything"
+    );
 }
 
 /// How often plain reads of `/proc/PID/smaps` see rows overlap (the map
@@ -330,8 +428,9 @@ fn many_maps_then_sleep() -> (Killed, std::process::ChildStdin) {
 /// status 1)". A 20,000-region target execs `sleep` at a random moment
 /// while pmap reads it, in every mode: pmap prints the whole table of one
 /// program or of the other, never rows of both; or, for a table too large
-/// to hold back (`-XX`), the rows it printed and one line saying the
-/// program was replaced and the table above is incomplete, status 1.
+/// to hold back (more than 4 MiB of rows printed as they are read), the
+/// rows it printed and one line saying the program was replaced and the
+/// table above is incomplete, status 1.
 #[test]
 fn execve_mid_read_shows_one_program_whole() {
     let mut rng = Rng::new(u64::from(std::process::id()));

@@ -8,7 +8,7 @@ use std::{
     collections::HashMap,
     fmt,
     io::{self, Write},
-    rc::Rc,
+    ops::Range,
     sync::Arc,
 };
 
@@ -18,7 +18,10 @@ use super::{
     num,
     smaps_row::{RowLayout, RowValues, Widths},
 };
-use crate::map::smaps::SmapsEntry;
+use crate::{
+    map::smaps::SmapsEntry,
+    sys::spread::{Placement, Spread},
+};
 
 /// The smaps data did not have the same fields in the same order for every
 /// region (procps-ng stops with the same complaint), or writing failed.
@@ -119,8 +122,8 @@ fn read_varint(buf: &[u8], pos: &mut usize) -> u64 {
 /// Byte strings stored once, referred to by number.
 #[derive(Default)]
 struct Interner {
-    ids: HashMap<Rc<[u8]>, u32>,
-    items: Vec<Rc<[u8]>>,
+    ids: HashMap<Arc<[u8]>, u32>,
+    items: Vec<Arc<[u8]>>,
     /// The last two strings asked for: neighbours often repeat (the
     /// segments of one file, runs of anonymous regions, the flags of
     /// alternating protections).
@@ -145,7 +148,7 @@ impl Interner {
         let id = match self.ids.get(s) {
             Some(&id) => id,
             None => {
-                let rc: Rc<[u8]> = Rc::from(s);
+                let rc: Arc<[u8]> = Arc::from(s);
                 let id = self.items.len() as u32;
                 self.items.push(rc.clone());
                 self.ids.insert(rc, id);
@@ -164,6 +167,140 @@ impl Interner {
     }
 }
 
+/// Rows per piece printed on its own (see `SmapsTable::marks`): 4,096 rows
+/// of `-X` are about 600 KB of text.
+const SEGMENT: usize = 4096;
+
+struct Mark {
+    pos: usize,
+    last: Vec<u64>,
+}
+
+/// Whether this thread may run on more than one CPU.
+fn two_cpus() -> bool {
+    std::thread::available_parallelism().is_ok_and(|n| n.get() > 1)
+}
+
+/// What printing the rows needs, shareable between threads.
+struct Rows<'a> {
+    rows: &'a [u8],
+    names: &'a Interner,
+    flags: &'a Interner,
+    layout: &'a RowLayout,
+    columns: usize,
+    /// Whether the mapping is shown, and with its path (`-p`).
+    mapping: Option<bool>,
+}
+
+impl Rows<'_> {
+    /// Prints the rows stored in `range` of `rows` into `b`, handing `b`
+    /// to `flush` whenever it holds 60 KiB or more. `last`: the values a
+    /// row lacking a field prints (procps-ng prints a column's last
+    /// value), as they stand at the start of `range`.
+    fn print(
+        &self,
+        range: Range<usize>,
+        last: &[u64],
+        b: &mut Vec<u8>,
+        flush: &mut dyn FnMut(&mut Vec<u8>) -> io::Result<()>,
+    ) -> io::Result<()> {
+        let mut values = vec![0u64; self.columns];
+        for (v, l) in values.iter_mut().zip(last) {
+            *v = *l;
+        }
+        let rows = &self.rows[..range.end];
+        let mut pos = range.start;
+        while pos < rows.len() {
+            let start = read_varint(rows, &mut pos);
+            let perms = rows.get(pos..pos + 4).unwrap_or_default();
+            pos += 4;
+            let offset = read_varint(rows, &mut pos);
+            let major = read_varint(rows, &mut pos);
+            let minor = read_varint(rows, &mut pos);
+            let inode = read_varint(rows, &mut pos);
+            let name = self.names.get(read_varint(rows, &mut pos));
+            let flags = self.flags.get(read_varint(rows, &mut pos));
+            let n = read_varint(rows, &mut pos);
+            for i in 0..n {
+                let v = read_varint(rows, &mut pos);
+                if let Some(slot) = usize::try_from(i).ok().and_then(|i| values.get_mut(i)) {
+                    *slot = v;
+                }
+            }
+            let row = RowValues {
+                start,
+                perms,
+                offset,
+                major,
+                minor,
+                inode,
+                columns: &values,
+                flags,
+            };
+            self.layout.push(b, &row);
+            if let Some(show_path) = self.mapping {
+                b.push(b' ');
+                b.extend_from_slice(smaps_mapping_name(name, show_path));
+            }
+            b.push(b'\n');
+            if b.len() >= 60 * 1024 {
+                flush(b)?;
+            }
+        }
+        Ok(())
+    }
+
+    /// Prints `segments` in order, every other one formatted by a second
+    /// thread meanwhile: the table is printed once its last region is read,
+    /// when the reading thread is done and its CPU free, and the user
+    /// waits for all of it (60,000 rows of `-X`: about 6 ms on one thread).
+    fn print_on_two_threads(
+        &self,
+        segments: &[(Range<usize>, &[u64])],
+        b: &mut Vec<u8>,
+        out: &mut impl Write,
+    ) -> io::Result<()> {
+        let mut write = |b: &mut Vec<u8>| {
+            out.write_all(b)?;
+            b.clear();
+            Ok(())
+        };
+        // A thread started now lands on this one's CPU, and the two then
+        // take turns on it (`perf sched timehist`): bind them apart.
+        let place = Placement::new();
+        let spread = Spread::begin(&place);
+        let printed = std::thread::scope(|scope| {
+            // One piece ahead at most: memory stays at two pieces' text.
+            let (tx, rx) = std::sync::mpsc::sync_channel::<io::Result<Vec<u8>>>(1);
+            scope.spawn(move || {
+                place.follow();
+                for (range, last) in segments.iter().skip(1).step_by(2) {
+                    let mut piece = Vec::with_capacity(range.len() * 4);
+                    let done = self.print(range.clone(), last, &mut piece, &mut |_| Ok(()));
+                    // The printer stopped (a write failed): stop too.
+                    if tx.send(done.map(|()| piece)).is_err() {
+                        return;
+                    }
+                }
+            });
+            for (i, (range, last)) in segments.iter().enumerate() {
+                if i % 2 == 0 {
+                    self.print(range.clone(), last, b, &mut write)?;
+                } else {
+                    let mut piece = rx
+                        .recv()
+                        .map_err(|_| io::Error::other("the printing thread stopped"))??;
+                    write(b)?;
+                    write(&mut piece)?;
+                }
+            }
+            Ok(())
+        });
+        drop(spread);
+        printed
+    }
+}
+
 /// One `-X`/`-XX`/rc table, built from the entries and printed at the end.
 pub struct SmapsTable<'a> {
     opts: &'a Options,
@@ -173,6 +310,13 @@ pub struct SmapsTable<'a> {
     has_vmflags: bool,
     any_region: bool,
     rows: Vec<u8>,
+    /// Where every `SEGMENT` rows start in `rows`, with the values a row
+    /// lacking a field prints there, so that the rows can be printed in
+    /// pieces on two threads (see `print`).
+    marks: Vec<Mark>,
+    /// Rows since the last mark, and each column's last value so far.
+    since_mark: usize,
+    last: Vec<u64>,
     names: Interner,
     flags: Interner,
     /// For each field position of the last entry: its name and the column
@@ -197,6 +341,9 @@ impl<'a> SmapsTable<'a> {
             has_vmflags: false,
             any_region: false,
             rows: Vec::new(),
+            marks: Vec::new(),
+            since_mark: 0,
+            last: Vec::new(),
             names: Interner::default(),
             flags,
             positions: Vec::new(),
@@ -258,6 +405,18 @@ impl<'a> SmapsTable<'a> {
         if !in_range {
             return Ok(());
         }
+        self.since_mark += 1;
+        if self.since_mark > SEGMENT {
+            self.since_mark = 1;
+            self.marks.push(Mark {
+                pos: self.rows.len(),
+                last: self.last.clone(),
+            });
+        }
+        if self.last.len() < self.values.len() {
+            self.last.resize(self.values.len(), 0);
+        }
+        self.last[..self.values.len()].copy_from_slice(&self.values);
         let row = &mut self.rows;
         push_varint(row, r.start);
         row.extend_from_slice(&r.perms.0);
@@ -305,6 +464,11 @@ impl<'a> SmapsTable<'a> {
 
     /// Prints headings, rows and totals (headings and totals unless quiet).
     pub fn print(self, out: &mut impl Write) -> io::Result<()> {
+        let two_threads = two_cpus();
+        self.print_on(out, two_threads)
+    }
+
+    fn print_on(self, out: &mut impl Write, two_threads: bool) -> io::Result<()> {
         let opts = self.opts;
         let format = &opts.format;
         let on = |name: &str| is_enabled(format, name);
@@ -349,47 +513,36 @@ impl<'a> SmapsTable<'a> {
             columns: columns.iter().map(|c| c.width).collect(),
             flags: show_flags.then_some(w[5]),
         });
-        // procps-ng prints a column's last value for a row that lacks it.
-        let mut last = vec![0u64; columns.len()];
-        let mut pos = 0;
-        let rows = &self.rows;
-        while pos < rows.len() {
-            let start = read_varint(rows, &mut pos);
-            let perms = rows.get(pos..pos + 4).unwrap_or_default();
-            pos += 4;
-            let offset = read_varint(rows, &mut pos);
-            let major = read_varint(rows, &mut pos);
-            let minor = read_varint(rows, &mut pos);
-            let inode = read_varint(rows, &mut pos);
-            let name = self.names.get(read_varint(rows, &mut pos));
-            let flags = self.flags.get(read_varint(rows, &mut pos));
-            let n = read_varint(rows, &mut pos);
-            for i in 0..n {
-                let v = read_varint(rows, &mut pos);
-                if let Some(slot) = usize::try_from(i).ok().and_then(|i| last.get_mut(i)) {
-                    *slot = v;
-                }
-            }
-
-            let values = RowValues {
-                start,
-                perms,
-                offset,
-                major,
-                minor,
-                inode,
-                columns: &last,
-                flags,
-            };
-            layout.push(&mut b, &values);
-            if show_mapping {
-                b.push(b' ');
-                b.extend_from_slice(smaps_mapping_name(name, opts.show_path));
-            }
-            b.push(b'\n');
-            if b.len() >= 60 * 1024 {
-                out.write_all(&b)?;
-                b.clear();
+        let rows = Rows {
+            rows: &self.rows,
+            names: &self.names,
+            flags: &self.flags,
+            layout: &layout,
+            columns: columns.len(),
+            mapping: show_mapping.then_some(opts.show_path),
+        };
+        let mut starts = vec![Mark {
+            pos: 0,
+            last: Vec::new(),
+        }];
+        starts.extend(self.marks);
+        let segments: Vec<(Range<usize>, &[u64])> = starts
+            .iter()
+            .enumerate()
+            .map(|(i, m)| {
+                let end = starts.get(i + 1).map_or(self.rows.len(), |n| n.pos);
+                (m.pos..end, &m.last[..])
+            })
+            .collect();
+        if segments.len() > 1 && two_threads {
+            rows.print_on_two_threads(&segments, &mut b, out)?;
+        } else {
+            for (range, last) in &segments {
+                rows.print(range.clone(), last, &mut b, &mut |b| {
+                    out.write_all(b)?;
+                    b.clear();
+                    Ok(())
+                })?;
             }
         }
 
@@ -490,6 +643,60 @@ mod tests {
                 format!("00402000 {big} x"),
             ]
         );
+    }
+
+    /// A table of several pieces prints the same on two threads as on
+    /// one, rows lacking a field included (they print the column's last
+    /// value, which each piece starts from).
+    #[test]
+    fn two_threads_print_what_one_prints() {
+        let mut smaps = String::new();
+        for i in 0..3 * SEGMENT as u64 + 5 {
+            let start = 0x10_0000 + i * 0x1000;
+            smaps += &format!(
+                "{start:08x}-{:08x} rw-p 00000000 00:00 0\nRss: {} kB\n",
+                start + 0x1000,
+                i % 7
+            );
+            // Every 997th region lacks Pss (and prints the last one).
+            if i % 997 != 0 {
+                smaps += &format!("Pss: {} kB\n", i * 3);
+            }
+            smaps += &format!("VmFlags: rd wr {}\n", if i % 2 == 0 { "mr" } else { "ac" });
+        }
+        let opts = Options {
+            format: Format::All,
+            quiet: false,
+            show_path: false,
+            kernel_name: false,
+            range: Range {
+                low: 0,
+                high: u64::MAX,
+            },
+            shm_minor: crate::render::ShmMinor::Known(None),
+        };
+        let print = |two_threads: bool| {
+            let mut columns = SmapsColumns::default();
+            let mut t = SmapsTable::new(&opts, &mut columns);
+            let mut reader = SmapsReader::new(SliceLines(smaps.as_bytes()));
+            let mut e = SmapsEntry::default();
+            while reader.next_into(&mut e).expect("well-formed") {
+                t.add(&e).expect("consistent");
+            }
+            assert_eq!(t.marks.len(), 3, "pieces of SEGMENT rows");
+            let mut out = Vec::new();
+            t.print_on(&mut out, two_threads).expect("vec write");
+            String::from_utf8(out).expect("ascii")
+        };
+        let one = print(false);
+        assert_eq!(one.lines().count(), 3 * SEGMENT + 5 + 3);
+        // Region 997 (at 0x4e5000) lacks Pss: it prints region 996's.
+        let row = one
+            .lines()
+            .find(|l| l.starts_with("004e5000"))
+            .expect("region 997");
+        assert_eq!(row.split_whitespace().nth(6), Some("2988"), "{row}");
+        assert_eq!(print(true), one);
     }
 
     /// xorshift: deterministic pseudo-random mutations.

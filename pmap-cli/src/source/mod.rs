@@ -18,8 +18,7 @@
 //! - `perf_map`: `/tmp/perf-PID.map`, the symbols JITs write for perf.
 //! - `shm`: the device minor of SysV shared memory.
 //! - `lines`: chunked line splitting shared by the parsers.
-//! - `prefetch`: reading a file ahead on a second thread;
-//!   `spread`: keeping that thread and its parser on different CPUs.
+//! - `prefetch`: reading a file ahead on a second thread.
 //! - `core_file`: ELF core files (headers and notes).
 //! - `link_map`: the dynamic linker's names of the loaded objects (`-l`).
 //! - `groups`: processes by command name or cgroup (`--comm`, `--cgroup`).
@@ -51,7 +50,6 @@ pub(crate) mod query;
 pub(crate) mod shm;
 pub mod smaps;
 pub(crate) mod smaps_fields;
-pub(crate) mod spread;
 pub(crate) mod stat;
 pub(crate) mod system;
 pub(crate) mod threads;

@@ -10,7 +10,7 @@
 //! small bounded channel keeps memory bounded whatever the file's size,
 //! and used blocks go back to the thread (fresh memory would cost a page
 //! fault per 4 KiB). Once a file proves longer than a block, the two
-//! threads are bound to different CPUs (`spread`).
+//! threads are bound to different CPUs (`sys::spread`).
 
 use std::{
     fs::File,
@@ -18,10 +18,8 @@ use std::{
     sync::mpsc::{Receiver, SyncSender, sync_channel},
 };
 
-use super::{
-    lines::LineSource,
-    spread::{Placement, Spread},
-};
+use super::lines::LineSource;
+use crate::sys::spread::{Placement, Spread};
 
 /// Bytes read into a block before it is handed over (one line may make it
 /// longer). The kernel fills about a page per `read` of a seq file, so this

@@ -1,6 +1,6 @@
 //! Output held back until a table's read is judged whole (see
-//! `table::render_process_in`), up to a limit: a table larger than that (tens of
-//! thousands of `-X` rows) is written through as it is read instead, so
+//! `table::render_process_in`), up to a limit: a table larger than that
+//! (about 60,000 `-x` rows) is written through as it is read instead, so
 //! that pmap's memory stays bounded; if such a read then turns out cut
 //! short, the caller says the table above is incomplete. Held output is
 //! kept in fixed-size chunks: one growing buffer would double, and copy

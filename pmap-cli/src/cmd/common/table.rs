@@ -4,7 +4,9 @@
 //!
 //! The map is read through `source::checked` (the whole map of one
 //! program, read again while torn) and printed row by row as it is read,
-//! held back in a `Spool` until the read is judged whole.
+//! held back in a `Spool` until the read is judged whole; a self-sizing
+//! table (`-X`, `-XX`, rc columns) is kept until the end anyway, and
+//! printed once the read is judged whole.
 
 use std::io::{self, Write};
 
@@ -90,7 +92,7 @@ pub fn render_process_in(
     let tried = checked::read_with_retries(dir, info, |maps_dir, info, before, last_try| {
         let mut buf = spool::Spool::new(&mut *out, spool::HOLD_LIMIT);
         let mut cols = columns.clone();
-        let Some((pass, dropped)) =
+        let Some((pass, dropped, table)) =
             read_table(&mut buf, maps_dir, info, opts, &mut cols, last_try)?
         else {
             buf.commit()?;
@@ -110,6 +112,13 @@ pub fn render_process_in(
         Ok(match end {
             ReadEnd::Complete => {
                 buf.commit()?;
+                drop(buf);
+                // A self-sizing table is printed once judged whole: to the
+                // output itself, not held back (9 MB of `-X` text for
+                // 60,000 regions would be copied into the spool first).
+                if let Some(t) = table {
+                    t.print(&mut *out)?;
+                }
                 *columns = cols;
                 Step::Done(if overlaps > 0 {
                     Rendered::Overlaps(overlaps)
@@ -181,18 +190,19 @@ impl Walk {
 }
 
 /// Prints the header and table of `info` into `out`, reading `dir`'s
-/// maps or smaps: how the read went and how many overlapping rows were
-/// left out, or `None` if the file could not be opened (`out` then holds
-/// the header). With `last_try`, rows that overlap an earlier row are
-/// left out rather than the read given up.
-fn read_table(
+/// maps or smaps: how the read went, how many overlapping rows were left
+/// out, and a self-sizing table (`-X`, `-XX`, rc columns) still to print,
+/// which is only printed at the end anyway; or `None` if the file could
+/// not be opened (`out` then holds the header). With `last_try`, rows that
+/// overlap an earlier row are left out rather than the read given up.
+fn read_table<'a>(
     out: &mut spool::Spool<'_, impl Write>,
     dir: &PidDir,
     info: &ProcessInfo,
-    opts: &Options,
-    columns: &mut SmapsColumns,
+    opts: &'a Options,
+    columns: &'a mut SmapsColumns,
     last_try: bool,
-) -> Result<Option<(Pass, usize)>, Fatal> {
+) -> Result<Option<(Pass, usize, Option<SmapsTable<'a>>)>, Fatal> {
     print_process_line(out, info)?;
     let file = if opts.format.uses_smaps() {
         "smaps"
@@ -202,7 +212,7 @@ fn read_table(
     let path = format!("/proc/{}/{file}", dir.pid());
     let f = match dir.open_file(file) {
         Ok(f) => f,
-        Err(e) if gone(&e) => return Ok(Some((Pass::Gone, 0))),
+        Err(e) if gone(&e) => return Ok(Some((Pass::Gone, 0, None))),
         Err(_) => return Ok(None),
     };
     let probe = f
@@ -215,6 +225,7 @@ fn read_table(
         rows: 0,
         cut: None,
     };
+    let mut table = None;
     let whole = match &opts.format {
         Format::Default | Format::Device => {
             let mut reader = MapsReader::from_lines(Prefetch::new(f));
@@ -255,9 +266,7 @@ fn read_table(
                     Ok(true)
                 },
             )?;
-            if walk.cut.is_none() {
-                t.print(out)?;
-            }
+            table = Some(t);
             true
         }
     };
@@ -265,7 +274,7 @@ fn read_table(
         order, rows, cut, ..
     } = walk;
     if let Some(end) = cut {
-        return Ok(Some((end, order.dropped)));
+        return Ok(Some((end, order.dropped, None)));
     }
     Ok(Some((
         Pass::Read {
@@ -274,5 +283,6 @@ fn read_table(
             whole,
         },
         order.dropped,
+        table,
     )))
 }
