@@ -277,13 +277,13 @@ fn measure(
     // One untimed warm-up pass (page cache, binaries), then the rounds, each
     // starting one command further along so none always runs first.
     for &i in &live {
-        run_timed(&mut command(&cmds[i].argv), &cmds[i].label())?;
+        run_timed(&cmds[i].argv, &cmds[i].label())?;
     }
     for r in 0..rounds {
         for k in 0..live.len() {
             let i = live[(k + r) % live.len()];
             let c = &mut cmds[i];
-            let u = run_timed(&mut command(&c.argv), &c.label())?;
+            let u = run_timed(&c.argv, &c.label())?;
             if !u.success() {
                 bail!(
                     "{} failed during the rounds: {}",
@@ -389,7 +389,7 @@ fn render(opts: &Opts, bins: &Bins, rounds: usize, machine: &str, ws: &[Workload
     let _ = writeln!(
         s,
         "- method: each command run {rounds} times per workload, all commands interleaved \
-         round-robin (one warm-up pass first); wall time is fork+exec+exit as a user sees it, \
+         round-robin (one warm-up pass first); wall time is fork+exec+exit as a user sees it (each command started with fork and exec, as a shell starts it), \
          output to /dev/null; CPU is user+sys from wait4; peak RSS is GNU time's %M (max of 2 runs, about 1 MiB floor). \
          Ratios are the median of the per-round ratios (same round, same load); \
          `min/min` is the ratio of the fastest runs; the CPU ratio is the median per-round \
