@@ -22,6 +22,7 @@ pub mod maps_table;
 pub mod names;
 pub mod num;
 pub(crate) mod smaps_row;
+pub(crate) mod smaps_store;
 pub mod smaps_table;
 pub(crate) mod solaris;
 

@@ -1,0 +1,222 @@
+//! The rows of a self-sizing smaps table as they are kept until the end
+//! (numbers as varints, names and VmFlags interned), and their printing:
+//! in pieces of `SEGMENT` rows, on two threads when the table is large.
+
+use std::{
+    collections::HashMap,
+    io::{self, Write},
+    ops::Range,
+    sync::Arc,
+};
+
+use super::{
+    names::smaps_mapping_name,
+    smaps_row::{RowLayout, RowValues},
+};
+use crate::sys::spread::{Placement, Spread};
+
+pub(super) fn push_varint(buf: &mut Vec<u8>, mut v: u64) {
+    while v >= 0x80 {
+        buf.push((v as u8) | 0x80);
+        v >>= 7;
+    }
+    buf.push(v as u8);
+}
+
+fn read_varint(buf: &[u8], pos: &mut usize) -> u64 {
+    let mut v = 0u64;
+    let mut shift = 0;
+    while let Some(&b) = buf.get(*pos) {
+        *pos += 1;
+        if shift < 64 {
+            v |= u64::from(b & 0x7f) << shift;
+        }
+        shift += 7;
+        if b & 0x80 == 0 {
+            break;
+        }
+    }
+    v
+}
+
+/// Byte strings stored once, referred to by number.
+#[derive(Default)]
+pub(super) struct Interner {
+    ids: HashMap<Arc<[u8]>, u32>,
+    items: Vec<Arc<[u8]>>,
+    /// The last two strings asked for: neighbours often repeat (the
+    /// segments of one file, runs of anonymous regions, the flags of
+    /// alternating protections).
+    last: Option<u32>,
+    before_last: Option<u32>,
+}
+
+impl Interner {
+    pub(super) fn id(&mut self, s: &[u8]) -> u32 {
+        if let Some(last) = self.last
+            && *self.items[last as usize] == *s
+        {
+            return last;
+        }
+        if let Some(before) = self.before_last
+            && *self.items[before as usize] == *s
+        {
+            self.before_last = self.last;
+            self.last = Some(before);
+            return before;
+        }
+        let id = match self.ids.get(s) {
+            Some(&id) => id,
+            None => {
+                let rc: Arc<[u8]> = Arc::from(s);
+                let id = self.items.len() as u32;
+                self.items.push(rc.clone());
+                self.ids.insert(rc, id);
+                id
+            }
+        };
+        self.before_last = self.last;
+        self.last = Some(id);
+        id
+    }
+    fn get(&self, id: u64) -> &[u8] {
+        usize::try_from(id)
+            .ok()
+            .and_then(|i| self.items.get(i))
+            .map_or(&[][..], |s| s)
+    }
+}
+
+/// Rows per piece printed on its own (see `SmapsTable::marks`): 4,096 rows
+/// of `-X` are about 600 KB of text.
+pub(super) const SEGMENT: usize = 4096;
+
+pub(super) struct Mark {
+    pub(super) pos: usize,
+    pub(super) last: Vec<u64>,
+}
+
+/// Whether this thread may run on more than one CPU.
+pub(super) fn two_cpus() -> bool {
+    std::thread::available_parallelism().is_ok_and(|n| n.get() > 1)
+}
+
+/// What printing the rows needs, shareable between threads.
+pub(super) struct Rows<'a> {
+    pub(super) rows: &'a [u8],
+    pub(super) names: &'a Interner,
+    pub(super) flags: &'a Interner,
+    pub(super) layout: &'a RowLayout,
+    pub(super) columns: usize,
+    /// Whether the mapping is shown, and with its path (`-p`).
+    pub(super) mapping: Option<bool>,
+}
+
+impl Rows<'_> {
+    /// Prints the rows stored in `range` of `rows` into `b`, handing `b`
+    /// to `flush` whenever it holds 60 KiB or more. `last`: the values a
+    /// row lacking a field prints (procps-ng prints a column's last
+    /// value), as they stand at the start of `range`.
+    pub(super) fn print(
+        &self,
+        range: Range<usize>,
+        last: &[u64],
+        b: &mut Vec<u8>,
+        flush: &mut dyn FnMut(&mut Vec<u8>) -> io::Result<()>,
+    ) -> io::Result<()> {
+        let mut values = vec![0u64; self.columns];
+        for (v, l) in values.iter_mut().zip(last) {
+            *v = *l;
+        }
+        let rows = &self.rows[..range.end];
+        let mut pos = range.start;
+        while pos < rows.len() {
+            let start = read_varint(rows, &mut pos);
+            let perms = rows.get(pos..pos + 4).unwrap_or_default();
+            pos += 4;
+            let offset = read_varint(rows, &mut pos);
+            let major = read_varint(rows, &mut pos);
+            let minor = read_varint(rows, &mut pos);
+            let inode = read_varint(rows, &mut pos);
+            let name = self.names.get(read_varint(rows, &mut pos));
+            let flags = self.flags.get(read_varint(rows, &mut pos));
+            let n = read_varint(rows, &mut pos);
+            for i in 0..n {
+                let v = read_varint(rows, &mut pos);
+                if let Some(slot) = usize::try_from(i).ok().and_then(|i| values.get_mut(i)) {
+                    *slot = v;
+                }
+            }
+            let row = RowValues {
+                start,
+                perms,
+                offset,
+                major,
+                minor,
+                inode,
+                columns: &values,
+                flags,
+            };
+            self.layout.push(b, &row);
+            if let Some(show_path) = self.mapping {
+                b.push(b' ');
+                b.extend_from_slice(smaps_mapping_name(name, show_path));
+            }
+            b.push(b'\n');
+            if b.len() >= 60 * 1024 {
+                flush(b)?;
+            }
+        }
+        Ok(())
+    }
+
+    /// Prints `segments` in order, every other one formatted by a second
+    /// thread meanwhile: the table is printed once its last region is read,
+    /// when the reading thread is done and its CPU free, and the user
+    /// waits for all of it (60,000 rows of `-X`: about 6 ms on one thread).
+    pub(super) fn print_on_two_threads(
+        &self,
+        segments: &[(Range<usize>, &[u64])],
+        b: &mut Vec<u8>,
+        out: &mut impl Write,
+    ) -> io::Result<()> {
+        let mut write = |b: &mut Vec<u8>| {
+            out.write_all(b)?;
+            b.clear();
+            Ok(())
+        };
+        // A thread started now lands on this one's CPU, and the two then
+        // take turns on it (`perf sched timehist`): bind them apart.
+        let place = Placement::new();
+        let spread = Spread::begin(&place);
+        let printed = std::thread::scope(|scope| {
+            // One piece ahead at most: memory stays at two pieces' text.
+            let (tx, rx) = std::sync::mpsc::sync_channel::<io::Result<Vec<u8>>>(1);
+            scope.spawn(move || {
+                place.follow();
+                for (range, last) in segments.iter().skip(1).step_by(2) {
+                    let mut piece = Vec::with_capacity(range.len() * 4);
+                    let done = self.print(range.clone(), last, &mut piece, &mut |_| Ok(()));
+                    // The printer stopped (a write failed): stop too.
+                    if tx.send(done.map(|()| piece)).is_err() {
+                        return;
+                    }
+                }
+            });
+            for (i, (range, last)) in segments.iter().enumerate() {
+                if i % 2 == 0 {
+                    self.print(range.clone(), last, b, &mut write)?;
+                } else {
+                    let mut piece = rx
+                        .recv()
+                        .map_err(|_| io::Error::other("the printing thread stopped"))??;
+                    write(b)?;
+                    write(&mut piece)?;
+                }
+            }
+            Ok(())
+        });
+        drop(spread);
+        printed
+    }
+}
