@@ -20,6 +20,13 @@ use core::intrinsics::AtomicOrdering;
 mod counters;
 /// The map a new program starts with, read at its execve.
 mod exec_map;
+/// The user stack of a traced call (`--stacks`).
+mod stack;
+/// The regions a traced call changed, read at its exit.
+mod walk;
+
+use stack::{capture_stack, capture_stack_head, send_stack_copy};
+use walk::{EBUSY, LOCK_WAIT_NS, capture_regions, kernel_u64, offsets, on_vma};
 
 use aya_ebpf::cty::c_void;
 use aya_ebpf::{
@@ -27,18 +34,15 @@ use aya_ebpf::{
     bindings::{BPF_RB_AVAIL_DATA, BPF_RB_FORCE_WAKEUP, BPF_RB_NO_WAKEUP},
     helpers::{
         bpf_get_current_comm, bpf_get_current_pid_tgid, bpf_get_current_task_btf, bpf_ktime_get_ns,
-        bpf_probe_read_user,
-        generated::{self as raw, bpf_find_vma, bpf_task_pt_regs},
+        generated::{self as raw, bpf_task_pt_regs},
     },
     macros::{map, tracepoint},
     maps::{Array, LruHashMap, PerCpuArray, RingBuf},
     programs::TracePointContext,
 };
 use pmap_common::{
-    Capture, Event, EventCapture, EventHead, FLAG_NO_ARGS, FLAG_SP_WORD, FLAG_STACK,
-    FLAG_STACK_END, KernelOffsets, MAX_CAPTURE, MAX_STACK_BYTES, MAX_STACK_DEPTH, STACK_COPY_ALIGN,
-    STACK_COPY_MAGIC, STACK_COPY_SIZE, STACK_NEED_ENTRIES, StackCopy, TARGET_WORDS, Vma, capture,
-    capture_len, config, counter, fork, kind, matched, walk_plan,
+    Event, EventCapture, EventHead, FLAG_NO_ARGS, KernelOffsets, MAX_STACK_DEPTH,
+    STACK_NEED_ENTRIES, TARGET_WORDS, capture_len, config, counter, fork, kind, matched,
 };
 
 /// Process ids (init namespace) to report, one bit each. Filled by
@@ -150,12 +154,6 @@ const REGS_ARGS: [usize; 6] = [
 /// `bp` through `sp` of the user registers saved at syscall entry.
 type UserRegs = [u64; 16];
 
-/// How far above the stack pointer a frame pointer may lie and still be
-/// followed: the default thread stack size (8 MiB). Farther, it is not a
-/// frame pointer into this stack but whatever the code (built without frame
-/// pointers) kept in the register, and reading it would likely fault.
-const MAX_FRAME_SPAN: u64 = 8 << 20;
-
 /// The user registers of the current task as saved at syscall entry. The
 /// syscall ABI preserves every register but ax, cx and r11 for the caller,
 /// so at exit the argument registers, ip, sp and bp are still what the call
@@ -179,191 +177,6 @@ fn user_regs() -> Option<UserRegs> {
         *slot = unsafe { core::ptr::read_volatile(base.add(i)) };
     }
     Some(out)
-}
-
-/// Fills `stack` with the user stack of the current syscall; returns the
-/// number of entries and the `FLAG_*` bits that describe them.
-///
-/// `stack[0]` is the user instruction pointer and `stack[1]` the word at the
-/// user stack pointer (`FLAG_SP_WORD`): in a leaf libc wrapper (mmap,
-/// mprotect, ...) the return address into its caller, which is all there is
-/// to go on when libc has no frame pointers (Debian's has none). Then the
-/// frame-pointer chain from `bp`, followed only while it is plausible: each
-/// frame above the last, within [`MAX_FRAME_SPAN`] of the stack pointer,
-/// 8-byte aligned. Code built without frame pointers uses `bp` as a general
-/// register; `bpf_get_stack` would follow such garbage and fault on it (the
-/// fault handling was most of the cost of `--stacks`), this stops instead.
-/// `FLAG_STACK_END` says the chain ended at the outermost frame (a null
-/// frame pointer or return address), so the stack is complete.
-#[inline(always)]
-fn capture_stack(stack: &mut [u64; MAX_STACK_DEPTH], regs: &UserRegs) -> (u32, u32) {
-    let sp = regs[REGS_SP];
-    stack[0] = regs[REGS_IP];
-    // SAFETY: a probe read checks its address; 0 stands for unreadable.
-    stack[1] = unsafe { bpf_probe_read_user(sp as *const u64) }.unwrap_or(0);
-    let mut flags = FLAG_STACK | FLAG_SP_WORD;
-    let mut len = 2u32;
-    let mut bp = regs[0];
-    let mut lo = sp;
-    for slot in stack.iter_mut().skip(2) {
-        if bp < lo || bp - sp > MAX_FRAME_SPAN || bp & 7 != 0 {
-            break;
-        }
-        // SAFETY: as above; [saved bp, return address] at the frame pointer.
-        let Ok([next, ret]) = (unsafe { bpf_probe_read_user(bp as *const [u64; 2]) }) else {
-            break;
-        };
-        if ret == 0 {
-            flags |= FLAG_STACK_END;
-            break;
-        }
-        *slot = ret;
-        len += 1;
-        if next == 0 {
-            flags |= FLAG_STACK_END;
-            break;
-        }
-        // Frames lie at increasing addresses; anything else is not a chain.
-        lo = bp + 16;
-        bp = next;
-    }
-    (len, flags)
-}
-
-/// Copies up to `want` bytes (at most `MAX_STACK_BYTES`, a multiple of
-/// `STACK_COPY_ALIGN`) of user stack from `sp` to `dst`; returns how many.
-/// A probe read fails whole when its range runs past the top of the stack
-/// (a shallow main thread: the stack ends a few KiB above `sp`), so a
-/// failed read is retried with half the length, then with the rest of
-/// sp's page.
-///
-/// SAFETY: `dst` must be valid for `want` bytes of writes.
-#[inline(always)]
-unsafe fn copy_user_stack(dst: *mut u8, sp: u64, want: u64) -> u64 {
-    let mut n = want;
-    for _ in 0..3 {
-        if n == 0 {
-            break;
-        }
-        // SAFETY: a probe read checks the user range and writes at most
-        // `n` <= `want` bytes to `dst`.
-        let r = unsafe { raw::bpf_probe_read_user(dst.cast(), n as u32, sp as *const c_void) };
-        if r == 0 {
-            return n;
-        }
-        n >>= 1;
-    }
-    // The rest of sp's page is there (the stack pointer points into it).
-    let n = (4096 - (sp & 4095)).min(n) & ALIGN_DOWN;
-    // SAFETY: as above.
-    let r = unsafe { raw::bpf_probe_read_user(dst.cast(), n as u32, sp as *const c_void) };
-    if r == 0 { n } else { 0 }
-}
-
-/// The first two words of [`capture_stack`] (the instruction pointer and
-/// the word at the stack pointer), without the walk: with a stack copy.
-#[inline(always)]
-fn capture_stack_head(stack: &mut [u64; MAX_STACK_DEPTH], regs: &UserRegs) -> (u32, u32) {
-    stack[0] = regs[REGS_IP];
-    // SAFETY: a probe read checks its address; 0 stands for unreadable.
-    stack[1] = unsafe { bpf_probe_read_user(regs[REGS_SP] as *const u64) }.unwrap_or(0);
-    (2, FLAG_STACK | FLAG_SP_WORD)
-}
-
-/// `bpf_find_vma`'s callback for the stack copy: the end of the region
-/// holding the stack pointer, into the u64 at `ctx`.
-#[inline(never)]
-extern "C" fn on_stack_vma(_task: *mut c_void, vma: *mut c_void, ctx: *mut c_void) -> i64 {
-    // SAFETY: `ctx` is the caller's u64, on its stack, for this call.
-    unsafe { *ctx.cast::<u64>() = kernel_u64(vma as u64, offsets().vm_end) };
-    0
-}
-
-/// Rounds down to a multiple of `STACK_COPY_ALIGN`.
-const ALIGN_DOWN: u64 = !(STACK_COPY_ALIGN as u64 - 1);
-
-/// Sends the copy of the user stack that goes with the syscall record
-/// just reserved (`--stack-bytes`), for userspace to unwind with the
-/// modules' call-frame information: a record of its own, so that the
-/// syscall record keeps its shape. The stack is read straight into the
-/// ring (no copy through scratch memory: the copy is most of what the
-/// option costs). At most `STACK_BYTES`, no further than the stack's
-/// region, no more than the process's calls need (`STACK_NEED`); the
-/// record is sized to a class above that (a constant per branch, as the
-/// verifier wants), and the header says how much was copied. Sent before
-/// the syscall record is
-/// submitted: userspace reads records in the order they were reserved,
-/// and a record only once it is submitted, so this copy is read right
-/// after its syscall record, in the same pass.
-///
-/// Not inlined, and given scalars only: verified once, apart from the
-/// capture (inlined, the two made the verifier lose track of registers).
-#[inline(never)]
-fn send_stack_copy(tid: u32, sp: u64, bp: u64, wake: u64) -> u32 {
-    // The process of the calling thread (the record's, whichever way it
-    // joined the trace): read here rather than passed, to keep the
-    // caller's registers as they were (see `find_waiting`).
-    let tgid = (bpf_get_current_pid_tgid() >> 32) as u32;
-    // SAFETY: as for CONFIG.
-    let want =
-        unsafe { core::ptr::read_volatile(&STACK_BYTES) }.min(MAX_STACK_BYTES as u64) & ALIGN_DOWN;
-    // What this process's calls have needed so far: the record keeps its
-    // room (its size must be a constant), only the copy is shorter.
-    // SAFETY: a value of this map is a plain u64, read once.
-    let need = unsafe { STACK_NEED.get(&tgid) }.copied().unwrap_or(want);
-    // Where the stack's region ends: reading past it would fault (a fault
-    // costs more than the copy), and a shallow main thread's stack ends a
-    // few KiB above sp. Unknown (lock busy, no region): the copy is tried
-    // whole and shortened on failure.
-    let mut end: u64 = 0;
-    // SAFETY: the callback has the signature bpf_find_vma expects and
-    // writes only the u64 it is given.
-    unsafe {
-        bpf_find_vma(
-            bpf_get_current_task_btf(),
-            sp,
-            on_stack_vma as *mut c_void,
-            (&raw mut end).cast(),
-            0,
-        )
-    };
-    let room = if end > sp {
-        (end - sp) & ALIGN_DOWN
-    } else {
-        want
-    };
-    let room = room.min(need).min(want) & ALIGN_DOWN;
-    // The record is as big as the next size class above the copy: its
-    // size must be a constant (one per branch), and a record much bigger
-    // than its copy still costs the ring (and its cache) its room.
-    let rec = match room {
-        0..=512 => EVENTS.reserve_bytes(STACK_COPY_SIZE + 512, 0),
-        513..=1024 => EVENTS.reserve_bytes(STACK_COPY_SIZE + 1024, 0),
-        1025..=2048 => EVENTS.reserve_bytes(STACK_COPY_SIZE + 2048, 0),
-        2049..=4096 => EVENTS.reserve_bytes(STACK_COPY_SIZE + 4096, 0),
-        4097..=8192 => EVENTS.reserve_bytes(STACK_COPY_SIZE + 8192, 0),
-        _ => EVENTS.reserve_bytes(STACK_COPY_SIZE + MAX_STACK_BYTES, 0),
-    };
-    let Some(mut rec) = rec else {
-        bump(counter::LOST);
-        return 1;
-    };
-    let cap = (rec.len() - STACK_COPY_SIZE) as u64;
-    let base = rec.as_mut_ptr();
-    // SAFETY: the reserved record is STACK_COPY_SIZE + `cap` bytes.
-    let copied = unsafe { copy_user_stack(base.add(STACK_COPY_SIZE), sp, room.min(cap)) };
-    let head = StackCopy {
-        magic: STACK_COPY_MAGIC,
-        tid: u64::from(tid),
-        sp,
-        bp,
-        len: copied,
-    };
-    // SAFETY: the record's first STACK_COPY_SIZE bytes; unaligned writes
-    // are fine (ring records are 8-byte aligned anyway).
-    unsafe { core::ptr::write_unaligned(base.cast::<StackCopy>(), head) };
-    rec.submit(wake);
-    0
 }
 
 #[inline(always)]
@@ -509,221 +322,6 @@ fn wakeup_flags() -> u64 {
     } else {
         BPF_RB_NO_WAKEUP as u64
     }
-}
-
-/// Reads a u64 at `base + offset` of kernel memory; 0 if unreadable (the
-/// helper zeroes its destination on failure). No branch on the result:
-/// every branch here multiplies the paths the verifier walks, once per
-/// lookup of the walk.
-#[inline(always)]
-fn kernel_u64(base: u64, offset: u64) -> u64 {
-    let mut v: u64 = 0;
-    // SAFETY: a probe read checks its address and writes only `v`.
-    unsafe {
-        raw::bpf_probe_read_kernel(
-            (&raw mut v).cast(),
-            8,
-            (base.wrapping_add(offset)) as *const c_void,
-        )
-    };
-    v
-}
-
-/// The offsets userspace found in BTF.
-#[inline(always)]
-fn offsets() -> KernelOffsets {
-    // SAFETY: as for CONFIG.
-    unsafe { core::ptr::read_volatile(&OFFSETS) }
-}
-
-/// `bpf_find_vma`'s callback: copies the fields of the region holding the
-/// address into the walk's [`Vma`] (on the caller's stack). Called with
-/// the map lock held for reading, so the region cannot change under it.
-/// For an anonymous region `vm_file` is null and the reads through it
-/// fail, leaving inode and device 0.
-#[inline(never)]
-extern "C" fn on_vma(_task: *mut c_void, vma: *mut c_void, ctx: *mut c_void) -> i64 {
-    let o = offsets();
-    let base = vma as u64;
-    let file = kernel_u64(base, o.vm_file);
-    let inode = kernel_u64(file, o.f_inode);
-    let sb = kernel_u64(inode, o.i_sb);
-    // SAFETY: `ctx` is the walk's Vma, on its stack, for this call.
-    unsafe {
-        *ctx.cast::<Vma>() = Vma {
-            start: kernel_u64(base, o.vm_start),
-            end: kernel_u64(base, o.vm_end),
-            flags: kernel_u64(base, o.vm_flags),
-            pgoff: kernel_u64(base, o.vm_pgoff),
-            ino: kernel_u64(inode, o.i_ino),
-            dev: kernel_u64(sb, o.s_dev) as u32,
-            _pad: 0,
-        };
-    }
-    0
-}
-
-const EBUSY: i64 = 16;
-const PAGE: u64 = 4096;
-/// How long one call's walk waits, in all, for another thread to release
-/// the map lock (`bpf_find_vma` only tries it). Writers hold it for a few
-/// microseconds; a call not captured costs the tracer a read of the kernel
-/// later and leaves the deltas near it uncertain.
-const LOCK_WAIT_NS: u64 = 100_000;
-/// Tries of the lock per lookup; the deadline ends the wait first.
-const LOCK_TRIES: u32 = 1 << 16;
-
-/// One lookup that waits out a busy map lock (see [`find_waiting`]).
-#[repr(C)]
-struct Lookup {
-    addr: u64,
-    deadline: u64,
-    ret: i64,
-    vma: Vma,
-}
-
-/// `bpf_loop`'s callback: one try of the lookup; goes on only while the
-/// lock is busy and the deadline is not reached.
-#[inline(never)]
-extern "C" fn try_lookup(_i: u64, ctx: *mut c_void) -> i64 {
-    // SAFETY: `ctx` is the caller's Lookup, on its stack, for this loop.
-    let l = unsafe { &mut *ctx.cast::<Lookup>() };
-    // SAFETY: as in `capture_regions`; the callback and its context are
-    // what bpf_find_vma expects.
-    l.ret = unsafe {
-        bpf_find_vma(
-            bpf_get_current_task_btf(),
-            l.addr,
-            on_vma as *mut c_void,
-            (&raw mut l.vma).cast(),
-            0,
-        )
-    };
-    // SAFETY: no arguments.
-    let waiting = l.ret == -EBUSY && unsafe { bpf_ktime_get_ns() } < l.deadline;
-    i64::from(!waiting)
-}
-
-/// `bpf_find_vma` at `l.addr`, tried again while another thread holds the
-/// map lock, until `l.deadline`. A loop of the kernel's (`bpf_loop`), whose
-/// body the verifier checks once, where an unrolled retry would multiply
-/// the walk's paths. Not inlined: a call of its own keeps its registers
-/// out of the caller's (inlined, LLVM left a register unwritten on a path
-/// the verifier walks).
-#[inline(never)]
-fn find_waiting(l: &mut Lookup) -> i64 {
-    l.ret = -EBUSY;
-    // SAFETY: the callback has the signature bpf_loop expects, and its
-    // context is the Lookup on this stack.
-    unsafe {
-        raw::bpf_loop(
-            LOCK_TRIES,
-            try_lookup as *mut c_void,
-            (l as *mut Lookup).cast(),
-            0,
-        )
-    };
-    l.ret
-}
-/// Lookups one call's walk may make: a region each, or a page of a hole
-/// (madvise).
-const WALK_LOOKUPS: usize = 8;
-
-/// Stores the `i`th captured region; constant offsets into the record,
-/// which the verifier checks without tracking an index.
-#[inline(always)]
-fn store(c: &mut Capture, i: u32, v: Vma) -> bool {
-    match i {
-        0 => c.vmas[0] = v,
-        1 => c.vmas[1] = v,
-        2 => c.vmas[2] = v,
-        3 => c.vmas[3] = v,
-        4 => c.vmas[4] = v,
-        5 => c.vmas[5] = v,
-        _ => return false,
-    }
-    true
-}
-const _: () = assert!(MAX_CAPTURE == 6, "store() names each slot");
-
-/// Reads the regions covering the call's ranges (`walk_plan`) as they are
-/// at its exit: the calling thread is still in the kernel, so nothing it
-/// does later can be in them. Userspace diffs its model against these
-/// instead of asking the kernel later, when other calls may have run.
-#[inline(always)]
-fn capture_regions(c: &mut Capture, nr: u32, args: &[u64; 6], ret: i64) {
-    let (lo, hi) = walk_plan(nr, args, ret);
-    c.brk = 0;
-    c.count = 0;
-    if lo >= hi {
-        c.status = capture::NONE;
-        return;
-    }
-    c.status = capture::OK;
-    let mut l = Lookup {
-        addr: lo,
-        // SAFETY: no arguments.
-        deadline: unsafe { bpf_ktime_get_ns() } + LOCK_WAIT_NS,
-        ret: 0,
-        vma: Vma::default(),
-    };
-    let mut addr = lo;
-    let mut count = 0u32;
-    // madvise goes on past holes (and then fails with ENOMEM), and an
-    // mremap may move several regions with holes between them (6.17+): their
-    // walks step over holes, a page at a time. Every other call stops at
-    // a hole.
-    let skip_holes = nr == pmap_common::nr::MADVISE || nr == pmap_common::nr::MREMAP;
-    // Every branch but storing a region or stepping over a hole's page
-    // leaves the loop, which keeps the paths the verifier walks few.
-    // SAFETY: the current task, valid for the whole program run.
-    let task = unsafe { bpf_get_current_task_btf() };
-    // Only the first lookup waits for the lock: once it is had, the next
-    // lookups, microseconds later, rarely find it taken again (and a wait
-    // inside the unrolled walk would multiply the paths the verifier
-    // walks).
-    let mut r = find_waiting(&mut l);
-    for _ in 0..WALK_LOOKUPS {
-        if r != 0 {
-            if r == -EBUSY {
-                c.status = capture::BUSY;
-                break;
-            }
-            // -ENOENT: a hole.
-            if !skip_holes {
-                break;
-            }
-            addr = (addr | (PAGE - 1)) + 1;
-        } else {
-            let v = l.vma;
-            if v.end <= addr || !store(c, count, v) {
-                c.status = capture::FULL;
-                break;
-            }
-            count += 1;
-            addr = v.end;
-        }
-        if addr >= hi {
-            break;
-        }
-        // SAFETY: the callback has the signature bpf_find_vma expects, and
-        // its context is the Vma on this stack.
-        r = unsafe {
-            bpf_find_vma(
-                task,
-                addr,
-                on_vma as *mut c_void,
-                (&raw mut l.vma).cast(),
-                0,
-            )
-        };
-    }
-    if addr < hi && skip_holes && c.status == capture::OK {
-        c.status = capture::FULL;
-    }
-    c.count = count;
-    let task = task as u64;
-    c.brk = kernel_u64(kernel_u64(task, offsets().task_mm), offsets().mm_brk);
 }
 
 #[tracepoint]

@@ -18,7 +18,8 @@ use super::{
     Bins, Opts, build, machine_description,
     report::Table,
     stats::Samples,
-    tracer::{Loop, Output, Tracer},
+    tracer::{Output, Tracer},
+    workloads::Loop,
 };
 
 /// Mappings kept alive by the loop: with the process's own, about 4,000

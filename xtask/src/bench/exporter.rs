@@ -22,7 +22,8 @@ use super::{
     proc::Running,
     report::Table,
     stats::{Samples, ms},
-    tracer::{BPFTRACE, Loop, cpu_secs, on_path, vm_kib},
+    tracer::{cpu_secs, vm_kib},
+    workloads::{BPFTRACE, Loop, on_path},
 };
 
 /// The syscalls the exporter counts (pmap_common::counters::SYSCALLS).

@@ -27,7 +27,8 @@ use super::{
     report::Table,
     stats::{Samples, mib, ms},
     trace::{fx, paired},
-    tracer::{Bpftrace, Loop, ManyMaps, Output, Tracer, on_path},
+    tracer::{Output, Tracer},
+    workloads::{Bpftrace, Loop, ManyMaps, on_path},
 };
 
 /// A cgroup v2 group of our own, removed when dropped.

@@ -17,6 +17,7 @@ mod stacks;
 mod stats;
 mod trace;
 mod tracer;
+mod workloads;
 
 use std::{
     path::{Path, PathBuf},

@@ -13,7 +13,8 @@ use super::{
     report::Table,
     stats::{Samples, ms, verdict},
     trace::{fx, paired},
-    tracer::{Loop, Output, Tracer},
+    tracer::{Output, Tracer},
+    workloads::Loop,
 };
 
 /// The goal of issue 16: `--stacks` (default stack copy) within 1.5x of

@@ -13,10 +13,8 @@ use super::{
     Bins, Opts, build, machine_description,
     report::Table,
     stats::{Samples, mib, ms, verdict},
-    tracer::{
-        BPFTRACE, Bpftrace, Loop, LoopResult, ManyMaps, Output, Tracer, TracerResult, on_path,
-        run_loop_plain,
-    },
+    tracer::{Output, Tracer, TracerResult},
+    workloads::{BPFTRACE, Bpftrace, Loop, LoopResult, ManyMaps, on_path, run_loop_plain},
 };
 
 mod costs;
