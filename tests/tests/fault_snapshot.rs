@@ -36,8 +36,12 @@ impl Drop for Killed {
 }
 
 fn many_maps() -> Child {
-    let mut child = Command::new(workload_bin("many_maps"))
-        .arg(MAPS)
+    many_maps_started(Command::new(workload_bin("many_maps")).arg(MAPS))
+}
+
+/// Starts `cmd` (many_maps and its arguments) and waits for its ready line.
+fn many_maps_started(cmd: &mut Command) -> Child {
+    let mut child = cmd
         .stdout(Stdio::piped())
         .stdin(Stdio::null())
         .spawn()
@@ -212,19 +216,11 @@ fn a_table_too_large_to_hold_back_is_flagged_when_its_process_dies() {
         .join("d".repeat(200));
     std::fs::create_dir_all(&dir).expect("a directory with a long path");
     let start = || {
-        let mut child = Command::new(workload_bin("many_maps"))
-            .args([MAPS, "--file"])
-            .env("TMPDIR", &dir)
-            .stdout(Stdio::piped())
-            .stdin(Stdio::null())
-            .spawn()
-            .expect("many_maps starts");
-        let mut line = String::new();
-        BufReader::new(child.stdout.take().expect("piped stdout"))
-            .read_line(&mut line)
-            .expect("many_maps's ready line");
-        assert!(line.starts_with("ready "), "many_maps said {line:?}");
-        Killed(child)
+        Killed(many_maps_started(
+            Command::new(workload_bin("many_maps"))
+                .args([MAPS, "--file"])
+                .env("TMPDIR", &dir),
+        ))
     };
     let target = start();
     let started = Instant::now();

@@ -392,19 +392,11 @@ mod tests {
         },
     };
 
-    /// A value wider than its column (here: a total that wrapped, so the
-    /// column is sized for the wrapped sum) is printed whole, pushing the
-    /// rest of its line right, as printf's `%*lu` does.
-    #[test]
-    fn a_value_wider_than_its_column_pushes_the_line_right() {
-        let big = 1u64 << 63;
-        let smaps = format!(
-            "00400000-00401000 r--p 00000000 08:01 42   /bin/x\nRss: {big} kB\n\
-             00401000-00402000 r--p 00000000 08:01 42   /bin/x\nRss: 4 kB\n\
-             00402000-00403000 r--p 00000000 08:01 42   /bin/x\nRss: {big} kB\n"
-        );
+    /// The table of `smaps` (all regions, headings and totals) as text,
+    /// printed on one thread or two, and the pieces it was kept in.
+    fn table_text(smaps: &str, format: Format, two_threads: bool) -> (String, usize) {
         let opts = Options {
-            format: Format::Rc(vec!["Rss".into(), "Mapping".into()]),
+            format,
             quiet: false,
             show_path: false,
             kernel_name: false,
@@ -421,9 +413,28 @@ mod tests {
         while reader.next_into(&mut e).expect("well-formed") {
             t.add(&e).expect("consistent");
         }
+        let pieces = t.marks.len() + 1;
         let mut out = Vec::new();
-        t.print(&mut out).expect("vec write");
-        let text = String::from_utf8(out).expect("ascii");
+        t.print_on(&mut out, two_threads).expect("vec write");
+        (String::from_utf8(out).expect("ascii"), pieces)
+    }
+
+    /// A value wider than its column (here: a total that wrapped, so the
+    /// column is sized for the wrapped sum) is printed whole, pushing the
+    /// rest of its line right, as printf's `%*lu` does.
+    #[test]
+    fn a_value_wider_than_its_column_pushes_the_line_right() {
+        let big = 1u64 << 63;
+        let smaps = format!(
+            "00400000-00401000 r--p 00000000 08:01 42   /bin/x\nRss: {big} kB\n\
+             00401000-00402000 r--p 00000000 08:01 42   /bin/x\nRss: 4 kB\n\
+             00402000-00403000 r--p 00000000 08:01 42   /bin/x\nRss: {big} kB\n"
+        );
+        let (text, _) = table_text(
+            &smaps,
+            Format::Rc(vec!["Rss".into(), "Mapping".into()]),
+            two_cpus(),
+        );
         let rows: Vec<&str> = text.lines().skip(1).take(3).collect();
         assert_eq!(
             rows,
@@ -454,29 +465,10 @@ mod tests {
             }
             smaps += &format!("VmFlags: rd wr {}\n", if i % 2 == 0 { "mr" } else { "ac" });
         }
-        let opts = Options {
-            format: Format::All,
-            quiet: false,
-            show_path: false,
-            kernel_name: false,
-            range: Range {
-                low: 0,
-                high: u64::MAX,
-            },
-            shm_minor: crate::render::ShmMinor::Known(None),
-        };
         let print = |two_threads: bool| {
-            let mut columns = SmapsColumns::default();
-            let mut t = SmapsTable::new(&opts, &mut columns);
-            let mut reader = SmapsReader::new(SliceLines(smaps.as_bytes()));
-            let mut e = SmapsEntry::default();
-            while reader.next_into(&mut e).expect("well-formed") {
-                t.add(&e).expect("consistent");
-            }
-            assert_eq!(t.marks.len(), 3, "pieces of SEGMENT rows");
-            let mut out = Vec::new();
-            t.print_on(&mut out, two_threads).expect("vec write");
-            String::from_utf8(out).expect("ascii")
+            let (text, pieces) = table_text(&smaps, Format::All, two_threads);
+            assert_eq!(pieces, 4, "pieces of SEGMENT rows");
+            text
         };
         let one = print(false);
         assert_eq!(one.lines().count(), 3 * SEGMENT + 5 + 3);
