@@ -70,9 +70,20 @@ impl Spread {
 
 impl Drop for Spread {
     fn drop(&mut self) {
-        // SAFETY: `before` is a cpu_set_t of the size passed. If this fails
-        // the thread stays on one CPU, which is slower but still correct.
-        unsafe { libc::sched_setaffinity(0, size_of::<libc::cpu_set_t>(), &self.before) };
+        let size = size_of::<libc::cpu_set_t>();
+        // SAFETY: `before` is a cpu_set_t of the size passed.
+        if unsafe { libc::sched_setaffinity(0, size, &self.before) } == 0 {
+            return;
+        }
+        // The CPUs allowed before are no longer all there (a cpuset changed
+        // meanwhile): every CPU, which the kernel narrows to those the
+        // thread may use, rather than stay bound to one for good (the
+        // tracer and the exporter live long).
+        // SAFETY: cpu_set_t is plain data; all ones is a valid set.
+        let every: libc::cpu_set_t = unsafe { std::mem::transmute([u8::MAX; SET_SIZE / 8]) };
+        // SAFETY: `every` is a cpu_set_t of the size passed. If this fails
+        // too, the thread stays on one CPU: slower, still correct.
+        unsafe { libc::sched_setaffinity(0, size, &every) };
     }
 }
 
@@ -208,5 +219,25 @@ mod tests {
         );
         // SAFETY: CPU_COUNT reads the set.
         assert_eq!(unsafe { libc::CPU_COUNT(&now) }, cpus, "binding undone");
+
+        // Binding undone even when the set from before cannot be restored
+        // (here: a CPU that does not exist, as after a cpuset shrank).
+        bind_self_to(cpu_of_thread()).expect("bound to one CPU");
+        // SAFETY: a zeroed cpu_set_t; CPU_SET writes within it.
+        let mut gone: libc::cpu_set_t = unsafe { zeroed() };
+        unsafe { libc::CPU_SET(SET_SIZE - 1, &mut gone) };
+        drop(Spread { before: gone });
+        // SAFETY: a zeroed cpu_set_t filled by the kernel.
+        let mut now: libc::cpu_set_t = unsafe { zeroed() };
+        assert_eq!(
+            unsafe { libc::sched_getaffinity(0, size_of::<libc::cpu_set_t>(), &mut now) },
+            0
+        );
+        // SAFETY: CPU_COUNT reads the set.
+        assert_eq!(
+            unsafe { libc::CPU_COUNT(&now) },
+            cpus,
+            "not left on one CPU"
+        );
     }
 }
