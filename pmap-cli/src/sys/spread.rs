@@ -234,10 +234,6 @@ mod tests {
             0
         );
         // SAFETY: CPU_COUNT reads the set.
-        assert_eq!(
-            unsafe { libc::CPU_COUNT(&now) },
-            cpus,
-            "not left on one CPU"
-        );
+        assert!(unsafe { libc::CPU_COUNT(&now) } > 1, "not left on one CPU");
     }
 }
