@@ -21,36 +21,61 @@ pub fn hex_len(v: u64) -> usize {
 /// instead of a `memset` and a `memcpy` per number).
 const PADDED: usize = 24;
 
+/// Writes `v` in decimal so that it ends at `end` of `out`; returns where
+/// it starts, or `None` (some digits written) if it does not fit after
+/// `from`.
+pub fn put_dec(out: &mut [u8], from: usize, end: usize, mut v: u64) -> Option<usize> {
+    let mut i = end;
+    loop {
+        if i == from {
+            return None;
+        }
+        i -= 1;
+        out[i] = b'0' + (v % 10) as u8;
+        v /= 10;
+        if v == 0 {
+            return Some(i);
+        }
+    }
+}
+
+/// [`put_dec`] in lower-case hex, with at least `digits` digits (zeros in
+/// front).
+pub fn put_hex(
+    out: &mut [u8],
+    from: usize,
+    end: usize,
+    mut v: u64,
+    digits: usize,
+) -> Option<usize> {
+    let mut i = end;
+    loop {
+        if i == from {
+            return None;
+        }
+        i -= 1;
+        out[i] = b"0123456789abcdef"[(v & 0xf) as usize];
+        v >>= 4;
+        if v == 0 && end - i >= digits {
+            return Some(i);
+        }
+    }
+}
+
 /// `%0*lx` (lower case).
 pub fn hex_zero(buf: &mut Vec<u8>, v: u64, width: usize) {
     let mut text = [b'0'; PADDED];
-    let mut i = PADDED;
-    let mut v = v;
-    loop {
-        i -= 1;
-        text[i] = b"0123456789abcdef"[(v & 0xf) as usize];
-        v >>= 4;
-        if v == 0 {
-            break;
-        }
-    }
-    push_padded(buf, &text, i, width, b'0');
+    // A u64 has at most 16 hex digits: it fits.
+    let first = put_hex(&mut text, 0, PADDED, v, 1).unwrap_or(0);
+    push_padded(buf, &text, first, width, b'0');
 }
 
 /// `%*lu` (right-justified, blank padded).
 pub fn dec_right(buf: &mut Vec<u8>, v: u64, width: usize) {
     let mut text = [b' '; PADDED];
-    let mut i = PADDED;
-    let mut v = v;
-    loop {
-        i -= 1;
-        text[i] = b'0' + (v % 10) as u8;
-        v /= 10;
-        if v == 0 {
-            break;
-        }
-    }
-    push_padded(buf, &text, i, width, b' ');
+    // A u64 has at most 20 decimal digits: it fits.
+    let first = put_dec(&mut text, 0, PADDED, v).unwrap_or(0);
+    push_padded(buf, &text, first, width, b' ');
 }
 
 /// The digits `text[first..]`, padded on the left with `fill` (which the

@@ -158,39 +158,6 @@ impl RowLayout {
     }
 }
 
-/// `v` in decimal, ending at `end`, if it fits after `from`.
-fn dec(line: &mut [u8], from: usize, end: usize, mut v: u64) -> bool {
-    let mut i = end;
-    loop {
-        if i == from {
-            return false;
-        }
-        i -= 1;
-        line[i] = b'0' + (v % 10) as u8;
-        v /= 10;
-        if v == 0 {
-            return true;
-        }
-    }
-}
-
-/// `v` in lower-case hex with at least `digits` digits (zeros in front),
-/// ending at `end`, if it fits after `from`.
-fn hex(line: &mut [u8], from: usize, end: usize, mut v: u64, digits: usize) -> bool {
-    let mut i = end;
-    loop {
-        if i == from {
-            return false;
-        }
-        i -= 1;
-        line[i] = b"0123456789abcdef"[(v & 0xf) as usize];
-        v >>= 4;
-        if v == 0 && end - i >= digits {
-            return true;
-        }
-    }
-}
-
 /// `major:minor`, each with at least two hex digits, ending at `end`.
 fn device(line: &mut [u8], from: usize, end: usize, major: u64, minor: u64) -> bool {
     let minor_len = num::hex_len(minor).max(2);
@@ -201,6 +168,17 @@ fn device(line: &mut [u8], from: usize, end: usize, major: u64, minor: u64) -> b
         line[colon] = b':';
         hex(line, from, colon, major, 2)
     }
+}
+
+/// `v` in decimal, ending at `end`, if it fits after `from`.
+fn dec(line: &mut [u8], from: usize, end: usize, v: u64) -> bool {
+    num::put_dec(line, from, end, v).is_some()
+}
+
+/// `v` in hex with at least `digits` digits, ending at `end`, if it fits
+/// after `from`.
+fn hex(line: &mut [u8], from: usize, end: usize, v: u64, digits: usize) -> bool {
+    num::put_hex(line, from, end, v, digits).is_some()
 }
 
 /// `s`, ending at `end`, if it fits after `from`.

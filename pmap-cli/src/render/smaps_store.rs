@@ -96,11 +96,6 @@ pub(super) struct Mark {
     pub(super) last: Vec<u64>,
 }
 
-/// Whether this thread may run on more than one CPU.
-pub(super) fn two_cpus() -> bool {
-    std::thread::available_parallelism().is_ok_and(|n| n.get() > 1)
-}
-
 /// What printing the rows needs, shareable between threads.
 pub(super) struct Rows<'a> {
     pub(super) rows: &'a [u8],

@@ -15,9 +15,9 @@ use std::{
 use super::{
     Format, Options, num,
     smaps_row::{RowLayout, Widths},
-    smaps_store::{Interner, Mark, Rows, SEGMENT, push_varint, two_cpus},
+    smaps_store::{Interner, Mark, Rows, SEGMENT, push_varint},
 };
-use crate::map::smaps::SmapsEntry;
+use crate::{map::smaps::SmapsEntry, sys::spread::two_cpus};
 
 /// The smaps data did not have the same fields in the same order for every
 /// region (procps-ng stops with the same complaint), or writing failed.

@@ -135,6 +135,12 @@ impl Placement {
     }
 }
 
+/// Whether this thread may run on more than one CPU (its binding, and any
+/// CPU quota of its cgroup).
+pub fn two_cpus() -> bool {
+    std::thread::available_parallelism().is_ok_and(|n| n.get() > 1)
+}
+
 fn current_cpu() -> Option<usize> {
     // SAFETY: no arguments; returns -1 on failure.
     usize::try_from(unsafe { libc::sched_getcpu() }).ok()

@@ -28,7 +28,7 @@ use super::{
     stats::{Samples, mib, ms},
     trace::{fx, paired},
     tracer::{Output, Tracer},
-    workloads::{Bpftrace, Loop, ManyMaps, on_path},
+    workloads::{Bpftrace, Layout, Loop, ManyMaps, on_path},
 };
 
 /// A cgroup v2 group of our own, removed when dropped.
@@ -100,7 +100,7 @@ fn cost_to_others(s: &mut String, bins: &Bins, opts: &Opts) -> Result<()> {
     if bpftrace {
         cfgs.push(("bpftrace on OTHER", vec![]));
     }
-    let other = ManyMaps::start(bins, 1_000, None)?;
+    let other = ManyMaps::start(bins, 1_000, Layout::Anonymous)?;
     let args = vec!["--iters".to_string(), iters.to_string()];
     let mut wall: Vec<Samples> = cfgs.iter().map(|_| Samples::default()).collect();
     let mut cpu: Vec<Samples> = cfgs.iter().map(|_| Samples::default()).collect();

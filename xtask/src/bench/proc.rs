@@ -246,7 +246,7 @@ pub fn run_timed(argv: &[std::ffi::OsString], what: &str) -> Result<Usage> {
 
 /// `program` itself if it names a path, else the first executable of that
 /// name in `PATH`, as a shell finds it.
-fn find_program(program: &std::ffi::OsStr) -> Option<std::path::PathBuf> {
+pub fn find_program(program: &std::ffi::OsStr) -> Option<std::path::PathBuf> {
     use std::os::unix::{ffi::OsStrExt, fs::PermissionsExt};
     if program.as_bytes().contains(&b'/') {
         return Some(program.into());

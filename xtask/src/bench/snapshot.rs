@@ -3,21 +3,16 @@
 //! another build of ours), on processes holding 1k, 10k and 60k mappings,
 //! every command interleaved round-robin in one run.
 
-use std::{
-    ffi::OsString,
-    fmt::Write,
-    io::{BufRead, BufReader},
-    path::Path,
-    process::{Command, Stdio},
-};
+use std::{ffi::OsString, fmt::Write, path::Path, process::Command};
 
 use anyhow::{Context, Result, bail};
 
 use super::{
     Bins, Opts, build, machine_description,
-    proc::{GNU_TIME, Running, peak_rss_kib, run_captured, run_timed},
+    proc::{GNU_TIME, peak_rss_kib, run_captured, run_timed},
     report::Table,
     stats::{Samples, mib, ms, ratio, verdict},
+    workloads::{Layout, ManyMaps},
 };
 
 const PROCPS: &str = "/usr/bin/pmap";
@@ -168,29 +163,6 @@ fn first_line(b: &[u8]) -> String {
         .to_string()
 }
 
-/// Starts `many_maps`, and waits for its `ready N` line.
-fn start_many_maps(bins: &Bins, n: usize, file: bool) -> Result<(Running, usize)> {
-    let mut cmd = Command::new(&bins.many_maps);
-    cmd.arg(n.to_string())
-        .stdin(Stdio::null())
-        .stdout(Stdio::piped())
-        .stderr(Stdio::inherit());
-    if file {
-        cmd.arg("--file");
-    }
-    let mut r = Running::spawn(&mut cmd, "many_maps")?;
-    let out = r.child.stdout.take().context("many_maps stdout")?;
-    let mut line = String::new();
-    BufReader::new(out)
-        .read_line(&mut line)
-        .context("reading many_maps's ready line")?;
-    let regions = line
-        .strip_prefix("ready ")
-        .and_then(|s| s.trim().parse().ok())
-        .with_context(|| format!("many_maps {n} did not get ready (it said {line:?})"))?;
-    Ok((r, regions))
-}
-
 fn measure(
     bins: &Bins,
     alt: Option<&Path>,
@@ -198,8 +170,13 @@ fn measure(
     file: bool,
     rounds: usize,
 ) -> Result<Workload> {
-    let (target, regions) = start_many_maps(bins, n, file)?;
-    let pid = target.pid();
+    let layout = if file {
+        Layout::File
+    } else {
+        Layout::Anonymous
+    };
+    let target = ManyMaps::start(bins, n, layout)?;
+    let (pid, regions) = (target.pid(), target.regions);
     let name = format!(
         "{} {} mappings",
         if file { "file-backed," } else { "anonymous," },

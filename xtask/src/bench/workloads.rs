@@ -12,7 +12,7 @@ use anyhow::{Context, Result, bail};
 
 use super::{
     Bins,
-    proc::{LineLog, Running, Usage},
+    proc::{LineLog, Running, Usage, find_program},
 };
 
 /// bench_loop started with `--wait`: ready, waiting for the go line.
@@ -190,11 +190,22 @@ impl Bpftrace {
 
 /// Whether `prog` is on PATH.
 pub fn on_path(prog: &str) -> bool {
-    std::env::var_os("PATH")
-        .is_some_and(|p| std::env::split_paths(&p).any(|d| d.join(prog).is_file()))
+    find_program(prog.as_ref()).is_some()
 }
 
-/// many_maps with N regions; with `churn`, waiting for go before churning.
+/// How many_maps lays out its regions (see its usage).
+#[derive(Clone, Copy, Debug)]
+pub enum Layout {
+    /// Anonymous pages of alternating protections.
+    Anonymous,
+    /// Pages of a file at non-contiguous offsets: every line has a path.
+    File,
+    /// Anonymous, and after `go` one page's protection toggled this many
+    /// times a second.
+    Churn(f64),
+}
+
+/// many_maps with N regions; churning, it waits for go first.
 pub struct ManyMaps {
     pub run: Running,
     stdin: Option<ChildStdin>,
@@ -202,14 +213,21 @@ pub struct ManyMaps {
 }
 
 impl ManyMaps {
-    pub fn start(bins: &Bins, n: usize, churn: Option<f64>) -> Result<ManyMaps> {
+    /// Starts many_maps and waits for its `ready N` line.
+    pub fn start(bins: &Bins, n: usize, layout: Layout) -> Result<ManyMaps> {
         let mut cmd = Command::new(&bins.many_maps);
         cmd.arg(n.to_string())
             .stdin(Stdio::piped())
             .stdout(Stdio::piped())
             .stderr(Stdio::inherit());
-        if let Some(r) = churn {
-            cmd.args(["--churn", &r.to_string()]);
+        match layout {
+            Layout::Anonymous => {}
+            Layout::File => {
+                cmd.arg("--file");
+            }
+            Layout::Churn(rate) => {
+                cmd.args(["--churn", &rate.to_string()]);
+            }
         }
         let mut run = Running::spawn(&mut cmd, "many_maps")?;
         let stdin = run.child.stdin.take();

@@ -28,7 +28,7 @@ pub(super) fn own_cost(s: &mut String, bins: &Bins, plan: &Plan) -> Result<()> {
         ("idle, -X, 3 × SIGUSR1", vec!["-X"], None),
         ("churn 2,000 mprotect/s, 1 × SIGUSR1", vec![], Some(2_000.0)),
     ] {
-        let mut mm = ManyMaps::start(bins, 60_000, churn)?;
+        let mut mm = ManyMaps::start(bins, 60_000, churn.map_or(Layout::Anonymous, Layout::Churn))?;
         let tr = Tracer::start(&bins.pmap, &flags, &[mm.pid()], Output::Text)?;
         if churn.is_some() {
             mm.go()?;
@@ -126,7 +126,7 @@ pub(super) fn cost_to_others(
     let mut data: Vec<Samples> = cfgs.iter().map(|_| Samples::default()).collect();
     let mut sys: Vec<Samples> = cfgs.iter().map(|_| Samples::default()).collect();
     let mut cpu: Vec<Samples> = cfgs.iter().map(|_| Samples::default()).collect();
-    let other = ManyMaps::start(bins, 1_000, None)?;
+    let other = ManyMaps::start(bins, 1_000, Layout::Anonymous)?;
     let args = vec!["--iters".to_string(), plan.iters.to_string()];
     eprintln!(
         "bench: trace: cost to untraced processes, {} rounds",

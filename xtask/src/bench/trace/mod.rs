@@ -14,7 +14,7 @@ use super::{
     report::Table,
     stats::{Samples, mib, ms, verdict},
     tracer::{Output, Tracer, TracerResult},
-    workloads::{BPFTRACE, Bpftrace, Loop, LoopResult, ManyMaps, on_path, run_loop_plain},
+    workloads::{BPFTRACE, Bpftrace, Layout, Loop, LoopResult, ManyMaps, on_path, run_loop_plain},
 };
 
 mod costs;
@@ -76,7 +76,7 @@ fn probe_tracer(bins: &Bins, args: &[&str]) -> Result<(), String> {
     if let Some(e) = &bins.pmap_build_error {
         return Err(format!("not built: {e}"));
     }
-    let target = ManyMaps::start(bins, 10, None).map_err(|e| format!("{e:#}"))?;
+    let target = ManyMaps::start(bins, 10, Layout::Anonymous).map_err(|e| format!("{e:#}"))?;
     let t = Tracer::start(&bins.pmap, args, &[target.pid()], Output::Text)
         .map_err(|e| shorten(&format!("{e:#}")))?;
     t.finish(Duration::ZERO).map_err(|e| format!("{e:#}"))?;
