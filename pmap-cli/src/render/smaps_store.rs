@@ -204,7 +204,9 @@ impl Rows<'_> {
                 } else {
                     let mut piece = rx
                         .recv()
-                        .map_err(|_| io::Error::other("the printing thread stopped"))??;
+                        .map_err(|_| io::Error::other(
+                            "the thread formatting half the table stopped (it panicked: a bug in pmap, please report it)",
+                        ))??;
                     write(b)?;
                     write(&mut piece)?;
                 }

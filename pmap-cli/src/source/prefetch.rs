@@ -124,7 +124,9 @@ impl Prefetch {
                 // The thread ended without an empty block: it panicked.
                 Err(_) => {
                     self.done = true;
-                    return Err(io::Error::other("the reading thread stopped"));
+                    return Err(io::Error::other(
+                        "the reading thread stopped before the end of the file (it panicked: a bug in pmap, please report it)",
+                    ));
                 }
             }
         }

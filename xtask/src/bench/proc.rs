@@ -190,8 +190,10 @@ impl Drop for Running {
 /// `fork` and 1.61x from a bash loop.
 pub fn run_timed(argv: &[std::ffi::OsString], what: &str) -> Result<Usage> {
     use std::{ffi::CString, os::unix::ffi::OsStrExt};
-    let program = find_program(argv.first().context("an empty command line")?)
-        .with_context(|| format!("{what}: program not found"))?;
+    let program =
+        find_program(argv.first().context("an empty command line")?).with_context(|| {
+            format!("{what}: program not found on PATH; install it or give its full path")
+        })?;
     let args = argv
         .iter()
         .map(|a| CString::new(a.as_bytes()))
