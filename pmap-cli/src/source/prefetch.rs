@@ -4,18 +4,30 @@
 //!
 //! The thread cuts the file into blocks of whole lines (the partial line at
 //! the end of a read moves to the front of the next block), so the parser
-//! reads each line in place, once. Blocks are large: every hand-over wakes
-//! the other thread, and on a busy machine a wake-up can preempt the
-//! reader, so that the two threads take turns instead of overlapping. A
-//! small bounded channel keeps memory bounded whatever the file's size,
-//! and used blocks go back to the thread (fresh memory would cost a page
-//! fault per 4 KiB). Once a file proves longer than a block, the two
-//! threads are bound to different CPUs (`sys::spread`).
+//! reads each line in place, once. A bounded channel keeps memory bounded
+//! whatever the file's size, and used blocks go back to the thread (fresh
+//! memory would cost a page fault per 4 KiB). Once a file proves longer
+//! than [`SPREAD_AFTER`], the two threads are bound to different CPUs
+//! (`sys::spread`).
+//!
+//! Two costs of the reading thread set the design, because its time is the
+//! whole run's (`cargo xtask bench snapshot`'s floor rows measure them):
+//! - The parser looks for blocks every [`POLL`] rather than being woken
+//!   for each: waking a thread asleep on another CPU costs the waker about
+//!   10 µs on a virtual machine (an interrupt to the other CPU). Only the
+//!   end of the file and errors wake it.
+//! - Blocks are small, so that the few in use stay in the reading CPU's
+//!   cache: the kernel copies each page of text into them, and copying
+//!   into memory that is not in the cache made the read of `maps` 9%
+//!   slower (a single thread reading into 1.25 MiB of buffers in turn
+//!   against `cat`'s one 128 KiB buffer).
 
 use std::{
     fs::File,
     io::{self, Read},
-    sync::mpsc::{Receiver, SyncSender, sync_channel},
+    sync::mpsc::{Receiver, SyncSender, TryRecvError, sync_channel},
+    thread::Thread,
+    time::Duration,
 };
 
 use super::lines::LineSource;
@@ -23,15 +35,28 @@ use crate::sys::spread::{Placement, Spread};
 
 /// Bytes read into a block before it is handed over (one line may make it
 /// longer). The kernel fills about a page per `read` of a seq file, so this
-/// is the hand-over rate, not the syscall size.
-const BLOCK: usize = 256 * 1024;
-/// Blocks in flight: enough to ride out scheduling hiccups, small in memory.
-const DEPTH: usize = 3;
+/// is the hand-over rate, not the syscall size. 32 KiB: at 60,000 regions,
+/// 1.10x of `cat maps` against 1.21x for 256 KiB blocks and 1.15x for 8 KiB
+/// (more hand-overs), with the same [`POLL`].
+const BLOCK: usize = 32 * 1024;
+/// Blocks in flight: what the kernel fills between two looks of the parser
+/// (`smaps`: about 1 MB per ms, so 2 blocks per [`POLL`]) with room for
+/// scheduling hiccups; the reading thread waits when all are full.
+const DEPTH: usize = 8;
+/// The file length after which the two threads are bound to different
+/// CPUs: binding costs two system calls and a move, worth it for a long
+/// read only.
+const SPREAD_AFTER: usize = 256 * 1024;
 /// Room in a block for the unfinished line carried over from the block
 /// before, so that the block is not grown for it: `Vec` growth doubled
 /// each block and moved it to a fresh 516 KiB mapping (`strace`: 5 such
 /// at 60,000 rows, 1 since). Longer lines still grow it.
 const CARRY_ROOM: usize = 8 * 1024;
+/// How often the parser looks for a block when none is ready. A block of
+/// `smaps` takes the kernel about 30 µs to fill, of `maps` about 120 µs,
+/// and parsing one is faster than either: the parser keeps up, and learns
+/// of the last block at once (it is woken for that one).
+const POLL: Duration = Duration::from_micros(50);
 
 /// A block: `buf[..end]` holds whole lines (the last block of the file may
 /// end without a newline). `buf` stays initialised at its full length, so
@@ -52,8 +77,9 @@ pub struct Prefetch {
     place: Placement,
     /// The parser's CPU binding while the thread reads.
     spread: Option<Spread>,
-    /// Whether binding was considered (once, at the first block).
-    spread_considered: bool,
+    /// Bytes handed over so far, until binding is considered (once, after
+    /// [`SPREAD_AFTER`]); `None` after that.
+    handed_over: Option<usize>,
 }
 
 impl Prefetch {
@@ -63,10 +89,14 @@ impl Prefetch {
         let (tx, rx) = sync_channel(DEPTH);
         let (recycle, used) = sync_channel::<Block>(DEPTH + 2);
         let place = Placement::new();
+        // The lines are read on the thread that asks for them, in practice
+        // this one; were it another, it would only learn of the last block
+        // at its next look.
+        let parser = std::thread::current();
         let spawned = std::thread::Builder::new().name("pmap-read".into()).spawn({
             let tx = tx.clone();
             let place = place.clone();
-            move || read_ahead(file, &tx, &used, &place)
+            move || read_ahead(file, &tx, &used, &place, &parser)
         });
         if let Err(e) = spawned {
             let _ = tx.send(Err(e));
@@ -82,7 +112,7 @@ impl Prefetch {
             done: false,
             place,
             spread: None,
-            spread_considered: false,
+            handed_over: Some(0),
         }
     }
 
@@ -101,16 +131,27 @@ impl Prefetch {
             if self.done {
                 return Ok(false);
             }
-            match self.rx.recv() {
+            let got = match self.rx.try_recv() {
+                Err(TryRecvError::Empty) => {
+                    std::thread::park_timeout(POLL);
+                    continue;
+                }
+                Err(TryRecvError::Disconnected) => Err(()),
+                Ok(b) => Ok(b),
+            };
+            match got {
                 Ok(Ok(block)) => {
                     self.done = block.end == 0;
                     if self.done {
                         self.spread = None;
-                    } else if !self.spread_considered {
-                        // A block came before the end: the file is long
-                        // enough for the two threads to work side by side.
-                        self.spread_considered = true;
-                        self.spread = Spread::begin(&self.place);
+                    } else if let Some(n) = &mut self.handed_over {
+                        *n += block.end;
+                        if *n > SPREAD_AFTER {
+                            // The file is long enough for the two threads
+                            // to work side by side.
+                            self.handed_over = None;
+                            self.spread = Spread::begin(&self.place);
+                        }
                     }
                     let used = std::mem::replace(&mut self.cur, block);
                     // If the thread has enough spares, this one is dropped.
@@ -137,7 +178,20 @@ impl Prefetch {
 /// The thread: blocks of whole lines, then an empty block at the end of
 /// the file, or the error that stopped the read (the bytes read before it
 /// in that block are dropped: the caller judges such a read cut short).
+/// `parser` is woken for the last block and for an error only (see
+/// [`POLL`]).
 fn read_ahead(
+    file: File,
+    tx: &SyncSender<io::Result<Block>>,
+    used: &Receiver<Block>,
+    place: &Placement,
+    parser: &Thread,
+) {
+    read_blocks(file, tx, used, place);
+    parser.unpark();
+}
+
+fn read_blocks(
     mut file: File,
     tx: &SyncSender<io::Result<Block>>,
     used: &Receiver<Block>,
@@ -255,6 +309,29 @@ mod tests {
         assert!(data.len() > 3 * BLOCK);
         let want: Vec<Vec<u8>> = data.split(|&c| c == b'\n').map(<[u8]>::to_vec).collect();
         assert_eq!(lines_of(&data), want);
+    }
+
+    /// The reading thread wakes the thread that created the reader; read
+    /// on another, the lines must all come still (found by looking).
+    #[test]
+    fn lines_read_on_another_thread_than_the_creators_all_come() {
+        let data: Vec<u8> = (0..20_000u32)
+            .flat_map(|i| format!("row {i}\n").into_bytes())
+            .collect();
+        let path = std::env::temp_dir().join(format!("pmap-prefetch-moved-{}", std::process::id()));
+        std::fs::write(&path, &data).expect("write temp file");
+        let mut p = Prefetch::new(File::open(&path).expect("open temp file"));
+        let n = std::thread::spawn(move || {
+            let mut n = 0;
+            while p.next_line().expect("read through prefetch").is_some() {
+                n += 1;
+            }
+            n
+        })
+        .join()
+        .expect("the reading thread");
+        let _ = std::fs::remove_file(&path);
+        assert_eq!(n, 20_000);
     }
 
     #[test]
