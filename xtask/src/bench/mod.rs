@@ -133,6 +133,8 @@ pub struct Bins {
     pub pmap: PathBuf,
     pub many_maps: PathBuf,
     pub bench_loop: PathBuf,
+    /// The snapshot design's read without parsing (`tests/src/bin/read_floor.rs`).
+    pub read_floor: PathBuf,
     /// Why our `pmap` could not be built, if it could not.
     pub pmap_build_error: Option<String>,
 }
@@ -193,6 +195,8 @@ pub fn build(opts: &Opts, with_ebpf: bool) -> Result<Bins> {
             "many_maps",
             "--bin",
             "bench_loop",
+            "--bin",
+            "read_floor",
         ])
         .map_err(anyhow::Error::msg)
         .context("building the workload programs")?;
@@ -204,9 +208,10 @@ pub fn build(opts: &Opts, with_ebpf: bool) -> Result<Bins> {
         pmap: crate::release::pmap_path()?,
         many_maps: dir.join("many_maps"),
         bench_loop: dir.join("bench_loop"),
+        read_floor: dir.join("read_floor"),
         pmap_build_error,
     };
-    for p in [&bins.many_maps, &bins.bench_loop] {
+    for p in [&bins.many_maps, &bins.bench_loop, &bins.read_floor] {
         if !p.exists() {
             bail!(
                 "{} does not exist: run without --no-build, or `cargo build --release -p pmap-tests`",

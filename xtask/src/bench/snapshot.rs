@@ -17,6 +17,17 @@ use super::{
 
 const PROCPS: &str = "/usr/bin/pmap";
 const MODES: &[&str] = &["default", "-x", "-X", "-XX", "-d"];
+/// The design's read without parsing (`read_floor FILE MODE`): as `pmap`
+/// reads (`poll`), with a wake-up per block (`wake`, as before), and with
+/// every byte read by the second thread (`touch`, what any parser adds).
+const FLOORS: &[&str] = &[
+    "maps wake",
+    "maps poll",
+    "maps touch",
+    "smaps wake",
+    "smaps poll",
+    "smaps touch",
+];
 /// Wall time against `cat` of the same file: issue 15 asks 1.10x for the
 /// default format, `-x` and `-X`; `-XX` keeps issue 3's 1.25x.
 const GOAL_MAPS: f64 = 1.1;
@@ -31,6 +42,8 @@ enum Tool {
     Ours,
     /// `--alt-pmap`: another build of ours, side by side.
     Alt,
+    /// `read_floor`: the read alone, see [`FLOORS`].
+    Floor,
 }
 
 struct Cmd {
@@ -55,6 +68,7 @@ impl Cmd {
             Tool::Procps => format!("procps pmap {}", self.mode),
             Tool::Ours => format!("ours pmap {}", self.mode),
             Tool::Alt => format!("alt pmap {}", self.mode),
+            Tool::Floor => format!("floor: read {}", self.mode),
         }
     }
 }
@@ -92,6 +106,7 @@ pub fn run(opts: &Opts) -> Result<String> {
         pmap: installed.copy(&bins.pmap, "ours")?,
         many_maps: bins.many_maps.clone(),
         bench_loop: bins.bench_loop.clone(),
+        read_floor: bins.read_floor.clone(),
         pmap_build_error: bins.pmap_build_error.clone(),
     };
     let alt = match &opts.alt_pmap {
@@ -207,6 +222,18 @@ fn measure(
             cmds.push(new_cmd(Tool::Alt, m, pmap_cmd(alt, m, pid)));
         }
     }
+    for &m in FLOORS {
+        let (file, how) = m.split_once(' ').unwrap_or((m, ""));
+        cmds.push(new_cmd(
+            Tool::Floor,
+            m,
+            vec![
+                bins.read_floor.clone().into(),
+                format!("/proc/{pid}/{file}").into(),
+                how.into(),
+            ],
+        ));
+    }
 
     // Check every command once, untimed: it must work, and ours is compared
     // with procps byte for byte (for information; the tests own correctness).
@@ -244,7 +271,7 @@ fn measure(
                     .get(c.mode)
                     .map(|p| differing_lines(p, &out.stdout));
             }
-            Tool::Cat => {}
+            Tool::Cat | Tool::Floor => {}
         }
     }
 
@@ -335,9 +362,11 @@ fn paired_ratio(a: &Cmd, b: &Cmd) -> f64 {
     s.median()
 }
 
+/// The file `cat` reads for a pmap mode or a floor row.
 fn baseline_for(mode: &str) -> &'static str {
     match mode {
         "default" | "-d" => "maps",
+        m if m.starts_with("maps ") => "maps",
         _ => "smaps",
     }
 }
@@ -373,6 +402,14 @@ fn render(opts: &Opts, bins: &Bins, rounds: usize, machine: &str, ws: &[Workload
          ratio of user+sys times, which the load of other processes disturbs less than wall time. \
          \"output vs procps\" compares one untimed run of each: Pss of shared libraries moves \
          with what else runs, and -X/-XX totals differ by design (README.md, section Compatibility with procps-ng).\n"
+    );
+    let _ = writeln!(
+        s,
+        "- floor rows: `read_floor` (tests/src/bin/read_floor.rs) reads the same file as `pmap` reads it \
+         (a thread filling 32 KiB blocks, a second thread on another CPU taking them), with no parsing \
+         and no output: `poll` is `pmap`'s way (the second thread looks every 50 µs), `wake` wakes \
+         it for each block, `touch` polls and reads every byte, as any parser must. What `pmap` costs \
+         above `touch` is its own parsing, formatting and start-up.\n"
     );
     if let Some(e) = &bins.pmap_build_error {
         let _ = writeln!(s, "**Our pmap could not be built**: {e}\n");
@@ -444,6 +481,7 @@ fn render(opts: &Opts, bins: &Bins, rounds: usize, machine: &str, ws: &[Workload
             "alt (median ratio)",
             "ours vs alt",
             "procps (median ratio)",
+            "floor (read, touch)",
             "verdict",
         ]);
         for &m in MODES.iter().filter(|&&m| m != "-d") {
@@ -481,6 +519,10 @@ fn render(opts: &Opts, bins: &Bins, rounds: usize, machine: &str, ws: &[Workload
                 (Some(o), Some(a)) => paired_ratio(o, a),
                 _ => f64::NAN,
             };
+            let rfloor = match (w.find(Tool::Floor, &format!("{base} touch")), b) {
+                (Some(f), Some(b)) => paired_ratio(f, b),
+                _ => f64::NAN,
+            };
             t.row(vec![
                 format!("pmap {m} vs cat {base}"),
                 format!("<= {goal}x"),
@@ -490,6 +532,7 @@ fn render(opts: &Opts, bins: &Bins, rounds: usize, machine: &str, ws: &[Workload
                 fmt_x(ralt),
                 fmt_x(ours_alt),
                 fmt_x(rp),
+                fmt_x(rfloor),
                 verdict(r, goal).into(),
             ]);
         }
@@ -510,6 +553,7 @@ fn render(opts: &Opts, bins: &Bins, rounds: usize, machine: &str, ws: &[Workload
             String::new(),
             String::new(),
             format!("{} MiB", mib(prss)),
+            String::new(),
             verdict(rss / 1024.0, GOAL_RSS_MIB).into(),
         ]);
         s.push_str(&t.render());
