@@ -11,7 +11,11 @@
 //! - `wake`: the receiving thread sleeps until woken for each block (what
 //!   `pmap` did before): the cost of those wake-ups to the reading thread;
 //! - `touch`: as `poll`, and the receiving thread reads every byte, as any
-//!   parser must: adds moving the text between the CPUs' caches.
+//!   parser must: adds moving the text between the CPUs' caches;
+//! - `busy`: the receiving thread never sleeps and computes between its
+//!   looks: what work on the other CPU costs the read by itself (on a
+//!   machine whose two CPUs share one core, a lot: the kernel's text
+//!   generation and the busy thread share the core's units).
 //!
 //! What `pmap` adds on top of `touch` is its own parsing and formatting.
 
@@ -53,18 +57,20 @@ enum Mode {
     Poll,
     Wake,
     Touch,
+    Busy,
 }
 
 fn main() {
     let args: Vec<String> = std::env::args().collect();
     let (Some(path), Some(mode)) = (args.get(1), args.get(2)) else {
-        fail("usage: read_floor FILE poll|wake|touch [BLOCK_KIB]".into());
+        fail("usage: read_floor FILE poll|wake|touch|busy [BLOCK_KIB]".into());
     };
     let mode = match mode.as_str() {
         "poll" => Mode::Poll,
         "wake" => Mode::Wake,
         "touch" => Mode::Touch,
-        m => fail(format!("unknown mode {m:?} (poll, wake or touch)")),
+        "busy" => Mode::Busy,
+        m => fail(format!("unknown mode {m:?} (poll, wake, touch or busy)")),
     };
     let block_len = match args.get(3) {
         Some(k) => k
@@ -105,6 +111,16 @@ fn main() {
         } else {
             match rx.try_recv() {
                 Ok(b) => Some(b),
+                Err(TryRecvError::Empty) if mode == Mode::Busy => {
+                    // About ten microseconds of arithmetic between looks.
+                    for _ in 0..10_000 {
+                        sum = std::hint::black_box(
+                            sum.wrapping_mul(6_364_136_223_846_793_005)
+                                .wrapping_add(1_442_695_040_888_963_407),
+                        );
+                    }
+                    continue;
+                }
                 Err(TryRecvError::Empty) => {
                     std::thread::park_timeout(POLL);
                     continue;

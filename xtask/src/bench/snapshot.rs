@@ -18,15 +18,19 @@ use super::{
 const PROCPS: &str = "/usr/bin/pmap";
 const MODES: &[&str] = &["default", "-x", "-X", "-XX", "-d"];
 /// The design's read without parsing (`read_floor FILE MODE`): as `pmap`
-/// reads (`poll`), with a wake-up per block (`wake`, as before), and with
-/// every byte read by the second thread (`touch`, what any parser adds).
+/// reads (`poll`), with a wake-up per block (`wake`, as before), with
+/// every byte read by the second thread (`touch`, what any parser adds),
+/// and with the second thread computing all along (`busy`: what work on
+/// the other CPU costs the read).
 const FLOORS: &[&str] = &[
     "maps wake",
     "maps poll",
     "maps touch",
+    "maps busy",
     "smaps wake",
     "smaps poll",
     "smaps touch",
+    "smaps busy",
 ];
 /// Wall time against `cat` of the same file: issue 15 asks 1.10x for the
 /// default format, `-x` and `-X`; `-XX` keeps issue 3's 1.25x.
@@ -408,8 +412,9 @@ fn render(opts: &Opts, bins: &Bins, rounds: usize, machine: &str, ws: &[Workload
         "- floor rows: `read_floor` (tests/src/bin/read_floor.rs) reads the same file as `pmap` reads it \
          (a thread filling 32 KiB blocks, a second thread on another CPU taking them), with no parsing \
          and no output: `poll` is `pmap`'s way (the second thread looks every 50 µs), `wake` wakes \
-         it for each block, `touch` polls and reads every byte, as any parser must. What `pmap` costs \
-         above `touch` is its own parsing, formatting and start-up.\n"
+         it for each block, `touch` polls and reads every byte, as any parser must, `busy` computes \
+         between its looks and never sleeps. What `pmap` costs above `touch` is its own parsing, \
+         formatting and start-up, and what that work on the other CPU costs the read (`busy`).\n"
     );
     if let Some(e) = &bins.pmap_build_error {
         let _ = writeln!(s, "**Our pmap could not be built**: {e}\n");
