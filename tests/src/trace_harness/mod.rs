@@ -1,5 +1,5 @@
 //! Driving `pmap trace` and the workloads it traces, for the end-to-end
-//! tests in tests/tests/trace_*.rs: start the tracer and read its output as
+//! tests in tests/tests/trace_*: start the tracer and read its output as
 //! it comes, start a workload and catch its checkpoint stops, take `pmap`
 //! snapshots, compare tables with a readable diff, and list the eBPF objects
 //! a process holds.

@@ -7,152 +7,18 @@
 //! Each test runs real processes (python3, node, sleep) as root on a real
 //! kernel, and waits for what it checks to be printed (no sleeps).
 
-use std::{
-    io::{BufRead, BufReader, Write},
-    path::PathBuf,
-    process::{Child, ChildStdin, Command, Stdio},
-    sync::mpsc,
-    time::{Duration, Instant},
+mod scenarios;
+mod talker;
+mod watch;
+
+use std::{process::Command, time::Duration};
+
+use pmap_tests::trace_harness::{Tracer, serial};
+use scenarios::{
+    closed_output_ends, jit_lines, launched_sleep_ends, node_with_hot_function, refused_at_start,
 };
-
-use pmap_tests::{
-    pmap_bin,
-    trace_harness::{Tracer, find_elf, parse_tables, serial},
-};
-
-fn program(name: &str) -> PathBuf {
-    find_elf(name).unwrap_or_else(|| {
-        panic!("{name} (an ELF executable) is not installed; these tests need it")
-    })
-}
-
-fn python3() -> String {
-    program("python3").to_string_lossy().into_owned()
-}
-
-/// A process the test starts and talks to: lines to its stdin, lines from
-/// its stdout (read by a thread, as they come). Killed on drop.
-struct Talker {
-    child: Child,
-    stdin: Option<ChildStdin>,
-    lines: mpsc::Receiver<String>,
-}
-
-impl Talker {
-    fn spawn(cmd: &mut Command) -> Talker {
-        let mut child = cmd
-            .stdin(Stdio::piped())
-            .stdout(Stdio::piped())
-            .stderr(Stdio::inherit())
-            .spawn()
-            .unwrap_or_else(|e| panic!("starting {cmd:?}: {e}"));
-        let stdin = child.stdin.take();
-        let out = child.stdout.take().expect("stdout piped");
-        let (tx, lines) = mpsc::channel();
-        std::thread::spawn(move || {
-            for l in BufReader::new(out).lines() {
-                let Ok(l) = l else { break };
-                if tx.send(l).is_err() {
-                    break;
-                }
-            }
-        });
-        Talker {
-            child,
-            stdin,
-            lines,
-        }
-    }
-
-    fn python(script: &str) -> Talker {
-        Talker::spawn(Command::new(python3()).args(["-u", "-c", script]))
-    }
-
-    fn pid(&self) -> u32 {
-        self.child.id()
-    }
-
-    /// The next line it prints.
-    fn line(&self) -> String {
-        self.lines
-            .recv_timeout(Duration::from_secs(30))
-            .unwrap_or_else(|e| panic!("process {} printed no line: {e}", self.pid()))
-    }
-
-    fn send(&mut self, line: &str) {
-        let stdin = self.stdin.as_mut().expect("stdin open");
-        writeln!(stdin, "{line}").expect("writing to the process");
-        stdin.flush().expect("flushing to the process");
-    }
-
-    /// Waits for it to exit.
-    fn wait(&mut self) {
-        self.stdin = None;
-        let st = self.child.wait().expect("waiting for the process");
-        assert!(st.success(), "process {} ended with {st}", self.pid());
-    }
-}
-
-impl Drop for Talker {
-    fn drop(&mut self) {
-        let _ = self.child.kill();
-        let _ = self.child.wait();
-    }
-}
-
-/// Waits until a line of the tracer's stdout from index `from` satisfies
-/// `pred`; returns its index and text.
-fn wait_stdout(
-    t: &Tracer,
-    from: usize,
-    timeout: Duration,
-    pred: impl Fn(&str) -> bool,
-) -> (usize, String) {
-    let deadline = Instant::now() + timeout;
-    loop {
-        let out = t.stdout();
-        if let Some((i, l)) = out.iter().enumerate().skip(from).find(|(_, l)| pred(l)) {
-            return (i, l.clone());
-        }
-        assert!(
-            Instant::now() < deadline,
-            "the expected line did not come within {timeout:?}\n{}",
-            t.context()
-        );
-        std::thread::sleep(Duration::from_millis(10));
-    }
-}
-
-/// Whether process `pid` is gone (or a zombie) within `timeout`.
-fn gone_within(pid: u32, timeout: Duration) -> bool {
-    let deadline = Instant::now() + timeout;
-    loop {
-        let stat = std::fs::read_to_string(format!("/proc/{pid}/stat")).unwrap_or_default();
-        let state = stat
-            .rsplit_once(')')
-            .and_then(|(_, r)| r.split_whitespace().next());
-        if matches!(state, None | Some("Z") | Some("X")) {
-            return true;
-        }
-        if Instant::now() >= deadline {
-            return false;
-        }
-        std::thread::sleep(Duration::from_millis(10));
-    }
-}
-
-/// The pid in `pmap trace: tracing pid N (...)`.
-fn traced_pid(line: &str) -> u32 {
-    line.strip_prefix("pmap trace: tracing pid ")
-        .and_then(|r| r.split([' ', ',']).next())
-        .and_then(|p| p.parse().ok())
-        .unwrap_or_else(|| panic!("no pid in {line:?}"))
-}
-
-/// `pid` is still running (not a zombie).
-fn alive(pid: u32) -> bool {
-    !gone_within(pid, Duration::ZERO)
-}
+use talker::{Talker, python3};
+use watch::{alive, counts, gone_within, traced_pid, wait_stdout};
 
 // ---- defect 1: a thread id ----------------------------------------------
 
@@ -198,35 +64,6 @@ fn a_thread_id_traces_its_process_and_says_so() {
 
 // ---- defect 3: a closed output ends the trace ---------------------------
 
-/// Reads the tracer's first stdout line through a pipe, waits until it is
-/// tracing, closes the pipe, and checks that it exits soon although
-/// nothing else is printed.
-fn closed_output_ends(args: &[&str]) -> (Tracer, u32) {
-    let (reader, writer) = std::io::pipe().expect("a pipe");
-    let mut t = Tracer::spawn_with_stdout(args, Stdio::from(writer));
-    let mut first = String::new();
-    let mut reader = BufReader::new(reader);
-    reader
-        .read_line(&mut first)
-        .expect("reading the first line");
-    assert!(first.starts_with("--- table pid "), "{first:?}");
-    let tracing = t.wait_tracing(Duration::from_secs(60));
-    let pid = traced_pid(&tracing);
-    // Everything before the tracing line has been written: from now on an
-    // idle target gives the tracer nothing to write.
-    drop(reader);
-    let closed = Instant::now();
-    let status = t.wait_exit(Duration::from_secs(10));
-    let took = closed.elapsed();
-    assert!(
-        took < Duration::from_secs(3),
-        "the tracer took {took:?} to notice its output was closed\n{}",
-        t.context()
-    );
-    assert!(status.success(), "{status}\n{}", t.context());
-    (t, pid)
-}
-
 #[test]
 fn a_closed_output_ends_the_trace_of_an_idle_process() {
     let _serial = serial();
@@ -266,39 +103,6 @@ fn a_closed_output_ends_a_launched_command() {
         "{}",
         t.context()
     );
-}
-
-/// Starts `pmap trace ARGS -- sleep 60`, ends the trace with `end`, and
-/// checks that the command is ended too and that stderr says why.
-fn launched_sleep_ends(args: &[&str], end: impl FnOnce(&Tracer), why: &str) {
-    let mut argv = args.to_vec();
-    argv.extend(["--", "sleep", "60"]);
-    let mut t = Tracer::spawn(&argv);
-    let pid = traced_pid(&t.wait_tracing(Duration::from_secs(60)));
-    end(&t);
-    let status = t.wait_exit(Duration::from_secs(30));
-    assert!(status.success(), "{status}\n{}", t.context());
-    assert!(
-        gone_within(pid, Duration::from_secs(5)),
-        "the launched command {pid} still runs after its trace ended\n{}",
-        t.context()
-    );
-    let said = format!("pmap trace: {why}: ended the command sleep (pid {pid}) with SIGTERM");
-    assert!(
-        t.stderr().iter().any(|l| l == &said),
-        "expected {said:?}\n{}",
-        t.context()
-    );
-    // The trace itself ended normally: the final table and the summary.
-    let out = t.stdout();
-    assert!(
-        parse_tables(&out)
-            .iter()
-            .any(|tb| tb.pid == pid && tb.reason == "final"),
-        "{}",
-        t.context()
-    );
-    t.summary(pid);
 }
 
 #[test]
@@ -540,18 +344,6 @@ fn provenance_of_a_region_from_before_the_trace_says_so() {
 
 // ---- defect 7: the summary's counts -------------------------------------
 
-/// `madvise 90, brk 11 (2 failed)` -> [("madvise", 90), ("brk", 11)].
-fn counts(list: &str, sep: &str) -> Vec<(String, u64)> {
-    list.split(sep)
-        .filter_map(|c| {
-            let mut w = c.split_whitespace();
-            let name = w.next()?.to_string();
-            let n = w.next()?.trim_end_matches(',').parse().ok()?;
-            Some((name, n))
-        })
-        .collect()
-}
-
 #[test]
 fn summary_and_insight_count_the_same_calls() {
     let _serial = serial();
@@ -713,53 +505,6 @@ fn the_largest_gap_is_in_the_mmap_area() {
 
 // ---- defect 8: JIT symbols ----------------------------------------------
 
-/// node with a perf map, after it optimised the user's one hot function.
-fn node_with_hot_function() -> Talker {
-    let node = program("node");
-    // --perf-basic-prof also writes an isolate-*-v8.log into the current
-    // directory: keep it out of the source tree.
-    let t = Talker::spawn(Command::new(node).current_dir(std::env::temp_dir()).args([
-        "--perf-basic-prof",
-        "-e",
-        "function userHotFunction(n) { let s = 0; for (let i = 0; i < n; i++) s += (i * 7) % 13; return s; }\n\
-         let t = 0;\n\
-         for (let j = 0; j < 20000; j++) t += userHotFunction(1000);\n\
-         require('fs').writeSync(1, 'ready ' + t + '\\n');\n\
-         setTimeout(() => {}, 60000);\n",
-    ]));
-    assert!(t.line().starts_with("ready "));
-    let map = format!("/tmp/perf-{}.map", t.pid());
-    let text = std::fs::read_to_string(&map).unwrap_or_default();
-    assert!(
-        text.contains("JS:*userHotFunction"),
-        "{map} does not name the optimised function"
-    );
-    t
-}
-
-/// The `JIT ...` lines after the first table of a short trace of `pid`.
-fn jit_lines(pid: u32, extra: &[&str]) -> Vec<String> {
-    let pid_s = pid.to_string();
-    let mut args = vec!["--duration", "0.2"];
-    args.extend_from_slice(extra);
-    args.push(&pid_s);
-    let mut t = Tracer::spawn(&args);
-    t.wait_tracing(Duration::from_secs(60));
-    let status = t.wait_exit(Duration::from_secs(30));
-    assert!(status.success(), "{status}\n{}", t.context());
-    let lines: Vec<String> = t
-        .stdout()
-        .iter()
-        .map(|l| l.trim_start().to_string())
-        // `JIT 00007f..-00007f.. r-xp N JIT functions: ...` after tables
-        // (not the summary's `JIT code reservation` structures).
-        .filter(|l| l.starts_with("JIT ") && l.contains(" JIT function"))
-        .collect();
-    assert!(!lines.is_empty(), "no JIT lines\n{}", t.context());
-    let _ = std::fs::remove_file(format!("/tmp/perf-{pid}.map"));
-    lines
-}
-
 #[test]
 fn the_users_hot_jit_function_is_named_newest_first() {
     let _serial = serial();
@@ -794,45 +539,6 @@ fn jit_symbols_all_lists_every_function() {
 }
 
 // ---- defect 9: arguments checked at the start ---------------------------
-
-/// `pmap trace ARGS PID` on a live process: refused at once, with a
-/// message that contains `says`, before anything is traced.
-fn refused_at_start(args: &[&str], says: &str) {
-    let mut idle = Command::new("sleep")
-        .arg("60")
-        .spawn()
-        .expect("starting sleep");
-    // A bound, so that a tracer that accepted the arguments ends.
-    let bound: &[&str] = if args.contains(&"--duration") {
-        &[]
-    } else {
-        &["--duration", "1"]
-    };
-    let out = Command::new(pmap_bin())
-        .arg("trace")
-        .args(bound)
-        .args(args)
-        .arg(idle.id().to_string())
-        .stdin(Stdio::null())
-        .output()
-        .expect("running pmap trace");
-    let _ = idle.kill();
-    let _ = idle.wait();
-    let err = String::from_utf8_lossy(&out.stderr);
-    assert!(
-        !out.status.success(),
-        "pmap trace {args:?} was accepted:\n{err}"
-    );
-    assert!(
-        !err.contains("pmap trace: tracing"),
-        "pmap trace {args:?} started tracing before refusing:\n{err}"
-    );
-    assert!(
-        err.contains(says),
-        "pmap trace {args:?}: expected {says:?} in:\n{err}"
-    );
-    assert!(out.stdout.is_empty(), "printed a trace: {args:?}");
-}
 
 #[test]
 fn periods_and_paths_are_checked_at_the_start() {

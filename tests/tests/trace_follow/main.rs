@@ -5,94 +5,24 @@
 //!
 //! Needs root and the eBPF programs, like every trace test.
 
+mod held;
+mod records;
+mod workload;
+
 use std::{
     collections::{HashMap, HashSet},
-    io::{BufRead, BufReader, Write},
-    process::{Child, ChildStdin, ChildStdout, Command, Stdio},
-    time::{Duration, Instant},
+    process::Command,
+    time::Duration,
 };
 
+use held::trace_a_child_gone_while_held;
 use pmap_tests::{
     trace_harness::{Tracer, assert_table_matches, parse_summary, reference_pmap},
     workload_bin,
 };
+use records::{MIB, joined_by_fork, maps_7_mib, of_type, records, traced_pid, u};
 use serde_json::Value;
-
-const MIB: u64 = 1 << 20;
-
-/// The JSON records the tracer printed.
-fn records(t: &Tracer) -> Vec<Value> {
-    t.stdout()
-        .iter()
-        .map(|l| serde_json::from_str(l).unwrap_or_else(|e| panic!("not JSON ({e}): {l}")))
-        .collect()
-}
-
-fn of_type<'a>(rs: &'a [Value], kind: &str) -> Vec<&'a Value> {
-    rs.iter().filter(|r| r["type"] == kind).collect()
-}
-
-fn u(v: &Value) -> u64 {
-    v.as_u64().unwrap_or(u64::MAX)
-}
-
-/// The process id in the tracer's `tracing pid N` line.
-fn traced_pid(line: &str) -> u32 {
-    line.split("tracing pid ")
-        .nth(1)
-        .and_then(|r| r.split(|c: char| !c.is_ascii_digit()).next())
-        .and_then(|n| n.parse().ok())
-        .unwrap_or_else(|| panic!("no pid in {line:?}"))
-}
-
-/// A program that prints `ready PID` and waits for a line on stdin.
-struct Waiting {
-    child: Child,
-    stdin: ChildStdin,
-    out: BufReader<ChildStdout>,
-    pid: u32,
-}
-
-impl Waiting {
-    fn spawn(cmd: &mut Command) -> Waiting {
-        let mut child = cmd
-            .stdin(Stdio::piped())
-            .stdout(Stdio::piped())
-            .spawn()
-            .unwrap_or_else(|e| panic!("starting {cmd:?}: {e}"));
-        let stdin = child.stdin.take().expect("stdin piped");
-        let mut out = BufReader::new(child.stdout.take().expect("stdout piped"));
-        let mut ready = String::new();
-        out.read_line(&mut ready).expect("reading the workload");
-        let pid = ready
-            .strip_prefix("ready ")
-            .and_then(|p| p.trim().parse().ok())
-            .unwrap_or_else(|| panic!("the workload said {ready:?}, not `ready PID`"));
-        Waiting {
-            child,
-            stdin,
-            out,
-            pid,
-        }
-    }
-
-    fn say(&mut self, line: &str) {
-        writeln!(self.stdin, "{line}").expect("writing to the workload");
-        self.stdin.flush().expect("writing to the workload");
-    }
-
-    fn line(&mut self) -> String {
-        let mut l = String::new();
-        self.out.read_line(&mut l).expect("reading the workload");
-        l.trim().to_string()
-    }
-}
-
-fn python() -> Command {
-    let mut c = Command::new("python3");
-    c.arg("-u").arg("-c");
-    c
-}
+use workload::{Waiting, cont, python, wait_stopped};
 
 /// `sh -c 'python3 ...; true'`: sh forks the python3 that maps 7 MiB (the
 /// `; true` keeps sh from exec'ing it in place), so the mapping is made by
@@ -208,35 +138,6 @@ fn every_short_lived_childs_first_call_is_seen() {
             51,
             "run {run}: the parent and its 50 children"
         );
-    }
-}
-
-/// Whether `pid` is stopped (state `T` in /proc/PID/stat).
-fn stopped(pid: u32) -> bool {
-    std::fs::read_to_string(format!("/proc/{pid}/stat"))
-        .ok()
-        .and_then(|s| {
-            s.rsplit_once(')')
-                .map(|(_, r)| r.trim_start().starts_with('T'))
-        })
-        .unwrap_or(false)
-}
-
-fn wait_stopped(pids: &[u32]) {
-    let start = Instant::now();
-    while !pids.iter().all(|&p| stopped(p)) {
-        assert!(
-            start.elapsed() < Duration::from_secs(30),
-            "workers {pids:?} did not all stop within 30s"
-        );
-        std::thread::sleep(Duration::from_millis(20));
-    }
-}
-
-fn cont(pids: &[u32]) {
-    for &p in pids {
-        // SAFETY: sends a signal to our own workload's workers.
-        unsafe { libc::kill(p as i32, libc::SIGCONT) };
     }
 }
 
@@ -540,25 +441,6 @@ fn polling_follows_children_it_finds_at_each_look() {
     );
 }
 
-/// The processes a poll found as children (`joined` records by `fork`).
-fn joined_by_fork(rs: &[Value]) -> Vec<u64> {
-    rs.iter()
-        .filter(|r| r["type"] == "joined" && r["by"] == "fork")
-        .map(|r| u(&r["pid"]))
-        .collect()
-}
-
-/// Whether a delta of one of `pids` adds a 7 MiB region.
-fn maps_7_mib(rs: &[Value], pids: &[u64]) -> bool {
-    rs.iter().any(|d| {
-        d["type"] == "delta"
-            && pids.contains(&u(&d["pid"]))
-            && d["added"]
-                .as_array()
-                .is_some_and(|a| a.iter().any(|r| u(&r["size"]) == 7 * MIB))
-    })
-}
-
 /// With polling, a child found between its vfork and its exec shares its
 /// parent's address space: its table is the parent's map then. Its exec
 /// leaves that address space alive (the parent still has it), so the next
@@ -687,46 +569,4 @@ fn a_child_gone_before_the_tracer_reads_its_exec_gets_a_text_table() {
         "the stack is not named in the exec table\n{}",
         t.context()
     );
-}
-
-/// Traces `sh -c` with `-f --no-initial-table` and `extra` arguments, and
-/// holds the tracer (SIGSTOP) while sh's child execs python3, maps 7 MiB and
-/// exits; returns the tracer after its end.
-fn trace_a_child_gone_while_held(extra: &[&str]) -> Tracer {
-    let marker = std::env::temp_dir().join(format!(
-        "pmap-follow-gone-{}-{}",
-        std::process::id(),
-        extra.len()
-    ));
-    let _ = std::fs::remove_file(&marker);
-    let script = "import mmap; m = mmap.mmap(-1, 7 << 20); m[0] = 1";
-    let cmd = format!(
-        "sleep 1; /usr/bin/python3 -c '{script}'; touch {}",
-        marker.display()
-    );
-    let mut args = vec!["-f"];
-    args.extend_from_slice(extra);
-    args.extend_from_slice(&["--no-initial-table", "--", "sh", "-c", &cmd]);
-    let mut t = Tracer::spawn(&args);
-    let root = traced_pid(&t.wait_tracing(Duration::from_secs(60)));
-    // Launch mode stops sh at its exec with ptrace; held before it lets
-    // go, the tracer would hold sh too (its SIGCHLD stops it).
-    let deadline = Instant::now() + Duration::from_secs(10);
-    while std::fs::read_to_string(format!("/proc/{root}/status"))
-        .is_ok_and(|s| !s.contains("TracerPid:\t0\n"))
-    {
-        assert!(Instant::now() < deadline, "the tracer did not let go of sh");
-        std::thread::sleep(Duration::from_millis(5));
-    }
-    t.signal(libc::SIGSTOP);
-    let deadline = Instant::now() + Duration::from_secs(60);
-    while !marker.exists() {
-        assert!(Instant::now() < deadline, "python3 did not finish");
-        std::thread::sleep(Duration::from_millis(20));
-    }
-    t.signal(libc::SIGCONT);
-    let status = t.wait_exit(Duration::from_secs(60));
-    let _ = std::fs::remove_file(&marker);
-    assert!(status.success(), "pmap trace failed: {}", t.context());
-    t
 }
