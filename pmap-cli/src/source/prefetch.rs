@@ -16,16 +16,20 @@
 //!   for each: waking a thread asleep on another CPU costs the waker about
 //!   10 µs on a virtual machine (an interrupt to the other CPU). Only the
 //!   end of the file and errors wake it.
-//! - Blocks are small, so that the few in use stay in the reading CPU's
-//!   cache: the kernel copies each page of text into them, and copying
-//!   into memory that is not in the cache made the read of `maps` 9%
-//!   slower (a single thread reading into 1.25 MiB of buffers in turn
-//!   against `cat`'s one 128 KiB buffer).
+//! - Blocks are small and the last one returned is refilled first, so that
+//!   the few in use stay in the reading CPU's cache: the kernel copies each
+//!   page of text into them, and copying into memory that is not in the
+//!   cache made the read of `maps` 9% slower (a single thread reading into
+//!   1.25 MiB of buffers in turn against `cat`'s one 128 KiB buffer). Many
+//!   may be in flight all the same, for when the parser waits for a CPU.
 
 use std::{
     fs::File,
     io::{self, Read},
-    sync::mpsc::{Receiver, SyncSender, TryRecvError, sync_channel},
+    sync::{
+        Arc, Mutex,
+        mpsc::{Receiver, SyncSender, TryRecvError, sync_channel},
+    },
     thread::Thread,
     time::Duration,
 };
@@ -39,10 +43,12 @@ use crate::sys::spread::{Placement, Spread};
 /// 1.10x of `cat maps` against 1.21x for 256 KiB blocks and 1.15x for 8 KiB
 /// (more hand-overs), with the same [`POLL`].
 const BLOCK: usize = 32 * 1024;
-/// Blocks in flight: what the kernel fills between two looks of the parser
-/// (`smaps`: about 1 MB per ms, so 2 blocks per [`POLL`]) with room for
-/// scheduling hiccups; the reading thread waits when all are full.
-const DEPTH: usize = 8;
+/// Blocks in flight: the reading thread waits when all are full. 1 MiB, so
+/// that on a busy machine the reader goes on while the parser waits for a
+/// CPU (a scheduler's time slice is a few ms; `maps` comes at about
+/// 250 KB per ms). While the parser keeps up, only a few are in use (see
+/// [`Spares`]).
+const DEPTH: usize = 32;
 /// The file length after which the two threads are bound to different
 /// CPUs: binding costs two system calls and a move, worth it for a long
 /// read only. At 10,000 regions (a 500 KB `maps`) binding after 64 KiB
@@ -68,10 +74,36 @@ struct Block {
     end: usize,
 }
 
+/// Used blocks waiting to be filled again, the last one returned on top:
+/// while the parser keeps up the reader refills the same few blocks, which
+/// stay in its cache, and the blocks made while the parser lagged behind
+/// wait below, unused.
+#[derive(Clone, Default)]
+struct Spares(Arc<Mutex<Vec<Block>>>);
+
+impl Spares {
+    fn put(&self, b: Block) {
+        let mut v = self
+            .0
+            .lock()
+            .unwrap_or_else(std::sync::PoisonError::into_inner);
+        if v.len() < DEPTH + 2 {
+            v.push(b);
+        }
+    }
+
+    fn take(&self) -> Option<Block> {
+        self.0
+            .lock()
+            .unwrap_or_else(std::sync::PoisonError::into_inner)
+            .pop()
+    }
+}
+
 /// The lines of a file a background thread reads ahead.
 pub struct Prefetch {
     rx: Receiver<io::Result<Block>>,
-    recycle: SyncSender<Block>,
+    spares: Spares,
     cur: Block,
     pos: usize,
     done: bool,
@@ -89,7 +121,7 @@ impl Prefetch {
     /// fails with the reason.
     pub fn new(file: File) -> Prefetch {
         let (tx, rx) = sync_channel(DEPTH);
-        let (recycle, used) = sync_channel::<Block>(DEPTH + 2);
+        let spares = Spares::default();
         let place = Placement::new();
         // The lines are read on the thread that asks for them, in practice
         // this one; were it another, it would only learn of the last block
@@ -98,14 +130,15 @@ impl Prefetch {
         let spawned = std::thread::Builder::new().name("pmap-read".into()).spawn({
             let tx = tx.clone();
             let place = place.clone();
-            move || read_ahead(file, &tx, &used, &place, &parser)
+            let spares = spares.clone();
+            move || read_ahead(file, &tx, &spares, &place, &parser)
         });
         if let Err(e) = spawned {
             let _ = tx.send(Err(e));
         }
         Prefetch {
             rx,
-            recycle,
+            spares,
             cur: Block {
                 buf: Vec::new(),
                 end: 0,
@@ -157,7 +190,7 @@ impl Prefetch {
                     }
                     let used = std::mem::replace(&mut self.cur, block);
                     // If the thread has enough spares, this one is dropped.
-                    let _ = self.recycle.try_send(used);
+                    self.spares.put(used);
                     self.pos = 0;
                 }
                 Ok(Err(e)) => {
@@ -185,23 +218,23 @@ impl Prefetch {
 fn read_ahead(
     file: File,
     tx: &SyncSender<io::Result<Block>>,
-    used: &Receiver<Block>,
+    spares: &Spares,
     place: &Placement,
     parser: &Thread,
 ) {
-    read_blocks(file, tx, used, place);
+    read_blocks(file, tx, spares, place);
     parser.unpark();
 }
 
 fn read_blocks(
     mut file: File,
     tx: &SyncSender<io::Result<Block>>,
-    used: &Receiver<Block>,
+    spares: &Spares,
     place: &Placement,
 ) {
     let mut carry: Vec<u8> = Vec::new();
     loop {
-        let mut block = used.try_recv().unwrap_or_else(|_| Block {
+        let mut block = spares.take().unwrap_or_else(|| Block {
             buf: vec![0; CARRY_ROOM + BLOCK],
             end: 0,
         });
