@@ -1,9 +1,10 @@
 //! The floor under `pmap`'s snapshot design, for `cargo xtask bench
 //! snapshot`: `/proc/PID/maps` or `smaps` read as `pmap` reads it, with no
 //! parsing. A thread fills blocks of 32 KiB and hands them over through a
-//! bounded channel to a thread on another CPU, which returns them for
-//! reuse; the two are bound apart once 256 KiB went over. The constants
-//! follow `pmap-cli/src/source/prefetch.rs`.
+//! bounded channel (32 blocks) to a thread on another CPU, which returns
+//! them for reuse, the last returned refilled first; the two are bound
+//! apart once 64 KiB went over. The constants follow
+//! `pmap-cli/src/source/prefetch.rs`.
 //!
 //! Usage: `read_floor FILE MODE [BLOCK_KIB]`, MODE one of:
 //! - `poll`: as `pmap`: the receiving thread looks for blocks every 50 µs
@@ -22,14 +23,17 @@
 use std::{
     fs::File,
     io::Read,
-    sync::mpsc::{TryRecvError, sync_channel},
+    sync::{
+        Arc, Mutex,
+        mpsc::{TryRecvError, sync_channel},
+    },
     time::Duration,
 };
 
 const BLOCK_KIB: usize = 32;
-const DEPTH: usize = 8;
+const DEPTH: usize = 32;
 const POLL: Duration = Duration::from_micros(50);
-const SPREAD_AFTER: usize = 256 * 1024;
+const SPREAD_AFTER: usize = 64 * 1024;
 
 /// Binds the calling thread to `cpu`, as `pmap`'s `sys::spread` does.
 /// Best effort: on a runner restricted to one CPU both threads stay there.
@@ -84,11 +88,13 @@ fn main() {
     let mut file = File::open(path).unwrap_or_else(|e| fail(format!("cannot open {path}: {e}")));
     let cpus = std::thread::available_parallelism().map_or(1, |n| n.get());
     let (tx, rx) = sync_channel::<(Vec<u8>, usize)>(DEPTH);
-    let (recycle, used) = sync_channel::<Vec<u8>>(DEPTH + 2);
+    let spares: Arc<Mutex<Vec<Vec<u8>>>> = Arc::default();
+    let used = spares.clone();
     let parser = std::thread::current();
     let reader = std::thread::spawn(move || {
         loop {
-            let mut block = used.try_recv().unwrap_or_else(|_| vec![0; block_len]);
+            let spare = used.lock().ok().and_then(|mut v| v.pop());
+            let mut block = spare.unwrap_or_else(|| vec![0; block_len]);
             let mut end = 0;
             while end < block_len {
                 match file.read(&mut block[end..]) {
@@ -143,7 +149,11 @@ fn main() {
                 s.wrapping_add(u64::from_le_bytes(w.try_into().unwrap_or_default()))
             });
         }
-        let _ = recycle.try_send(block);
+        if let Ok(mut v) = spares.lock()
+            && v.len() < DEPTH + 2
+        {
+            v.push(block);
+        }
     }
     let _ = reader.join();
     // Keeps the sum (and so the reads of `touch`) from being optimised out.
