@@ -123,6 +123,12 @@ impl Placement {
         }
     }
 
+    /// Whether the reader took the parser's request: from then on the two
+    /// run on different CPUs (if the binding worked).
+    pub fn bound(&self) -> bool {
+        self.0.asked.load(Ordering::Relaxed) == TAKEN
+    }
+
     /// Called by the reader between reads: binds it to the CPU asked for,
     /// once. On failure it stays where the scheduler puts it.
     #[inline]
