@@ -3,8 +3,8 @@
 //! parsing. A thread fills blocks of 32 KiB and hands them over through a
 //! bounded channel (32 blocks) to a thread on another CPU, which returns
 //! them for reuse, the last returned refilled first; the two are bound
-//! apart once 64 KiB went over. The constants follow
-//! `pmap-cli/src/source/prefetch.rs`.
+//! apart once 64 KiB went over, and until then the reader stays at most 4
+//! blocks ahead. The constants follow `pmap-cli/src/source/prefetch.rs`.
 //!
 //! Usage: `read_floor FILE MODE [BLOCK_KIB]`, MODE one of:
 //! - `poll`: as `pmap`: the receiving thread looks for blocks every 50 µs
@@ -25,6 +25,7 @@ use std::{
     io::Read,
     sync::{
         Arc, Mutex,
+        atomic::{AtomicBool, AtomicUsize, Ordering},
         mpsc::{TryRecvError, sync_channel},
     },
     time::Duration,
@@ -32,6 +33,7 @@ use std::{
 
 const BLOCK_KIB: usize = 32;
 const DEPTH: usize = 32;
+const EARLY_DEPTH: usize = 4;
 const POLL: Duration = Duration::from_micros(50);
 const SPREAD_AFTER: usize = 64 * 1024;
 
@@ -90,9 +92,18 @@ fn main() {
     let (tx, rx) = sync_channel::<(Vec<u8>, usize)>(DEPTH);
     let spares: Arc<Mutex<Vec<Vec<u8>>>> = Arc::default();
     let used = spares.clone();
+    let taken = Arc::new(AtomicUsize::new(0));
+    let bound_apart = Arc::new(AtomicBool::new(false));
+    let (taken_r, bound_r) = (taken.clone(), bound_apart.clone());
     let parser = std::thread::current();
     let reader = std::thread::spawn(move || {
+        let mut sent = 0usize;
         loop {
+            while !bound_r.load(Ordering::Relaxed)
+                && sent.saturating_sub(taken_r.load(Ordering::Relaxed)) >= EARLY_DEPTH
+            {
+                std::thread::park_timeout(POLL);
+            }
             let spare = used.lock().ok().and_then(|mut v| v.pop());
             let mut block = spare.unwrap_or_else(|| vec![0; block_len]);
             let mut end = 0;
@@ -108,6 +119,7 @@ fn main() {
                 parser.unpark();
                 return;
             }
+            sent += 1;
         }
     });
     let (mut sum, mut seen, mut bound) = (0u64, 0usize, false);
@@ -137,12 +149,14 @@ fn main() {
         let Some((block, reader_cpu)) = got else {
             break;
         };
+        taken.fetch_add(1, Ordering::Relaxed);
         seen += block.len();
         if !bound && seen > SPREAD_AFTER && cpus > 1 {
             // The reader stays where it runs (it is not bound here: `pmap`
             // binds it too, but a reader that stays put is the same).
             bind((reader_cpu + 1) % cpus);
             bound = true;
+            bound_apart.store(true, Ordering::Relaxed);
         }
         if mode == Mode::Touch {
             sum = block.chunks_exact(8).fold(sum, |s, w| {
