@@ -32,7 +32,7 @@ pub fn push_mapping_name(
 ) {
     let name = sanitize(&r.name, scratch);
     if r.dev_major == 0
-        && memchr::memmem::find(name, b"/SYSV").is_some()
+        && crate::sys::bytes::find_str(name, b"/SYSV").is_some()
         && opts.shm_minor.get() == Some(r.dev_minor)
     {
         buf.extend_from_slice(b"  [ shmid=0x");
@@ -45,9 +45,9 @@ pub fn push_mapping_name(
         buf.extend_from_slice(name);
         return;
     }
-    if let Some(last) = memchr::memrchr(b'/', name) {
+    if let Some(last) = crate::sys::bytes::rfind(b'/', name) {
         if opts.show_path {
-            let first = memchr::memchr(b'/', name).unwrap_or(last);
+            let first = crate::sys::bytes::find(b'/', name).unwrap_or(last);
             buf.extend_from_slice(&name[first..]);
         } else if last + 1 < name.len() {
             buf.extend_from_slice(&name[last + 1..]);
@@ -58,7 +58,7 @@ pub fn push_mapping_name(
     }
     if opts.kernel_name
         && name.last() == Some(&b']')
-        && let Some(open) = memchr::memchr(b'[', name)
+        && let Some(open) = crate::sys::bytes::find(b'[', name)
     {
         buf.extend_from_slice(&name[open..]);
         return;
@@ -78,7 +78,7 @@ pub fn smaps_mapping_name(name: &[u8], show_path: bool) -> &[u8] {
     if show_path {
         return desc;
     }
-    match memchr::memrchr(b'/', desc) {
+    match crate::sys::bytes::rfind(b'/', desc) {
         Some(last) => &desc[last + 1..],
         None => desc,
     }

@@ -71,7 +71,7 @@ impl<R: Read> LineReader<R> {
     pub fn next_line(&mut self) -> io::Result<Option<&[u8]>> {
         let mut searched = self.start;
         loop {
-            if let Some(pos) = memchr::memchr(b'\n', &self.buf[searched..self.end]) {
+            if let Some(pos) = crate::sys::bytes::find(b'\n', &self.buf[searched..self.end]) {
                 let line_start = self.start;
                 let nl = searched + pos;
                 self.start = nl + 1;

@@ -289,7 +289,7 @@ fn read_blocks(
         if !eof {
             // Keep the unfinished last line for the next block; a block
             // without any line end is all one long line: read on.
-            let cut = memchr::memrchr(b'\n', &block.buf[..block.end]).map_or(0, |i| i + 1);
+            let cut = crate::sys::bytes::rfind(b'\n', &block.buf[..block.end]).map_or(0, |i| i + 1);
             carry.extend_from_slice(&block.buf[cut..block.end]);
             block.end = cut;
             if cut == 0 {
@@ -329,7 +329,7 @@ impl LineSource for Prefetch {
             return Ok(None);
         }
         let rest = &self.cur.buf[self.pos..self.cur.end];
-        let len = memchr::memchr(b'\n', rest).unwrap_or(rest.len());
+        let len = crate::sys::bytes::find(b'\n', rest).unwrap_or(rest.len());
         let start = self.pos;
         self.pos = (start + len + 1).min(self.cur.end);
         Ok(Some(&self.cur.buf[start..start + len]))

@@ -74,7 +74,7 @@ pub fn ns_pids(dir: &PidDir) -> Vec<u32> {
 
 /// `Tgid:\t123` (parsed like C's `atoi`).
 fn tgid_from_status(status: &[u8]) -> Option<u32> {
-    let at = memchr::memmem::find(status, b"Tgid:")?;
+    let at = crate::sys::bytes::find_str(status, b"Tgid:")?;
     let rest = &status[at + 5..];
     let skip = rest
         .iter()
@@ -139,7 +139,7 @@ fn cmdline_from_raw(mut buf: Vec<u8>) -> Option<Vec<u8>> {
     if buf[n - 1] == b' ' {
         buf[n - 1] = 0;
     }
-    let end = memchr::memchr(0, &buf).unwrap_or(n);
+    let end = crate::sys::bytes::find(0, &buf).unwrap_or(n);
     buf.truncate(end);
     Some(buf)
 }

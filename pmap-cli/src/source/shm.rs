@@ -46,7 +46,7 @@ fn find_in_own_maps(addr: u64) -> Option<u32> {
         if r.start == addr
             && r.dev_major == 0
             && r.perms.shared()
-            && memchr::memmem::find(&r.name, b"/SYSV").is_some()
+            && crate::sys::bytes::find_str(&r.name, b"/SYSV").is_some()
         {
             return Some(r.dev_minor);
         }

@@ -35,7 +35,7 @@ fn is_space(c: u8) -> bool {
 /// `Key: 123...`: the key is 1..=31 bytes before the first ':', the value
 /// the first (up to 20) digits after blanks. Saturates on overflow.
 pub fn field_line(line: &[u8]) -> Option<(&[u8], u64)> {
-    let colon = memchr::memchr(b':', &line[..line.len().min(32)])?;
+    let colon = crate::sys::bytes::find(b':', &line[..line.len().min(32)])?;
     if colon == 0 || line.first() == Some(&0) {
         return None;
     }
@@ -101,7 +101,7 @@ impl LineSource for SliceLines<'_> {
         if self.0.is_empty() {
             return Ok(None);
         }
-        let (line, rest) = match memchr::memchr(b'\n', self.0) {
+        let (line, rest) = match crate::sys::bytes::find(b'\n', self.0) {
             Some(i) => (&self.0[..i], &self.0[i + 1..]),
             None => (self.0, &self.0[self.0.len()..]),
         };

@@ -15,8 +15,8 @@ pub struct Stat<'a> {
 impl<'a> Stat<'a> {
     /// Splits a `stat` line; `None` without the parentheses of the name.
     pub fn parse(raw: &'a [u8]) -> Option<Stat<'a>> {
-        let close = memchr::memrchr(b')', raw)?;
-        let open = memchr::memchr(b'(', &raw[..close])?;
+        let close = crate::sys::bytes::rfind(b')', raw)?;
+        let open = crate::sys::bytes::find(b'(', &raw[..close])?;
         let rest = raw[close + 1..]
             .split(|c| c.is_ascii_whitespace())
             .filter(|f| !f.is_empty())

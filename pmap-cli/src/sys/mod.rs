@@ -4,4 +4,7 @@
 //!
 //! - `spread`: keeping two threads that work together on different CPUs
 //!   (the map reader and its parser; the two halves of a table's printing).
+//! - `bytes`: byte search that never asks the CPU for its features (a
+//!   trapped `cpuid` per question under a hypervisor).
+pub(crate) mod bytes;
 pub(crate) mod spread;

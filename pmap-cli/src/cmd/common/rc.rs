@@ -58,7 +58,7 @@ fn fgets(r: &mut impl BufRead, out: &mut Vec<u8>) -> bool {
             break;
         }
         let want = MAX_LINE - out.len();
-        let take = match memchr::memchr(b'\n', &buf[..buf.len().min(want)]) {
+        let take = match crate::sys::bytes::find(b'\n', &buf[..buf.len().min(want)]) {
             Some(nl) => nl + 1,
             None => buf.len().min(want),
         };
@@ -86,13 +86,13 @@ pub fn parse(mut r: impl BufRead, warn: &mut dyn FnMut(String)) -> Rc {
     while fgets(&mut r, &mut buf) {
         line_no += 1;
         // C string semantics: the line ends at a NUL.
-        let mut len = memchr::memchr(0, &buf).unwrap_or(buf.len());
+        let mut len = crate::sys::bytes::find(0, &buf).unwrap_or(buf.len());
         if len > 0 && buf[len - 1] == b'\n' {
             len -= 1;
         } else if len == MAX_LINE {
             warn(format!("config line too long - line {line_no}"));
             while fgets(&mut r, &mut tail) {
-                let l = memchr::memchr(0, &tail).unwrap_or(tail.len());
+                let l = crate::sys::bytes::find(0, &tail).unwrap_or(tail.len());
                 if l == 0 || tail[l - 1] == b'\n' {
                     break;
                 }
@@ -115,7 +115,7 @@ pub fn parse(mut r: impl BufRead, warn: &mut dyn FnMut(String)) -> Rc {
                 t = rest;
                 section = Section::Mapping;
             } else {
-                match memchr::memchr(b']', t) {
+                match crate::sys::bytes::find(b']', t) {
                     Some(close) => {
                         section = Section::Unsupported;
                         warn(format!(

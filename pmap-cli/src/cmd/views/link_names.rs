@@ -15,7 +15,7 @@ use std::io;
 pub fn display(name: &[u8], show_path: bool) -> Vec<u8> {
     let mut scratch = Vec::new();
     let name = crate::render::names::sanitize(name, &mut scratch);
-    match memchr::memrchr(b'/', name) {
+    match crate::sys::bytes::rfind(b'/', name) {
         Some(last) if !show_path && last + 1 < name.len() => name[last + 1..].to_vec(),
         _ => name.to_vec(),
     }

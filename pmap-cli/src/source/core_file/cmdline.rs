@@ -45,6 +45,9 @@ fn argv_from_stack(mem: &CoreMem) -> Option<Vec<Vec<u8>>> {
     let word = |at: usize| -> Option<u64> {
         Some(u64::from_ne_bytes(stack.get(at..at + 8)?.try_into().ok()?))
     };
+    // `memchr`'s own search, not `sys::bytes`: a needle of hundreds of
+    // bytes in a whole stack segment, where its SIMD pays for the one
+    // question about the CPU it asks.
     let at = memchr::memmem::find_iter(&stack, needle).find(|p| p % 8 == 0)?;
     // envp's NULL, then envp back to argv's NULL.
     let mut p = at.checked_sub(8)?;
