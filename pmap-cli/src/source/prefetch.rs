@@ -296,10 +296,19 @@ fn read_blocks(
                 continue;
             }
         }
-        let last = eof && block.end == 0;
         place.note_reader_cpu();
         // The parser went away (it stopped early): stop too.
-        if tx.send(Ok(block)).is_err() || last {
+        if block.end > 0 && tx.send(Ok(block)).is_err() {
+            return;
+        }
+        if eof {
+            // The end, told at once: reading again would only ask the
+            // kernel for the same nothing.
+            let end = Block {
+                buf: Vec::new(),
+                end: 0,
+            };
+            let _ = tx.send(Ok(end));
             return;
         }
         sent += 1;

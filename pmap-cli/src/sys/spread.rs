@@ -168,8 +168,7 @@ mod tests {
     use super::*;
 
     fn cpu_of_thread() -> usize {
-        // SAFETY: no arguments.
-        usize::try_from(unsafe { libc::sched_getcpu() }).expect("sched_getcpu")
+        current_cpu().expect("sched_getcpu")
     }
 
     #[test]

@@ -88,6 +88,7 @@ fn main() {
         None => BLOCK_KIB * 1024,
     };
     let mut file = File::open(path).unwrap_or_else(|e| fail(format!("cannot open {path}: {e}")));
+    let path_r = path.clone();
     let cpus = std::thread::available_parallelism().map_or(1, |n| n.get());
     let (tx, rx) = sync_channel::<(Vec<u8>, usize)>(DEPTH);
     let spares: Arc<Mutex<Vec<Vec<u8>>>> = Arc::default();
@@ -111,7 +112,9 @@ fn main() {
                 match file.read(&mut block[end..]) {
                     Ok(0) => break,
                     Ok(k) => end += k,
-                    Err(e) => fail(format!("reading: {e}")),
+                    Err(e) => fail(format!(
+                        "reading {path_r}: {e} (is the process still there?)"
+                    )),
                 }
             }
             let last = end < block_len;

@@ -114,7 +114,7 @@ pub fn render_process_in(
                 buf.commit()?;
                 drop(buf);
                 // A self-sizing table is printed once judged whole: to the
-                // output itself, not held back (9 MB of `-X` text for
+                // output itself, not held back (12 MB of `-X` text for
                 // 60,000 regions would be copied into the spool first).
                 if let Some(t) = table {
                     t.print(&mut *out)?;
