@@ -123,6 +123,14 @@ pub fn kernel_thread() -> u32 {
         .expect("no kernel thread in /proc (a pid namespace without them?)")
 }
 
+/// The state letter of process `pid` (`R`, `S`, `T`, `Z`, ...) from
+/// `/proc/PID/stat`, where it follows the last `)` (the command name may
+/// hold anything); `None` if the process is gone.
+pub fn proc_state(pid: u32) -> Option<char> {
+    let stat = std::fs::read_to_string(format!("/proc/{pid}/stat")).ok()?;
+    stat.rsplit_once(')')?.1.trim_start().chars().next()
+}
+
 pub mod browser;
 pub mod exporter_harness;
 pub mod pmap_table;

@@ -93,11 +93,7 @@ fn stop_and_wait(pid: u32) {
     unsafe { libc::kill(pid as i32, libc::SIGSTOP) };
     let deadline = std::time::Instant::now() + Duration::from_secs(10);
     loop {
-        let stat = std::fs::read_to_string(format!("/proc/{pid}/stat")).unwrap_or_default();
-        if stat
-            .rsplit_once(')')
-            .is_some_and(|(_, r)| r.trim_start().starts_with('T'))
-        {
+        if pmap_tests::proc_state(pid) == Some('T') {
             return;
         }
         assert!(std::time::Instant::now() < deadline, "{pid} did not stop");

@@ -163,14 +163,9 @@ impl Drop for Workload {
 pub fn wait_stopped_or_gone(pid: u32, timeout: Duration) -> bool {
     let deadline = Instant::now() + timeout;
     loop {
-        let stat = std::fs::read_to_string(format!("/proc/{pid}/stat")).unwrap_or_default();
-        // "pid (comm) S ...": the state follows the last ')'.
-        let state = stat
-            .rsplit_once(')')
-            .and_then(|(_, r)| r.split_whitespace().next());
-        match state {
-            Some("T") => return true,
-            None | Some("Z") | Some("X") => return false,
+        match crate::proc_state(pid) {
+            Some('T') => return true,
+            None | Some('Z' | 'X') => return false,
             _ => {}
         }
         assert!(

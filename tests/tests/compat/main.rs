@@ -153,11 +153,7 @@ fn kernel_threads_zombies_missing_and_several_pids() {
             let found = kids
                 .split_whitespace()
                 .filter_map(|k| k.parse::<u32>().ok())
-                .find(|k| {
-                    let st = std::fs::read_to_string(format!("/proc/{k}/stat")).unwrap_or_default();
-                    st.rsplit_once(')')
-                        .is_some_and(|(_, rest)| rest.trim_start().starts_with('Z'))
-                });
+                .find(|&k| pmap_tests::proc_state(k) == Some('Z'));
             if found.is_none() {
                 std::thread::sleep(std::time::Duration::from_millis(5));
             }

@@ -31,11 +31,7 @@ pub(crate) fn wait_stdout(
 pub(crate) fn gone_within(pid: u32, timeout: Duration) -> bool {
     let deadline = Instant::now() + timeout;
     loop {
-        let stat = std::fs::read_to_string(format!("/proc/{pid}/stat")).unwrap_or_default();
-        let state = stat
-            .rsplit_once(')')
-            .and_then(|(_, r)| r.split_whitespace().next());
-        if matches!(state, None | Some("Z") | Some("X")) {
+        if matches!(pmap_tests::proc_state(pid), None | Some('Z' | 'X')) {
             return true;
         }
         if Instant::now() >= deadline {

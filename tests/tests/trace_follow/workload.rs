@@ -57,13 +57,7 @@ pub(crate) fn python() -> Command {
 
 /// Whether `pid` is stopped (state `T` in /proc/PID/stat).
 fn stopped(pid: u32) -> bool {
-    std::fs::read_to_string(format!("/proc/{pid}/stat"))
-        .ok()
-        .and_then(|s| {
-            s.rsplit_once(')')
-                .map(|(_, r)| r.trim_start().starts_with('T'))
-        })
-        .unwrap_or(false)
+    pmap_tests::proc_state(pid) == Some('T')
 }
 
 pub(crate) fn wait_stopped(pids: &[u32]) {
