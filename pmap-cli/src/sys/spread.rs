@@ -42,6 +42,15 @@ impl Spread {
     /// `None` (nothing changed) when the thread may use only one CPU, or
     /// the kernel refuses.
     pub fn begin(place: &Placement) -> Option<Spread> {
+        Spread::plan(place)?.bind()
+    }
+
+    /// The first half of [`Spread::begin`]: asks the other thread to bind
+    /// itself, without binding this one yet. For a thread this one is
+    /// about to start: started after this one is bound, it would inherit
+    /// that one CPU, and could not even run to move away until this one
+    /// waits.
+    pub fn plan(place: &Placement) -> Option<Plan> {
         // SAFETY: cpu_set_t is plain data; an all-zero set is valid.
         let mut before: libc::cpu_set_t = unsafe { zeroed() };
         // SAFETY: `before` is a cpu_set_t of the size passed.
@@ -64,9 +73,25 @@ impl Spread {
         } else {
             (here, other_than(here)?)
         };
-        bind_self_to(mine)?;
         place.0.asked.store(theirs, Ordering::Relaxed);
-        Some(Spread { before })
+        Some(Plan { before, mine })
+    }
+}
+
+/// This thread's half of a [`Spread`], still to be bound.
+pub struct Plan {
+    before: libc::cpu_set_t,
+    mine: usize,
+}
+
+impl Plan {
+    /// Binds this thread to its CPU (`None`: the kernel refused, and the
+    /// thread runs where it may, as before).
+    pub fn bind(self) -> Option<Spread> {
+        bind_self_to(self.mine)?;
+        Some(Spread {
+            before: self.before,
+        })
     }
 }
 
