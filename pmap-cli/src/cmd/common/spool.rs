@@ -2,9 +2,11 @@
 //! `table::render_process_in`), up to a limit: a table larger than that
 //! (about 60,000 `-x` rows) is written through as it is read instead, so
 //! that pmap's memory stays bounded; if such a read then turns out cut
-//! short, the caller says the table above is incomplete. Held output is
-//! kept in fixed-size chunks: one growing buffer would double, and copy
-//! itself, on its way past the table's size.
+//! short, the caller says the table above is incomplete. Held output goes
+//! into one chunk of ordinary memory, then, for a table larger than that,
+//! into memory reserved for the rest of the limit and advised for huge
+//! pages (`sys::huge_pages`): a 60,000-row table is 3.5 MB, whose 850 page
+//! faults took about 1 ms of 14-22 ms. Neither grows by copying itself.
 
 use std::{
     cell::Cell,
@@ -12,9 +14,12 @@ use std::{
     rc::Rc,
 };
 
+use crate::sys::huge_pages::HugePageBuffer;
+
 /// As large as the snapshot's output buffer (`BufWriter` of 128 KiB), so
 /// that a committed chunk goes past it to the output instead of being
-/// copied into it.
+/// copied into it. Small tables (1,000 rows are about 60 KB) fit, and
+/// never pay for a huge page (zeroing 2 MiB).
 const CHUNK: usize = 128 * 1024;
 
 /// Bytes held back at most before writing through.
@@ -22,7 +27,9 @@ pub const HOLD_LIMIT: usize = 4 << 20;
 
 pub struct Spool<'a, W: Write> {
     out: &'a mut W,
-    chunks: Vec<Vec<u8>>,
+    first: Vec<u8>,
+    /// What comes after `first`; reserved when first needed.
+    rest: Option<HugePageBuffer>,
     held: usize,
     limit: usize,
     /// Shared, so that a reader holding the spool mutably through a
@@ -34,7 +41,8 @@ impl<'a, W: Write> Spool<'a, W> {
     pub fn new(out: &'a mut W, limit: usize) -> Spool<'a, W> {
         Spool {
             out,
-            chunks: Vec::new(),
+            first: Vec::new(),
+            rest: None,
             held: 0,
             limit,
             through: Rc::new(Cell::new(false)),
@@ -54,27 +62,48 @@ impl<'a, W: Write> Spool<'a, W> {
 
     /// Writes everything held to the output.
     pub fn commit(&mut self) -> io::Result<()> {
-        for c in self.chunks.drain(..) {
-            self.out.write_all(&c)?;
+        self.out.write_all(&self.first)?;
+        self.first.clear();
+        if let Some(rest) = &mut self.rest {
+            self.out.write_all(rest.as_slice())?;
+            rest.clear();
         }
         self.held = 0;
         Ok(())
     }
 
-    fn hold(&mut self, mut bytes: &[u8]) {
+    /// Holds `bytes`, which fit within the limit.
+    fn hold(&mut self, bytes: &[u8]) -> io::Result<()> {
         self.held += bytes.len();
-        while !bytes.is_empty() {
-            let chunk = match self.chunks.last_mut() {
-                Some(c) if c.len() < CHUNK => c,
-                _ => {
-                    self.chunks.push(Vec::with_capacity(CHUNK));
-                    continue;
-                }
-            };
-            let take = (CHUNK - chunk.len()).min(bytes.len());
-            chunk.extend_from_slice(&bytes[..take]);
-            bytes = &bytes[take..];
+        if self.first.capacity() == 0 {
+            self.first.reserve_exact(CHUNK);
         }
+        let take = (CHUNK - self.first.len()).min(bytes.len());
+        self.first.extend_from_slice(&bytes[..take]);
+        let more = &bytes[take..];
+        if more.is_empty() {
+            return Ok(());
+        }
+        let rest = match &mut self.rest {
+            Some(rest) => rest,
+            None => {
+                let size = self.limit.saturating_sub(CHUNK);
+                let reserved = HugePageBuffer::with_capacity(size).map_err(|e| {
+                    io::Error::new(
+                        e.kind(),
+                        format!(
+                            "cannot reserve {} KiB of memory to hold a table until its read is checked: {e}",
+                            size / 1024
+                        ),
+                    )
+                })?;
+                self.rest.insert(reserved)
+            }
+        };
+        let fit = rest.extend_from_slice(more);
+        // `write` goes through instead of holding past the limit.
+        debug_assert_eq!(fit, more.len(), "held within the limit");
+        Ok(())
     }
 }
 
@@ -87,7 +116,7 @@ impl<W: Write> Write for Spool<'_, W> {
         if self.through.get() {
             return self.out.write(bytes);
         }
-        self.hold(bytes);
+        self.hold(bytes)?;
         Ok(bytes.len())
     }
 
@@ -113,9 +142,19 @@ mod tests {
             s.write_all(part).expect("writes to memory");
         }
         assert!(!s.written_through());
-        assert_eq!(s.chunks.len(), 4);
+        assert_eq!(s.first.len(), CHUNK, "the first chunk is full");
+        assert_eq!(
+            s.rest.as_ref().map(|r| r.as_slice().len()),
+            Some(2 * CHUNK + 17),
+            "the rest holds the rest"
+        );
         s.commit().expect("writes to memory");
-        assert_eq!(out, text);
+        // Held again after a commit (a table after a header).
+        s.write_all(b"more").expect("writes to memory");
+        assert_eq!(s.held, 4);
+        s.commit().expect("writes to memory");
+        assert_eq!(&out[..text.len()], &text[..]);
+        assert_eq!(&out[text.len()..], b"more");
     }
 
     #[test]
