@@ -196,6 +196,43 @@ mod tests {
         current_cpu().expect("sched_getcpu")
     }
 
+    /// How many CPUs the calling thread may run on.
+    fn allowed_cpus() -> i32 {
+        // SAFETY: a zeroed cpu_set_t filled by the kernel.
+        let mut set: libc::cpu_set_t = unsafe { zeroed() };
+        assert_eq!(
+            unsafe { libc::sched_getaffinity(0, size_of::<libc::cpu_set_t>(), &mut set) },
+            0
+        );
+        // SAFETY: CPU_COUNT reads the set.
+        unsafe { libc::CPU_COUNT(&set) }
+    }
+
+    #[test]
+    fn a_thread_started_between_plan_and_bind_inherits_no_binding() {
+        let cpus = allowed_cpus();
+        let place = Placement::new();
+        let Some(plan) = Spread::plan(&place) else {
+            assert!(cpus < 2, "two CPUs or more: a plan");
+            return;
+        };
+        let started = std::thread::spawn({
+            let place = place.clone();
+            move || {
+                let free = allowed_cpus();
+                place.follow();
+                (free, cpu_of_thread())
+            }
+        });
+        let spread = plan.bind().expect("bound to its CPU");
+        let here = cpu_of_thread();
+        let (free, there) = started.join().expect("started thread");
+        assert_eq!(free, cpus, "started with every CPU its starter had");
+        assert_ne!(here, there, "then bound apart");
+        drop(spread);
+        assert_eq!(allowed_cpus(), cpus, "binding undone");
+    }
+
     #[test]
     fn parser_and_reader_end_up_on_different_cpus_and_the_parser_is_freed() {
         // SAFETY: a zeroed cpu_set_t filled by the kernel.
