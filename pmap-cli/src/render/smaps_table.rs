@@ -15,7 +15,7 @@ use std::{
 use super::{
     Format, Options, num,
     smaps_row::{RowLayout, Widths},
-    smaps_store::{Interner, Mark, Rows, SEGMENT, push_varint},
+    smaps_store::{Interner, Mark, Rows, SEGMENT, TWO_THREADS_PAST, push_varint},
 };
 use crate::{map::smaps::SmapsEntry, sys::spread::two_cpus};
 
@@ -324,7 +324,7 @@ impl<'a> SmapsTable<'a> {
                 (m.pos..end, &m.last[..])
             })
             .collect();
-        if segments.len() > 1 && two_threads {
+        if segments.len() > TWO_THREADS_PAST && two_threads {
             rows.print_on_two_threads(&segments, &mut b, out)?;
         } else {
             for (range, last) in &segments {
@@ -451,8 +451,11 @@ mod tests {
     /// value, which each piece starts from).
     #[test]
     fn two_threads_print_what_one_prints() {
+        // Enough pieces to be printed on two threads, the last one short.
+        let pieces = TWO_THREADS_PAST + 2;
+        let rows = (pieces - 1) * SEGMENT + 5;
         let mut smaps = String::new();
-        for i in 0..3 * SEGMENT as u64 + 5 {
+        for i in 0..rows as u64 {
             let start = 0x10_0000 + i * 0x1000;
             smaps += &format!(
                 "{start:08x}-{:08x} rw-p 00000000 00:00 0\nRss: {} kB\n",
@@ -466,12 +469,12 @@ mod tests {
             smaps += &format!("VmFlags: rd wr {}\n", if i % 2 == 0 { "mr" } else { "ac" });
         }
         let print = |two_threads: bool| {
-            let (text, pieces) = table_text(&smaps, Format::All, two_threads);
-            assert_eq!(pieces, 4, "pieces of SEGMENT rows");
+            let (text, kept_in) = table_text(&smaps, Format::All, two_threads);
+            assert_eq!(kept_in, pieces, "pieces of SEGMENT rows");
             text
         };
         let one = print(false);
-        assert_eq!(one.lines().count(), 3 * SEGMENT + 5 + 3);
+        assert_eq!(one.lines().count(), rows + 3);
         // Region 997 (at 0x4e5000) lacks Pss: it prints region 996's.
         let row = one
             .lines()
