@@ -410,20 +410,7 @@ os.waitpid(pid, 0)
 fn polling_follows_children_it_finds_at_each_look() {
     let script = "import mmap, time; time.sleep(1); m = mmap.mmap(-1, 7 << 20); time.sleep(1)";
     let cmd = format!("python3 -c '{script}'; true");
-    let mut t = Tracer::spawn(&[
-        "-f",
-        "--backend",
-        "poll",
-        "--json",
-        "--no-initial-table",
-        "--",
-        "sh",
-        "-c",
-        &cmd,
-    ]);
-    t.wait_tracing(Duration::from_secs(60));
-    let status = t.wait_exit(Duration::from_secs(60));
-    assert!(status.success(), "pmap trace failed: {}", t.context());
+    let (t, rs, joined) = follow_by_polling(&["sh", "-c", &cmd]);
     assert!(
         t.stderr()
             .iter()
@@ -431,14 +418,34 @@ fn polling_follows_children_it_finds_at_each_look() {
         "polling says what -f can do: {}",
         t.context()
     );
-    let rs = records(&t);
-    let joined = joined_by_fork(&rs);
     assert!(!joined.is_empty(), "no child was followed: {}", t.context());
     assert!(
         maps_7_mib(&rs, &joined),
         "the child's 7 MiB mapping was not seen: {}",
         t.context()
     );
+}
+
+/// Runs `command` under `pmap trace -f --backend poll --json` to its end
+/// (asserting the tracer succeeded): the tracer, its records, and the
+/// children it joined by fork.
+fn follow_by_polling(command: &[&str]) -> (Tracer, Vec<Value>, Vec<u64>) {
+    let mut args = vec![
+        "-f",
+        "--backend",
+        "poll",
+        "--json",
+        "--no-initial-table",
+        "--",
+    ];
+    args.extend_from_slice(command);
+    let mut t = Tracer::spawn(&args);
+    t.wait_tracing(Duration::from_secs(60));
+    let status = t.wait_exit(Duration::from_secs(60));
+    assert!(status.success(), "pmap trace failed: {}", t.context());
+    let rs = records(&t);
+    let joined = joined_by_fork(&rs);
+    (t, rs, joined)
 }
 
 /// With polling, a child found between its vfork and its exec shares its
@@ -450,24 +457,13 @@ fn polling_follows_children_it_finds_at_each_look() {
 fn polling_follows_a_vfork_child_through_its_exec() {
     let vfork = workload_bin("vfork_exec");
     let script = "import mmap, time; m = mmap.mmap(-1, 7 << 20); time.sleep(1)";
-    let mut t = Tracer::spawn(&[
-        "-f",
-        "--backend",
-        "poll",
-        "--json",
-        "--no-initial-table",
-        "--",
+    let (t, rs, joined) = follow_by_polling(&[
         vfork.to_str().expect("a UTF-8 path"),
         "1000",
         "python3",
         "-c",
         script,
     ]);
-    t.wait_tracing(Duration::from_secs(60));
-    let status = t.wait_exit(Duration::from_secs(60));
-    assert!(status.success(), "pmap trace failed: {}", t.context());
-    let rs = records(&t);
-    let joined = joined_by_fork(&rs);
     assert_eq!(joined.len(), 1, "the child joins once: {}", t.context());
     let child = joined[0];
     assert!(
