@@ -24,7 +24,6 @@ pub struct HugePageBuffer {
     /// Where the 2 MiB aligned stretch starts in `map`.
     start: usize,
     len: usize,
-    capacity: usize,
 }
 
 impl HugePageBuffer {
@@ -33,17 +32,17 @@ impl HugePageBuffer {
         let start = map.as_ptr().align_offset(HUGE_PAGE).min(HUGE_PAGE);
         // Only a hint: without it the pages are ordinary ones.
         let _ = map.advise(Advice::HugePage);
-        Ok(HugePageBuffer {
-            map,
-            start,
-            len: 0,
-            capacity,
-        })
+        Ok(HugePageBuffer { map, start, len: 0 })
+    }
+
+    /// What was asked for: the mapping is one huge page longer.
+    fn capacity(&self) -> usize {
+        self.map.len() - HUGE_PAGE
     }
 
     /// Appends as much of `bytes` as fits; returns how much that was.
     pub fn extend_from_slice(&mut self, bytes: &[u8]) -> usize {
-        let take = bytes.len().min(self.capacity - self.len);
+        let take = bytes.len().min(self.capacity() - self.len);
         let at = self.start + self.len;
         self.map[at..at + take].copy_from_slice(&bytes[..take]);
         self.len += take;

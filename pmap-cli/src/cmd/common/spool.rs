@@ -92,7 +92,7 @@ impl<'a, W: Write> Spool<'a, W> {
                     io::Error::new(
                         e.kind(),
                         format!(
-                            "cannot reserve {} KiB of memory to hold a table until its read is checked: {e}",
+                            "cannot reserve {} KiB of memory to hold a table until its read is checked: {e}; free some memory, or raise the limit on pmap's memory, and run it again",
                             size / 1024
                         ),
                     )
